@@ -1,0 +1,78 @@
+"""The app factory: builds everything from Settings; resources open and close in cleanup contexts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from signaling.http import RoomsApi
+from signaling.messages import MAX_SDP
+from signaling.server import SignalingServer
+from signaling.tokens import TokenSigner
+from sfu.server import SfuServer
+
+from . import migrations
+from .settings import Settings
+from .store import Store, create_engine
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+SFU = web.AppKey("sfu", SfuServer)
+SIGNALING = web.AppKey("signaling", SignalingServer)
+
+
+def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
+    return [{"urls": [url]} for url in settings.ice_servers]
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A ready-to-run aiohttp application for ``settings``."""
+    app = web.Application(client_max_size=256 * 1024)
+    app[SETTINGS] = settings
+    store = Store(create_engine(settings.effective_database_url))
+    sfu = SfuServer()
+    signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
+    app[STORE] = store
+    app[SFU] = sfu
+
+    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        max_http_buffer_size=MAX_SDP + 16 * 1024,
+        ping_interval=10,
+        ping_timeout=10,
+    )
+    sio.attach(app)
+    app[SIGNALING] = SignalingServer(
+        sio,
+        store,
+        sfu,
+        signer,
+        max_participants=settings.max_participants,
+        ice_servers=_client_ice_servers(settings),
+    )
+    RoomsApi(store, sfu, signer, settings.base_url).add_routes(app)
+
+    async def database(_app: web.Application) -> AsyncIterator[None]:
+        applied = await migrations.migrate(store.engine)
+        for migration in applied:
+            logger.info("applied migration %04d_%s", migration.version, migration.name)
+        yield
+        await store.engine.dispose()
+
+    async def media(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        # Reverse order of start: sessions first, then the media they used.
+        await app[SIGNALING].close()
+        await sfu.close()
+
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(media)
+    return app

@@ -1,0 +1,287 @@
+"""A participant made of aiortc: joins by link, publishes, subscribes, reports what arrived.
+
+Implements the client side of docs/protocol.md, like the browser client does. Used to
+check a deployment, to play a recorded workout into a class, and by the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import socketio
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
+from av import AudioFrame, VideoFrame
+
+from sfu import aiortc_adapter
+
+VIDEO_CLOCK = 90000
+AUDIO_RATE = 48000
+
+
+class BotError(Exception):
+    """The bot could not join or run; the message says why."""
+
+
+def parse_link(link: str) -> tuple[str, str, str]:
+    """``(base_url, room_id, token)`` from a class link ``…/r/ROOM#t=TOKEN``."""
+    parts = urlsplit(link)
+    path = parts.path.rstrip("/").split("/")
+    if parts.scheme not in ("http", "https") or len(path) < 2 or path[-2] != "r":
+        raise BotError(f"not a class link: {link!r} (expected …/r/ROOM#t=TOKEN)")
+    fragment = dict(p.split("=", 1) for p in parts.fragment.split("&") if "=" in p)
+    token = fragment.get("t")
+    if not token:
+        raise BotError("the link has no token (#t=…)")
+    prefix = "/".join(path[:-2])
+    return f"{parts.scheme}://{parts.netloc}{prefix}", path[-1], token
+
+
+class SyntheticVideo(MediaStreamTrack):  # type: ignore[misc]
+    """A moving colour pattern, so every frame differs and encoders do real work."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 320, height: int = 180, fps: int = 15) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self._start: float | None = None
+        self._count = 0
+        y, x = np.mgrid[0:height, 0:width]
+        self._base = ((x + y) % 256).astype(np.uint8)
+
+    async def recv(self) -> VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._count / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        shift = (self._count * 4) % 256
+        plane = (self._base + shift).astype(np.uint8)
+        image = np.dstack([plane, np.roll(plane, 40, axis=1), 255 - plane])
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = int(self._count * VIDEO_CLOCK / self.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._count += 1
+        return frame
+
+
+class SyntheticAudio(MediaStreamTrack):  # type: ignore[misc]
+    """A quiet 440 Hz tone in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: float | None = None
+        self._samples = 0
+        self._chunk = AUDIO_RATE // 50
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._samples / AUDIO_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        t = (np.arange(self._chunk) + self._samples) / AUDIO_RATE
+        samples = (0.1 * 32767 * np.sin(2 * math.pi * 440 * t)).astype(np.int16)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._samples += self._chunk
+        return frame
+
+
+@dataclass
+class ReceivedTrack:
+    """What arrived on one subscribed m-line."""
+
+    mid: str
+    kind: str
+    publisher_id: str
+    announced_at: float
+    frames: int = 0
+    packets: int = 0
+    bytes: int = 0
+    first_frame_at: float | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Bot:
+    """One bot session; ``run_bot`` drives it."""
+
+    base_url: str
+    token: str
+    name: str
+    video: str
+    sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient(reconnection=False))
+    publish_pc: RTCPeerConnection | None = None
+    subscribe_pc: RTCPeerConnection | None = None
+    configuration: RTCConfiguration = field(default_factory=lambda: RTCConfiguration(iceServers=[]))
+    names: dict[str, str] = field(default_factory=dict)
+    tracks: dict[str, ReceivedTrack] = field(default_factory=dict)
+    mid_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
+    you: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    player: MediaPlayer | None = None
+    _offers: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _offer_task: asyncio.Task[None] | None = None
+
+    async def call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Emit an event and return its ack, raising BotError on a refusal."""
+        ack = await self.sio.call(event, {"v": 1, **payload}, timeout=20)
+        if not isinstance(ack, dict) or not ack.get("ok"):
+            error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
+            raise BotError(f"{event} refused: {error.get('code')}: {error.get('message')}")
+        return ack
+
+    async def start(self) -> None:
+        """Connect, join, publish."""
+        self.sio.on("participant_joined", self._on_joined)
+        self.sio.on("subscribe_offer", self._on_offer)
+        self.sio.on("error", self._on_error)
+        try:
+            await self.sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
+        except socketio.exceptions.ConnectionError as exc:
+            raise BotError(f"cannot reach {self.base_url}: {exc}") from None
+        self._offer_task = asyncio.create_task(self._answer_offers())
+        joined = await self.call("join", {"token": self.token, "name": self.name})
+        self.you = joined["you"]
+        for p in joined["participants"]:
+            self.names[p["id"]] = p["name"]
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in joined.get("ice_servers", [])
+        ]
+        self.configuration = RTCConfiguration(iceServers=servers)
+        await self._publish()
+
+    async def _publish(self) -> None:
+        pc = RTCPeerConnection(self.configuration)
+        self.publish_pc = pc
+        if self.video == "synthetic":
+            pc.addTransceiver(SyntheticAudio(), direction="sendonly")
+            pc.addTransceiver(SyntheticVideo(), direction="sendonly")
+        else:
+            # decode=False: packets already in VP8/Opus go out as they are, not re-encoded.
+            self.player = MediaPlayer(self.video, decode=False)
+            for track in (self.player.audio, self.player.video):
+                if track is not None:
+                    pc.addTransceiver(track, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await self.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def _on_joined(self, data: dict[str, Any]) -> None:
+        participant = data.get("participant", {})
+        self.names[participant.get("id", "")] = participant.get("name", "?")
+
+    async def _on_error(self, data: dict[str, Any]) -> None:
+        self.errors.append(data)
+
+    async def _on_offer(self, data: dict[str, Any]) -> None:
+        await self._offers.put(data)
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self._offers.get()
+            for t in offer.get("tracks", []):
+                self.mid_owner[t["mid"]] = (t["participant_id"], t["kind"])
+            if self.subscribe_pc is None:
+                self.subscribe_pc = RTCPeerConnection(self.configuration)
+                self.subscribe_pc.on("track", self._on_track)
+            pc = self.subscribe_pc
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self.call("subscribe_answer", {"type": "answer", "sdp": pc.localDescription.sdp})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.subscribe_pc is not None
+        mid = next(
+            (t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None
+        )
+        if mid is None:
+            return
+        publisher, kind = self.mid_owner.get(mid, ("?", track.kind))
+        received = ReceivedTrack(mid=mid, kind=kind, publisher_id=publisher, announced_at=time.monotonic())
+        receiver = next(t.receiver for t in self.subscribe_pc.getTransceivers() if t.mid == mid)
+
+        def count(packet: RtpPacket) -> None:
+            received.packets += 1
+            received.bytes += len(packet.payload)
+
+        aiortc_adapter.tap_rtp(receiver, count)
+        received.task = asyncio.create_task(self._consume(track, received))
+        self.tracks[mid] = received
+
+    async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                if received.first_frame_at is None:
+                    received.first_frame_at = time.monotonic()
+                received.frames += 1
+
+    def report(self) -> dict[str, Any]:
+        """Per received track: kind, publisher, packets, bytes, frames, time to first frame."""
+        tracks = []
+        for mid, t in sorted(self.tracks.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
+            tracks.append(
+                {
+                    "mid": mid,
+                    "kind": t.kind,
+                    "publisher_id": t.publisher_id,
+                    "publisher": self.names.get(t.publisher_id, t.publisher_id),
+                    "packets": t.packets,
+                    "bytes": t.bytes,
+                    "frames": t.frames,
+                    "time_to_first_frame_s": (
+                        None if t.first_frame_at is None else round(t.first_frame_at - t.announced_at, 3)
+                    ),
+                }
+            )
+        return {"you": self.you, "tracks": tracks, "errors": self.errors}
+
+    async def stop(self) -> None:
+        """Leave and close everything."""
+        if self.sio.connected:
+            with contextlib.suppress(Exception):
+                await self.sio.call("leave", {"v": 1}, timeout=5)
+        for task in [self._offer_task, *[t.task for t in self.tracks.values()]]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                await pc.close()
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+async def run_bot(link: str, seconds: float, video: str = "synthetic", name: str = "bot") -> dict[str, Any]:
+    """Join ``link`` for ``seconds`` and return the report."""
+    base_url, _room, token = parse_link(link)
+    bot = Bot(base_url=base_url, token=token, name=name, video=video)
+    try:
+        await bot.start()
+        await asyncio.sleep(seconds)
+        return bot.report()
+    finally:
+        await bot.stop()

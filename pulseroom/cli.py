@@ -1,0 +1,121 @@
+"""The ``pulseroom`` command: serve, migrate, bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .settings import ConfigError, Settings, load_settings
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"pulseroom: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+
+    settings = _settings_or_exit()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiortc and aioice log every packet problem at INFO/DEBUG; keep them quiet by default.
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    print(f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
+          f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "
+          f"socket.io: {'Redis' if settings.redis_url else 'in-memory'})", flush=True)
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except OSError as exc:
+        print(f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from . import migrations
+    from .store import create_engine
+
+    settings = _settings_or_exit()
+
+    async def run() -> list[str]:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in await migrations.migrate(engine)]
+        finally:
+            await engine.dispose()
+
+    applied = asyncio.run(run())
+    print("applied: " + (", ".join(applied) if applied else "nothing (schema is current)"))
+    return 0
+
+
+def _bot(args: argparse.Namespace) -> int:
+    from .bot import BotError, run_bot
+
+    try:
+        report = asyncio.run(
+            run_bot(args.join_link, seconds=args.seconds, video=args.video, name=args.name)
+        )
+    except BotError as exc:
+        print(f"pulseroom bot: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"joined as {report['you']['name']} ({report['you']['role']}) for {args.seconds}s")
+        for track in report["tracks"]:
+            first = track["time_to_first_frame_s"]
+            print(
+                f"  {track['kind']:5} from {track['publisher']:<20} packets={track['packets']:<6}"
+                f" bytes={track['bytes']:<9} frames={track['frames']:<5}"
+                f" first_frame={'-' if first is None else f'{first:.2f}s'}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    parser = argparse.ArgumentParser(prog="pulseroom", description="Live in-browser fitness classes.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server (settings from the environment)")
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(func=_migrate)
+
+    bot = commands.add_parser("bot", help="join a class as a participant and report what arrives")
+    bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")
+    bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay (default 10)")
+    bot.add_argument(
+        "--video", default="synthetic",
+        help="'synthetic' (default) or a media file to publish (VP8/Opus is sent without re-encoding)",
+    )
+    bot.add_argument("--name", default="bot", help="display name (default 'bot')")
+    bot.add_argument("--json", action="store_true", help="print the report as JSON")
+    bot.set_defaults(func=_bot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pulseroom`` console script."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "video", "synthetic") not in ("synthetic",) and not Path(args.video).exists():
+        print(f"pulseroom bot: no such file: {args.video}", file=sys.stderr)
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Apply the numbered SQL files in ``migrations/`` to the configured database."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(postgresql|sqlite))?\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: its number, name and the SQL for one backend."""
+
+    version: int
+    name: str
+    path: Path
+
+
+def discover(dialect: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations for ``dialect``, in order; a dialect-specific file wins."""
+    chosen: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise ValueError(f"migration file name not understood: {path.name}")
+        version, name, only = int(match[1]), match[2], match[3]
+        if only is not None and only != dialect:
+            continue
+        if only is None and version in chosen:
+            continue
+        chosen[version] = Migration(version, name, path)
+    return [chosen[v] for v in sorted(chosen)]
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script on ``;`` at line ends, keeping ``$$ ... $$`` bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_dollar = False
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        if line.count("$$") % 2 == 1:
+            in_dollar = not in_dollar
+        if not in_dollar and stripped.endswith(";"):
+            statements.append("\n".join(current).rstrip().rstrip(";"))
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
+
+
+async def _applied(conn: AsyncConnection) -> set[int]:
+    await conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at DOUBLE PRECISION NOT NULL)"
+        )
+    )
+    rows = await conn.execute(text("SELECT version FROM schema_migrations"))
+    return {int(row[0]) for row in rows}
+
+
+async def pending(engine: AsyncEngine) -> list[Migration]:
+    """Migrations not yet applied."""
+    async with engine.begin() as conn:
+        done = await _applied(conn)
+    return [m for m in discover(engine.dialect.name) if m.version not in done]
+
+
+async def migrate(engine: AsyncEngine) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction; returns those applied."""
+    applied: list[Migration] = []
+    for migration in await pending(engine):
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Two servers starting at once must not both apply the same version.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7461707)"))
+                if migration.version in await _applied(conn):
+                    continue
+            for statement in split_statements(migration.path.read_text()):
+                await conn.exec_driver_sql(statement)
+            await conn.execute(
+                text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
+                {"v": migration.version, "n": migration.name, "t": time.time()},
+            )
+        applied.append(migration)
+    return applied

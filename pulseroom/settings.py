@@ -1,0 +1,123 @@
+"""Server configuration: one pydantic settings model, read from the environment.
+
+With nothing set, PulseRoom runs on an embedded default: HTTP on 127.0.0.1:8080,
+SQLite under the data directory, the in-memory Socket.IO manager and no TURN.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    """Everything PulseRoom can be configured with (see the README's table)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    host: Annotated[str, Field(validation_alias=AliasChoices("PULSEROOM_HOST"))] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535, validation_alias="PULSEROOM_PORT")] = 8080
+    data_dir: Annotated[Path, Field(validation_alias="PULSEROOM_DATA_DIR")] = Path("data")
+    public_url: Annotated[str | None, Field(validation_alias="PULSEROOM_PUBLIC_URL")] = None
+    secret: Annotated[str | None, Field(validation_alias="PULSEROOM_SECRET", min_length=16)] = (
+        None
+    )
+    link_ttl: Annotated[int, Field(ge=60, le=30 * 86400, validation_alias="PULSEROOM_LINK_TTL")] = (
+        12 * 3600
+    )
+    max_participants: Annotated[
+        int, Field(ge=2, le=1000, validation_alias="PULSEROOM_MAX_PARTICIPANTS")
+    ] = 100
+    database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
+    redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
+    ice_servers: Annotated[
+        list[str], Field(validation_alias="PULSEROOM_STUN_URLS")
+    ] = []
+    log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError(
+                "must start with postgresql+asyncpg:// (or sqlite+aiosqlite:// for a file)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @property
+    def base_url(self) -> str:
+        """The URL links point at: PULSEROOM_PUBLIC_URL, else the listening address."""
+        if self.public_url:
+            return self.public_url
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, else an SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'pulseroom.db').resolve()}"
+
+    def signing_secret(self) -> bytes:
+        """PULSEROOM_SECRET, else a random secret kept in the data directory.
+
+        Kept on disk so that links stay valid across restarts of the embedded default.
+        """
+        if self.secret:
+            return self.secret.encode()
+        path = self.data_dir / "secret"
+        if path.exists():
+            return path.read_text().strip().encode()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value.encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment; a bad value raises ConfigError naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            lines.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None

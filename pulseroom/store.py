@@ -1,0 +1,140 @@
+"""Persistence of classes and chat, on SQLite (embedded) or PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+CHAT_HISTORY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A class as stored."""
+
+    id: str
+    title: str
+    created_at: float
+    ended_at: float | None
+    gallery: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """One chat message as stored."""
+
+    id: str
+    room_id: str
+    participant_id: str
+    name: str
+    text: str
+    sent_at: float
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; for SQLite the file's folder is created and foreign keys enforced."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+class Store:
+    """Rooms and chat messages."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_room(self, title: str) -> RoomRecord:
+        """Store a new class and return it."""
+        room = RoomRecord(
+            id=uuid.uuid4().hex[:12], title=title, created_at=time.time(), ended_at=None, gallery=False
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO rooms (id, title, created_at, ended_at, gallery)"
+                    " VALUES (:id, :title, :created_at, NULL, :gallery)"
+                ),
+                {"id": room.id, "title": room.title, "created_at": room.created_at, "gallery": False},
+            )
+        return room
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        """The class with this id, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT id, title, created_at, ended_at, gallery FROM rooms WHERE id = :id"),
+                    {"id": room_id},
+                )
+            ).first()
+        if row is None:
+            return None
+        return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]))
+
+    async def end_room(self, room_id: str) -> None:
+        """Mark the class ended (idempotent: the first end time stays)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE rooms SET ended_at = :t WHERE id = :id AND ended_at IS NULL"),
+                {"t": time.time(), "id": room_id},
+            )
+
+    async def set_gallery(self, room_id: str, enabled: bool) -> None:
+        """Store the class's gallery mode."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE rooms SET gallery = :g WHERE id = :id"), {"g": enabled, "id": room_id}
+            )
+
+    async def add_chat(self, room_id: str, participant_id: str, name: str, body: str) -> ChatRecord:
+        """Store a chat message and return it."""
+        record = ChatRecord(
+            id=uuid.uuid4().hex, room_id=room_id, participant_id=participant_id, name=name,
+            text=body, sent_at=time.time(),
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO chat_messages (id, room_id, participant_id, name, text, sent_at)"
+                    " VALUES (:id, :room_id, :participant_id, :name, :text, :sent_at)"
+                ),
+                {
+                    "id": record.id, "room_id": room_id, "participant_id": participant_id,
+                    "name": name, "text": body, "sent_at": record.sent_at,
+                },
+            )
+        return record
+
+    async def recent_chat(self, room_id: str, limit: int = CHAT_HISTORY) -> list[ChatRecord]:
+        """The last ``limit`` messages of a class, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, room_id, participant_id, name, text, sent_at FROM chat_messages"
+                        " WHERE room_id = :room ORDER BY sent_at DESC, id DESC LIMIT :limit"
+                    ),
+                    {"room": room_id, "limit": limit},
+                )
+            ).all()
+        return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in reversed(rows)]

@@ -1,0 +1,236 @@
+"""The one place where PulseRoom reaches into aiortc's internals.
+
+aiortc has no public way to receive or send *encoded* RTP packets: its receiver
+always depacketizes into a jitter buffer and a decoder thread, and its sender
+always pulls frames from a track and packetizes them. An SFU must do neither, so
+this module:
+
+- takes over a receiver's RTP input (``RTCRtpReceiver._handle_rtp_packet``) and
+  stops the decoder thread ``receive()`` started, so no decoder ever exists;
+- gives a sender a track that never yields a frame (so no encoder is created) and
+  writes forwarded packets straight to the sender's DTLS transport;
+- takes over a sender's RTCP input to turn PLI/FIR/NACK into forwarding actions;
+- keeps the sender's counters current so its RTCP sender reports stay truthful.
+
+Everything here is written against aiortc 1.16.0 / aioice 0.13.0 (pinned in
+pyproject.toml). ``check_compatibility()`` fails loudly if the internals it touches
+have changed; the test suite calls it, and so does the SFU at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiortc
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+SUPPORTED_AIORTC = "1.16.0"
+
+RtpHandler = Callable[[RtpPacket, int], Awaitable[None]]
+RtcpHandler = Callable[[Any], Awaitable[None]]
+
+# Name-mangled private attributes used below; listed once so the check can find them.
+_RECEIVER_ATTRS = (
+    "_RTCRtpReceiver__decoder_thread",
+    "_RTCRtpReceiver__stop_decoder",
+    "_RTCRtpReceiver__remote_streams",
+)
+_SENDER_ATTRS = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+)
+
+
+class AdapterError(RuntimeError):
+    """aiortc's internals are not what this adapter was written against."""
+
+
+def check_compatibility() -> None:
+    """Raise AdapterError unless aiortc's internals are the ones this module uses."""
+    if aiortc.__version__ != SUPPORTED_AIORTC:
+        raise AdapterError(
+            f"sfu.aiortc_adapter supports aiortc {SUPPORTED_AIORTC}, found {aiortc.__version__}"
+        )
+    for cls, names in (
+        (RTCRtpReceiver, ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "receive")),
+        (RTCRtpSender, ("_handle_rtcp_packet", "send", "_ssrc", "_stream_id")),
+        (RTCDtlsTransport, ("_send_rtp", "_rtp_header_extensions_map")),
+        (RtpPacket, ("serialize", "parse")),
+        (RTCRtpTransceiver, ("_codecs",)),
+    ):
+        for name in names:
+            if not hasattr(cls, name) and name not in getattr(cls, "__init__").__code__.co_names:
+                raise AdapterError(f"aiortc {cls.__name__} has no {name}")
+    source_receiver = RTCRtpReceiver.__init__.__code__.co_names
+    for name in _RECEIVER_ATTRS:
+        if name not in source_receiver and not hasattr(RTCRtpReceiver, name):
+            raise AdapterError(f"aiortc RTCRtpReceiver has no {name}")
+    source_sender = RTCRtpSender.__init__.__code__.co_names
+    for name in _SENDER_ATTRS:
+        if name not in source_sender:
+            raise AdapterError(f"aiortc RTCRtpSender has no {name}")
+
+
+class IdleTrack(MediaStreamTrack):  # type: ignore[misc]
+    """A track that never yields a frame: the sender's encoder loop waits on it forever."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._never.done():
+            self._never.cancel()
+
+
+# -- receiving side (a publisher's connection) ------------------------------------------
+
+
+def take_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
+    """Route every RTP packet of ``receiver`` to ``handler`` instead of its decoder.
+
+    Call after ``setRemoteDescription``/``setLocalDescription`` have started the receiver.
+    The decoder thread aiortc started is stopped before any packet reaches it.
+    """
+
+    original_receive = receiver.receive
+
+    async def _receive(parameters: Any) -> None:
+        # aiortc starts a decoder thread here; stop it before the first packet.
+        await original_receive(parameters)
+        stop_decoder(receiver)
+
+    receiver._handle_rtp_packet = handler
+    receiver.receive = _receive
+    stop_decoder(receiver)
+
+
+def stop_decoder(receiver: RTCRtpReceiver) -> None:
+    """Stop the idle decoder thread ``RTCRtpReceiver.receive()`` starts (no decoder exists yet)."""
+    receiver._RTCRtpReceiver__stop_decoder()
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs (with the remote's payload types) negotiated for a transceiver."""
+    return list(transceiver._codecs)
+
+
+def keep_first_codec(transceiver: RTCRtpTransceiver) -> None:
+    """Narrow a received transceiver to its first codec (and that codec's RTX).
+
+    Call between ``setRemoteDescription(offer)`` and ``createAnswer()``: the answer then
+    names one codec, so the publisher sends exactly one and forwarding needs no
+    per-packet codec switch.
+    """
+    media = [c for c in transceiver._codecs if c.mimeType.lower() != "video/rtx"]
+    if not media:
+        return
+    first = media[0]
+    transceiver._codecs = [first] + [
+        c
+        for c in transceiver._codecs
+        if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == first.payloadType
+    ]
+
+
+def note_received(receiver: RTCRtpReceiver, packet: RtpPacket, clock_rate: int) -> None:
+    """Feed aiortc's per-source statistics so its receiver reports stay correct."""
+    from aiortc.rtcrtpreceiver import StreamStatistics
+
+    streams = receiver._RTCRtpReceiver__remote_streams
+    stats = streams.get(packet.ssrc)
+    if stats is None:
+        stats = streams[packet.ssrc] = StreamStatistics(clock_rate)
+    stats.add(packet)
+
+
+async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a PLI for ``media_ssrc`` to the publisher."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Ask the publisher to retransmit ``lost`` sequence numbers."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def new_nack_generator() -> NackGenerator:
+    """aiortc's gap tracker, reused for upstream NACKs."""
+    return NackGenerator()
+
+
+# -- sending side (a subscriber's connection) -------------------------------------------
+
+
+def prepare_sender(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
+    """Give a send-only transceiver an idle track, grouped in the browser under ``stream_id``."""
+    sender = transceiver.sender
+    sender.replaceTrack(IdleTrack(transceiver.kind))
+    sender._stream_id = stream_id
+
+
+def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
+    """Route RTCP for ``sender`` to ``handler`` first; aiortc still sees reports for its stats."""
+    original = sender._handle_rtcp_packet
+
+    async def _handle(packet: Any) -> None:
+        await handler(packet)
+        await original(packet)
+
+    sender._handle_rtcp_packet = _handle
+
+
+def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
+    """The payload type the transceiver's first (non-RTX) codec was offered with."""
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() != "video/rtx":
+            return int(codec.payloadType)
+    return None
+
+
+def sender_transport(sender: RTCRtpSender) -> RTCDtlsTransport:
+    """The DTLS transport a sender writes to (the BUNDLE transport once negotiated)."""
+    return sender.transport
+
+
+def extensions_map(transport: RTCDtlsTransport) -> HeaderExtensionsMap:
+    """The header-extension ids negotiated on a transport."""
+    return transport._rtp_header_extensions_map
+
+
+async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
+    """Encrypt and send one serialized RTP or RTCP packet."""
+    await transport._send_rtp(data)
+
+
+def note_sent(sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, octets: int) -> None:
+    """Keep the sender's report counters in step with what was forwarded."""
+    sender._RTCRtpSender__ntp_timestamp = ntp_time
+    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+    sender._RTCRtpSender__packet_count += 1
+    sender._RTCRtpSender__octet_count += octets
+
+
+def tap_rtp(receiver: RTCRtpReceiver, callback: Callable[[RtpPacket], None]) -> None:
+    """Call ``callback`` for each RTP packet before aiortc's own receive path (client side)."""
+    original = receiver._handle_rtp_packet
+
+    async def _handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        callback(packet)
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = _handle

@@ -1,0 +1,266 @@
+"""A participant's two connections to the SFU: one it publishes on, one it receives on.
+
+The *publish* connection is offered by the client (send-only audio and video) and
+answered here. The *subscribe* connection is offered from here, one send-only
+m-line per forwarded track, and renegotiated whenever that set changes; offers go
+out one at a time through the participant's ``PeerSignal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import candidate_from_sdp
+
+from . import aiortc_adapter as adapter
+from .forwarder import Codec, Consumer, Producer
+from .stats import ForwardingStats
+from .topology import Role
+
+logger = logging.getLogger(__name__)
+
+ANSWER_TIMEOUT_S = 15.0
+
+
+class SfuError(Exception):
+    """A request the SFU refuses; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """What one m-line of a subscribe offer carries."""
+
+    mid: str
+    participant_id: str
+    kind: str
+
+
+class PeerSignal(Protocol):
+    """How the SFU reaches a participant's client (implemented by signaling)."""
+
+    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
+        """Deliver a subscribe offer; the answer comes back via ``Participant.subscribe_answer``."""
+
+
+def matching_capability(kind: str, codec: Codec) -> RTCRtpCodecCapability:
+    """aiortc's capability for the publisher's codec, so a subscriber gets the same one."""
+    candidates = [
+        c
+        for c in RTCRtpSender.getCapabilities(kind).codecs
+        if c.mimeType.lower() == codec.mime_type.lower()
+    ]
+    if not candidates:
+        raise SfuError("bad_sdp", f"codec {codec.mime_type} cannot be forwarded")
+    if codec.mime_type.lower() == "video/h264":
+        for c in candidates:
+            if (
+                c.parameters.get("profile-level-id") == codec.parameters.get("profile-level-id")
+                and c.parameters.get("packetization-mode") == codec.parameters.get("packetization-mode")
+            ):
+                return c
+    return candidates[0]
+
+
+class Participant:
+    """One member of a class as the SFU sees them: published tracks and subscriptions."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        role: Role,
+        signal: PeerSignal,
+        configuration: RTCConfiguration,
+        stats: ForwardingStats,
+        on_producer: Callable[[Producer], None],
+    ) -> None:
+        self.id = participant_id
+        self.role: Role = role
+        self.producers: dict[str, Producer] = {}
+        self._signal = signal
+        self._configuration = configuration
+        self._stats = stats
+        self._on_producer = on_producer
+        self._publish_pc: RTCPeerConnection | None = None
+        self._subscribe_pc = RTCPeerConnection(configuration)
+        self._wanted: dict[str, Producer] = {}
+        self._consumers: dict[str, tuple[Consumer, RTCRtpTransceiver]] = {}
+        self._answer: asyncio.Future[str] | None = None
+        self._dirty = asyncio.Event()
+        self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
+        self._closed = False
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, offer_sdp: str) -> str:
+        """Answer the client's publish offer; its tracks become producers."""
+        if self._closed:
+            raise SfuError("not_joined", "this participant has left")
+        if self._publish_pc is not None:
+            raise SfuError("bad_request", "already publishing; leave and join again to republish")
+        pc = RTCPeerConnection(self._configuration)
+        self._publish_pc = pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            self._publish_pc = None
+            await pc.close()
+            raise SfuError("bad_sdp", f"the offer could not be applied: {exc}") from None
+        transceivers = [t for t in pc.getTransceivers() if t.kind in ("audio", "video")]
+        kinds = sorted(t.kind for t in transceivers)
+        if kinds not in (["audio"], ["video"], ["audio", "video"]):
+            self._publish_pc = None
+            await pc.close()
+            raise SfuError("bad_sdp", "publish at most one audio and one video track")
+        for transceiver in transceivers:
+            adapter.keep_first_codec(transceiver)
+            if not adapter.negotiated_codecs(transceiver):
+                self._publish_pc = None
+                await pc.close()
+                raise SfuError("bad_sdp", f"no {transceiver.kind} codec in common (need Opus, VP8 or H.264)")
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        for transceiver in transceivers:
+            producer = Producer(
+                producer_id=f"{self.id}:{transceiver.kind}",
+                owner_id=self.id,
+                transceiver=transceiver,
+                stats=self._stats,
+            )
+            self.producers[transceiver.kind] = producer
+            self._on_producer(producer)
+        return str(pc.localDescription.sdp)
+
+    # -- subscribing --------------------------------------------------------------------
+
+    def set_wanted(self, producers: list[Producer]) -> None:
+        """The producers this participant should receive; renegotiates if that changed."""
+        wanted = {p.id: p for p in producers}
+        if wanted.keys() != self._wanted.keys():
+            self._wanted = wanted
+            self._dirty.set()
+
+    async def subscribe_answer(self, answer_sdp: str) -> None:
+        """The client's answer to the latest subscribe offer."""
+        if self._answer is None or self._answer.done():
+            raise SfuError("bad_request", "no subscribe offer is waiting for an answer")
+        self._answer.set_result(answer_sdp)
+
+    async def _negotiate_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._negotiate_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("subscribe negotiation failed for %s", self.id)
+
+    async def _negotiate_once(self) -> None:
+        pc = self._subscribe_pc
+        removed = [pid for pid in self._consumers if pid not in self._wanted]
+        for pid in removed:
+            consumer, transceiver = self._consumers.pop(pid)
+            consumer.close()
+            # An m-line cannot be removed; it turns inactive and the browser ends the track.
+            transceiver.direction = "inactive"
+        added: list[tuple[Producer, RTCRtpTransceiver]] = []
+        for producer in self._wanted.values():
+            if producer.id in self._consumers or producer.codec is None:
+                continue
+            transceiver = pc.addTransceiver(producer.kind, direction="sendonly")
+            transceiver.setCodecPreferences([matching_capability(producer.kind, producer.codec)])
+            adapter.prepare_sender(transceiver, stream_id=producer.owner_id)
+            added.append((producer, transceiver))
+        if not removed and not added:
+            return
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        owners = {t.mid: p for p, t in added}
+        owners.update({t.mid: c.producer for c, t in self._consumers.values()})
+        tracks = [TrackInfo(mid, p.owner_id, p.kind) for mid, p in owners.items() if mid]
+        self._answer = asyncio.get_running_loop().create_future()
+        await self._signal.send_offer(str(pc.localDescription.sdp), tracks)
+        answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for producer, transceiver in added:
+            payload_type = adapter.negotiated_payload_type(transceiver)
+            if payload_type is None or transceiver.mid is None:
+                continue
+            if producer.id not in self._wanted:
+                transceiver.direction = "inactive"
+                self._dirty.set()
+                continue
+            consumer = Consumer(
+                producer,
+                self.id,
+                transceiver.sender,
+                transceiver.mid,
+                payload_type,
+                self._stats,
+            )
+            self._consumers[producer.id] = (consumer, transceiver)
+
+    # -- both ---------------------------------------------------------------------------
+
+    async def add_ice_candidate(
+        self, target: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """A trickled ICE candidate from the client for one of its connections."""
+        pc = self._publish_pc if target == "publish" else self._subscribe_pc
+        if pc is None:
+            raise SfuError("bad_request", f"no {target} connection yet")
+        if not candidate:
+            return  # end of candidates: aiortc needs no marker
+        text = candidate.removeprefix("candidate:")
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SfuError("bad_request", f"unreadable ICE candidate: {exc}") from None
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        if sdp_mid is None and sdp_mline_index is None:
+            parsed.sdpMLineIndex = 0
+        await pc.addIceCandidate(parsed)
+
+    @property
+    def consumer_count(self) -> int:
+        """How many tracks this participant currently receives."""
+        return len(self._consumers)
+
+    async def close(self) -> None:
+        """Close both connections and everything forwarded to or from them (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._negotiator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._negotiator
+        if self._answer is not None and not self._answer.done():
+            self._answer.cancel()
+        for producer in self.producers.values():
+            producer.close()
+        for consumer, _transceiver in self._consumers.values():
+            consumer.close()
+        self._consumers.clear()
+        for pc in (self._publish_pc, self._subscribe_pc):
+            if pc is not None:
+                await pc.close()

@@ -1,0 +1,49 @@
+"""The SFU's root object: owns every room; the signaling layer talks only to this."""
+
+from __future__ import annotations
+
+from aiortc import RTCConfiguration, RTCIceServer
+
+from . import aiortc_adapter
+from .room import Room
+from .stats import ForwardingStats
+
+
+class SfuServer:
+    """server → room → participant → producer / consumer; ``close()`` cascades down."""
+
+    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+        aiortc_adapter.check_compatibility()
+        # An explicit (possibly empty) list: aiortc's default would ask a public STUN server.
+        self.configuration = RTCConfiguration(iceServers=list(ice_servers or []))
+        self.stats = ForwardingStats()
+        self.rooms: dict[str, Room] = {}
+        self._closed = False
+
+    def room(self, room_id: str) -> Room:
+        """The room with this id, created on first use."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id, self.configuration, self.stats)
+        return room
+
+    async def close_room(self, room_id: str) -> None:
+        """Close a room and everyone in it."""
+        room = self.rooms.pop(room_id, None)
+        if room is not None:
+            await room.close()
+
+    @property
+    def participant_count(self) -> int:
+        """Participants across all rooms."""
+        return sum(len(room.participants) for room in self.rooms.values())
+
+    async def close(self) -> None:
+        """Close every room (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        for room in rooms:
+            await room.close()

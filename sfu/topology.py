@@ -1,0 +1,19 @@
+"""Who receives whom: the class topology as a pure rule, tested alone."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Role = Literal["host", "participant"]
+
+
+def receives(subscriber_role: Role, publisher_role: Role, gallery: bool) -> bool:
+    """Whether a subscriber of ``subscriber_role`` gets a publisher's media.
+
+    The instructor (host) is seen by everyone and sees everyone; participants see
+    each other only while the host has gallery mode on. Nobody receives themselves:
+    the caller never asks for that pair.
+    """
+    if publisher_role == "host" or subscriber_role == "host":
+        return True
+    return gallery

@@ -1,0 +1,1 @@
+"""Socket.IO signaling on aiohttp: rooms, join links, roles, presence, chat, SDP/ICE."""

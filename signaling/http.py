@@ -1,0 +1,88 @@
+"""REST endpoints and the browser pages: create a class, serve the client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from pulseroom.store import Store
+from sfu.server import SfuServer
+
+from .messages import CreateRoomIn
+from .tokens import TokenSigner
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class RoomsApi:
+    """``POST /api/rooms``, ``GET /api/stats`` and the static pages."""
+
+    def __init__(self, store: Store, sfu: SfuServer, signer: TokenSigner, base_url: str) -> None:
+        self.store = store
+        self.sfu = sfu
+        self.signer = signer
+        self.base_url = base_url
+
+    def link(self, room_id: str, token: str) -> str:
+        """A class link: the token rides in the fragment, so it never reaches server logs."""
+        return f"{self.base_url}/r/{room_id}#t={token}"
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        """Create a class; answer with its host and join links."""
+        if request.content_type != "application/json":
+            return _error(415, "bad_request", "send JSON: {\"title\": \"...\"}")
+        try:
+            body: Any = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "bad_request", "the body is not valid JSON")
+        try:
+            payload = CreateRoomIn.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return _error(400, "bad_request", f"{where}: {first['msg']}")
+        room = await self.store.create_room(payload.title)
+        host_token, expires_at = self.signer.issue(room.id, "host")
+        join_token, _ = self.signer.issue(room.id, "participant")
+        return web.json_response(
+            {
+                "room": {"id": room.id, "title": room.title},
+                "host_link": self.link(room.id, host_token),
+                "join_link": self.link(room.id, join_token),
+                "expires_at": expires_at,
+            },
+            status=201,
+        )
+
+    async def stats(self, _request: web.Request) -> web.Response:
+        """Aggregate counters (no names, no ids)."""
+        return web.json_response(
+            {
+                "rooms": len(self.sfu.rooms),
+                "participants": self.sfu.participant_count,
+                **self.sfu.stats.as_dict(),
+            }
+        )
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the endpoints and pages on ``app``."""
+
+        async def home(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "index.html")
+
+        async def room_page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "room.html")
+
+        app.router.add_get("/", home)
+        app.router.add_get("/r/{room_id}", room_page)
+        app.router.add_post("/api/rooms", self.create_room)
+        app.router.add_get("/api/stats", self.stats)
+        app.router.add_static("/static/", WEB_DIR, show_index=False)

@@ -1,0 +1,279 @@
+"""Socket.IO event handlers: validate, act as the session's own participant, answer.
+
+Every event is declared once in ``_EVENTS`` (name → model, handler, who may send it);
+one wrapper validates the payload, finds the session's member, turns every refusal
+into an ack plus an ``error`` event, and never lets an exception reach python-socketio.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from pulseroom.store import ChatRecord, Store
+from sfu.peer import SfuError, TrackInfo
+from sfu.server import SfuServer
+
+from .messages import (
+    PROTOCOL_VERSION,
+    ChatIn,
+    ChatMessageOut,
+    EmptyIn,
+    GalleryIn,
+    IceIn,
+    JoinIn,
+    MediaStateIn,
+    PublishIn,
+    RoomOut,
+    SubscribeAnswerIn,
+    error_payload,
+)
+from .presence import Member, Presence
+from .tokens import TokenError, TokenSigner
+
+logger = logging.getLogger(__name__)
+
+
+class SignalError(Exception):
+    """A refusal with a protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SocketSignal:
+    """The SFU's way to reach one client: emits ``subscribe_offer`` to its session."""
+
+    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
+        self._sio = sio
+        self._sid = sid
+
+    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
+        """Send a subscribe offer with its m-line → publisher map."""
+        await self._sio.emit(
+            "subscribe_offer",
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "offer",
+                "sdp": sdp,
+                "tracks": [
+                    {"mid": t.mid, "participant_id": t.participant_id, "kind": t.kind} for t in tracks
+                ],
+            },
+            to=self._sid,
+        )
+
+
+def _chat_out(record: ChatRecord) -> dict[str, Any]:
+    return ChatMessageOut(
+        id=record.id, participant_id=record.participant_id, name=record.name,
+        text=record.text, sent_at=record.sent_at,
+    ).model_dump()
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+Handler = Callable[[str, Any, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    model: type[BaseModel]
+    handler: Handler
+    joined: bool  # the session must have joined first
+    host_only: bool = False
+
+
+class SignalingServer:
+    """The class-level behaviour behind the Socket.IO events of docs/protocol.md."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        store: Store,
+        sfu: SfuServer,
+        signer: TokenSigner,
+        max_participants: int,
+        ice_servers: list[dict[str, Any]],
+    ) -> None:
+        self.sio = sio
+        self.store = store
+        self.sfu = sfu
+        self.signer = signer
+        self.max_participants = max_participants
+        self.ice_servers = ice_servers
+        self.presence = Presence()
+        events: dict[str, _Event] = {
+            "join": _Event(JoinIn, self._join, joined=False),
+            "publish": _Event(PublishIn, self._publish, joined=True),
+            "subscribe_answer": _Event(SubscribeAnswerIn, self._subscribe_answer, joined=True),
+            "ice": _Event(IceIn, self._ice, joined=True),
+            "chat": _Event(ChatIn, self._chat, joined=True),
+            "media_state": _Event(MediaStateIn, self._media_state, joined=True),
+            "gallery": _Event(GalleryIn, self._gallery, joined=True, host_only=True),
+            "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
+            "leave": _Event(EmptyIn, self._leave, joined=True),
+        }
+        for name, event in events.items():
+            sio.on(name, self._wrap(name, event))
+        sio.on("disconnect", self._on_disconnect)
+
+    def _wrap(self, name: str, event: _Event) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def _handle(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
+            try:
+                payload = event.model.model_validate(data)
+                member = self.presence.by_sid.get(sid)
+                if event.joined and member is None:
+                    raise SignalError("not_joined", "join a class first")
+                if event.host_only and (member is None or member.role != "host"):
+                    raise SignalError("forbidden", "only the instructor can do this")
+                result = await event.handler(sid, member, payload)
+                return {"ok": True, **result}
+            except ValidationError as exc:
+                code, message = "bad_request", _validation_message(exc)
+            except (SignalError, SfuError, TokenError) as exc:
+                code, message = exc.code, exc.message
+            except Exception:
+                logger.exception("event %s failed", name)
+                code, message = "internal", "the server could not handle this request"
+            await self.sio.emit("error", error_payload(code, message, name), to=sid)
+            return {"ok": False, "error": {"code": code, "message": message}}
+
+        return _handle
+
+    # -- events -------------------------------------------------------------------------
+
+    async def _join(self, sid: str, member: Member | None, msg: JoinIn) -> dict[str, Any]:
+        if member is not None:
+            raise SignalError("already_joined", "this connection has already joined a class")
+        grant = self.signer.verify(msg.token)
+        room = await self.store.get_room(grant.room_id)
+        if room is None:
+            raise SignalError("room_not_found", "this class does not exist")
+        if room.ended_at is not None:
+            raise SignalError("room_ended", "this class has ended")
+        chat = await self.store.recent_chat(room.id)
+        if sid in self.presence.by_sid:  # joined meanwhile, from the same session
+            raise SignalError("already_joined", "this connection has already joined a class")
+        if self.presence.count(room.id) >= self.max_participants:
+            raise SignalError("room_full", f"this class is full ({self.max_participants} people)")
+        sfu_room = self.sfu.room(room.id)
+        if not sfu_room.participants:
+            sfu_room.set_gallery(room.gallery)
+        participant_id = uuid.uuid4().hex[:12]
+        peer = sfu_room.join(participant_id, grant.role, SocketSignal(self.sio, sid))
+        member = Member(
+            id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role, peer=peer
+        )
+        others = self.presence.members(room.id)
+        self.presence.add(member)
+        await self.sio.enter_room(sid, room.id)
+        await self.sio.emit(
+            "participant_joined",
+            {"v": PROTOCOL_VERSION, "participant": member.out().model_dump()},
+            room=room.id,
+            skip_sid=sid,
+        )
+        logger.info("participant %s joined room %s as %s", participant_id, room.id, grant.role)
+        return {
+            "v": PROTOCOL_VERSION,
+            "you": member.out().model_dump(),
+            "room": RoomOut(id=room.id, title=room.title, gallery=sfu_room.gallery).model_dump(),
+            "participants": [m.out().model_dump() for m in [*others, member]],
+            "chat": [_chat_out(r) for r in chat],
+            "ice_servers": self.ice_servers,
+        }
+
+    async def _publish(self, _sid: str, member: Member, msg: PublishIn) -> dict[str, Any]:
+        answer = await member.peer.publish(msg.sdp)
+        return {"type": "answer", "sdp": answer}
+
+    async def _subscribe_answer(
+        self, _sid: str, member: Member, msg: SubscribeAnswerIn
+    ) -> dict[str, Any]:
+        await member.peer.subscribe_answer(msg.sdp)
+        return {}
+
+    async def _ice(self, _sid: str, member: Member, msg: IceIn) -> dict[str, Any]:
+        await member.peer.add_ice_candidate(msg.pc, msg.candidate, msg.sdpMid, msg.sdpMLineIndex)
+        return {}
+
+    async def _chat(self, _sid: str, member: Member, msg: ChatIn) -> dict[str, Any]:
+        if not msg.text:
+            raise SignalError("bad_request", "text: must not be empty")
+        record = await self.store.add_chat(member.room_id, member.id, member.name, msg.text)
+        message = _chat_out(record)
+        await self.sio.emit("chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id)
+        return {"message": message}
+
+    async def _media_state(self, _sid: str, member: Member, msg: MediaStateIn) -> dict[str, Any]:
+        member.audio, member.video = msg.audio, msg.video
+        await self.sio.emit(
+            "participant_updated",
+            {"v": PROTOCOL_VERSION, "participant": member.out().model_dump()},
+            room=member.room_id,
+        )
+        return {}
+
+    async def _gallery(self, _sid: str, member: Member, msg: GalleryIn) -> dict[str, Any]:
+        await self.store.set_gallery(member.room_id, msg.enabled)
+        self.sfu.room(member.room_id).set_gallery(msg.enabled)
+        await self.sio.emit(
+            "gallery", {"v": PROTOCOL_VERSION, "enabled": msg.enabled}, room=member.room_id
+        )
+        return {}
+
+    async def _end_class(self, _sid: str, member: Member, _msg: EmptyIn) -> dict[str, Any]:
+        room_id = member.room_id
+        await self.store.end_room(room_id)
+        await self.sio.emit("class_ended", {"v": PROTOCOL_VERSION}, room=room_id)
+        for other in self.presence.members(room_id):
+            self.presence.remove(other.sid)
+            await self.sio.leave_room(other.sid, room_id)
+        await self.sfu.close_room(room_id)
+        logger.info("room %s ended by %s", room_id, member.id)
+        return {}
+
+    async def _leave(self, sid: str, _member: Member, _msg: EmptyIn) -> dict[str, Any]:
+        await self._remove(sid)
+        return {}
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        try:
+            await self._remove(sid)
+        except Exception:
+            logger.exception("cleanup after disconnect of %s failed", sid)
+
+    async def _remove(self, sid: str) -> None:
+        member = self.presence.remove(sid)
+        if member is None:
+            return
+        await self.sio.leave_room(sid, member.room_id)
+        await self.sio.emit(
+            "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
+        )
+        room = self.sfu.rooms.get(member.room_id)
+        if room is not None:
+            await room.leave(member.id)
+            if not room.participants:
+                await self.sfu.close_room(member.room_id)
+        logger.info("participant %s left room %s", member.id, member.room_id)
+
+    async def close(self) -> None:
+        """Disconnect every session (the SFU is closed by its own owner)."""
+        for sid in list(self.presence.by_sid):
+            await self.sio.disconnect(sid)

@@ -1,0 +1,85 @@
+"""Signed, expiring join tokens: what a class link carries.
+
+A token is ``base64url(json payload) "." base64url(HMAC-SHA256(secret, first part))``.
+It names one room and one role; the server checks it on every join.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["host", "participant"]
+ROLES: tuple[Role, ...] = ("host", "participant")
+MAX_TOKEN_LENGTH = 512
+
+
+class TokenError(Exception):
+    """A token was refused; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a valid token allows: a role in one room, until ``expires_at``."""
+
+    room_id: str
+    role: Role
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Issues and checks tokens with one server secret."""
+
+    def __init__(self, secret: bytes, ttl_seconds: int) -> None:
+        if len(secret) < 16:
+            raise ValueError("the signing secret must be at least 16 bytes")
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
+
+    def issue(self, room_id: str, role: Role, now: float | None = None) -> tuple[str, int]:
+        """A token for ``role`` in ``room_id`` and its expiry (unix seconds)."""
+        expires_at = int(now if now is not None else time.time()) + self.ttl_seconds
+        payload = json.dumps({"r": room_id, "role": role, "exp": expires_at}, separators=(",", ":"))
+        body = _b64(payload.encode())
+        return f"{body}.{self._mac(body)}", expires_at
+
+    def verify(self, token: str, room_id: str | None = None, now: float | None = None) -> Grant:
+        """The grant a token carries; raises TokenError if forged, expired or for another room."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            raise TokenError("invalid_token", "This link is not valid: it is damaged or incomplete.")
+        body, mac = token.split(".")
+        if not hmac.compare_digest(mac, self._mac(body)):
+            raise TokenError("invalid_token", "This link is not valid: its signature does not match.")
+        try:
+            payload = json.loads(_unb64(body))
+            grant = Grant(room_id=str(payload["r"]), role=payload["role"], expires_at=int(payload["exp"]))
+        except (ValueError, KeyError, TypeError):
+            raise TokenError("invalid_token", "This link is not valid: it cannot be read.") from None
+        if grant.role not in ROLES:
+            raise TokenError("invalid_token", "This link is not valid: unknown role.")
+        if grant.expires_at <= (now if now is not None else time.time()):
+            raise TokenError("token_expired", "This link has expired: ask the instructor for a new one.")
+        if room_id is not None and grant.room_id != room_id:
+            raise TokenError("wrong_room", "This link belongs to another class.")
+        return grant
