@@ -19,6 +19,7 @@ import numpy as np
 import socketio
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -130,6 +131,8 @@ class Bot:
     token: str
     name: str
     video: str
+    room: str | None = None
+    gallery: bool = False
     sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient(reconnection=False))
     publish_pc: RTCPeerConnection | None = None
     subscribe_pc: RTCPeerConnection | None = None
@@ -161,7 +164,7 @@ class Bot:
         except socketio.exceptions.ConnectionError as exc:
             raise BotError(f"cannot reach {self.base_url}: {exc}") from None
         self._offer_task = asyncio.create_task(self._answer_offers())
-        joined = await self.call("join", {"token": self.token, "name": self.name})
+        joined = await self.call("join", {"token": self.token, "name": self.name, "room": self.room})
         self.you = joined["you"]
         for p in joined["participants"]:
             self.names[p["id"]] = p["name"]
@@ -169,7 +172,11 @@ class Bot:
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in joined.get("ice_servers", [])
         ]
-        self.configuration = RTCConfiguration(iceServers=servers)
+        self.configuration = RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+        if self.gallery:
+            await self.call("gallery", {"enabled": True})
         await self._publish()
 
     async def _publish(self) -> None:
@@ -275,10 +282,12 @@ class Bot:
             await self.sio.disconnect()
 
 
-async def run_bot(link: str, seconds: float, video: str = "synthetic", name: str = "bot") -> dict[str, Any]:
-    """Join ``link`` for ``seconds`` and return the report."""
-    base_url, _room, token = parse_link(link)
-    bot = Bot(base_url=base_url, token=token, name=name, video=video)
+async def run_bot(
+    link: str, seconds: float, video: str = "synthetic", name: str = "bot", gallery: bool = False
+) -> dict[str, Any]:
+    """Join ``link`` for ``seconds`` and return the report (``gallery``: host turns it on)."""
+    base_url, room, token = parse_link(link)
+    bot = Bot(base_url=base_url, token=token, name=name, video=video, room=room, gallery=gallery)
     try:
         await bot.start()
         await asyncio.sleep(seconds)

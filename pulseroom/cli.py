@@ -64,7 +64,10 @@ def _bot(args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(
-            run_bot(args.join_link, seconds=args.seconds, video=args.video, name=args.name)
+            run_bot(
+                args.join_link, seconds=args.seconds, video=args.video, name=args.name,
+                gallery=args.gallery,
+            )
         )
     except BotError as exc:
         print(f"pulseroom bot: {exc}", file=sys.stderr)
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bot.add_argument("--name", default="bot", help="display name (default 'bot')")
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
+    bot.add_argument(
+        "--gallery", action="store_true", help="with a host link: turn gallery mode on after joining"
+    )
     bot.set_defaults(func=_bot)
     return parser
 

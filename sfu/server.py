@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
 from .room import Room
@@ -15,7 +15,11 @@ class SfuServer:
     def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
         aiortc_adapter.check_compatibility()
         # An explicit (possibly empty) list: aiortc's default would ask a public STUN server.
-        self.configuration = RTCConfiguration(iceServers=list(ice_servers or []))
+        # max-bundle: with aiortc's default (balanced), an m-line added in the same offer
+        # as the first of its kind keeps a transport that never connects.
+        self.configuration = RTCConfiguration(
+            iceServers=list(ice_servers or []), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
         self.stats = ForwardingStats()
         self.rooms: dict[str, Room] = {}
         self._closed = False

@@ -46,6 +46,7 @@ class JoinIn(Inbound):
 
     token: Annotated[str, Field(min_length=1, max_length=512)]
     name: Name
+    room: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class PublishIn(Inbound):

@@ -160,7 +160,7 @@ class SignalingServer:
     async def _join(self, sid: str, member: Member | None, msg: JoinIn) -> dict[str, Any]:
         if member is not None:
             raise SignalError("already_joined", "this connection has already joined a class")
-        grant = self.signer.verify(msg.token)
+        grant = self.signer.verify(msg.token, room_id=msg.room)
         room = await self.store.get_room(grant.room_id)
         if room is None:
             raise SignalError("room_not_found", "this class does not exist")

@@ -66,10 +66,15 @@ class TokenSigner:
 
     def verify(self, token: str, room_id: str | None = None, now: float | None = None) -> Grant:
         """The grant a token carries; raises TokenError if forged, expired or for another room."""
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_TOKEN_LENGTH
+            or token.count(".") != 1
+            or not token.isascii()
+        ):
             raise TokenError("invalid_token", "This link is not valid: it is damaged or incomplete.")
         body, mac = token.split(".")
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
             raise TokenError("invalid_token", "This link is not valid: its signature does not match.")
         try:
             payload = json.loads(_unb64(body))

@@ -1,0 +1,141 @@
+"""Shared fixtures: real servers started as subprocesses on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The README's test command starts these services when they are not running.
+POSTGRES_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """A ``pulseroom serve`` subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+
+    def stored_rooms(self) -> int:
+        """How many classes the embedded SQLite database holds."""
+        import sqlite3
+
+        with sqlite3.connect(self.data_dir / "pulseroom.db") as db:
+            return int(db.execute("SELECT count(*) FROM rooms").fetchone()[0])
+
+    def create_room(self, title: str = "Spin class") -> dict[str, object]:
+        """POST /api/rooms and return the JSON answer."""
+        response = httpx.post(f"{self.url}/api/rooms", json={"title": title}, timeout=10)
+        response.raise_for_status()
+        data: dict[str, object] = response.json()
+        return data
+
+    def stats(self) -> dict[str, int]:
+        """GET /api/stats."""
+        data: dict[str, int] = httpx.get(f"{self.url}/api/stats", timeout=10).json()
+        return data
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp: Path, **env: str) -> RunningServer:
+    """Start ``pulseroom serve`` with ``env`` on a free port and wait until it answers."""
+    port = free_port()
+    # Only what the test asks for: an inherited DATABASE_URL must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    full_env = {
+        **inherited,
+        "PULSEROOM_PORT": str(port),
+        "PULSEROOM_DATA_DIR": str(tmp / "data"),
+        "PULSEROOM_LOG_LEVEL": "INFO",
+        **env,
+    }
+    log_path = tmp / f"server-{port}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulseroom.cli", "serve"],
+        cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/api/stats", timeout=1).status_code == 200:
+                return RunningServer(url, process, log_path, tmp / "data")
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not answer within 30 s:\n{log_path.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    """Stop the subprocess (SIGTERM, then SIGKILL)."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server on the embedded default (SQLite, in-memory Socket.IO manager)."""
+    running = start_server(tmp_path)
+    yield running
+    stop_server(running)
+
+
+def _admin_dsn() -> str:
+    """POSTGRES_URL as a plain libpq DSN on the maintenance database."""
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    return dsn.rsplit("/", 1)[0] + "/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the real server; dropped afterwards."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"pulseroom_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_admin_dsn())
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,76 @@
+"""Configuration: embedded defaults, switches to real services, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pulseroom.settings import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "PULSEROOM_PORT", "PULSEROOM_HOST", "PULSEROOM_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEROOM_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.base_url == "http://127.0.0.1:8080"
+    assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.effective_database_url.endswith(str(tmp_path / "pulseroom.db"))
+    assert settings.redis_url is None
+
+
+def test_environment_switches_to_real_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@db:5432/pulseroom")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    settings = load_settings()
+    assert settings.effective_database_url == "postgresql+asyncpg://u@db:5432/pulseroom"
+    assert settings.redis_url == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PULSEROOM_PORT", "eighty"),
+        ("PULSEROOM_PORT", "70000"),
+        ("DATABASE_URL", "mysql://x"),
+        ("REDIS_URL", "http://x"),
+        ("PULSEROOM_LINK_TTL", "5"),
+        ("PULSEROOM_SECRET", "short"),
+        ("PULSEROOM_PUBLIC_URL", "ftp://x"),
+    ],
+)
+def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert name in str(err.value)
+
+
+def test_secret_is_generated_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEROOM_DATA_DIR", str(tmp_path))
+    first = load_settings().signing_secret()
+    second = load_settings().signing_secret()
+    assert first == second and len(first) >= 32
+    assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_serve_with_bad_setting_exits_with_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pulseroom.cli", "serve"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PULSEROOM_PORT": "not-a-port", "PULSEROOM_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "PULSEROOM_PORT" in result.stderr

@@ -1,0 +1,271 @@
+"""Signaling over real Socket.IO against a real server process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import RunningServer
+from tests.sio_client import Client
+
+Connect = Callable[[], Any]
+
+
+@pytest.fixture
+async def connect(server: RunningServer) -> AsyncIterator[Connect]:
+    clients: list[Client] = []
+
+    async def make() -> Client:
+        client = await Client(server.url).connect()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+def links(server: RunningServer, title: str = "Spin") -> tuple[str, str]:
+    room = server.create_room(title)
+    return str(room["host_link"]), str(room["join_link"])
+
+
+async def test_create_room_gives_signed_links(server: RunningServer) -> None:
+    response = httpx.post(f"{server.url}/api/rooms", json={"title": "  Tabata  "})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["room"]["title"] == "Tabata"
+    room_id = body["room"]["id"]
+    assert body["host_link"].startswith(f"{server.url}/r/{room_id}#t=")
+    assert body["join_link"].startswith(f"{server.url}/r/{room_id}#t=")
+    assert body["host_link"] != body["join_link"]
+    page = httpx.get(body["join_link"].split("#")[0])
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        ('{"title": ""}', "application/json", 400),
+        ('{"title": "x", "extra": 1}', "application/json", 400),
+        ('{"title": 5}', "application/json", 400),
+        ('{"title": "' + "x" * 121 + '"}', "application/json", 400),
+        ("not json", "application/json", 400),
+        ('{"title": "x"}', "text/plain", 415),
+    ],
+)
+def test_bad_room_requests_are_refused(
+    server: RunningServer, body: str, content_type: str, status: int
+) -> None:
+    before = server.stored_rooms()
+    response = httpx.post(
+        f"{server.url}/api/rooms", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == "bad_request"
+    assert response.json()["error"]["message"]
+    assert server.stored_rooms() == before
+
+
+async def test_join_roster_and_presence(server: RunningServer, connect: Connect) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    joined = await host.join(host_link, "Coach")
+    assert joined["ok"] and joined["you"]["role"] == "host"
+    assert [p["name"] for p in joined["participants"]] == ["Coach"]
+    ann = await connect()
+    ann_joined = await ann.join(join_link, "Ann")
+    assert ann_joined["you"]["role"] == "participant"
+    assert [p["name"] for p in ann_joined["participants"]] == ["Coach", "Ann"]
+    event = await host.wait_for("participant_joined")
+    assert event["participant"]["name"] == "Ann"
+    assert (await ann.call("leave", {"v": 1}))["ok"]
+    left = await host.wait_for("participant_left")
+    assert left["id"] == ann_joined["you"]["id"]
+
+
+async def test_disconnect_counts_as_leave(server: RunningServer, connect: Connect) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach")
+    bob = await connect()
+    bob_id = (await bob.join(join_link, "Bob"))["you"]["id"]
+    await bob.close()
+    left = await host.wait_for("participant_left")
+    assert left["id"] == bob_id
+
+
+@pytest.mark.parametrize(
+    ("mangle", "code"),
+    [
+        (lambda t: t[:-3] + "AAA", "invalid_token"),
+        (lambda t: "garbage", "invalid_token"),
+        (lambda t: t.split(".")[0], "invalid_token"),
+    ],
+)
+async def test_forged_tokens_are_refused(
+    server: RunningServer, connect: Connect, mangle: Callable[[str], str], code: str
+) -> None:
+    _, join_link = links(server)
+    client = await connect()
+    room, token = join_link.split("/r/")[1].split("#t=")
+    ack = await client.call("join", {"v": 1, "token": mangle(token), "name": "Eve", "room": room})
+    assert ack == {"ok": False, "error": {"code": code, "message": ack["error"]["message"]}}
+    error = await client.wait_for("error")
+    assert error["code"] == code and error["event"] == "join"
+    assert server.stats()["participants"] == 0
+
+
+async def test_token_for_other_room_is_refused(server: RunningServer, connect: Connect) -> None:
+    _, join_a = links(server, "A")
+    _, join_b = links(server, "B")
+    room_b = join_b.split("/r/")[1].split("#")[0]
+    token_a = join_a.split("#t=")[1]
+    client = await connect()
+    ack = await client.call("join", {"v": 1, "token": token_a, "name": "Eve", "room": room_b})
+    assert ack["error"]["code"] == "wrong_room"
+
+
+async def test_expired_token_is_refused(tmp_path: Any, connect: Connect) -> None:
+    from signaling.tokens import TokenSigner
+    from tests.conftest import start_server, stop_server
+
+    secret = "s" * 32
+    server = start_server(tmp_path, PULSEROOM_SECRET=secret)
+    try:
+        room_id = str(server.create_room()["room"]["id"])  # type: ignore[index]
+        token, _ = TokenSigner(secret.encode(), 60).issue(room_id, "participant", now=0)
+        client = await Client(server.url).connect()
+        try:
+            ack = await client.call(
+                "join", {"v": 1, "token": token, "name": "Late", "room": room_id}
+            )
+            assert ack["error"]["code"] == "token_expired"
+            assert "expired" in ack["error"]["message"]
+        finally:
+            await client.close()
+    finally:
+        stop_server(server)
+
+
+async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
+    server: RunningServer, connect: Connect
+) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach")
+    for i in range(103):
+        ack = await host.call("chat", {"v": 1, "text": f"rep {i}"})
+        assert ack["ok"] and ack["message"]["text"] == f"rep {i}"
+    late = await connect()
+    joined = await late.join(join_link, "Late")
+    assert [m["text"] for m in joined["chat"]] == [f"rep {i}" for i in range(3, 103)]
+    await late.call("chat", {"v": 1, "text": "hi all"})
+    got = await host.wait_for("chat", lambda m: m["message"]["text"] == "hi all")
+    assert got["message"]["name"] == "Late"
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("chat", {"v": 1, "text": ""}),
+        ("chat", {"v": 1, "text": "x" * 1001}),
+        ("chat", {"v": 1, "text": "hi", "participant_id": "someone-else"}),
+        ("chat", {"v": 2, "text": "hi"}),
+        ("chat", "just a string"),
+        ("chat", None),
+        ("chat", {"v": 1, "text": 5}),
+        ("media_state", {"v": 1, "audio": "yes", "video": True}),
+        ("ice", {"v": 1, "pc": "other", "candidate": ""}),
+        ("publish", {"v": 1, "type": "offer", "sdp": "x" * (64 * 1024 + 1)}),
+        ("publish", {"v": 1, "type": "offer", "sdp": "not sdp at all"}),
+        ("subscribe_answer", {"v": 1, "type": "answer", "sdp": "v=0"}),
+    ],
+)
+async def test_bad_payloads_get_an_error_and_change_nothing(
+    server: RunningServer, connect: Connect, event: str, payload: Any
+) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach")
+    client = await connect()
+    await client.join(join_link, "Ann")
+    ack = await client.call(event, payload)
+    assert ack["ok"] is False
+    assert ack["error"]["code"] in ("bad_request", "bad_sdp")
+    error = await client.wait_for("error")
+    assert error["event"] == event and error["message"]
+    # Nothing changed: no chat went out, the session still works.
+    assert host.received["chat"] == []
+    assert host.received["participant_updated"] == []
+    assert (await client.call("chat", {"v": 1, "text": "still here"}))["ok"]
+    assert "internal" not in server.log().lower() or "Traceback" not in server.log()
+
+
+async def test_events_before_join_are_refused(server: RunningServer, connect: Connect) -> None:
+    client = await connect()
+    for event, payload in [
+        ("chat", {"v": 1, "text": "hi"}),
+        ("publish", {"v": 1, "type": "offer", "sdp": "v=0"}),
+        ("gallery", {"v": 1, "enabled": True}),
+    ]:
+        ack = await client.call(event, payload)
+        assert ack["error"]["code"] == "not_joined"
+
+
+async def test_only_the_host_controls_the_class(server: RunningServer, connect: Connect) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach")
+    ann = await connect()
+    await ann.join(join_link, "Ann")
+    for event, payload in [("gallery", {"v": 1, "enabled": True}), ("end_class", {"v": 1})]:
+        ack = await ann.call(event, payload)
+        assert ack["error"]["code"] == "forbidden"
+    assert (await host.call("gallery", {"v": 1, "enabled": True}))["ok"]
+    assert (await ann.wait_for("gallery"))["enabled"] is True
+
+
+async def test_joining_twice_on_one_connection_is_refused(
+    server: RunningServer, connect: Connect
+) -> None:
+    _, join_link = links(server)
+    client = await connect()
+    await client.join(join_link, "Ann")
+    ack = await client.join(join_link, "Ann again")
+    assert ack["error"]["code"] == "already_joined"
+    assert server.stats()["participants"] == 1
+
+
+async def test_room_full(tmp_path: Any) -> None:
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(tmp_path, PULSEROOM_MAX_PARTICIPANTS="2")
+    clients = [await Client(server.url).connect() for _ in range(3)]
+    try:
+        _, join_link = links(server)
+        assert (await clients[0].join(join_link, "A"))["ok"]
+        assert (await clients[1].join(join_link, "B"))["ok"]
+        ack = await clients[2].join(join_link, "C")
+        assert ack["error"]["code"] == "room_full"
+    finally:
+        for client in clients:
+            await client.close()
+        stop_server(server)
+
+
+async def test_ended_class_refuses_everyone(server: RunningServer, connect: Connect) -> None:
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach")
+    ann = await connect()
+    await ann.join(join_link, "Ann")
+    assert (await host.call("end_class", {"v": 1}))["ok"]
+    await ann.wait_for("class_ended")
+    assert (await ann.call("chat", {"v": 1, "text": "hello?"}))["error"]["code"] == "not_joined"
+    newcomer = await connect()
+    assert (await newcomer.join(join_link, "New"))["error"]["code"] == "room_ended"
+    assert (await newcomer.join(host_link, "Coach"))["error"]["code"] == "room_ended"
