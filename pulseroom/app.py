@@ -1,4 +1,4 @@
-"""The app factory: builds everything from Settings; resources open and close in cleanup contexts."""
+"""The app factory: builds everything from Settings; resources live in cleanup contexts."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from sfu.server import SfuServer
 from signaling.http import RoomsApi
 from signaling.messages import MAX_SDP
 from signaling.server import SignalingServer
 from signaling.tokens import TokenSigner
-from sfu.server import SfuServer
 
 from . import migrations
 from .settings import Settings

@@ -54,7 +54,7 @@ def parse_link(link: str) -> tuple[str, str, str]:
     return f"{parts.scheme}://{parts.netloc}{prefix}", path[-1], token
 
 
-class SyntheticVideo(MediaStreamTrack):  # type: ignore[misc]
+class SyntheticVideo(MediaStreamTrack):
     """A moving colour pattern, so every frame differs and encoders do real work."""
 
     kind = "video"
@@ -82,7 +82,7 @@ class SyntheticVideo(MediaStreamTrack):  # type: ignore[misc]
         return frame
 
 
-class SyntheticAudio(MediaStreamTrack):  # type: ignore[misc]
+class SyntheticAudio(MediaStreamTrack):
     """A quiet 440 Hz tone in 20 ms frames."""
 
     kind = "audio"
@@ -133,7 +133,9 @@ class Bot:
     video: str
     room: str | None = None
     gallery: bool = False
-    sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient(reconnection=False))
+    sio: socketio.AsyncClient = field(
+        default_factory=lambda: socketio.AsyncClient(reconnection=False)
+    )
     publish_pc: RTCPeerConnection | None = None
     subscribe_pc: RTCPeerConnection | None = None
     configuration: RTCConfiguration = field(default_factory=lambda: RTCConfiguration(iceServers=[]))
@@ -164,7 +166,9 @@ class Bot:
         except socketio.exceptions.ConnectionError as exc:
             raise BotError(f"cannot reach {self.base_url}: {exc}") from None
         self._offer_task = asyncio.create_task(self._answer_offers())
-        joined = await self.call("join", {"token": self.token, "name": self.name, "room": self.room})
+        joined = await self.call(
+            "join", {"token": self.token, "name": self.name, "room": self.room}
+        )
         self.you = joined["you"]
         for p in joined["participants"]:
             self.names[p["id"]] = p["name"]
@@ -226,7 +230,9 @@ class Bot:
         if mid is None:
             return
         publisher, kind = self.mid_owner.get(mid, ("?", track.kind))
-        received = ReceivedTrack(mid=mid, kind=kind, publisher_id=publisher, announced_at=time.monotonic())
+        received = ReceivedTrack(
+            mid=mid, kind=kind, publisher_id=publisher, announced_at=time.monotonic()
+        )
         receiver = next(t.receiver for t in self.subscribe_pc.getTransceivers() if t.mid == mid)
 
         def count(packet: RtpPacket) -> None:
@@ -248,7 +254,9 @@ class Bot:
     def report(self) -> dict[str, Any]:
         """Per received track: kind, publisher, packets, bytes, frames, time to first frame."""
         tracks = []
-        for mid, t in sorted(self.tracks.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
+        for mid, t in sorted(
+            self.tracks.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0
+        ):
             tracks.append(
                 {
                     "mid": mid,
@@ -259,7 +267,9 @@ class Bot:
                     "bytes": t.bytes,
                     "frames": t.frames,
                     "time_to_first_frame_s": (
-                        None if t.first_frame_at is None else round(t.first_frame_at - t.announced_at, 3)
+                        None
+                        if t.first_frame_at is None
+                        else round(t.first_frame_at - t.announced_at, 3)
                     ),
                 }
             )

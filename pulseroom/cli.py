@@ -26,17 +26,26 @@ def _serve(_args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = _settings_or_exit()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # aiortc and aioice log every packet problem at INFO/DEBUG; keep them quiet by default.
     for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    print(f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
-          f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "
-          f"socket.io: {'Redis' if settings.redis_url else 'in-memory'})", flush=True)
+        logging.getLogger(noisy).setLevel(
+            max(logging.WARNING, logging.getLevelName(settings.log_level))
+        )
+    print(
+        f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
+        f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "
+        f"socket.io: {'Redis' if settings.redis_url else 'in-memory'})",
+        flush=True,
+    )
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     except OSError as exc:
-        print(f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        print(
+            f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -65,7 +74,10 @@ def _bot(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(
             run_bot(
-                args.join_link, seconds=args.seconds, video=args.video, name=args.name,
+                args.join_link,
+                seconds=args.seconds,
+                video=args.video,
+                name=args.name,
                 gallery=args.gallery,
             )
         )
@@ -88,7 +100,9 @@ def _bot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
-    parser = argparse.ArgumentParser(prog="pulseroom", description="Live in-browser fitness classes.")
+    parser = argparse.ArgumentParser(
+        prog="pulseroom", description="Live in-browser fitness classes."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server (settings from the environment)")
@@ -101,13 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")
     bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay (default 10)")
     bot.add_argument(
-        "--video", default="synthetic",
-        help="'synthetic' (default) or a media file to publish (VP8/Opus is sent without re-encoding)",
+        "--video",
+        default="synthetic",
+        help="'synthetic' (default) or a media file to publish "
+        "(VP8/Opus is sent without re-encoding)",
     )
     bot.add_argument("--name", default="bot", help="display name (default 'bot')")
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
     bot.add_argument(
-        "--gallery", action="store_true", help="with a host link: turn gallery mode on after joining"
+        "--gallery",
+        action="store_true",
+        help="with a host link: turn gallery mode on after joining",
     )
     bot.set_defaults(func=_bot)
     return parser

@@ -91,7 +91,9 @@ async def migrate(engine: AsyncEngine) -> list[Migration]:
             for statement in split_statements(migration.path.read_text()):
                 await conn.exec_driver_sql(statement)
             await conn.execute(
-                text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
+                text(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"
+                ),
                 {"v": migration.version, "n": migration.name, "t": time.time()},
             )
         applied.append(migration)

@@ -27,9 +27,7 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535, validation_alias="PULSEROOM_PORT")] = 8080
     data_dir: Annotated[Path, Field(validation_alias="PULSEROOM_DATA_DIR")] = Path("data")
     public_url: Annotated[str | None, Field(validation_alias="PULSEROOM_PUBLIC_URL")] = None
-    secret: Annotated[str | None, Field(validation_alias="PULSEROOM_SECRET", min_length=16)] = (
-        None
-    )
+    secret: Annotated[str | None, Field(validation_alias="PULSEROOM_SECRET", min_length=16)] = None
     link_ttl: Annotated[int, Field(ge=60, le=30 * 86400, validation_alias="PULSEROOM_LINK_TTL")] = (
         12 * 3600
     )
@@ -38,9 +36,7 @@ class Settings(BaseSettings):
     ] = 100
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
-    ice_servers: Annotated[
-        list[str], Field(validation_alias="PULSEROOM_STUN_URLS")
-    ] = []
+    ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
 
     @field_validator("database_url")

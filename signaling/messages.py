@@ -68,8 +68,8 @@ class IceIn(Inbound):
 
     pc: Literal["publish", "subscribe"]
     candidate: Annotated[str, Field(max_length=1024)]
-    sdpMid: Annotated[str, Field(max_length=64)] | None = None  # noqa: N815 (WebRTC's name)
-    sdpMLineIndex: Annotated[int, Field(ge=0, le=1024)] | None = None  # noqa: N815
+    sdpMid: Annotated[str, Field(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=1024)] | None = None
 
 
 class ChatIn(Inbound):

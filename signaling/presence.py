@@ -25,7 +25,9 @@ class Member:
 
     def out(self) -> ParticipantOut:
         """The public view of this member."""
-        return ParticipantOut(id=self.id, name=self.name, role=self.role, audio=self.audio, video=self.video)
+        return ParticipantOut(
+            id=self.id, name=self.name, role=self.role, audio=self.audio, video=self.video
+        )
 
 
 @dataclass(slots=True)

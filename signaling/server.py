@@ -65,7 +65,8 @@ class SocketSignal:
                 "type": "offer",
                 "sdp": sdp,
                 "tracks": [
-                    {"mid": t.mid, "participant_id": t.participant_id, "kind": t.kind} for t in tracks
+                    {"mid": t.mid, "participant_id": t.participant_id, "kind": t.kind}
+                    for t in tracks
                 ],
             },
             to=self._sid,
@@ -74,8 +75,11 @@ class SocketSignal:
 
 def _chat_out(record: ChatRecord) -> dict[str, Any]:
     return ChatMessageOut(
-        id=record.id, participant_id=record.participant_id, name=record.name,
-        text=record.text, sent_at=record.sent_at,
+        id=record.id,
+        participant_id=record.participant_id,
+        name=record.name,
+        text=record.text,
+        sent_at=record.sent_at,
     ).model_dump()
 
 
@@ -217,7 +221,9 @@ class SignalingServer:
             raise SignalError("bad_request", "text: must not be empty")
         record = await self.store.add_chat(member.room_id, member.id, member.name, msg.text)
         message = _chat_out(record)
-        await self.sio.emit("chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id)
+        await self.sio.emit(
+            "chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id
+        )
         return {"message": message}
 
     async def _media_state(self, _sid: str, member: Member, msg: MediaStateIn) -> dict[str, Any]:

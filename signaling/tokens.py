@@ -72,19 +72,29 @@ class TokenSigner:
             or token.count(".") != 1
             or not token.isascii()
         ):
-            raise TokenError("invalid_token", "This link is not valid: it is damaged or incomplete.")
+            raise TokenError(
+                "invalid_token", "This link is not valid: it is damaged or incomplete."
+            )
         body, mac = token.split(".")
         if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
-            raise TokenError("invalid_token", "This link is not valid: its signature does not match.")
+            raise TokenError(
+                "invalid_token", "This link is not valid: its signature does not match."
+            )
         try:
             payload = json.loads(_unb64(body))
-            grant = Grant(room_id=str(payload["r"]), role=payload["role"], expires_at=int(payload["exp"]))
+            grant = Grant(
+                room_id=str(payload["r"]), role=payload["role"], expires_at=int(payload["exp"])
+            )
         except (ValueError, KeyError, TypeError):
-            raise TokenError("invalid_token", "This link is not valid: it cannot be read.") from None
+            raise TokenError(
+                "invalid_token", "This link is not valid: it cannot be read."
+            ) from None
         if grant.role not in ROLES:
             raise TokenError("invalid_token", "This link is not valid: unknown role.")
         if grant.expires_at <= (now if now is not None else time.time()):
-            raise TokenError("token_expired", "This link has expired: ask the instructor for a new one.")
+            raise TokenError(
+                "token_expired", "This link has expired: ask the instructor for a new one."
+            )
         if room_id is not None and grant.room_id != room_id:
             raise TokenError("wrong_room", "This link belongs to another class.")
         return grant

@@ -79,7 +79,10 @@ def start_server(tmp: Path, **env: str) -> RunningServer:
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "pulseroom.cli", "serve"],
-        cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -10,8 +10,14 @@ from typing import Any
 import socketio
 
 EVENTS = (
-    "participant_joined", "participant_left", "participant_updated", "chat",
-    "subscribe_offer", "gallery", "class_ended", "error",
+    "participant_joined",
+    "participant_left",
+    "participant_updated",
+    "chat",
+    "subscribe_offer",
+    "gallery",
+    "class_ended",
+    "error",
 )
 
 
@@ -50,7 +56,9 @@ class Client:
                 if predicate is None or predicate(item):
                     return item
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no {event} event matching within {timeout}s: {self.received[event]!r}")
+        raise AssertionError(
+            f"no {event} event matching within {timeout}s: {self.received[event]!r}"
+        )
 
     async def close(self) -> None:
         if self.sio.connected:

@@ -31,8 +31,12 @@ async def test_sender_internals_used_for_reports_exist() -> None:
     try:
         transceiver = pc.addTransceiver("video", direction="sendonly")
         aiortc_adapter.prepare_sender(transceiver, stream_id="publisher-1")
-        aiortc_adapter.note_sent(transceiver.sender, ntp_time=1 << 32, rtp_timestamp=90000, octets=1000)
-        aiortc_adapter.note_sent(transceiver.sender, ntp_time=2 << 32, rtp_timestamp=180000, octets=500)
+        aiortc_adapter.note_sent(
+            transceiver.sender, ntp_time=1 << 32, rtp_timestamp=90000, octets=1000
+        )
+        aiortc_adapter.note_sent(
+            transceiver.sender, ntp_time=2 << 32, rtp_timestamp=180000, octets=500
+        )
         sender = transceiver.sender
         assert sender._RTCRtpSender__packet_count == 2
         assert sender._RTCRtpSender__octet_count == 1500

@@ -16,9 +16,20 @@ from tests.conftest import ROOT, RunningServer, start_server, stop_server
 async def run_bot(link: str, name: str, seconds: float, *extra: str) -> dict[str, Any]:
     """Run ``pulseroom bot --json`` as its own process and return its report."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pulseroom.cli", "bot", link, "--seconds", str(seconds),
-        "--name", name, "--json", *extra,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "pulseroom.cli",
+        "bot",
+        link,
+        "--seconds",
+        str(seconds),
+        "--name",
+        name,
+        "--json",
+        *extra,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=seconds + 60)
     assert process.returncode == 0, f"bot {name} failed:\n{stderr.decode()[-3000:]}"
@@ -31,15 +42,17 @@ def received(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(t["publisher"], t["kind"]): t for t in report["tracks"]}
 
 
-def assert_flowing(tracks: dict[tuple[str, str], dict[str, Any]], expected: set[tuple[str, str]]) -> None:
+def assert_flowing(
+    tracks: dict[tuple[str, str], dict[str, Any]], expected: set[tuple[str, str]]
+) -> None:
     assert set(tracks) == expected, f"expected {sorted(expected)}, got {sorted(tracks)}"
     for key, track in tracks.items():
         assert track["packets"] > 20, f"{key}: {track}"
         assert track["bytes"] > 1000, f"{key}: {track}"
         assert track["frames"] > 5, f"{key}: {track}"
-        assert track["time_to_first_frame_s"] is not None and track["time_to_first_frame_s"] < 3.0, (
-            f"{key}: {track}"
-        )
+        assert (
+            track["time_to_first_frame_s"] is not None and track["time_to_first_frame_s"] < 3.0
+        ), f"{key}: {track}"
 
 
 async def class_of_four(server: RunningServer, gallery: bool) -> list[dict[str, Any]]:
@@ -84,8 +97,19 @@ def test_bot_refuses_a_bad_link() -> None:
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-m", "pulseroom.cli", "bot", "http://127.0.0.1:9/nowhere", "--seconds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pulseroom.cli",
+            "bot",
+            "http://127.0.0.1:9/nowhere",
+            "--seconds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "not a class link" in result.stderr

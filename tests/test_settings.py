@@ -15,7 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "PULSEROOM_PORT", "PULSEROOM_HOST", "PULSEROOM_SECRET"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PULSEROOM_PORT",
+        "PULSEROOM_HOST",
+        "PULSEROOM_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -48,7 +54,9 @@ def test_environment_switches_to_real_services(monkeypatch: pytest.MonkeyPatch) 
         ("PULSEROOM_PUBLIC_URL", "ftp://x"),
     ],
 )
-def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+def test_bad_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as err:
         load_settings()
@@ -67,7 +75,11 @@ def test_serve_with_bad_setting_exits_with_message(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pulseroom.cli", "serve"],
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PULSEROOM_PORT": "not-a-port", "PULSEROOM_DATA_DIR": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PULSEROOM_PORT": "not-a-port",
+            "PULSEROOM_DATA_DIR": str(tmp_path),
+        },
         capture_output=True,
         text=True,
         timeout=60,

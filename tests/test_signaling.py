@@ -33,7 +33,7 @@ def links(server: RunningServer, title: str = "Spin") -> tuple[str, str]:
     return str(room["host_link"]), str(room["join_link"])
 
 
-async def test_create_room_gives_signed_links(server: RunningServer) -> None:
+def test_create_room_gives_signed_links(server: RunningServer) -> None:
     response = httpx.post(f"{server.url}/api/rooms", json={"title": "  Tabata  "})
     assert response.status_code == 201
     body = response.json()

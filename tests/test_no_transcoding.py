@@ -1,0 +1,106 @@
+"""The server forwards packets: no video (or audio) encoder or decoder exists while it does.
+
+The server runs in this process so its codec factories can be watched; the peers are
+``pulseroom bot`` processes, whose own encoders and decoders do not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiortc.codecs
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+import httpx
+import pytest
+from aiohttp import web
+
+from pulseroom.app import SFU, create_app
+from pulseroom.settings import load_settings
+from sfu.server import SfuServer
+from tests.conftest import ROOT, free_port
+
+
+class CodecWatch:
+    """Records every codec aiortc creates in this process, then lets it be created."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.created: list[str] = []
+        for module in (aiortc.codecs, aiortc.rtcrtpreceiver, aiortc.rtcrtpsender):
+            for name in ("get_decoder", "get_encoder"):
+                original = getattr(module, name, None)
+                if original is not None:
+                    monkeypatch.setattr(module, name, self._wrap(name, original))
+
+    def _wrap(self, name: str, original: Any) -> Any:
+        def watched(codec: Any) -> Any:
+            self.created.append(f"{name}({codec.mimeType})")
+            return original(codec)
+
+        return watched
+
+
+@pytest.fixture
+async def inprocess_server(tmp_path: Path) -> AsyncIterator[tuple[str, SfuServer]]:
+    port = free_port()
+    settings = load_settings(PULSEROOM_DATA_DIR=str(tmp_path), PULSEROOM_PORT=port)
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", app[SFU]
+    await runner.cleanup()
+
+
+async def bot(link: str, name: str, seconds: float, *extra: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pulseroom.cli",
+        "bot",
+        link,
+        "--seconds",
+        str(seconds),
+        "--name",
+        name,
+        *extra,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+def decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+@pytest.mark.timeout(120)
+async def test_no_codec_is_created_while_forwarding(
+    monkeypatch: pytest.MonkeyPatch, inprocess_server: tuple[str, SfuServer]
+) -> None:
+    url, sfu = inprocess_server
+    watch = CodecWatch(monkeypatch)
+    async with httpx.AsyncClient() as client:
+        room = (await client.post(f"{url}/api/rooms", json={"title": "No codecs"})).json()
+    peers = [
+        asyncio.create_task(bot(room["host_link"], "Coach", 10, "--gallery")),
+        asyncio.create_task(bot(room["join_link"], "Ann", 9)),
+        asyncio.create_task(bot(room["join_link"], "Bob", 9)),
+    ]
+    seen_threads: set[str] = set()
+    for _ in range(40):  # sample while media flows
+        await asyncio.sleep(0.2)
+        seen_threads.update(decoder_threads())
+    await asyncio.gather(*peers)
+    # The watch is live: a decoder made here would have been recorded.
+    aiortc.rtcrtpreceiver.get_decoder(aiortc.codecs.CODECS["video"][0])
+    assert watch.created == ["get_decoder(video/VP8)"]
+    assert sfu.stats.forwarded_packets > 2000, sfu.stats
+    assert seen_threads == set(), f"decoder threads ran in the server: {seen_threads}"
