@@ -8,6 +8,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from sfu.server import SfuServer
 from signaling.http import RoomsApi
@@ -20,6 +21,11 @@ from .settings import Settings
 from .store import Store, create_engine
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """A resource the server needs could not be opened; the message says which and why."""
+
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -61,7 +67,12 @@ def create_app(settings: Settings) -> web.Application:
     RoomsApi(store, sfu, signer, settings.base_url).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
-        applied = await migrations.migrate(store.engine)
+        try:
+            applied = await migrations.migrate(store.engine)
+        except (OSError, SQLAlchemyError) as exc:
+            await store.engine.dispose()
+            where = store.engine.url.render_as_string(hide_password=True)
+            raise StartupError(f"cannot use the database {where}: {exc}") from exc
         for migration in applied:
             logger.info("applied migration %04d_%s", migration.version, migration.name)
         yield

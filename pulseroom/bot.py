@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import av
 import numpy as np
 import socketio
 from aiortc import (
@@ -23,6 +24,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaPlayer
@@ -52,6 +54,17 @@ def parse_link(link: str) -> tuple[str, str, str]:
         raise BotError("the link has no token (#t=…)")
     prefix = "/".join(path[:-2])
     return f"{parts.scheme}://{parts.netloc}{prefix}", path[-1], token
+
+
+def probe_codecs(path: str) -> tuple[str | None, str | None]:
+    """The (audio, video) codec names of a media file, e.g. ("opus", "vp8")."""
+    try:
+        with av.open(path) as container:
+            audio = next((s.codec_context.name for s in container.streams.audio), None)
+            video = next((s.codec_context.name for s in container.streams.video), None)
+    except (av.FFmpegError, OSError) as exc:
+        raise BotError(f"cannot read {path}: {exc}") from None
+    return audio, video
 
 
 class SyntheticVideo(MediaStreamTrack):
@@ -119,6 +132,7 @@ class ReceivedTrack:
     frames: int = 0
     packets: int = 0
     bytes: int = 0
+    codec: str = ""
     first_frame_at: float | None = None
     task: asyncio.Task[None] | None = None
 
@@ -133,6 +147,7 @@ class Bot:
     video: str
     room: str | None = None
     gallery: bool = False
+    codec: str = "vp8"
     sio: socketio.AsyncClient = field(
         default_factory=lambda: socketio.AsyncClient(reconnection=False)
     )
@@ -145,6 +160,8 @@ class Bot:
     you: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     player: MediaPlayer | None = None
+    published: dict[str, Any] = field(default_factory=dict)
+    timeline: list[tuple[float, str, Any]] = field(default_factory=list)
     _offers: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _offer_task: asyncio.Task[None] | None = None
 
@@ -159,6 +176,7 @@ class Bot:
     async def start(self) -> None:
         """Connect, join, publish."""
         self.sio.on("participant_joined", self._on_joined)
+        self.sio.on("participant_left", self._on_left)
         self.sio.on("subscribe_offer", self._on_offer)
         self.sio.on("error", self._on_error)
         try:
@@ -186,15 +204,37 @@ class Bot:
     async def _publish(self) -> None:
         pc = RTCPeerConnection(self.configuration)
         self.publish_pc = pc
+        codec = self.codec
+        passthrough = False
         if self.video == "synthetic":
             pc.addTransceiver(SyntheticAudio(), direction="sendonly")
-            pc.addTransceiver(SyntheticVideo(), direction="sendonly")
+            video = pc.addTransceiver(SyntheticVideo(), direction="sendonly")
         else:
-            # decode=False: packets already in VP8/Opus go out as they are, not re-encoded.
-            self.player = MediaPlayer(self.video, decode=False)
+            audio_codec, video_codec = probe_codecs(self.video)
+            # Packets already in a WebRTC codec go out as they are, not re-encoded.
+            passthrough = audio_codec in (None, "opus") and video_codec in (None, "vp8", "h264")
+            self.player = MediaPlayer(self.video, decode=not passthrough)
+            if passthrough and video_codec is not None:
+                codec = video_codec
+            video = None
             for track in (self.player.audio, self.player.video):
                 if track is not None:
-                    pc.addTransceiver(track, direction="sendonly")
+                    transceiver = pc.addTransceiver(track, direction="sendonly")
+                    if track.kind == "video":
+                        video = transceiver
+        self.published = {
+            "source": self.video,
+            "video_codec": codec,
+            "passthrough": passthrough,
+        }
+        if video is not None:
+            video.setCodecPreferences(
+                [
+                    c
+                    for c in RTCRtpSender.getCapabilities("video").codecs
+                    if c.mimeType.lower() == f"video/{codec}"
+                ]
+            )
         await pc.setLocalDescription(await pc.createOffer())
         answer = await self.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
@@ -202,6 +242,10 @@ class Bot:
     async def _on_joined(self, data: dict[str, Any]) -> None:
         participant = data.get("participant", {})
         self.names[participant.get("id", "")] = participant.get("name", "?")
+        self.timeline.append((time.monotonic(), "participant_joined", participant.get("id")))
+
+    async def _on_left(self, data: dict[str, Any]) -> None:
+        self.timeline.append((time.monotonic(), "participant_left", data.get("id")))
 
     async def _on_error(self, data: dict[str, Any]) -> None:
         self.errors.append(data)
@@ -212,6 +256,8 @@ class Bot:
     async def _answer_offers(self) -> None:
         while True:
             offer = await self._offers.get()
+            active = sorted({t["participant_id"] for t in offer.get("tracks", [])})
+            self.timeline.append((time.monotonic(), "subscribe_offer", active))
             for t in offer.get("tracks", []):
                 self.mid_owner[t["mid"]] = (t["participant_id"], t["kind"])
             if self.subscribe_pc is None:
@@ -233,7 +279,10 @@ class Bot:
         received = ReceivedTrack(
             mid=mid, kind=kind, publisher_id=publisher, announced_at=time.monotonic()
         )
-        receiver = next(t.receiver for t in self.subscribe_pc.getTransceivers() if t.mid == mid)
+        transceiver = next(t for t in self.subscribe_pc.getTransceivers() if t.mid == mid)
+        codecs = aiortc_adapter.negotiated_codecs(transceiver)
+        received.codec = codecs[0].mimeType if codecs else ""
+        receiver = transceiver.receiver
 
         def count(packet: RtpPacket) -> None:
             received.packets += 1
@@ -261,6 +310,7 @@ class Bot:
                 {
                     "mid": mid,
                     "kind": t.kind,
+                    "codec": t.codec,
                     "publisher_id": t.publisher_id,
                     "publisher": self.names.get(t.publisher_id, t.publisher_id),
                     "packets": t.packets,
@@ -273,7 +323,12 @@ class Bot:
                     ),
                 }
             )
-        return {"you": self.you, "tracks": tracks, "errors": self.errors}
+        return {
+            "you": self.you,
+            "published": self.published,
+            "tracks": tracks,
+            "errors": self.errors,
+        }
 
     async def stop(self) -> None:
         """Leave and close everything."""
@@ -293,11 +348,24 @@ class Bot:
 
 
 async def run_bot(
-    link: str, seconds: float, video: str = "synthetic", name: str = "bot", gallery: bool = False
+    link: str,
+    seconds: float,
+    video: str = "synthetic",
+    name: str = "bot",
+    gallery: bool = False,
+    codec: str = "vp8",
 ) -> dict[str, Any]:
     """Join ``link`` for ``seconds`` and return the report (``gallery``: host turns it on)."""
     base_url, room, token = parse_link(link)
-    bot = Bot(base_url=base_url, token=token, name=name, video=video, room=room, gallery=gallery)
+    bot = Bot(
+        base_url=base_url,
+        token=token,
+        name=name,
+        video=video,
+        room=room,
+        gallery=gallery,
+        codec=codec,
+    )
     try:
         await bot.start()
         await asyncio.sleep(seconds)

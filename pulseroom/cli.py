@@ -23,7 +23,7 @@ def _settings_or_exit() -> Settings:
 def _serve(_args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from .app import create_app
+    from .app import StartupError, create_app
 
     settings = _settings_or_exit()
     logging.basicConfig(
@@ -42,6 +42,9 @@ def _serve(_args: argparse.Namespace) -> int:
     )
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except StartupError as exc:
+        print(f"pulseroom: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
@@ -79,6 +82,7 @@ def _bot(args: argparse.Namespace) -> int:
                 video=args.video,
                 name=args.name,
                 gallery=args.gallery,
+                codec=args.codec,
             )
         )
     except BotError as exc:
@@ -122,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bot.add_argument("--name", default="bot", help="display name (default 'bot')")
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
+    bot.add_argument(
+        "--codec", choices=["vp8", "h264"], default="vp8", help="video codec to offer (default vp8)"
+    )
     bot.add_argument(
         "--gallery",
         action="store_true",

@@ -113,3 +113,103 @@ def test_bot_refuses_a_bad_link() -> None:
     )
     assert result.returncode == 1
     assert "not a class link" in result.stderr
+
+
+@pytest.mark.timeout(120)
+async def test_h264_only_publisher_is_forwarded_as_h264(server: RunningServer) -> None:
+    room = server.create_room("H.264")
+    host = asyncio.create_task(run_bot(str(room["host_link"]), "Coach", 10))
+    await asyncio.sleep(2)
+    ann = await run_bot(str(room["join_link"]), "Ann", 6, "--codec", "h264")
+    coach = await host
+    tracks = received(coach)
+    assert_flowing(tracks, {("Ann", "audio"), ("Ann", "video")})
+    assert tracks[("Ann", "video")]["codec"] == "video/H264"
+    assert received(ann)[("Coach", "video")]["codec"] == "video/VP8"
+
+
+def make_workout_file(path: Path, seconds: float = 6.0) -> None:
+    """A small WebM with VP8 video and Opus audio, like a recorded workout."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libvpx", rate=15)
+        video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+        video.bit_rate = 300_000
+        audio = container.add_stream("libopus", rate=48000)
+        audio.layout = "mono"
+        frames = int(seconds * 15)
+        for i in range(frames):
+            image = np.full((180, 320, 3), (i * 3) % 256, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            frame.time_base = fractions.Fraction(1, 15)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        samples_per_frame = 960
+        for i in range(int(seconds * 48000 / samples_per_frame)):
+            t = (np.arange(samples_per_frame) + i * samples_per_frame) / 48000
+            pcm = (3000 * np.sin(2 * np.pi * 330 * t)).astype(np.int16).reshape(1, -1)
+            aframe = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            aframe.sample_rate = 48000
+            aframe.pts = i * samples_per_frame
+            for packet in audio.encode(aframe):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+
+
+@pytest.mark.timeout(120)
+async def test_recorded_workout_is_played_without_reencoding(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    workout = tmp_path / "workout.webm"
+    make_workout_file(workout)
+    room = server.create_room("Replay")
+    host = asyncio.create_task(run_bot(str(room["host_link"]), "Viewer", 9))
+    await asyncio.sleep(2)
+    player = await run_bot(str(room["join_link"]), "Recorded", 6, "--video", str(workout))
+    assert player["published"] == {
+        "source": str(workout),
+        "video_codec": "vp8",
+        "passthrough": True,
+    }
+    tracks = received(await host)
+    assert_flowing(tracks, {("Recorded", "audio"), ("Recorded", "video")})
+    assert tracks[("Recorded", "video")]["codec"] == "video/VP8"
+
+
+@pytest.mark.timeout(120)
+async def test_leaver_disappears_from_everyone_within_2s(server: RunningServer) -> None:
+    from pulseroom.bot import Bot, parse_link
+
+    room = server.create_room("Leave")
+    base, room_id, token = parse_link(str(room["host_link"]))
+    coach = Bot(base_url=base, token=token, name="Coach", video="synthetic", room=room_id)
+    await coach.start()
+    try:
+        report = await run_bot(str(room["join_link"]), "Ann", 4)
+        left_process_at = asyncio.get_running_loop().time()
+        ann_id = report["you"]["id"]
+        await asyncio.sleep(2.5)
+        left = [
+            t for t, kind, who in coach.timeline if kind == "participant_left" and who == ann_id
+        ]
+        assert left, coach.timeline
+        offers_without_ann = [
+            t
+            for t, kind, active in coach.timeline
+            if kind == "subscribe_offer" and t >= left[0] and ann_id not in active
+        ]
+        assert offers_without_ann, coach.timeline
+        # The bot's clock is the loop's monotonic clock; both are time.monotonic().
+        assert offers_without_ann[0] - left[0] < 2.0
+        assert left[0] - left_process_at < 2.0
+        ann_tracks = [t for t in coach.tracks.values() if t.publisher_id == ann_id]
+        assert len(ann_tracks) == 2 and all(t.frames > 5 for t in ann_tracks)
+    finally:
+        await coach.stop()
