@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> web.Application:
         max_participants=settings.max_participants,
         ice_servers=_client_ice_servers(settings),
     )
-    RoomsApi(store, sfu, signer, settings.base_url).add_routes(app)
+    RoomsApi(store, sfu, signer, settings.public_url).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:

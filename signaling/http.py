@@ -25,15 +25,22 @@ def _error(status: int, code: str, message: str) -> web.Response:
 class RoomsApi:
     """``POST /api/rooms``, ``GET /api/stats`` and the static pages."""
 
-    def __init__(self, store: Store, sfu: SfuServer, signer: TokenSigner, base_url: str) -> None:
+    def __init__(
+        self, store: Store, sfu: SfuServer, signer: TokenSigner, public_url: str | None
+    ) -> None:
         self.store = store
         self.sfu = sfu
         self.signer = signer
-        self.base_url = base_url
+        self.public_url = public_url
 
-    def link(self, room_id: str, token: str) -> str:
-        """A class link: the token rides in the fragment, so it never reaches server logs."""
-        return f"{self.base_url}/r/{room_id}#t={token}"
+    def link(self, request: web.Request, room_id: str, token: str) -> str:
+        """A class link: the token rides in the fragment, so it never reaches server logs.
+
+        Without a configured public URL, links use the address the request came to, so
+        a class created over the LAN gets LAN links.
+        """
+        base = self.public_url or str(request.url.origin())
+        return f"{base}/r/{room_id}#t={token}"
 
     async def create_room(self, request: web.Request) -> web.Response:
         """Create a class; answer with its host and join links."""
@@ -55,8 +62,8 @@ class RoomsApi:
         return web.json_response(
             {
                 "room": {"id": room.id, "title": room.title},
-                "host_link": self.link(room.id, host_token),
-                "join_link": self.link(room.id, join_token),
+                "host_link": self.link(request, room.id, host_token),
+                "join_link": self.link(request, room.id, join_token),
                 "expires_at": expires_at,
             },
             status=201,

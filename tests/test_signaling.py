@@ -269,3 +269,20 @@ async def test_ended_class_refuses_everyone(server: RunningServer, connect: Conn
     newcomer = await connect()
     assert (await newcomer.join(join_link, "New"))["error"]["code"] == "room_ended"
     assert (await newcomer.join(host_link, "Coach"))["error"]["code"] == "room_ended"
+
+
+def test_links_follow_the_public_url_when_set(tmp_path: Any) -> None:
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(tmp_path, PULSEROOM_PUBLIC_URL="https://classes.example.com/")
+    try:
+        room = server.create_room()
+        assert str(room["join_link"]).startswith("https://classes.example.com/r/")
+    finally:
+        stop_server(server)
+
+
+def test_links_follow_the_request_address_by_default(server: RunningServer) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    response = httpx.post(f"http://localhost:{port}/api/rooms", json={"title": "LAN"})
+    assert response.json()["join_link"].startswith(f"http://localhost:{port}/r/")

@@ -1,0 +1,200 @@
+"""Fixtures and helpers for the headless-Chromium tests of the browser client (web/).
+
+Kept apart from conftest.py so the browser tests can be read (and skipped) on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.conftest import ROOT, RunningServer, start_server, stop_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    # Real host candidates instead of mDNS names, which aiortc cannot resolve.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+SECRET = "browser-tests-secret-0123456789"  # so a test can sign an expired token
+JOIN_TIMEOUT_MS = 20_000
+
+
+# Registered under a `name`: a test module imports the functions, and its tests' arguments
+# `browser_server` and `browser` then do not shadow the imported names.
+@pytest.fixture(scope="module", name="browser_server")
+def browser_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One ``pulseroom serve`` subprocess for the module (SQLite, in-memory Socket.IO)."""
+    running = start_server(tmp_path_factory.mktemp("browser"), PULSEROOM_SECRET=SECRET)
+    yield running
+    stop_server(running)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def browser_fixture() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with a fake camera and microphone that need no prompt."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@dataclass
+class Tab:
+    """A page in its own browser context (own storage, own camera), with what it logged."""
+
+    name: str
+    page: Any
+    context: Any
+    errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.context.close()
+
+    def diagnostics(self) -> str:
+        """Uncaught errors and the last console lines, for failure messages."""
+        lines = [f"--- {self.name}: page errors: {self.errors or 'none'}"]
+        lines += [f"    {line}" for line in self.console[-15:]]
+        return "\n".join(lines)
+
+    async def state(self) -> str:
+        """The page's phase, status line and notice, for failure messages."""
+        return str(
+            await self.page.evaluate(
+                """() => ({
+                    phase: document.body.dataset.state,
+                    status: document.querySelector('[data-testid=status]')?.textContent,
+                    notice: document.querySelector('[data-testid=notice]')?.hidden ? null
+                        : document.querySelector('[data-testid=notice]')?.innerText,
+                    joinError: document.querySelector('[data-testid=join-error]')?.textContent,
+                })"""
+            )
+        )
+
+
+async def open_tab(
+    browser: Any,
+    name: str,
+    *,
+    viewport: tuple[int, int] = (1280, 800),
+    init_script: str | None = None,
+) -> Tab:
+    """A new context and page that record page errors and console output."""
+    context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.set_default_timeout(15_000)
+    if init_script:
+        await context.add_init_script(init_script)
+    page = await context.new_page()
+    tab = Tab(name=name, page=page, context=context)
+    page.on("pageerror", lambda error: tab.errors.append(str(error)))
+    page.on("console", lambda message: tab.console.append(f"{message.type}: {message.text}"))
+    return tab
+
+
+async def join(tab: Tab, link: str, name: str) -> str:
+    """Open a class link, enter ``name``, join; return the participant id the server gave."""
+    page = tab.page
+    await page.goto(link)
+    await page.get_by_test_id("name-input").fill(name)
+    await page.get_by_test_id("join-button").click()
+    try:
+        await page.wait_for_function(
+            "document.body.dataset.state === 'joined'", timeout=JOIN_TIMEOUT_MS
+        )
+    except Exception:
+        raise AssertionError(
+            f"{tab.name} did not join within {JOIN_TIMEOUT_MS} ms: {await tab.state()}\n"
+            + tab.diagnostics()
+        ) from None
+    participant_id: str = await page.evaluate("window.pulseroom.you.id")
+    return participant_id
+
+
+# Frames decoded per publisher, read from the subscribe connection's inbound-rtp stats
+# and mapped to publishers through the m-line map of the subscribe offers.
+FRAMES_JS = """async () => {
+    const pr = window.pulseroom;
+    const pc = pr.subscribePc;
+    if (!pc) return {};
+    const owners = pr.tracks;
+    const frames = {};
+    (await pc.getStats()).forEach((report) => {
+        if (report.type !== 'inbound-rtp' || report.kind !== 'video') return;
+        const owner = owners[report.mid];
+        if (!owner) return;
+        const id = owner.participant_id;
+        frames[id] = (frames[id] || 0) + (report.framesDecoded || 0);
+    });
+    return frames;
+}"""
+
+# Width of the decoded video in each remote tile: proof that it reaches a <video> element.
+VIDEO_WIDTHS_JS = """(ids) => Object.fromEntries(ids.map((id) => {
+    const video = document.querySelector(`[data-testid=tile][data-participant-id="${id}"] video`);
+    return [id, video ? video.videoWidth : null];
+}))"""
+
+
+async def assert_video_flowing(
+    tab: Tab, publishers: dict[str, str], *, first_frame_timeout: float = 20.0, gap: float = 1.5
+) -> dict[str, tuple[int, int]]:
+    """Video from every publisher (id → name) is decoded on ``tab`` and keeps being decoded.
+
+    Waits (bounded) for a first decoded frame from each, then takes two samples ``gap``
+    seconds apart; returns {name: (first, second)}.
+    """
+    ids = list(publishers)
+    deadline = time.monotonic() + first_frame_timeout
+    frames: dict[str, int] = {}
+    while True:
+        frames = await tab.page.evaluate(FRAMES_JS)
+        if all(frames.get(pid, 0) > 0 for pid in ids):
+            break
+        if time.monotonic() > deadline:
+            missing = [publishers[pid] for pid in ids if frames.get(pid, 0) == 0]
+            mlines = await tab.page.evaluate("window.pulseroom.tracks")
+            raise AssertionError(
+                f"{tab.name}: no decoded video from {missing} within {first_frame_timeout} s "
+                f"(frames by publisher: {frames}, m-lines: {mlines})\n" + tab.diagnostics()
+            )
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(gap)
+    later: dict[str, int] = await tab.page.evaluate(FRAMES_JS)
+    samples = {publishers[pid]: (frames.get(pid, 0), later.get(pid, 0)) for pid in ids}
+    stalled = {name: s for name, s in samples.items() if s[1] <= s[0]}
+    assert not stalled, f"{tab.name}: video stalled (framesDecoded, then {gap} s later): {stalled}"
+    widths = await tab.page.evaluate(VIDEO_WIDTHS_JS, ids)
+    blank = {publishers[pid]: w for pid, w in widths.items() if not w}
+    assert not blank, f"{tab.name}: tiles without decoded video (videoWidth): {blank}"
+    return samples
+
+
+async def screenshot(tab: Tab, name: str) -> Path:
+    """Save a screenshot under test-artifacts/ for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await tab.page.screenshot(path=str(path))
+    return path

@@ -1,0 +1,335 @@
+"""End to end in a real browser: the web client (web/) in headless Debian Chromium.
+
+A real ``pulseroom serve`` subprocess, real WebRTC to the aiortc SFU, Chromium's fake
+camera and microphone. Screenshots land in test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from signaling.tokens import TokenSigner
+from tests.browser_fixtures import (
+    CHROMIUM,
+    SECRET,
+    Tab,
+    assert_video_flowing,
+    browser_fixture,  # noqa: F401 (fixture "browser")
+    browser_server_fixture,  # noqa: F401 (fixture "browser_server")
+    join,
+    open_tab,
+    screenshot,
+)
+from tests.conftest import RunningServer
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is missing: install Debian's chromium package "
+        "(the README's test command does)",
+    ),
+    # One event loop for the module: the browser fixture lives as long as the module.
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+TILE = '[data-testid=tile][data-participant-id="{}"]'
+
+
+def tile(tab: Tab, participant_id: str) -> Any:
+    return tab.page.locator(TILE.format(participant_id))
+
+
+async def wait_gone(tab: Tab, participant_id: str, timeout_s: float) -> float:
+    """Seconds until the participant's tile is gone from ``tab`` (fails after ``timeout_s``)."""
+    start = time.monotonic()
+    try:
+        await tile(tab, participant_id).wait_for(state="detached", timeout=timeout_s * 1000)
+    except Exception:
+        raise AssertionError(
+            f"{tab.name}: tile of {participant_id} still there after {timeout_s} s"
+        ) from None
+    return time.monotonic() - start
+
+
+async def notice(tab: Tab) -> tuple[str, str]:
+    """The notice's title and its code (data-code), once it is shown."""
+    box = tab.page.get_by_test_id("notice")
+    await box.wait_for(state="visible", timeout=15_000)
+    title = await tab.page.get_by_test_id("notice-title").text_content()
+    return title or "", await box.get_attribute("data-code") or ""
+
+
+async def test_live_class_host_and_two_participants(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("Morning spin")
+    host = await open_tab(browser, "host")
+    ben = await open_tab(browser, "participant Ben")
+    cleo = await open_tab(browser, "participant Cleo")
+    tabs = [host, ben, cleo]
+    try:
+        # The host turns gallery mode on before anyone else arrives, so each participant's
+        # first subscribe offer carries several video m-lines at once.
+        host_id = await join(host, str(room["host_link"]), "Coach Ana")
+        assert await host.page.get_by_test_id("role-badge").is_visible()
+        await host.page.get_by_test_id("gallery-button").click()
+        await host.page.wait_for_selector(
+            '[data-testid=gallery-button][aria-pressed="true"]', timeout=5_000
+        )
+        ben_id, cleo_id = await asyncio.gather(
+            join(ben, str(room["join_link"]), "Ben"), join(cleo, str(room["join_link"]), "Cleo")
+        )
+        names = {host_id: "Coach Ana", ben_id: "Ben", cleo_id: "Cleo"}
+        assert not await ben.page.get_by_test_id("role-badge").is_visible()
+        assert await ben.page.get_by_test_id("gallery-banner").is_visible()
+
+        # Everyone has a tile for everyone; the instructor's is the big one.
+        for tab in tabs:
+            for pid in names:
+                await tile(tab, pid).wait_for(state="attached", timeout=10_000)
+            assert (
+                await tab.page.locator(f"[data-testid=spotlight] {TILE.format(host_id)}").count()
+                == 1
+            )
+            assert await tab.page.get_by_test_id("people-count").text_content() == "3"
+
+        # Video is decoded on every page from everyone else, and keeps coming.
+        samples = await asyncio.gather(
+            *(
+                assert_video_flowing(tab, {pid: n for pid, n in names.items() if pid != me})
+                for tab, me in ((host, host_id), (ben, ben_id), (cleo, cleo_id))
+            )
+        )
+        by_page = dict(zip(["host", "Ben", "Cleo"], samples, strict=True))
+        print("framesDecoded (before, after 1.5 s):", by_page)
+        await screenshot(host, "browser-host")
+        await screenshot(ben, "browser-participant")
+
+        # Chat reaches all three pages, as text (markup in it stays text).
+        message = "Great pace! <b>bold</b> & <img src=x onerror=alert(1)>"
+        await ben.page.get_by_test_id("chat-input").fill(message)
+        await ben.page.get_by_test_id("chat-send").click()
+        for tab in tabs:
+            text = tab.page.get_by_test_id("chat-text").filter(has_text="Great pace!")
+            await text.wait_for(timeout=5_000)
+            assert await text.text_content() == message
+            markup = tab.page.locator("[data-testid=chat-log] b, [data-testid=chat-log] img")
+            assert await markup.count() == 0
+
+        # Muting shows on the others' pages (participant_updated).
+        await ben.page.get_by_test_id("mic-button").click()
+        for tab in (host, cleo):
+            await tab.page.wait_for_selector(
+                f'[data-testid=roster-item][data-participant-id="{ben_id}"][data-audio="false"]',
+                timeout=5_000,
+            )
+        await screenshot(host, "browser-host-chat")
+
+        # A participant who leaves is gone from the other pages within 2 s.
+        await cleo.page.get_by_test_id("leave-button").click()
+        took = await asyncio.gather(wait_gone(host, cleo_id, 2.0), wait_gone(ben, cleo_id, 2.0))
+        print(f"tile of the leaver gone after {max(took):.2f} s")
+        title, code = await notice(cleo)
+        assert (title, code) == ("You left the class", "left")
+        assert await cleo.page.get_by_test_id("notice-action").text_content() == "Rejoin the class"
+        await screenshot(cleo, "browser-left")
+
+        # The rejoin link reloads the page (a link to the same URL would only change the
+        # fragment); the name is remembered, and the class sees her again.
+        await cleo.page.get_by_test_id("notice-action").click()
+        await cleo.page.get_by_test_id("join-button").wait_for(state="visible", timeout=10_000)
+        assert await cleo.page.get_by_test_id("name-input").input_value() == "Cleo"
+        await cleo.page.get_by_test_id("join-button").click()
+        await cleo.page.wait_for_function(
+            "document.body.dataset.state === 'joined'", timeout=20_000
+        )
+        cleo_again = await cleo.page.evaluate("window.pulseroom.you.id")
+        await tile(host, cleo_again).wait_for(state="attached", timeout=10_000)
+
+        # The phone layout: the same page at 390 px wide.
+        await ben.page.set_viewport_size({"width": 390, "height": 844})
+        await screenshot(ben, "browser-participant-phone")
+
+        # The host ends the class: everyone sees it.
+        await host.page.get_by_test_id("end-button").click()
+        await host.page.get_by_test_id("end-confirm").click()
+        for tab in (host, ben):
+            title, code = await notice(tab)
+            assert (title, code) == ("The class has ended", "class_ended"), tab.name
+        assert await ben.page.evaluate("window.pulseroom.subscribePc") is None
+        for tab in tabs:
+            assert not tab.errors, tab.diagnostics()
+    except BaseException:
+        for tab in tabs:
+            print(tab.diagnostics())
+        print(browser_server.log()[-4000:])
+        raise
+    finally:
+        for tab in tabs:
+            await tab.close()
+
+
+async def test_ended_class_refuses_to_join(browser: Any, browser_server: RunningServer) -> None:
+    room = browser_server.create_room("Short class")
+    host = await open_tab(browser, "host")
+    late = await open_tab(browser, "latecomer")
+    try:
+        await join(host, str(room["host_link"]), "Coach")
+        await host.page.get_by_test_id("end-button").click()
+        await host.page.get_by_test_id("end-confirm").click()
+        assert await notice(host) == ("The class has ended", "class_ended")
+
+        await late.page.goto(str(room["join_link"]))
+        await late.page.get_by_test_id("name-input").fill("Dana")
+        await late.page.get_by_test_id("join-button").click()
+        assert await notice(late) == ("This class has ended", "room_ended")
+        await screenshot(late, "browser-ended")
+        assert not host.errors and not late.errors, host.diagnostics() + late.diagnostics()
+    finally:
+        await host.close()
+        await late.close()
+
+
+async def test_bad_links_say_so(browser: Any, browser_server: RunningServer) -> None:
+    room = browser_server.create_room("Link checks")
+    other = browser_server.create_room("Another class")
+    base = browser_server.url
+    room_id = str(room["room"]["id"])  # type: ignore[index]
+    token = str(room["join_link"]).split("#t=", 1)[1]
+    other_token = str(other["join_link"]).split("#t=", 1)[1]
+    body, mac = token.split(".")
+    forged = f"{body}.{mac[:-4]}{'AAAA' if mac[-4:] != 'AAAA' else 'BBBB'}"
+    signer = TokenSigner(SECRET.encode(), 60)
+    expired, _ = signer.issue(room_id, "participant", now=time.time() - 3600)
+
+    tab = await open_tab(browser, "bad links")
+    try:
+        # No token at all: said at once, no join form.
+        await tab.page.goto(f"{base}/r/{room_id}")
+        assert await notice(tab) == ("This link is not valid", "invalid_token")
+        assert not await tab.page.get_by_test_id("join-form").is_visible()
+        await screenshot(tab, "browser-bad-link")
+
+        invalid, page_url = "This link is not valid", f"{base}/r/{room_id}#t="
+        cases = [
+            ("forged signature", forged, invalid, "invalid_token"),
+            ("garbled", "%%not-a-token%%", invalid, "invalid_token"),
+            ("another class's token", other_token, invalid, "wrong_room"),
+            ("expired", expired, "This link has expired", "token_expired"),
+        ]
+        for what, bad_token, want_title, want_code in cases:
+            link = page_url + bad_token
+            page = await tab.context.new_page()
+            sub = Tab(name=what, page=page, context=tab.context)
+            page.on("pageerror", lambda error, sub=sub: sub.errors.append(str(error)))
+            await page.goto(link)
+            await page.get_by_test_id("name-input").fill("Eve")
+            await page.get_by_test_id("join-button").click()
+            assert await notice(sub) == (want_title, want_code), what
+            assert not sub.errors, sub.diagnostics()
+            await page.close()
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+
+
+DENY_MEDIA = """
+navigator.mediaDevices.getUserMedia = () =>
+    Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+"""
+
+
+async def test_join_without_camera_when_access_is_denied(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("No camera")
+    tab = await open_tab(browser, "denied", init_script=DENY_MEDIA)
+    try:
+        await tab.page.goto(str(room["join_link"]))
+        warning = tab.page.get_by_test_id("media-message")
+        await warning.wait_for(state="visible", timeout=5_000)
+        assert "Camera/microphone access was denied" in (await warning.text_content() or "")
+        await screenshot(tab, "browser-media-denied")
+        me = await join(tab, str(room["join_link"]), "Watcher")
+        assert await tab.page.get_by_test_id("mic-button").is_disabled()
+        assert await tab.page.get_by_test_id("cam-button").is_disabled()
+        assert await tab.page.evaluate("window.pulseroom.publishPc") is None
+        # The server learns that this person has no microphone or camera.
+        await tab.page.wait_for_selector(
+            f'[data-testid=roster-item][data-participant-id="{me}"][data-audio="false"][data-video="false"]',
+            timeout=5_000,
+        )
+        # A refusal (here: a participant trying a host-only event) shows as a toast.
+        await tab.page.evaluate("window.pulseroom.socket.emit('gallery', {v: 1, enabled: true})")
+        toast = tab.page.get_by_test_id("toast").filter(has_text="only the instructor")
+        await toast.wait_for(state="visible", timeout=5_000)
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+
+
+async def test_home_page_creates_a_class(browser: Any, browser_server: RunningServer) -> None:
+    tab = await open_tab(browser, "home")
+    page = tab.page
+    try:
+        await page.goto(browser_server.url + "/")
+        # The API's refusal is shown as its message.
+        await page.get_by_test_id("title-input").fill("Spin\u0007class")
+        await page.get_by_test_id("create-button").click()
+        error = page.get_by_test_id("create-error")
+        await error.wait_for(state="visible", timeout=5_000)
+        assert "control characters" in (await error.text_content() or "")
+
+        await page.get_by_test_id("title-input").fill("Evening yoga")
+        await page.get_by_test_id("create-button").click()
+        await page.get_by_test_id("result").wait_for(state="visible", timeout=5_000)
+        host_link = await page.get_by_test_id("host-link").input_value()
+        join_link = await page.get_by_test_id("join-link").input_value()
+        assert host_link.startswith(f"{browser_server.url}/r/") and "#t=" in host_link
+        assert join_link.startswith(f"{browser_server.url}/r/") and join_link != host_link
+        assert await page.get_by_test_id("open-host").get_attribute("href") == host_link
+        assert not await error.is_visible()
+        await screenshot(tab, "browser-home")
+        # The link works: the class page opens ready to join.
+        response = await page.request.get(host_link.split("#")[0])
+        assert response.status == 200
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+
+
+async def test_reconnects_after_the_connection_drops(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("Flaky wifi")
+    host = await open_tab(browser, "host")
+    fay = await open_tab(browser, "participant Fay")
+    try:
+        host_id = await join(host, str(room["host_link"]), "Coach")
+        fay_id = await join(fay, str(room["join_link"]), "Fay")
+        await tile(host, fay_id).wait_for(state="attached", timeout=10_000)
+
+        # Drop the WebSocket under the client: the server treats it as leaving.
+        await fay.page.evaluate("window.pulseroom.socket.io.engine.close()")
+        await wait_gone(host, fay_id, 5.0)
+        await fay.page.wait_for_function(
+            "(old) => document.body.dataset.state === 'joined' && window.pulseroom.you.id !== old",
+            arg=fay_id,
+            timeout=20_000,
+        )
+        assert "Live" in (await fay.page.get_by_test_id("status").text_content() or "")
+        fay_again = await fay.page.evaluate("window.pulseroom.you.id")
+        await tile(host, fay_again).wait_for(state="attached", timeout=10_000)
+        # Media is set up again in both directions.
+        await asyncio.gather(
+            assert_video_flowing(host, {fay_again: "Fay"}),
+            assert_video_flowing(fay, {host_id: "Coach"}),
+        )
+        assert not host.errors and not fay.errors, host.diagnostics() + fay.diagnostics()
+    finally:
+        await host.close()
+        await fay.close()

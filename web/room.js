@@ -1,0 +1,583 @@
+// The class page, for the instructor and participants alike (the role comes from the join
+// ack). Implements the client side of docs/protocol.md with the same flow as
+// pulseroom/bot.py: connect, `join`, publish, answer subscribe offers one at a time.
+
+import { Chat } from './chat.js';
+import { Publisher, Subscriber } from './rtc.js';
+import { Grid, Roster } from './tiles.js';
+import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
+
+const ACK_TIMEOUT_MS = 15000;
+const NAME_KEY = 'pulseroom.name';
+
+// What to tell a person whose join was refused, by protocol error code.
+const BAD_LINK_BODY = 'Check that you opened the whole link, or ask the instructor to send it again.';
+const JOIN_ERRORS = {
+  invalid_token: { title: 'This link is not valid', body: `It is damaged or incomplete. ${BAD_LINK_BODY}` },
+  wrong_room: { title: 'This link is not valid', body: `It belongs to another class. ${BAD_LINK_BODY}` },
+  token_expired: { title: 'This link has expired', body: 'Ask the instructor for a new link to this class.' },
+  room_full: { title: 'This class is full', body: 'No more people can join right now. Try again later, or ask the instructor.' },
+  room_ended: { title: 'This class has ended', body: 'The instructor has ended this class. Thanks for coming!' },
+  room_not_found: { title: 'Class not found', body: 'This class does not exist. Check the link, or ask the instructor for a new one.' },
+};
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  preview: $('preview'), mediaMessage: $('media-message'), joinForm: $('join-form'),
+  nameInput: $('name-input'), joinButton: $('join-button'), joinError: $('join-error'),
+  prejoinRole: $('prejoin-role'), title: $('class-title'), roleBadge: $('role-badge'),
+  micButton: $('mic-button'), camButton: $('cam-button'), galleryButton: $('gallery-button'),
+  galleryBanner: $('gallery-banner'), endButton: $('end-button'), leaveButton: $('leave-button'),
+  endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
+};
+
+const grid = new Grid($('grid'));
+const roster = new Roster($('roster'), $('people-count'));
+const chat = new Chat({
+  log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
+  send: sendChat,
+});
+
+const state = {
+  roomId: null,
+  token: null,
+  name: '',
+  phase: 'loading', // prejoin | joining | joined | reconnecting | left | ended | error
+  socket: null,
+  you: null,
+  room: null,
+  iceServers: [],
+  participants: new Map(), // id -> Participant, in join order
+  gallery: false,
+  localStream: new MediaStream(),
+  audioOn: true,
+  videoOn: true,
+  publisher: null,
+  subscriber: null,
+  pendingOffers: [], // subscribe offers that arrived before the join ack
+};
+
+// Test and debugging hooks; getters so they always show the current objects.
+window.pulseroom = {
+  get publishPc() { return state.publisher ? state.publisher.pc : null; },
+  get subscribePc() { return state.subscriber ? state.subscriber.pc : null; },
+  get participants() { return [...state.participants.values()].map((p) => ({ ...p })); },
+  get you() { return state.you ? { ...state.you } : null; },
+  get room() { return state.room ? { ...state.room } : null; },
+  get tracks() { return state.subscriber ? state.subscriber.trackMap() : {}; },
+  get phase() { return state.phase; },
+  get socket() { return state.socket; },
+};
+
+function setPhase(phase) {
+  state.phase = phase;
+  document.body.dataset.state = phase;
+}
+
+class ProtocolError extends Error {
+  constructor(error) {
+    super(error?.message || 'the server refused the request');
+    this.code = error?.code || 'internal';
+  }
+}
+
+/** Emit a client→server event and resolve with its ack; throws ProtocolError on refusal. */
+async function request(event, payload = {}, timeoutMs = ACK_TIMEOUT_MS) {
+  const socket = state.socket;
+  if (!socket || !socket.connected) throw new ProtocolError({ code: 'offline', message: 'not connected' });
+  const ack = await socket.timeout(timeoutMs).emitWithAck(event, { v: 1, ...payload });
+  if (!ack || !ack.ok) throw new ProtocolError(ack && ack.error);
+  return ack;
+}
+
+/** A refusal arrives as an `error` event (shown as a toast); say so for the other failures. */
+async function sendChat(text) {
+  try {
+    return await request('chat', { text });
+  } catch (error) {
+    if (!(error instanceof ProtocolError) || error.code === 'offline') {
+      toast('Not connected: your message was not sent.');
+    }
+    throw error;
+  }
+}
+
+/** Trickled ICE candidates: fire and forget (a refusal arrives as an `error` event). */
+function emitIce(payload) {
+  if (state.phase !== 'joined' || !state.socket?.connected) return;
+  state.socket.timeout(5000).emit('ice', payload, () => {});
+}
+
+// -- the link -------------------------------------------------------------------------
+
+function readLink() {
+  const token = new URLSearchParams(location.hash.slice(1)).get('t');
+  const match = location.pathname.match(/^\/r\/([^/]+)\/?$/);
+  return { token: token || null, roomId: match ? decodeURIComponent(match[1]) : null };
+}
+
+/**
+ * The token's payload, unverified (only the server can verify it, on join): used only
+ * to say "as the instructor" before joining.
+ */
+function peekToken(token) {
+  try {
+    const body = token.split('.')[0].replace(/-/g, '+').replace(/_/g, '/');
+    const payload = JSON.parse(atob(body + '='.repeat((4 - (body.length % 4)) % 4)));
+    return payload && typeof payload === 'object' ? payload : null;
+  } catch {
+    return null; // unreadable: let the server say so on join
+  }
+}
+
+function showJoinError(code, serverMessage) {
+  const known = JOIN_ERRORS[code];
+  setPhase('error');
+  setStatus('Not connected', 'bad');
+  showNotice({
+    title: known.title,
+    body: code === 'room_full' && serverMessage ? `${serverMessage}. ${known.body}` : known.body,
+    kind: 'error',
+    code,
+    action: { text: 'Go to PulseRoom', href: '/' },
+  });
+}
+
+// -- camera and microphone ------------------------------------------------------------
+
+const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
+const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true };
+
+/**
+ * Ask for camera and microphone. Never throws: without them one can still join and
+ * watch, so the result is a (possibly empty) stream and a message saying what is missing.
+ */
+async function openMedia() {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) {
+    return { stream: new MediaStream(), message: 'This browser cannot use a camera on this page (it needs https). You can still join and watch the class.' };
+  }
+  try {
+    return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video: VIDEO_CONSTRAINTS }), message: '' };
+  } catch (error) {
+    if (error.name === 'NotAllowedError' || error.name === 'SecurityError') {
+      return { stream: new MediaStream(), message: 'Camera/microphone access was denied. You can still join and watch; to be seen and heard, allow access in your browser\'s site settings and reload.' };
+    }
+    // One device is missing or busy: try each alone and keep what works.
+    for (const [constraints, message] of [
+      [{ audio: AUDIO_CONSTRAINTS }, 'No camera is available: you will join with your microphone only.'],
+      [{ video: VIDEO_CONSTRAINTS }, 'No microphone is available: you will join with your camera only.'],
+    ]) {
+      try {
+        return { stream: await md.getUserMedia(constraints), message };
+      } catch {
+        // try the next one
+      }
+    }
+    const busy = error.name === 'NotReadableError';
+    return {
+      stream: new MediaStream(),
+      message: busy
+        ? 'Your camera/microphone is in use by another app. You can still join and watch; close the other app and reload to be seen.'
+        : 'No camera or microphone was found. You can still join and watch the class.',
+    };
+  }
+}
+
+const hasTrack = (kind) => state.localStream.getTracks().some((t) => t.kind === kind);
+
+function updateMediaButtons() {
+  const audio = hasTrack('audio');
+  const video = hasTrack('video');
+  els.micButton.disabled = !audio;
+  els.camButton.disabled = !video;
+  setButton(els.micButton, state.audioOn && audio ? 'mic' : 'micOff',
+    !audio ? 'No microphone' : state.audioOn ? 'Mute' : 'Unmute');
+  setButton(els.camButton, state.videoOn && video ? 'cam' : 'camOff',
+    !video ? 'No camera' : state.videoOn ? 'Stop video' : 'Start video');
+  els.micButton.classList.toggle('off', !(state.audioOn && audio));
+  els.camButton.classList.toggle('off', !(state.videoOn && video));
+  els.micButton.setAttribute('aria-pressed', String(!state.audioOn));
+  els.camButton.setAttribute('aria-pressed', String(!state.videoOn));
+}
+
+/** Our real mic/camera state as the protocol sees it (no device counts as off). */
+function mediaState() {
+  return { audio: hasTrack('audio') && state.audioOn, video: hasTrack('video') && state.videoOn };
+}
+
+function toggle(kind) {
+  const key = kind === 'audio' ? 'audioOn' : 'videoOn';
+  state[key] = !state[key];
+  // Disabling keeps the track flowing as silence/black, so nothing is renegotiated.
+  for (const track of state.localStream.getTracks()) {
+    if (track.kind === kind) track.enabled = state[key];
+  }
+  updateMediaButtons();
+  if (state.you) {
+    Object.assign(state.you, mediaState());
+    state.participants.set(state.you.id, state.you);
+    render();
+    request('media_state', mediaState()).catch(() => {});
+  }
+}
+
+// -- joining --------------------------------------------------------------------------
+
+function connectSocket() {
+  // WebSocket only: no long-polling fallback to keep sticky sessions out of deployments.
+  const socket = io({ transports: ['websocket'] });
+  socket.on('participant_joined', ({ participant }) => {
+    state.participants.set(participant.id, participant);
+    render();
+  });
+  socket.on('participant_left', ({ id }) => {
+    state.participants.delete(id);
+    grid.remove(id); // at once, not when the SFU's next offer turns their m-lines inactive
+    render();
+  });
+  socket.on('participant_updated', ({ participant }) => {
+    if (!state.participants.has(participant.id)) return;
+    state.participants.set(participant.id, participant);
+    if (state.you && participant.id === state.you.id) state.you = participant;
+    render();
+  });
+  socket.on('chat', ({ message }) => chat.add(message));
+  socket.on('subscribe_offer', (offer) => {
+    if (state.subscriber) state.subscriber.handleOffer(offer);
+    else state.pendingOffers.push(offer);
+  });
+  socket.on('gallery', ({ enabled }) => setGallery(enabled));
+  socket.on('class_ended', () => classEnded());
+  socket.on('error', (error) => {
+    // Join refusals are shown as a notice; a refused ICE candidate is nothing a person
+    // can act on (the others usually suffice); everything else is shown as a toast.
+    if (error.event === 'ice') console.warn('ICE candidate refused:', error.message);
+    if (error.event === 'join' || error.event === 'ice' || state.phase !== 'joined') return;
+    toast(error.message || `The server refused ${error.event}`);
+  });
+  socket.on('disconnect', (reason) => onDisconnect(reason));
+  socket.on('connect', () => {
+    if (state.phase === 'reconnecting') rejoin();
+  });
+  socket.io.on('reconnect_attempt', (attempt) => {
+    if (state.phase === 'reconnecting') setStatus(`Connection lost. Reconnecting (attempt ${attempt})…`, 'warn');
+  });
+  return socket;
+}
+
+async function sendJoin() {
+  // The ack carries either the class or the reason for refusal; a timeout throws.
+  // `room` is the page's room: the server refuses a token for another class (wrong_room).
+  return state.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('join', {
+    v: 1, token: state.token, name: state.name, room: state.roomId,
+  });
+}
+
+async function join() {
+  const name = els.nameInput.value.trim();
+  els.joinError.hidden = true;
+  if (!name) {
+    els.joinError.textContent = 'Enter your name so the class knows who you are.';
+    els.joinError.hidden = false;
+    els.nameInput.focus();
+    return;
+  }
+  state.name = name;
+  try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
+  setPhase('joining');
+  els.joinButton.disabled = true;
+  els.joinButton.textContent = 'Joining…';
+  setStatus('Joining…');
+  await mediaReady;
+
+  state.socket = connectSocket();
+  let ack;
+  try {
+    ack = await sendJoin();
+  } catch {
+    ack = { ok: false, error: { code: 'offline', message: 'Could not reach the server. Check your connection and try again.' } };
+  }
+  if (ack && ack.ok) {
+    enterClass(ack);
+    return;
+  }
+  const error = (ack && ack.error) || { code: 'internal', message: 'The server did not answer.' };
+  state.socket.disconnect();
+  state.socket = null;
+  if (JOIN_ERRORS[error.code]) {
+    stopLocalMedia();
+    showJoinError(error.code, error.message);
+    return;
+  }
+  // Something the person can fix and retry (a bad name, a network problem).
+  setPhase('prejoin');
+  setStatus('Not joined');
+  els.joinError.textContent = error.message;
+  els.joinError.hidden = false;
+  els.joinButton.disabled = false;
+  els.joinButton.textContent = 'Join class';
+}
+
+/** Reconnected after a drop: the server dropped us too, so join again from scratch. */
+async function rejoin() {
+  let ack;
+  try {
+    ack = await sendJoin();
+  } catch {
+    return; // the socket dropped again; the next `connect` retries
+  }
+  if (ack && ack.ok) {
+    enterClass(ack);
+    toast('Reconnected to the class.', 'info', 3000);
+  } else if (ack && JOIN_ERRORS[ack.error?.code]) {
+    teardown({ stopLocal: true });
+    showJoinError(ack.error.code, ack.error.message);
+  } else {
+    setStatus('Disconnected. Reload the page to rejoin.', 'bad');
+    toast(`Could not rejoin: ${ack?.error?.message || 'no answer'}`);
+  }
+}
+
+function enterClass(ack) {
+  if (ack.room.id !== state.roomId) {
+    // The server checks this too (join's `room`); never show one class under another's URL.
+    teardown({ stopLocal: true });
+    showJoinError('wrong_room');
+    return;
+  }
+  state.you = { ...ack.you, ...mediaState() };
+  state.room = ack.room;
+  state.iceServers = ack.ice_servers || [];
+  state.participants = new Map(ack.participants.map((p) => [p.id, p]));
+  state.participants.set(state.you.id, state.you);
+  setPhase('joined');
+  setStatus('Live', 'live');
+  showView('classroom');
+  document.title = `${ack.room.title} · PulseRoom`;
+  els.title.textContent = ack.room.title;
+  const isHost = state.you.role === 'host';
+  els.roleBadge.hidden = !isHost;
+  els.galleryButton.hidden = !isHost;
+  els.endButton.hidden = !isHost;
+  chat.reset(ack.chat || [], state.you.id);
+  chat.setEnabled(true);
+
+  grid.clear();
+  for (const track of state.localStream.getTracks()) grid.addTrack(state.you.id, track);
+  setGallery(ack.room.gallery);
+
+  // The server assumes microphone and camera on; say what is really the case.
+  if (!state.you.audio || !state.you.video) request('media_state', mediaState()).catch(() => {});
+
+  startSubscriber();
+  startPublisher();
+}
+
+function startSubscriber() {
+  const subscriber = new Subscriber({
+    iceServers: state.iceServers,
+    signal: request,
+    emitIce,
+    onTrack: (participantId, track) => {
+      grid.addTrack(participantId, track);
+      render();
+    },
+    onTrackGone: (track) => {
+      grid.removeTrack(track);
+      render();
+    },
+    onError: (error) => {
+      console.error('subscribe negotiation failed', error);
+      toast(`Video from the class could not be set up: ${error.message}`);
+    },
+  });
+  state.subscriber = subscriber;
+  for (const offer of state.pendingOffers.splice(0)) subscriber.handleOffer(offer);
+}
+
+async function startPublisher() {
+  if (!state.localStream.getTracks().length) return; // watching only: nothing to publish
+  const publisher = new Publisher({
+    iceServers: state.iceServers, stream: state.localStream, signal: request, emitIce,
+  });
+  state.publisher = publisher;
+  try {
+    await publisher.start();
+  } catch (error) {
+    if (publisher !== state.publisher) return; // a newer session replaced it
+    console.error('publish failed', error);
+    toast(`Your camera and microphone could not be sent to the class: ${error.message}`);
+  }
+}
+
+// -- in class -------------------------------------------------------------------------
+
+/** Whether a participant gets a tile: mirrors who receives whom (docs/protocol.md). */
+function tileVisible(p) {
+  const you = state.you;
+  return p.id === you.id || p.role === 'host' || you.role === 'host' || state.gallery || grid.hasMedia(p.id);
+}
+
+/** Bring the tiles and the roster in line with `state.participants`. */
+function render() {
+  if (!state.you) return;
+  for (const p of state.participants.values()) {
+    if (tileVisible(p)) grid.upsert(p, { self: p.id === state.you.id });
+    else if (grid.has(p.id)) grid.hide(p.id);
+  }
+  for (const id of grid.ids()) {
+    if (!state.participants.has(id)) grid.remove(id);
+  }
+  roster.render([...state.participants.values()], state.you.id);
+}
+
+function setGallery(enabled) {
+  state.gallery = enabled;
+  els.galleryBanner.hidden = !enabled;
+  setButton(els.galleryButton, 'grid', enabled ? 'Gallery mode: on' : 'Gallery mode: off');
+  els.galleryButton.setAttribute('aria-pressed', String(enabled));
+  render();
+}
+
+async function toggleGallery() {
+  els.galleryButton.disabled = true;
+  try {
+    await request('gallery', { enabled: !state.gallery });
+  } catch {
+    // shown by the `error` event
+  } finally {
+    els.galleryButton.disabled = false;
+  }
+}
+
+function stopLocalMedia() {
+  for (const track of state.localStream.getTracks()) track.stop();
+  els.preview.srcObject = null;
+}
+
+/** Close both peer connections and the socket; keep the camera for a rejoin unless told. */
+function teardown({ stopLocal = false, keepSocket = false } = {}) {
+  state.publisher?.close();
+  state.subscriber?.close();
+  state.publisher = null;
+  state.subscriber = null;
+  state.pendingOffers = [];
+  grid.clear();
+  chat.setEnabled(false);
+  if (!keepSocket && state.socket) {
+    state.socket.disconnect();
+    state.socket = null;
+  }
+  if (stopLocal) stopLocalMedia();
+}
+
+async function leave() {
+  if (state.phase !== 'joined' && state.phase !== 'reconnecting') return;
+  els.leaveButton.disabled = true;
+  try {
+    await request('leave', {}, 3000);
+  } catch {
+    // disconnecting is the same as leaving (docs/protocol.md)
+  }
+  setPhase('left');
+  teardown({ stopLocal: true });
+  setStatus('Not connected');
+  showNotice({
+    title: 'You left the class',
+    body: 'You can rejoin with the same link while the class is running.',
+    code: 'left',
+    // The link is this very page: a plain link to it would only change the fragment.
+    action: { text: 'Rejoin the class', href: location.href, onClick: () => location.reload() },
+  });
+}
+
+function classEnded() {
+  if (state.phase === 'ended') return;
+  setPhase('ended');
+  teardown({ stopLocal: true });
+  setStatus('Class ended');
+  showNotice({
+    title: 'The class has ended',
+    body: 'Thanks for taking part. See you next time!',
+    code: 'class_ended',
+    action: { text: 'Back to PulseRoom', href: '/' },
+  });
+}
+
+async function endClass() {
+  els.endDialog.close();
+  els.endButton.disabled = true;
+  try {
+    await request('end_class');
+    classEnded(); // the `class_ended` event may come first; both paths end the same way
+  } catch {
+    els.endButton.disabled = false;
+  }
+}
+
+function onDisconnect(reason) {
+  if (state.phase !== 'joined') return;
+  if (reason === 'io client disconnect') return; // we did it (leave, end)
+  // The server treats a disconnect as leaving: our connections are gone on its side.
+  setPhase('reconnecting');
+  teardown({ keepSocket: true });
+  // Who is in the class is unknown until the rejoin ack; keep showing only ourselves.
+  state.participants = new Map([[state.you.id, state.you]]);
+  for (const track of state.localStream.getTracks()) grid.addTrack(state.you.id, track);
+  render();
+  setStatus('Connection lost. Reconnecting…', 'warn');
+  toast('Connection to the class lost. Reconnecting…', 'info');
+  // After a server-side disconnect socket.io does not retry by itself.
+  if (reason === 'io server disconnect') setTimeout(() => state.socket?.connect(), 1000);
+}
+
+// -- start ----------------------------------------------------------------------------
+
+let mediaReady = Promise.resolve();
+
+function init() {
+  const { token, roomId } = readLink();
+  state.token = token;
+  state.roomId = roomId;
+  // A pasted link that differs only in its fragment would not reload the page by itself.
+  window.addEventListener('hashchange', () => location.reload());
+
+  if (!token || !roomId) {
+    showJoinError('invalid_token');
+    return;
+  }
+  const payload = peekToken(token);
+  els.prejoinRole.textContent = payload && payload.role === 'host'
+    ? 'You are joining as the instructor.'
+    : 'Check your camera, then join the class.';
+
+  setPhase('prejoin');
+  setStatus('Not joined');
+  showView('prejoin');
+  try { els.nameInput.value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
+
+  mediaReady = openMedia().then(({ stream, message }) => {
+    state.localStream = stream;
+    els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
+    els.mediaMessage.textContent = message;
+    els.mediaMessage.hidden = !message;
+    updateMediaButtons();
+  });
+
+  els.joinForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (state.phase === 'prejoin') join();
+  });
+  els.micButton.addEventListener('click', () => toggle('audio'));
+  els.camButton.addEventListener('click', () => toggle('video'));
+  els.leaveButton.addEventListener('click', leave);
+  els.galleryButton.addEventListener('click', toggleGallery);
+  els.endButton.addEventListener('click', () => els.endDialog.showModal());
+  els.endCancel.addEventListener('click', () => els.endDialog.close());
+  els.endConfirm.addEventListener('click', endClass);
+  updateMediaButtons();
+  setButton(els.leaveButton, 'leave', 'Leave');
+}
+
+init();

@@ -1,0 +1,215 @@
+// The two peer connections of docs/protocol.md ("Media"):
+//   Publisher  - we offer send-only audio/video, the SFU answers (event `publish`).
+//   Subscriber - the SFU offers one m-line per forwarded track, we answer (`subscribe_answer`).
+//
+// Both take a `signal(event, payload)` function that emits with an ack and resolves with
+// the ack (it throws when the server refuses), so this file knows nothing about sockets.
+
+const GATHER_TIMEOUT_MS = 2000;
+
+/** Resolve when ICE gathering is complete, or after `ms` (whatever was gathered is in the SDP). */
+export function waitForGathering(pc, ms = GATHER_TIMEOUT_MS) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    const timer = setTimeout(done, ms);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+/**
+ * Trickles the ICE candidates that were not in the SDP we sent.
+ *
+ * Candidates found before the SDP is read are already in it. Those found after it was
+ * sent but before its ack are held back: the server applies a candidate to a
+ * description it may still be processing, so they go out once the ack says it is done.
+ */
+class Trickle {
+  constructor(pcName, emitIce) {
+    this.pcName = pcName;
+    this.emitIce = emitIce;
+    this.state = 'gathering'; // 'gathering' -> 'sent' -> 'ready'
+    this.pending = [];
+  }
+
+  attach(pc) {
+    pc.addEventListener('icecandidate', (event) => {
+      if (this.state === 'gathering') return; // will be part of the SDP
+      // A null candidate (or an empty one) means gathering ended: the protocol's ''.
+      const c = event.candidate;
+      const payload = {
+        v: 1,
+        pc: this.pcName,
+        candidate: c ? c.candidate : '',
+        sdpMid: c && c.sdpMid != null ? c.sdpMid : null,
+        sdpMLineIndex: c && c.sdpMLineIndex != null ? c.sdpMLineIndex : null,
+      };
+      if (this.state === 'sent') this.pending.push(payload);
+      else this.emitIce(payload);
+    });
+  }
+
+  sent() {
+    if (this.state === 'gathering') this.state = 'sent';
+  }
+
+  ready() {
+    if (this.state === 'ready') return;
+    this.state = 'ready';
+    for (const payload of this.pending.splice(0)) this.emitIce(payload);
+  }
+}
+
+/** Put VP8 first: the SFU keeps the first codec offered, and VP8 is what everyone decodes. */
+function preferVp8(transceiver) {
+  if (!RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;
+  const codecs = RTCRtpSender.getCapabilities('video')?.codecs ?? [];
+  const vp8 = codecs.filter((c) => c.mimeType.toLowerCase() === 'video/vp8');
+  if (!vp8.length) return;
+  const rest = codecs.filter((c) => c.mimeType.toLowerCase() !== 'video/vp8');
+  try {
+    transceiver.setCodecPreferences([...vp8, ...rest]);
+  } catch (error) {
+    console.warn('could not set codec preferences', error);
+  }
+}
+
+export class Publisher {
+  constructor({ iceServers, stream, signal, emitIce }) {
+    this.stream = stream;
+    this.signal = signal;
+    this.pc = new RTCPeerConnection({ iceServers });
+    this.trickle = new Trickle('publish', emitIce);
+    this.trickle.attach(this.pc);
+  }
+
+  /** Offer our tracks (at most one audio and one video) and apply the SFU's answer. */
+  async start() {
+    const pc = this.pc;
+    for (const kind of ['audio', 'video']) {
+      const track = this.stream.getTracks().find((t) => t.kind === kind);
+      if (!track) continue;
+      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+      if (kind === 'video') preferVp8(transceiver);
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc);
+    const sdp = pc.localDescription.sdp; // read and mark in one go: no candidate can slip between
+    this.trickle.sent();
+    const ack = await this.signal('publish', { type: 'offer', sdp });
+    if (pc.signalingState === 'closed') return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
+    this.trickle.ready();
+  }
+
+  close() {
+    this.pc.close();
+  }
+}
+
+export class Subscriber {
+  /**
+   * onTrack(participantId, track, mid) - a forwarded track started.
+   * onTrackGone(track)                 - its m-line went inactive (the publisher left).
+   */
+  constructor({ iceServers, signal, emitIce, onTrack, onTrackGone, onError }) {
+    this.iceServers = iceServers;
+    this.signal = signal;
+    this.emitIce = emitIce;
+    this.onTrack = onTrack;
+    this.onTrackGone = onTrackGone;
+    this.onError = onError;
+    this.pc = null;
+    this.trickle = new Trickle('subscribe', emitIce);
+    this.owners = new Map(); // mid -> {mid, participant_id, kind}
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.watchedStreams = new WeakSet();
+  }
+
+  /**
+   * Offers are answered strictly one at a time, in order: applying the next offer while
+   * the previous answer is still being made would break the signaling state machine.
+   */
+  handleOffer(offer) {
+    this.queue = this.queue
+      .then(() => this.answer(offer))
+      .catch((error) => { if (!this.closed) this.onError(error); });
+    return this.queue;
+  }
+
+  createPc() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.trickle.attach(pc);
+    pc.addEventListener('track', (event) => this.handleTrack(event));
+    return pc;
+  }
+
+  async answer(offer) {
+    if (this.closed) return;
+    // Record the map before applying the offer: `track` events fire inside setRemoteDescription.
+    for (const t of offer.tracks || []) this.owners.set(t.mid, t);
+    if (!this.pc) this.pc = this.createPc();
+    const pc = this.pc;
+    await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await waitForGathering(pc);
+    if (this.closed) return;
+    const sdp = pc.localDescription.sdp;
+    this.trickle.sent();
+    await this.signal('subscribe_answer', { type: 'answer', sdp });
+    this.trickle.ready();
+    this.sweepInactive();
+  }
+
+  handleTrack(event) {
+    const mid = event.transceiver ? event.transceiver.mid : null;
+    const owner = this.owners.get(mid);
+    // The SFU also names the publisher as the stream id; use it if the map lacks the mid.
+    const participantId = owner ? owner.participant_id : event.streams[0]?.id;
+    if (!participantId) return;
+    const track = event.track;
+    const stream = event.streams[0];
+    if (stream && !this.watchedStreams.has(stream)) {
+      this.watchedStreams.add(stream);
+      stream.addEventListener('removetrack', (e) => this.onTrackGone(e.track));
+    }
+    track.addEventListener('ended', () => this.onTrackGone(track));
+    // `mute` also fires on a short network stall; only an inactive m-line means "gone".
+    track.addEventListener('mute', () => {
+      if (isInactive(event.transceiver)) this.onTrackGone(track);
+    });
+    this.onTrack(participantId, track, mid);
+  }
+
+  /** After each negotiation: tracks on m-lines the SFU turned inactive are gone. */
+  sweepInactive() {
+    if (!this.pc) return;
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (isInactive(transceiver) && transceiver.receiver.track) {
+        this.onTrackGone(transceiver.receiver.track);
+      }
+    }
+  }
+
+  /** mid -> participant id of the m-lines in use, for tests and debugging. */
+  trackMap() {
+    return Object.fromEntries([...this.owners].map(([mid, t]) => [mid, { ...t }]));
+  }
+
+  close() {
+    this.closed = true;
+    if (this.pc) this.pc.close();
+  }
+}
+
+function isInactive(transceiver) {
+  if (!transceiver) return false;
+  const direction = transceiver.currentDirection;
+  return direction === 'inactive' || direction === 'stopped';
+}

@@ -1,0 +1,209 @@
+// The video grid (one tile per visible participant) and the roster list.
+//
+// Media is kept per participant, apart from the tiles: a track can arrive just before the
+// tile that shows it exists, and a tile can be rebuilt without losing its tracks.
+
+import { stateIcon } from './ui.js';
+
+function initials(name) {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  const letters = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || '?').slice(0, 2);
+  return letters.toUpperCase();
+}
+
+/** The muted-mic / camera-off icons for a participant, in a fixed order. */
+function stateIcons(p) {
+  const icons = [];
+  if (!p.audio) icons.push(stateIcon('micOff', 'microphone muted'));
+  if (!p.video) icons.push(stateIcon('camOff', 'camera off'));
+  return icons;
+}
+
+export class Grid {
+  constructor(container) {
+    // The instructor is who everyone follows: their tile gets the spotlight, big, and
+    // everyone else shares the strip below it.
+    this.spotlight = container.querySelector('.spotlight');
+    this.strip = container.querySelector('.strip');
+    this.tiles = new Map(); // participant id -> tile element
+    this.tracks = new Map(); // participant id -> Map(kind -> MediaStreamTrack)
+  }
+
+  /** Create or refresh the tile of `p` (a protocol Participant). */
+  upsert(p, { self = false } = {}) {
+    let tile = this.tiles.get(p.id);
+    if (!tile) {
+      tile = this.createTile(p, self);
+      this.tiles.set(p.id, tile);
+      (p.role === 'host' ? this.spotlight : this.strip).append(tile);
+      this.attachMedia(p.id);
+    }
+    tile.classList.toggle('instructor', p.role === 'host');
+    tile.dataset.role = p.role;
+    tile.dataset.audio = String(p.audio);
+    tile.dataset.video = String(p.video);
+    // In the strip: yourself first, then everyone else in join order.
+    tile.style.order = self ? '0' : '1';
+    const name = tile.querySelector('.name');
+    name.textContent = p.name;
+    tile.querySelector('.avatar').textContent = initials(p.name);
+    const tag = tile.querySelector('.tag');
+    tag.textContent = [self ? 'you' : '', p.role === 'host' ? 'instructor' : ''].filter(Boolean).join(' · ');
+    tag.hidden = !tag.textContent;
+    tile.querySelector('.state').replaceChildren(...stateIcons(p));
+    this.refreshPlaceholder(p.id);
+    return tile;
+  }
+
+  createTile(p, self) {
+    const tile = document.createElement('div');
+    tile.className = `tile${self ? ' self' : ''}`;
+    tile.dataset.participantId = p.id;
+    tile.dataset.testid = 'tile';
+
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = self; // never play our own microphone back
+    const placeholder = document.createElement('div');
+    placeholder.className = 'placeholder';
+    const avatar = document.createElement('div');
+    avatar.className = 'avatar';
+    placeholder.append(avatar);
+
+    const label = document.createElement('div');
+    label.className = 'label';
+    label.dataset.testid = 'tile-label';
+    const name = document.createElement('span');
+    name.className = 'name';
+    const tag = document.createElement('span');
+    tag.className = 'tag';
+    const state = document.createElement('span');
+    state.className = 'state';
+    state.style.display = 'inline-flex';
+    state.style.gap = '4px';
+    label.append(name, tag, state);
+
+    tile.append(video, placeholder, label);
+    return tile;
+  }
+
+  has(id) {
+    return this.tiles.has(id);
+  }
+
+  hasMedia(id) {
+    return (this.tracks.get(id)?.size ?? 0) > 0;
+  }
+
+  /** A track from `id` started (replaces an earlier track of the same kind). */
+  addTrack(id, track) {
+    if (!this.tracks.has(id)) this.tracks.set(id, new Map());
+    this.tracks.get(id).set(track.kind, track);
+    this.attachMedia(id);
+  }
+
+  /** A track ended or its m-line went inactive: drop it wherever it is. */
+  removeTrack(track) {
+    for (const [id, byKind] of this.tracks) {
+      if (byKind.get(track.kind) === track) {
+        byKind.delete(track.kind);
+        this.attachMedia(id);
+      }
+    }
+  }
+
+  /**
+   * (Re)build the tile's source from its current tracks. A fresh MediaStream each time
+   * is the most reliable way to make every browser notice added and removed tracks.
+   */
+  attachMedia(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    const video = tile.querySelector('video');
+    const tracks = [...(this.tracks.get(id)?.values() ?? [])];
+    const current = video.srcObject ? video.srcObject.getTracks() : [];
+    const same = current.length === tracks.length && tracks.every((t) => current.includes(t));
+    if (!same) {
+      video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+      if (tracks.length) {
+        video.play().catch(() => {
+          // Autoplay with sound can be refused before a user gesture; the Join click counts,
+          // so this only happens on odd browsers. Muted playback still shows the video.
+          video.muted = true;
+          video.play().catch(() => {});
+        });
+      }
+    }
+    this.refreshPlaceholder(id);
+  }
+
+  /** Show initials instead of video when there is no live video or the camera is off. */
+  refreshPlaceholder(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    const video = this.tracks.get(id)?.get('video');
+    const live = video && video.readyState === 'live';
+    tile.querySelector('.placeholder').hidden = Boolean(live) && tile.dataset.video !== 'false';
+  }
+
+  /** Remove a participant's tile and forget their media. */
+  remove(id) {
+    const tile = this.tiles.get(id);
+    if (tile) {
+      const video = tile.querySelector('video');
+      video.srcObject = null;
+      tile.remove();
+      this.tiles.delete(id);
+    }
+    this.tracks.delete(id);
+  }
+
+  /** Hide a tile but keep its media (e.g. gallery mode turned off). */
+  hide(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    tile.querySelector('video').srcObject = null;
+    tile.remove();
+    this.tiles.delete(id);
+  }
+
+  ids() {
+    return [...this.tiles.keys()];
+  }
+
+  clear() {
+    for (const id of this.ids()) this.remove(id);
+    this.tracks.clear();
+  }
+}
+
+export class Roster {
+  constructor(list, countEl) {
+    this.list = list;
+    this.countEl = countEl;
+  }
+
+  /** Render the whole list: instructor first, then in join order. */
+  render(participants, selfId) {
+    const sorted = [...participants].sort((a, b) => (a.role === 'host' ? 0 : 1) - (b.role === 'host' ? 0 : 1));
+    const items = sorted.map((p) => {
+      const li = document.createElement('li');
+      li.dataset.participantId = p.id;
+      li.dataset.testid = 'roster-item';
+      li.dataset.audio = String(p.audio);
+      li.dataset.video = String(p.video);
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = p.name;
+      const tag = document.createElement('span');
+      tag.className = 'tag';
+      tag.textContent = [p.id === selfId ? 'you' : '', p.role === 'host' ? 'instructor' : '']
+        .filter(Boolean).join(' · ');
+      li.append(name, tag, ...stateIcons(p));
+      return li;
+    });
+    this.list.replaceChildren(...items);
+    this.countEl.textContent = String(participants.length);
+  }
+}

@@ -1,0 +1,99 @@
+// Small view helpers shared by the class page: icons, status line, notices, toasts.
+// User-provided text only ever goes through textContent.
+
+const ICON_PATHS = {
+  mic: 'M12 14c1.66 0 3-1.34 3-3V5c0-1.66-1.34-3-3-3S9 3.34 9 5v6c0 1.66 1.34 3 3 3zm5.3-3c0 3-2.54 5.1-5.3 5.1S6.7 14 6.7 11H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c3.28-.48 6-3.3 6-6.72h-1.7z',
+  micOff: 'M19 11h-1.7c0 .74-.16 1.43-.43 2.05l1.23 1.23c.56-.98.9-2.09.9-3.28zm-4.02.17c0-.06.02-.11.02-.17V5c0-1.66-1.34-3-3-3S9 3.34 9 5v.18l5.98 5.99zM4.27 3L3 4.27l6.01 6.01V11c0 1.66 1.33 3 2.99 3 .22 0 .44-.03.65-.08l1.66 1.66c-.71.33-1.5.52-2.31.52-2.76 0-5.3-2.1-5.3-5.1H5c0 3.41 2.72 6.23 6 6.72V21h2v-3.28c.91-.13 1.77-.45 2.54-.9L19.73 21 21 19.73 4.27 3z',
+  cam: 'M17 10.5V7c0-.55-.45-1-1-1H4c-.55 0-1 .45-1 1v10c0 .55.45 1 1 1h12c.55 0 1-.45 1-1v-3.5l4 4v-11l-4 4z',
+  camOff: 'M21 6.5l-4 4V7c0-.55-.45-1-1-1H9.82L21 17.18V6.5zM3.27 2L2 3.27 4.73 6H4c-.55 0-1 .45-1 1v10c0 .55.45 1 1 1h12c.21 0 .39-.08.54-.18L19.73 21 21 19.73 3.27 2z',
+  grid: 'M3 3v8h8V3H3zm6 6H5V5h4v4zm-6 4v8h8v-8H3zm6 6H5v-4h4v4zm4-16v8h8V3h-8zm6 6h-4V5h4v4zm-6 4v8h8v-8h-8zm6 6h-4v-4h4v4z',
+  leave: 'M17 7l-1.41 1.41L18.17 11H8v2h10.17l-2.58 2.58L17 17l5-5zM4 5h8V3H4c-1.1 0-2 .9-2 2v14c0 1.1.9 2 2 2h8v-2H4V5z',
+};
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** An inline SVG icon (fill: currentColor). */
+export function icon(name) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('fill', 'currentColor');
+  const path = document.createElementNS(SVG_NS, 'path');
+  path.setAttribute('d', ICON_PATHS[name]);
+  svg.append(path);
+  return svg;
+}
+
+/** A small red status icon (muted mic, camera off) with an accessible label. */
+export function stateIcon(name, label) {
+  const span = document.createElement('span');
+  span.className = 'icon';
+  span.title = label;
+  span.setAttribute('role', 'img');
+  span.setAttribute('aria-label', label);
+  span.dataset.icon = name;
+  span.append(icon(name));
+  return span;
+}
+
+/** Fill a button with an icon and a label (the label hides at phone width). */
+export function setButton(button, iconName, text) {
+  const label = document.createElement('span');
+  label.className = 'label-text';
+  label.textContent = text;
+  button.replaceChildren(icon(iconName), label);
+  button.title = text;
+  button.setAttribute('aria-label', text);
+}
+
+const statusEl = () => document.getElementById('status');
+
+/** The status line in the top bar; kind: '' | 'live' | 'warn' | 'bad'. */
+export function setStatus(text, kind = '') {
+  const el = statusEl();
+  el.textContent = text;
+  el.className = `status${kind ? ` ${kind}` : ''}`;
+  el.dataset.kind = kind;
+}
+
+/** Show exactly one of the page's main views: 'notice' | 'prejoin' | 'classroom'. */
+export function showView(name) {
+  for (const id of ['notice', 'prejoin', 'classroom']) {
+    document.getElementById(id).hidden = id !== name;
+  }
+}
+
+/**
+ * A full-page message for a state the user cannot continue from in place
+ * (bad link, expired, full, ended, left). `action` is an optional {text, href, onClick}.
+ */
+export function showNotice({ title, body, kind = 'info', code = '', action = null }) {
+  const notice = document.getElementById('notice');
+  notice.dataset.kind = kind;
+  notice.dataset.code = code;
+  document.getElementById('notice-title').textContent = title;
+  document.getElementById('notice-body').textContent = body;
+  const link = document.getElementById('notice-action');
+  link.hidden = !action;
+  link.onclick = null;
+  if (action) {
+    link.textContent = action.text;
+    link.href = action.href || '#';
+    if (action.onClick) {
+      link.onclick = (event) => { event.preventDefault(); action.onClick(); };
+    }
+  }
+  showView('notice');
+}
+
+/** A short message at the bottom that goes away by itself. */
+export function toast(message, kind = 'error', ms = 5000) {
+  const box = document.getElementById('toasts');
+  const item = document.createElement('div');
+  item.className = `toast ${kind}`;
+  item.dataset.testid = 'toast';
+  item.textContent = message;
+  box.append(item);
+  while (box.children.length > 3) box.firstElementChild.remove();
+  setTimeout(() => item.remove(), ms);
+}
