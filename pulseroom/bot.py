@@ -153,7 +153,13 @@ class Bot:
     )
     publish_pc: RTCPeerConnection | None = None
     subscribe_pc: RTCPeerConnection | None = None
-    configuration: RTCConfiguration = field(default_factory=lambda: RTCConfiguration(iceServers=[]))
+    # max-bundle from the start: an offer may arrive before the join ack, and with
+    # aiortc's default bundle policy a second video m-line stays on a dead transport.
+    configuration: RTCConfiguration = field(
+        default_factory=lambda: RTCConfiguration(
+            iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+    )
     names: dict[str, str] = field(default_factory=dict)
     tracks: dict[str, ReceivedTrack] = field(default_factory=dict)
     mid_owner: dict[str, tuple[str, str]] = field(default_factory=dict)

@@ -20,6 +20,7 @@ have changed; the test suite calls it, and so does the SFU at start.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_AIORTC = "1.16.0"
 
@@ -109,13 +112,23 @@ def take_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
 
     original_receive = receiver.receive
 
+    async def _guarded(packet: RtpPacket, arrival_time_ms: int) -> None:
+        # An exception escaping here would end aiortc's receive loop, and with it all
+        # media on this connection: drop the packet, log, carry on.
+        try:
+            await handler(packet, arrival_time_ms)
+        except ConnectionError:
+            pass
+        except Exception:
+            logger.exception("forwarding handler failed; packet dropped")
+
     async def _receive(parameters: Any) -> None:
         # aiortc starts a decoder thread here; stop it before the first packet.
         await original_receive(parameters)
         stop_decoder(receiver)
 
     # Instance attributes shadow the methods aiortc's transport and connection call.
-    setattr(receiver, "_handle_rtp_packet", handler)  # noqa: B010
+    setattr(receiver, "_handle_rtp_packet", _guarded)  # noqa: B010
     setattr(receiver, "receive", _receive)  # noqa: B010
     stop_decoder(receiver)
 

@@ -1,0 +1,1 @@
+"""Benchmarks for PulseRoom: ``python -m bench.sfu`` measures the SFU's forwarding path."""

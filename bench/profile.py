@@ -1,0 +1,93 @@
+"""Summarize a py-spy "raw" (collapsed stacks) profile of the server.
+
+``python -m bench.sfu --py-spy FILE`` records one during the measuring window; then
+``python -m bench.profile FILE`` prints where the server's CPU went: the share of
+samples under each stage of the packet path (inclusive) and the hottest functions
+(self time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+WAITING = "EpollSelector.select (selectors"
+
+# Each sample is charged to the deepest frame that matches one of these markers
+# (substrings of "function (file"), so the shares add up to 100%.
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("egress: socket sendto", ("_SelectorDatagramTransport.sendto (asyncio",)),
+    ("egress: SRTP protect + ICE send", ("RTCDtlsTransport._send_rtp (aiortc",)),
+    ("egress: RtpPacket.serialize", ("RtpPacket.serialize (aiortc",)),
+    ("forwarding: Consumer.forward (rewrite, cache, counters)", ("Consumer.forward (sfu",)),
+    ("forwarding: Producer._on_rtp (stats, NACK tracking)", ("Producer._on_rtp (sfu",)),
+    ("ingress: RtpPacket.parse", ("RtpPacket.parse (aiortc",)),
+    ("RTCP", ("_handle_rtcp_data (aiortc", "_run_rtcp (aiortc", "_send_rtcp (aiortc")),
+    ("ingress: SRTP unprotect, DTLS demux, queue", ("RTCDtlsTransport._recv_next (aiortc",)),
+    ("ingress: UDP read + STUN/ICE (aioice)", ("datagram_received (aioice",)),
+    # Not plain "(aiohttp/": every stack starts in aiohttp's run_app.
+    ("signaling (socket.io, HTTP)", ("(socketio/", "(engineio/", "(aiohttp/web_protocol")),
+)
+OTHER = "event loop and everything else"
+
+
+def stage_of(frames: list[str]) -> str:
+    """The stage a sample (frames root-first) is charged to."""
+    for frame in reversed(frames):
+        for stage, markers in STAGES:
+            if any(marker in frame for marker in markers):
+                return stage
+    return OTHER
+
+
+def parse(path: Path) -> list[tuple[list[str], int]]:
+    """``(frames root-first, samples)`` for each line of a collapsed-stack file."""
+    stacks: list[tuple[list[str], int]] = []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def summarize(stacks: list[tuple[list[str], int]], top: int = 15) -> str:
+    """A plain-text table: share of busy samples per stage, and the hottest functions."""
+    busy = [(frames, count) for frames, count in stacks if WAITING not in frames[-1]]
+    waiting = sum(count for _, count in stacks) - sum(count for _, count in busy)
+    total = sum(count for _, count in busy) or 1
+    stages: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    for frames, count in busy:
+        stages[stage_of(frames)] += count
+        function, _, where = frames[-1].partition(" (")
+        leaves[f"{function} ({where.split(':')[0]})"] += count
+    lines = [
+        f"{total} busy samples ({waiting} more were waiting in epoll and are left out)",
+        "",
+        "stage (self time, deepest match)                             share",
+    ]
+    for stage in [*(name for name, _ in STAGES), OTHER]:
+        lines.append(f"  {stage:<60} {100 * stages[stage] / total:5.1f}%")
+    lines += ["", "hottest functions (self time)"]
+    for name, count in leaves.most_common(top):
+        lines.append(f"  {100 * count / total:5.1f}%  {name}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench.profile``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("profile", type=Path, help="a py-spy --format raw output file")
+    parser.add_argument("--top", type=int, default=15, help="how many functions to list")
+    args = parser.parse_args(argv)
+    if not args.profile.exists():
+        print(f"bench.profile: no such file: {args.profile}", file=sys.stderr)
+        return 2
+    print(summarize(parse(args.profile), args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

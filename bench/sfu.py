@@ -1,0 +1,381 @@
+"""Benchmark the SFU's forwarding path: N publishers in one class, everyone receives everyone.
+
+``python -m bench.sfu --publishers N --seconds S [--json]`` starts ``pulseroom serve`` in
+its own process, creates a class, and starts load-generator processes
+(``bench.loadgen``) whose clients join it: one host that turns gallery mode on and
+N-1 participants, all publishing the same pre-encoded VP8 (and Opus) clip on a loop.
+Every client receives the other N-1, so the SFU forwards N*(N-1) copies of each kind.
+
+After every client receives every stream and a warm-up, it measures over one window:
+forwarded packets/s (``/api/stats`` delta), server CPU per 1,000 forwarded packets
+(/proc utime+stime delta), loss (packets sent by publishers in the window times N-1
+versus distinct packets subscribers got), one-way latency publisher → SFU → subscriber
+from the abs-send-time header extension, server RSS, and the generators' CPU.
+See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .media import Clip, encode_clip, save_clip
+from .procs import (
+    BenchError,
+    Generator,
+    Server,
+    cpu_seconds,
+    load_average,
+    machine_cpu_seconds,
+    memory_mib,
+)
+
+READY_TIMEOUT_S = 45.0
+
+METHOD = {
+    "forwarded_packets_per_s": "delta of /api/stats forwarded_packets over the window / its length",
+    "server_cpu": "delta of utime+stime in /proc/<server pid>/stat over the same window",
+    "loss": "1 - distinct packets received (per subscriber and stream, sent inside the window) "
+    "/ (packets each publisher sent in the window x (N-1)); sent counts are aiortc's outbound "
+    "packetsSent; video packets are placed in the window by their abs-send-time, audio by arrival",
+    "latency": "video only: subscriber arrival time (after SRTP, at the RTP tap) minus the "
+    "abs-send-time the publisher's aiortc sender stamped, which the SFU forwards unchanged; "
+    "same machine clock; includes both clients' stacks and event loops, not only the SFU",
+    "media": "pre-encoded clip replayed as av.Packet (aiortc packs, never encodes); "
+    "subscribers count RTP via sfu.aiortc_adapter.take_rtp and never decode",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What to run."""
+
+    publishers: int
+    seconds: float
+    warmup: float
+    generators: int
+    audio: bool
+    video_kbps: int
+    py_spy: Path | None
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def _client_plan(links: dict[str, Any], options: Options) -> list[list[dict[str, Any]]]:
+    """Clients per generator process, round-robin; the host (client 0) goes to the first."""
+    plans: list[list[dict[str, Any]]] = [[] for _ in range(options.generators)]
+    for i in range(options.publishers):
+        host = i == 0
+        plans[i % options.generators].append(
+            {
+                "link": links["host_link"] if host else links["join_link"],
+                "name": "host" if host else f"p{i}",
+                "host": host,
+            }
+        )
+    return plans
+
+
+def _loss(results: list[dict[str, Any]], publishers: int) -> dict[str, Any]:
+    """Sent x (N-1) versus received, overall and per kind."""
+    sent: dict[str, int] = defaultdict(int)
+    received: dict[str, int] = defaultdict(int)
+    duplicates = 0
+    for result in results:
+        for s in result["sent"]:
+            if s["packets"] is None:
+                raise BenchError(f"publisher {s['publisher_id']} sent no {s['kind']} in the window")
+            sent[s["kind"]] += int(s["packets"])
+        for r in result["received"]:
+            received[r["kind"]] += int(r["packets"])
+            duplicates += int(r["duplicates"])
+    subscribers = publishers - 1
+
+    def loss(kinds: list[str]) -> float | None:
+        expected = sum(sent[k] for k in kinds) * subscribers
+        if expected == 0:
+            return None
+        got = sum(received[k] for k in kinds)
+        return round(100.0 * (1 - got / expected), 3)
+
+    kinds = sorted(sent)
+    return {
+        "loss_percent": loss(kinds),
+        "loss_percent_by_kind": {k: loss([k]) for k in kinds},
+        "packets": {
+            "sent": dict(sent),
+            "expected": {k: sent[k] * subscribers for k in kinds},
+            "received": dict(received),
+            "duplicates": duplicates,
+        },
+    }
+
+
+async def _py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
+    """Sample the server with py-spy for ``seconds`` (optional; needs ``pip install py-spy``)."""
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _measure(
+    options: Options, server: Server, generators: list[Generator], session: aiohttp.ClientSession
+) -> dict[str, Any]:
+    """Set the window, sample server and generators at its edges, gather the results."""
+    start = time.time() + options.warmup
+    end = start + options.seconds
+    for generator in generators:
+        await generator.send({"window": [start, end]})
+    pids = [g.pid for g in generators]
+    await asyncio.sleep(max(0.0, start - time.time()))
+    t0 = time.time()
+    stats0 = await server.stats(session)
+    cpu0 = cpu_seconds(server.pid)
+    gen0 = sum(cpu_seconds(p) for p in pids)
+    busy0, total0 = machine_cpu_seconds()
+    load0 = load_average()
+    spy = await _py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
+    try:
+        await asyncio.sleep(max(0.0, end - time.time()))
+        t1 = time.time()
+        stats1 = await server.stats(session)
+        cpu1 = cpu_seconds(server.pid)
+        gen1 = sum(cpu_seconds(p) for p in pids)
+        busy1, total1 = machine_cpu_seconds()
+        load1 = load_average()
+        rss, peak = memory_mib(server.pid)
+        results = [await g.receive(timeout=options.seconds + 30) for g in generators]
+        if spy is not None:
+            await spy.wait()
+    finally:
+        if spy is not None and spy.returncode is None:
+            spy.kill()  # only on failure: it stops by itself after --duration
+            await spy.wait()
+    elapsed = t1 - t0
+    forwarded = stats1["forwarded_packets"] - stats0["forwarded_packets"]
+    forwarded_bytes = stats1["forwarded_bytes"] - stats0["forwarded_bytes"]
+    server_cpu = cpu1 - cpu0
+    latencies = sorted(v for r in results for v in r["latency_ms"])
+    loss = _loss(results, options.publishers)
+    sent_total = sum(loss["packets"]["sent"].values())
+    return {
+        "forwarded_packets_per_s": round(forwarded / elapsed, 1),
+        "forwarded_kbit_per_s": round(forwarded_bytes * 8 / elapsed / 1000, 1),
+        "expected_forwarded_packets_per_s": round(
+            sent_total * (options.publishers - 1) / options.seconds, 1
+        ),
+        "server_cpu_s_per_1000_packets": (
+            round(server_cpu / forwarded * 1000, 4) if forwarded else None
+        ),
+        "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
+        "server_rss_mib": round(rss, 1),
+        "server_peak_rss_mib": round(peak, 1),
+        **loss,
+        "latency_p50_ms": percentile(latencies, 0.50),
+        "latency_p99_ms": percentile(latencies, 0.99),
+        "latency_ms": {
+            "p50": percentile(latencies, 0.50),
+            "p90": percentile(latencies, 0.90),
+            "p99": percentile(latencies, 0.99),
+            "max": latencies[-1] if latencies else None,
+            "samples": len(latencies),
+        },
+        "generator_cpu_percent": round(100 * (gen1 - gen0) / elapsed, 1),
+        "machine": {
+            "cores": os.cpu_count(),
+            "busy_percent_of_all_cores": round(
+                100 * (busy1 - busy0) / max(total1 - total0, 1e-9), 1
+            ),
+            # CPU used by processes other than this benchmark's: contention skews every figure
+            "others_cpu_percent_approx": round(
+                100 * ((busy1 - busy0) - server_cpu - (gen1 - gen0)) / elapsed, 1
+            ),
+            "load_average_1m": [load0, load1],
+        },
+        "server_counters_delta": {
+            k: stats1[k] - stats0[k]
+            for k in ("keyframe_requests", "nacks_received", "retransmitted_packets")
+            if k in stats0 and k in stats1
+        },
+        "window_s": round(elapsed, 3),
+        "errors": [e for r in results for e in r["errors"]],
+    }
+
+
+async def run(options: Options) -> dict[str, Any]:
+    """One benchmark run; returns the figures (see module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="pulseroom-bench-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "data").mkdir()
+        server = Server(data_dir=workdir / "data", log_path=workdir / "server.log")
+        generators = [Generator(i, workdir / f"loadgen-{i}.log") for i in range(options.generators)]
+        began = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            clip_task = asyncio.create_task(
+                asyncio.to_thread(encode_clip, 4.0, options.audio, options.video_kbps)
+            )
+            try:
+                await server.start(session)
+                clip: Clip = await clip_task
+                clip_path = workdir / "clip.bin"
+                save_clip(clip, clip_path)
+                links = await server.create_room(session, f"bench {options.publishers}")
+                for generator, clients in zip(
+                    generators, _client_plan(links, options), strict=True
+                ):
+                    await generator.start(
+                        {
+                            "clip": str(clip_path),
+                            "clients": clients,
+                            "expected_streams": (options.publishers - 1)
+                            * (2 if options.audio else 1),
+                            "ready_timeout": READY_TIMEOUT_S,
+                        }
+                    )
+                for generator in generators:
+                    await generator.receive(timeout=READY_TIMEOUT_S + 15)
+                setup_s = time.monotonic() - began
+                figures = await _measure(options, server, generators, session)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    for generator in generators:
+                        sys.stderr.write(
+                            f"--- loadgen {generator.index}:\n{generator.log_tail()}\n"
+                        )
+                    sys.stderr.write(f"--- server:\n{server.log_tail()}\n")
+                raise
+            finally:
+                clip_task.cancel()  # only still running if the server failed to start
+                for generator in generators:
+                    await generator.stop()
+                await server.stop()
+    return {
+        "scenario": {
+            "publishers": options.publishers,
+            "subscriptions_per_kind": options.publishers * (options.publishers - 1),
+            "seconds": options.seconds,
+            "warmup_s": options.warmup,
+            "generator_processes": options.generators,
+            "video": {
+                "codec": "VP8",
+                "width": clip.video.width,
+                "height": clip.video.height,
+                "fps": round(clip.video.clock_rate / clip.video.frame_ticks),
+                "clip_kbps": round(clip.video.bitrate_kbps, 1),
+            },
+            "audio": (
+                {"codec": "opus", "clip_kbps": round(clip.audio.bitrate_kbps, 1)}
+                if clip.audio is not None
+                else None
+            ),
+            "setup_s": round(setup_s, 2),
+        },
+        **figures,
+        "method": METHOD,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of ``python -m bench.sfu``."""
+    parser = argparse.ArgumentParser(prog="python -m bench.sfu", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--publishers", type=int, default=4, help="participants, all publishing (>= 2)"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="measuring window (default 20)")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="after all streams flow (default 3)"
+    )
+    parser.add_argument(
+        "--generators", type=int, default=2, help="load-generator processes (default 2)"
+    )
+    parser.add_argument("--no-audio", action="store_true", help="publish video only")
+    parser.add_argument("--video-kbps", type=int, default=500, help="clip bitrate (default 500)")
+    parser.add_argument(
+        "--py-spy", type=Path, default=None, help="record the server with py-spy (raw)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _summary(report: dict[str, Any]) -> str:
+    s = report["scenario"]
+    lat = report["latency_ms"]
+    r = report
+    return "\n".join(
+        [
+            f"{s['publishers']} publishers, {s['subscriptions_per_kind']} subscriptions per kind, "
+            f"{r['window_s']:.1f}s window",
+            f"  forwarded         {r['forwarded_packets_per_s']} packets/s "
+            f"({r['forwarded_kbit_per_s']} kbit/s; "
+            f"expected {r['expected_forwarded_packets_per_s']})",
+            f"  server CPU        {r['server_cpu_s_per_1000_packets']} s per 1,000 packets "
+            f"({r['server_cpu_percent']}% of a core)",
+            f"  server RSS        {r['server_rss_mib']} MiB",
+            f"  loss              {r['loss_percent']}% {r['loss_percent_by_kind']}",
+            f"  latency (video)   p50 {lat['p50']} ms, p99 {lat['p99']} ms "
+            f"({lat['samples']} packets)",
+            f"  generators' CPU   {r['generator_cpu_percent']}% of a core",
+            f"  other processes   {r['machine']['others_cpu_percent_approx']}% of a core",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench.sfu``."""
+    args = build_parser().parse_args(argv)
+    if args.publishers < 2:
+        print("bench.sfu: --publishers must be at least 2", file=sys.stderr)
+        return 2
+    options = Options(
+        publishers=args.publishers,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        generators=max(1, min(args.generators, args.publishers)),
+        audio=not args.no_audio,
+        video_kbps=args.video_kbps,
+        py_spy=args.py_spy,
+    )
+    try:
+        report = asyncio.run(run(options))
+    except BenchError as exc:
+        print(f"bench.sfu: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2) if args.json else _summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
