@@ -139,6 +139,9 @@ def make_workout_file(path: Path, seconds: float = 6.0) -> None:
         video = container.add_stream("libvpx", rate=15)
         video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
         video.bit_rate = 300_000
+        # Passthrough cannot honour keyframe requests: like real recordings, the file
+        # has a keyframe every 2 s, so a subscriber joining mid-file gets a picture.
+        video.codec_context.gop_size = 30
         audio = container.add_stream("libopus", rate=48000)
         audio.layout = "mono"
         frames = int(seconds * 15)
