@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiortc
+from aioice.ice import Connection, StunProtocol
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -40,6 +43,7 @@ RtcpHandler = Callable[[Any], Awaitable[None]]
 
 # Name-mangled private attributes used below; listed once so the check can find them.
 _RECEIVER_ATTRS = (
+    "_RTCRtpReceiver__rtcp_ssrc",
     "_RTCRtpReceiver__decoder_thread",
     "_RTCRtpReceiver__stop_decoder",
     "_RTCRtpReceiver__remote_streams",
@@ -65,9 +69,14 @@ def check_compatibility() -> None:
     for cls, names in (
         (RTCRtpReceiver, ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "receive")),
         (RTCRtpSender, ("_handle_rtcp_packet", "send", "_ssrc", "_stream_id")),
-        (RTCDtlsTransport, ("_send_rtp", "_rtp_header_extensions_map")),
+        (
+            RTCDtlsTransport,
+            ("_send_rtp", "_rtp_header_extensions_map", "_handle_rtp_data", "_tx_srtp"),
+        ),
         (RtpPacket, ("serialize", "parse")),
-        (RTCRtpTransceiver, ("_codecs",)),
+        (RTCRtpTransceiver, ("_codecs", "_headerExtensions")),
+        (RTCIceTransport, ("_connection",)),
+        (Connection, ("_nominated",)),
     ):
         for name in names:
             if not hasattr(cls, name) and name not in cls.__init__.__code__.co_names:
@@ -106,11 +115,8 @@ class IdleTrack(MediaStreamTrack):
 def take_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
     """Route every RTP packet of ``receiver`` to ``handler`` instead of its decoder.
 
-    Call after ``setRemoteDescription``/``setLocalDescription`` have started the receiver.
-    The decoder thread aiortc started is stopped before any packet reaches it.
+    For clients (benchmarks) that count packets without decoding them.
     """
-
-    original_receive = receiver.receive
 
     async def _guarded(packet: RtpPacket, arrival_time_ms: int) -> None:
         # An exception escaping here would end aiortc's receive loop, and with it all
@@ -122,13 +128,20 @@ def take_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
         except Exception:
             logger.exception("forwarding handler failed; packet dropped")
 
+    # Instance attributes shadow the methods aiortc's transport calls.
+    setattr(receiver, "_handle_rtp_packet", _guarded)  # noqa: B010
+    suppress_decoder(receiver)
+
+
+def suppress_decoder(receiver: RTCRtpReceiver) -> None:
+    """Make sure ``receiver`` never runs a decoder thread, now or when it starts."""
+    original_receive = receiver.receive
+
     async def _receive(parameters: Any) -> None:
-        # aiortc starts a decoder thread here; stop it before the first packet.
+        # aiortc starts a decoder thread here; stop it before any packet could reach it.
         await original_receive(parameters)
         stop_decoder(receiver)
 
-    # Instance attributes shadow the methods aiortc's transport and connection call.
-    setattr(receiver, "_handle_rtp_packet", _guarded)  # noqa: B010
     setattr(receiver, "receive", _receive)  # noqa: B010
     stop_decoder(receiver)
 
@@ -161,7 +174,7 @@ def keep_first_codec(transceiver: RTCRtpTransceiver) -> None:
     ]
 
 
-def note_received(receiver: RTCRtpReceiver, packet: RtpPacket, clock_rate: int) -> None:
+def note_received(receiver: RTCRtpReceiver, packet: Any, clock_rate: int) -> None:
     """Feed aiortc's per-source statistics so its receiver reports stay correct."""
     from aiortc.rtcrtpreceiver import StreamStatistics
 
@@ -248,3 +261,101 @@ def tap_rtp(receiver: RTCRtpReceiver, callback: Callable[[RtpPacket], None]) -> 
         await original(packet, arrival_time_ms=arrival_time_ms)
 
     setattr(receiver, "_handle_rtp_packet", _handle)  # noqa: B010
+
+
+# -- the fast path: bytes in, bytes out ---------------------------------------------------
+
+
+RawRtpHandler = Callable[[bytes, int], Awaitable[None]]
+
+
+def take_transport_rtp(transport: RTCDtlsTransport, handler: RawRtpHandler) -> None:
+    """Hand every decrypted RTP packet of ``transport`` to ``handler`` as bytes.
+
+    Replaces ``RTCDtlsTransport._handle_rtp_data``: no ``RtpPacket`` is parsed and no
+    receiver sees RTP. RTCP still takes aiortc's own path.
+    """
+
+    async def _guarded(data: bytes, arrival_time_ms: int) -> None:
+        try:
+            await handler(data, arrival_time_ms)
+        except ConnectionError:
+            pass
+        except Exception:
+            logger.exception("forwarding handler failed; packet dropped")
+
+    setattr(transport, "_handle_rtp_data", _guarded)  # noqa: B010
+
+
+def take_receiver_rtcp(receiver: RTCRtpReceiver, handler: Callable[[Any], None]) -> None:
+    """Show RTCP routed to ``receiver`` (sender reports, BYE) to ``handler`` first."""
+    original = receiver._handle_rtcp_packet
+
+    async def _handle(packet: Any) -> None:
+        handler(packet)
+        await original(packet)
+
+    setattr(receiver, "_handle_rtcp_packet", _handle)  # noqa: B010
+
+
+def extension_ids(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """Header-extension URI → id negotiated for a transceiver."""
+    return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """How to put one packet on a subscriber's wire with no coroutine: protect, then sendto."""
+
+    protect: Callable[[bytes], bytes]
+    sendto: Callable[[bytes, Any], None]
+    address: Any
+    backlog: Callable[[], int]  # bytes queued in the socket's user-space buffer
+
+
+def egress(transport: RTCDtlsTransport) -> Egress | None:
+    """The direct send path of a connected transport; None if not connected or relayed.
+
+    aioice's ``Connection.sendto`` is a coroutine per packet; the nominated pair's UDP
+    socket is the same thing without it. A TURN-relayed pair needs aioice's own framing,
+    so for it the caller falls back to ``send_rtp``.
+    """
+    if transport.state != "connected" or transport._tx_srtp is None:
+        return None
+    pair = transport.transport._connection._nominated.get(1)
+    if pair is None or type(pair.protocol) is not StunProtocol or pair.protocol.transport is None:
+        return None
+    socket = pair.protocol.transport
+    return Egress(
+        transport._tx_srtp.protect,
+        socket.sendto,
+        pair.remote_addr,
+        getattr(socket, "get_write_buffer_size"),  # noqa: B009 (not in DatagramTransport's stub)
+    )
+
+
+def on_state_change(transport: RTCDtlsTransport, callback: Callable[[str], None]) -> None:
+    """Call ``callback(state)`` whenever the DTLS transport changes state."""
+    transport.on("statechange", lambda: callback(transport.state))
+
+
+def set_sender_report(
+    sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, packets: int, octets: int
+) -> None:
+    """What the sender's next RTCP sender report says (NTP↔RTP mapping and counts)."""
+    state = sender.__dict__
+    state["_RTCRtpSender__ntp_timestamp"] = ntp_time
+    state["_RTCRtpSender__rtp_timestamp"] = rtp_timestamp
+    state["_RTCRtpSender__packet_count"] = packets
+    state["_RTCRtpSender__octet_count"] = octets
+
+
+async def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
+    """Send an RTCP packet (e.g. REMB) to the publisher of ``receiver``."""
+    await receiver._send_rtcp(packet)
+
+
+def rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The SSRC our RTCP towards the publisher is sent from."""
+    value = receiver.__dict__.get("_RTCRtpReceiver__rtcp_ssrc")
+    return None if value is None else int(value)

@@ -1,8 +1,11 @@
-"""The packet path: a published track (Producer) fans RTP out to its subscriptions (Consumers).
+"""The packet path: a publisher's connection (Ingress) feeds its tracks (Producers), each
+of which fans RTP out to its subscriptions (Consumers).
 
-Packets stay encoded. Per subscriber the SFU rewrites SSRC, payload type, sequence
-number, timestamp and the MID extension, then encrypts and sends. Nothing here
-allocates per packet beyond the serialized bytes, and nothing logs per packet.
+Packets stay encoded and stay bytes. Per incoming packet the header is read once and
+the forwarded header extensions re-numbered once; per subscriber the work is one new
+fixed header, one SRTP protect and one ``sendto`` — no coroutine, no packet object,
+no logging. A Producer keeps the last packets it received so subscribers' NACKs are
+answered without asking the publisher.
 """
 
 from __future__ import annotations
@@ -15,25 +18,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.clock import current_ntp_time
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
-    RtpPacket,
-    unwrap_rtx,
+    RtcpSrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
 )
 
 from . import aiortc_adapter as adapter
+from . import packet as rtp
 from .stats import ForwardingStats
 
 logger = logging.getLogger(__name__)
 
 KEYFRAME_INTERVAL_S = 0.3  # at most one PLI upstream per producer in this window
-CACHE_SIZE = 512  # packets kept per consumer for answering NACKs
+CACHE_SIZE = 1024  # packets kept per producer for answering NACKs (power of two)
+CACHE_MASK = CACHE_SIZE - 1
+QUEUE_LIMIT_BYTES = 256 * 1024  # a subscriber's unsent backlog before its packets drop
+REMB_INTERVAL_S = 1.0
+MIN_BITRATE = 100_000  # never ask a publisher for less than this
+
+# Header-extension ids aiortc offers subscribers (its fixed table, sfu is the offerer).
+SUBSCRIBER_EXTENSION_IDS = {rtp.URI_MID: 1, rtp.URI_AUDIO_LEVEL: 2, rtp.URI_ABS_SEND_TIME: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,17 @@ class Codec:
     parameters: dict[str, Any]
 
 
+class _SeqTs:
+    """The fields aiortc's receive statistics read, in one object reused for every packet."""
+
+    __slots__ = ("sequence_number", "ssrc", "timestamp")
+
+    def __init__(self) -> None:
+        self.sequence_number = 0
+        self.timestamp = 0
+        self.ssrc = 0
+
+
 class Producer:
     """One track published by a participant: the source of forwarded packets."""
 
@@ -55,6 +79,7 @@ class Producer:
         owner_id: str,
         transceiver: RTCRtpTransceiver,
         stats: ForwardingStats,
+        max_bitrate: int,
     ) -> None:
         self.id = producer_id
         self.owner_id = owner_id
@@ -63,62 +88,101 @@ class Producer:
         self.media_ssrc: int | None = None
         self.consumers: list[Consumer] = []
         self.packets_in = 0
+        self.max_bitrate = max_bitrate
+        self.keyframe_wanted = False
         self._receiver: RTCRtpReceiver = transceiver.receiver
         self._stats = stats
         codecs = adapter.negotiated_codecs(transceiver)
-        self._clock_rates = {
-            c.payloadType: c.clockRate for c in codecs if c.payloadType is not None
-        }
-        self._rtx_payload_types = {
+        self.payload_types = {c.payloadType for c in codecs if c.payloadType is not None}
+        self._clock_rate = 90000
+        self.rtx_payload_types = {
             c.payloadType: int(str(c.parameters["apt"]))
             for c in codecs
-            if c.mimeType.lower() == "video/rtx"
-            and "apt" in c.parameters
-            and c.payloadType is not None
+            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters and c.payloadType
         }
-        self._nack = adapter.new_nack_generator() if self.kind == "video" else None
-        self._last_keyframe_request = 0.0
-        self._closed = False
         media = [c for c in codecs if c.mimeType.lower() != "video/rtx"]
         if media:
             first = media[0]
             self.codec = Codec(
                 first.mimeType, first.clockRate, first.channels, dict(first.parameters)
             )
-        adapter.take_rtp(self._receiver, self._on_rtp)
+            self._clock_rate = first.clockRate
+        self._extensions = rtp.ExtensionMap(
+            adapter.extension_ids(transceiver), SUBSCRIBER_EXTENSION_IDS
+        )
+        self._nack = adapter.new_nack_generator() if self.kind == "video" else None
+        self._seq_ts = _SeqTs()
+        self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
+        self._cache_seq: list[int] = [-1] * CACHE_SIZE
+        self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
+        self._last_keyframe_request = 0.0
+        self._last_remb = 0.0
+        self._closed = False
+        adapter.suppress_decoder(self._receiver)
+        adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
 
-    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    async def on_rtp(self, data: bytes, is_rtx: bool) -> None:
+        """One packet from the publisher (an RTX retransmission if ``is_rtx``)."""
         if self._closed:
             return
-        pt = packet.payload_type
-        apt = self._rtx_payload_types.get(pt)
-        if apt is not None:
-            # A retransmission the publisher sent on its RTX stream: unwrap and forward it.
-            # One stream per producer (no simulcast), so the media SSRC is known.
-            if self.media_ssrc is None or len(packet.payload) < 2:
+        marker, pt, seq, timestamp, ssrc, profile, ext_start, payload_start = rtp.read(data)
+        if is_rtx:
+            # RTX payload = original sequence number + original payload (RFC 4588).
+            if self.media_ssrc is None or len(data) - payload_start < 3:
                 return  # a padding-only bandwidth probe
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=self.media_ssrc)
-        elif pt not in self._clock_rates:
-            return
-        if self.media_ssrc is None:
-            self.media_ssrc = packet.ssrc
-        elif packet.ssrc != self.media_ssrc:
-            # The publisher restarted its stream: consumers keep their own continuity.
-            self.media_ssrc = packet.ssrc
-            for consumer in self.consumers:
-                consumer.source_restarted()
+            seq = (data[payload_start] << 8) | data[payload_start + 1]
+            payload_start += 2
+            pt = self.rtx_payload_types[pt]
+            ssrc = self.media_ssrc
+        if ssrc != self.media_ssrc:
+            if self.media_ssrc is not None:
+                # The publisher restarted its stream: each consumer keeps its own numbering.
+                for consumer in self.consumers:
+                    consumer.resync()
+            self.media_ssrc = ssrc
         self.packets_in += 1
-        adapter.note_received(self._receiver, packet, self._clock_rates[packet.payload_type])
-        if self._nack is not None and self._nack.add(packet):
-            await adapter.send_nack(self._receiver, packet.ssrc, sorted(self._nack.missing))
+        seq_ts = self._seq_ts
+        seq_ts.sequence_number = seq
+        seq_ts.timestamp = timestamp
+        seq_ts.ssrc = ssrc
+        adapter.note_received(self._receiver, seq_ts, self._clock_rate)
+        if self._nack is not None and self._nack.add(seq_ts):  # type: ignore[arg-type]
+            await adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing))
 
-        seq = packet.sequence_number
-        timestamp = packet.timestamp
+        padding = data[0] & rtp.PADDING_BIT
+        shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
+        payload = memoryview(data)[payload_start:]
+        slot = seq & CACHE_MASK
+        self._cache_data[slot] = data
+        self._cache_seq[slot] = seq
+        self._cache_fields[slot] = (padding, marker, timestamp, payload_start, shared)
+
+        sent = 0
+        octets = 0
         for consumer in self.consumers:
-            await consumer.forward(packet, seq, timestamp)
+            size = consumer.send(padding, marker, seq, timestamp, shared, payload)
+            if size:
+                sent += 1
+                octets += size
+        stats = self._stats
+        stats.forwarded_packets += sent
+        stats.forwarded_bytes += octets
+        if self.keyframe_wanted:
+            await self.request_keyframe()
+
+    def cached(self, seq: int) -> tuple[int, int, int, bytes, memoryview] | None:
+        """``(padding, marker, timestamp, shared, payload)`` of a recent source packet."""
+        slot = seq & CACHE_MASK
+        data = self._cache_data[slot]
+        fields = self._cache_fields[slot]
+        if data is None or fields is None or self._cache_seq[slot] != seq:
+            return None
+        padding, marker, timestamp, payload_start, shared = fields
+        return padding, marker, timestamp, shared, memoryview(data)[payload_start:]
 
     async def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL_S."""
+        self.keyframe_wanted = False
         if self.kind != "video" or self.media_ssrc is None or self._closed:
             return
         now = time.monotonic()
@@ -128,6 +192,30 @@ class Producer:
         self._stats.keyframe_requests += 1
         await adapter.request_keyframe(self._receiver, self.media_ssrc)
 
+    def target_bitrate(self) -> int:
+        """What the publisher should send: the lowest subscriber estimate, within the cap."""
+        estimates = [c.remb for c in self.consumers if c.remb]
+        target = min(estimates) if estimates else self.max_bitrate
+        return max(MIN_BITRATE, min(target, self.max_bitrate))
+
+    async def send_remb(self) -> None:
+        """Tell the publisher the folded bandwidth estimate (REMB), at most once a second."""
+        now = time.monotonic()
+        ssrc = adapter.rtcp_ssrc(self._receiver)
+        if now - self._last_remb < REMB_INTERVAL_S or self.media_ssrc is None or ssrc is None:
+            return
+        self._last_remb = now
+        fci = pack_remb_fci(self.target_bitrate(), [self.media_ssrc])
+        await adapter.send_rtcp(
+            self._receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)
+        )
+
+    def _on_rtcp(self, packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.media_ssrc:
+            info = packet.sender_info
+            for consumer in self.consumers:
+                consumer.source_report(info.ntp_timestamp, info.rtp_timestamp)
+
     def close(self) -> None:
         """Stop forwarding and close every consumer (idempotent)."""
         if self._closed:
@@ -136,6 +224,37 @@ class Producer:
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
+        self._cache_data = [None] * CACHE_SIZE
+
+
+class Ingress:
+    """All RTP arriving on one publisher's connection, routed to its producers by SSRC."""
+
+    def __init__(self, transport: RTCDtlsTransport, producers: list[Producer]) -> None:
+        self._by_pt: dict[int, tuple[Producer, bool]] = {}
+        for producer in producers:
+            for pt in producer.payload_types:
+                self._by_pt[pt] = (producer, pt in producer.rtx_payload_types)
+        self._by_ssrc: dict[int, tuple[Producer, bool]] = {}
+        adapter.take_transport_rtp(transport, self._on_rtp)
+
+    async def _on_rtp(self, data: bytes, _arrival_time_ms: int) -> None:
+        if len(data) < 12:
+            return
+        ssrc = int.from_bytes(data[8:12], "big")
+        route = self._by_ssrc.get(ssrc)
+        if route is None:
+            # First packet of a stream: learn its SSRC from its payload type, which is
+            # unique per track on a publish connection (one codec each, plus RTX).
+            route = self._by_pt.get(data[1] & 0x7F)
+            if route is None:
+                return
+            self._by_ssrc[ssrc] = route
+        producer, is_rtx = route
+        try:  # noqa: SIM105 (a context manager costs more on this per-packet path)
+            await producer.on_rtp(data, is_rtx)
+        except rtp.RtpError:
+            pass  # malformed: dropped, as a real network would
 
 
 class Consumer:
@@ -145,21 +264,28 @@ class Consumer:
         self,
         producer: Producer,
         subscriber_id: str,
-        sender: RTCRtpSender,
-        mid: str,
+        transceiver: RTCRtpTransceiver,
         payload_type: int,
         stats: ForwardingStats,
         on_close: Callable[[Consumer], None] | None = None,
     ) -> None:
         self.producer = producer
         self.subscriber_id = subscriber_id
-        self.mid = mid
+        self.mid: str = transceiver.mid or ""
         self.payload_type = payload_type
         self.packets_out = 0
+        self.octets_out = 0
+        self.dropped = 0
         self.paused = False
-        self._sender = sender
-        self._ssrc: int = sender._ssrc
-        self._transport: RTCDtlsTransport | None = None
+        self.remb = 0
+        self.fraction_lost = 0
+        self.jitter = 0
+        self._sender: RTCRtpSender = transceiver.sender
+        self._ssrc: int = self._sender._ssrc
+        self._transport: RTCDtlsTransport = self._sender.transport
+        self._egress: adapter.Egress | None = None
+        mid_id = adapter.extension_ids(transceiver).get(rtp.URI_MID)
+        self._own_block = rtp.mid_element(mid_id, self.mid)
         self._stats = stats
         self._on_close = on_close
         self._seq_delta = 0
@@ -169,30 +295,42 @@ class Consumer:
         self._last_sent_at = time.monotonic()
         self._clock_rate = producer.codec.clock_rate if producer.codec else 90000
         self._synced = False
-        self._cache: list[bytes | None] = [None] * CACHE_SIZE
-        self._cache_seq: list[int] = [-1] * CACHE_SIZE
+        self._congested = False
         self._closed = False
-        adapter.take_rtcp(sender, self._on_rtcp)
+        adapter.take_rtcp(self._sender, self._on_rtcp)
+        adapter.on_state_change(self._transport, self._on_state)
         producer.consumers.append(self)
 
-    def source_restarted(self) -> None:
+    def _on_state(self, state: str) -> None:
+        if state != "connected":
+            self._egress = None
+
+    def resync(self) -> None:
         """The source's numbering jumped: re-anchor so our output stays continuous."""
         self._synced = False
 
-    async def forward(self, packet: RtpPacket, seq: int, timestamp: int) -> None:
-        """Rewrite ``packet`` for this subscriber and send it."""
-        transport = self._transport
-        if transport is None:
-            transport = adapter.sender_transport(self._sender)
-            if transport.state != "connected":
-                return
-            self._transport = transport
+    def send(
+        self,
+        padding: int,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        shared: bytes,
+        payload: memoryview,
+    ) -> int:
+        """Rewrite one source packet for this subscriber and send it; returns bytes sent."""
+        egress = self._egress
+        if egress is None:
+            if self._closed:
+                return 0
+            egress = self._egress = adapter.egress(self._transport)
+            if egress is None:
+                return 0
+            # Just connected: this subscriber needs a keyframe to start decoding.
             self._synced = False
-            await self.producer.request_keyframe()
-        elif transport.state != "connected":
-            return
+            self.producer.keyframe_wanted = True
         if self.paused:
-            return
+            return 0
         if not self._synced:
             # Continue our own numbering where it stopped; the timestamp advances by the
             # wall-clock time that passed, so players see a pause, not a jump.
@@ -202,55 +340,84 @@ class Consumer:
             self._synced = True
         out_seq = (seq + self._seq_delta) & 0xFFFF
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
-        packet.ssrc = self._ssrc
-        packet.payload_type = self.payload_type
-        packet.sequence_number = out_seq
-        packet.timestamp = out_ts
-        packet.extensions.mid = self.mid
-        data = packet.serialize(adapter.extensions_map(transport))
-        slot = out_seq % CACHE_SIZE
-        self._cache[slot] = data
-        self._cache_seq[slot] = out_seq
-        if ((out_seq - self._last_seq) & 0xFFFF) < 0x8000:
+        if egress.backlog() > QUEUE_LIMIT_BYTES:
+            # This subscriber cannot keep up: drop from its own queue only, and ask for
+            # a keyframe once it drains so its picture recovers.
+            self.dropped += 1
+            self._congested = True
+            return 0
+        if self._congested:
+            self._congested = False
+            self.producer.keyframe_wanted = True
+        data = rtp.write(
+            padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
+            self._own_block, shared, payload,
+        )  # fmt: skip
+        egress.sendto(egress.protect(data), egress.address)
+        if (out_seq - self._last_seq) & 0xFFFF < 0x8000:
             self._last_seq = out_seq
             self._last_ts = out_ts
             self._last_sent_at = time.monotonic()
-        try:
-            await adapter.send_rtp(transport, data)
-        except ConnectionError:
-            return
         self.packets_out += 1
-        self._stats.forwarded_packets += 1
-        self._stats.forwarded_bytes += len(data)
-        adapter.note_sent(self._sender, current_ntp_time(), out_ts, len(packet.payload))
+        self.octets_out += len(payload)
+        return len(data)
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report, translated into this subscriber's timestamps."""
+        if self._synced:
+            adapter.set_sender_report(
+                self._sender,
+                ntp_time,
+                (rtp_timestamp + self._ts_delta) & 0xFFFFFFFF,
+                self.packets_out,
+                self.octets_out,
+            )
 
     async def _on_rtcp(self, packet: Any) -> None:
         if self._closed:
             return
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            await self.producer.request_keyframe()
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                await self.producer.request_keyframe()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self._ssrc in ssrcs:
+                    self.remb = bitrate
+                    await self.producer.send_remb()
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._stats.nacks_received += 1
-            transport = self._transport
-            if transport is None:
-                return
-            for seq in packet.lost:
-                slot = seq % CACHE_SIZE
-                data = self._cache[slot]
-                if data is not None and self._cache_seq[slot] == seq:
-                    self._stats.retransmitted_packets += 1
-                    try:
-                        await adapter.send_rtp(transport, data)
-                    except ConnectionError:
-                        return
+            for out_seq in packet.lost:
+                self._retransmit(out_seq)
+        elif isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.fraction_lost = report.fraction_lost
+                    self.jitter = report.jitter
+
+    def _retransmit(self, out_seq: int) -> None:
+        egress = self._egress
+        source = self.producer.cached((out_seq - self._seq_delta) & 0xFFFF)
+        if egress is None or source is None:
+            return
+        padding, marker, timestamp, shared, payload = source
+        out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
+        data = rtp.write(
+            padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
+            self._own_block, shared, payload,
+        )  # fmt: skip
+        egress.sendto(egress.protect(data), egress.address)
+        self._stats.retransmitted_packets += 1
 
     def close(self) -> None:
         """Detach from the producer (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._egress = None
         if self in self.producer.consumers:
             self.producer.consumers.remove(self)
-        self._cache = [None] * CACHE_SIZE
         if self._on_close is not None:
             self._on_close(self)

@@ -26,7 +26,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
-from .forwarder import Codec, Consumer, Producer
+from .forwarder import Codec, Consumer, Ingress, Producer
 from .stats import ForwardingStats
 from .topology import Role
 
@@ -91,6 +91,7 @@ class Participant:
         configuration: RTCConfiguration,
         stats: ForwardingStats,
         on_producer: Callable[[Producer], None],
+        max_bitrate: dict[str, int] | None = None,
     ) -> None:
         self.id = participant_id
         self.role: Role = role
@@ -99,6 +100,7 @@ class Participant:
         self._configuration = configuration
         self._stats = stats
         self._on_producer = on_producer
+        self._max_bitrate = max_bitrate or {"audio": 64_000, "video": 2_500_000}
         self._publish_pc: RTCPeerConnection | None = None
         self._subscribe_pc = RTCPeerConnection(configuration)
         self._wanted: dict[str, Producer] = {}
@@ -140,14 +142,20 @@ class Participant:
                 )
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
-        for transceiver in transceivers:
-            producer = Producer(
+        producers = [
+            Producer(
                 producer_id=f"{self.id}:{transceiver.kind}",
                 owner_id=self.id,
                 transceiver=transceiver,
                 stats=self._stats,
+                max_bitrate=self._max_bitrate[transceiver.kind],
             )
-            self.producers[transceiver.kind] = producer
+            for transceiver in transceivers
+        ]
+        # max-bundle: every m-line of the publish connection shares one transport.
+        Ingress(transceivers[0].receiver.transport, producers)
+        for producer in producers:
+            self.producers[producer.kind] = producer
             self._on_producer(producer)
         return str(pc.localDescription.sdp)
 
@@ -212,14 +220,7 @@ class Participant:
                 transceiver.direction = "inactive"
                 self._dirty.set()
                 continue
-            consumer = Consumer(
-                producer,
-                self.id,
-                transceiver.sender,
-                transceiver.mid,
-                payload_type,
-                self._stats,
-            )
+            consumer = Consumer(producer, self.id, transceiver, payload_type, self._stats)
             self._consumers[producer.id] = (consumer, transceiver)
 
     # -- both ---------------------------------------------------------------------------
