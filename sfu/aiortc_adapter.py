@@ -68,7 +68,7 @@ def check_compatibility() -> None:
         )
     for cls, names in (
         (RTCRtpReceiver, ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "receive")),
-        (RTCRtpSender, ("_handle_rtcp_packet", "send", "_ssrc", "_stream_id")),
+        (RTCRtpSender, ("_handle_rtcp_packet", "send", "_ssrc", "_rtx_ssrc", "_stream_id")),
         (
             RTCDtlsTransport,
             ("_send_rtp", "_rtp_header_extensions_map", "_handle_rtp_data", "_tx_srtp"),
@@ -226,6 +226,19 @@ def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
     for codec in transceiver._codecs:
         if codec.mimeType.lower() != "video/rtx" and codec.payloadType is not None:
             return int(codec.payloadType)
+    return None
+
+
+def negotiated_rtx(transceiver: RTCRtpTransceiver) -> tuple[int, int] | None:
+    """``(rtx payload type, rtx ssrc)`` when RTX was negotiated for the transceiver's codec."""
+    payload_type = negotiated_payload_type(transceiver)
+    for codec in transceiver._codecs:
+        if (
+            codec.mimeType.lower() == "video/rtx"
+            and codec.payloadType is not None
+            and str(codec.parameters.get("apt")) == str(payload_type)
+        ):
+            return int(codec.payloadType), int(transceiver.sender._rtx_ssrc)
     return None
 
 

@@ -297,6 +297,9 @@ class Consumer:
         self._synced = False
         self._congested = False
         self._closed = False
+        # Retransmissions go on the RTX stream when the subscriber negotiated one.
+        self._rtx = adapter.negotiated_rtx(transceiver)
+        self._rtx_seq = random.randint(0, 0xFFFF)
         adapter.take_rtcp(self._sender, self._on_rtcp)
         adapter.on_state_change(self._transport, self._on_state)
         producer.consumers.append(self)
@@ -404,10 +407,19 @@ class Consumer:
             return
         padding, marker, timestamp, shared, payload = source
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
-        data = rtp.write(
-            padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
-            self._own_block, shared, payload,
-        )  # fmt: skip
+        if self._rtx is not None:
+            # RFC 4588: the original sequence number leads the payload on the RTX stream.
+            rtx_pt, rtx_ssrc = self._rtx
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            data = rtp.write(
+                padding, marker, rtx_pt, self._rtx_seq, out_ts, rtx_ssrc,
+                self._own_block, shared, out_seq.to_bytes(2, "big") + payload,
+            )  # fmt: skip
+        else:
+            data = rtp.write(
+                padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
+                self._own_block, shared, payload,
+            )  # fmt: skip
         egress.sendto(egress.protect(data), egress.address)
         self._stats.retransmitted_packets += 1
 

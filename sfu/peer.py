@@ -80,6 +80,18 @@ def matching_capability(kind: str, codec: Codec) -> RTCRtpCodecCapability:
     return candidates[0]
 
 
+def subscriber_codecs(kind: str, codec: Codec) -> list[RTCRtpCodecCapability]:
+    """The codec to offer a subscriber (the publisher's), with RTX for video."""
+    chosen = [matching_capability(kind, codec)]
+    if kind == "video":
+        chosen += [
+            c
+            for c in RTCRtpSender.getCapabilities(kind).codecs
+            if c.mimeType.lower() == "video/rtx"
+        ]
+    return chosen
+
+
 class Participant:
     """One member of a class as the SFU sees them: published tracks and subscriptions."""
 
@@ -198,7 +210,7 @@ class Participant:
             if producer.id in self._consumers or producer.codec is None:
                 continue
             transceiver = pc.addTransceiver(producer.kind, direction="sendonly")
-            transceiver.setCodecPreferences([matching_capability(producer.kind, producer.codec)])
+            transceiver.setCodecPreferences(subscriber_codecs(producer.kind, producer.codec))
             adapter.prepare_sender(transceiver, stream_id=producer.owner_id)
             added.append((producer, transceiver))
         if not removed and not added:

@@ -1,0 +1,74 @@
+"""Forwarding behaviour with real aiortc peers: loss recovery, pausing, keyframes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from pulseroom.bot import Bot, parse_link
+from tests.conftest import ROOT, RunningServer
+
+VP8_PT, VP8_RTX_PT = 97, 98  # aiortc's offer numbering, which the SFU uses for subscribers
+
+
+async def publisher(link: str, name: str, seconds: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pulseroom.cli", "bot", link, "--seconds", str(seconds),
+        "--name", name, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def join(link: str, name: str) -> Bot:
+    base, room, token = parse_link(link)
+    bot = Bot(base_url=base, token=token, name=name, video="synthetic", room=room)
+    await bot.start()
+    return bot
+
+
+def video_of(bot: Bot, publisher_name: str) -> Any:
+    return next(
+        t for t in bot.tracks.values()
+        if t.kind == "video" and bot.names.get(t.publisher_id) == publisher_name
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(90)
+async def test_lossy_subscriber_recovers_through_nack_and_rtx(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 10th video packet to this subscriber is lost; the SFU resends from its cache."""
+    seen = {"dropped": 0, "rtx": 0}
+    original = RTCDtlsTransport._handle_rtp_data
+    counter = iter(range(10**9))
+
+    async def lossy(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+        pt = data[1] & 0x7F
+        if pt == VP8_RTX_PT:
+            seen["rtx"] += 1
+        elif pt == VP8_PT and next(counter) % 10 == 9:
+            seen["dropped"] += 1
+            return
+        await original(self, data, arrival_time_ms)
+
+    # Only this process's peer (the subscriber) is affected: the server is another process.
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", lossy)
+    room = server.create_room("Lossy")
+    coach = await join(str(room["host_link"]), "Coach")
+    ann = await publisher(str(room["join_link"]), "Ann", 8)
+    try:
+        await asyncio.sleep(7)
+        track = video_of(coach, "Ann")
+        stats = server.stats()
+        assert seen["dropped"] > 10
+        assert stats["nacks_received"] > 0
+        assert stats["retransmitted_packets"] >= seen["dropped"] // 2, (stats, seen)
+        assert seen["rtx"] >= seen["dropped"] // 2, seen
+        assert track.frames > 40, "the picture kept going despite 10 % loss"
+    finally:
+        await coach.stop()
+        await ann.wait()
