@@ -96,12 +96,13 @@ class SyntheticVideo(MediaStreamTrack):
 
 
 class SyntheticAudio(MediaStreamTrack):
-    """A quiet 440 Hz tone in 20 ms frames."""
+    """A 440 Hz tone (or silence, with amplitude 0) in 20 ms frames."""
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, amplitude: float = 0.1) -> None:
         super().__init__()
+        self.amplitude = amplitude
         self._start: float | None = None
         self._samples = 0
         self._chunk = AUDIO_RATE // 50
@@ -112,7 +113,7 @@ class SyntheticAudio(MediaStreamTrack):
         due = self._start + self._samples / AUDIO_RATE
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         t = (np.arange(self._chunk) + self._samples) / AUDIO_RATE
-        samples = (0.1 * 32767 * np.sin(2 * math.pi * 440 * t)).astype(np.int16)
+        samples = (self.amplitude * 32767 * np.sin(2 * math.pi * 440 * t)).astype(np.int16)
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = self._samples
@@ -148,6 +149,7 @@ class Bot:
     room: str | None = None
     gallery: bool = False
     codec: str = "vp8"
+    silent: bool = False
     sio: socketio.AsyncClient = field(
         default_factory=lambda: socketio.AsyncClient(reconnection=False)
     )
@@ -183,6 +185,7 @@ class Bot:
         """Connect, join, publish."""
         self.sio.on("participant_joined", self._on_joined)
         self.sio.on("participant_left", self._on_left)
+        self.sio.on("active_speaker", self._on_speaker)
         self.sio.on("subscribe_offer", self._on_offer)
         self.sio.on("error", self._on_error)
         try:
@@ -213,7 +216,7 @@ class Bot:
         codec = self.codec
         passthrough = False
         if self.video == "synthetic":
-            pc.addTransceiver(SyntheticAudio(), direction="sendonly")
+            pc.addTransceiver(SyntheticAudio(0.0 if self.silent else 0.1), direction="sendonly")
             video = pc.addTransceiver(SyntheticVideo(), direction="sendonly")
         else:
             audio_codec, video_codec = probe_codecs(self.video)
@@ -252,6 +255,9 @@ class Bot:
 
     async def _on_left(self, data: dict[str, Any]) -> None:
         self.timeline.append((time.monotonic(), "participant_left", data.get("id")))
+
+    async def _on_speaker(self, data: dict[str, Any]) -> None:
+        self.timeline.append((time.monotonic(), "active_speaker", data.get("id")))
 
     async def _on_error(self, data: dict[str, Any]) -> None:
         self.errors.append(data)

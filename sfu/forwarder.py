@@ -88,6 +88,9 @@ class Producer:
         self.media_ssrc: int | None = None
         self.consumers: list[Consumer] = []
         self.packets_in = 0
+        # Sum of (127 - level) over the current speaker window, audio only.
+        self.loudness = 0
+        self.loud_packets = 0
         self.max_bitrate = max_bitrate
         self.keyframe_wanted = False
         self._receiver: RTCRtpReceiver = transceiver.receiver
@@ -151,6 +154,9 @@ class Producer:
 
         padding = data[0] & rtp.PADDING_BIT
         shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
+        if self.kind == "audio":
+            self.loudness += 127 - self._extensions.audio_level
+            self.loud_packets += 1
         payload = memoryview(data)[payload_start:]
         slot = seq & CACHE_MASK
         self._cache_data[slot] = data
@@ -181,13 +187,18 @@ class Producer:
         return padding, marker, timestamp, shared, memoryview(data)[payload_start:]
 
     async def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL_S."""
-        self.keyframe_wanted = False
+        """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL_S.
+
+        Requests inside the window merge into one sent by the first packet after it.
+        """
         if self.kind != "video" or self.media_ssrc is None or self._closed:
+            self.keyframe_wanted = False
             return
         now = time.monotonic()
         if now - self._last_keyframe_request < KEYFRAME_INTERVAL_S:
+            self.keyframe_wanted = True
             return
+        self.keyframe_wanted = False
         self._last_keyframe_request = now
         self._stats.keyframe_requests += 1
         await adapter.request_keyframe(self._receiver, self.media_ssrc)
@@ -276,7 +287,7 @@ class Consumer:
         self.packets_out = 0
         self.octets_out = 0
         self.dropped = 0
-        self.paused = False
+        self._paused = False
         self.remb = 0
         self.fraction_lost = 0
         self.jitter = 0
@@ -303,6 +314,19 @@ class Consumer:
         adapter.take_rtcp(self._sender, self._on_rtcp)
         adapter.on_state_change(self._transport, self._on_state)
         producer.consumers.append(self)
+
+    @property
+    def paused(self) -> bool:
+        """Whether nothing is sent (the subscriber does not show this video)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if self._paused and not value:
+            # Resume without a sequence gap, and with a picture the decoder can start from.
+            self._synced = False
+            self.producer.keyframe_wanted = True
+        self._paused = value
 
     def _on_state(self, state: str) -> None:
         if state != "connected":
@@ -332,7 +356,7 @@ class Consumer:
             # Just connected: this subscriber needs a keyframe to start decoding.
             self._synced = False
             self.producer.keyframe_wanted = True
-        if self.paused:
+        if self._paused:
             return 0
         if not self._synced:
             # Continue our own numbering where it stopped; the timestamp advances by the
@@ -350,7 +374,10 @@ class Consumer:
             self._congested = True
             return 0
         if self._congested:
+            # Number on without a gap: what was dropped is gone for good, and a gap would
+            # only bring NACKs for it. The keyframe restarts the picture.
             self._congested = False
+            self._synced = False
             self.producer.keyframe_wanted = True
         data = rtp.write(
             padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,

@@ -114,13 +114,21 @@ class ExtensionMap:
             for uri in FORWARDED_URIS
             if uri in publisher_ids and uri in subscriber_ids
         }
+        self._level_id = publisher_ids.get(URI_AUDIO_LEVEL, -1)
+        # Level of the last packet read, in -dBov (0 loudest, 127 silence; RFC 6464).
+        self.audio_level = 127
 
     def shared_block(self, data: bytes, profile: int, start: int, end: int) -> bytes:
         """The forwarded elements of one packet, as a padded one-byte-form block body."""
         if not profile or not self._renumber:
             return b""
         renumber = self._renumber
-        kept = [(renumber[i], v) for i, v in elements(data, profile, start, end) if i in renumber]
+        found = elements(data, profile, start, end)
+        kept = [(renumber[i], v) for i, v in found if i in renumber]
+        level_id = self._level_id
+        for ext_id, value in found:
+            if ext_id == level_id and value:
+                self.audio_level = value[0] & 0x7F
         return one_byte_block(kept) if kept else b""
 
 

@@ -118,6 +118,7 @@ class Participant:
         self._wanted: dict[str, Producer] = {}
         self._consumers: dict[str, tuple[Consumer, RTCRtpTransceiver]] = {}
         self._answer: asyncio.Future[str] | None = None
+        self._visible: set[str] | None = None  # None: everything is shown
         self._dirty = asyncio.Event()
         self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
         self._closed = False
@@ -233,7 +234,21 @@ class Participant:
                 self._dirty.set()
                 continue
             consumer = Consumer(producer, self.id, transceiver, payload_type, self._stats)
+            consumer.paused = self._hidden(producer)
             self._consumers[producer.id] = (consumer, transceiver)
+
+    def set_visible(self, participant_ids: set[str] | None) -> None:
+        """Whose video the client shows (None: everyone's); the rest is not sent at all."""
+        self._visible = participant_ids
+        for consumer, _transceiver in self._consumers.values():
+            consumer.paused = self._hidden(consumer.producer)
+
+    def _hidden(self, producer: Producer) -> bool:
+        return (
+            producer.kind == "video"
+            and self._visible is not None
+            and producer.owner_id not in self._visible
+        )
 
     # -- both ---------------------------------------------------------------------------
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
-from .room import Room
+from .room import Room, SpeakerCallback
 from .stats import ForwardingStats
 
 
 class SfuServer:
     """server → room → participant → producer / consumer; ``close()`` cascades down."""
 
-    def __init__(self, ice_servers: list[RTCIceServer] | None = None) -> None:
+    def __init__(
+        self,
+        ice_servers: list[RTCIceServer] | None = None,
+        on_active_speaker: SpeakerCallback | None = None,
+    ) -> None:
         aiortc_adapter.check_compatibility()
         # An explicit (possibly empty) list: aiortc's default would ask a public STUN server.
         # max-bundle: with aiortc's default (balanced), an m-line added in the same offer
@@ -22,14 +26,21 @@ class SfuServer:
         )
         self.stats = ForwardingStats()
         self.rooms: dict[str, Room] = {}
+        self.on_active_speaker = on_active_speaker
         self._closed = False
 
     def room(self, room_id: str) -> Room:
         """The room with this id, created on first use."""
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, self.configuration, self.stats)
+            room = self.rooms[room_id] = Room(
+                room_id, self.configuration, self.stats, self._active_speaker
+            )
         return room
+
+    def _active_speaker(self, room_id: str, participant_id: str | None) -> None:
+        if self.on_active_speaker is not None:
+            self.on_active_speaker(room_id, participant_id)
 
     async def close_room(self, room_id: str) -> None:
         """Close a room and everyone in it."""

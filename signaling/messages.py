@@ -85,6 +85,12 @@ class MediaStateIn(Inbound):
     video: bool
 
 
+class VisibilityIn(Inbound):
+    """``visibility``: whose video the client shows; null means everyone's."""
+
+    visible: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=1000)] | None
+
+
 class GalleryIn(Inbound):
     """``gallery``: the host turns participants seeing each other on or off."""
 

@@ -7,6 +7,7 @@ into an ack plus an ``error`` event, and never lets an exception reach python-so
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from .messages import (
     PublishIn,
     RoomOut,
     SubscribeAnswerIn,
+    VisibilityIn,
     error_payload,
 )
 from .presence import Member, Presence
@@ -121,6 +123,8 @@ class SignalingServer:
         self.max_participants = max_participants
         self.ice_servers = ice_servers
         self.presence = Presence()
+        self._tasks: set[asyncio.Task[None]] = set()
+        sfu.on_active_speaker = self._active_speaker_changed
         events: dict[str, _Event] = {
             "join": _Event(JoinIn, self._join, joined=False),
             "publish": _Event(PublishIn, self._publish, joined=True),
@@ -128,6 +132,7 @@ class SignalingServer:
             "ice": _Event(IceIn, self._ice, joined=True),
             "chat": _Event(ChatIn, self._chat, joined=True),
             "media_state": _Event(MediaStateIn, self._media_state, joined=True),
+            "visibility": _Event(VisibilityIn, self._visibility, joined=True),
             "gallery": _Event(GalleryIn, self._gallery, joined=True, host_only=True),
             "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
             "leave": _Event(EmptyIn, self._leave, joined=True),
@@ -235,6 +240,10 @@ class SignalingServer:
         )
         return {}
 
+    async def _visibility(self, _sid: str, member: Member, msg: VisibilityIn) -> dict[str, Any]:
+        member.peer.set_visible(None if msg.visible is None else set(msg.visible))
+        return {}
+
     async def _gallery(self, _sid: str, member: Member, msg: GalleryIn) -> dict[str, Any]:
         await self.store.set_gallery(member.room_id, msg.enabled)
         self.sfu.room(member.room_id).set_gallery(msg.enabled)
@@ -279,7 +288,20 @@ class SignalingServer:
                 await self.sfu.close_room(member.room_id)
         logger.info("participant %s left room %s", member.id, member.room_id)
 
+    def _active_speaker_changed(self, room_id: str, participant_id: str | None) -> None:
+        # Called from the SFU's detector loop, which must not wait on the network.
+        task = asyncio.create_task(
+            self.sio.emit(
+                "active_speaker", {"v": PROTOCOL_VERSION, "id": participant_id}, room=room_id
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
         """Disconnect every session (the SFU is closed by its own owner)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for sid in list(self.presence.by_sid):
             await self.sio.disconnect(sid)

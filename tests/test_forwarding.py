@@ -72,3 +72,57 @@ async def test_lossy_subscriber_recovers_through_nack_and_rtx(
     finally:
         await coach.stop()
         await ann.wait()
+
+
+@pytest.mark.timeout(90)
+async def test_video_nobody_shows_is_not_sent_and_resumes_with_a_keyframe(
+    server: RunningServer,
+) -> None:
+    room = server.create_room("Pause")
+    coach = await join(str(room["host_link"]), "Coach")
+    ann = await publisher(str(room["join_link"]), "Ann", 12)
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if coach.tracks and all(t.frames > 3 for t in coach.tracks.values()):
+                break
+        video = video_of(coach, "Ann")
+        audio = next(t for t in coach.tracks.values() if t.kind == "audio")
+        assert video.frames > 3
+
+        assert (await coach.call("visibility", {"visible": []}))["ok"]
+        await asyncio.sleep(0.5)  # what was in flight arrives
+        video_before, audio_before = video.packets, audio.packets
+        await asyncio.sleep(2)
+        assert video.packets - video_before <= 2, "paused video kept flowing"
+        assert audio.packets - audio_before > 60, "audio is never paused"
+
+        requests_before = server.stats()["keyframe_requests"]
+        frames_before = video.frames
+        ann_id = video.publisher_id
+        assert (await coach.call("visibility", {"visible": [ann_id]}))["ok"]
+        await asyncio.sleep(1.0)
+        assert video.frames - frames_before >= 5, "the picture came back within a second"
+        assert server.stats()["keyframe_requests"] > requests_before
+    finally:
+        await coach.stop()
+        await ann.wait()
+
+
+@pytest.mark.timeout(90)
+async def test_active_speaker_is_announced(server: RunningServer) -> None:
+    room = server.create_room("Speaker")
+    base, room_id, token = parse_link(str(room["host_link"]))
+    coach = Bot(base_url=base, token=token, name="Coach", video="synthetic", room=room_id,
+                silent=True)  # fmt: skip
+    await coach.start()
+    ann = await publisher(str(room["join_link"]), "Ann", 8)
+    try:
+        await asyncio.sleep(5)
+        speakers = [who for _, kind, who in coach.timeline if kind == "active_speaker"]
+        ann_id = next(i for i, n in coach.names.items() if n == "Ann")
+        assert speakers and speakers[-1] == ann_id, (speakers, coach.names)
+        assert coach.you["id"] not in speakers, "silence never counts as speech"
+    finally:
+        await coach.stop()
+        await ann.wait()
