@@ -6,6 +6,7 @@ import { Chat } from './chat.js';
 import { Publisher, Subscriber } from './rtc.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
+import { watchVisibility } from './visibility.js';
 
 const ACK_TIMEOUT_MS = 15000;
 const NAME_KEY = 'pulseroom.name';
@@ -32,6 +33,10 @@ const els = {
 };
 
 const grid = new Grid($('grid'));
+// Only while joined: the server refuses `visibility` before `join`.
+const visibility = watchVisibility($('grid'), (ids) => {
+  if (state.you) request('visibility', { visible: ids }).catch(() => {});
+});
 const roster = new Roster($('roster'), $('people-count'));
 const chat = new Chat({
   log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
@@ -248,6 +253,7 @@ function connectSocket() {
     else state.pendingOffers.push(offer);
   });
   socket.on('gallery', ({ enabled }) => setGallery(enabled));
+  socket.on('active_speaker', ({ id }) => grid.setSpeaker(id));
   socket.on('class_ended', () => classEnded());
   socket.on('error', (error) => {
     // Join refusals are shown as a notice; a refused ICE candidate is nothing a person
@@ -372,6 +378,7 @@ function enterClass(ack) {
 
   startSubscriber();
   startPublisher();
+  visibility.resend();
 }
 
 function startSubscriber() {

@@ -160,6 +160,11 @@ export class Grid {
   }
 
   /** Hide a tile but keep its media (e.g. gallery mode turned off). */
+  /** Mark who is speaking now (null: nobody). */
+  setSpeaker(id) {
+    for (const [pid, tile] of this.tiles) tile.classList.toggle('speaking', pid === id);
+  }
+
   hide(id) {
     const tile = this.tiles.get(id);
     if (!tile) return;
