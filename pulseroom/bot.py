@@ -122,6 +122,37 @@ class SyntheticAudio(MediaStreamTrack):
         return frame
 
 
+class SequenceTracker:
+    """Which RTP sequence numbers arrived (retransmissions included), wrap-aware."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._last: int | None = None
+        self._cycles = 0
+
+    def add(self, seq: int) -> None:
+        """Note one arrival of 16-bit sequence number ``seq``."""
+        if self._last is None:
+            self._last = seq
+        delta = (seq - self._last) & 0xFFFF
+        if delta < 0x8000:  # forward (possibly wrapped)
+            if seq < self._last:
+                self._cycles += 1 << 16
+            self._last = seq
+            self._seen.add(self._cycles + seq)
+        else:  # a late packet from before the last one
+            cycles = self._cycles - (1 << 16) if seq > self._last else self._cycles
+            self._seen.add(cycles + seq)
+
+    @property
+    def loss_percent(self) -> float:
+        """Share of the sequence range between the first and last arrival that never came."""
+        if not self._seen:
+            return 0.0
+        expected = max(self._seen) - min(self._seen) + 1
+        return round(100.0 * (1 - len(self._seen) / expected), 3)
+
+
 @dataclass
 class ReceivedTrack:
     """What arrived on one subscribed m-line."""
@@ -134,6 +165,7 @@ class ReceivedTrack:
     packets: int = 0
     bytes: int = 0
     codec: str = ""
+    sequence: SequenceTracker = field(default_factory=lambda: SequenceTracker())
     first_frame_at: float | None = None
     task: asyncio.Task[None] | None = None
 
@@ -296,9 +328,19 @@ class Bot:
         received.codec = codecs[0].mimeType if codecs else ""
         receiver = transceiver.receiver
 
+        rtx_payload_types = {
+            c.payloadType for c in codecs if c.mimeType.lower() == "video/rtx" and c.payloadType
+        }
+
         def count(packet: RtpPacket) -> None:
             received.packets += 1
             received.bytes += len(packet.payload)
+            seq = packet.sequence_number
+            if packet.payload_type in rtx_payload_types:
+                if len(packet.payload) < 2:
+                    return  # padding-only probe
+                seq = (packet.payload[0] << 8) | packet.payload[1]  # RFC 4588 OSN
+            received.sequence.add(seq)
 
         aiortc_adapter.tap_rtp(receiver, count)
         received.task = asyncio.create_task(self._consume(track, received))
@@ -328,6 +370,7 @@ class Bot:
                     "packets": t.packets,
                     "bytes": t.bytes,
                     "frames": t.frames,
+                    "loss_percent": t.sequence.loss_percent,
                     "time_to_first_frame_s": (
                         None
                         if t.first_frame_at is None

@@ -216,3 +216,12 @@ async def test_leaver_disappears_from_everyone_within_2s(server: RunningServer) 
         assert len(ann_tracks) == 2 and all(t.frames > 5 for t in ann_tracks)
     finally:
         await coach.stop()
+
+
+def test_sequence_tracker_counts_gaps_across_the_wrap() -> None:
+    from pulseroom.bot import SequenceTracker
+
+    tracker = SequenceTracker()
+    for seq in [65530, 65531, 65533, 65535, 0, 1, 3, 65532, 4]:  # late 65532, missing 65534 and 2
+        tracker.add(seq)
+    assert tracker.loss_percent == round(100 * 2 / 11, 3)
