@@ -55,7 +55,8 @@ class Host:
             ))  # fmt: skip
             _run(*self.command(
                 "nft", "add", "rule", "inet", "chaos", hook,
-                "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", str(percent), "drop",
+                "meta", "l4proto", "udp",
+                "numgen", "random", "mod", "100", "<", str(percent), "drop",
             ))  # fmt: skip
 
 

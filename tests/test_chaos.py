@@ -113,8 +113,10 @@ async def test_publisher_that_drops_and_rejoins_is_seen_again_within_3s(
             joined_at, new_id = rejoined[-1]
             for _ in range(100):
                 await asyncio.sleep(0.05)
-                video = [t for t in coach.tracks.values()
-                         if t.publisher_id == new_id and t.kind == "video" and t.first_frame_at]  # fmt: skip
+                video = [
+                    t for t in coach.tracks.values()
+                    if t.publisher_id == new_id and t.kind == "video" and t.first_frame_at
+                ]  # fmt: skip
                 if video:
                     break
             assert video, "the rejoined publisher's video never arrived"
