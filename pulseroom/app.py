@@ -10,6 +10,8 @@ import socketio
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from sfu.backend import MediaBackend
+from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.http import RoomsApi
 from signaling.messages import MAX_SDP
@@ -29,7 +31,8 @@ class StartupError(Exception):
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
-SFU = web.AppKey("sfu", SfuServer)
+SFU = web.AppKey("sfu", SfuServer)  # only with PULSEROOM_SFU_WORKERS=0
+MEDIA = web.AppKey("media", MediaBackend)
 SIGNALING = web.AppKey("signaling", SignalingServer)
 
 
@@ -42,10 +45,14 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app[SETTINGS] = settings
     store = Store(create_engine(settings.effective_database_url))
-    sfu = SfuServer()
+    media: SfuServer | WorkerPool
+    if settings.sfu_workers:
+        media = WorkerPool(settings.sfu_workers, settings.log_level)
+    else:
+        media = app[SFU] = SfuServer()
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
-    app[SFU] = sfu
+    app[MEDIA] = media
 
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
     sio = socketio.AsyncServer(
@@ -59,12 +66,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SIGNALING] = SignalingServer(
         sio,
         store,
-        sfu,
+        media,
         signer,
         max_participants=settings.max_participants,
         ice_servers=_client_ice_servers(settings),
     )
-    RoomsApi(store, sfu, signer, settings.public_url).add_routes(app)
+    RoomsApi(store, media, signer, settings.public_url).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:
@@ -78,12 +85,14 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await store.engine.dispose()
 
-    async def media(_app: web.Application) -> AsyncIterator[None]:
+    async def media_side(_app: web.Application) -> AsyncIterator[None]:
+        if isinstance(media, WorkerPool):
+            await media.start()
         yield
         # Reverse order of start: sessions first, then the media they used.
         await app[SIGNALING].close()
-        await sfu.close()
+        await media.close()
 
     app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(media)
+    app.cleanup_ctx.append(media_side)
     return app

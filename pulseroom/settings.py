@@ -6,6 +6,7 @@ SQLite under the data directory, the in-memory Socket.IO manager and no TURN.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
+    sfu_workers: Annotated[int, Field(ge=0, le=64, validation_alias="PULSEROOM_SFU_WORKERS")] = (
+        os.cpu_count() or 1
+    )
 
     @field_validator("database_url")
     @classmethod

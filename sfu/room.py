@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 from aiortc import RTCConfiguration
 
+from .backend import SpeakerCallback
 from .forwarder import Producer
 from .peer import Participant, PeerSignal, SfuError
 from .stats import ForwardingStats
@@ -22,8 +22,6 @@ SPEAKER_HOLD_S = 1.0  # the active speaker changes at most this often
 # Mean loudness (127 - level in -dBov) a window needs to count as speech: louder than
 # -50 dBov. Browsers send about -127 in silence and -20…-40 when someone talks.
 SPEAKER_THRESHOLD = 77
-
-SpeakerCallback = Callable[[str, str | None], None]
 
 
 class Room:

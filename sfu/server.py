@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
-from .room import Room, SpeakerCallback
+from .backend import FailureCallback, SpeakerCallback
+from .peer import Participant, PeerSignal, SfuError
+from .room import Room
 from .stats import ForwardingStats
+from .topology import Role
 
 
 class SfuServer:
@@ -24,9 +29,10 @@ class SfuServer:
         self.configuration = RTCConfiguration(
             iceServers=list(ice_servers or []), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
-        self.stats = ForwardingStats()
+        self.stats_counters = ForwardingStats()
         self.rooms: dict[str, Room] = {}
         self.on_active_speaker = on_active_speaker
+        self.on_room_failed: FailureCallback | None = None  # an in-process SFU fails as a whole
         self._closed = False
 
     def room(self, room_id: str) -> Room:
@@ -34,7 +40,7 @@ class SfuServer:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, self.configuration, self.stats, self._active_speaker
+                room_id, self.configuration, self.stats_counters, self._active_speaker
             )
         return room
 
@@ -52,6 +58,76 @@ class SfuServer:
     def participant_count(self) -> int:
         """Participants across all rooms."""
         return sum(len(room.participants) for room in self.rooms.values())
+
+    # -- the MediaBackend interface (sfu/backend.py) ------------------------------------
+
+    def _participant(self, room_id: str, participant_id: str) -> Participant:
+        room = self.rooms.get(room_id)
+        participant = room.participants.get(participant_id) if room else None
+        if participant is None:
+            raise SfuError("not_joined", "this participant has no media session")
+        return participant
+
+    async def join(
+        self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool
+    ) -> None:
+        """Add a participant, creating the room with ``gallery`` on first use."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.room(room_id)
+            room.set_gallery(gallery)
+        room.join(participant_id, role, signal)
+
+    async def leave(self, room_id: str, participant_id: str) -> None:
+        """Remove a participant; an emptied room closes."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return
+        await room.leave(participant_id)
+        if not room.participants:
+            await self.close_room(room_id)
+
+    async def publish(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
+        """Answer a publish offer."""
+        return await self._participant(room_id, participant_id).publish(offer_sdp)
+
+    async def subscribe_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
+        """Apply a subscribe answer."""
+        await self._participant(room_id, participant_id).subscribe_answer(answer_sdp)
+
+    async def add_ice_candidate(
+        self,
+        room_id: str,
+        participant_id: str,
+        target: str,
+        candidate: str,
+        sdp_mid: str | None,
+        sdp_mline_index: int | None,
+    ) -> None:
+        """A trickled ICE candidate."""
+        participant = self._participant(room_id, participant_id)
+        await participant.add_ice_candidate(target, candidate, sdp_mid, sdp_mline_index)
+
+    async def set_visible(
+        self, room_id: str, participant_id: str, visible: list[str] | None
+    ) -> None:
+        """Whose video a participant shows."""
+        participant = self._participant(room_id, participant_id)
+        participant.set_visible(None if visible is None else set(visible))
+
+    async def set_gallery(self, room_id: str, enabled: bool) -> None:
+        """Gallery mode on or off (for a room with no one in it: nothing to do)."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.set_gallery(enabled)
+
+    async def stats(self) -> dict[str, Any]:
+        """Rooms, participants and the forwarding counters."""
+        return {
+            "rooms": len(self.rooms),
+            "participants": self.participant_count,
+            **self.stats_counters.as_dict(),
+        }
 
     async def close(self) -> None:
         """Close every room (idempotent)."""

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from pulseroom.store import Store
-from sfu.server import SfuServer
+from sfu.backend import MediaBackend
 
 from .messages import CreateRoomIn
 from .tokens import TokenSigner
@@ -26,7 +26,7 @@ class RoomsApi:
     """``POST /api/rooms``, ``GET /api/stats`` and the static pages."""
 
     def __init__(
-        self, store: Store, sfu: SfuServer, signer: TokenSigner, public_url: str | None
+        self, store: Store, sfu: MediaBackend, signer: TokenSigner, public_url: str | None
     ) -> None:
         self.store = store
         self.sfu = sfu
@@ -71,13 +71,7 @@ class RoomsApi:
 
     async def stats(self, _request: web.Request) -> web.Response:
         """Aggregate counters (no names, no ids)."""
-        return web.json_response(
-            {
-                "rooms": len(self.sfu.rooms),
-                "participants": self.sfu.participant_count,
-                **self.sfu.stats.as_dict(),
-            }
-        )
+        return web.json_response(await self.sfu.stats())
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints and pages on ``app``."""

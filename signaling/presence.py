@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sfu.peer import Participant
-
 from .messages import ParticipantOut
 from .tokens import Role
 
@@ -19,7 +17,6 @@ class Member:
     room_id: str
     name: str
     role: Role
-    peer: Participant
     audio: bool = True
     video: bool = True
 

@@ -18,8 +18,8 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from pulseroom.store import ChatRecord, Store
+from sfu.backend import MediaBackend
 from sfu.peer import SfuError, TrackInfo
-from sfu.server import SfuServer
 
 from .messages import (
     PROTOCOL_VERSION,
@@ -111,7 +111,7 @@ class SignalingServer:
         self,
         sio: socketio.AsyncServer,
         store: Store,
-        sfu: SfuServer,
+        sfu: MediaBackend,
         signer: TokenSigner,
         max_participants: int,
         ice_servers: list[dict[str, Any]],
@@ -125,6 +125,7 @@ class SignalingServer:
         self.presence = Presence()
         self._tasks: set[asyncio.Task[None]] = set()
         sfu.on_active_speaker = self._active_speaker_changed
+        sfu.on_room_failed = self._media_failed
         events: dict[str, _Event] = {
             "join": _Event(JoinIn, self._join, joined=False),
             "publish": _Event(PublishIn, self._publish, joined=True),
@@ -180,16 +181,22 @@ class SignalingServer:
             raise SignalError("already_joined", "this connection has already joined a class")
         if self.presence.count(room.id) >= self.max_participants:
             raise SignalError("room_full", f"this class is full ({self.max_participants} people)")
-        sfu_room = self.sfu.room(room.id)
-        if not sfu_room.participants:
-            sfu_room.set_gallery(room.gallery)
         participant_id = uuid.uuid4().hex[:12]
-        peer = sfu_room.join(participant_id, grant.role, SocketSignal(self.sio, sid))
-        member = Member(
-            id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role, peer=peer
-        )
-        others = self.presence.members(room.id)
+        member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
+        # Counted in before the await below, so concurrent joins cannot overfill the class.
         self.presence.add(member)
+        try:
+            await self.sfu.join(
+                room.id, participant_id, grant.role, SocketSignal(self.sio, sid), room.gallery
+            )
+        except BaseException:
+            self.presence.remove(sid)
+            raise
+        if self.presence.by_sid.get(sid) is not member:
+            # The session went away while the media side was being set up.
+            await self.sfu.leave(room.id, participant_id)
+            raise SignalError("not_joined", "the connection closed while joining")
+        others = [m for m in self.presence.members(room.id) if m is not member]
         await self.sio.enter_room(sid, room.id)
         await self.sio.emit(
             "participant_joined",
@@ -201,24 +208,26 @@ class SignalingServer:
         return {
             "v": PROTOCOL_VERSION,
             "you": member.out().model_dump(),
-            "room": RoomOut(id=room.id, title=room.title, gallery=sfu_room.gallery).model_dump(),
+            "room": RoomOut(id=room.id, title=room.title, gallery=room.gallery).model_dump(),
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [_chat_out(r) for r in chat],
             "ice_servers": self.ice_servers,
         }
 
     async def _publish(self, _sid: str, member: Member, msg: PublishIn) -> dict[str, Any]:
-        answer = await member.peer.publish(msg.sdp)
+        answer = await self.sfu.publish(member.room_id, member.id, msg.sdp)
         return {"type": "answer", "sdp": answer}
 
     async def _subscribe_answer(
         self, _sid: str, member: Member, msg: SubscribeAnswerIn
     ) -> dict[str, Any]:
-        await member.peer.subscribe_answer(msg.sdp)
+        await self.sfu.subscribe_answer(member.room_id, member.id, msg.sdp)
         return {}
 
     async def _ice(self, _sid: str, member: Member, msg: IceIn) -> dict[str, Any]:
-        await member.peer.add_ice_candidate(msg.pc, msg.candidate, msg.sdpMid, msg.sdpMLineIndex)
+        await self.sfu.add_ice_candidate(
+            member.room_id, member.id, msg.pc, msg.candidate, msg.sdpMid, msg.sdpMLineIndex
+        )
         return {}
 
     async def _chat(self, _sid: str, member: Member, msg: ChatIn) -> dict[str, Any]:
@@ -241,12 +250,12 @@ class SignalingServer:
         return {}
 
     async def _visibility(self, _sid: str, member: Member, msg: VisibilityIn) -> dict[str, Any]:
-        member.peer.set_visible(None if msg.visible is None else set(msg.visible))
+        await self.sfu.set_visible(member.room_id, member.id, msg.visible)
         return {}
 
     async def _gallery(self, _sid: str, member: Member, msg: GalleryIn) -> dict[str, Any]:
         await self.store.set_gallery(member.room_id, msg.enabled)
-        self.sfu.room(member.room_id).set_gallery(msg.enabled)
+        await self.sfu.set_gallery(member.room_id, msg.enabled)
         await self.sio.emit(
             "gallery", {"v": PROTOCOL_VERSION, "enabled": msg.enabled}, room=member.room_id
         )
@@ -281,11 +290,7 @@ class SignalingServer:
         await self.sio.emit(
             "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
         )
-        room = self.sfu.rooms.get(member.room_id)
-        if room is not None:
-            await room.leave(member.id)
-            if not room.participants:
-                await self.sfu.close_room(member.room_id)
+        await self.sfu.leave(member.room_id, member.id)
         logger.info("participant %s left room %s", member.id, member.room_id)
 
     def _active_speaker_changed(self, room_id: str, participant_id: str | None) -> None:
@@ -295,6 +300,27 @@ class SignalingServer:
                 "active_speaker", {"v": PROTOCOL_VERSION, "id": participant_id}, room=room_id
             )
         )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _media_failed(self, room_id: str, reason: str) -> None:
+        # The class's media worker died: its members' media sessions are gone, so they
+        # are out of the class; clients rejoin (a new worker takes the class).
+        logger.error("media for room %s failed: %s", room_id, reason)
+        members = self.presence.members(room_id)
+        for member in members:
+            self.presence.remove(member.sid)
+
+        async def tell() -> None:
+            await self.sio.emit(
+                "media_failed",
+                {"v": PROTOCOL_VERSION, "message": "The class's media server restarted: rejoin."},
+                room=room_id,
+            )
+            for member in members:
+                await self.sio.leave_room(member.sid, room_id)
+
+        task = asyncio.create_task(tell())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

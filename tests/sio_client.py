@@ -18,6 +18,8 @@ EVENTS = (
     "gallery",
     "class_ended",
     "error",
+    "media_failed",
+    "active_speaker",
 )
 
 

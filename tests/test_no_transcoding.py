@@ -48,7 +48,10 @@ class CodecWatch:
 @pytest.fixture
 async def inprocess_server(tmp_path: Path) -> AsyncIterator[tuple[str, SfuServer]]:
     port = free_port()
-    settings = load_settings(PULSEROOM_DATA_DIR=str(tmp_path), PULSEROOM_PORT=port)
+    # In-process SFU (no workers), so this process can watch its codec factories.
+    settings = load_settings(
+        PULSEROOM_DATA_DIR=str(tmp_path), PULSEROOM_PORT=port, PULSEROOM_SFU_WORKERS=0
+    )
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -102,5 +105,5 @@ async def test_no_codec_is_created_while_forwarding(
     # The watch is live: a decoder made here would have been recorded.
     aiortc.rtcrtpreceiver.get_decoder(aiortc.codecs.CODECS["video"][0])
     assert watch.created == ["get_decoder(video/VP8)"]
-    assert sfu.stats.forwarded_packets > 2000, sfu.stats
+    assert sfu.stats_counters.forwarded_packets > 2000, sfu.stats_counters
     assert seen_threads == set(), f"decoder threads ran in the server: {seen_threads}"

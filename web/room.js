@@ -254,6 +254,12 @@ function connectSocket() {
   });
   socket.on('gallery', ({ enabled }) => setGallery(enabled));
   socket.on('active_speaker', ({ id }) => grid.setSpeaker(id));
+  socket.on('media_failed', ({ message }) => {
+    // The class moved to another media server: drop the old connections, join again.
+    toast(message || 'The media server restarted; rejoining…', 'info', 4000);
+    teardown({ keepSocket: true });
+    rejoin();
+  });
   socket.on('class_ended', () => classEnded());
   socket.on('error', (error) => {
     // Join refusals are shown as a notice; a refused ICE candidate is nothing a person

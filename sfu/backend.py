@@ -1,0 +1,66 @@
+"""What signaling needs from the media side, keyed by ids: one interface, two homes.
+
+``SfuServer`` implements it in the signaling process (``PULSEROOM_SFU_WORKERS=0``);
+``WorkerPool`` implements it by placing each class on one of several worker processes,
+each running an ``SfuServer``. Signaling cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .peer import PeerSignal
+from .topology import Role
+
+SpeakerCallback = Callable[[str, str | None], None]  # (room id, participant id or None)
+FailureCallback = Callable[[str, str], None]  # (room id, what happened)
+
+
+class MediaBackend(Protocol):
+    """The media operations of a class, addressed by room and participant id."""
+
+    on_active_speaker: SpeakerCallback | None
+    on_room_failed: FailureCallback | None
+
+    async def join(
+        self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool
+    ) -> None:
+        """Add a participant (creating the room's media side on first use)."""
+
+    async def leave(self, room_id: str, participant_id: str) -> None:
+        """Remove a participant; the room's media side closes when it empties."""
+
+    async def publish(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
+        """Answer a participant's publish offer."""
+
+    async def subscribe_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
+        """Apply the answer to the participant's latest subscribe offer."""
+
+    async def add_ice_candidate(
+        self,
+        room_id: str,
+        participant_id: str,
+        target: str,
+        candidate: str,
+        sdp_mid: str | None,
+        sdp_mline_index: int | None,
+    ) -> None:
+        """A trickled ICE candidate for the participant's publish or subscribe connection."""
+
+    async def set_visible(
+        self, room_id: str, participant_id: str, visible: list[str] | None
+    ) -> None:
+        """Whose video the participant shows (None: everyone's)."""
+
+    async def set_gallery(self, room_id: str, enabled: bool) -> None:
+        """Turn gallery mode on or off."""
+
+    async def close_room(self, room_id: str) -> None:
+        """End the room's media side and everyone's connections in it."""
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters: rooms, participants, forwarded packets and bytes, ..."""
+
+    async def close(self) -> None:
+        """Close everything (idempotent)."""

@@ -1,0 +1,155 @@
+"""An SFU worker process: one ``SfuServer``, driven over a socket by the signaling process.
+
+Started by ``WorkerPool`` as ``python -m sfu.worker --fd N``; N is its end of a Unix
+socket pair. It answers ``Request`` frames, sends ``OfferEvent`` / ``SpeakerEvent``
+frames, and exits when the other end closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import Any
+
+from pydantic import ValidationError
+
+from .peer import SfuError, TrackInfo
+from .server import SfuServer
+from .worker_protocol import (
+    OfferEvent,
+    Request,
+    Response,
+    SpeakerEvent,
+    TrackOut,
+    decode,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Channel:
+    """The worker's end of the socket: frames out, requests in, one task per request."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sfu: SfuServer
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._sfu = sfu
+        self._tasks: set[asyncio.Task[None]] = set()
+        sfu.on_active_speaker = self._speaker
+
+    async def send(self, frame: Response | OfferEvent | SpeakerEvent) -> None:
+        """Write one frame (a single write per frame keeps frames whole)."""
+        self._writer.write(encode(frame))
+        await self._writer.drain()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _speaker(self, room_id: str, participant_id: str | None) -> None:
+        self._spawn(self.send(SpeakerEvent(room_id=room_id, participant_id=participant_id)))
+
+    async def serve(self) -> None:
+        """Handle requests until the signaling process closes the socket."""
+        try:
+            while line := await self._reader.readline():
+                try:
+                    frame = decode(line)
+                except ValidationError as exc:
+                    logger.error("unreadable frame from the signaling process: %s", exc)
+                    continue
+                if isinstance(frame, Request):
+                    self._spawn(self._handle(frame))
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, request: Request) -> None:
+        try:
+            result = await self._call(request)
+            response = Response(id=request.id, ok=True, result=result)
+        except SfuError as exc:
+            response = Response(id=request.id, ok=False, code=exc.code, message=exc.message)
+        except (TypeError, ValueError) as exc:
+            response = Response(id=request.id, ok=False, code="bad_request", message=str(exc))
+        except Exception:
+            logger.exception("worker operation %s failed", request.op)
+            response = Response(
+                id=request.id, ok=False, code="internal", message="the media server failed"
+            )
+        with contextlib.suppress(ConnectionError):
+            await self.send(response)
+
+    async def _call(self, request: Request) -> Any:
+        args = dict(request.args)
+        if request.op == "join":
+            signal = _RemoteSignal(self, args["room_id"], args["participant_id"])
+            await self._sfu.join(
+                args["room_id"], args["participant_id"], args["role"], signal, args["gallery"]
+            )
+            return None
+        if request.op == "stats":
+            return await self._sfu.stats()
+        # Every other operation has the MediaBackend signature with plain arguments.
+        method = getattr(self._sfu, request.op)
+        return await method(**args)
+
+
+class _RemoteSignal:
+    """A participant's PeerSignal inside the worker: offers travel to the main process."""
+
+    def __init__(self, channel: Channel, room_id: str, participant_id: str) -> None:
+        self._channel = channel
+        self._room_id = room_id
+        self._participant_id = participant_id
+
+    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
+        await self._channel.send(
+            OfferEvent(
+                room_id=self._room_id,
+                participant_id=self._participant_id,
+                sdp=sdp,
+                tracks=[
+                    TrackOut(mid=t.mid, participant_id=t.participant_id, kind=t.kind)
+                    for t in tracks
+                ],
+            )
+        )
+
+
+async def run(fd: int) -> None:
+    """Serve the socket ``fd`` until it closes, then close every room."""
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    sfu = SfuServer()
+    try:
+        await Channel(reader, writer, sfu).serve()
+    finally:
+        await sfu.close()
+        writer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m sfu.worker``."""
+    parser = argparse.ArgumentParser(prog="sfu.worker")
+    parser.add_argument("--fd", type=int, required=True, help="the worker's socket")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s"
+    )
+    for noisy in ("aioice", "aiortc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    asyncio.run(run(args.fd))
+
+
+if __name__ == "__main__":
+    main()
