@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,30 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
-
-
-async def run_bot(link: str, name: str, seconds: float, *extra: str) -> dict[str, Any]:
-    """Run ``pulseroom bot --json`` as its own process and return its report."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pulseroom.cli",
-        "bot",
-        link,
-        "--seconds",
-        str(seconds),
-        "--name",
-        name,
-        "--json",
-        *extra,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=seconds + 60)
-    assert process.returncode == 0, f"bot {name} failed:\n{stderr.decode()[-3000:]}"
-    report: dict[str, Any] = json.loads(stdout)
-    return report
+from tests.peers import run_bot
 
 
 def received(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

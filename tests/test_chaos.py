@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from pathlib import Path
@@ -11,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pulseroom.bot import Bot, parse_link
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
 from tests.netns import Host, netns_host, require_netns
+from tests.peers import join, run_bot
 
 
 @pytest.fixture
@@ -32,17 +31,7 @@ def link_via(link: str, host: Host) -> str:
 
 
 async def bot(link: str, name: str, seconds: float, host: Host | None = None) -> dict[str, Any]:
-    args = [sys.executable, "-m", "pulseroom.cli", "bot", link, "--seconds", str(seconds),
-            "--name", name, "--json"]  # fmt: skip
-    if host is not None:
-        args = host.command(*args)
-    process = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), seconds + 60)
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    report: dict[str, Any] = json.loads(stdout)
-    return report
+    return await run_bot(link, name, seconds, prefix=host.command() if host else None)
 
 
 def coach_video(report: dict[str, Any]) -> dict[str, Any]:
@@ -82,9 +71,7 @@ async def test_publisher_that_drops_and_rejoins_is_seen_again_within_3s(
     open_server: RunningServer,
 ) -> None:
     room = open_server.create_room("Drop")
-    base, room_id, token = parse_link(str(room["host_link"]))
-    coach = Bot(base_url=base, token=token, name="Coach", video="synthetic", room=room_id)
-    await coach.start()
+    coach = await join(str(room["host_link"]), "Coach")
     try:
         with netns_host() as phone:
             link = link_via(str(room["join_link"]), phone)

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import pytest
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
-from pulseroom.bot import Bot, parse_link
-from tests.conftest import ROOT, RunningServer
+from pulseroom.bot import Bot
+from tests.conftest import RunningServer
+from tests.peers import join, start_bot
 
 VP8_PT, VP8_RTX_PT = 97, 98  # aiortc's offer numbering, which the SFU uses for subscribers
-
-
-async def publisher(link: str, name: str, seconds: float) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pulseroom.cli", "bot", link, "--seconds", str(seconds),
-        "--name", name, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-async def join(link: str, name: str) -> Bot:
-    base, room, token = parse_link(link)
-    bot = Bot(base_url=base, token=token, name=name, video="synthetic", room=room)
-    await bot.start()
-    return bot
 
 
 def video_of(bot: Bot, publisher_name: str) -> Any:
@@ -59,7 +44,7 @@ async def test_lossy_subscriber_recovers_through_nack_and_rtx(
     monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", lossy)
     room = server.create_room("Lossy")
     coach = await join(str(room["host_link"]), "Coach")
-    ann = await publisher(str(room["join_link"]), "Ann", 8)
+    ann = await start_bot(str(room["join_link"]), "Ann", 8)
     try:
         await asyncio.sleep(7)
         track = video_of(coach, "Ann")
@@ -80,7 +65,7 @@ async def test_video_nobody_shows_is_not_sent_and_resumes_with_a_keyframe(
 ) -> None:
     room = server.create_room("Pause")
     coach = await join(str(room["host_link"]), "Coach")
-    ann = await publisher(str(room["join_link"]), "Ann", 12)
+    ann = await start_bot(str(room["join_link"]), "Ann", 12)
     try:
         for _ in range(100):
             await asyncio.sleep(0.1)
@@ -112,11 +97,8 @@ async def test_video_nobody_shows_is_not_sent_and_resumes_with_a_keyframe(
 @pytest.mark.timeout(90)
 async def test_active_speaker_is_announced(server: RunningServer) -> None:
     room = server.create_room("Speaker")
-    base, room_id, token = parse_link(str(room["host_link"]))
-    coach = Bot(base_url=base, token=token, name="Coach", video="synthetic", room=room_id,
-                silent=True)  # fmt: skip
-    await coach.start()
-    ann = await publisher(str(room["join_link"]), "Ann", 8)
+    coach = await join(str(room["host_link"]), "Coach", silent=True)
+    ann = await start_bot(str(room["join_link"]), "Ann", 8)
     try:
         await asyncio.sleep(5)
         speakers = [who for _, kind, who in coach.timeline if kind == "active_speaker"]

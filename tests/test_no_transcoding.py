@@ -7,7 +7,6 @@ The server runs in this process so its codec factories can be watched; the peers
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from aiohttp import web
 from pulseroom.app import SFU, create_app
 from pulseroom.settings import load_settings
 from sfu.server import SfuServer
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.peers import run_bot
 
 
 class CodecWatch:
@@ -60,26 +60,6 @@ async def inprocess_server(tmp_path: Path) -> AsyncIterator[tuple[str, SfuServer
     await runner.cleanup()
 
 
-async def bot(link: str, name: str, seconds: float, *extra: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pulseroom.cli",
-        "bot",
-        link,
-        "--seconds",
-        str(seconds),
-        "--name",
-        name,
-        *extra,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-
-
 def decoder_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
 
@@ -93,9 +73,9 @@ async def test_no_codec_is_created_while_forwarding(
     async with httpx.AsyncClient() as client:
         room = (await client.post(f"{url}/api/rooms", json={"title": "No codecs"})).json()
     peers = [
-        asyncio.create_task(bot(room["host_link"], "Coach", 10, "--gallery")),
-        asyncio.create_task(bot(room["join_link"], "Ann", 9)),
-        asyncio.create_task(bot(room["join_link"], "Bob", 9)),
+        asyncio.create_task(run_bot(room["host_link"], "Coach", 10, "--gallery")),
+        asyncio.create_task(run_bot(room["join_link"], "Ann", 9)),
+        asyncio.create_task(run_bot(room["join_link"], "Bob", 9)),
     ]
     seen_threads: set[str] = set()
     for _ in range(40):  # sample while media flows

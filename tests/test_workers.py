@@ -10,16 +10,10 @@ from typing import Any
 
 import pytest
 
-from pulseroom.bot import Bot, parse_link
+from pulseroom.bot import Bot
 from tests.conftest import RunningServer, start_server, stop_server
+from tests.peers import join
 from tests.sio_client import Client
-
-
-async def join(link: str, name: str) -> Bot:
-    base, room, token = parse_link(link)
-    bot = Bot(base_url=base, token=token, name=name, video="synthetic", room=room)
-    await bot.start()
-    return bot
 
 
 async def frames_flowing(bot: Bot, seconds: float = 1.5) -> bool:
