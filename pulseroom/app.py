@@ -47,9 +47,9 @@ def create_app(settings: Settings) -> web.Application:
     store = Store(create_engine(settings.effective_database_url))
     media: SfuServer | WorkerPool
     if settings.sfu_workers:
-        media = WorkerPool(settings.sfu_workers, settings.log_level)
+        media = WorkerPool(settings.sfu_workers, settings.log_level, settings.video_kbps * 1000)
     else:
-        media = app[SFU] = SfuServer()
+        media = app[SFU] = SfuServer(video_bitrate_cap=settings.video_kbps * 1000)
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
     app[MEDIA] = media

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
+    video_kbps: Annotated[
+        int, Field(ge=100, le=20_000, validation_alias="PULSEROOM_VIDEO_KBPS")
+    ] = 2500
     sfu_workers: Annotated[int, Field(ge=0, le=64, validation_alias="PULSEROOM_SFU_WORKERS")] = (
         os.cpu_count() or 1
     )

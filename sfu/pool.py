@@ -59,13 +59,16 @@ class Worker:
 class WorkerPool:
     """``count`` SFU worker processes behind the MediaBackend interface."""
 
-    def __init__(self, count: int, log_level: str = "INFO") -> None:
+    def __init__(
+        self, count: int, log_level: str = "INFO", video_bitrate_cap: int = 2_500_000
+    ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.count = count
         self.on_active_speaker: SpeakerCallback | None = None
         self.on_room_failed: FailureCallback | None = None
         self._log_level = log_level
+        self._video_bitrate_cap = video_bitrate_cap
         self._workers: list[Worker] = []
         self._placement: dict[str, Worker] = {}
         self._signals: dict[tuple[str, str], PeerSignal] = {}
@@ -85,6 +88,7 @@ class WorkerPool:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "sfu.worker", "--fd", str(child.fileno()),
                 "--log-level", self._log_level,
+                "--video-bitrate-cap", str(self._video_bitrate_cap),
                 pass_fds=[child.fileno()],
             )  # fmt: skip
         finally:

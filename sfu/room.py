@@ -33,8 +33,10 @@ class Room:
         configuration: RTCConfiguration,
         stats: ForwardingStats,
         on_active_speaker: SpeakerCallback | None = None,
+        max_bitrate: dict[str, int] | None = None,
     ) -> None:
         self.id = room_id
+        self.max_bitrate = max_bitrate
         self.gallery = False
         self.participants: dict[str, Participant] = {}
         self.active_speaker: str | None = None
@@ -58,6 +60,7 @@ class Room:
             self._configuration,
             self._stats,
             on_producer=self._on_producer,
+            max_bitrate=self.max_bitrate,
         )
         self.participants[participant_id] = participant
         self._route(participant)

@@ -21,6 +21,7 @@ class SfuServer:
         self,
         ice_servers: list[RTCIceServer] | None = None,
         on_active_speaker: SpeakerCallback | None = None,
+        video_bitrate_cap: int = 2_500_000,
     ) -> None:
         aiortc_adapter.check_compatibility()
         # An explicit (possibly empty) list: aiortc's default would ask a public STUN server.
@@ -32,6 +33,8 @@ class SfuServer:
         self.stats_counters = ForwardingStats()
         self.rooms: dict[str, Room] = {}
         self.on_active_speaker = on_active_speaker
+        # What a publisher is asked to send at most, per kind (REMB towards it).
+        self.max_bitrate = {"audio": 64_000, "video": video_bitrate_cap}
         self.on_room_failed: FailureCallback | None = None  # an in-process SFU fails as a whole
         self._closed = False
 
@@ -40,7 +43,11 @@ class SfuServer:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(
-                room_id, self.configuration, self.stats_counters, self._active_speaker
+                room_id,
+                self.configuration,
+                self.stats_counters,
+                self._active_speaker,
+                self.max_bitrate,
             )
         return room
 

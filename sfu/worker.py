@@ -125,11 +125,11 @@ class _RemoteSignal:
         )
 
 
-async def run(fd: int) -> None:
+async def run(fd: int, video_bitrate_cap: int) -> None:
     """Serve the socket ``fd`` until it closes, then close every room."""
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    sfu = SfuServer()
+    sfu = SfuServer(video_bitrate_cap=video_bitrate_cap)
     try:
         await Channel(reader, writer, sfu).serve()
     finally:
@@ -142,13 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sfu.worker")
     parser.add_argument("--fd", type=int, required=True, help="the worker's socket")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--video-bitrate-cap", type=int, default=2_500_000)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s"
     )
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(run(args.fd))
+    asyncio.run(run(args.fd, args.video_bitrate_cap))
 
 
 if __name__ == "__main__":

@@ -108,3 +108,31 @@ async def test_active_speaker_is_announced(server: RunningServer) -> None:
     finally:
         await coach.stop()
         await ann.wait()
+
+
+@pytest.mark.timeout(90)
+async def test_publisher_is_held_to_the_class_video_cap(tmp_path: Any) -> None:
+    """Subscribers' REMB (aiortc's estimate on loopback: megabits) is folded under the cap."""
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(tmp_path, PULSEROOM_VIDEO_KBPS="300")
+    try:
+        room = server.create_room("Capped")
+        coach = await join(str(room["host_link"]), "Coach")
+        ann = await start_bot(str(room["join_link"]), "Ann", 8)
+        try:
+            assert coach.publish_pc is not None
+            sender = next(s for s in coach.publish_pc.getSenders() if s.kind == "video")
+            targets: list[int] = []
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                encoder = sender.__dict__.get("_RTCRtpSender__encoder")
+                if encoder is not None and encoder.target_bitrate != 500_000:
+                    targets.append(encoder.target_bitrate)
+                    break
+            assert targets and targets[0] <= 300_000, targets
+        finally:
+            await coach.stop()
+            await ann.wait()
+    finally:
+        stop_server(server)
