@@ -59,6 +59,19 @@ class Codec:
     parameters: dict[str, Any]
 
 
+def anchor(
+    last_seq: int, last_ts: int, elapsed_s: float, clock_rate: int, seq: int, timestamp: int
+) -> tuple[int, int]:
+    """``(seq_delta, ts_delta)`` that continue an outgoing stream from a new source packet.
+
+    The output resumes one sequence number after the last one sent, and its timestamp
+    advances by the wall-clock time that passed, so a player sees a pause, not a jump,
+    whatever numbering the source (a restarted or different publisher) uses.
+    """
+    gap = max(1, int(elapsed_s * clock_rate))
+    return (last_seq + 1 - seq) & 0xFFFF, (last_ts + gap - timestamp) & 0xFFFFFFFF
+
+
 class _SeqTs:
     """The fields aiortc's receive statistics read, in one object reused for every packet."""
 
@@ -359,11 +372,10 @@ class Consumer:
         if self._paused:
             return 0
         if not self._synced:
-            # Continue our own numbering where it stopped; the timestamp advances by the
-            # wall-clock time that passed, so players see a pause, not a jump.
-            gap = max(1, int((time.monotonic() - self._last_sent_at) * self._clock_rate))
-            self._seq_delta = (self._last_seq + 1 - seq) & 0xFFFF
-            self._ts_delta = (self._last_ts + gap - timestamp) & 0xFFFFFFFF
+            self._seq_delta, self._ts_delta = anchor(
+                self._last_seq, self._last_ts, time.monotonic() - self._last_sent_at,
+                self._clock_rate, seq, timestamp,
+            )  # fmt: skip
             self._synced = True
         out_seq = (seq + self._seq_delta) & 0xFFFF
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
