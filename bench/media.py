@@ -69,9 +69,20 @@ def _synthetic_image(index: int, width: int, height: int) -> np.ndarray:
 
 
 def encode_video(
-    seconds: float = 4.0, width: int = 640, height: int = 360, fps: int = 30, kbps: int = 500
+    seconds: float = 4.0,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 30,
+    kbps: int = 500,
+    qmax: int = 56,
+    threads: int = 0,
 ) -> EncodedStream:
-    """Encode ``seconds`` of synthetic video to VP8 once (CBR, a keyframe every 2 s)."""
+    """Encode ``seconds`` of synthetic video to VP8 once (CBR, a keyframe every 2 s).
+
+    ``qmax`` is the coarsest quantizer allowed (aiortc uses 56); at 720p the synthetic
+    picture needs 63 to come down to ~1.5 Mbit/s. ``threads`` 0 lets libvpx pick (the
+    output then depends on the CPUs this process may use); 1 gives the same clip on any
+    machine and with any CPU pinning."""
     bit_rate = kbps * 1000
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
@@ -79,7 +90,9 @@ def encode_video(
     codec.time_base = fractions.Fraction(1, fps)
     codec.framerate = fractions.Fraction(fps)
     codec.gop_size = 2 * fps
-    codec.qmin, codec.qmax = 2, 56
+    codec.qmin, codec.qmax = 2, qmax
+    if threads:
+        codec.thread_count = threads
     # The realtime CBR settings aiortc's own Vp8Encoder uses.
     codec.options = {
         "bufsize": str(bit_rate),

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +41,106 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
 
 
+def _stat_after_comm(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after "pid (comm) " (state first); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it, found by walking the ppid of each /proc/<pid>/stat.
+
+    The server may run as a main process plus worker children (and they may have their
+    own): every figure "of the server" is summed over this tree.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_after_comm(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree: list[int] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        tree.append(pid)
+        stack.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of ``root`` and all its descendants (user + system, all threads).
+
+    Also counts ``cutime``/``cstime`` (children already exited and reaped), so a worker
+    that ends inside the window still has its time counted once.
+    """
+    total = 0
+    for pid in descendants(root):
+        fields = _stat_after_comm(pid)
+        if fields is not None:
+            # utime, stime, cutime, cstime are fields 14-17 (fields[11:15] here)
+            total += sum(int(v) for v in fields[11:15])
+    return total / CLOCK_TICKS
+
+
+def tree_memory_mib(root: int) -> dict[str, float]:
+    """Memory of ``root`` and its descendants in MiB: RSS summed (counts pages shared
+    between a main process and forked workers once per process), PSS summed (shared
+    pages split between sharers: the honest total), the largest single peak RSS, and
+    how many processes the tree had."""
+    rss = pss = peak = 0.0
+    count = 0
+    for pid in descendants(root):
+        try:
+            now, high = memory_mib(pid)
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        count += 1
+        rss += now
+        peak = max(peak, high)
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) / 1024
+                break
+    return {"rss_mib": rss, "pss_mib": pss, "max_peak_rss_mib": peak, "processes": count}
+
+
+def pin_tree(root: int, cpus: set[int]) -> int:
+    """Restrict every thread of ``root`` and its descendants to ``cpus``; returns threads pinned."""
+    pinned = 0
+    for pid in descendants(root):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), cpus)
+                    pinned += 1
+    return pinned
+
+
+def udp_receive_errors() -> dict[str, int]:
+    """The machine's UDP ``RcvbufErrors`` and ``InErrors`` (datagrams the kernel dropped
+    because a socket's receive buffer was full), IPv4 + IPv6, from /proc/net/snmp{,6}."""
+    totals = {"RcvbufErrors": 0, "InErrors": 0}
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/snmp").read_text().splitlines()
+        rows = [line.split() for line in lines if line.startswith("Udp:")]
+        if len(rows) >= 2:
+            table = dict(zip(rows[0][1:], rows[1][1:], strict=False))
+            for key in totals:
+                totals[key] += int(table.get(key, 0))
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/snmp6").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("Udp6") and name[4:] in totals:
+                totals[name[4:]] += int(value.strip() or 0)
+    return totals
+
+
 def load_average() -> float:
     """The machine's 1-minute load average."""
     return float(Path("/proc/loadavg").read_text().split()[0])
@@ -63,6 +164,18 @@ def free_port() -> int:
         return port
 
 
+def _affinity(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to ``cpus`` before it execs (None: no pinning)."""
+    if cpus is None:
+        return None
+    chosen = set(cpus)
+
+    def pin() -> None:
+        os.sched_setaffinity(0, chosen)
+
+    return pin
+
+
 async def _stop_process(process: asyncio.subprocess.Process, timeout: float) -> None:
     """SIGINT, then SIGKILL after ``timeout``: only ever this one process, by its pid."""
     if process.returncode is not None:
@@ -84,6 +197,8 @@ class Server:
     data_dir: Path
     log_path: Path
     port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    cpus: set[int] | None = None  # pinned from exec on (its children inherit it)
     process: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = None
 
@@ -107,6 +222,7 @@ class Server:
             "PULSEROOM_PORT": str(self.port),
             "PULSEROOM_HOST": "127.0.0.1",
             "PULSEROOM_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
         env.pop("PULSEROOM_PUBLIC_URL", None)
         self._log = self.log_path.open("wb")
@@ -120,6 +236,7 @@ class Server:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
+            preexec_fn=_affinity(self.cpus),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -170,6 +287,9 @@ class Generator:
 
     index: int
     log_path: Path
+    module: str = "bench.loadgen"
+    cpus: set[int] | None = None
+    args: tuple[str, ...] = ()
     process: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = None
 
@@ -186,12 +306,14 @@ class Generator:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bench.loadgen",
+            self.module,
+            *self.args,
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
             limit=64 * 1024 * 1024,
+            preexec_fn=_affinity(self.cpus),
         )
         await self.send(config)
 

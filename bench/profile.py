@@ -14,27 +14,52 @@ from collections import Counter
 from pathlib import Path
 
 WAITING = "EpollSelector.select (selectors"
+# Thread-pool workers blocked on their queue (asyncio.to_thread, getaddrinfo): py-spy
+# cannot tell that they are idle, /proc shows they use no CPU.
+IDLE_THREAD = "_worker (concurrent/futures/thread"
 
 # Each sample is charged to the deepest frame that matches one of these markers
 # (substrings of "function (file"), so the shares add up to 100%.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("egress: socket sendto", ("_SelectorDatagramTransport.sendto (asyncio",)),
+    ("egress: SRTP protect", ("Session.protect (pylibsrtp",)),
     ("egress: SRTP protect + ICE send", ("RTCDtlsTransport._send_rtp (aiortc",)),
     ("egress: RtpPacket.serialize", ("RtpPacket.serialize (aiortc",)),
-    ("forwarding: Consumer.forward (rewrite, cache, counters)", ("Consumer.forward (sfu",)),
-    ("forwarding: Producer._on_rtp (stats, NACK tracking)", ("Producer._on_rtp (sfu",)),
+    (
+        "forwarding: Consumer.send / forward (header write, counters)",
+        ("Consumer.send (sfu", "Consumer.forward (sfu"),
+    ),
+    (
+        "forwarding: Producer.on_rtp (header read, stats, NACK, extensions)",
+        ("Producer.on_rtp (sfu", "Producer._on_rtp (sfu"),
+    ),
     ("ingress: RtpPacket.parse", ("RtpPacket.parse (aiortc",)),
     ("RTCP", ("_handle_rtcp_data (aiortc", "_run_rtcp (aiortc", "_send_rtcp (aiortc")),
+    ("ingress: SRTP unprotect", ("Session.unprotect (pylibsrtp",)),
     ("ingress: SRTP unprotect, DTLS demux, queue", ("RTCDtlsTransport._recv_next (aiortc",)),
-    ("ingress: UDP read + STUN/ICE (aioice)", ("datagram_received (aioice",)),
+    (
+        "ingress: UDP read + STUN/ICE (aioice)",
+        ("datagram_received (aioice", "_read_ready (asyncio"),
+    ),
     # Not plain "(aiohttp/": every stack starts in aiohttp's run_app.
     ("signaling (socket.io, HTTP)", ("(socketio/", "(engineio/", "(aiohttp/web_protocol")),
 )
 OTHER = "event loop and everything else"
+# pylibsrtp's protect and unprotect both run Session.__process; py-spy's non-blocking
+# sampling sometimes loses the frames between it and the event loop: when its parent is
+# no known stage, the sample cannot be placed.
+SRTP_CORE = "Session.__process (pylibsrtp"
+SRTP_CALLERS = ("Session.protect (pylibsrtp", "Session.unprotect (pylibsrtp")
+SRTP_LOST = "SRTP protect or unprotect (py-spy lost the caller)"
 
 
 def stage_of(frames: list[str]) -> str:
     """The stage a sample (frames root-first) is charged to."""
+    if frames and SRTP_CORE in frames[-1]:
+        parent = frames[-2] if len(frames) > 1 else ""
+        known = [*SRTP_CALLERS, *(m for _, markers in STAGES for m in markers)]
+        if not any(caller in parent for caller in known):
+            return SRTP_LOST
     for frame in reversed(frames):
         for stage, markers in STAGES:
             if any(marker in frame for marker in markers):
@@ -54,7 +79,11 @@ def parse(path: Path) -> list[tuple[list[str], int]]:
 
 def summarize(stacks: list[tuple[list[str], int]], top: int = 15) -> str:
     """A plain-text table: share of busy samples per stage, and the hottest functions."""
-    busy = [(frames, count) for frames, count in stacks if WAITING not in frames[-1]]
+    busy = [
+        (frames, count)
+        for frames, count in stacks
+        if WAITING not in frames[-1] and IDLE_THREAD not in frames[-1]
+    ]
     waiting = sum(count for _, count in stacks) - sum(count for _, count in busy)
     total = sum(count for _, count in busy) or 1
     stages: Counter[str] = Counter()
@@ -64,11 +93,11 @@ def summarize(stacks: list[tuple[list[str], int]], top: int = 15) -> str:
         function, _, where = frames[-1].partition(" (")
         leaves[f"{function} ({where.split(':')[0]})"] += count
     lines = [
-        f"{total} busy samples ({waiting} more were waiting in epoll and are left out)",
+        f"{total} busy samples ({waiting} more were waiting in epoll or idle and are left out)",
         "",
         "stage (self time, deepest match)                             share",
     ]
-    for stage in [*(name for name, _ in STAGES), OTHER]:
+    for stage in [*(name for name, _ in STAGES), SRTP_LOST, OTHER]:
         lines.append(f"  {stage:<60} {100 * stages[stage] / total:5.1f}%")
     lines += ["", "hottest functions (self time)"]
     for name, count in leaves.most_common(top):

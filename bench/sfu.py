@@ -1,5 +1,11 @@
-"""Benchmark the SFU's forwarding path: N publishers in one class, everyone receives everyone.
+"""Benchmark the SFU's forwarding path.
 
+Scenarios (``--scenario``): ``all-to-all`` (the default, below), ``class`` and ``gallery``
+(``bench.classbench``: an instructor at 720p and N participants at 360p, or P people in
+gallery mode, played by cheap generators), and ``floor`` (``bench.floor``: what stock
+aiortc's own send and receive paths cost per packet, for comparison).
+
+``all-to-all``: N publishers in one class, everyone receives everyone.
 ``python -m bench.sfu --publishers N --seconds S [--json]`` starts ``pulseroom serve`` in
 its own process, creates a class, and starts load-generator processes
 (``bench.loadgen``) whose clients join it: one host that turns gallery mode on and
@@ -20,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -32,22 +37,30 @@ from typing import Any
 
 import aiohttp
 
+from .classbench import ClassOptions, run_class
+from .floor import measure_floor
+from .floor import summary as floor_summary
 from .media import Clip, encode_clip, save_clip
 from .procs import (
     BenchError,
     Generator,
     Server,
-    cpu_seconds,
     load_average,
     machine_cpu_seconds,
-    memory_mib,
+    tree_cpu_seconds,
+    tree_memory_mib,
 )
+from .report import class_summary, floor_ratio
+from .sampling import percentile, py_spy
+
+__all__ = ["build_parser", "main", "percentile", "run"]
 
 READY_TIMEOUT_S = 45.0
 
 METHOD = {
     "forwarded_packets_per_s": "delta of /api/stats forwarded_packets over the window / its length",
-    "server_cpu": "delta of utime+stime in /proc/<server pid>/stat over the same window",
+    "server_cpu": "delta of utime+stime(+cutime+cstime) summed over the server process and "
+    "all its descendants (ppid links in /proc/*/stat), over the same window",
     "loss": "1 - distinct packets received (per subscriber and stream, sent inside the window) "
     "/ (packets each publisher sent in the window x (N-1)); sent counts are aiortc's outbound "
     "packetsSent; video packets are placed in the window by their abs-send-time, audio by arrival",
@@ -70,14 +83,6 @@ class Options:
     audio: bool
     video_kbps: int
     py_spy: Path | None
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of an already sorted list (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 def _client_plan(links: dict[str, Any], options: Options) -> list[list[dict[str, Any]]]:
@@ -130,27 +135,6 @@ def _loss(results: list[dict[str, Any]], publishers: int) -> dict[str, Any]:
     }
 
 
-async def _py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
-    """Sample the server with py-spy for ``seconds`` (optional; needs ``pip install py-spy``)."""
-    return await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("py-spy")),
-        "record",
-        "--pid",
-        str(pid),
-        "--duration",
-        str(max(1, int(seconds))),
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--output",
-        str(out),
-        "--nonblocking",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
 async def _measure(
     options: Options, server: Server, generators: list[Generator], session: aiohttp.ClientSession
 ) -> dict[str, Any]:
@@ -163,20 +147,20 @@ async def _measure(
     await asyncio.sleep(max(0.0, start - time.time()))
     t0 = time.time()
     stats0 = await server.stats(session)
-    cpu0 = cpu_seconds(server.pid)
-    gen0 = sum(cpu_seconds(p) for p in pids)
+    cpu0 = tree_cpu_seconds(server.pid)
+    gen0 = sum(tree_cpu_seconds(p) for p in pids)
     busy0, total0 = machine_cpu_seconds()
     load0 = load_average()
-    spy = await _py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
+    spy = await py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
     try:
         await asyncio.sleep(max(0.0, end - time.time()))
         t1 = time.time()
         stats1 = await server.stats(session)
-        cpu1 = cpu_seconds(server.pid)
-        gen1 = sum(cpu_seconds(p) for p in pids)
+        cpu1 = tree_cpu_seconds(server.pid)
+        gen1 = sum(tree_cpu_seconds(p) for p in pids)
         busy1, total1 = machine_cpu_seconds()
         load1 = load_average()
-        rss, peak = memory_mib(server.pid)
+        memory = tree_memory_mib(server.pid)
         results = [await g.receive(timeout=options.seconds + 30) for g in generators]
         if spy is not None:
             await spy.wait()
@@ -201,8 +185,10 @@ async def _measure(
             round(server_cpu / forwarded * 1000, 4) if forwarded else None
         ),
         "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
-        "server_rss_mib": round(rss, 1),
-        "server_peak_rss_mib": round(peak, 1),
+        "server_rss_mib": round(memory["rss_mib"], 1),
+        "server_pss_mib": round(memory["pss_mib"], 1),
+        "server_peak_rss_mib": round(memory["max_peak_rss_mib"], 1),
+        "server_processes": memory["processes"],
         **loss,
         "latency_p50_ms": percentile(latencies, 0.50),
         "latency_p99_ms": percentile(latencies, 0.99),
@@ -312,7 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options of ``python -m bench.sfu``."""
     parser = argparse.ArgumentParser(prog="python -m bench.sfu", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--publishers", type=int, default=4, help="participants, all publishing (>= 2)"
+        "--scenario",
+        choices=("all-to-all", "class", "gallery", "floor"),
+        default="all-to-all",
+        help="what to run (default all-to-all; see docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--publishers", type=int, default=4, help="all-to-all: participants, all publishing (>= 2)"
+    )
+    parser.add_argument(
+        "--participants",
+        type=int,
+        default=None,
+        help="class: participants besides the instructor (default 25); "
+        "gallery: people in the class (default 8)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("instructor", "gallery"),
+        default="instructor",
+        help="class: gallery mode off (instructor) or on (gallery)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window (default 20)")
     parser.add_argument(
@@ -322,7 +327,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--generators", type=int, default=2, help="load-generator processes (default 2)"
     )
     parser.add_argument("--no-audio", action="store_true", help="publish video only")
-    parser.add_argument("--video-kbps", type=int, default=500, help="clip bitrate (default 500)")
+    parser.add_argument(
+        "--video-kbps", type=int, default=500, help="all-to-all: clip bitrate (default 500)"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="class/gallery/floor: server and its descendants on CPU 0, generators and the "
+        "controller on CPU 1",
+    )
+    parser.add_argument(
+        "--sfu-workers",
+        type=int,
+        default=None,
+        help="class/gallery: set PULSEROOM_SFU_WORKERS for the server (default: its own)",
+    )
+    parser.add_argument(
+        "--join-batch", type=int, default=5, help="class/gallery: clients joining at once"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="class/gallery: also measure the stock aiortc floor and report the ratio",
+    )
+    parser.add_argument(
+        "--floor-streams", type=int, default=16, help="floor: video + audio track pairs"
+    )
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="record the server with py-spy (raw)"
     )
@@ -353,27 +383,65 @@ def _summary(report: dict[str, Any]) -> str:
     )
 
 
+def _run_class(args: argparse.Namespace) -> dict[str, Any]:
+    default = 25 if args.scenario == "class" else 8
+    participants = args.participants if args.participants is not None else default
+    if participants < (1 if args.scenario == "class" else 2):
+        raise BenchError("--participants is too small for this scenario")
+    options = ClassOptions(
+        scenario=args.scenario,
+        participants=participants,
+        mode=args.mode,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        generators=max(1, args.generators),
+        audio=not args.no_audio,
+        pin=args.pin,
+        py_spy=args.py_spy,
+        sfu_workers=args.sfu_workers,
+        join_batch=max(1, args.join_batch),
+    )
+    report = asyncio.run(run_class(options))
+    if args.floor:
+        floor = asyncio.run(
+            measure_floor(args.floor_streams, min(args.seconds, 10.0), 3.0, args.pin)
+        )
+        report["floor"] = floor
+        report["floor_ratio"] = floor_ratio(report, floor)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bench.sfu``."""
     args = build_parser().parse_args(argv)
-    if args.publishers < 2:
-        print("bench.sfu: --publishers must be at least 2", file=sys.stderr)
-        return 2
-    options = Options(
-        publishers=args.publishers,
-        seconds=args.seconds,
-        warmup=args.warmup,
-        generators=max(1, min(args.generators, args.publishers)),
-        audio=not args.no_audio,
-        video_kbps=args.video_kbps,
-        py_spy=args.py_spy,
-    )
     try:
-        report = asyncio.run(run(options))
+        if args.scenario == "floor":
+            report = asyncio.run(
+                measure_floor(args.floor_streams, args.seconds, args.warmup, args.pin)
+            )
+            text = floor_summary(report)
+        elif args.scenario in ("class", "gallery"):
+            report = _run_class(args)
+            text = class_summary(report)
+        else:
+            if args.publishers < 2:
+                print("bench.sfu: --publishers must be at least 2", file=sys.stderr)
+                return 2
+            options = Options(
+                publishers=args.publishers,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                generators=max(1, min(args.generators, args.publishers)),
+                audio=not args.no_audio,
+                video_kbps=args.video_kbps,
+                py_spy=args.py_spy,
+            )
+            report = asyncio.run(run(options))
+            text = _summary(report)
     except BenchError as exc:
         print(f"bench.sfu: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=2) if args.json else _summary(report))
+    print(json.dumps(report, indent=2) if args.json else text)
     return 0
 
 

@@ -89,3 +89,213 @@ def test_profile_summary_charges_the_deepest_stage() -> None:
     )
     assert text.startswith("3 busy samples (7 more")
     assert len(STAGES) > 5
+
+
+CLASS_KEYS = {
+    "scenario",
+    "forwarded_packets_per_s",
+    "server_cpu_us_per_forwarded_packet",
+    "server_cpu_percent",
+    "server_memory_mib",
+    "loss_percent",
+    "loss_percent_by_kind",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_ms",
+    "goals",
+    "generator_cpu_percent",
+    "generators_cheaper_than_server",
+    "machine",
+    "method",
+}
+
+
+def test_bench_class_smoke() -> None:
+    """``--scenario class --participants 4 --seconds 4``: every subscription is counted."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.sfu",
+            "--scenario",
+            "class",
+            "--participants",
+            "4",
+            "--seconds",
+            "4",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout)
+    missing = CLASS_KEYS - report.keys()
+    assert not missing, missing
+    scenario = report["scenario"]
+    assert (scenario["name"], scenario["mode"], scenario["people"]) == ("class", "instructor", 5)
+    # instructor <-> 4 participants, audio + video each way
+    assert scenario["subscriptions"] == 16
+    assert report["packets"]["subscriptions_counted"] == 16
+    assert report["forwarded_packets_per_s"] > 0
+    assert report["loss_percent"] is not None
+    assert report["loss_percent"] < 50
+    assert report["server_cpu_us_per_forwarded_packet"] is not None
+    assert report["server_memory_mib"]["rss_mib"] > 0
+    assert report["latency_ms"]["samples"] > 0
+    assert report["generator_cpu_percent"] >= 0
+    assert set(report["goals"]) == {"loss_below_0_5_percent", "latency_p99_below_20_ms"}
+
+
+def test_bench_floor_smoke() -> None:
+    """``python -m bench.floor``: stock aiortc's CPU per packet sent and received."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            "--streams",
+            "2",
+            "--seconds",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout)
+    for side in ("send", "receive"):
+        assert report[side]["packets"] > 0
+        assert report[side]["us_per_packet"] is not None
+        assert 0 < report[side]["us_per_packet"] < 100_000
+
+
+def test_receive_tap_counts_clear_headers() -> None:
+    """The tap reads SSRC, sequence number and abs-send-time without decrypting."""
+    import time
+
+    from bench.fastpath import UNITS, Histogram, InStream, ReceiveTap, Window, abs_units
+    from sfu import packet as rtp
+
+    now = time.time()
+    window = Window.from_unix(now - 1, now + 1)
+    histograms = {"d": Histogram()}
+    tap = ReceiveTap(histograms)
+    tap.window = window
+    video = InStream("0", "video", "pub", "d", abs_id=3)
+    tap.by_ssrc[1234] = video
+    tap.rtx_ssrcs.add(99)
+    stamp = abs_units(now - 0.002) & 0xFFFFFF
+    ext = bytes((0x32, stamp >> 16 & 0xFF, stamp >> 8 & 0xFF, stamp & 0xFF))
+    mid = rtp.mid_element(1, "0")
+    for seq in (10, 11, 11):
+        data = rtp.write(0, 0, 96, seq, 5, 1234, mid, ext, b"\x00" * 100 + b"auth-tag")
+        tap.count(data)
+    tap.count(rtp.write(0, 0, 97, 1, 5, 99, b"", b"", b"x"))
+    tap.count(rtp.write(0, 0, 97, 1, 5, 7, b"", b"", b"x"))
+    assert video.received_in_window() == (2, "abs-send-time")
+    assert video.duplicates == 1
+    assert (tap.rtx_packets, tap.unknown_packets) == (1, 1)
+    counts = histograms["d"].counts
+    assert sum(counts.values()) == 2
+    assert all(0.0015 < b * histograms["d"].bucket < 0.1 for b in counts)
+    assert UNITS == 1 << 18
+
+
+def test_audio_window_by_markers() -> None:
+    """Audio counts the distinct sequence numbers from the first marker to the second."""
+    from bench.fastpath import InStream
+
+    stream = InStream("1", "audio", "pub", "d", abs_id=0)
+    stream.audio_seqs = {65530, 65531, 65533, 65534, 65535, 0, 1, 2, 3}
+    stream.markers = [(65531, 1.0), (2, 2.0)]
+    # 65531..1 is 7 sequence numbers, 65532 is missing: 6 received
+    assert stream.received_in_window() == (6, "markers")
+    stream.markers = stream.markers[:1]
+    stream.arrived_in_window = {1, 2}
+    assert stream.received_in_window() == (2, "arrival")
+
+
+def test_compact_answer_keeps_what_aiortc_needs() -> None:
+    """The compacted answer parses to the same media, ICE and DTLS parameters."""
+    from aiortc.sdp import SessionDescription
+
+    from bench.classgen import compact_answer
+
+    media = (
+        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 1.2.3.4\r\na=recvonly\r\na=mid:{mid}\r\n"
+        "a=msid:a b\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=rtcp-mux\r\na=ssrc:1 cname:x\r\n"
+        "a=rtpmap:97 VP8/90000\r\n"
+        "a=candidate:1 1 udp 2130706431 1.2.3.4 5000 typ host\r\na=end-of-candidates\r\n"
+        "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
+        "a=fingerprint:sha-256 AA:BB\r\na=fingerprint:sha-512 CC:DD\r\na=setup:active"
+    )
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+        + "\r\n".join(media.format(mid=m) for m in (0, 1))
+        + "\r\n"
+    )
+    compact = compact_answer(sdp)
+    assert len(compact) < len(sdp)
+    assert "sha-512" not in compact and "a=ssrc" not in compact
+    parsed = SessionDescription.parse(compact)
+    assert [m.rtp.muxId for m in parsed.media] == ["0", "1"]
+    for m in parsed.media:
+        assert m.ice is not None and m.dtls is not None
+        assert m.ice.usernameFragment == "abcd"
+        assert [f.algorithm for f in m.dtls.fingerprints] == ["sha-256"]
+        assert m.dtls.role == "client"
+    assert len(parsed.media[0].ice_candidates) == 1
+    assert parsed.media[1].ice_candidates == []
+
+
+def test_class_plan_and_balance() -> None:
+    """Instructor mode: the instructor sees everyone, participants only the instructor."""
+    from bench.classbench import ClassOptions, assign, gallery_on, plan_people, receives
+
+    options = ClassOptions(
+        scenario="class",
+        participants=10,
+        mode="instructor",
+        seconds=1,
+        warmup=1,
+        generators=2,
+        audio=True,
+        pin=False,
+        py_spy=None,
+        sfu_workers=None,
+    )
+    people = plan_people(options)
+    host, p1, p2 = people[0], people[1], people[2]
+    assert host.host and host.clip == "instructor" and len(people) == 11
+    assert receives(host, p1, False) and receives(p1, host, False)
+    assert not receives(p1, p2, False) and receives(p1, p2, True)
+    assert not receives(p1, p1, True)
+    assert not gallery_on(options)
+    plans = assign(people, options, {"instructor": 211.5, "participant": 115.25})
+    assert plans[0][0] is host
+    assert sum(len(p) for p in plans) == 11
+    assert len(plans[0]) < len(plans[1])  # the instructor's process takes fewer others
+
+
+def test_histogram_summary_upper_edges() -> None:
+    """Percentiles come from bucket upper edges, in milliseconds."""
+    from bench.fastpath import Histogram, histogram_summary, merge_histograms
+
+    h = Histogram()
+    for value in (0.001, 0.001, 0.002, 0.0105):
+        h.add(value)
+    summary = histogram_summary(merge_histograms([h.to_json(), h.to_json()]))
+    assert summary["samples"] == 8
+    assert summary["p50"] == 1.01
+    assert summary["max"] == 10.51
+    assert histogram_summary({})["p50"] is None

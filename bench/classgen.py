@@ -1,0 +1,444 @@
+"""A cheap load-generator process for the class and gallery scenarios.
+
+Run by ``bench.sfu`` as ``python -m bench.classgen`` (never inside the server). It talks
+JSON lines like ``bench.loadgen``: a config line on stdin; ``{"event": "host_ready"}``
+once its host (if it has one) has joined and publishes; ``{"event": "ready"}`` once every
+client receives every stream it should; then a ``{"window": [t0, t1]}`` line; then
+``{"event": "result", ...}`` after ``t1``.
+
+Clients speak docs/protocol.md over Socket.IO, but use aiortc only to negotiate: media is
+sent and counted by ``bench.fastpath`` (hand-made RTP, real SRTP, no decryption on
+receipt), so one process can play dozens of participants for less CPU than the SFU
+spends forwarding them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import SessionDescription
+
+from pulseroom.bot import parse_link
+from sfu import aiortc_adapter as adapter
+from sfu import packet as rtp
+
+from .fastpath import Histogram, InStream, OutStream, Pacer, ReceiveTap, Window
+from .media import load_clip
+from .packetized import PacketizedClip, packetize_clip
+
+logger = logging.getLogger("bench.classgen")
+
+GRACE_S = 1.0  # keep counting this long after the window for packets still in flight
+CONNECT_TIMEOUT_S = 30.0
+RECEIVE_BUFFER = 1 << 20  # SO_RCVBUF of the clients' subscribe sockets (kernel doubles it)
+DIRECTIONS = (
+    "instructor_to_participant",
+    "participant_to_instructor",
+    "participant_to_participant",
+)
+
+
+# Lines of an aiortc answer that a receive-only BUNDLE answer does not need.
+_DROPPED = ("a=fingerprint:", "a=msid:", "a=ssrc", "a=rtcp:")
+
+
+class ClassgenError(Exception):
+    """A client could not join, publish or subscribe."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """One participant to play, as the controller planned it."""
+
+    name: str
+    link: str
+    host: bool
+    clip: str
+    expected_streams: int
+
+
+def compact_answer(sdp: str) -> str:
+    """An aiortc answer without what BUNDLE makes redundant, so that it fits the server's
+    64 KiB ``subscribe_answer`` limit with many m-lines.
+
+    ICE credentials, the (sha-256) fingerprint and the DTLS role move to the session level
+    (RFC 8839 / RFC 8122 allow it); candidates stay on the first m-line only; the extra
+    sha-384/sha-512 fingerprints, ``msid``, ``ssrc`` and ``rtcp`` lines (a receive-only
+    answer sends no media) go. aiortc's parser reads the result exactly like the original.
+    """
+    session, *media = sdp.split("\r\nm=")
+    shared: list[str] = []
+    sections: list[str] = []
+    for index, section in enumerate(media):
+        kept: list[str] = []
+        for line in section.split("\r\n"):
+            if line.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:sha-256", "a=setup:")):
+                if index == 0:
+                    shared.append(line)
+            elif not line.startswith(_DROPPED) and not (
+                index > 0 and line.startswith(("a=candidate:", "a=end-of-candidates"))
+            ):
+                kept.append(line)
+        sections.append("\r\n".join(kept))
+    head = session.rstrip("\r\n") + "\r\n" + "\r\n".join(shared) if shared else session
+    return "\r\nm=".join([head, *sections])
+
+
+def _tune_socket(protocol: Any) -> None:
+    with contextlib.suppress(Exception):
+        sock = protocol.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
+class FastClient:
+    """One participant: joins, publishes by hand, answers subscribe offers, counts RTP."""
+
+    def __init__(
+        self,
+        spec: ClientSpec,
+        clip: PacketizedClip,
+        pacer: Pacer,
+        histograms: dict[str, Histogram],
+        gallery: bool,
+    ) -> None:
+        self.spec = spec
+        self.base_url, _room, self._token = parse_link(spec.link)
+        self.id = ""
+        self.host_id = ""
+        self.errors: list[dict[str, Any]] = []
+        self.out_streams: list[OutStream] = []
+        self.in_streams: dict[str, InStream] = {}
+        self.tap = ReceiveTap(histograms)
+        self.answer_bytes = {"raw_max": 0, "sent_max": 0}
+        self._clip = clip
+        self._pacer = pacer
+        self._gallery = gallery
+        self._sio = socketio.AsyncClient(reconnection=False)
+        self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._publish_pc: RTCPeerConnection | None = None
+        self._subscribe_pc: RTCPeerConnection | None = None
+        self._owners: dict[str, tuple[str, str]] = {}
+        self._quiet: set[int] = set()
+        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._offer_task: asyncio.Task[None] | None = None
+        self._offer_error: BaseException | None = None
+        self._joined = asyncio.Event()
+
+    async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        ack = await self._sio.call(event, {"v": 1, **payload}, timeout=30)
+        if not isinstance(ack, dict) or not ack.get("ok"):
+            raise ClassgenError(f"{self.spec.name}: {event} refused: {ack!r}")
+        return ack
+
+    async def start(self, host_id: str) -> None:
+        """Connect, join, turn gallery mode on (host, if asked), publish."""
+        self.host_id = host_id
+        self._sio.on("subscribe_offer", self._on_offer)
+        self._sio.on("error", self._on_error)
+        await self._sio.connect(self.base_url, transports=["websocket"], wait_timeout=20)
+        self._offer_task = asyncio.create_task(
+            self._answer_offers(), name=f"offers-{self.spec.name}"
+        )
+        joined = await self._call("join", {"token": self._token, "name": self.spec.name})
+        self.id = str(joined["you"]["id"])
+        if self.spec.host:
+            self.host_id = self.id
+        self._config = RTCConfiguration(
+            iceServers=[
+                RTCIceServer(
+                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
+                )
+                for s in joined.get("ice_servers", [])
+            ],
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
+        self._joined.set()
+        if self.spec.host and self._gallery:
+            await self._call("gallery", {"enabled": True})
+        await self._publish()
+
+    async def _publish(self) -> None:
+        pc = RTCPeerConnection(self._config)
+        self._publish_pc = pc
+        media = [m for m in (self._clip.audio, self._clip.video) if m is not None]
+        transceivers = [
+            pc.addTransceiver(adapter.IdleTrack(m.kind), direction="sendonly") for m in media
+        ]
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await self._call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        transport = transceivers[0].sender.transport
+        self._watch(transport, "publish")
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        egress = adapter.egress(transport)
+        while egress is None:
+            if time.monotonic() > deadline:
+                raise ClassgenError(f"{self.spec.name}: publish connection never connected")
+            await asyncio.sleep(0.05)
+            egress = adapter.egress(transport)
+        for stream, transceiver in zip(media, transceivers, strict=True):
+            payload_type = adapter.negotiated_payload_type(transceiver)
+            if payload_type is None or transceiver.mid is None:
+                raise ClassgenError(f"{self.spec.name}: no {stream.kind} codec negotiated")
+            out = OutStream(
+                stream,
+                egress,
+                transceiver.sender,
+                payload_type,
+                adapter.extension_ids(transceiver),
+                transceiver.mid,
+                self.id,
+                audio_level=30 if self.spec.host else 90,  # the instructor talks
+            )
+            self.out_streams.append(out)
+            self._pacer.add(out)
+
+    def _watch(self, transport: Any, which: str) -> None:
+        """Note in ``errors`` when a connection of ours closes or fails, and when."""
+
+        def changed(state: str) -> None:
+            if state in ("closed", "failed"):
+                self.errors.append(
+                    {"code": f"{which}_{state}", "client": self.spec.name, "at": time.time()}
+                )
+
+        adapter.on_state_change(transport, changed)
+
+    async def _on_error(self, data: dict[str, Any]) -> None:
+        self.errors.append(data)
+
+    async def _on_offer(self, data: dict[str, Any]) -> None:
+        await self._offers.put(data)
+
+    async def _answer_offers(self) -> None:
+        try:
+            while True:
+                await self._answer(await self._offers.get())
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._offer_error = exc
+            logger.exception("%s: subscribe negotiation failed", self.spec.name)
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        for track in offer.get("tracks", []):
+            self._owners[track["mid"]] = (track["participant_id"], track["kind"])
+        if self._subscribe_pc is None:
+            await self._joined.wait()  # an offer can arrive before the join ack
+            self._subscribe_pc = RTCPeerConnection(self._config)
+        pc = self._subscribe_pc
+        self._map_ssrcs(offer["sdp"])
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        for transceiver in pc.getTransceivers():
+            if id(transceiver) not in self._quiet:
+                self._quiet.add(id(transceiver))
+                adapter.suppress_decoder(transceiver.receiver)  # no decoder threads
+        await pc.setLocalDescription(await pc.createAnswer())
+        dtls = pc.getTransceivers()[0].receiver.transport
+        connection = dtls.transport._connection
+        if self.tap.attach(connection):  # the first answer: the connection is new
+            self._watch(dtls, "subscribe")
+            for protocol in connection._protocols:
+                _tune_socket(protocol)
+        raw = pc.localDescription.sdp
+        sent = compact_answer(raw)
+        self.answer_bytes["raw_max"] = max(self.answer_bytes["raw_max"], len(raw.encode()))
+        self.answer_bytes["sent_max"] = max(self.answer_bytes["sent_max"], len(sent.encode()))
+        await self._call("subscribe_answer", {"type": "answer", "sdp": sent})
+
+    def _map_ssrcs(self, sdp: str) -> None:
+        """SSRC -> stream for every m-line the offer announces (from its a=ssrc lines)."""
+        for media in SessionDescription.parse(sdp).media:
+            mid = media.rtp.muxId
+            if mid not in self._owners or media.direction != "sendonly":
+                continue
+            rtx = {int(g.items[1]) for g in media.ssrc_group if g.semantic == "FID"}
+            self.tap.rtx_ssrcs |= rtx
+            main = [s.ssrc for s in media.ssrc if s.ssrc not in rtx]
+            if not main or main[0] in self.tap.by_ssrc:
+                continue
+            publisher, kind = self._owners[mid]
+            abs_id = next(
+                (e.id for e in media.rtp.headerExtensions if e.uri == rtp.URI_ABS_SEND_TIME), 0
+            )
+            stream = InStream(mid, kind, publisher, self._direction(publisher), abs_id)
+            self.in_streams[mid] = stream
+            self.tap.by_ssrc[main[0]] = stream
+
+    def _direction(self, publisher: str) -> str:
+        if self.spec.host:
+            return DIRECTIONS[1]
+        return DIRECTIONS[0] if publisher == self.host_id else DIRECTIONS[2]
+
+    def missing(self) -> int:
+        """Streams still expected that have not delivered a packet (raises if negotiation died)."""
+        if self._offer_error is not None:
+            raise ClassgenError(f"{self.spec.name}: {self._offer_error!r}")
+        flowing = sum(1 for s in self.in_streams.values() if s.seen)
+        return self.spec.expected_streams - flowing
+
+    def set_window(self, window: Window) -> None:
+        """Start classifying packets against ``window`` (both directions)."""
+        for out in self.out_streams:
+            out.window = window
+        self.tap.window = window
+
+    async def stop(self) -> None:
+        """Leave and close everything this client owns."""
+        for out in self.out_streams:
+            out.closed = True
+        if self._sio.connected:
+            with contextlib.suppress(Exception):
+                await self._sio.call("leave", {"v": 1}, timeout=5)
+        if self._offer_task is not None:
+            self._offer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._offer_task
+        for pc in (self._publish_pc, self._subscribe_pc):
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
+        if self._sio.connected:
+            with contextlib.suppress(Exception):
+                await self._sio.disconnect()
+
+
+def emit(message: dict[str, Any]) -> None:
+    """Write one JSON line to the controller."""
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def _read_line() -> dict[str, Any]:
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if not line:
+        raise ClassgenError("the controller closed our stdin")
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+async def _wait_ready(clients: list[FastClient], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = {c.spec.name: c.missing() for c in clients}
+        if all(m <= 0 for m in missing.values()):
+            return
+        if time.monotonic() > deadline:
+            short = {k: v for k, v in missing.items() if v > 0}
+            raise ClassgenError(f"streams still missing after {timeout:.0f}s: {short}")
+        await asyncio.sleep(0.2)
+
+
+async def _join_all(clients: list[FastClient], host_id: str, batch: int) -> None:
+    for i in range(0, len(clients), batch):
+        await asyncio.gather(*(c.start(host_id) for c in clients[i : i + batch]))
+
+
+async def run(config: dict[str, Any]) -> dict[str, Any]:
+    """Join every configured client, wait for the window, return what was sent and received."""
+    clips = {name: packetize_clip(load_clip(Path(path))) for name, path in config["clips"].items()}
+    histograms = {d: Histogram() for d in DIRECTIONS}
+    pacer = Pacer()
+    specs = [ClientSpec(**c) for c in config["clients"]]
+    clients = [
+        FastClient(s, clips[s.clip], pacer, histograms, bool(config["gallery"])) for s in specs
+    ]
+    pacer_task = asyncio.create_task(pacer.run(), name="pacer")
+    try:
+        hosts = [c for c in clients if c.spec.host]
+        for host in hosts:
+            await host.start("")
+        host_id = hosts[0].id if hosts else str(config.get("host_id", ""))
+        emit({"event": "host_ready", "host_id": host_id})
+        others = [c for c in clients if not c.spec.host]
+        await _join_all(others, host_id, int(config.get("join_batch", 5)))
+        await _wait_ready(clients, float(config["ready_timeout"]))
+        emit({"event": "ready"})
+        start, end = (await _read_line())["window"]
+        window = Window.from_unix(float(start), float(end))
+        for client in clients:
+            client.set_window(window)
+        await asyncio.sleep(max(0.0, window.end_s + GRACE_S - time.time()))
+        if pacer_task.done():
+            pacer_task.result()  # the pacer died: say why
+        return _result(clients, histograms, pacer)
+    finally:
+        pacer_task.cancel()
+        await asyncio.gather(pacer_task, return_exceptions=True)
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+
+
+def _result(
+    clients: list[FastClient], histograms: dict[str, Histogram], pacer: Pacer
+) -> dict[str, Any]:
+    sent = [
+        {"publisher_id": c.id, "kind": o.kind, "packets": o.in_window, "total": o.packets}
+        for c in clients
+        for o in c.out_streams
+    ]
+    received = []
+    for c in clients:
+        for s in c.in_streams.values():
+            packets, method = s.received_in_window()
+            received.append(
+                {
+                    "subscriber_id": c.id,
+                    "publisher_id": s.publisher_id,
+                    "kind": s.kind,
+                    "direction": s.direction,
+                    "packets": packets,
+                    "duplicates": s.duplicates,
+                    "unstamped": s.unstamped,
+                    "method": method,
+                }
+            )
+    return {
+        "event": "result",
+        "sent": sent,
+        "received": received,
+        "latency_histograms": {d: h.to_json() for d, h in histograms.items()},
+        "pacer_lag_histogram": pacer.lag.to_json(),
+        "pacer_skipped_frames": pacer.skipped_frames,
+        "streams_failed": pacer.failed[:20],
+        "rtp_packets_sent": sum(o.packets for c in clients for o in c.out_streams),
+        "rtp_packets_received": sum(c.tap.rtp_packets for c in clients),
+        "rtx_packets": sum(c.tap.rtx_packets for c in clients),
+        "unknown_ssrc_packets": sum(c.tap.unknown_packets for c in clients),
+        "answer_sdp_bytes_raw_max": max((c.answer_bytes["raw_max"] for c in clients), default=0),
+        "answer_sdp_bytes_sent_max": max((c.answer_bytes["sent_max"] for c in clients), default=0),
+        "errors": [e for c in clients for e in c.errors],
+    }
+
+
+async def _main() -> int:
+    config = await _read_line()
+    try:
+        result = await run(config)
+    except Exception as exc:
+        logger.exception("load generator failed")
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    emit(result)
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``python -m bench.classgen``."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

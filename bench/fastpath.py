@@ -1,0 +1,393 @@
+"""The load generators' packet path: send pre-packetized RTP by hand, count RTP undecrypted.
+
+aiortc is used only to negotiate (ICE + DTLS-SRTP). After that:
+
+- **Sending** (``OutStream``, ``Pacer``): the publish transceivers hold an idle track,
+  so aiortc never sends media. One ``Pacer`` task per process sends every publisher's
+  due frames: per packet one RTP header (``sfu.packet.write``: the sender's SSRC, the
+  negotiated payload type, sequence number, timestamp, marker, MID and abs-send-time
+  or audio-level extensions), the transport's real SRTP ``protect`` and a direct
+  ``sendto`` (``sfu.aiortc_adapter.egress``) — the same work as the SFU's fast path.
+- **Receiving** (``ReceiveTap``): SRTP leaves the RTP header and its extensions in the
+  clear, so the tap sits on aioice's datagram callback and reads sequence number, SSRC,
+  marker and abs-send-time straight from the encrypted datagram; it never decrypts,
+  never queues, never wakes aiortc. Everything else (STUN, DTLS, RTCP) goes on to aiortc.
+
+Window accounting is exact on both ends. Time is compared in abs-send-time units
+(1/262144 s since 1900, unwrapped): a packet belongs to the window if its send stamp is
+inside it. Video packets carry that stamp, so the subscriber classifies each packet the
+way its publisher did. Audio has no stamp (aiortc negotiates abs-send-time for video
+only), so the publisher sets the RTP marker bit on its first audio packet at or after
+each window edge (the SFU forwards the marker untouched); a subscriber counts the
+distinct sequence numbers from the first marked packet up to, not including, the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCRtpSender
+
+from sfu import aiortc_adapter as adapter
+from sfu import packet as rtp
+
+from .packetized import PacketizedStream
+
+NTP_UNIX_OFFSET = 2208988800
+UNITS = 1 << 18  # abs-send-time: 6.18 fixed-point seconds
+MASK = 0xFFFFFF
+BUCKET_S = 1e-5  # latency histograms: 10 µs buckets
+MAX_CATCH_UP_S = 0.5  # a pacer further behind than this skips frames instead of bursting
+_FIXED = struct.Struct("!BBHII")
+_EXT_HEAD = struct.Struct("!HH")
+
+
+def abs_units(unix: float) -> int:
+    """Unix time as unwrapped abs-send-time units (what the 24-bit stamp is the low part of)."""
+    return int((unix + NTP_UNIX_OFFSET) * UNITS)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The measuring window in abs-send-time units, [start, end), and as unix seconds."""
+
+    start: int
+    end: int
+    start_s: float
+    end_s: float
+
+    @classmethod
+    def from_unix(cls, start: float, end: float) -> Window:
+        """The window ``[start, end)`` given in unix seconds."""
+        return cls(abs_units(start), abs_units(end), start, end)
+
+
+class Histogram:
+    """Counts of values in fixed buckets; cheap to add to, small to ship, exact to merge."""
+
+    __slots__ = ("bucket", "counts")
+
+    def __init__(self, bucket: float = BUCKET_S) -> None:
+        self.bucket = bucket
+        self.counts: dict[int, int] = {}
+
+    def add(self, value: float) -> None:
+        """Count one value (seconds)."""
+        b = int(value / self.bucket)
+        self.counts[b] = self.counts.get(b, 0) + 1
+
+    def to_json(self) -> list[list[int]]:
+        """``[[bucket, count], ...]``."""
+        return [[b, c] for b, c in sorted(self.counts.items())]
+
+
+def merge_histograms(parts: list[list[list[int]]]) -> dict[int, int]:
+    """Sum ``to_json`` outputs."""
+    total: dict[int, int] = {}
+    for part in parts:
+        for b, c in part:
+            total[b] = total.get(b, 0) + c
+    return total
+
+
+def histogram_summary(counts: dict[int, int], bucket: float = BUCKET_S) -> dict[str, Any]:
+    """p50/p90/p99/max in milliseconds (bucket upper edges, nearest rank) and the count."""
+    samples = sum(counts.values())
+    if not samples:
+        return {"p50": None, "p90": None, "p99": None, "max": None, "samples": 0}
+    keys = sorted(counts)
+    out: dict[str, Any] = {}
+    for name, fraction in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+        rank = max(1, int(fraction * samples + 0.999999))
+        seen = 0
+        for k in keys:
+            seen += counts[k]
+            if seen >= rank:
+                out[name] = round((k + 1) * bucket * 1000, 3)
+                break
+    out["max"] = round((keys[-1] + 1) * bucket * 1000, 3)
+    out["samples"] = samples
+    return out
+
+
+# -- sending -------------------------------------------------------------------------------
+
+
+class OutStream:
+    """One published track, sent by hand: real headers, real SRTP, pre-made payloads."""
+
+    def __init__(
+        self,
+        media: PacketizedStream,
+        egress: adapter.Egress,
+        sender: RTCRtpSender,
+        payload_type: int,
+        extension_ids: dict[str, int],
+        mid: str,
+        publisher_id: str,
+        audio_level: int = 90,
+    ) -> None:
+        self.kind = media.kind
+        self.publisher_id = publisher_id
+        self.period = media.period_s
+        self.closed = False
+        self.window: Window | None = None
+        self.packets = 0
+        self.octets = 0
+        self.in_window = 0
+        self._frames = media.frames
+        self._ticks = media.frame_ticks
+        self._egress = egress
+        self._sender = sender
+        self._ssrc: int = sender._ssrc
+        self._pt = payload_type
+        self._seq = random.randint(0, 0xFFFF)
+        self._ts0 = random.randint(0, 0xFFFFFFFF)
+        self._count = 0
+        self._marked_start = False  # audio: the marker went on the window's first packet
+        self._marked_end = False  # ... and on the first packet after it
+        self._mid_block = rtp.mid_element(extension_ids.get(rtp.URI_MID), mid)
+        abs_id = extension_ids.get(rtp.URI_ABS_SEND_TIME) if self.kind == "video" else None
+        self._abs_head = ((abs_id << 4) | 2) if abs_id else 0
+        level_id = extension_ids.get(rtp.URI_AUDIO_LEVEL) if self.kind == "audio" else None
+        # RFC 6464: V bit + level in -dBov (0 loudest); constant, so built once.
+        self._level_block = (
+            rtp.one_byte_block([(level_id, bytes([0x80 | audio_level]))]) if level_id else b""
+        )
+
+    def send_frame(self) -> None:
+        """Send the next frame's packets back to back, as a browser's pacer-less burst."""
+        payloads = self._frames[self._count % len(self._frames)]
+        timestamp = (self._ts0 + self._count * self._ticks) & 0xFFFFFFFF
+        self._count += 1
+        protect, sendto, address = self._egress.protect, self._egress.sendto, self._egress.address
+        window = self.window
+        video = self.kind == "video"
+        last = len(payloads) - 1
+        seq = self._seq
+        octets = 0
+        for i, payload in enumerate(payloads):
+            now = time.time()
+            units = int((now + NTP_UNIX_OFFSET) * UNITS)
+            if video:
+                marker = 1 if i == last else 0
+                head = self._abs_head
+                shared = (
+                    bytes((head, (units >> 16) & 0xFF, (units >> 8) & 0xFF, units & 0xFF))
+                    if head
+                    else b""
+                )
+            else:
+                marker = 0
+                shared = self._level_block
+                if window is not None and not self._marked_end:
+                    if not self._marked_start:
+                        if units >= window.start:
+                            marker, self._marked_start = 1, True
+                    elif units >= window.end:
+                        marker, self._marked_end = 1, True
+            if window is not None and window.start <= units < window.end:
+                self.in_window += 1
+            data = rtp.write(
+                0, marker, self._pt, seq, timestamp, self._ssrc, self._mid_block, shared, payload
+            )
+            sendto(protect(data), address)
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self._seq = seq
+        self.packets += len(payloads)
+        self.octets += octets
+        # Keep the RTCP sender reports aiortc sends for this (idle) sender truthful.
+        ntp = int((time.time() + NTP_UNIX_OFFSET) * (1 << 32))
+        adapter.set_sender_report(self._sender, ntp, timestamp, self.packets, self.octets)
+
+
+@dataclass
+class Pacer:
+    """The one timer task of a generator process: sends every stream's frames when due."""
+
+    lag: Histogram = field(default_factory=lambda: Histogram(1e-4))
+    skipped_frames: int = 0
+    frames_sent: int = 0
+    failed: list[str] = field(default_factory=list)  # streams that stopped: why
+    _heap: list[tuple[float, int, OutStream]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, stream: OutStream) -> None:
+        """Start sending ``stream``, at a random phase within its frame period."""
+        due = time.monotonic() + random.random() * stream.period
+        heapq.heappush(self._heap, (due, next(self._order), stream))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send due frames until cancelled."""
+        heap = self._heap
+        while True:
+            if not heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = time.monotonic()
+            due = heap[0][0]
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            while heap and heap[0][0] <= now:
+                due, order, stream = heapq.heappop(heap)
+                if stream.closed:
+                    continue
+                late = now - due
+                if late > MAX_CATCH_UP_S:  # too far behind: skip, do not burst
+                    self.skipped_frames += int(late / stream.period)
+                    due = now
+                    late = 0.0
+                self.lag.add(late)
+                try:
+                    stream.send_frame()
+                except Exception as exc:  # e.g. its connection closed: stop only this stream
+                    stream.closed = True
+                    self.failed.append(f"{stream.publisher_id}:{stream.kind}: {exc!r}")
+                    continue
+                self.frames_sent += 1
+                heapq.heappush(heap, (due + stream.period, order, stream))
+
+
+# -- receiving -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class InStream:
+    """What one subscribed m-line delivered, counted from clear RTP headers."""
+
+    mid: str
+    kind: str
+    publisher_id: str
+    direction: str
+    abs_id: int
+    seen: int = 0
+    duplicates: int = 0
+    unstamped: int = 0
+    seqs: set[int] = field(default_factory=set)  # video: stamped inside the window
+    audio_seqs: set[int] = field(default_factory=set)  # audio: every seq once the window is set
+    arrived_in_window: set[int] = field(default_factory=set)  # audio fallback
+    markers: list[tuple[int, float]] = field(default_factory=list)  # audio: (seq, arrival)
+
+    def received_in_window(self) -> tuple[int, str]:
+        """Distinct packets sent inside the window that arrived, and how that was decided."""
+        if self.kind == "video":
+            return len(self.seqs), "abs-send-time"
+        if len(self.markers) >= 2:
+            m0, m1 = self.markers[0][0], self.markers[1][0]
+            span = (m1 - m0) & 0xFFFF
+            return sum(1 for s in self.audio_seqs if (s - m0) & 0xFFFF < span), "markers"
+        return len(self.arrived_in_window), "arrival"
+
+
+class ReceiveTap:
+    """Counts a subscribe connection's RTP at aioice's datagram callback, undecrypted."""
+
+    def __init__(self, histograms: dict[str, Histogram]) -> None:
+        self.by_ssrc: dict[int, InStream] = {}
+        self.rtx_ssrcs: set[int] = set()
+        self.rtx_packets = 0
+        self.unknown_packets = 0
+        self.rtp_packets = 0
+        self.window: Window | None = None
+        self._histograms = histograms
+        self._hooked: set[int] = set()
+
+    def attach(self, connection: Any) -> int:
+        """Hook every UDP protocol of an aioice ``Connection`` (again: only new ones)."""
+        hooked = 0
+        for protocol in connection._protocols:
+            if id(protocol) in self._hooked:
+                continue
+            self._hooked.add(id(protocol))
+            protocol.datagram_received = self._hook(protocol.datagram_received)
+            hooked += 1
+        return hooked
+
+    def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        count = self.count
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            # RTP: version 2 (first byte 128-191) and not RTCP (second byte 192-208).
+            if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+                count(data)
+            else:
+                original(data, addr)
+
+        return datagram_received
+
+    def count(self, data: bytes) -> None:
+        """One SRTP packet: read its clear header, count it."""
+        flags, marker_pt, seq, _timestamp, ssrc = _FIXED.unpack_from(data)
+        stream = self.by_ssrc.get(ssrc)
+        self.rtp_packets += 1
+        if stream is None:
+            if ssrc in self.rtx_ssrcs:
+                self.rtx_packets += 1
+            else:
+                self.unknown_packets += 1
+            return
+        stream.seen += 1
+        window = self.window
+        if window is None:
+            return
+        now = time.time()
+        if stream.kind != "video":
+            if seq in stream.audio_seqs:
+                stream.duplicates += 1
+                return
+            stream.audio_seqs.add(seq)
+            if marker_pt & 0x80:
+                stream.markers.append((seq, now))
+            if window.start_s <= now < window.end_s:
+                stream.arrived_in_window.add(seq)
+            return
+        stamp = _abs_send_time(data, flags, stream.abs_id)
+        if stamp < 0:
+            stream.unstamped += 1
+            return
+        now_units = (now + NTP_UNIX_OFFSET) * UNITS
+        whole = int(now_units)
+        sent = whole - ((whole - stamp) & MASK)
+        if window.start <= sent < window.end:
+            if seq in stream.seqs:
+                stream.duplicates += 1
+                return
+            stream.seqs.add(seq)
+            self._histograms[stream.direction].add((now_units - sent) / UNITS)
+
+
+def _abs_send_time(data: bytes, flags: int, abs_id: int) -> int:
+    """The 24-bit abs-send-time of a packet with a one-byte-form extension block, or -1."""
+    if not flags & 0x10 or not abs_id:
+        return -1
+    pos = 12 + 4 * (flags & 0x0F)
+    profile, words = _EXT_HEAD.unpack_from(data, pos)
+    if profile != rtp.ONE_BYTE_PROFILE:
+        return -1
+    pos += 4
+    end = min(pos + 4 * words, len(data))
+    while pos < end:
+        head = data[pos]
+        if head == 0:
+            pos += 1
+            continue
+        ext_id = head >> 4
+        if ext_id == abs_id and pos + 4 <= end:
+            return (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
+        if ext_id == 15:
+            break
+        pos += 2 + (head & 0x0F)
+    return -1
