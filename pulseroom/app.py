@@ -14,7 +14,7 @@ from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.http import RoomsApi
-from signaling.messages import MAX_SDP
+from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.server import SignalingServer
 from signaling.tokens import TokenSigner
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        max_http_buffer_size=MAX_SDP + 16 * 1024,
+        max_http_buffer_size=MAX_SUBSCRIBE_SDP + 16 * 1024,
         ping_interval=10,
         ping_timeout=10,
     )

@@ -23,6 +23,7 @@ from .backend import FailureCallback, SpeakerCallback
 from .peer import PeerSignal, SfuError, TrackInfo
 from .topology import Role
 from .worker_protocol import (
+    MAX_FRAME_BYTES,
     OfferEvent,
     Operation,
     Request,
@@ -93,7 +94,7 @@ class WorkerPool:
             )  # fmt: skip
         finally:
             child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME_BYTES)
         worker = Worker(index, process, reader, writer)
         self._own(self._read(worker))
         logger.info("SFU worker %d started (pid %d)", index, process.pid)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .peer import SfuError, TrackInfo
 from .server import SfuServer
 from .worker_protocol import (
+    MAX_FRAME_BYTES,
     OfferEvent,
     Request,
     Response,
@@ -128,7 +129,7 @@ class _RemoteSignal:
 async def run(fd: int, video_bitrate_cap: int) -> None:
     """Serve the socket ``fd`` until it closes, then close every room."""
     sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME_BYTES)
     sfu = SfuServer(video_bitrate_cap=video_bitrate_cap)
     try:
         await Channel(reader, writer, sfu).serve()

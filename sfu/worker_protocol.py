@@ -77,6 +77,8 @@ class SpeakerEvent(_Frame):
 
 Frame = Annotated[Request | Response | OfferEvent | SpeakerEvent, Field(discriminator="type")]
 FRAME = TypeAdapter(Frame)
+# Longest frame either side reads: a subscribe answer may be 1 MiB of SDP, JSON-escaped.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 def encode(frame: _Frame) -> bytes:

@@ -8,7 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 1
-MAX_SDP = 64 * 1024
+MAX_SDP = 64 * 1024  # a publish offer: a few m-lines
+# A subscribe answer has one m-line per track the client receives: an instructor of 100
+# participants answers ~200 m-lines (aiortc writes ~250 KB for that, browsers less).
+MAX_SUBSCRIBE_SDP = 1024 * 1024
 
 
 def _clean_text(value: str) -> str:
@@ -60,7 +63,7 @@ class SubscribeAnswerIn(Inbound):
     """``subscribe_answer``: the answer to the latest subscribe offer."""
 
     type: Literal["answer"]
-    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SDP)]
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SUBSCRIBE_SDP)]
 
 
 class IceIn(Inbound):

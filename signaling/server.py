@@ -179,8 +179,12 @@ class SignalingServer:
         chat = await self.store.recent_chat(room.id)
         if sid in self.presence.by_sid:  # joined meanwhile, from the same session
             raise SignalError("already_joined", "this connection has already joined a class")
-        if self.presence.count(room.id) >= self.max_participants:
-            raise SignalError("room_full", f"this class is full ({self.max_participants} people)")
+        # The limit counts participants: an instructor always gets in to their own class.
+        participants = sum(1 for m in self.presence.members(room.id) if m.role == "participant")
+        if grant.role == "participant" and participants >= self.max_participants:
+            raise SignalError(
+                "room_full", f"this class is full ({self.max_participants} participants)"
+            )
         participant_id = uuid.uuid4().hex[:12]
         member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
         # Counted in before the await below, so concurrent joins cannot overfill the class.

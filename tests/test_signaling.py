@@ -183,6 +183,7 @@ async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
         ("publish", {"v": 1, "type": "offer", "sdp": "x" * (64 * 1024 + 1)}),
         ("publish", {"v": 1, "type": "offer", "sdp": "not sdp at all"}),
         ("subscribe_answer", {"v": 1, "type": "answer", "sdp": "v=0"}),
+        ("subscribe_answer", {"v": 1, "type": "answer", "sdp": "x" * (1024 * 1024 + 1)}),
     ],
 )
 async def test_bad_payloads_get_an_error_and_change_nothing(
@@ -244,13 +245,16 @@ async def test_room_full(tmp_path: Any) -> None:
     from tests.conftest import start_server, stop_server
 
     server = start_server(tmp_path, PULSEROOM_MAX_PARTICIPANTS="2")
-    clients = [await Client(server.url).connect() for _ in range(3)]
+    clients = [await Client(server.url).connect() for _ in range(4)]
     try:
-        _, join_link = links(server)
+        host_link, join_link = links(server)
         assert (await clients[0].join(join_link, "A"))["ok"]
         assert (await clients[1].join(join_link, "B"))["ok"]
         ack = await clients[2].join(join_link, "C")
         assert ack["error"]["code"] == "room_full"
+        assert "2 participants" in ack["error"]["message"]
+        # The instructor is not a participant: a full class still lets them in.
+        assert (await clients[3].join(host_link, "Coach"))["ok"]
     finally:
         for client in clients:
             await client.close()
@@ -286,3 +290,15 @@ def test_links_follow_the_request_address_by_default(server: RunningServer) -> N
     port = server.url.rsplit(":", 1)[1]
     response = httpx.post(f"http://localhost:{port}/api/rooms", json={"title": "LAN"})
     assert response.json()["join_link"].startswith(f"http://localhost:{port}/r/")
+
+
+async def test_a_large_subscribe_answer_is_not_refused_for_its_size(
+    server: RunningServer, connect: Connect
+) -> None:
+    """An instructor of 100 answers ~200 m-lines: far more than a publish offer may be."""
+    _, join_link = links(server)
+    client = await connect()
+    await client.join(join_link, "Ann")
+    ack = await client.call("subscribe_answer", {"v": 1, "type": "answer", "sdp": "a" * 300_000})
+    assert ack["error"] == {"code": "bad_request", "message": ack["error"]["message"]}
+    assert "no subscribe offer" in ack["error"]["message"]
