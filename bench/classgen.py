@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from sfu import aiortc_adapter as adapter
 from sfu import packet as rtp
 
 from .fastpath import Histogram, InStream, OutStream, Pacer, ReceiveTap, Window
+from .genproc import emit, read_line, serve
 from .media import load_clip
 from .packetized import PacketizedClip, packetize_clip
 
@@ -315,20 +314,6 @@ class FastClient:
                 await self._sio.disconnect()
 
 
-def emit(message: dict[str, Any]) -> None:
-    """Write one JSON line to the controller."""
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-async def _read_line() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise ClassgenError("the controller closed our stdin")
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
 async def _wait_ready(clients: list[FastClient], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -366,7 +351,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         await _join_all(others, host_id, int(config.get("join_batch", 5)))
         await _wait_ready(clients, float(config["ready_timeout"]))
         emit({"event": "ready"})
-        start, end = (await _read_line())["window"]
+        start, end = (await read_line())["window"]
         window = Window.from_unix(float(start), float(end))
         for client in clients:
             client.set_window(window)
@@ -422,22 +407,9 @@ def _result(
     }
 
 
-async def _main() -> int:
-    config = await _read_line()
-    try:
-        result = await run(config)
-    except Exception as exc:
-        logger.exception("load generator failed")
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
-    emit(result)
-    return 0
-
-
 def main() -> int:
     """Entry point of ``python -m bench.classgen``."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    return asyncio.run(_main())
+    return serve(run)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from aiortc.rtp import RtpPacket
 from pulseroom.bot import parse_link
 from sfu import aiortc_adapter
 
+from .genproc import emit, read_line, serve
 from .media import Clip, ReplayTrack, load_clip
 
 logger = logging.getLogger("bench.loadgen")
@@ -275,20 +274,6 @@ class BenchClient:
             await self._sio.disconnect()
 
 
-def emit(message: dict[str, Any]) -> None:
-    """Write one JSON line to the controller."""
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-async def _read_line() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise LoadgenError("the controller closed our stdin")
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
 async def _sleep_until(unix_time: float) -> None:
     await asyncio.sleep(max(0.0, unix_time - time.time()))
 
@@ -316,7 +301,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(c.start() for c in clients if not c.host))
         await _wait_ready(clients, int(config["expected_streams"]), float(config["ready_timeout"]))
         emit({"event": "ready"})
-        start, end = (await _read_line())["window"]
+        start, end = (await read_line())["window"]
         window = Window(float(start), float(end))
         for client in clients:
             client.window = window
@@ -354,22 +339,9 @@ def _result(clients: list[BenchClient]) -> dict[str, Any]:
     }
 
 
-async def _main() -> int:
-    config = await _read_line()
-    try:
-        result = await run(config)
-    except Exception as exc:
-        logger.exception("load generator failed")
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
-    emit(result)
-    return 0
-
-
 def main() -> int:
     """Entry point of ``python -m bench.loadgen``."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    return asyncio.run(_main())
+    return serve(run)
 
 
 if __name__ == "__main__":
