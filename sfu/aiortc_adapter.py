@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiortc
+import pylibsrtp
 from aioice.ice import Connection, StunProtocol
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -71,12 +72,18 @@ def check_compatibility() -> None:
         (RTCRtpSender, ("_handle_rtcp_packet", "send", "_ssrc", "_rtx_ssrc", "_stream_id")),
         (
             RTCDtlsTransport,
-            ("_send_rtp", "_rtp_header_extensions_map", "_handle_rtp_data", "_tx_srtp"),
+            (
+                "_send_rtp",
+                "_rtp_header_extensions_map",
+                "_handle_rtp_data",
+                "_tx_srtp",
+                "_rx_srtp",
+            ),
         ),
         (RtpPacket, ("serialize", "parse")),
         (RTCRtpTransceiver, ("_codecs", "_headerExtensions")),
         (RTCIceTransport, ("_connection",)),
-        (Connection, ("_nominated",)),
+        (Connection, ("_nominated", "_protocols")),
     ):
         for name in names:
             if not hasattr(cls, name) and name not in cls.__init__.__code__.co_names:
@@ -372,3 +379,38 @@ def rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
     """The SSRC our RTCP towards the publisher is sent from."""
     value = receiver.__dict__.get("_RTCRtpReceiver__rtcp_ssrc")
     return None if value is None else int(value)
+
+
+def take_datagrams(transport: RTCDtlsTransport, handler: Callable[[bytes], None]) -> None:
+    """Decrypt and hand over RTP right in the UDP sockets' callback, skipping aiortc's queue.
+
+    aioice first tries every datagram as STUN, then queues it for the DTLS transport's
+    task, which awaits it, decrypts it and awaits the RTP handler: a queue round trip
+    and two coroutines per packet. Here SRTP (first byte 128-191) that is not RTCP is
+    unprotected and handled synchronously; everything else (STUN, DTLS, RTCP, and all
+    of it before the DTLS handshake finished) takes aioice's and aiortc's own path.
+    Call after ``setLocalDescription``, when the sockets exist.
+    """
+    for protocol in transport.transport._connection._protocols:
+        if type(protocol) is not StunProtocol:
+            continue  # a TURN allocation frames its data; leave it to aioice
+        original = protocol.datagram_received
+
+        def _fast(
+            data: bytes, addr: Any, original: Callable[[bytes, Any], None] = original
+        ) -> None:
+            if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                srtp = transport._rx_srtp
+                if srtp is not None:
+                    try:
+                        plain = srtp.unprotect(data)
+                    except pylibsrtp.Error:
+                        return  # not authentic (or replayed): dropped, as aiortc does
+                    try:
+                        handler(plain)
+                    except Exception:
+                        logger.exception("forwarding handler failed; packet dropped")
+                    return
+            original(data, addr)
+
+        setattr(protocol, "datagram_received", _fast)  # noqa: B010

@@ -10,6 +10,7 @@ answered without asking the publisher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -133,11 +134,12 @@ class Producer:
         self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
         self._last_keyframe_request = 0.0
         self._last_remb = 0.0
+        self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
         adapter.suppress_decoder(self._receiver)
         adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
 
-    async def on_rtp(self, data: bytes, is_rtx: bool) -> None:
+    def on_rtp(self, data: bytes, is_rtx: bool) -> None:
         """One packet from the publisher (an RTX retransmission if ``is_rtx``)."""
         if self._closed:
             return
@@ -163,7 +165,7 @@ class Producer:
         seq_ts.ssrc = ssrc
         adapter.note_received(self._receiver, seq_ts, self._clock_rate)
         if self._nack is not None and self._nack.add(seq_ts):  # type: ignore[arg-type]
-            await adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing))
+            self._spawn(adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing)))
 
         padding = data[0] & rtp.PADDING_BIT
         shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
@@ -187,7 +189,7 @@ class Producer:
         stats.forwarded_packets += sent
         stats.forwarded_bytes += octets
         if self.keyframe_wanted:
-            await self.request_keyframe()
+            self.want_keyframe()
 
     def cached(self, seq: int) -> tuple[int, int, int, bytes, memoryview] | None:
         """``(padding, marker, timestamp, shared, payload)`` of a recent source packet."""
@@ -199,7 +201,7 @@ class Producer:
         padding, marker, timestamp, payload_start, shared = fields
         return padding, marker, timestamp, shared, memoryview(data)[payload_start:]
 
-    async def request_keyframe(self) -> None:
+    def want_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL_S.
 
         Requests inside the window merge into one sent by the first packet after it.
@@ -214,7 +216,14 @@ class Producer:
         self.keyframe_wanted = False
         self._last_keyframe_request = now
         self._stats.keyframe_requests += 1
-        await adapter.request_keyframe(self._receiver, self.media_ssrc)
+        self._spawn(adapter.request_keyframe(self._receiver, self.media_ssrc))
+
+    def _spawn(self, coro: Any) -> None:
+        # RTCP towards the publisher (NACK, PLI) is rare: a task owned here, so the
+        # packet path itself never waits.
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def target_bitrate(self) -> int:
         """What the publisher should send: the lowest subscriber estimate, within the cap."""
@@ -245,6 +254,8 @@ class Producer:
         if self._closed:
             return
         self._closed = True
+        for task in self._tasks:
+            task.cancel()
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
@@ -260,9 +271,16 @@ class Ingress:
             for pt in producer.payload_types:
                 self._by_pt[pt] = (producer, pt in producer.rtx_payload_types)
         self._by_ssrc: dict[int, tuple[Producer, bool]] = {}
-        adapter.take_transport_rtp(transport, self._on_rtp)
+        # Direct from the UDP socket callback where possible; aiortc's own (queued)
+        # path for whatever does not come that way (a TURN-relayed pair).
+        adapter.take_datagrams(transport, self.on_rtp)
+        adapter.take_transport_rtp(transport, self._on_queued_rtp)
 
-    async def _on_rtp(self, data: bytes, _arrival_time_ms: int) -> None:
+    async def _on_queued_rtp(self, data: bytes, _arrival_time_ms: int) -> None:
+        self.on_rtp(data)
+
+    def on_rtp(self, data: bytes) -> None:
+        """One decrypted RTP packet from the publisher."""
         if len(data) < 12:
             return
         ssrc = int.from_bytes(data[8:12], "big")
@@ -276,7 +294,7 @@ class Ingress:
             self._by_ssrc[ssrc] = route
         producer, is_rtx = route
         try:  # noqa: SIM105 (a context manager costs more on this per-packet path)
-            await producer.on_rtp(data, is_rtx)
+            producer.on_rtp(data, is_rtx)
         except rtp.RtpError:
             pass  # malformed: dropped, as a real network would
 
@@ -420,7 +438,7 @@ class Consumer:
             return
         if isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                await self.producer.request_keyframe()
+                self.producer.want_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
