@@ -17,9 +17,7 @@ CPU, and what else ran on the machine. See docs/benchmarks.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -35,6 +33,7 @@ from .procs import (
     BenchError,
     Generator,
     Server,
+    dump_logs,
     load_average,
     machine_cpu_seconds,
     pin_tree,
@@ -397,12 +396,7 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                 if figures["errors"] or figures["streams_failed"]:
                     figures["server_log_tail"] = server.log_tail(3000)
             except BaseException:
-                with contextlib.suppress(Exception):
-                    for generator in generators:
-                        sys.stderr.write(
-                            f"--- classgen {generator.index}:\n{generator.log_tail()}\n"
-                        )
-                    sys.stderr.write(f"--- server:\n{server.log_tail()}\n")
+                dump_logs("classgen", generators, server)
                 raise
             finally:
                 clip_task.cancel()  # only still running if the server failed to start

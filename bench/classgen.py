@@ -33,7 +33,7 @@ from sfu import aiortc_adapter as adapter
 from sfu import packet as rtp
 
 from .fastpath import Histogram, InStream, OutStream, Pacer, ReceiveTap, Window
-from .genproc import emit, read_line, serve
+from .genproc import close_client, emit, read_line, serve
 from .media import load_clip
 from .packetized import PacketizedClip, packetize_clip
 
@@ -298,20 +298,7 @@ class FastClient:
         """Leave and close everything this client owns."""
         for out in self.out_streams:
             out.closed = True
-        if self._sio.connected:
-            with contextlib.suppress(Exception):
-                await self._sio.call("leave", {"v": 1}, timeout=5)
-        if self._offer_task is not None:
-            self._offer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._offer_task
-        for pc in (self._publish_pc, self._subscribe_pc):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    await pc.close()
-        if self._sio.connected:
-            with contextlib.suppress(Exception):
-                await self._sio.disconnect()
+        await close_client(self._sio, self._offer_task, [self._publish_pc, self._subscribe_pc])
 
 
 async def _wait_ready(clients: list[FastClient], timeout: float) -> None:

@@ -35,6 +35,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from sfu import aiortc_adapter as adapter
 
+from .genproc import emit, read_line
 from .media import ReplayTrack, encode_clip, load_clip, save_clip
 from .procs import BenchError, Generator
 
@@ -49,19 +50,6 @@ METHOD = {
 # -- the two peers (``python -m bench.floor --peer``) -------------------------------------
 
 
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
-async def _read() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise BenchError("the controller closed our stdin")
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
 def _received(receivers: list[RTCRtpReceiver]) -> int:
     total = 0
     for receiver in receivers:
@@ -71,7 +59,7 @@ def _received(receivers: list[RTCRtpReceiver]) -> int:
 
 
 async def _peer() -> None:
-    config = await _read()
+    config = await read_line()
     clip = load_clip(Path(config["clip"]))
     pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     try:
@@ -83,30 +71,30 @@ async def _peer() -> None:
                         transceiver = pc.addTransceiver(ReplayTrack(stream), direction="sendonly")
                         senders.append(transceiver.sender)
             await pc.setLocalDescription(await pc.createOffer())
-            _emit({"sdp": pc.localDescription.sdp})
-            answer = await _read()
+            emit({"sdp": pc.localDescription.sdp})
+            answer = await read_line()
             await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
 
             def count() -> int:
                 return sum(s.__dict__["_RTCRtpSender__packet_count"] for s in senders)
 
         else:
-            offer = await _read()
+            offer = await read_line()
             await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
             receivers = [t.receiver for t in pc.getTransceivers()]
             for receiver in receivers:
                 adapter.suppress_decoder(receiver)
             await pc.setLocalDescription(await pc.createAnswer())
-            _emit({"sdp": pc.localDescription.sdp})
+            emit({"sdp": pc.localDescription.sdp})
 
             def count() -> int:
                 return _received(receivers)
 
         while True:
-            message = await _read()
+            message = await read_line()
             if message.get("stop"):
                 return
-            _emit({"packets": count(), "cpu_s": time.process_time(), "at": time.time()})
+            emit({"packets": count(), "cpu_s": time.process_time(), "at": time.time()})
     finally:
         await pc.close()
 

@@ -17,7 +17,6 @@ on the shared machine clock. Audio has no such stamp and is counted by arrival.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,7 @@ from aiortc.rtp import RtpPacket
 from pulseroom.bot import parse_link
 from sfu import aiortc_adapter
 
-from .genproc import emit, read_line, serve
+from .genproc import close_client, emit, read_line, serve
 from .media import Clip, ReplayTrack, load_clip
 
 logger = logging.getLogger("bench.loadgen")
@@ -259,19 +258,7 @@ class BenchClient:
 
     async def stop(self) -> None:
         """Leave and close everything this client owns."""
-        if self._sio.connected:
-            with contextlib.suppress(Exception):
-                await self._sio.call("leave", {"v": 1}, timeout=5)
-        if self._offer_task is not None:
-            self._offer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._offer_task
-        for pc in (self._publish_pc, self._subscribe_pc):
-            if pc is not None:
-                with contextlib.suppress(Exception):
-                    await pc.close()
-        if self._sio.connected:
-            await self._sio.disconnect()
+        await close_client(self._sio, self._offer_task, [self._publish_pc, self._subscribe_pc])
 
 
 async def _sleep_until(unix_time: float) -> None:

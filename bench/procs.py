@@ -358,3 +358,11 @@ class Generator:
                 await _stop_process(self.process, timeout=5)
         if self._log is not None:
             self._log.close()
+
+
+def dump_logs(label: str, generators: list[Generator], server: Server) -> None:
+    """Write the generators' and the server's last log lines to stderr (after a failure)."""
+    with contextlib.suppress(Exception):
+        for generator in generators:
+            sys.stderr.write(f"--- {label} {generator.index}:\n{generator.log_tail()}\n")
+        sys.stderr.write(f"--- server:\n{server.log_tail()}\n")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -45,6 +44,7 @@ from .procs import (
     BenchError,
     Generator,
     Server,
+    dump_logs,
     load_average,
     machine_cpu_seconds,
     tree_cpu_seconds,
@@ -256,12 +256,7 @@ async def run(options: Options) -> dict[str, Any]:
                 setup_s = time.monotonic() - began
                 figures = await _measure(options, server, generators, session)
             except BaseException:
-                with contextlib.suppress(Exception):
-                    for generator in generators:
-                        sys.stderr.write(
-                            f"--- loadgen {generator.index}:\n{generator.log_tail()}\n"
-                        )
-                    sys.stderr.write(f"--- server:\n{server.log_tail()}\n")
+                dump_logs("loadgen", generators, server)
                 raise
             finally:
                 clip_task.cancel()  # only still running if the server failed to start

@@ -8,9 +8,10 @@ this module:
 - takes over a receiver's RTP input (``RTCRtpReceiver._handle_rtp_packet``) and
   stops the decoder thread ``receive()`` started, so no decoder ever exists;
 - gives a sender a track that never yields a frame (so no encoder is created) and
-  writes forwarded packets straight to the sender's DTLS transport;
+  writes forwarded packets straight to the nominated pair's socket (``egress``);
 - takes over a sender's RTCP input to turn PLI/FIR/NACK into forwarding actions;
-- keeps the sender's counters current so its RTCP sender reports stay truthful.
+- sets what the sender's RTCP sender reports say (``set_sender_report``);
+- decrypts incoming RTP in the socket callback (``take_datagrams``).
 
 Everything here is written against aiortc 1.16.0 / aioice 0.13.0 (pinned in
 pyproject.toml). ``check_compatibility()`` fails loudly if the internals it touches
@@ -33,7 +34,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -249,29 +250,6 @@ def negotiated_rtx(transceiver: RTCRtpTransceiver) -> tuple[int, int] | None:
     return None
 
 
-def sender_transport(sender: RTCRtpSender) -> RTCDtlsTransport:
-    """The DTLS transport a sender writes to (the BUNDLE transport once negotiated)."""
-    return sender.transport
-
-
-def extensions_map(transport: RTCDtlsTransport) -> HeaderExtensionsMap:
-    """The header-extension ids negotiated on a transport."""
-    return transport._rtp_header_extensions_map
-
-
-async def send_rtp(transport: RTCDtlsTransport, data: bytes) -> None:
-    """Encrypt and send one serialized RTP or RTCP packet."""
-    await transport._send_rtp(data)
-
-
-def note_sent(sender: RTCRtpSender, ntp_time: int, rtp_timestamp: int, octets: int) -> None:
-    """Keep the sender's report counters in step with what was forwarded."""
-    sender.__dict__["_RTCRtpSender__ntp_timestamp"] = ntp_time
-    sender.__dict__["_RTCRtpSender__rtp_timestamp"] = rtp_timestamp
-    sender.__dict__["_RTCRtpSender__packet_count"] += 1
-    sender.__dict__["_RTCRtpSender__octet_count"] += octets
-
-
 def tap_rtp(receiver: RTCRtpReceiver, callback: Callable[[RtpPacket], None]) -> None:
     """Call ``callback`` for each RTP packet before aiortc's own receive path (client side)."""
     original = receiver._handle_rtp_packet
@@ -334,23 +312,26 @@ class Egress:
 
 
 def egress(transport: RTCDtlsTransport) -> Egress | None:
-    """The direct send path of a connected transport; None if not connected or relayed.
+    """The direct send path of a connected transport; None until it is connected.
 
     aioice's ``Connection.sendto`` is a coroutine per packet; the nominated pair's UDP
-    socket is the same thing without it. A TURN-relayed pair needs aioice's own framing,
-    so for it the caller falls back to ``send_rtp``.
+    socket is the same thing without it. The SFU's own connections never use TURN
+    (``SfuServer`` refuses TURN servers: it is the public side), so the pair is always
+    a plain socket.
     """
     if transport.state != "connected" or transport._tx_srtp is None:
         return None
     pair = transport.transport._connection._nominated.get(1)
-    if pair is None or type(pair.protocol) is not StunProtocol or pair.protocol.transport is None:
+    if pair is None or pair.protocol.transport is None:
         return None
+    if type(pair.protocol) is not StunProtocol:
+        raise AdapterError("the SFU's connection is relayed; it must not use TURN itself")
     socket = pair.protocol.transport
     return Egress(
         transport._tx_srtp.protect,
         socket.sendto,
         pair.remote_addr,
-        getattr(socket, "get_write_buffer_size"),  # noqa: B009 (not in DatagramTransport's stub)
+        getattr(socket, "get_write_buffer_size"),  # noqa: B009 (not in the stub)
     )
 
 

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,7 +308,6 @@ class Consumer:
         transceiver: RTCRtpTransceiver,
         payload_type: int,
         stats: ForwardingStats,
-        on_close: Callable[[Consumer], None] | None = None,
     ) -> None:
         self.producer = producer
         self.subscriber_id = subscriber_id
@@ -317,7 +315,6 @@ class Consumer:
         self.payload_type = payload_type
         self.packets_out = 0
         self.octets_out = 0
-        self.dropped = 0
         self._paused = False
         self.remb = 0
         self.fraction_lost = 0
@@ -329,7 +326,6 @@ class Consumer:
         mid_id = adapter.extension_ids(transceiver).get(rtp.URI_MID)
         self._own_block = rtp.mid_element(mid_id, self.mid)
         self._stats = stats
-        self._on_close = on_close
         self._seq_delta = 0
         self._ts_delta = 0
         self._last_seq = random.randint(0, 0xFFFF)
@@ -400,7 +396,7 @@ class Consumer:
         if egress.backlog() > QUEUE_LIMIT_BYTES:
             # This subscriber cannot keep up: drop from its own queue only, and ask for
             # a keyframe once it drains so its picture recovers.
-            self.dropped += 1
+            self._stats.dropped_packets += 1
             self._congested = True
             return 0
         if self._congested:
@@ -488,5 +484,3 @@ class Consumer:
         self._egress = None
         if self in self.producer.consumers:
             self.producer.consumers.remove(self)
-        if self._on_close is not None:
-            self._on_close(self)

@@ -272,11 +272,6 @@ class Participant:
             parsed.sdpMLineIndex = 0
         await pc.addIceCandidate(parsed)
 
-    @property
-    def consumer_count(self) -> int:
-        """How many tracks this participant currently receives."""
-        return len(self._consumers)
-
     async def close(self) -> None:
         """Close both connections and everything forwarded to or from them (idempotent)."""
         if self._closed:

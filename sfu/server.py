@@ -24,6 +24,12 @@ class SfuServer:
         video_bitrate_cap: int = 2_500_000,
     ) -> None:
         aiortc_adapter.check_compatibility()
+        for server in ice_servers or []:
+            urls = [server.urls] if isinstance(server.urls, str) else server.urls
+            if any(url.startswith(("turn:", "turns:")) for url in urls):
+                # Relaying the SFU's own side would add a hop for everyone and bypass
+                # the direct-socket send path; TURN is for clients behind NAT.
+                raise ValueError("the SFU takes STUN servers only, not TURN")
         # An explicit (possibly empty) list: aiortc's default would ask a public STUN server.
         # max-bundle: with aiortc's default (balanced), an m-line added in the same offer
         # as the first of its kind keeps a transport that never connects.

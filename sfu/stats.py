@@ -14,6 +14,7 @@ class ForwardingStats:
     keyframe_requests: int = 0
     nacks_received: int = 0
     retransmitted_packets: int = 0
+    dropped_packets: int = 0  # copies a congested subscriber could not take
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

@@ -31,13 +31,11 @@ async def test_sender_internals_used_for_reports_exist() -> None:
     try:
         transceiver = pc.addTransceiver("video", direction="sendonly")
         aiortc_adapter.prepare_sender(transceiver, stream_id="publisher-1")
-        aiortc_adapter.note_sent(
-            transceiver.sender, ntp_time=1 << 32, rtp_timestamp=90000, octets=1000
-        )
-        aiortc_adapter.note_sent(
-            transceiver.sender, ntp_time=2 << 32, rtp_timestamp=180000, octets=500
+        aiortc_adapter.set_sender_report(
+            transceiver.sender, ntp_time=2 << 32, rtp_timestamp=180000, packets=2, octets=1500
         )
         sender = transceiver.sender
+        assert sender._RTCRtpSender__ntp_timestamp == 2 << 32
         assert sender._RTCRtpSender__packet_count == 2
         assert sender._RTCRtpSender__octet_count == 1500
         assert sender._RTCRtpSender__rtp_timestamp == 180000
@@ -46,3 +44,13 @@ async def test_sender_internals_used_for_reports_exist() -> None:
         assert aiortc_adapter.negotiated_payload_type(transceiver) is not None
     finally:
         await pc.close()
+
+
+def test_the_sfu_refuses_to_relay_its_own_side() -> None:
+    from aiortc import RTCIceServer
+
+    from sfu.server import SfuServer
+
+    with pytest.raises(ValueError, match="TURN"):
+        SfuServer(ice_servers=[RTCIceServer(urls="turn:turn.example.com:3478")])
+    SfuServer(ice_servers=[RTCIceServer(urls="stun:stun.example.com:3478")])

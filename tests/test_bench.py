@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,10 +28,10 @@ EXPECTED_KEYS = {
 }
 
 
-def test_bench_sfu_two_publishers() -> None:
-    """``python -m bench.sfu --publishers 2 --seconds 4 --json`` forwards with little loss."""
+def run_json(module: str, *args: str) -> dict[str, Any]:
+    """``python -m module args...`` (at most 60 s); its JSON report."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.sfu", "--publishers", "2", "--seconds", "4", "--json"],
+        [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -38,7 +39,13 @@ def test_bench_sfu_two_publishers() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout)
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
+def test_bench_sfu_two_publishers() -> None:
+    """``python -m bench.sfu --publishers 2 --seconds 4 --json`` forwards with little loss."""
+    report = run_json("bench.sfu", "--publishers", "2", "--seconds", "4", "--json")
     missing = EXPECTED_KEYS - report.keys()
     assert not missing, missing
     assert report["scenario"]["publishers"] == 2
@@ -112,27 +119,9 @@ CLASS_KEYS = {
 
 def test_bench_class_smoke() -> None:
     """``--scenario class --participants 4 --seconds 4``: every subscription is counted."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.sfu",
-            "--scenario",
-            "class",
-            "--participants",
-            "4",
-            "--seconds",
-            "4",
-            "--json",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    report = run_json(
+        "bench.sfu", "--scenario", "class", "--participants", "4", "--seconds", "4", "--json"
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout)
     missing = CLASS_KEYS - report.keys()
     assert not missing, missing
     scenario = report["scenario"]
@@ -152,27 +141,7 @@ def test_bench_class_smoke() -> None:
 
 def test_bench_floor_smoke() -> None:
     """``python -m bench.floor``: stock aiortc's CPU per packet sent and received."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.floor",
-            "--streams",
-            "2",
-            "--seconds",
-            "3",
-            "--warmup",
-            "1",
-            "--json",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout)
+    report = run_json("bench.floor", "--streams", "2", "--seconds", "3", "--warmup", "1", "--json")
     for side in ("send", "receive"):
         assert report[side]["packets"] > 0
         assert report[side]["us_per_packet"] is not None
