@@ -16,7 +16,10 @@ from sfu.server import SfuServer
 from signaling.http import RoomsApi
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.server import SignalingServer
+from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
+from telemetry.history import HeartRateHistory
+from telemetry.writer import HeartRateWriter
 
 from . import migrations
 from .settings import Settings
@@ -34,6 +37,7 @@ STORE = web.AppKey("store", Store)
 SFU = web.AppKey("sfu", SfuServer)  # only with PULSEROOM_SFU_WORKERS=0
 MEDIA = web.AppKey("media", MediaBackend)
 SIGNALING = web.AppKey("signaling", SignalingServer)
+HEART_RATE_WRITER = web.AppKey("heart_rate_writer", HeartRateWriter)
 
 
 def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
@@ -53,6 +57,10 @@ def create_app(settings: Settings) -> web.Application:
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
     app[MEDIA] = media
+    # Readings the database cannot take right now wait in memory, then in this file.
+    writer = app[HEART_RATE_WRITER] = HeartRateWriter(
+        store.engine, settings.data_dir / "spool" / "heart_rate.jsonl"
+    )
 
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
     sio = socketio.AsyncServer(
@@ -70,8 +78,13 @@ def create_app(settings: Settings) -> web.Application:
         signer,
         max_participants=settings.max_participants,
         ice_servers=_client_ice_servers(settings),
+        heart_rate_writer=writer,
     )
-    RoomsApi(store, media, signer, settings.public_url).add_routes(app)
+    writer.on_durable = app[SIGNALING].heart_rate.durable
+    RoomsApi(
+        store, media, signer, settings.public_url, app[SIGNALING].heart_rate.stats
+    ).add_routes(app)
+    SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:
@@ -82,12 +95,15 @@ def create_app(settings: Settings) -> web.Application:
             raise StartupError(f"cannot use the database {where}: {exc}") from exc
         for migration in applied:
             logger.info("applied migration %04d_%s", migration.version, migration.name)
+        await writer.start()
         yield
+        await writer.close()  # after the sessions (media_side's cleanup runs first)
         await store.engine.dispose()
 
     async def media_side(_app: web.Application) -> AsyncIterator[None]:
         if isinstance(media, WorkerPool):
             await media.start()
+        app[SIGNALING].heart_rate.start()
         yield
         # Reverse order of start: sessions first, then the media they used.
         await app[SIGNALING].close()

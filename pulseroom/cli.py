@@ -102,6 +102,12 @@ def _bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hr_bridge(args: argparse.Namespace) -> int:
+    from . import hr_bridge
+
+    return hr_bridge.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -135,6 +141,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a host link: turn gallery mode on after joining",
     )
     bot.set_defaults(func=_bot)
+
+    bridge = commands.add_parser(
+        "hr-bridge",
+        help="send a Bluetooth heart-rate strap's readings into a class",
+        description="Finds a strap (Heart Rate Service 0x180D) with bleak and sends its "
+        "readings into the class. Give your device link (shown on your class page) for "
+        "the readings to appear on your tile, or the class link to join on its own.",
+    )
+    bridge.add_argument("join_link", help="your device link, or a class link (…/r/ROOM#t=…)")
+    which = bridge.add_mutually_exclusive_group()
+    which.add_argument("--address", help="the strap's Bluetooth address (UUID on macOS)")
+    which.add_argument("--name", help="part of the strap's advertised name, e.g. 'polar'")
+    which.add_argument(
+        "--simulate", action="store_true", help="no strap: send a simulated interval class"
+    )
+    bridge.add_argument(
+        "--display-name", default="Heart-rate bridge", help="name when joining with a class link"
+    )
+    bridge.add_argument("--seconds", type=float, help="stop after this long (default: run on)")
+    bridge.add_argument("--seed", type=int, help="random seed of the simulated strap")
+    bridge.set_defaults(func=_hr_bridge)
     return parser
 
 

@@ -6,11 +6,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from telemetry.zones import Profile
 
 CHAT_HISTORY = 100
 
@@ -38,6 +41,18 @@ class ChatRecord:
     sent_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    """Someone who joined a class, with the profile their zones and calories use."""
+
+    room_id: str
+    id: str
+    name: str
+    role: str
+    joined_at: float
+    profile: Profile
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; for SQLite the file's folder is created and foreign keys enforced."""
     if url.startswith("sqlite"):
@@ -57,8 +72,25 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
+_PARTICIPANT_COLUMNS = (
+    "room_id, id, name, role, joined_at, age, max_hr, resting_hr, weight_kg, sex, zone_method"
+)
+
+
+def _participant(row: Any) -> ParticipantRecord:
+    profile = Profile(
+        age=row[5],
+        max_hr=row[6],
+        resting_hr=row[7],
+        weight_kg=None if row[8] is None else float(row[8]),
+        sex=row[9],
+        method=row[10],
+    )
+    return ParticipantRecord(row[0], row[1], row[2], row[3], float(row[4]), profile)
+
+
 class Store:
-    """Rooms and chat messages."""
+    """Rooms, their participants and chat messages."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -157,3 +189,90 @@ class Store:
                 )
             ).all()
         return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in reversed(rows)]
+
+    async def add_participant(self, room_id: str, participant_id: str, name: str, role: str) -> None:
+        """Record a join; a rejoin keeps the first join time and profile, updates the name."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO participants (room_id, id, name, role, joined_at)"
+                    " VALUES (:room, :id, :name, :role, :t)"
+                    " ON CONFLICT (room_id, id) DO UPDATE SET name = excluded.name"
+                ),
+                {"room": room_id, "id": participant_id, "name": name, "role": role, "t": time.time()},
+            )
+
+    async def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
+        """Store a participant's profile (age, maximum and resting HR, weight, sex, method)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE participants SET age = :age, max_hr = :max_hr,"
+                    " resting_hr = :resting_hr, weight_kg = :weight_kg, sex = :sex,"
+                    " zone_method = :method WHERE room_id = :room AND id = :id"
+                ),
+                {
+                    "age": profile.age,
+                    "max_hr": profile.max_hr,
+                    "resting_hr": profile.resting_hr,
+                    "weight_kg": profile.weight_kg,
+                    "sex": profile.sex,
+                    "method": profile.method,
+                    "room": room_id,
+                    "id": participant_id,
+                },
+            )
+
+    async def participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
+        """One participant of a class, if they ever joined it."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_PARTICIPANT_COLUMNS} FROM participants"
+                        " WHERE room_id = :room AND id = :id"
+                    ),
+                    {"room": room_id, "id": participant_id},
+                )
+            ).first()
+        return None if row is None else _participant(row)
+
+    async def participants(self, room_id: str) -> list[ParticipantRecord]:
+        """Everyone who joined a class, in join order."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_PARTICIPANT_COLUMNS} FROM participants"
+                        " WHERE room_id = :room ORDER BY joined_at, id"
+                    ),
+                    {"room": room_id},
+                )
+            ).all()
+        return [_participant(r) for r in rows]
+
+    async def forget_participant(self, room_id: str, participant_id: str) -> int:
+        """Delete a participant's profile and chat messages; returns rows deleted."""
+        deleted = 0
+        async with self.engine.begin() as conn:
+            for table, column in (("chat_messages", "participant_id"), ("participants", "id")):
+                result = await conn.execute(
+                    text(f"DELETE FROM {table} WHERE room_id = :room AND {column} = :id"),
+                    {"room": room_id, "id": participant_id},
+                )
+                deleted += result.rowcount
+        return deleted
+
+    async def chat_of(self, room_id: str, participant_id: str) -> list[ChatRecord]:
+        """Every chat message a participant sent in a class, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, room_id, participant_id, name, text, sent_at FROM chat_messages"
+                        " WHERE room_id = :room AND participant_id = :id ORDER BY sent_at, id"
+                    ),
+                    {"room": room_id, "id": participant_id},
+                )
+            ).all()
+        return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]

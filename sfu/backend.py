@@ -15,6 +15,9 @@ from .topology import Role
 
 SpeakerCallback = Callable[[str, str | None], None]  # (room id, participant id or None)
 FailureCallback = Callable[[str, str], None]  # (room id, what happened)
+# (room id, participant id, message): a message on a participant's ``telemetry`` data
+# channel, unvalidated (at most one byte over the size limit, so oversize is detectable).
+TelemetryCallback = Callable[[str, str, str], None]
 
 
 class MediaBackend(Protocol):
@@ -22,6 +25,7 @@ class MediaBackend(Protocol):
 
     on_active_speaker: SpeakerCallback | None
     on_room_failed: FailureCallback | None
+    on_telemetry: TelemetryCallback | None
 
     async def join(
         self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool

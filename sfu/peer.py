@@ -1,7 +1,8 @@
 """A participant's two connections to the SFU: one it publishes on, one it receives on.
 
-The *publish* connection is offered by the client (send-only audio and video) and
-answered here. The *subscribe* connection is offered from here, one send-only
+The *publish* connection is offered by the client (send-only audio and video, and
+optionally the ``telemetry`` data channel carrying heart-rate readings) and answered
+here. The *subscribe* connection is offered from here, one send-only
 m-line per forwarded track, and renegotiated whenever that set changes; offers go
 out one at a time through the participant's ``PeerSignal``.
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiortc import (
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -33,6 +36,15 @@ from .topology import Role
 logger = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 15.0
+TELEMETRY_LABEL = "telemetry"
+# A reading is ~100 bytes; anything longer is cut here and refused (and counted) upstream.
+MAX_TELEMETRY_MESSAGE = 1024
+# Readings come at ~1 Hz; a client re-sending what it took during a network drop may
+# burst. More than this is flooding: dropped here, before it costs the class anything.
+TELEMETRY_RATE = 20.0  # messages per second, sustained
+TELEMETRY_BURST = 600.0
+
+TelemetryCallback = Callable[[str, str], None]  # (participant id, message text)
 
 
 class SfuError(Exception):
@@ -104,6 +116,7 @@ class Participant:
         stats: ForwardingStats,
         on_producer: Callable[[Producer], None],
         max_bitrate: dict[str, int] | None = None,
+        on_telemetry: TelemetryCallback | None = None,
     ) -> None:
         self.id = participant_id
         self.role: Role = role
@@ -122,6 +135,10 @@ class Participant:
         self._dirty = asyncio.Event()
         self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
         self._closed = False
+        self._on_telemetry = on_telemetry
+        self._telemetry_tokens = TELEMETRY_BURST
+        self._telemetry_at = 0.0
+        self.telemetry_dropped = 0
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -133,6 +150,7 @@ class Participant:
             raise SfuError("bad_request", "already publishing; leave and join again to republish")
         pc = RTCPeerConnection(self._configuration)
         self._publish_pc = pc
+        pc.on("datachannel", self._on_datachannel)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
@@ -141,10 +159,15 @@ class Participant:
             raise SfuError("bad_sdp", f"the offer could not be applied: {exc}") from None
         transceivers = [t for t in pc.getTransceivers() if t.kind in ("audio", "video")]
         kinds = sorted(t.kind for t in transceivers)
-        if kinds not in (["audio"], ["video"], ["audio", "video"]):
+        has_data = pc.sctp is not None
+        if kinds not in (["audio"], ["video"], ["audio", "video"]) and not (
+            has_data and not kinds
+        ):
             self._publish_pc = None
             await pc.close()
-            raise SfuError("bad_sdp", "publish at most one audio and one video track")
+            raise SfuError(
+                "bad_sdp", "publish at most one audio and one video track (or data only)"
+            )
         for transceiver in transceivers:
             adapter.keep_first_codec(transceiver)
             if not adapter.negotiated_codecs(transceiver):
@@ -166,11 +189,34 @@ class Participant:
             for transceiver in transceivers
         ]
         # max-bundle: every m-line of the publish connection shares one transport.
-        Ingress(transceivers[0].receiver.transport, producers)
+        if transceivers:
+            Ingress(transceivers[0].receiver.transport, producers)
         for producer in producers:
             self.producers[producer.kind] = producer
             self._on_producer(producer)
         return str(pc.localDescription.sdp)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != TELEMETRY_LABEL or self._on_telemetry is None:
+            channel.close()  # nothing else is carried: do not let a client hold one open
+            return
+        channel.on("message", self._on_telemetry_message)
+
+    def _on_telemetry_message(self, message: str | bytes) -> None:
+        # Token bucket: a flood costs one comparison per message, then nothing.
+        now = time.monotonic()
+        self._telemetry_tokens = min(
+            TELEMETRY_BURST, self._telemetry_tokens + (now - self._telemetry_at) * TELEMETRY_RATE
+        )
+        self._telemetry_at = now
+        if self._telemetry_tokens < 1 or self._on_telemetry is None:
+            self.telemetry_dropped += 1
+            return
+        self._telemetry_tokens -= 1
+        if isinstance(message, bytes):
+            message = message[: MAX_TELEMETRY_MESSAGE + 1].decode("utf-8", "replace")
+        # One byte over the limit is kept so the validator upstream refuses it as oversize.
+        self._on_telemetry(self.id, message[: MAX_TELEMETRY_MESSAGE + 1])
 
     # -- subscribing --------------------------------------------------------------------
 

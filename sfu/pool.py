@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .backend import FailureCallback, SpeakerCallback
+from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
 from .peer import PeerSignal, SfuError, TrackInfo
 from .topology import Role
 from .worker_protocol import (
@@ -29,6 +29,7 @@ from .worker_protocol import (
     Request,
     Response,
     SpeakerEvent,
+    TelemetryEvent,
     decode,
     encode,
 )
@@ -68,6 +69,7 @@ class WorkerPool:
         self.count = count
         self.on_active_speaker: SpeakerCallback | None = None
         self.on_room_failed: FailureCallback | None = None
+        self.on_telemetry: TelemetryCallback | None = None
         self._log_level = log_level
         self._video_bitrate_cap = video_bitrate_cap
         self._workers: list[Worker] = []
@@ -119,6 +121,9 @@ class WorkerPool:
                         future.set_result(frame)
                 elif isinstance(frame, OfferEvent):
                     self._deliver_offer(frame)
+                elif isinstance(frame, TelemetryEvent):
+                    if self.on_telemetry is not None:
+                        self.on_telemetry(frame.room_id, frame.participant_id, frame.data)
                 elif isinstance(frame, SpeakerEvent) and self.on_active_speaker is not None:
                     self.on_active_speaker(frame.room_id, frame.participant_id)
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -9,7 +9,7 @@ import time
 
 from aiortc import RTCConfiguration
 
-from .backend import SpeakerCallback
+from .backend import SpeakerCallback, TelemetryCallback
 from .forwarder import Producer
 from .peer import Participant, PeerSignal, SfuError
 from .stats import ForwardingStats
@@ -34,8 +34,10 @@ class Room:
         stats: ForwardingStats,
         on_active_speaker: SpeakerCallback | None = None,
         max_bitrate: dict[str, int] | None = None,
+        on_telemetry: TelemetryCallback | None = None,
     ) -> None:
         self.id = room_id
+        self.on_telemetry = on_telemetry
         self.max_bitrate = max_bitrate
         self.gallery = False
         self.participants: dict[str, Participant] = {}
@@ -61,6 +63,7 @@ class Room:
             self._stats,
             on_producer=self._on_producer,
             max_bitrate=self.max_bitrate,
+            on_telemetry=self._telemetry,
         )
         self.participants[participant_id] = participant
         self._route(participant)
@@ -83,6 +86,10 @@ class Room:
         if enabled != self.gallery:
             self.gallery = enabled
             self._route_all()
+
+    def _telemetry(self, participant_id: str, message: str) -> None:
+        if self.on_telemetry is not None:
+            self.on_telemetry(self.id, participant_id, message)
 
     def _on_producer(self, _producer: Producer) -> None:
         self._route_all()

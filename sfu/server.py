@@ -7,7 +7,7 @@ from typing import Any
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
-from .backend import FailureCallback, SpeakerCallback
+from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
 from .peer import Participant, PeerSignal, SfuError
 from .room import Room
 from .stats import ForwardingStats
@@ -42,6 +42,7 @@ class SfuServer:
         # What a publisher is asked to send at most, per kind (REMB towards it).
         self.max_bitrate = {"audio": 64_000, "video": video_bitrate_cap}
         self.on_room_failed: FailureCallback | None = None  # an in-process SFU fails as a whole
+        self.on_telemetry: TelemetryCallback | None = None
         self._closed = False
 
     def room(self, room_id: str) -> Room:
@@ -54,8 +55,13 @@ class SfuServer:
                 self.stats_counters,
                 self._active_speaker,
                 self.max_bitrate,
+                on_telemetry=self._telemetry,
             )
         return room
+
+    def _telemetry(self, room_id: str, participant_id: str, message: str) -> None:
+        if self.on_telemetry is not None:
+            self.on_telemetry(room_id, participant_id, message)
 
     def _active_speaker(self, room_id: str, participant_id: str | None) -> None:
         if self.on_active_speaker is not None:

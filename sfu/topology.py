@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-Role = Literal["host", "participant"]
+Role = Literal["host", "participant", "device"]
 
 
 def receives(subscriber_role: Role, publisher_role: Role, gallery: bool) -> bool:
     """Whether a subscriber of ``subscriber_role`` gets a publisher's media.
 
     The instructor (host) is seen by everyone and sees everyone; participants see
-    each other only while the host has gallery mode on. Nobody receives themselves:
-    the caller never asks for that pair.
+    each other only while the host has gallery mode on. A device (a heart-rate bridge
+    acting for a participant) sends data only: it receives no media and none of its
+    own is forwarded. Nobody receives themselves: the caller never asks for that pair.
     """
+    if subscriber_role == "device" or publisher_role == "device":
+        return False
     if publisher_role == "host" or subscriber_role == "host":
         return True
     return gallery

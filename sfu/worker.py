@@ -24,6 +24,7 @@ from .worker_protocol import (
     Request,
     Response,
     SpeakerEvent,
+    TelemetryEvent,
     TrackOut,
     decode,
     encode,
@@ -43,6 +44,7 @@ class Channel:
         self._sfu = sfu
         self._tasks: set[asyncio.Task[None]] = set()
         sfu.on_active_speaker = self._speaker
+        sfu.on_telemetry = self._telemetry
 
     async def send(self, frame: Response | OfferEvent | SpeakerEvent) -> None:
         """Write one frame (a single write per frame keeps frames whole)."""
@@ -53,6 +55,11 @@ class Channel:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _telemetry(self, room_id: str, participant_id: str, message: str) -> None:
+        # No task or drain per message: the data channel's rate limit bounds the buffer.
+        frame = TelemetryEvent(room_id=room_id, participant_id=participant_id, data=message)
+        self._writer.write(encode(frame))
 
     def _speaker(self, room_id: str, participant_id: str | None) -> None:
         self._spawn(self.send(SpeakerEvent(room_id=room_id, participant_id=participant_id)))

@@ -2,8 +2,8 @@
 
 Frames are one JSON object per line. The main process sends ``Request``s and gets one
 ``Response`` per request id; the worker also sends ``OfferEvent``s (a subscribe offer
-for a participant) and ``SpeakerEvent``s on its own. Control plane only: media never
-crosses this channel.
+for a participant), ``SpeakerEvent``s and ``TelemetryEvent``s (heart-rate messages off
+data channels, ~1 per participant per second) on its own. Media never crosses it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,17 @@ class SpeakerEvent(_Frame):
     participant_id: str | None
 
 
-Frame = Annotated[Request | Response | OfferEvent | SpeakerEvent, Field(discriminator="type")]
+class TelemetryEvent(_Frame):
+    """Worker → main: a message from a participant's ``telemetry`` data channel."""
+
+    type: Literal["telemetry"] = "telemetry"
+    room_id: str
+    participant_id: str
+    data: str
+
+
+AnyFrame = Request | Response | OfferEvent | SpeakerEvent | TelemetryEvent
+Frame = Annotated[AnyFrame, Field(discriminator="type")]
 FRAME = TypeAdapter(Frame)
 # Longest frame either side reads: a subscribe answer may be 1 MiB of SDP, JSON-escaped.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
@@ -86,6 +96,6 @@ def encode(frame: _Frame) -> bytes:
     return frame.model_dump_json().encode() + b"\n"
 
 
-def decode(line: bytes) -> Request | Response | OfferEvent | SpeakerEvent:
+def decode(line: bytes) -> AnyFrame:
     """Parse one line; raises pydantic.ValidationError on anything malformed."""
     return FRAME.validate_json(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ class RoomsApi:
     """``POST /api/rooms``, ``GET /api/stats`` and the static pages."""
 
     def __init__(
-        self, store: Store, sfu: MediaBackend, signer: TokenSigner, public_url: str | None
+        self,
+        store: Store,
+        sfu: MediaBackend,
+        signer: TokenSigner,
+        public_url: str | None,
+        heart_rate_stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        self.heart_rate_stats = heart_rate_stats
         self.store = store
         self.sfu = sfu
         self.signer = signer
@@ -71,7 +78,10 @@ class RoomsApi:
 
     async def stats(self, _request: web.Request) -> web.Response:
         """Aggregate counters (no names, no ids)."""
-        return web.json_response(await self.sfu.stats())
+        stats = await self.sfu.stats()
+        if self.heart_rate_stats is not None:
+            stats["heart_rate"] = self.heart_rate_stats()
+        return web.json_response(stats)
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints and pages on ``app``."""
@@ -83,7 +93,11 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "room.html")
 
         app.router.add_get("/", home)
+        async def summary_page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "summary.html")
+
         app.router.add_get("/r/{room_id}", room_page)
+        app.router.add_get("/r/{room_id}/summary", summary_page)
         app.router.add_post("/api/rooms", self.create_room)
         app.router.add_get("/api/stats", self.stats)
         app.router.add_static("/static/", WEB_DIR, show_index=False)

@@ -100,6 +100,17 @@ class GalleryIn(Inbound):
     enabled: bool
 
 
+class ProfileIn(Inbound):
+    """``profile``: what zones and calories need; every field optional."""
+
+    age: Annotated[int, Field(ge=10, le=100)] | None = None
+    max_hr: Annotated[int, Field(ge=100, le=230)] | None = None
+    resting_hr: Annotated[int, Field(ge=30, le=120)] | None = None
+    weight_kg: Annotated[float, Field(ge=25, le=300)] | None = None
+    sex: Literal["female", "male"] | None = None
+    zone_method: Literal["hrmax", "karvonen"] = "hrmax"
+
+
 class EmptyIn(Inbound):
     """``end_class`` and ``leave``: no fields but the version."""
 
@@ -117,7 +128,7 @@ class ParticipantOut(BaseModel):
 
     id: str
     name: str
-    role: Literal["host", "participant"]
+    role: Literal["host", "participant", "device"]
     audio: bool
     video: bool
 

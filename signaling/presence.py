@@ -19,6 +19,12 @@ class Member:
     role: Role
     audio: bool = True
     video: bool = True
+    acts_for: str | None = None  # a device (strap bridge) sends data for this participant
+
+    @property
+    def subject(self) -> str:
+        """Whose heart rate this session's readings are: its own, or its participant's."""
+        return self.acts_for or self.id
 
     def out(self) -> ParticipantOut:
         """The public view of this member."""
@@ -52,6 +58,18 @@ class Presence:
     def members(self, room_id: str) -> list[Member]:
         """Members of a class, in join order."""
         return list(self.by_room.get(room_id, {}).values())
+
+    def people(self, room_id: str) -> list[Member]:
+        """Members of a class that others see: everyone but devices."""
+        return [m for m in self.by_room.get(room_id, {}).values() if m.role != "device"]
+
+    def acting_for(self, room_id: str, participant_id: str) -> list[Member]:
+        """The sessions that act for a participant: theirs and their devices'."""
+        return [m for m in self.by_room.get(room_id, {}).values() if m.subject == participant_id]
+
+    def hosts(self, room_id: str) -> list[Member]:
+        """The instructor's sessions in a class."""
+        return [m for m in self.by_room.get(room_id, {}).values() if m.role == "host"]
 
     def count(self, room_id: str) -> int:
         """How many are in a class."""

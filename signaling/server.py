@@ -20,6 +20,8 @@ from pydantic import BaseModel, ValidationError
 from pulseroom.store import ChatRecord, Store
 from sfu.backend import MediaBackend
 from sfu.peer import SfuError, TrackInfo
+from telemetry.writer import HeartRateWriter
+from telemetry.zones import Profile
 
 from .messages import (
     PROTOCOL_VERSION,
@@ -30,12 +32,14 @@ from .messages import (
     IceIn,
     JoinIn,
     MediaStateIn,
+    ProfileIn,
     PublishIn,
     RoomOut,
     SubscribeAnswerIn,
     VisibilityIn,
     error_payload,
 )
+from .heart_rate import HeartRateRelay
 from .presence import Member, Presence
 from .tokens import TokenError, TokenSigner
 
@@ -85,6 +89,18 @@ def _chat_out(record: ChatRecord) -> dict[str, Any]:
     ).model_dump()
 
 
+def _profile_out(profile: Profile) -> dict[str, Any]:
+    return {
+        "age": profile.age,
+        "max_hr": profile.max_hr,
+        "resting_hr": profile.resting_hr,
+        "weight_kg": profile.weight_kg,
+        "sex": profile.sex,
+        "zone_method": profile.method,
+        "hr_max": round(profile.hr_max),
+    }
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:3]:
@@ -102,6 +118,7 @@ class _Event:
     handler: Handler
     joined: bool  # the session must have joined first
     host_only: bool = False
+    device: bool = False  # a strap bridge's session may send it too
 
 
 class SignalingServer:
@@ -115,6 +132,7 @@ class SignalingServer:
         signer: TokenSigner,
         max_participants: int,
         ice_servers: list[dict[str, Any]],
+        heart_rate_writer: HeartRateWriter,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -123,20 +141,25 @@ class SignalingServer:
         self.max_participants = max_participants
         self.ice_servers = ice_servers
         self.presence = Presence()
+        self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
         self._tasks: set[asyncio.Task[None]] = set()
         sfu.on_active_speaker = self._active_speaker_changed
         sfu.on_room_failed = self._media_failed
+        sfu.on_telemetry = self.heart_rate.receive
         events: dict[str, _Event] = {
             "join": _Event(JoinIn, self._join, joined=False),
-            "publish": _Event(PublishIn, self._publish, joined=True),
-            "subscribe_answer": _Event(SubscribeAnswerIn, self._subscribe_answer, joined=True),
-            "ice": _Event(IceIn, self._ice, joined=True),
+            "publish": _Event(PublishIn, self._publish, joined=True, device=True),
+            "subscribe_answer": _Event(
+                SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True
+            ),
+            "ice": _Event(IceIn, self._ice, joined=True, device=True),
             "chat": _Event(ChatIn, self._chat, joined=True),
             "media_state": _Event(MediaStateIn, self._media_state, joined=True),
             "visibility": _Event(VisibilityIn, self._visibility, joined=True),
+            "profile": _Event(ProfileIn, self._profile, joined=True),
             "gallery": _Event(GalleryIn, self._gallery, joined=True, host_only=True),
             "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
-            "leave": _Event(EmptyIn, self._leave, joined=True),
+            "leave": _Event(EmptyIn, self._leave, joined=True, device=True),
         }
         for name, event in events.items():
             sio.on(name, self._wrap(name, event))
@@ -151,6 +174,8 @@ class SignalingServer:
                     raise SignalError("not_joined", "join a class first")
                 if event.host_only and (member is None or member.role != "host"):
                     raise SignalError("forbidden", "only the instructor can do this")
+                if member is not None and member.role == "device" and not event.device:
+                    raise SignalError("forbidden", "a heart-rate device can only send readings")
                 result = await event.handler(sid, member, payload)
                 return {"ok": True, **result}
             except ValidationError as exc:
@@ -176,20 +201,31 @@ class SignalingServer:
             raise SignalError("room_not_found", "this class does not exist")
         if room.ended_at is not None:
             raise SignalError("room_ended", "this class has ended")
+        if grant.role == "device":
+            return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
         chat = await self.store.recent_chat(room.id)
         if sid in self.presence.by_sid:  # joined meanwhile, from the same session
             raise SignalError("already_joined", "this connection has already joined a class")
+        # A bound token (from an earlier join) rejoins as the same participant: their
+        # heart-rate history, profile and readings' sequence numbers carry on.
+        participant_id = grant.participant_id or uuid.uuid4().hex[:12]
+        stale = self.presence.by_room.get(room.id, {}).get(participant_id)
+        if stale is not None:
+            await self._replace(stale)
         # The limit counts participants: an instructor always gets in to their own class.
         participants = sum(1 for m in self.presence.members(room.id) if m.role == "participant")
         if grant.role == "participant" and participants >= self.max_participants:
             raise SignalError(
                 "room_full", f"this class is full ({self.max_participants} participants)"
             )
-        participant_id = uuid.uuid4().hex[:12]
         member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
         # Counted in before the await below, so concurrent joins cannot overfill the class.
         self.presence.add(member)
         try:
+            await self.store.add_participant(room.id, participant_id, msg.name, grant.role)
+            record = await self.store.participant(room.id, participant_id)
+            profile = record.profile if record is not None else Profile()
+            self.heart_rate.set_profile(room.id, participant_id, profile)
             await self.sfu.join(
                 room.id, participant_id, grant.role, SocketSignal(self.sio, sid), room.gallery
             )
@@ -200,7 +236,7 @@ class SignalingServer:
             # The session went away while the media side was being set up.
             await self.sfu.leave(room.id, participant_id)
             raise SignalError("not_joined", "the connection closed while joining")
-        others = [m for m in self.presence.members(room.id) if m is not member]
+        others = [m for m in self.presence.people(room.id) if m is not member]
         await self.sio.enter_room(sid, room.id)
         await self.sio.emit(
             "participant_joined",
@@ -209,6 +245,8 @@ class SignalingServer:
             skip_sid=sid,
         )
         logger.info("participant %s joined room %s as %s", participant_id, room.id, grant.role)
+        rejoin_token, _ = self.signer.issue(room.id, grant.role, participant_id=participant_id)
+        device_token, _ = self.signer.issue(room.id, "device", participant_id=participant_id)
         return {
             "v": PROTOCOL_VERSION,
             "you": member.out().model_dump(),
@@ -216,7 +254,74 @@ class SignalingServer:
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [_chat_out(r) for r in chat],
             "ice_servers": self.ice_servers,
+            "token": rejoin_token,
+            "device_token": device_token,
+            "profile": _profile_out(profile),
+            "heart_rates": self.heart_rate.latest(
+                room.id, None if grant.role == "host" else participant_id
+            ),
         }
+
+    async def _join_device(
+        self, sid: str, msg: JoinIn, room_id: str, participant_id: str
+    ) -> dict[str, Any]:
+        """A strap bridge joins to send one participant's heart rate, and nothing else."""
+        record = await self.store.participant(room_id, participant_id)
+        if record is None:
+            raise SignalError("not_found", "the participant of this device link never joined")
+        if sid in self.presence.by_sid:
+            raise SignalError("already_joined", "this connection has already joined a class")
+        member = Member(
+            id=uuid.uuid4().hex[:12],
+            sid=sid,
+            room_id=room_id,
+            name=msg.name,
+            role="device",
+            audio=False,
+            video=False,
+            acts_for=participant_id,
+        )
+        self.presence.add(member)
+        try:
+            self.heart_rate.set_profile(room_id, participant_id, record.profile)
+            await self.sfu.join(room_id, member.id, "device", SocketSignal(self.sio, sid), False)
+        except BaseException:
+            self.presence.remove(sid)
+            raise
+        if self.presence.by_sid.get(sid) is not member:
+            await self.sfu.leave(room_id, member.id)
+            raise SignalError("not_joined", "the connection closed while joining")
+        await self.sio.enter_room(sid, room_id)
+        logger.info("device %s joined room %s for %s", member.id, room_id, participant_id)
+        return {
+            "v": PROTOCOL_VERSION,
+            "you": {**member.out().model_dump(), "acts_for": participant_id},
+            "room": {"id": room_id},
+            "ice_servers": self.ice_servers,
+        }
+
+    async def _replace(self, stale: Member) -> None:
+        """The participant joined again from a new session: the old one is let go."""
+        await self._remove(stale.sid)
+        await self.sio.emit(
+            "error",
+            error_payload("replaced", "you joined this class from another window", "join"),
+            to=stale.sid,
+        )
+        await self.sio.disconnect(stale.sid)
+
+    async def _profile(self, _sid: str, member: Member, msg: ProfileIn) -> dict[str, Any]:
+        profile = Profile(
+            age=msg.age,
+            max_hr=msg.max_hr,
+            resting_hr=msg.resting_hr,
+            weight_kg=msg.weight_kg,
+            sex=msg.sex,
+            method=msg.zone_method,
+        )
+        await self.store.set_profile(member.room_id, member.id, profile)
+        self.heart_rate.set_profile(member.room_id, member.id, profile)
+        return {"profile": _profile_out(profile)}
 
     async def _publish(self, _sid: str, member: Member, msg: PublishIn) -> dict[str, Any]:
         answer = await self.sfu.publish(member.room_id, member.id, msg.sdp)
@@ -271,8 +376,10 @@ class SignalingServer:
         await self.sio.emit("class_ended", {"v": PROTOCOL_VERSION}, room=room_id)
         for other in self.presence.members(room_id):
             self.presence.remove(other.sid)
+            self.heart_rate.forget_session(other.sid)
             await self.sio.leave_room(other.sid, room_id)
         await self.sfu.close_room(room_id)
+        self.heart_rate.forget_room(room_id)
         logger.info("room %s ended by %s", room_id, member.id)
         return {}
 
@@ -290,10 +397,12 @@ class SignalingServer:
         member = self.presence.remove(sid)
         if member is None:
             return
+        self.heart_rate.forget_session(sid)
         await self.sio.leave_room(sid, member.room_id)
-        await self.sio.emit(
-            "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
-        )
+        if member.role != "device":
+            await self.sio.emit(
+                "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
+            )
         await self.sfu.leave(member.room_id, member.id)
         logger.info("participant %s left room %s", member.id, member.room_id)
 
@@ -329,7 +438,8 @@ class SignalingServer:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Disconnect every session (the SFU is closed by its own owner)."""
+        """Disconnect every session (the SFU and the writer are closed by their owners)."""
+        await self.heart_rate.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,7 +1,11 @@
 """Signed, expiring join tokens: what a class link carries.
 
 A token is ``base64url(json payload) "." base64url(HMAC-SHA256(secret, first part))``.
-It names one room and one role; the server checks it on every join.
+It names one room and one role; the server checks it on every join. A token may also
+name one participant (``p``): the server hands each joiner such a *bound* token so a
+rejoin (after a network drop or reload) keeps the same identity, and each participant
+a ``device`` token for their strap bridge, which can send only that participant's
+heart rate.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["host", "participant"]
-ROLES: tuple[Role, ...] = ("host", "participant")
+Role = Literal["host", "participant", "device"]
+ROLES: tuple[Role, ...] = ("host", "participant", "device")
 MAX_TOKEN_LENGTH = 512
 
 
@@ -35,6 +39,7 @@ class Grant:
     room_id: str
     role: Role
     expires_at: int
+    participant_id: str | None = None  # a bound token acts for this participant only
 
 
 def _b64(data: bytes) -> str:
@@ -57,10 +62,27 @@ class TokenSigner:
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
 
-    def issue(self, room_id: str, role: Role, now: float | None = None) -> tuple[str, int]:
-        """A token for ``role`` in ``room_id`` and its expiry (unix seconds)."""
-        expires_at = int(now if now is not None else time.time()) + self.ttl_seconds
-        payload = json.dumps({"r": room_id, "role": role, "exp": expires_at}, separators=(",", ":"))
+    def issue(
+        self,
+        room_id: str,
+        role: Role,
+        now: float | None = None,
+        participant_id: str | None = None,
+        expires_at: int | None = None,
+    ) -> tuple[str, int]:
+        """A token for ``role`` in ``room_id`` and its expiry (unix seconds).
+
+        With ``participant_id`` the token is bound to that participant; ``expires_at``
+        overrides the default lifetime (a bound token never outlives its link).
+        """
+        if role == "device" and participant_id is None:
+            raise ValueError("a device token acts for one participant")
+        if expires_at is None:
+            expires_at = int(now if now is not None else time.time()) + self.ttl_seconds
+        fields: dict[str, object] = {"r": room_id, "role": role, "exp": expires_at}
+        if participant_id is not None:
+            fields["p"] = participant_id
+        payload = json.dumps(fields, separators=(",", ":"))
         body = _b64(payload.encode())
         return f"{body}.{self._mac(body)}", expires_at
 
@@ -82,8 +104,12 @@ class TokenSigner:
             )
         try:
             payload = json.loads(_unb64(body))
+            bound = payload.get("p")
             grant = Grant(
-                room_id=str(payload["r"]), role=payload["role"], expires_at=int(payload["exp"])
+                room_id=str(payload["r"]),
+                role=payload["role"],
+                expires_at=int(payload["exp"]),
+                participant_id=None if bound is None else str(bound),
             )
         except (ValueError, KeyError, TypeError):
             raise TokenError(
@@ -91,6 +117,8 @@ class TokenSigner:
             ) from None
         if grant.role not in ROLES:
             raise TokenError("invalid_token", "This link is not valid: unknown role.")
+        if grant.role == "device" and grant.participant_id is None:
+            raise TokenError("invalid_token", "This link is not valid: a device link names nobody.")
         if grant.expires_at <= (now if now is not None else time.time()):
             raise TokenError(
                 "token_expired", "This link has expired: ask the instructor for a new one."

@@ -20,6 +20,8 @@ EVENTS = (
     "error",
     "media_failed",
     "active_speaker",
+    "hr",
+    "telemetry_ack",
 )
 
 

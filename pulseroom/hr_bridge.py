@@ -1,0 +1,111 @@
+"""``pulseroom hr-bridge``: a Bluetooth heart-rate strap (or a simulated one) into a class.
+
+Reads the strap with bleak (telemetry/strap.py) or simulates one
+(telemetry/simulate.py) and sends every reading through a ``HeartRateLink``. With a
+participant's device link the readings show on that participant's tile; with the
+class link the bridge joins as a participant of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from telemetry.hrm import HeartRateMeasurement
+from telemetry.simulate import SimulatedStrap
+from telemetry.strap import StrapReader
+
+from .bot import BotError
+from .hr_link import HeartRateLink
+
+
+def _status(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def run_bridge(
+    link: str,
+    *,
+    address: str | None = None,
+    name: str | None = None,
+    simulate: bool = False,
+    seconds: float | None = None,
+    display_name: str = "Heart-rate bridge",
+    seed: int | None = None,
+    time_scale: float = 1.0,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run the bridge until cancelled (or for ``seconds``); returns its counters."""
+    status = (lambda _text: None) if quiet else _status
+    hr_link = HeartRateLink(link, name=display_name, on_status=status)
+    last_print = 0.0
+
+    def on_measurement(measurement: HeartRateMeasurement) -> None:
+        nonlocal last_print
+        hr_link.send(measurement)
+        if not quiet and time.monotonic() - last_print >= 10:
+            last_print = time.monotonic()
+            status(f"{measurement.bpm} bpm (unacknowledged: {hr_link.pending})")
+
+    source: SimulatedStrap | StrapReader
+    if simulate:
+        source = SimulatedStrap(seed=seed, time_scale=time_scale)
+        feed = source.run(on_measurement)
+    else:
+        source = StrapReader(on_measurement, address=address, name=name, on_status=status)
+        feed = source.run()
+    tasks = [asyncio.create_task(hr_link.run()), asyncio.create_task(feed)]
+    try:
+        done, _pending = await asyncio.wait(
+            tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION
+        )
+        for task in done:
+            task.result()  # a fatal refusal (expired link, ended class) ends the bridge
+        if seconds is not None:
+            with contextlib.suppress(TimeoutError):
+                await hr_link.wait_acked(5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    report: dict[str, Any] = {
+        "participant_id": hr_link.participant_id,
+        "room_id": hr_link.room_id,
+        "unacknowledged": hr_link.pending,
+        **hr_link.counts,
+    }
+    if isinstance(source, StrapReader):
+        report["strap"] = {
+            "notifications": source.stats.notifications,
+            "malformed": source.stats.malformed,
+            "connects": source.stats.connects,
+            "location": source.location,
+        }
+    return report
+
+
+def main(args: Any) -> int:
+    """The CLI entry (arguments parsed by pulseroom.cli)."""
+    try:
+        report = asyncio.run(
+            run_bridge(
+                args.join_link,
+                address=args.address,
+                name=args.name,
+                simulate=args.simulate,
+                seconds=args.seconds,
+                display_name=args.display_name,
+                seed=args.seed,
+            )
+        )
+    except BotError as exc:
+        print(f"pulseroom hr-bridge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,235 @@
+"""The sending end of heart rate: a class link in, readings out over a data channel.
+
+``HeartRateLink`` joins a class the way the browser does (docs/protocol.md), with a
+publish connection that carries only the ``telemetry`` data channel, and sends each
+reading with its own sequence number and device time. It keeps every reading until
+the server acknowledges it (``telemetry_ack``, sent once the reading is durable) and
+re-sends what is unacknowledged after a reconnect, so a dropped network loses nothing
+and the server stores each reading once.
+
+Given a participant's device link it acts for that participant (their tile shows the
+readings); given the class link it joins as a participant of its own, and keeps that
+identity across reconnects with the token the server hands back on join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from telemetry.hrm import HeartRateMeasurement
+from telemetry.messages import CHANNEL_LABEL
+
+from .bot import BotError, parse_link
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING = 100_000  # readings kept for re-sending: > 24 h at 1 Hz
+RESEND_RATE = 15.0  # per second, under the server's data-channel rate limit
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class HeartRateLink:
+    """Joins a class by link and delivers readings at least once (stored exactly once)."""
+
+    def __init__(
+        self,
+        link: str,
+        name: str = "Heart-rate bridge",
+        on_status: Callable[[str], None] | None = None,
+        backoff: tuple[float, ...] = BACKOFF_S,
+    ) -> None:
+        self.base_url, self.room_id, self._token = parse_link(link)
+        self.name = name
+        self._on_status = on_status or (lambda _text: None)
+        self._backoff = backoff
+        self._seq = 0
+        self._pending: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._channel: RTCDataChannel | None = None
+        self._session_ended = asyncio.Event()
+        self._open = asyncio.Event()
+        self._ready = asyncio.Event()  # open, and readings go straight out
+        self.participant_id: str | None = None  # whose tile the readings show on
+        self.fatal: str | None = None  # a refusal that retrying cannot fix
+        self.counts = {"sent": 0, "resent": 0, "acked": 0, "dropped": 0, "joins": 0}
+
+    # -- readings -----------------------------------------------------------------------
+
+    def send(self, measurement: HeartRateMeasurement, t_ms: int | None = None) -> int:
+        """Queue one reading (sent now if connected); returns its sequence number."""
+        seq = self._seq
+        self._seq += 1
+        t = t_ms if t_ms is not None else int(time.time() * 1000)
+        message: dict[str, Any] = {"v": 1, "type": "hr", "seq": seq, "t": t, "bpm": measurement.bpm}
+        if measurement.rr:
+            message["rr"] = [round(v, 1) for v in measurement.rr_ms]
+        if measurement.energy_kj is not None:
+            message["energy_kj"] = measurement.energy_kj
+        if measurement.contact is not None:
+            message["contact"] = measurement.contact
+        text = json.dumps(message, separators=(",", ":"))
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popitem(last=False)  # the oldest is the least useful
+            self.counts["dropped"] += 1
+        self._pending[(seq, t)] = text
+        channel = self._channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+            self.counts["sent"] += 1
+        return seq
+
+    @property
+    def pending(self) -> int:
+        """Readings not yet acknowledged by the server."""
+        return len(self._pending)
+
+    async def wait_acked(self, timeout: float = 10.0) -> None:
+        """Wait until the server acknowledged everything sent so far."""
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self._pending)} readings unacknowledged")
+            await asyncio.sleep(0.05)
+
+    async def wait_open(self, timeout: float = 20.0) -> None:
+        """Wait until the data channel is open and readings go straight out."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def _on_ack(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        for pair in data.get("acks", []):
+            if isinstance(pair, list) and len(pair) == 2:
+                if self._pending.pop((int(pair[0]), int(pair[1])), None) is not None:
+                    self.counts["acked"] += 1
+
+    # -- session ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay joined until cancelled: reconnect with backoff whenever the session drops."""
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except BotError as exc:
+                if self.fatal is not None:
+                    raise
+                self._on_status(f"not connected: {exc}")
+            except Exception as exc:  # network trouble of any kind: retry
+                self._on_status(f"not connected: {exc.__class__.__name__}: {exc}")
+            if time.monotonic() - started > 30:
+                attempt = 0  # it worked for a while: start the backoff over
+            delay = self._backoff[min(attempt, len(self._backoff) - 1)]
+            attempt += 1
+            self._on_status(f"connection lost, retrying in {delay:g} s")
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        sio = socketio.AsyncClient(reconnection=False)
+        pc: RTCPeerConnection | None = None
+        self._session_ended.clear()
+        self._open.clear()
+        resend: asyncio.Task[None] | None = None
+        sio.on("telemetry_ack", self._on_ack)
+        sio.on("disconnect", self._session_ended.set)
+        sio.on("class_ended", self._class_ended)
+        sio.on("media_failed", self._session_ended.set)
+        try:
+            await sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
+            joined = await self._call(
+                sio, "join", {"token": self._token, "name": self.name, "room": self.room_id}
+            )
+            self.counts["joins"] += 1
+            you = joined["you"]
+            self.participant_id = you.get("acts_for") or you["id"]
+            # Rejoin as the same participant (a device link is bound already).
+            self._token = joined.get("token", self._token)
+            servers = [
+                RTCIceServer(
+                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
+                )
+                for s in joined.get("ice_servers", [])
+            ]
+            pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            )
+            channel = pc.createDataChannel(CHANNEL_LABEL)
+            channel.on("open", self._open.set)
+            channel.on("close", self._session_ended.set)
+
+            @pc.on("connectionstatechange")
+            def _state() -> None:
+                if pc is not None and pc.connectionState in ("failed", "closed"):
+                    self._session_ended.set()
+
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await self._call(
+                sio, "publish", {"type": "offer", "sdp": pc.localDescription.sdp}
+            )
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+            await asyncio.wait_for(self._open.wait(), 20)
+            self._channel = channel
+            self._on_status(f"sending heart rate for {self.participant_id} in {self.room_id}")
+            resend = asyncio.create_task(self._resend(channel))
+            self._ready.set()
+            await self._session_ended.wait()
+            if self.fatal is not None:
+                raise BotError(self.fatal)
+        finally:
+            self._channel = None
+            self._open.clear()
+            self._ready.clear()
+            if resend is not None:
+                resend.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await resend
+            if pc is not None:
+                await pc.close()
+            with contextlib.suppress(Exception):
+                await sio.disconnect()
+
+    async def _resend(self, channel: RTCDataChannel) -> None:
+        """Re-send what the server has not acknowledged, paced under its rate limit."""
+        # Anything sent before this session's channel opened may not have arrived.
+        for key, text in list(self._pending.items()):
+            if channel.readyState != "open":
+                return
+            if key in self._pending:
+                channel.send(text)
+                self.counts["resent"] += 1
+                await asyncio.sleep(1 / RESEND_RATE)
+
+    def _class_ended(self, _data: Any = None) -> None:
+        self.fatal = "the class has ended"
+        self._session_ended.set()
+
+    async def _call(
+        self, sio: socketio.AsyncClient, event: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        ack = await sio.call(event, {"v": 1, **payload}, timeout=20)
+        if not isinstance(ack, dict) or not ack.get("ok"):
+            error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
+            code = error.get("code")
+            if code in ("invalid_token", "token_expired", "wrong_room", "room_ended", "not_found"):
+                self.fatal = str(error.get("message"))
+            raise BotError(f"{event} refused: {code}: {error.get('message')}")
+        return ack

@@ -1,0 +1,250 @@
+"""Heart rate from data channels to the instructor's screen and the database.
+
+The media side hands over each raw message of a ``telemetry`` data channel with the
+participant it came from. Here it is validated (telemetry.messages), attributed to
+the participant the session acts for (a strap bridge acts for its participant), put
+to the writer, and shown: health data goes only to the class's instructor and to the
+participant it belongs to, never to the rest of the class.
+
+Fan-out is batched per flush (``FLUSH_INTERVAL_S``): one ``hr`` event per receiving
+session carries every reading since the last one, so an instructor of 100 gets ~20
+events per second, not 100. Once the writer has a reading durably (database or spool)
+the sessions acting for its participant get a ``telemetry_ack``; clients re-send what
+was never acknowledged, and the database stores a re-sent reading once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from telemetry.messages import Reading, TelemetryError, parse
+from telemetry.writer import HeartRateRow, HeartRateWriter
+from telemetry.zones import ZONE_NAMES, Profile, percent_of_max, zone
+
+from .messages import PROTOCOL_VERSION, error_payload
+from .presence import Presence
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.05
+# A reading is shown live only while it is fresh; older ones (re-sent after a network
+# drop) are stored but would only make the tile jump back in time.
+LIVE_WINDOW_S = 15.0
+# Device clocks drift and readings are re-sent after drops, but a time far off is a bug
+# or an attack on the time-partitioned table.
+MAX_PAST_S = 12 * 3600.0
+MAX_FUTURE_S = 300.0
+RECENT_SEQS = 256  # per participant, to show a re-sent reading once
+ERROR_INTERVAL_S = 1.0  # at most one refusal notice per session per second
+
+
+class HeartRateRelay:
+    """Validates readings, fans them out to who may see them, stores and acknowledges."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        presence: Presence,
+        writer: HeartRateWriter,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sio = sio
+        self._presence = presence
+        self._writer = writer
+        self._clock = clock
+        self._profiles: dict[tuple[str, str], Profile] = {}
+        self._latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._recent: dict[tuple[str, str], deque[tuple[int, int]]] = {}
+        self._outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)  # room → readings
+        self._acks: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
+        self._last_error: dict[str, float] = {}
+        self._pending_errors: list[tuple[str, dict[str, Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.counts: Counter[str] = Counter()
+        self.fanout_lag: deque[float] = deque(maxlen=4096)  # receive → emit, seconds
+
+    def start(self) -> None:
+        """Start the owned fan-out task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="heart-rate-fanout")
+
+    async def close(self) -> None:
+        """Stop the fan-out task (idempotent); the writer is closed by its owner."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- state --------------------------------------------------------------------------
+
+    def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
+        """The profile zones are computed with, from now on."""
+        self._profiles[(room_id, participant_id)] = profile
+
+    def latest(self, room_id: str, participant_id: str | None = None) -> list[dict[str, Any]]:
+        """The last live reading of everyone in a class (or of one participant)."""
+        return [
+            reading
+            for (room, pid), reading in self._latest.items()
+            if room == room_id and (participant_id is None or pid == participant_id)
+        ]
+
+    def forget_room(self, room_id: str) -> None:
+        """Drop what is kept in memory for a class that ended."""
+        for key in [k for k in self._profiles if k[0] == room_id]:
+            self._profiles.pop(key, None)
+            self._latest.pop(key, None)
+            self._recent.pop(key, None)
+
+    def forget_session(self, sid: str) -> None:
+        """A session left: drop its refusal timer."""
+        self._last_error.pop(sid, None)
+
+    # -- in -----------------------------------------------------------------------------
+
+    def receive(self, room_id: str, sender_id: str, data: str) -> None:
+        """One data-channel message from the session ``sender_id`` of a class."""
+        received_at = self._clock()
+        self.counts["received"] += 1
+        member = self._presence.by_room.get(room_id, {}).get(sender_id)
+        if member is None:
+            self.counts["rejected_unknown_sender"] += 1
+            return
+        try:
+            reading = parse(data)
+            self._check_time(reading, received_at)
+        except TelemetryError as exc:
+            self.counts["rejected"] += 1
+            self._refuse(member.sid, str(exc), received_at)
+            return
+        subject = member.subject
+        key = (room_id, subject)
+        self._writer.put(
+            HeartRateRow(
+                time=reading.t / 1000,
+                room_id=room_id,
+                participant_id=subject,
+                seq=reading.seq,
+                bpm=reading.bpm,
+                rr_ms=tuple(reading.rr),
+                energy_kj=reading.energy_kj,
+                contact=reading.contact,
+            )
+        )
+        self.counts["accepted"] += 1
+        recent = self._recent.setdefault(key, deque(maxlen=RECENT_SEQS))
+        if (reading.seq, reading.t) in recent:
+            self.counts["duplicates"] += 1
+            return
+        recent.append((reading.seq, reading.t))
+        if received_at - reading.t / 1000 > LIVE_WINDOW_S:
+            return  # stored, but too old to show as the current heart rate
+        shown = self._shown(room_id, subject, reading, received_at)
+        previous = self._latest.get(key)
+        if previous is None or previous["t"] <= reading.t:
+            self._latest[key] = shown
+        self._outbox[room_id].append(shown)
+        self._wake.set()
+
+    def _check_time(self, reading: Reading, now: float) -> None:
+        offset = reading.t / 1000 - now
+        if offset > MAX_FUTURE_S or -offset > MAX_PAST_S:
+            raise TelemetryError(
+                f"t: device time is {offset:+.0f} s from the server's; check the clock"
+            )
+
+    def _shown(
+        self, room_id: str, subject: str, reading: Reading, received_at: float
+    ) -> dict[str, Any]:
+        profile = self._profiles.get((room_id, subject), Profile())
+        zone_number = zone(reading.bpm, profile)
+        return {
+            "participant_id": subject,
+            "bpm": reading.bpm,
+            "zone": zone_number,
+            "zone_name": ZONE_NAMES[zone_number],
+            "pct_max": percent_of_max(reading.bpm, profile),
+            "seq": reading.seq,
+            "t": reading.t,
+            "contact": reading.contact,
+            "received_at": received_at,
+        }
+
+    def _refuse(self, sid: str, message: str, now: float) -> None:
+        if now - self._last_error.get(sid, 0.0) < ERROR_INTERVAL_S:
+            return
+        self._last_error[sid] = now
+        payload = error_payload("bad_reading", message, "telemetry")
+        self._pending_errors.append((sid, payload))
+        self._wake.set()
+
+    def durable(self, rows: list[HeartRateRow]) -> None:
+        """Writer callback: these rows are safe; tell their senders to stop re-sending."""
+        for row in rows:
+            self._acks[(row.room_id, row.participant_id)].append([row.seq, round(row.time * 1000)])
+        self.counts["durable"] += len(rows)
+        self._wake.set()
+
+    # -- out ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+            except Exception:
+                logger.exception("heart-rate fan-out failed")
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+
+    async def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, defaultdict(list)
+        acks, self._acks = self._acks, defaultdict(list)
+        errors, self._pending_errors = self._pending_errors, []
+        for sid, payload in errors:
+            await self._sio.emit("error", payload, to=sid)
+        for room_id, readings in outbox.items():
+            if not readings:
+                continue
+            hosts = {m.sid for m in self._presence.hosts(room_id)}
+            for sid in hosts:
+                await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": readings}, to=sid)
+            own: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for reading in readings:
+                for member in self._presence.acting_for(room_id, reading["participant_id"]):
+                    if member.sid not in hosts and member.role != "device":
+                        own[member.sid].append(reading)
+            for sid, mine in own.items():
+                await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": mine}, to=sid)
+            now = self._clock()
+            self.fanout_lag.extend(now - r["received_at"] for r in readings)
+            self.counts["fanned_out"] += len(readings)
+        for (room_id, participant_id), pairs in acks.items():
+            for member in self._presence.acting_for(room_id, participant_id):
+                await self._sio.emit(
+                    "telemetry_ack", {"v": PROTOCOL_VERSION, "acks": pairs}, to=member.sid
+                )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the fan-out lag (p50/p99 over the last readings), with the writer's."""
+        lags = sorted(self.fanout_lag)
+
+        def pct(p: float) -> float | None:
+            return round(lags[min(len(lags) - 1, int(p * len(lags)))], 4) if lags else None
+
+        return {
+            **dict(self.counts),
+            "fanout_lag_p50_s": pct(0.5),
+            "fanout_lag_p99_s": pct(0.99),
+            "writer": self._writer.stats(),
+        }

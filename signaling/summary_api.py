@@ -1,0 +1,282 @@
+"""After class: summaries, CSV, a participant's own export and deletion.
+
+Every endpoint takes the caller's token as ``Authorization: Bearer TOKEN``: the
+instructor's (host) token sees everyone of that class; a participant's *bound* token
+(the one the server hands back on join) sees and deletes only that participant's data.
+Tokens never go in URLs, where logs and browser history would keep them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from aiohttp import web
+
+from pulseroom.store import ParticipantRecord, Store
+from telemetry.history import HeartRateHistory
+from telemetry.summary import summarize
+from telemetry.writer import HeartRateRow, HeartRateWriter
+from telemetry.zones import ZONE_NAMES
+
+from .tokens import Grant, TokenError, TokenSigner
+
+MAX_SERIES_POINTS = 720  # per participant: a 60-minute class at 5 s resolution
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, code, message)
+
+
+def _series(rows: list[HeartRateRow]) -> list[list[float]]:
+    """``[[unix s, bpm], ...]``, averaged into at most MAX_SERIES_POINTS buckets."""
+    if len(rows) <= MAX_SERIES_POINTS:
+        return [[round(r.time, 3), r.bpm] for r in rows]
+    start, end = rows[0].time, rows[-1].time
+    width = (end - start) / MAX_SERIES_POINTS or 1.0
+    buckets: dict[int, list[float]] = {}
+    for row in rows:
+        index = min(MAX_SERIES_POINTS - 1, int((row.time - start) / width))
+        bucket = buckets.setdefault(index, [0.0, 0.0, 0.0])
+        bucket[0] += row.time
+        bucket[1] += row.bpm
+        bucket[2] += 1
+    return [[round(t / n, 3), round(b / n, 1)] for t, b, n in buckets.values()]
+
+
+class SummaryApi:
+    """``/api/rooms/{room_id}/summary`` and friends."""
+
+    def __init__(
+        self,
+        store: Store,
+        history: HeartRateHistory,
+        writer: HeartRateWriter,
+        signer: TokenSigner,
+    ) -> None:
+        self.store = store
+        self.history = history
+        self.writer = writer
+        self.signer = signer
+
+    def _grant(self, request: web.Request) -> Grant:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise _Refused(401, "unauthorized", "send your class token: Authorization: Bearer …")
+        room_id = request.match_info["room_id"]
+        try:
+            grant = self.signer.verify(header.removeprefix("Bearer ").strip(), room_id=room_id)
+        except TokenError as exc:
+            raise _Refused(403, exc.code, exc.message) from None
+        if grant.role == "device":
+            raise _Refused(403, "forbidden", "a device link cannot read heart-rate data")
+        if grant.role == "participant" and grant.participant_id is None:
+            raise _Refused(
+                403, "forbidden", "join the class first: this is the class link, not yours"
+            )
+        return grant
+
+    async def _people(self, request: web.Request, grant: Grant) -> list[ParticipantRecord]:
+        room = await self.store.get_room(grant.room_id)
+        if room is None:
+            raise _Refused(404, "room_not_found", "this class does not exist")
+        people = await self.store.participants(grant.room_id)
+        if grant.role == "host":
+            wanted = request.query.get("participant")
+            return [p for p in people if wanted is None or p.id == wanted]
+        return [p for p in people if p.id == grant.participant_id]
+
+    async def _summaries(self, request: web.Request) -> tuple[Grant, list[dict[str, Any]]]:
+        grant = self._grant(request)
+        people = await self._people(request, grant)
+        await self.writer.flush()  # what was received is in the answer
+        out = []
+        for person in people:
+            rows = await self.history.readings(grant.room_id, person.id)
+            summary = summarize([(r.time, r.bpm) for r in rows], person.profile)
+            out.append(
+                {
+                    "id": person.id,
+                    "name": person.name,
+                    "role": person.role,
+                    "readings": len(rows),
+                    "hr_max": round(person.profile.hr_max),
+                    "zone_method": person.profile.method,
+                    "summary": {
+                        "duration_s": round(summary.duration_s, 1),
+                        "average_bpm": summary.average_bpm,
+                        "peak_bpm": summary.peak_bpm,
+                        "minutes_in_zone": list(summary.minutes_in_zone),
+                        "calories_kcal": summary.calories_kcal,
+                        "trimp": summary.trimp,
+                    },
+                    "series": _series(rows),
+                }
+            )
+        return grant, out
+
+    async def summary(self, request: web.Request) -> web.Response:
+        """JSON summary per participant, with a heart-rate series for charts."""
+        try:
+            grant, people = await self._summaries(request)
+        except _Refused as exc:
+            return exc.response
+        room = await self.store.get_room(grant.room_id)
+        assert room is not None  # checked in _people
+        return web.json_response(
+            {
+                "room": {"id": room.id, "title": room.title, "ended_at": room.ended_at},
+                "zones": list(ZONE_NAMES),
+                "participants": people,
+            }
+        )
+
+    async def summary_csv(self, request: web.Request) -> web.Response:
+        """The summaries as CSV, one participant a row."""
+        try:
+            _grant, people = await self._summaries(request)
+        except _Refused as exc:
+            return exc.response
+        buffer = io.StringIO()
+        out = csv.writer(buffer)
+        out.writerow(
+            [
+                "participant_id",
+                "name",
+                "duration_min",
+                "average_bpm",
+                "peak_bpm",
+                *[f"minutes_zone_{i}_{name.replace(' ', '_')}" for i, name in enumerate(ZONE_NAMES)],
+                "calories_kcal",
+                "trimp",
+            ]
+        )
+        for person in people:
+            s = person["summary"]
+            out.writerow(
+                [
+                    person["id"],
+                    person["name"],
+                    round(s["duration_s"] / 60, 2),
+                    s["average_bpm"],
+                    s["peak_bpm"],
+                    *s["minutes_in_zone"],
+                    s["calories_kcal"],
+                    s["trimp"],
+                ]
+            )
+        return web.Response(
+            text=buffer.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="class-summary.csv"'},
+        )
+
+    async def readings_csv(self, request: web.Request) -> web.Response:
+        """Every stored reading as CSV (time, participant, bpm, RR, energy, contact)."""
+        try:
+            grant = self._grant(request)
+            people = await self._people(request, grant)
+        except _Refused as exc:
+            return exc.response
+        await self.writer.flush()
+        buffer = io.StringIO()
+        out = csv.writer(buffer)
+        out.writerow(["time", "participant_id", "seq", "bpm", "rr_ms", "energy_kj", "contact"])
+        for person in people:
+            for row in await self.history.readings(grant.room_id, person.id):
+                out.writerow(
+                    [
+                        f"{row.time:.3f}",
+                        row.participant_id,
+                        row.seq,
+                        row.bpm,
+                        " ".join(f"{v:.1f}" for v in row.rr_ms),
+                        "" if row.energy_kj is None else row.energy_kj,
+                        "" if row.contact is None else int(row.contact),
+                    ]
+                )
+        return web.Response(
+            text=buffer.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="heart-rate.csv"'},
+        )
+
+    def _own(self, request: web.Request) -> Grant:
+        grant = self._grant(request)
+        if grant.participant_id is None:
+            raise _Refused(403, "forbidden", "use the token you got when you joined")
+        return grant
+
+    async def export_own(self, request: web.Request) -> web.Response:
+        """Everything stored about the caller in this class, as JSON."""
+        try:
+            grant = self._own(request)
+        except _Refused as exc:
+            return exc.response
+        participant_id = str(grant.participant_id)
+        person = await self.store.participant(grant.room_id, participant_id)
+        if person is None:
+            return _error(404, "not_found", "nothing is stored about you in this class")
+        await self.writer.flush()
+        rows = await self.history.readings(grant.room_id, participant_id)
+        chat = await self.store.chat_of(grant.room_id, participant_id)
+        profile = person.profile
+        return web.json_response(
+            {
+                "participant": {
+                    "id": person.id,
+                    "name": person.name,
+                    "role": person.role,
+                    "joined_at": person.joined_at,
+                    "profile": {
+                        "age": profile.age,
+                        "max_hr": profile.max_hr,
+                        "resting_hr": profile.resting_hr,
+                        "weight_kg": profile.weight_kg,
+                        "sex": profile.sex,
+                        "zone_method": profile.method,
+                    },
+                },
+                "heart_rate": [
+                    {
+                        "time": r.time,
+                        "seq": r.seq,
+                        "bpm": r.bpm,
+                        "rr_ms": list(r.rr_ms),
+                        "energy_kj": r.energy_kj,
+                        "contact": r.contact,
+                    }
+                    for r in rows
+                ],
+                "chat": [{"text": c.text, "sent_at": c.sent_at} for c in chat],
+            },
+            headers={"Content-Disposition": 'attachment; filename="my-pulseroom-data.json"'},
+        )
+
+    async def delete_own(self, request: web.Request) -> web.Response:
+        """Delete the caller's heart rate, profile and chat messages in this class."""
+        try:
+            grant = self._own(request)
+        except _Refused as exc:
+            return exc.response
+        participant_id = str(grant.participant_id)
+        # Readings still in flight are written first, so none survives the deletion.
+        await self.writer.flush()
+        readings = await self.history.delete_participant(grant.room_id, participant_id)
+        other = await self.store.forget_participant(grant.room_id, participant_id)
+        return web.json_response({"deleted": {"heart_rate": readings, "other": other}})
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the endpoints on ``app``."""
+        app.router.add_get("/api/rooms/{room_id}/summary", self.summary)
+        app.router.add_get("/api/rooms/{room_id}/summary.csv", self.summary_csv)
+        app.router.add_get("/api/rooms/{room_id}/heart-rate.csv", self.readings_csv)
+        app.router.add_get("/api/rooms/{room_id}/me/export", self.export_own)
+        app.router.add_delete("/api/rooms/{room_id}/me", self.delete_own)
