@@ -38,8 +38,12 @@ async def run_bridge(
     seed: int | None = None,
     time_scale: float = 1.0,
     quiet: bool = False,
+    strap_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the bridge until cancelled (or for ``seconds``); returns its counters."""
+    """Run the bridge until cancelled (or for ``seconds``); returns its counters.
+
+    ``strap_options`` go to ``StrapReader`` (its bleak scanner and client classes, say).
+    """
     status = (lambda _text: None) if quiet else _status
     hr_link = HeartRateLink(link, name=display_name, on_status=status)
     last_print = 0.0
@@ -56,7 +60,9 @@ async def run_bridge(
         source = SimulatedStrap(seed=seed, time_scale=time_scale)
         feed = source.run(on_measurement)
     else:
-        source = StrapReader(on_measurement, address=address, name=name, on_status=status)
+        source = StrapReader(
+            on_measurement, address=address, name=name, on_status=status, **(strap_options or {})
+        )
         feed = source.run()
     tasks = [asyncio.create_task(hr_link.run()), asyncio.create_task(feed)]
     try:

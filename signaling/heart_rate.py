@@ -242,7 +242,9 @@ class HeartRateRelay:
         def pct(p: float) -> float | None:
             return round(lags[min(len(lags) - 1, int(p * len(lags)))], 4) if lags else None
 
+        names = ("received", "accepted", "rejected", "rejected_unknown_sender", "duplicates")
         return {
+            **{name: 0 for name in (*names, "fanned_out", "durable")},
             **dict(self.counts),
             "fanout_lag_p50_s": pct(0.5),
             "fanout_lag_p99_s": pct(0.99),

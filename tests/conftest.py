@@ -65,7 +65,7 @@ class RunningServer:
 
 def start_server(tmp: Path, **env: str) -> RunningServer:
     """Start ``pulseroom serve`` with ``env`` on a free port and wait until it answers."""
-    port = free_port()
+    port = int(env["PULSEROOM_PORT"]) if "PULSEROOM_PORT" in env else free_port()
     # Only what the test asks for: an inherited DATABASE_URL must not leak in.
     inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     full_env = {
