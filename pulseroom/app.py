@@ -81,9 +81,8 @@ def create_app(settings: Settings) -> web.Application:
         heart_rate_writer=writer,
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
-    RoomsApi(
-        store, media, signer, settings.public_url, app[SIGNALING].heart_rate.stats
-    ).add_routes(app)
+    hr_stats = app[SIGNALING].heart_rate.stats
+    RoomsApi(store, media, signer, settings.public_url, hr_stats).add_routes(app)
     SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:

@@ -115,9 +115,12 @@ class HeartRateLink:
         if not isinstance(data, dict):
             return
         for pair in data.get("acks", []):
-            if isinstance(pair, list) and len(pair) == 2:
-                if self._pending.pop((int(pair[0]), int(pair[1])), None) is not None:
-                    self.counts["acked"] += 1
+            if (
+                isinstance(pair, list)
+                and len(pair) == 2
+                and self._pending.pop((int(pair[0]), int(pair[1])), None) is not None
+            ):
+                self.counts["acked"] += 1
 
     # -- session ------------------------------------------------------------------------
 

@@ -190,7 +190,9 @@ class Store:
             ).all()
         return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in reversed(rows)]
 
-    async def add_participant(self, room_id: str, participant_id: str, name: str, role: str) -> None:
+    async def add_participant(
+        self, room_id: str, participant_id: str, name: str, role: str
+    ) -> None:
         """Record a join; a rejoin keeps the first join time and profile, updates the name."""
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -199,7 +201,13 @@ class Store:
                     " VALUES (:room, :id, :name, :role, :t)"
                     " ON CONFLICT (room_id, id) DO UPDATE SET name = excluded.name"
                 ),
-                {"room": room_id, "id": participant_id, "name": name, "role": role, "t": time.time()},
+                {
+                    "room": room_id,
+                    "id": participant_id,
+                    "name": name,
+                    "role": role,
+                    "t": time.time(),
+                },
             )
 
     async def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:

@@ -93,6 +93,7 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "room.html")
 
         app.router.add_get("/", home)
+
         async def summary_page(_request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "summary.html")
 

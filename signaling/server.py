@@ -23,6 +23,7 @@ from sfu.peer import SfuError, TrackInfo
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
+from .heart_rate import HeartRateRelay
 from .messages import (
     PROTOCOL_VERSION,
     ChatIn,
@@ -39,7 +40,6 @@ from .messages import (
     VisibilityIn,
     error_payload,
 )
-from .heart_rate import HeartRateRelay
 from .presence import Member, Presence
 from .tokens import TokenError, TokenSigner
 

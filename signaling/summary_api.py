@@ -153,7 +153,7 @@ class SummaryApi:
                 "duration_min",
                 "average_bpm",
                 "peak_bpm",
-                *[f"minutes_zone_{i}_{name.replace(' ', '_')}" for i, name in enumerate(ZONE_NAMES)],
+                *[f"minutes_zone_{i}_{n.replace(' ', '_')}" for i, n in enumerate(ZONE_NAMES)],
                 "calories_kcal",
                 "trimp",
             ]

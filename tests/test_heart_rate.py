@@ -357,13 +357,15 @@ async def test_summary_export_and_delete_respect_who_asks(
     assert export["chat"][0]["text"] == "Ann was here"
     assert _get(server, room_id, "me/export", host_token).status_code == 403  # not bound
 
-    deleted = httpx.delete(
+    deleted = await asyncio.to_thread(
+        httpx.delete,
         f"{server.url}/api/rooms/{room_id}/me",
         headers={"Authorization": f"Bearer {ann_ack['token']}"},
         timeout=10,
     )
     assert deleted.json()["deleted"] == {"heart_rate": 4, "other": 2}
-    after = {p["name"]: p for p in _get(server, room_id, "summary", host_token).json()["participants"]}
+    summary = _get(server, room_id, "summary", host_token).json()
+    after = {p["name"]: p for p in summary["participants"]}
     assert "Ann" not in after and after["Ben"]["readings"] == 2
     assert [p for p, _s, _b in _stored(server, room_id)] == [ben_ack["you"]["id"]] * 2
 

@@ -3,6 +3,11 @@
 // pulseroom/bot.py: connect, `join`, publish, answer subscribe offers one at a time.
 
 import { Chat } from './chat.js';
+import { HeartRateRoom } from './hrroom.js';
+import {
+  BOUND_REFUSED, JOIN_ERRORS, clearBoundToken, loadBoundToken, peekToken, readLink, saveBoundToken, summaryLink,
+} from './link.js';
+import { openMedia } from './media.js';
 import { Publisher, Subscriber } from './rtc.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
@@ -10,17 +15,6 @@ import { watchVisibility } from './visibility.js';
 
 const ACK_TIMEOUT_MS = 15000;
 const NAME_KEY = 'pulseroom.name';
-
-// What to tell a person whose join was refused, by protocol error code.
-const BAD_LINK_BODY = 'Check that you opened the whole link, or ask the instructor to send it again.';
-const JOIN_ERRORS = {
-  invalid_token: { title: 'This link is not valid', body: `It is damaged or incomplete. ${BAD_LINK_BODY}` },
-  wrong_room: { title: 'This link is not valid', body: `It belongs to another class. ${BAD_LINK_BODY}` },
-  token_expired: { title: 'This link has expired', body: 'Ask the instructor for a new link to this class.' },
-  room_full: { title: 'This class is full', body: 'No more people can join right now. Try again later, or ask the instructor.' },
-  room_ended: { title: 'This class has ended', body: 'The instructor has ended this class. Thanks for coming!' },
-  room_not_found: { title: 'Class not found', body: 'This class does not exist. Check the link, or ask the instructor for a new one.' },
-};
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -45,7 +39,8 @@ const chat = new Chat({
 
 const state = {
   roomId: null,
-  token: null,
+  token: null, // what the next join sends: the bound token once the server gave one
+  linkToken: null, // the token of the page's link
   name: '',
   phase: 'loading', // prejoin | joining | joined | reconnecting | left | ended | error
   socket: null,
@@ -62,6 +57,8 @@ const state = {
   pendingOffers: [], // subscribe offers that arrived before the join ack
 };
 
+let hr = null; // the HeartRateRoom, once the page knows its class
+
 // Test and debugging hooks; getters so they always show the current objects.
 window.pulseroom = {
   get publishPc() { return state.publisher ? state.publisher.pc : null; },
@@ -72,6 +69,8 @@ window.pulseroom = {
   get tracks() { return state.subscriber ? state.subscriber.trackMap() : {}; },
   get phase() { return state.phase; },
   get socket() { return state.socket; },
+  get hr() { return hr ? hr.hook() : null; },
+  get token() { return state.token; },
 };
 
 function setPhase(phase) {
@@ -115,26 +114,6 @@ function emitIce(payload) {
 
 // -- the link -------------------------------------------------------------------------
 
-function readLink() {
-  const token = new URLSearchParams(location.hash.slice(1)).get('t');
-  const match = location.pathname.match(/^\/r\/([^/]+)\/?$/);
-  return { token: token || null, roomId: match ? decodeURIComponent(match[1]) : null };
-}
-
-/**
- * The token's payload, unverified (only the server can verify it, on join): used only
- * to say "as the instructor" before joining.
- */
-function peekToken(token) {
-  try {
-    const body = token.split('.')[0].replace(/-/g, '+').replace(/_/g, '/');
-    const payload = JSON.parse(atob(body + '='.repeat((4 - (body.length % 4)) % 4)));
-    return payload && typeof payload === 'object' ? payload : null;
-  } catch {
-    return null; // unreadable: let the server say so on join
-  }
-}
-
 function showJoinError(code, serverMessage) {
   const known = JOIN_ERRORS[code];
   setPhase('error');
@@ -149,45 +128,6 @@ function showJoinError(code, serverMessage) {
 }
 
 // -- camera and microphone ------------------------------------------------------------
-
-const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
-const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true };
-
-/**
- * Ask for camera and microphone. Never throws: without them one can still join and
- * watch, so the result is a (possibly empty) stream and a message saying what is missing.
- */
-async function openMedia() {
-  const md = navigator.mediaDevices;
-  if (!md || !md.getUserMedia) {
-    return { stream: new MediaStream(), message: 'This browser cannot use a camera on this page (it needs https). You can still join and watch the class.' };
-  }
-  try {
-    return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video: VIDEO_CONSTRAINTS }), message: '' };
-  } catch (error) {
-    if (error.name === 'NotAllowedError' || error.name === 'SecurityError') {
-      return { stream: new MediaStream(), message: 'Camera/microphone access was denied. You can still join and watch; to be seen and heard, allow access in your browser\'s site settings and reload.' };
-    }
-    // One device is missing or busy: try each alone and keep what works.
-    for (const [constraints, message] of [
-      [{ audio: AUDIO_CONSTRAINTS }, 'No camera is available: you will join with your microphone only.'],
-      [{ video: VIDEO_CONSTRAINTS }, 'No microphone is available: you will join with your camera only.'],
-    ]) {
-      try {
-        return { stream: await md.getUserMedia(constraints), message };
-      } catch {
-        // try the next one
-      }
-    }
-    const busy = error.name === 'NotReadableError';
-    return {
-      stream: new MediaStream(),
-      message: busy
-        ? 'Your camera/microphone is in use by another app. You can still join and watch; close the other app and reload to be seen.'
-        : 'No camera or microphone was found. You can still join and watch the class.',
-    };
-  }
-}
 
 const hasTrack = (kind) => state.localStream.getTracks().some((t) => t.kind === kind);
 
@@ -239,6 +179,7 @@ function connectSocket() {
   socket.on('participant_left', ({ id }) => {
     state.participants.delete(id);
     grid.remove(id); // at once, not when the SFU's next offer turns their m-lines inactive
+    hr.participantLeft(id);
     render();
   });
   socket.on('participant_updated', ({ participant }) => {
@@ -261,7 +202,13 @@ function connectSocket() {
     rejoin();
   });
   socket.on('class_ended', () => classEnded());
+  socket.on('hr', (payload) => hr.onHr(payload));
+  socket.on('telemetry_ack', (payload) => hr.onAck(payload));
   socket.on('error', (error) => {
+    if (error.code === 'replaced') {
+      replaced();
+      return;
+    }
     // Join refusals are shown as a notice; a refused ICE candidate is nothing a person
     // can act on (the others usually suffice); everything else is shown as a toast.
     if (error.event === 'ice') console.warn('ICE candidate refused:', error.message);
@@ -304,11 +251,12 @@ async function join() {
   await mediaReady;
 
   state.socket = connectSocket();
-  let ack;
-  try {
-    ack = await sendJoin();
-  } catch {
-    ack = { ok: false, error: { code: 'offline', message: 'Could not reach the server. Check your connection and try again.' } };
+  let ack = await tryJoin();
+  if (ack && !ack.ok && state.token !== state.linkToken && BOUND_REFUSED.has(ack.error?.code)) {
+    // This tab's earlier identity is no longer valid: come in afresh with the link.
+    clearBoundToken(state.roomId);
+    state.token = state.linkToken;
+    ack = await tryJoin();
   }
   if (ack && ack.ok) {
     enterClass(ack);
@@ -331,7 +279,18 @@ async function join() {
   els.joinButton.textContent = 'Join class';
 }
 
-/** Reconnected after a drop: the server dropped us too, so join again from scratch. */
+async function tryJoin() {
+  try {
+    return await sendJoin();
+  } catch {
+    return { ok: false, error: { code: 'offline', message: 'Could not reach the server. Check your connection and try again.' } };
+  }
+}
+
+/**
+ * Reconnected after a drop: the server dropped us too, so join again, with the bound
+ * token: the same participant, so heart rate and its re-sent readings carry on.
+ */
 async function rejoin() {
   let ack;
   try {
@@ -358,6 +317,10 @@ function enterClass(ack) {
     showJoinError('wrong_room');
     return;
   }
+  if (ack.token) {
+    state.token = ack.token;
+    saveBoundToken(state.roomId, state.linkToken, ack.token);
+  }
   state.you = { ...ack.you, ...mediaState() };
   state.room = ack.room;
   state.iceServers = ack.ice_servers || [];
@@ -382,6 +345,7 @@ function enterClass(ack) {
   // The server assumes microphone and camera on; say what is really the case.
   if (!state.you.audio || !state.you.video) request('media_state', mediaState()).catch(() => {});
 
+  hr.joined(ack);
   startSubscriber();
   startPublisher();
   visibility.resend();
@@ -409,12 +373,18 @@ function startSubscriber() {
   for (const offer of state.pendingOffers.splice(0)) subscriber.handleOffer(offer);
 }
 
+/**
+ * The publish connection: our camera and microphone, and the heart-rate data channel.
+ * Watching without camera or microphone, it is made only once heart rate needs it.
+ */
 async function startPublisher() {
-  if (!state.localStream.getTracks().length) return; // watching only: nothing to publish
+  if (state.publisher || state.phase !== 'joined') return;
+  if (!state.localStream.getTracks().length && !hr.wantsChannel()) return; // watching only
   const publisher = new Publisher({
-    iceServers: state.iceServers, stream: state.localStream, signal: request, emitIce,
+    iceServers: state.iceServers, stream: state.localStream, signal: request, emitIce, telemetry: true,
   });
   state.publisher = publisher;
+  hr.attachChannel(publisher.channel);
   try {
     await publisher.start();
   } catch (error) {
@@ -443,6 +413,7 @@ function render() {
     if (!state.participants.has(id)) grid.remove(id);
   }
   roster.render([...state.participants.values()], state.you.id);
+  hr.paint();
 }
 
 function setGallery(enabled) {
@@ -476,6 +447,7 @@ function teardown({ stopLocal = false, keepSocket = false } = {}) {
   state.publisher = null;
   state.subscriber = null;
   state.pendingOffers = [];
+  hr.offline();
   grid.clear();
   chat.setEnabled(false);
   if (!keepSocket && state.socket) {
@@ -495,6 +467,7 @@ async function leave() {
   }
   setPhase('left');
   teardown({ stopLocal: true });
+  hr.stop();
   setStatus('Not connected');
   showNotice({
     title: 'You left the class',
@@ -509,12 +482,35 @@ function classEnded() {
   if (state.phase === 'ended') return;
   setPhase('ended');
   teardown({ stopLocal: true });
+  hr.stop({ ended: true });
   setStatus('Class ended');
+  // The bound token reads this participant's summary (the instructor's: everyone's).
+  const bound = state.token !== state.linkToken;
   showNotice({
     title: 'The class has ended',
-    body: 'Thanks for taking part. See you next time!',
+    body: bound
+      ? 'Thanks for taking part. Your heart-rate summary is ready.'
+      : 'Thanks for taking part. See you next time!',
     code: 'class_ended',
-    action: { text: 'Back to PulseRoom', href: '/' },
+    action: bound
+      ? { text: 'See your summary', href: summaryLink(state.roomId, state.token) }
+      : { text: 'Back to PulseRoom', href: '/' },
+    secondary: bound ? { text: 'Back to PulseRoom', href: '/' } : null,
+  });
+}
+
+/** The same participant joined from another tab or device: this page steps aside. */
+function replaced() {
+  if (state.phase === 'replaced') return;
+  setPhase('replaced');
+  teardown({ stopLocal: true });
+  hr.stop();
+  setStatus('Not connected');
+  showNotice({
+    title: 'You joined from another window',
+    body: 'This class is open in another tab or on another device as you. Continue there, or rejoin here (the other window then stops).',
+    code: 'replaced',
+    action: { text: 'Rejoin here', href: location.href, onClick: () => location.reload() },
   });
 }
 
@@ -551,7 +547,8 @@ let mediaReady = Promise.resolve();
 
 function init() {
   const { token, roomId } = readLink();
-  state.token = token;
+  state.linkToken = token;
+  state.token = (roomId && loadBoundToken(roomId, token)) || token;
   state.roomId = roomId;
   // A pasted link that differs only in its fragment would not reload the page by itself.
   window.addEventListener('hashchange', () => location.reload());
@@ -561,6 +558,21 @@ function init() {
     return;
   }
   const payload = peekToken(token);
+  if (payload && payload.role === 'device') {
+    setPhase('error');
+    setStatus('Not connected');
+    showNotice({
+      title: 'This is a heart-rate device link',
+      body: 'It is for the pulseroom hr-bridge program, which sends a strap’s heart rate to the class for you. To take part yourself, open the class link you were given.',
+      code: 'device_link',
+      action: { text: 'Go to PulseRoom', href: '/' },
+    });
+    return;
+  }
+  hr = new HeartRateRoom({
+    roomId, grid, request, toast,
+    ensureChannel: () => { startPublisher(); },
+  });
   els.prejoinRole.textContent = payload && payload.role === 'host'
     ? 'You are joining as the instructor.'
     : 'Check your camera, then join the class.';

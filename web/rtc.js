@@ -79,16 +79,24 @@ function preferVp8(transceiver) {
   }
 }
 
+export const TELEMETRY_LABEL = 'telemetry';
+
 export class Publisher {
-  constructor({ iceServers, stream, signal, emitIce }) {
+  /**
+   * With `telemetry`, the connection carries the heart-rate data channel too (as
+   * `this.channel`). It is created here, before the offer, so that the offer has its
+   * m=application section: the SFU takes a publish offer once per join.
+   */
+  constructor({ iceServers, stream, signal, emitIce, telemetry = false }) {
     this.stream = stream;
     this.signal = signal;
     this.pc = new RTCPeerConnection({ iceServers });
+    this.channel = telemetry ? this.pc.createDataChannel(TELEMETRY_LABEL) : null;
     this.trickle = new Trickle('publish', emitIce);
     this.trickle.attach(this.pc);
   }
 
-  /** Offer our tracks (at most one audio and one video) and apply the SFU's answer. */
+  /** Offer our tracks (at most one audio and one video; none for heart rate alone) and apply the SFU's answer. */
   async start() {
     const pc = this.pc;
     for (const kind of ['audio', 'video']) {

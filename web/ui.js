@@ -7,6 +7,8 @@ const ICON_PATHS = {
   cam: 'M17 10.5V7c0-.55-.45-1-1-1H4c-.55 0-1 .45-1 1v10c0 .55.45 1 1 1h12c.55 0 1-.45 1-1v-3.5l4 4v-11l-4 4z',
   camOff: 'M21 6.5l-4 4V7c0-.55-.45-1-1-1H9.82L21 17.18V6.5zM3.27 2L2 3.27 4.73 6H4c-.55 0-1 .45-1 1v10c0 .55.45 1 1 1h12c.21 0 .39-.08.54-.18L19.73 21 21 19.73 3.27 2z',
   grid: 'M3 3v8h8V3H3zm6 6H5V5h4v4zm-6 4v8h8v-8H3zm6 6H5v-4h4v4zm4-16v8h8V3h-8zm6 6h-4V5h4v4zm-6 4v8h8v-8h-8zm6 6h-4v-4h4v4z',
+  heart: 'M12 21.35l-1.45-1.32C5.4 15.36 2 12.28 2 8.5 2 5.42 4.42 3 7.5 3c1.74 0 3.41.81 4.5 2.09C13.09 3.81 14.76 3 16.5 3 19.58 3 22 5.42 22 8.5c0 3.78-3.4 6.86-8.55 11.54L12 21.35z',
+  zones: 'M3 17v2h6v-2H3zM3 5v2h10V5H3zm10 16v-2h8v-2h-8v-2h-2v6h2zM7 9v2H3v2h4v2h2V9H7zm14 4v-2H11v2h10zm-6-4h2V7h4V5h-4V3h-2v6z',
   leave: 'M17 7l-1.41 1.41L18.17 11H8v2h10.17l-2.58 2.58L17 17l5-5zM4 5h8V3H4c-1.1 0-2 .9-2 2v14c0 1.1.9 2 2 2h8v-2H4V5z',
 };
 
@@ -65,9 +67,10 @@ export function showView(name) {
 
 /**
  * A full-page message for a state the user cannot continue from in place
- * (bad link, expired, full, ended, left). `action` is an optional {text, href, onClick}.
+ * (bad link, expired, full, ended, left). `action` is an optional {text, href, onClick};
+ * `secondary` an optional second, plain link {text, href}.
  */
-export function showNotice({ title, body, kind = 'info', code = '', action = null }) {
+export function showNotice({ title, body, kind = 'info', code = '', action = null, secondary = null }) {
   const notice = document.getElementById('notice');
   notice.dataset.kind = kind;
   notice.dataset.code = code;
@@ -82,6 +85,12 @@ export function showNotice({ title, body, kind = 'info', code = '', action = nul
     if (action.onClick) {
       link.onclick = (event) => { event.preventDefault(); action.onClick(); };
     }
+  }
+  const other = document.getElementById('notice-secondary');
+  other.hidden = !secondary;
+  if (secondary) {
+    other.textContent = secondary.text;
+    other.href = secondary.href;
   }
   showView('notice');
 }
