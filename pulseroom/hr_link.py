@@ -67,7 +67,7 @@ class HeartRateLink:
         self._ready = asyncio.Event()  # open, and readings go straight out
         self.participant_id: str | None = None  # whose tile the readings show on
         self.fatal: str | None = None  # a refusal that retrying cannot fix
-        self.counts = {"sent": 0, "resent": 0, "acked": 0, "dropped": 0, "joins": 0}
+        self.counts = {"queued": 0, "sent": 0, "resent": 0, "acked": 0, "dropped": 0, "joins": 0}
 
     # -- readings -----------------------------------------------------------------------
 
@@ -75,6 +75,7 @@ class HeartRateLink:
         """Queue one reading (sent now if connected); returns its sequence number."""
         seq = self._seq
         self._seq += 1
+        self.counts["queued"] += 1
         t = t_ms if t_ms is not None else int(time.time() * 1000)
         message: dict[str, Any] = {"v": 1, "type": "hr", "seq": seq, "t": t, "bpm": measurement.bpm}
         if measurement.rr:
