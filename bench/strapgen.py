@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from typing import Any
 
 from pulseroom.hr_link import HeartRateLink
@@ -52,6 +51,7 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     start = loop.time()
     order = sorted(range(len(live)), key=lambda i: phases[i])
+    deadline = start + seconds + 30
     lateness: list[float] = []
     for second in range(int(seconds)):
         for index in order:
@@ -63,9 +63,9 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
                 lateness.append(-delay)
             measurement: HeartRateMeasurement = next(curves[index])
             live[index][0].send(measurement)
-    deadline = time.monotonic() + 30
-    while any(link.pending for link, _ in live) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
+    for link, _ in live:
+        with contextlib.suppress(TimeoutError):
+            await link.wait_acked(timeout=max(0.1, deadline - loop.time()))
     result = {
         "event": "done",
         "straps": len(live),
