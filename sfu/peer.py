@@ -160,9 +160,7 @@ class Participant:
         transceivers = [t for t in pc.getTransceivers() if t.kind in ("audio", "video")]
         kinds = sorted(t.kind for t in transceivers)
         has_data = pc.sctp is not None
-        if kinds not in (["audio"], ["video"], ["audio", "video"]) and not (
-            has_data and not kinds
-        ):
+        if kinds not in (["audio"], ["video"], ["audio", "video"]) and not (has_data and not kinds):
             self._publish_pc = None
             await pc.close()
             raise SfuError(
