@@ -18,6 +18,7 @@ from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.server import SignalingServer
 from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
+from signaling.turn import TurnIssuer
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
 
@@ -79,6 +80,11 @@ def create_app(settings: Settings) -> web.Application:
         max_participants=settings.max_participants,
         ice_servers=_client_ice_servers(settings),
         heart_rate_writer=writer,
+        turn=(
+            TurnIssuer(tuple(settings.turn_urls), settings.turn_secret, settings.turn_ttl)
+            if settings.turn_urls and settings.turn_secret
+            else None
+        ),
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats

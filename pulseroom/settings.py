@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
+    # TURN (coturn with use-auth-secret): the URLs handed to clients, e.g.
+    # ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp",
+    #  "turns:turn.example.com:443?transport=tcp"], and the secret shared with coturn's
+    # static-auth-secret. Clients get credentials valid for PULSEROOM_TURN_TTL seconds.
+    turn_urls: Annotated[list[str], Field(validation_alias="PULSEROOM_TURN_URLS")] = []
+    turn_secret: Annotated[
+        str | None, Field(validation_alias="PULSEROOM_TURN_SECRET", min_length=16)
+    ] = None
+    turn_ttl: Annotated[int, Field(ge=300, le=86400, validation_alias="PULSEROOM_TURN_TTL")] = (
+        4 * 3600
+    )
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
     video_kbps: Annotated[
         int, Field(ge=100, le=20_000, validation_alias="PULSEROOM_VIDEO_KBPS")
@@ -74,6 +85,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _check_turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r}: TURN URLs start with turn: or turns:")
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> Settings:
+        if self.turn_urls and not self.turn_secret:
+            raise ValueError(
+                "PULSEROOM_TURN_URLS needs PULSEROOM_TURN_SECRET (coturn's static-auth-secret)"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -42,6 +42,7 @@ from .messages import (
 )
 from .presence import Member, Presence
 from .tokens import TokenError, TokenSigner
+from .turn import TurnIssuer
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class SignalingServer:
         max_participants: int,
         ice_servers: list[dict[str, Any]],
         heart_rate_writer: HeartRateWriter,
+        turn: TurnIssuer | None = None,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -140,6 +142,7 @@ class SignalingServer:
         self.signer = signer
         self.max_participants = max_participants
         self.ice_servers = ice_servers
+        self.turn = turn
         self.presence = Presence()
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -253,7 +256,7 @@ class SignalingServer:
             "room": RoomOut(id=room.id, title=room.title, gallery=room.gallery).model_dump(),
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [_chat_out(r) for r in chat],
-            "ice_servers": self.ice_servers,
+            "ice_servers": self._ice_servers(participant_id),
             "token": rejoin_token,
             "device_token": device_token,
             "profile": _profile_out(profile),
@@ -297,8 +300,14 @@ class SignalingServer:
             "v": PROTOCOL_VERSION,
             "you": {**member.out().model_dump(), "acts_for": participant_id},
             "room": {"id": room_id},
-            "ice_servers": self.ice_servers,
+            "ice_servers": self._ice_servers(member.id),
         }
+
+    def _ice_servers(self, participant_id: str) -> list[dict[str, Any]]:
+        """STUN as configured, plus TURN credentials of this participant's own."""
+        if self.turn is None:
+            return self.ice_servers
+        return [*self.ice_servers, self.turn.issue(participant_id)]
 
     async def _replace(self, stale: Member) -> None:
         """The participant joined again from a new session: the old one is let go."""
