@@ -480,3 +480,61 @@ async def test_hr_bridge_command_simulates_a_strap(server: RunningServer) -> Non
     _out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
     assert b"not valid" in err
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Any:
+    from tests.pg_cluster import running_cluster
+
+    yield from running_cluster()
+
+
+async def test_database_restart_mid_class_loses_nothing(tmp_path: Path, pg_cluster: Any) -> None:
+    """A class of simulated straps on PostgreSQL; PostgreSQL is stopped (immediate: like a
+    crash) and started again mid-class. Every reading sent is stored exactly once."""
+    from telemetry.simulate import SimulatedStrap
+
+    server = start_server(tmp_path, DATABASE_URL=pg_cluster.url)
+    try:
+        room = server.create_room()
+        room_id = str(room["room"]["id"])
+        links = [HeartRateLink(str(room["join_link"]), name=f"rider {i}") for i in range(4)]
+        tasks = [await _link_task(link) for link in links]
+        curves = [SimulatedStrap(seed=i).readings() for i in range(len(links))]
+
+        async def ride(seconds: float) -> None:
+            # 10 readings a second per strap: a class's worth of readings in a few seconds.
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                for link, curve in zip(links, curves, strict=True):
+                    link.send(next(curve))
+                await asyncio.sleep(0.1)
+
+        await ride(1.5)
+        await asyncio.to_thread(pg_cluster.stop, "immediate")
+        await ride(2.0)  # the server keeps accepting: memory, then its spool
+        down_stats = server.stats()["heart_rate"]["writer"]
+        await asyncio.to_thread(pg_cluster.start)
+        await ride(1.5)
+        for link in links:
+            await link.wait_acked(timeout=30)
+        for task in tasks:
+            await _stop(task)
+        sent = sum(link.counts["queued"] for link in links)
+        ids = {link.participant_id for link in links}
+        import asyncpg
+
+        conn = await asyncpg.connect(pg_cluster.url.replace("+asyncpg", ""))
+        try:
+            rows = await conn.fetch(
+                "SELECT participant_id, seq FROM heart_rate WHERE room_id = $1", room_id
+            )
+        finally:
+            await conn.close()
+    finally:
+        stop_server(server)
+    assert down_stats["db_errors"] > 0  # the outage was real and seen
+    assert down_stats["pending"] > 0  # readings waited for the database meanwhile
+    assert len(rows) == sent
+    assert len({(r["participant_id"], r["seq"]) for r in rows}) == sent
+    assert {r["participant_id"] for r in rows} == ids
