@@ -222,6 +222,7 @@ class Server:
             "PULSEROOM_PORT": str(self.port),
             "PULSEROOM_HOST": "127.0.0.1",
             "PULSEROOM_LOG_LEVEL": "WARNING",
+            "PULSEROOM_ROOMS_PER_MINUTE": "100000",
             **self.extra_env,
         }
         env.pop("PULSEROOM_PUBLIC_URL", None)

@@ -88,7 +88,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats
-    RoomsApi(store, media, signer, settings.public_url, hr_stats).add_routes(app)
+    RoomsApi(
+        store, media, signer, settings.public_url, hr_stats, settings.rooms_per_minute
+    ).add_routes(app)
     SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         4 * 3600
     )
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
+    rooms_per_minute: Annotated[
+        int, Field(ge=1, le=100_000, validation_alias="PULSEROOM_ROOMS_PER_MINUTE")
+    ] = 10
     video_kbps: Annotated[
         int, Field(ge=100, le=20_000, validation_alias="PULSEROOM_VIDEO_KBPS")
     ] = 2500

@@ -14,6 +14,7 @@ from pulseroom.store import Store
 from sfu.backend import MediaBackend
 
 from .messages import CreateRoomIn
+from .ratelimit import RateLimit
 from .tokens import TokenSigner
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -33,8 +34,12 @@ class RoomsApi:
         signer: TokenSigner,
         public_url: str | None,
         heart_rate_stats: Callable[[], dict[str, Any]] | None = None,
+        rooms_per_minute: int = 10,
     ) -> None:
         self.heart_rate_stats = heart_rate_stats
+        # Per client address. Behind a proxy every request shares the proxy's address:
+        # generous enough for a gym's worth of instructors, not for a script.
+        self._room_creation = RateLimit(rate=rooms_per_minute / 60, burst=rooms_per_minute)
         self.store = store
         self.sfu = sfu
         self.signer = signer
@@ -51,6 +56,8 @@ class RoomsApi:
 
     async def create_room(self, request: web.Request) -> web.Response:
         """Create a class; answer with its host and join links."""
+        if not self._room_creation.allow(request.remote or "unknown"):
+            return _error(429, "rate_limited", "too many classes created: try again in a minute")
         if request.content_type != "application/json":
             return _error(415, "bad_request", 'send JSON: {"title": "..."}')
         try:

@@ -41,6 +41,7 @@ from .messages import (
     error_payload,
 )
 from .presence import Member, Presence
+from .ratelimit import RateLimit
 from .tokens import TokenError, TokenSigner
 from .turn import TurnIssuer
 
@@ -164,6 +165,17 @@ class SignalingServer:
             "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
             "leave": _Event(EmptyIn, self._leave, joined=True, device=True),
         }
+        # Per session: what a person does by hand is far below these; a script is not.
+        self._limits = {
+            "join": RateLimit(rate=0.2, burst=5),
+            "chat": RateLimit(rate=1.0, burst=5),
+            "profile": RateLimit(rate=1.0, burst=5),
+            "publish": RateLimit(rate=0.2, burst=3),
+            "media_state": RateLimit(rate=2.0, burst=10),
+            "gallery": RateLimit(rate=1.0, burst=5),
+            "visibility": RateLimit(rate=5.0, burst=20),
+        }
+        self._flood = RateLimit(rate=50.0, burst=300)  # every event, trickled ICE included
         for name, event in events.items():
             sio.on(name, self._wrap(name, event))
         sio.on("disconnect", self._on_disconnect)
@@ -171,6 +183,9 @@ class SignalingServer:
     def _wrap(self, name: str, event: _Event) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def _handle(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
             try:
+                limit = self._limits.get(name)
+                if not self._flood.allow(sid) or (limit is not None and not limit.allow(sid)):
+                    raise SignalError("rate_limited", f"too many '{name}' requests: slow down")
                 payload = event.model.model_validate(data)
                 member = self.presence.by_sid.get(sid)
                 if event.joined and member is None:
@@ -397,6 +412,9 @@ class SignalingServer:
         return {}
 
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        self._flood.forget(sid)
+        for limit in self._limits.values():
+            limit.forget(sid)
         try:
             await self._remove(sid)
         except Exception:

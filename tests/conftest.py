@@ -73,6 +73,8 @@ def start_server(tmp: Path, **env: str) -> RunningServer:
         "PULSEROOM_PORT": str(port),
         "PULSEROOM_DATA_DIR": str(tmp / "data"),
         "PULSEROOM_LOG_LEVEL": "INFO",
+        # Tests create classes faster than people do; the limit has a test of its own.
+        "PULSEROOM_ROOMS_PER_MINUTE": "10000",
         **env,
     }
     log_path = tmp / f"server-{port}.log"
@@ -111,7 +113,10 @@ def stop_server(server: RunningServer) -> None:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningServer]:
     """A server on the embedded default (SQLite, in-memory Socket.IO manager)."""
-    running = start_server(tmp_path)
+    # A folder of its own: a test may start a second server in tmp_path beside it.
+    home = tmp_path / "default-server"
+    home.mkdir()
+    running = start_server(home)
     yield running
     stop_server(running)
 
