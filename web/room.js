@@ -179,7 +179,6 @@ function connectSocket() {
   socket.on('participant_left', ({ id }) => {
     state.participants.delete(id);
     grid.remove(id); // at once, not when the SFU's next offer turns their m-lines inactive
-    hr.participantLeft(id);
     render();
   });
   socket.on('participant_updated', ({ participant }) => {
@@ -207,6 +206,10 @@ function connectSocket() {
   socket.on('error', (error) => {
     if (error.code === 'replaced') {
       replaced();
+      return;
+    }
+    if (error.event === 'telemetry') {
+      hr.refused(error);
       return;
     }
     // Join refusals are shown as a notice; a refused ICE candidate is nothing a person

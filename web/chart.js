@@ -1,0 +1,135 @@
+// An SVG line chart of one participant's heart rate over a class, drawn over coloured
+// bands for the training zones (the floors 50/60/70/80/90 % of their maximum heart rate,
+// or of their heart-rate reserve with Karvonen when the resting rate is known).
+
+import { ZONE_COLORS, ZONE_FLOORS, ZONE_NAMES } from './heart.js';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const WIDTH = 760;
+const HEIGHT = 260;
+const PAD = { left: 44, right: 16, top: 22, bottom: 28 };
+const GAP_S = 30; // a longer pause between points (strap dropped) breaks the line
+
+function node(name, attrs = {}, parent = null) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
+  if (parent) parent.append(el);
+  return el;
+}
+
+/** Heart rates where zones 1-5 start. */
+export function zoneFloors(hrMax, method = 'hrmax', restingHr = null) {
+  if (method === 'karvonen' && restingHr != null && hrMax > restingHr) {
+    return ZONE_FLOORS.map((f) => restingHr + f * (hrMax - restingHr));
+  }
+  return ZONE_FLOORS.map((f) => f * hrMax);
+}
+
+function formatClock(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** A step for ~6 ticks over `span`, from a list of "round" steps. */
+function niceStep(span, steps) {
+  return steps.find((step) => span / step <= 6) || steps[steps.length - 1];
+}
+
+/**
+ * series: [[unix s, bpm], …] in time order. Returns an <svg> (role img, labelled) with
+ * zone bands (rect[data-zone]), axis ticks and the heart-rate line (path.hr-line).
+ */
+export function heartRateChart({ series, hrMax, method = 'hrmax', restingHr = null, label = 'Heart rate' }) {
+  const svg = node('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'data-testid': 'hr-chart' });
+  node('title', {}, svg).textContent = label;
+  const t0 = series[0][0];
+  const t1 = series[series.length - 1][0];
+  const span = Math.max(t1 - t0, 10);
+  const bpms = series.map((p) => p[1]);
+  const floors = zoneFloors(hrMax, method, restingHr);
+  const lo = Math.max(0, Math.min(Math.floor((Math.min(...bpms) - 10) / 10) * 10, Math.floor(floors[0] / 10) * 10 - 10));
+  const hi = Math.ceil((Math.max(hrMax, ...bpms) + 5) / 10) * 10;
+  const plotW = WIDTH - PAD.left - PAD.right;
+  const plotH = HEIGHT - PAD.top - PAD.bottom;
+  const x = (t) => PAD.left + ((t - t0) / span) * plotW;
+  const y = (bpm) => PAD.top + (1 - (bpm - lo) / (hi - lo)) * plotH;
+
+  // Zone bands, 0 (below the first floor) to 5 (above the last).
+  const bands = node('g', { class: 'zone-bands' }, svg);
+  const edges = [lo, ...floors, hi];
+  for (let zone = 0; zone < 6; zone += 1) {
+    const bottom = Math.max(lo, Math.min(hi, edges[zone]));
+    const top = Math.max(lo, Math.min(hi, edges[zone + 1]));
+    if (top <= bottom) continue;
+    const band = node('rect', {
+      x: PAD.left, width: plotW, y: y(top), height: y(bottom) - y(top),
+      fill: ZONE_COLORS[zone], 'fill-opacity': 0.16, 'data-zone': zone,
+    }, bands);
+    node('title', {}, band).textContent = `Zone ${zone} (${ZONE_NAMES[zone]}): ${Math.round(bottom)}–${Math.round(top)} bpm`;
+    if (y(bottom) - y(top) >= 14) {
+      const text = node('text', { x: PAD.left + plotW - 4, y: y(top) + 12, 'text-anchor': 'end', fill: ZONE_COLORS[zone] }, bands);
+      text.textContent = `Z${zone}`;
+      text.style.fill = ZONE_COLORS[zone];
+    }
+  }
+
+  // Axes: bpm every 20 (or so), time in m:ss.
+  const axes = node('g', { class: 'axes' }, svg);
+  const bpmStep = niceStep(hi - lo, [10, 20, 40, 50, 100]);
+  for (let v = Math.ceil(lo / bpmStep) * bpmStep; v <= hi; v += bpmStep) {
+    node('line', { class: 'grid-line', x1: PAD.left, x2: PAD.left + plotW, y1: y(v), y2: y(v) }, axes);
+    node('text', { x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, axes).textContent = String(v);
+  }
+  const timeStep = niceStep(span, [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]);
+  for (let s = 0; s <= span; s += timeStep) {
+    const anchor = s === 0 ? 'start' : span - s < timeStep / 3 ? 'end' : 'middle';
+    node('text', { x: x(t0 + s), y: HEIGHT - 8, 'text-anchor': anchor }, axes).textContent = formatClock(s);
+  }
+  node('text', { x: PAD.left - 6, y: 12, 'text-anchor': 'end' }, axes).textContent = 'bpm';
+
+  // The line, broken where the strap was away.
+  let d = '';
+  let previous = null;
+  for (const [t, bpm] of series) {
+    d += `${previous === null || t - previous > GAP_S ? 'M' : 'L'}${x(t).toFixed(1)},${y(bpm).toFixed(1)}`;
+    previous = t;
+  }
+  if (series.length === 1) d += `h2`;
+  node('path', { d, class: 'hr-line', 'data-testid': 'hr-line' }, svg);
+  return svg;
+}
+
+/** Minutes per zone as one stacked bar and a legend. */
+export function zoneMinutes(minutes) {
+  const total = minutes.reduce((a, b) => a + b, 0);
+  const wrap = document.createElement('div');
+  const bar = document.createElement('div');
+  bar.className = 'zone-minutes';
+  bar.dataset.testid = 'zone-minutes';
+  bar.setAttribute('role', 'img');
+  const legend = document.createElement('ul');
+  legend.className = 'zone-legend';
+  const parts = [];
+  minutes.forEach((value, zone) => {
+    const text = `Z${zone} ${ZONE_NAMES[zone]}: ${formatClock(value * 60)}`;
+    if (total > 0 && value > 0) {
+      const part = document.createElement('span');
+      part.style.width = `${(100 * value) / total}%`;
+      part.style.background = ZONE_COLORS[zone];
+      part.title = text;
+      part.dataset.zone = String(zone);
+      bar.append(part);
+      parts.push(text);
+    }
+    const item = document.createElement('li');
+    item.style.setProperty('--zone', ZONE_COLORS[zone]);
+    item.textContent = text;
+    legend.append(item);
+  });
+  bar.setAttribute('aria-label', `Time per zone (min:s): ${parts.join(', ') || 'none'}`);
+  wrap.append(bar, legend);
+  return wrap;
+}

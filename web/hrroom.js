@@ -1,0 +1,231 @@
+// Heart rate in the class page: the strap (Web Bluetooth) or the bridge's device link,
+// the telemetry sender, the profile form and the display, wired to the page's session.
+//
+// room.js calls: joined(ack) after each join ack, onHr / onAck for the `hr` and
+// `telemetry_ack` events, attachChannel(channel) for each new publish connection, paint()
+// after re-rendering tiles, and ended() / left() when the class is over for this page.
+
+import { Strap, hasWebBluetooth } from './bluetooth.js';
+import { TelemetrySender } from './heart.js';
+import { HeartRateView } from './hrview.js';
+import { copyText, deviceLink } from './link.js';
+import { ProfileForm } from './profile.js';
+import { setButton } from './ui.js';
+
+const $ = (id) => document.getElementById(id);
+
+export class HeartRateRoom {
+  /**
+   * request(event, payload): the page's acked emit; ensureChannel(): start a publish
+   * connection (data only) if there is none; toast(message, kind): a short notice.
+   */
+  constructor({ roomId, grid, request, ensureChannel, toast }) {
+    this.roomId = roomId;
+    this.request = request;
+    this.ensureChannel = ensureChannel;
+    this.toast = toast;
+    this.joinedNow = false;
+    this.bluetooth = hasWebBluetooth();
+    this.sender = new TelemetrySender(`pulseroom.hr.${roomId}`);
+    this.view = new HeartRateView({ grid, own: $('own-hr') });
+    this.strap = new Strap({
+      onReading: (measurement) => this.reading(measurement),
+      onStatus: (status) => this.strapStatus(status),
+    });
+    this.els = {
+      prejoinPair: $('prejoin-pair-button'), prejoinStatus: $('prejoin-strap-status'),
+      prejoinBridge: $('prejoin-bridge-note'), pair: $('pair-button'), zones: $('zones-button'),
+      strapStatus: $('strap-status'), bridge: $('bridge-details'), bridgeSummary: $('bridge-summary'),
+      bridgeText: $('bridge-text'), deviceLink: $('device-link'), copyLink: $('copy-device-link'),
+      zonesDialog: $('zones-dialog'), zonesBody: $('zones-dialog-body'), zonesClose: $('zones-close'),
+      profileHome: $('profile-home'),
+    };
+    this.profile = new ProfileForm($('profile-form'), { onSave: (p) => this.saveProfile(p) });
+    this.setupButtons();
+  }
+
+  setupButtons() {
+    const e = this.els;
+    if (!this.bluetooth) {
+      // Firefox, Safari, or plain http: the strap goes through `pulseroom hr-bridge`.
+      e.prejoinPair.hidden = true;
+      e.pair.hidden = true;
+      e.prejoinBridge.hidden = false;
+      e.bridge.open = true;
+      e.bridgeSummary.textContent = 'Heart rate through the bridge';
+      const code = document.createElement('code');
+      code.textContent = 'pulseroom hr-bridge';
+      e.bridgeText.replaceChildren(
+        window.isSecureContext
+          ? 'This browser cannot connect to a heart-rate strap (Web Bluetooth works in Chrome, Edge and Opera). Run '
+          : 'This page is not served over https, so the browser cannot use Bluetooth. Run ',
+        code, ' on a computer near your strap with your device link:',
+      );
+    }
+    const pair = () => this.togglePair();
+    e.prejoinPair.addEventListener('click', pair);
+    e.pair.addEventListener('click', pair);
+    e.zones.addEventListener('click', () => {
+      this.profile.mount(e.zonesBody);
+      e.zonesDialog.showModal();
+    });
+    e.zonesClose.addEventListener('click', () => e.zonesDialog.close());
+    e.copyLink.addEventListener('click', async () => {
+      const ok = await copyText(e.deviceLink);
+      e.copyLink.textContent = ok ? 'Copied!' : 'Select and copy';
+      if (!ok) e.deviceLink.select();
+      setTimeout(() => { e.copyLink.textContent = 'Copy'; }, 2000);
+    });
+    this.paintPairButtons();
+    setButton(e.zones, 'zones', 'Zones');
+    e.zones.setAttribute('aria-label', 'Heart-rate zones');
+    e.zones.title = 'Heart-rate zones';
+  }
+
+  paintPairButtons() {
+    const active = !this.strap.stopped;
+    const text = active ? 'Unpair heart-rate strap' : 'Pair heart-rate strap';
+    setButton(this.els.prejoinPair, 'heart', text);
+    // The toolbar's label is short (it hides at phone width); the accessible name is whole.
+    setButton(this.els.pair, 'heart', active ? 'Unpair strap' : 'Pair strap');
+    for (const button of [this.els.prejoinPair, this.els.pair]) {
+      button.setAttribute('aria-pressed', String(active));
+      button.setAttribute('aria-label', text);
+      button.title = text;
+    }
+  }
+
+  async togglePair() {
+    if (!this.strap.stopped) {
+      await this.strap.disconnect();
+      this.view.showOwn(false);
+      this.paintPairButtons();
+      return;
+    }
+    try {
+      await this.strap.pair();
+    } catch (error) {
+      if (this.joinedNow) this.toast(this.strap.state === 'error' ? this.els.strapStatus.textContent : String(error.message || error));
+    }
+    this.paintPairButtons();
+  }
+
+  strapStatus({ state, text }) {
+    this.els.prejoinStatus.textContent = text;
+    this.els.strapStatus.textContent = text;
+    this.els.strapStatus.dataset.state = state;
+    this.view.setOwnStatus(state === 'connected' ? '' : text);
+    if (state === 'connected') {
+      this.view.showOwn(this.joinedNow);
+      if (this.joinedNow) this.ensureChannel();
+    }
+    this.paintPairButtons();
+  }
+
+  /** A measurement from the strap: queued and sent while in class, shown locally before. */
+  reading(measurement) {
+    if (this.joinedNow) {
+      this.sender.record(measurement);
+    } else {
+      this.els.prejoinStatus.textContent = `${this.strap.describe()} · ♥ ${measurement.bpm} bpm`;
+    }
+  }
+
+  /** Whether a publish connection is needed for heart rate alone. */
+  wantsChannel() {
+    return !this.strap.stopped || this.sender.pending.size > 0;
+  }
+
+  attachChannel(channel) {
+    this.sender.attach(channel);
+  }
+
+  /** After every join ack (first join, rejoin after a drop, or a reload). */
+  joined(ack) {
+    this.joinedNow = true;
+    this.sender.setOwner(ack.you.id);
+    this.view.setSelf(ack.you.id);
+    this.view.reset();
+    this.view.update(ack.heart_rates || [], { fromAck: true });
+    this.view.showOwn(!this.strap.stopped);
+    if (ack.device_token) this.els.deviceLink.value = deviceLink(this.roomId, ack.device_token);
+    // The instructor mostly watches: the bridge stays folded away for them.
+    if (!this.bluetooth) this.els.bridge.open = ack.you.role !== 'host';
+    this.els.strapStatus.textContent = this.strap.stopped
+      ? (this.bluetooth ? 'No strap paired.' : 'No strap paired in this browser.')
+      : this.els.strapStatus.textContent;
+    if (this.profile.form.parentElement === this.els.profileHome) this.profile.mount(this.els.zonesBody);
+    this.sendProfile(ack.profile);
+  }
+
+  /** After a join: the form's profile goes to the server, or the server's fills the form. */
+  sendProfile(serverProfile) {
+    const local = this.profile.read({ quiet: true });
+    if (local && this.profile.hasValues(local)) {
+      this.profile.remember(local);
+      this.saveProfile(local).catch((error) => this.toast(`Your heart-rate zones were not saved: ${error.message}`));
+    } else if (!local && this.profile.hasValues(this.profile.stored())) {
+      this.saveProfile(this.profile.stored()).catch(() => {});
+    } else if (serverProfile && this.profile.hasValues(serverProfile)) {
+      this.profile.fill(serverProfile);
+      this.view.setOwnMethod(serverProfile.zone_method);
+    }
+  }
+
+  async saveProfile(profile) {
+    if (!this.joinedNow) return null; // sent on join
+    const ack = await this.request('profile', profile);
+    this.view.setOwnMethod(ack.profile && ack.profile.zone_method);
+    return ack.profile;
+  }
+
+  onHr(payload) {
+    this.view.update(payload && payload.readings);
+  }
+
+  onAck(payload) {
+    this.sender.ack(payload && payload.acks);
+  }
+
+  /** The server refused a reading (`bad_reading`): say so, at most every 30 s. */
+  refused(error) {
+    const now = performance.now();
+    if (this.lastRefusal && now - this.lastRefusal < 30000) return;
+    this.lastRefusal = now;
+    this.toast(`The server refused a heart-rate reading: ${error.message}`);
+  }
+
+  /** The tiles were re-rendered: put the badges back. */
+  paint() {
+    this.view.paintAll();
+  }
+
+  /**
+   * The publish connection is gone (connection lost, media moved): readings keep being
+   * recorded and are re-sent on the next channel, after the rejoin.
+   */
+  offline() {
+    this.sender.detach();
+  }
+
+  /** Left the class or it ended: the strap is let go; after an end nothing can be sent. */
+  async stop({ ended = false } = {}) {
+    this.joinedNow = false;
+    this.sender.detach();
+    if (ended) this.sender.clear();
+    else this.sender.save(true);
+    if (this.els.zonesDialog.open) this.els.zonesDialog.close();
+    await this.strap.disconnect();
+    this.paintPairButtons();
+  }
+
+  /** For tests and debugging (window.pulseroom.hr). */
+  hook() {
+    return {
+      ...this.view.stats,
+      sender: this.sender.stats(),
+      strap: { state: this.strap.state || 'idle', name: this.strap.connected ? this.strap.name : null },
+      bluetooth: this.bluetooth,
+    };
+  }
+}

@@ -1,0 +1,92 @@
+// Class links and tokens (docs/protocol.md, "Links and tokens").
+//
+// A link is /r/{room_id}#t=TOKEN. The join ack hands back a token *bound* to the joiner;
+// it is kept in sessionStorage per class, so a reload of this tab (or a rejoin after a
+// network drop) comes back as the same participant, with their heart-rate history.
+
+const BOUND_PREFIX = 'pulseroom.bound.';
+
+// What to tell a person whose join was refused, by protocol error code.
+const BAD_LINK_BODY = 'Check that you opened the whole link, or ask the instructor to send it again.';
+export const JOIN_ERRORS = {
+  invalid_token: { title: 'This link is not valid', body: `It is damaged or incomplete. ${BAD_LINK_BODY}` },
+  wrong_room: { title: 'This link is not valid', body: `It belongs to another class. ${BAD_LINK_BODY}` },
+  token_expired: { title: 'This link has expired', body: 'Ask the instructor for a new link to this class.' },
+  room_full: { title: 'This class is full', body: 'No more people can join right now. Try again later, or ask the instructor.' },
+  room_ended: { title: 'This class has ended', body: 'The instructor has ended this class. Thanks for coming!' },
+  room_not_found: { title: 'Class not found', body: 'This class does not exist. Check the link, or ask the instructor for a new one.' },
+};
+// A bound token that stopped working (the server's secret changed): join with the link.
+export const BOUND_REFUSED = new Set(['invalid_token', 'token_expired', 'wrong_room', 'not_found']);
+
+/** The room id of a class page (or its summary page) and the token in the fragment. */
+export function readLink() {
+  const token = new URLSearchParams(location.hash.slice(1)).get('t');
+  const match = location.pathname.match(/^\/r\/([^/]+)(\/summary)?\/?$/);
+  return { token: token || null, roomId: match ? decodeURIComponent(match[1]) : null };
+}
+
+/**
+ * The token's payload, unverified (only the server can verify it): used only to say
+ * "as the instructor" before joining, or to tell a device link from a class link.
+ */
+export function peekToken(token) {
+  try {
+    const body = token.split('.')[0].replace(/-/g, '+').replace(/_/g, '/');
+    const payload = JSON.parse(atob(body + '='.repeat((4 - (body.length % 4)) % 4)));
+    return payload && typeof payload === 'object' ? payload : null;
+  } catch {
+    return null; // unreadable: let the server say so
+  }
+}
+
+/** The bound token this tab got for `roomId`, if it came from the same link token. */
+export function loadBoundToken(roomId, linkToken) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(BOUND_PREFIX + roomId) || 'null');
+    if (saved && saved.token && (linkToken === null || saved.link === linkToken)) return saved.token;
+  } catch {
+    // storage unavailable or damaged: join with the link
+  }
+  return null;
+}
+
+export function saveBoundToken(roomId, linkToken, token) {
+  try {
+    sessionStorage.setItem(BOUND_PREFIX + roomId, JSON.stringify({ link: linkToken, token }));
+  } catch {
+    // private mode: a reload joins as a new participant
+  }
+}
+
+export function clearBoundToken(roomId) {
+  try { sessionStorage.removeItem(BOUND_PREFIX + roomId); } catch { /* nothing kept */ }
+}
+
+/** The device link for `pulseroom hr-bridge`, from the join ack's device_token. */
+export function deviceLink(roomId, deviceToken) {
+  return `${location.origin}/r/${encodeURIComponent(roomId)}#t=${deviceToken}`;
+}
+
+/** The after-class page, with a token that may read the summary. */
+export function summaryLink(roomId, token) {
+  return `/r/${encodeURIComponent(roomId)}/summary#t=${token}`;
+}
+
+/**
+ * Copy text: the Clipboard API needs a secure context (https or localhost), so fall back
+ * to selecting an input's text and execCommand on a plain-http LAN address.
+ */
+export async function copyText(input) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    return true;
+  } catch {
+    input.select();
+    try {
+      return document.execCommand('copy');
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,224 @@
+// The after-class page (/r/{room_id}/summary#t=TOKEN): each participant's heart rate
+// over the class against their zones, minutes per zone, average, peak, calories and
+// training load, from GET /api/rooms/{room_id}/summary (docs/protocol.md, "REST").
+//
+// The token goes in the Authorization header, never in a URL. The instructor's sees
+// everyone and may download the CSV; a participant's *bound* token (the one the class
+// page got on join, also kept in this tab's sessionStorage) sees, exports and deletes
+// only their own data.
+
+import { heartRateChart, zoneMinutes } from './chart.js';
+import { loadBoundToken, peekToken, readLink } from './link.js';
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  title: $('class-title'), sub: $('summary-sub'), status: $('summary-status'), error: $('summary-error'),
+  people: $('people'), csv: $('download-csv'), readings: $('download-readings'),
+  exportMine: $('export-mine'), deleteMine: $('delete-mine'), dialog: $('delete-dialog'),
+  deleteCancel: $('delete-cancel'), deleteConfirm: $('delete-confirm'),
+};
+
+const { token: linkToken, roomId } = readLink();
+const api = `/api/rooms/${encodeURIComponent(roomId || '')}`;
+let token = linkToken;
+{
+  // A class link of a participant reads nothing: their bound token from the class page does.
+  const payload = token ? peekToken(token) : null;
+  if (!token || (payload && payload.role !== 'host' && !payload.p)) token = (roomId && loadBoundToken(roomId, null)) || token;
+}
+const grant = (token && peekToken(token)) || {};
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+function showError(message) {
+  els.error.textContent = message;
+  els.error.hidden = !message;
+}
+
+/** fetch with the token; throws Error(message of the API's error) on a refusal. */
+async function call(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(`${api}${path}`, { ...options, headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    throw new Error('Could not reach the server. Check your connection and try again.');
+  }
+  if (!response.ok) {
+    let message = `The server refused (HTTP ${response.status}).`;
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) message = body.error.message;
+    } catch {
+      // not JSON
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+/** Save a response as a file through a Blob link (the token never appears in a URL). */
+async function saveAs(path, fallbackName) {
+  const response = await call(path);
+  const disposition = response.headers.get('Content-Disposition') || '';
+  const match = disposition.match(/filename="([^"]+)"/);
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = match ? match[1] : fallbackName;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 30000);
+}
+
+function formatDuration(seconds) {
+  const s = Math.round(seconds);
+  const m = Math.floor(s / 60);
+  return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : `${m} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
+function figure(term, value, testid) {
+  const wrap = document.createElement('div');
+  wrap.className = 'figure';
+  const dt = document.createElement('dt');
+  dt.textContent = term;
+  const dd = document.createElement('dd');
+  dd.textContent = value;
+  dd.dataset.testid = testid;
+  wrap.append(dt, dd);
+  return wrap;
+}
+
+function personCard(person) {
+  const card = document.createElement('section');
+  card.className = 'person';
+  card.dataset.testid = 'person';
+  card.dataset.participantId = person.id;
+  const heading = document.createElement('h3');
+  heading.textContent = person.name;
+  if (person.role === 'host') {
+    const tag = document.createElement('span');
+    tag.className = 'tag';
+    tag.textContent = 'instructor';
+    heading.append(tag);
+  }
+  card.append(heading);
+  const s = person.summary;
+  if (!person.readings) {
+    const note = document.createElement('p');
+    note.className = 'empty-note';
+    note.textContent = 'No heart-rate readings in this class.';
+    card.append(note);
+    return card;
+  }
+  const figures = document.createElement('dl');
+  figures.className = 'figures';
+  figures.append(
+    figure('Duration', formatDuration(s.duration_s), 'duration'),
+    figure('Average', `${Math.round(s.average_bpm)} bpm`, 'average-bpm'),
+    figure('Peak', `${s.peak_bpm} bpm`, 'peak-bpm'),
+    figure('Calories', `${Math.round(s.calories_kcal)} kcal`, 'calories'),
+    figure('Training load (TRIMP)', String(s.trimp), 'trimp'),
+    figure('Max HR used', `${person.hr_max} bpm`, 'hr-max'),
+  );
+  card.append(figures);
+  if (person.series && person.series.length) {
+    const karvonen = person.zone_method === 'karvonen';
+    card.append(heartRateChart({
+      series: person.series,
+      hrMax: person.hr_max,
+      // The summary does not carry the resting rate: bands stay at % of max.
+      method: 'hrmax',
+      label: `Heart rate of ${person.name} over the class: average ${Math.round(s.average_bpm)}, peak ${s.peak_bpm} bpm`,
+    }));
+    if (karvonen) {
+      const note = document.createElement('p');
+      note.className = 'hint';
+      note.textContent = 'Bands show % of max heart rate; the minutes per zone below use heart-rate reserve (Karvonen), as chosen.';
+      card.append(note);
+    }
+  }
+  card.append(zoneMinutes(s.minutes_in_zone));
+  return card;
+}
+
+async function load() {
+  showError('');
+  let data;
+  try {
+    data = await (await call('/summary')).json();
+  } catch (error) {
+    setState('error');
+    els.people.replaceChildren();
+    const hint = error.status === 403 && !grant.p && grant.role !== 'host'
+      ? ' Open this page from the class page (its “See your summary” link), where you joined.'
+      : '';
+    showError(`The summary cannot be shown: ${error.message}.${hint}`);
+    return;
+  }
+  document.title = `${data.room.title} · summary · PulseRoom`;
+  els.title.textContent = data.room.title;
+  const ended = data.room.ended_at ? new Date(data.room.ended_at * 1000) : null;
+  const count = data.participants.filter((p) => p.readings > 0).length;
+  els.sub.textContent = `${ended ? `Ended ${ended.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}. ` : 'Still running. '}`
+    + (grant.role === 'host' ? `${count} of ${data.participants.length} with heart rate.` : 'Only you and the instructor see your heart rate.');
+  const people = [...data.participants].sort((a, b) => (b.readings > 0) - (a.readings > 0));
+  els.people.replaceChildren(...people.map((p) => personCard(p)));
+  if (!people.length) {
+    const note = document.createElement('p');
+    note.className = 'empty-note';
+    note.textContent = grant.role === 'host' ? 'Nothing is stored for this class.' : 'Nothing is stored about you in this class.';
+    note.dataset.testid = 'nothing-stored';
+    els.exportMine.hidden = true;
+    els.deleteMine.hidden = true;
+    els.people.append(note);
+  }
+  setState('loaded');
+}
+
+function guard(button, action) {
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    showError('');
+    try {
+      await action();
+    } catch (error) {
+      showError(error.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function init() {
+  if (!roomId || !token) {
+    setState('error');
+    showError('This link has no class token. Open the summary from the class page, or with the instructor link.');
+    return;
+  }
+  const host = grant.role === 'host';
+  const own = grant.role === 'participant' && Boolean(grant.p);
+  els.csv.hidden = !host;
+  els.readings.hidden = !host;
+  els.exportMine.hidden = !own;
+  els.deleteMine.hidden = !own;
+  guard(els.csv, () => saveAs('/summary.csv', 'class-summary.csv'));
+  guard(els.readings, () => saveAs('/heart-rate.csv', 'heart-rate.csv'));
+  guard(els.exportMine, () => saveAs('/me/export', 'my-pulseroom-data.json'));
+  els.deleteMine.addEventListener('click', () => els.dialog.showModal());
+  els.deleteCancel.addEventListener('click', () => els.dialog.close());
+  guard(els.deleteConfirm, async () => {
+    els.dialog.close();
+    const answer = await (await call('/me', { method: 'DELETE' })).json();
+    const d = answer.deleted || {};
+    els.status.textContent = `Deleted: ${d.heart_rate ?? 0} heart-rate readings and ${d.other ?? 0} other records.`;
+    await load();
+  });
+  load();
+}
+
+init();
