@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 import socketio
+from aioice.turn import TurnClientTcpProtocol
 from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
@@ -151,6 +152,41 @@ class SequenceTracker:
             return 0.0
         expected = max(self._seen) - min(self._seen) + 1
         return round(100.0 * (1 - len(self._seen) / expected), 3)
+
+
+def selected_pair(pc: RTCPeerConnection | None) -> dict[str, str] | None:
+    """The ICE candidate pair ``pc`` nominated: candidate types, protocols, remote address.
+
+    ``relay_protocol`` (for a relay candidate) is how packets reach the TURN server.
+    aiortc has no candidate-pair statistics, so this reads aioice's connection behind
+    the DTLS transport (``RTCIceTransport._connection._nominated``, the internals
+    ``sfu.aiortc_adapter.check_compatibility`` checks); None when there is no pair yet
+    or the internals moved.
+    """
+    if pc is None:
+        return None
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        pair = getattr(connection, "_nominated", {}).get(1)
+        if pair is None:
+            continue
+        local, remote = pair.local_candidate, pair.remote_candidate
+        info = {
+            "local": str(local.type),
+            "remote": str(remote.type),
+            "protocol": str(local.transport),
+            "remote_address": f"{remote.host}:{remote.port}",
+        }
+        # aioice's TurnTransport keeps its TURN client protocol name-mangled.
+        inner = getattr(pair.protocol.transport, "_TurnTransport__inner_protocol", None)
+        if local.type == "relay" and inner is not None:
+            info["relay_protocol"] = "udp"
+            if isinstance(inner, TurnClientTcpProtocol):
+                tls = inner.transport.get_extra_info("sslcontext") is not None
+                info["relay_protocol"] = "tls" if tls else "tcp"
+        return info
+    return None
 
 
 @dataclass
@@ -382,6 +418,10 @@ class Bot:
             "you": self.you,
             "published": self.published,
             "tracks": tracks,
+            "ice": {
+                "publish": selected_pair(self.publish_pc),
+                "subscribe": selected_pair(self.subscribe_pc),
+            },
             "errors": self.errors,
         }
 

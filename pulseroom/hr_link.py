@@ -115,7 +115,7 @@ class HeartRateLink:
     def _on_ack(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
-        for pair in data.get("acks", []):
+        for pair in [*data.get("acks", []), *data.get("refused", [])]:
             if (
                 isinstance(pair, list)
                 and len(pair) == 2

@@ -65,6 +65,7 @@ class HeartRateRelay:
         self._recent: dict[tuple[str, str], deque[tuple[int, int]]] = {}
         self._outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)  # room → readings
         self._acks: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
+        self._refused: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
         self._last_error: dict[str, float] = {}
         self._pending_errors: list[tuple[str, dict[str, Any]]] = []
         self._wake = asyncio.Event()
@@ -122,13 +123,22 @@ class HeartRateRelay:
             return
         try:
             reading = parse(data)
-            self._check_time(reading, received_at)
         except TelemetryError as exc:
             self.counts["rejected"] += 1
             self._refuse(member.sid, str(exc), received_at)
             return
         subject = member.subject
         key = (room_id, subject)
+        try:
+            self._check_time(reading, received_at)
+        except TelemetryError as exc:
+            # Readable but never storable: say so by seq and t, or the sender would keep
+            # re-sending it on every reconnect.
+            self.counts["rejected"] += 1
+            self._refuse(member.sid, str(exc), received_at)
+            self._refused[key].append([reading.seq, reading.t])
+            self._wake.set()
+            return
         self._writer.put(
             HeartRateRow(
                 time=reading.t / 1000,
@@ -210,6 +220,7 @@ class HeartRateRelay:
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, defaultdict(list)
         acks, self._acks = self._acks, defaultdict(list)
+        refused, self._refused = self._refused, defaultdict(list)
         errors, self._pending_errors = self._pending_errors, []
         for sid, payload in errors:
             await self._sio.emit("error", payload, to=sid)
@@ -229,11 +240,12 @@ class HeartRateRelay:
             now = self._clock()
             self.fanout_lag.extend(now - r["received_at"] for r in readings)
             self.counts["fanned_out"] += len(readings)
-        for (room_id, participant_id), pairs in acks.items():
-            for member in self._presence.acting_for(room_id, participant_id):
-                await self._sio.emit(
-                    "telemetry_ack", {"v": PROTOCOL_VERSION, "acks": pairs}, to=member.sid
-                )
+        for key in acks.keys() | refused.keys():
+            payload = {"v": PROTOCOL_VERSION, "acks": acks.get(key, [])}
+            if key in refused:
+                payload["refused"] = refused[key]
+            for member in self._presence.acting_for(*key):
+                await self._sio.emit("telemetry_ack", payload, to=member.sid)
 
     def stats(self) -> dict[str, Any]:
         """Counters and the fan-out lag (p50/p99 over the last readings), with the writer's."""

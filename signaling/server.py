@@ -398,11 +398,13 @@ class SignalingServer:
         room_id = member.room_id
         await self.store.end_room(room_id)
         await self.sio.emit("class_ended", {"v": PROTOCOL_VERSION}, room=room_id)
+        # Media first: readings already on their way from the SFU arrive before its answer
+        # and still find their senders, so the class's last seconds are stored too.
+        await self.sfu.close_room(room_id)
         for other in self.presence.members(room_id):
             self.presence.remove(other.sid)
             self.heart_rate.forget_session(other.sid)
             await self.sio.leave_room(other.sid, room_id)
-        await self.sfu.close_room(room_id)
         self.heart_rate.forget_room(room_id)
         logger.info("room %s ended by %s", room_id, member.id)
         return {}

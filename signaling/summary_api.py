@@ -18,7 +18,7 @@ from pulseroom.store import ParticipantRecord, Store
 from telemetry.history import HeartRateHistory
 from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
-from telemetry.zones import ZONE_NAMES
+from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
 from .tokens import Grant, TokenError, TokenSigner
 
@@ -108,7 +108,9 @@ class SummaryApi:
                     "role": person.role,
                     "readings": len(rows),
                     "hr_max": round(person.profile.hr_max),
+                    "resting_hr": person.profile.resting_hr,
                     "zone_method": person.profile.method,
+                    "zone_floors_bpm": zone_floors_bpm(person.profile),
                     "summary": {
                         "duration_s": round(summary.duration_s, 1),
                         "average_bpm": summary.average_bpm,

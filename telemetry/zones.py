@@ -63,6 +63,15 @@ def zone(bpm: float, profile: Profile) -> int:
     return result
 
 
+def zone_floors_bpm(profile: Profile) -> list[int]:
+    """The heart rates where zones 1-5 begin, for this profile (for drawing zone bands)."""
+    hr_max = profile.hr_max
+    if profile.method == "karvonen" and profile.resting_hr is not None:
+        reserve = hr_max - profile.resting_hr
+        return [round(profile.resting_hr + floor * reserve) for floor in ZONE_FLOORS]
+    return [round(floor * hr_max) for floor in ZONE_FLOORS]
+
+
 def percent_of_max(bpm: float, profile: Profile) -> int:
     """Heart rate as a whole percentage of the maximum."""
     return round(100 * bpm / profile.hr_max)

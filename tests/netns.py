@@ -2,13 +2,17 @@
 
 Each host gets a /30 from 198.51.100.0/24 (TEST-NET-2, documentation space that is
 routed nowhere): the root namespace side is .1 of it, the host side .2. Loss is an
-nftables rule dropping a share of the host's UDP, both ways (this kernel has no netem).
+nftables rule dropping a share of the host's UDP, both ways (this kernel has no netem);
+a firewall that lets no UDP through (but, optionally, to one address and port) is
+another. ``local_address`` gives the root namespace one more address, from
+203.0.113.0/24 (TEST-NET-3), like a second LAN interface of the machine.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -58,6 +62,62 @@ class Host:
                 "meta", "l4proto", "udp",
                 "numgen", "random", "mod", "100", "<", str(percent), "drop",
             ))  # fmt: skip
+
+    def block_udp(self, allow: tuple[str, int] | None = None) -> None:
+        """Drop all UDP in and out of this host but, if given, with ``allow`` (address, port).
+
+        Loopback traffic inside the host and all TCP pass. The drop rules count what
+        they dropped (``udp_dropped``).
+        """
+        subprocess.run(
+            self.command("nft", "delete", "table", "inet", "firewall"), capture_output=True
+        )
+        _run(*self.command("nft", "add", "table", "inet", "firewall"))
+        for hook, interface, peer, port in (
+            ("input", "iifname", "saddr", "sport"),
+            ("output", "oifname", "daddr", "dport"),
+        ):
+            _run(*self.command(
+                "nft", "add", "chain", "inet", "firewall", hook,
+                f"{{ type filter hook {hook} priority 0; }}",
+            ))  # fmt: skip
+            _run(*self.command(
+                "nft", "add", "rule", "inet", "firewall", hook, interface, "lo", "accept",
+            ))  # fmt: skip
+            if allow is not None:
+                _run(*self.command(
+                    "nft", "add", "rule", "inet", "firewall", hook,
+                    "ip", peer, allow[0], "udp", port, str(allow[1]), "accept",
+                ))  # fmt: skip
+            _run(*self.command(
+                "nft", "add", "rule", "inet", "firewall", hook, "meta", "l4proto", "udp",
+                "counter", "drop",
+            ))  # fmt: skip
+
+    def udp_dropped(self) -> int:
+        """How many UDP packets ``block_udp``'s rules dropped so far, both ways."""
+        listing = subprocess.run(
+            self.command("nft", "list", "table", "inet", "firewall"),
+            check=True, capture_output=True, text=True, timeout=20,
+        ).stdout  # fmt: skip
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", listing))
+
+
+@contextmanager
+def local_address() -> Iterator[str]:
+    """One more address of the root namespace (a /32 on a veth end), removed afterwards."""
+    require_netns()
+    tag = f"{os.getpid() % 10000}{random.randint(0, 999)}"
+    one, other = f"pr{tag}l", f"pr{tag}m"
+    address = f"203.0.113.{random.randint(1, 254)}"
+    _run("ip", "link", "add", one, "type", "veth", "peer", "name", other)
+    try:
+        _run("ip", "addr", "add", f"{address}/32", "dev", one)
+        _run("ip", "link", "set", one, "up")
+        _run("ip", "link", "set", other, "up")
+        yield address
+    finally:
+        subprocess.run(["ip", "link", "del", one], capture_output=True)
 
 
 @contextmanager

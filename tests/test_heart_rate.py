@@ -205,6 +205,10 @@ async def test_malformed_messages_are_refused_counted_and_change_nothing(
         await _until(lambda: server.stats()["heart_rate"].get("rejected", 0) == len(bad))
         error = await ann.wait_for("error", lambda e: e["code"] == "bad_reading")
         assert error["event"] == "telemetry"
+        # The reading from an hour ahead parsed, so the sender is told to stop re-sending it.
+        ahead = json.loads(bad[5])
+        refused = await ann.wait_for("telemetry_ack", lambda a: a.get("refused"))
+        assert refused["refused"] == [[5, ahead["t"]]]
     finally:
         await raw.close()
     assert _readings(host)[0]["seq"] == 7
@@ -335,6 +339,8 @@ async def test_summary_export_and_delete_respect_who_asks(
     assert people["Ben"]["summary"]["peak_bpm"] == 110
     assert len(people["Ann"]["series"]) == 4
     assert people["Ann"]["summary"]["duration_s"] == pytest.approx(3.0)
+    # Default profile: HRmax 183.5, zones from 50/60/70/80/90 % of it.
+    assert people["Ann"]["zone_floors_bpm"] == [92, 110, 128, 147, 165]
 
     own = _get(server, room_id, "summary", ann_ack["token"]).json()["participants"]
     assert [p["name"] for p in own] == ["Ann"]

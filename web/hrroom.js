@@ -184,7 +184,8 @@ export class HeartRateRoom {
   }
 
   onAck(payload) {
-    this.sender.ack(payload && payload.acks);
+    // Refused readings (device clock far off) will never be stored: stop re-sending them too.
+    this.sender.ack([...((payload && payload.acks) || []), ...((payload && payload.refused) || [])]);
   }
 
   /** The server refused a reading (`bad_reading`): say so, at most every 30 s. */

@@ -127,20 +127,14 @@ function personCard(person) {
   );
   card.append(figures);
   if (person.series && person.series.length) {
-    const karvonen = person.zone_method === 'karvonen';
+    // Bands as the server computes zones (% of max, or of reserve with Karvonen).
     card.append(heartRateChart({
       series: person.series,
       hrMax: person.hr_max,
-      // The summary does not carry the resting rate: bands stay at % of max.
-      method: 'hrmax',
+      method: person.resting_hr != null ? person.zone_method : 'hrmax',
+      restingHr: person.resting_hr,
       label: `Heart rate of ${person.name} over the class: average ${Math.round(s.average_bpm)}, peak ${s.peak_bpm} bpm`,
     }));
-    if (karvonen) {
-      const note = document.createElement('p');
-      note.className = 'hint';
-      note.textContent = 'Bands show % of max heart rate; the minutes per zone below use heart-rate reserve (Karvonen), as chosen.';
-      card.append(note);
-    }
   }
   card.append(zoneMinutes(s.minutes_in_zone));
   return card;
