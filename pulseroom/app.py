@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
+from signaling.health import HealthApi
 from signaling.http import RoomsApi
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.server import SignalingServer
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> web.Application:
         store, media, signer, settings.public_url, hr_stats, settings.rooms_per_minute
     ).add_routes(app)
     SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
+    HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:

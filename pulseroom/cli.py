@@ -1,4 +1,4 @@
-"""The ``pulseroom`` command: serve, migrate, bot."""
+"""The ``pulseroom`` command: serve, migrate, bot, hr-bridge, doctor."""
 
 from __future__ import annotations
 
@@ -102,6 +102,12 @@ def _bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.main(args.url, as_json=args.json)
+
+
 def _hr_bridge(args: argparse.Namespace) -> int:
     from . import hr_bridge
 
@@ -162,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--seconds", type=float, help="stop after this long (default: run on)")
     bridge.add_argument("--seed", type=int, help="random seed of the simulated strap")
     bridge.set_defaults(func=_hr_bridge)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a deployment: configuration, database, Redis, TURN, HTTPS",
+        description="Run on the server host with the server's environment. Prints one "
+        "PASS/WARN/FAIL line per check with the fix for each problem; exits 1 on any FAIL.",
+    )
+    doctor.add_argument(
+        "url", nargs="?", help="the address people open (default: PULSEROOM_PUBLIC_URL)"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the results as JSON")
+    doctor.set_defaults(func=_doctor)
     return parser
 
 
