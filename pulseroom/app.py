@@ -8,6 +8,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from sfu.backend import MediaBackend
@@ -53,9 +54,17 @@ def create_app(settings: Settings) -> web.Application:
     store = Store(create_engine(settings.effective_database_url))
     media: SfuServer | WorkerPool
     if settings.sfu_workers:
-        media = WorkerPool(settings.sfu_workers, settings.log_level, settings.video_kbps * 1000)
+        media = WorkerPool(
+            settings.sfu_workers,
+            settings.log_level,
+            settings.video_kbps * 1000,
+            tuple(settings.sfu_stun_urls),
+        )
     else:
-        media = app[SFU] = SfuServer(video_bitrate_cap=settings.video_kbps * 1000)
+        media = app[SFU] = SfuServer(
+            ice_servers=[RTCIceServer(urls=url) for url in settings.sfu_stun_urls],
+            video_bitrate_cap=settings.video_kbps * 1000,
+        )
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
     app[MEDIA] = media

@@ -609,6 +609,13 @@ async def check_public_address(ctx: Context) -> Result:
             "PASS",
             f"{ctx.host} -> {', '.join(resolved)}; media on {', '.join(public)}",
         )
+    if ctx.settings.sfu_stun_urls:
+        return Result(
+            "public address",
+            "PASS",
+            f"{ctx.host} -> {', '.join(resolved)}; no public interface address, the SFU asks "
+            f"{', '.join(ctx.settings.sfu_stun_urls)} for its public one (1:1 NAT)",
+        )
     relay = "" if ctx.settings.turn_urls else " (and TURN is not configured)"
     return Result(
         "public address",
@@ -616,9 +623,10 @@ async def check_public_address(ctx: Context) -> Result:
         f"{ctx.host} -> {', '.join(resolved)}, but this machine has no public interface "
         f"address ({', '.join(addresses) or 'none'}): the SFU offers only these as ICE "
         f"candidates, so remote participants can connect only through TURN{relay}",
-        "run on a host with a public address (host networking), or keep TURN configured and "
-        "allow coturn to relay to the SFU's private address (allowed-peer-ip in coturn.conf); "
-        "PULSEROOM_STUN_URLS goes to browsers only, not to the SFU",
+        "behind 1:1 NAT (a cloud VM), set PULSEROOM_SFU_STUN_URLS (e.g. "
+        '["stun:stun.l.google.com:19302"]) so the SFU learns its public address; or keep '
+        "TURN configured and allow coturn to relay to the SFU's private address "
+        "(allowed-peer-ip in coturn.conf)",
     )
 
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
+    # STUN for the SFU itself: on a host behind 1:1 NAT (a cloud VM with a private
+    # interface address) its server-reflexive candidates carry the public address.
+    sfu_stun_urls: Annotated[list[str], Field(validation_alias="PULSEROOM_SFU_STUN_URLS")] = []
     # TURN (coturn with use-auth-secret): the URLs handed to clients, e.g.
     # ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp",
     #  "turns:turn.example.com:443?transport=tcp"], and the secret shared with coturn's
@@ -88,6 +91,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("sfu_stun_urls")
+    @classmethod
+    def _check_sfu_stun_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith("stun:"):
+                raise ValueError(f"{url!r}: the SFU takes stun: URLs only")
+        return value
 
     @field_validator("turn_urls")
     @classmethod

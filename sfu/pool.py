@@ -62,7 +62,11 @@ class WorkerPool:
     """``count`` SFU worker processes behind the MediaBackend interface."""
 
     def __init__(
-        self, count: int, log_level: str = "INFO", video_bitrate_cap: int = 2_500_000
+        self,
+        count: int,
+        log_level: str = "INFO",
+        video_bitrate_cap: int = 2_500_000,
+        stun_urls: tuple[str, ...] = (),
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -72,6 +76,7 @@ class WorkerPool:
         self.on_telemetry: TelemetryCallback | None = None
         self._log_level = log_level
         self._video_bitrate_cap = video_bitrate_cap
+        self._stun_urls = stun_urls
         self._workers: list[Worker] = []
         self._placement: dict[str, Worker] = {}
         self._signals: dict[tuple[str, str], PeerSignal] = {}
@@ -92,6 +97,7 @@ class WorkerPool:
                 sys.executable, "-m", "sfu.worker", "--fd", str(child.fileno()),
                 "--log-level", self._log_level,
                 "--video-bitrate-cap", str(self._video_bitrate_cap),
+                *[arg for url in self._stun_urls for arg in ("--stun", url)],
                 pass_fds=[child.fileno()],
             )  # fmt: skip
         finally:

@@ -14,6 +14,7 @@ import logging
 import socket
 from typing import Any
 
+from aiortc import RTCIceServer
 from pydantic import ValidationError
 
 from .peer import SfuError, TrackInfo
@@ -133,11 +134,12 @@ class _RemoteSignal:
         )
 
 
-async def run(fd: int, video_bitrate_cap: int) -> None:
+async def run(fd: int, video_bitrate_cap: int, stun_urls: tuple[str, ...] = ()) -> None:
     """Serve the socket ``fd`` until it closes, then close every room."""
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME_BYTES)
-    sfu = SfuServer(video_bitrate_cap=video_bitrate_cap)
+    servers = [RTCIceServer(urls=url) for url in stun_urls]
+    sfu = SfuServer(ice_servers=servers, video_bitrate_cap=video_bitrate_cap)
     try:
         await Channel(reader, writer, sfu).serve()
     finally:
@@ -151,13 +153,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the worker's socket")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--video-bitrate-cap", type=int, default=2_500_000)
+    parser.add_argument("--stun", action="append", default=[], help="a STUN URL (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s"
     )
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(run(args.fd, args.video_bitrate_cap))
+    asyncio.run(run(args.fd, args.video_bitrate_cap, tuple(args.stun)))
 
 
 if __name__ == "__main__":

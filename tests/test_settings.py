@@ -52,6 +52,10 @@ def test_environment_switches_to_real_services(monkeypatch: pytest.MonkeyPatch) 
         ("PULSEROOM_LINK_TTL", "5"),
         ("PULSEROOM_SECRET", "short"),
         ("PULSEROOM_PUBLIC_URL", "ftp://x"),
+        ("PULSEROOM_SFU_STUN_URLS", '["turn:turn.example.com"]'),
+        ("PULSEROOM_TURN_URLS", '["stun:x"]'),
+        ("PULSEROOM_TURN_TTL", "10"),
+        ("PULSEROOM_ROOMS_PER_MINUTE", "0"),
     ],
 )
 def test_bad_value_names_the_setting(
@@ -86,3 +90,12 @@ def test_serve_with_bad_setting_exits_with_message(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "PULSEROOM_PORT" in result.stderr
+
+
+def test_turn_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEROOM_TURN_URLS", '["turn:turn.example.com:3478"]')
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "PULSEROOM_TURN_SECRET" in str(err.value)
+    monkeypatch.setenv("PULSEROOM_TURN_SECRET", "s" * 32)
+    assert load_settings().turn_urls == ["turn:turn.example.com:3478"]
