@@ -64,7 +64,8 @@ async def run_bridge(
             on_measurement, address=address, name=name, on_status=status, **(strap_options or {})
         )
         feed = source.run()
-    tasks = [asyncio.create_task(hr_link.run()), asyncio.create_task(feed)]
+    link_task, feed_task = asyncio.create_task(hr_link.run()), asyncio.create_task(feed)
+    tasks = [link_task, feed_task]
     try:
         done, _pending = await asyncio.wait(
             tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION
@@ -72,8 +73,11 @@ async def run_bridge(
         for task in done:
             task.result()  # a fatal refusal (expired link, ended class) ends the bridge
         if seconds is not None:
+            # Time is up: take no more readings, and give the last ones time to be stored.
+            feed_task.cancel()
+            await asyncio.gather(feed_task, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
-                await hr_link.wait_acked(5)
+                await hr_link.wait_acked(10)
     finally:
         for task in tasks:
             task.cancel()

@@ -42,6 +42,9 @@ LIVE_WINDOW_S = 15.0
 # or an attack on the time-partitioned table.
 MAX_PAST_S = 12 * 3600.0
 MAX_FUTURE_S = 300.0
+# Acknowledgements are gathered this long: at 1 Hz a participant's readings then cost
+# half an ack event each instead of one, and the sender only keeps them a little longer.
+ACK_INTERVAL_S = 2.0
 RECENT_SEQS = 256  # per participant, to show a re-sent reading once
 ERROR_INTERVAL_S = 1.0  # at most one refusal notice per session per second
 
@@ -66,6 +69,7 @@ class HeartRateRelay:
         self._outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)  # room → readings
         self._acks: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
         self._refused: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
+        self._acked_at = 0.0
         self._last_error: dict[str, float] = {}
         self._pending_errors: list[tuple[str, dict[str, Any]]] = []
         self._wake = asyncio.Event()
@@ -208,18 +212,26 @@ class HeartRateRelay:
     # -- out ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            started = loop.time()
             try:
                 await self._flush()
             except Exception:
                 logger.exception("heart-rate fan-out failed")
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+            # One flush per interval at most; a slow flush does not add a whole interval.
+            await asyncio.sleep(max(0.0, started + FLUSH_INTERVAL_S - loop.time()))
 
     async def _flush(self) -> None:
         outbox, self._outbox = self._outbox, defaultdict(list)
-        acks, self._acks = self._acks, defaultdict(list)
+        acks: dict[tuple[str, str], list[list[int]]] = {}
+        if self._clock() - self._acked_at >= ACK_INTERVAL_S or self._refused:
+            acks, self._acks = self._acks, defaultdict(list)
+            self._acked_at = self._clock()
+        elif self._acks:
+            self._wake.set()  # come back for them
         refused, self._refused = self._refused, defaultdict(list)
         errors, self._pending_errors = self._pending_errors, []
         for sid, payload in errors:
