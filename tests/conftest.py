@@ -7,9 +7,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,15 +128,14 @@ def _admin_dsn() -> str:
     return dsn.rsplit("/", 1)[0] + "/postgres"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the real server; dropped afterwards."""
+def fresh_database(prefix: str = "pulseroom_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the real server, dropped afterwards (a fixture body)."""
     import asyncio
     import uuid
 
     import asyncpg
 
-    name = f"pulseroom_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(_admin_dsn())
@@ -147,3 +147,26 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the real server; dropped afterwards."""
+    yield from fresh_database()
+
+
+@pytest.fixture
+async def connect(server: RunningServer) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
+    """Makes Socket.IO test clients connected to ``server``; closes them afterwards."""
+    from tests.sio_client import Client
+
+    clients: list[Client] = []
+
+    async def make() -> Client:
+        client = await Client(server.url).connect()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

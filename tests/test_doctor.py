@@ -21,26 +21,23 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
 from pulseroom.doctor import Result, diagnose, format_results, is_local_host, redact_url
 from signaling.health import CACHE_S, parse_turn_url, stun_binding
 from tests.conftest import (
-    POSTGRES_URL,
     REDIS_URL,
     ROOT,
     RunningServer,
-    _admin_dsn,
     free_port,
+    fresh_database,
     start_server,
     stop_server,
 )
@@ -63,18 +60,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A fresh PostgreSQL database for the module's server (conftest's is per test)."""
-    name = f"pulseroom_doctor_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_admin_dsn())
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database("pulseroom_doctor")
 
 
 @pytest.fixture(scope="module")

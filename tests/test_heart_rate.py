@@ -10,7 +10,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,6 @@ from tests.conftest import RunningServer, free_port, start_server, stop_server
 from tests.sio_client import Client
 
 Connect = Callable[[], Any]
-
-
-@pytest.fixture
-async def connect(server: RunningServer) -> AsyncIterator[Connect]:
-    clients: list[Client] = []
-
-    async def make() -> Client:
-        client = await Client(server.url).connect()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 def _token(link: str) -> str:

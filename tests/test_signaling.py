@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,20 +12,6 @@ from tests.conftest import RunningServer
 from tests.sio_client import Client
 
 Connect = Callable[[], Any]
-
-
-@pytest.fixture
-async def connect(server: RunningServer) -> AsyncIterator[Connect]:
-    clients: list[Client] = []
-
-    async def make() -> Client:
-        client = await Client(server.url).connect()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 def links(server: RunningServer, title: str = "Spin") -> tuple[str, str]:
