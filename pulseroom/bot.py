@@ -40,7 +40,21 @@ AUDIO_RATE = 48000
 
 
 class BotError(Exception):
-    """The bot could not join or run; the message says why."""
+    """The bot could not join or run; the message says why (``code``: the server's)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def call(sio: socketio.AsyncClient, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Emit a protocol event and return its ack, raising BotError on a refusal."""
+    ack = await sio.call(event, {"v": 1, **payload}, timeout=20)
+    if not isinstance(ack, dict) or not ack.get("ok"):
+        error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
+        code = error.get("code")
+        raise BotError(f"{event} refused: {code}: {error.get('message')}", code)
+    return ack
 
 
 def parse_link(link: str) -> tuple[str, str, str]:
@@ -243,11 +257,7 @@ class Bot:
 
     async def call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Emit an event and return its ack, raising BotError on a refusal."""
-        ack = await self.sio.call(event, {"v": 1, **payload}, timeout=20)
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
-            raise BotError(f"{event} refused: {error.get('code')}: {error.get('message')}")
-        return ack
+        return await call(self.sio, event, payload)
 
     async def start(self) -> None:
         """Connect, join, publish."""

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -36,7 +36,10 @@ from aiortc import (
 from telemetry.hrm import HeartRateMeasurement
 from telemetry.messages import CHANNEL_LABEL
 
-from .bot import BotError, parse_link
+from .bot import BotError, call, parse_link
+
+# Refusals that retrying cannot fix: the bridge stops and says why.
+FATAL_CODES = frozenset({"invalid_token", "token_expired", "wrong_room", "room_ended", "not_found"})
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +162,8 @@ class HeartRateLink:
         sio.on("media_failed", self._session_ended.set)
         try:
             await sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
-            joined = await self._call(
-                sio, "join", {"token": self._token, "name": self.name, "room": self.room_id}
+            joined = await self._checked(
+                call(sio, "join", {"token": self._token, "name": self.name, "room": self.room_id})
             )
             self.counts["joins"] += 1
             you = joined["you"]
@@ -186,8 +189,8 @@ class HeartRateLink:
                     self._session_ended.set()
 
             await pc.setLocalDescription(await pc.createOffer())
-            answer = await self._call(
-                sio, "publish", {"type": "offer", "sdp": pc.localDescription.sdp}
+            answer = await self._checked(
+                call(sio, "publish", {"type": "offer", "sdp": pc.localDescription.sdp})
             )
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
             await asyncio.wait_for(self._open.wait(), 20)
@@ -226,14 +229,10 @@ class HeartRateLink:
         self.fatal = "the class has ended"
         self._session_ended.set()
 
-    async def _call(
-        self, sio: socketio.AsyncClient, event: str, payload: dict[str, Any]
-    ) -> dict[str, Any]:
-        ack = await sio.call(event, {"v": 1, **payload}, timeout=20)
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
-            code = error.get("code")
-            if code in ("invalid_token", "token_expired", "wrong_room", "room_ended", "not_found"):
-                self.fatal = str(error.get("message"))
-            raise BotError(f"{event} refused: {code}: {error.get('message')}")
-        return ack
+    async def _checked(self, pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return await pending
+        except BotError as exc:
+            if exc.code in FATAL_CODES:
+                self.fatal = str(exc)
+            raise

@@ -47,6 +47,7 @@ MAX_FUTURE_S = 300.0
 ACK_INTERVAL_S = 2.0
 RECENT_SEQS = 256  # per participant, to show a re-sent reading once
 ERROR_INTERVAL_S = 1.0  # at most one refusal notice per session per second
+Ident = tuple[int, int]  # (seq, t): what makes a reading the same reading
 
 
 class HeartRateRelay:
@@ -65,7 +66,11 @@ class HeartRateRelay:
         self._clock = clock
         self._profiles: dict[tuple[str, str], Profile] = {}
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
-        self._recent: dict[tuple[str, str], deque[tuple[int, int]]] = {}
+        # Per participant: the last RECENT_SEQS (seq, t), as a set for the lookup and a
+        # deque for the order they leave in.
+        self._recent: dict[
+            tuple[str, str], tuple[set[tuple[int, int]], deque[tuple[int, int]]]
+        ] = {}
         self._outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)  # room → readings
         self._acks: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
         self._refused: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
@@ -156,11 +161,15 @@ class HeartRateRelay:
             )
         )
         self.counts["accepted"] += 1
-        recent = self._recent.setdefault(key, deque(maxlen=RECENT_SEQS))
-        if (reading.seq, reading.t) in recent:
+        seen, order = self._recent.setdefault(key, (set(), deque()))
+        ident = (reading.seq, reading.t)
+        if ident in seen:
             self.counts["duplicates"] += 1
             return
-        recent.append((reading.seq, reading.t))
+        seen.add(ident)
+        order.append(ident)
+        if len(order) > RECENT_SEQS:
+            seen.discard(order.popleft())
         if received_at - reading.t / 1000 > LIVE_WINDOW_S:
             return  # stored, but too old to show as the current heart rate
         shown = self._shown(room_id, subject, reading, received_at)
@@ -242,11 +251,15 @@ class HeartRateRelay:
             hosts = {m.sid for m in self._presence.hosts(room_id)}
             for sid in hosts:
                 await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": readings}, to=sid)
+            # Owners' own sessions (not their devices, not the hosts who got it above).
+            owners: dict[str, list[str]] = defaultdict(list)
+            for member in self._presence.members(room_id):
+                if member.sid not in hosts and member.role != "device":
+                    owners[member.subject].append(member.sid)
             own: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for reading in readings:
-                for member in self._presence.acting_for(room_id, reading["participant_id"]):
-                    if member.sid not in hosts and member.role != "device":
-                        own[member.sid].append(reading)
+                for sid in owners.get(reading["participant_id"], ()):
+                    own[sid].append(reading)
             for sid, mine in own.items():
                 await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": mine}, to=sid)
             now = self._clock()

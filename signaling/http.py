@@ -20,7 +20,8 @@ from .tokens import TokenSigner
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def json_error(status: int, code: str, message: str) -> web.Response:
+    """The REST error body of docs/protocol.md."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
@@ -57,19 +58,21 @@ class RoomsApi:
     async def create_room(self, request: web.Request) -> web.Response:
         """Create a class; answer with its host and join links."""
         if not self._room_creation.allow(request.remote or "unknown"):
-            return _error(429, "rate_limited", "too many classes created: try again in a minute")
+            return json_error(
+                429, "rate_limited", "too many classes created: try again in a minute"
+            )
         if request.content_type != "application/json":
-            return _error(415, "bad_request", 'send JSON: {"title": "..."}')
+            return json_error(415, "bad_request", 'send JSON: {"title": "..."}')
         try:
             body: Any = await request.json()
         except json.JSONDecodeError:
-            return _error(400, "bad_request", "the body is not valid JSON")
+            return json_error(400, "bad_request", "the body is not valid JSON")
         try:
             payload = CreateRoomIn.model_validate(body)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            return _error(400, "bad_request", f"{where}: {first['msg']}")
+            return json_error(400, "bad_request", f"{where}: {first['msg']}")
         room = await self.store.create_room(payload.title)
         host_token, expires_at = self.signer.issue(room.id, "host")
         join_token, _ = self.signer.issue(room.id, "participant")

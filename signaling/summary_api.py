@@ -20,19 +20,16 @@ from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
+from .http import json_error
 from .tokens import Grant, TokenError, TokenSigner
 
 MAX_SERIES_POINTS = 720  # per participant: a 60-minute class at 5 s resolution
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.response = _error(status, code, message)
+        self.response = json_error(status, code, message)
 
 
 def _series(rows: list[HeartRateRow]) -> list[list[float]]:
@@ -225,7 +222,7 @@ class SummaryApi:
         participant_id = str(grant.participant_id)
         person = await self.store.participant(grant.room_id, participant_id)
         if person is None:
-            return _error(404, "not_found", "nothing is stored about you in this class")
+            return json_error(404, "not_found", "nothing is stored about you in this class")
         await self.writer.flush()
         rows = await self.history.readings(grant.room_id, participant_id)
         chat = await self.store.chat_of(grant.room_id, participant_id)
