@@ -1,11 +1,13 @@
-"""Test hosts in network namespaces: a veth pair per host, with optional packet loss.
+"""Test hosts in network namespaces, linked by a veth pair or by a userspace netem.
 
 Each host gets a /30 from 198.51.100.0/24 (TEST-NET-2, documentation space that is
-routed nowhere): the root namespace side is .1 of it, the host side .2. Loss is an
-nftables rule dropping a share of the host's UDP, both ways (this kernel has no netem);
-a firewall that lets no UDP through (but, optionally, to one address and port) is
-another. ``local_address`` gives the root namespace one more address, from
-203.0.113.0/24 (TEST-NET-3), like a second LAN interface of the machine.
+routed nowhere): the root namespace side is .1 of it, the host side .2. The link is a
+veth pair, or (``link="wire"``) two TUN devices joined by a ``tests.wire`` process that
+delays and drops packets like ``tc netem`` (this kernel has no netem). On either, loss
+can also be an nftables rule dropping a share of the host's UDP, both ways; a firewall
+that lets no UDP through (but, optionally, to one address and port) is another.
+``local_address`` gives the root namespace one more address, from 203.0.113.0/24
+(TEST-NET-3), like a second LAN interface of the machine.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
+
+from tests.wire import Impairment, WireLink
 
 
 def _run(*args: str) -> None:
@@ -36,11 +41,16 @@ def require_netns() -> None:
 
 @dataclass(frozen=True)
 class Host:
-    """A namespace with one address, reachable from the root namespace at ``gateway``."""
+    """A namespace with one address, reachable from the root namespace at ``gateway``.
+
+    ``wire`` is the userspace netem between them when the host was made with
+    ``link="wire"`` (change its delay and loss with ``wire.set``), else None.
+    """
 
     name: str
     address: str
     gateway: str
+    wire: WireLink | None = None
 
     def command(self, *args: str) -> list[str]:
         """``args`` run inside this host's namespace."""
@@ -121,25 +131,60 @@ def local_address() -> Iterator[str]:
 
 
 @contextmanager
-def netns_host() -> Iterator[Host]:
-    """A fresh namespace host, removed afterwards."""
+def netns_host(
+    link: Literal["veth", "wire"] = "veth",
+    delay_ms: float = 0.0,
+    loss: float = 0.0,
+    jitter_ms: float = 0.0,
+    seed: int | None = None,
+) -> Iterator[Host]:
+    """A fresh namespace host, removed afterwards.
+
+    With ``link="wire"`` its link is a ``tests.wire`` process that delays each direction
+    by ``delay_ms`` (± ``jitter_ms``) and drops a share ``loss`` of each direction's
+    packets, like ``netem delay D J loss L`` on both ends of the link; the veth link
+    takes no such options.
+    """
+    if link not in ("veth", "wire"):
+        raise ValueError(f"link is 'veth' or 'wire', not {link!r}")
+    impairment = Impairment(delay_ms=delay_ms, jitter_ms=jitter_ms, loss=loss)
+    if link == "veth" and (impairment != Impairment() or seed is not None):
+        raise ValueError("delay, jitter, loss and seed need link='wire' (veth: set_udp_loss)")
     require_netns()
+    if link == "wire" and not os.path.exists("/dev/net/tun"):
+        pytest.skip("the wire link needs TUN devices (/dev/net/tun)")
     tag = f"{os.getpid() % 10000}{random.randint(0, 999)}"
     name, outside, inside = f"pr{tag}", f"pr{tag}a", f"pr{tag}b"
     subnet = random.randint(0, 63) * 4
     gateway, address = f"198.51.100.{subnet + 1}", f"198.51.100.{subnet + 2}"
+    wire: WireLink | None = None
     _run("ip", "netns", "add", name)
     try:
-        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-        _run("ip", "link", "set", inside, "netns", name)
-        _run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
+        if link == "wire":
+            # TUN devices are point-to-point: no ARP, the peer address is the route.
+            wire = WireLink(outside, inside, impairment, seed)
+            _run("ip", "link", "set", inside, "netns", name)
+            # IPv4 only: else the kernel's IPv6 chatter (MLD, router solicitations) is
+            # on the wire too, and counted.
+            for prefix, device in (([], outside), (["ip", "netns", "exec", name], inside)):
+                _run(*prefix, "sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{device}/disable_ipv6")
+            _run("ip", "addr", "add", gateway, "peer", f"{address}/32", "dev", outside)
+            local, peer = f"{address}", f"{gateway}/32"
+        else:
+            _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+            _run("ip", "link", "set", inside, "netns", name)
+            _run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
+            local, peer = f"{address}/30", ""
         _run("ip", "link", "set", outside, "up")
-        host = Host(name, address, gateway)
-        _run(*host.command("ip", "addr", "add", f"{address}/30", "dev", inside))
+        host = Host(name, address, gateway, wire)
+        _run(*host.command("ip", "addr", "add", local, *(["peer", peer] if peer else []),
+                           "dev", inside))  # fmt: skip
         _run(*host.command("ip", "link", "set", inside, "up"))
         _run(*host.command("ip", "link", "set", "lo", "up"))
-        _run(*host.command("ip", "route", "add", "default", "via", gateway))
+        _run(*host.command("ip", "route", "add", "default", "via", gateway, "dev", inside))
         yield host
     finally:
+        if wire is not None:
+            wire.close()  # the TUN devices go with the process
         subprocess.run(["ip", "link", "del", outside], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
