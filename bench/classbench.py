@@ -27,12 +27,13 @@ from typing import Any
 
 import aiohttp
 
-from .fastpath import histogram_summary, merge_histograms
+from .fastpath import PACE_MULTIPLIER, histogram_summary, merge_histograms
 from .packetized import encode_class_clips
 from .procs import (
     BenchError,
     Generator,
     Server,
+    cpu_seconds,
     dump_logs,
     load_average,
     machine_cpu_seconds,
@@ -77,6 +78,9 @@ class ClassOptions:
     py_spy: Path | None
     sfu_workers: int | None
     join_batch: int = 5
+    pacing: bool = True  # video paced like a browser (2.5x its bitrate), or frames at once
+    worker_participants: int | None = None  # PULSEROOM_SFU_WORKER_PARTICIPANTS
+    pin_workers: bool = False  # SFU worker i on CPU i (the rest unpinned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +130,56 @@ def assign(
     return plans
 
 
+def worker_sample(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each SFU worker's pid, participants, CPU seconds so far and counters."""
+    out = []
+    for worker in stats.get("workers", []):
+        counters = worker.get("counters", {})
+        try:
+            cpu = tree_cpu_seconds(int(worker["pid"]))
+        except OSError:
+            cpu = 0.0
+        out.append({"pid": worker["pid"], "participants": worker.get("participants"),
+                    "cpu": cpu, "counters": counters})  # fmt: skip
+    return out
+
+
+def per_worker(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], elapsed: float
+) -> list[dict[str, Any]]:
+    """Per SFU worker over the window: CPU, forwarded and piped packets/s, pipe drops."""
+    rows = []
+    for b, a in zip(before, after, strict=False):
+        if b["pid"] != a["pid"]:
+            continue  # replaced during the window: no figure
+        cpu = a["cpu"] - b["cpu"]
+
+        def delta(key: str, b: dict[str, Any] = b, a: dict[str, Any] = a) -> int:
+            return int(a["counters"].get(key, 0)) - int(b["counters"].get(key, 0))
+
+        forwarded = delta("forwarded_packets")
+        rows.append(
+            {
+                "pid": a["pid"],
+                "participants": a["participants"],
+                "cpu_percent": round(100 * cpu / elapsed, 1),
+                "forwarded_packets_per_s": round(forwarded / elapsed, 1),
+                "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2) if forwarded else None,
+                "piped_packets_per_s": round(delta("piped_packets") / elapsed, 1),
+                "pipe_dropped_packets": delta("pipe_dropped_packets"),
+                "dropped_packets": delta("dropped_packets"),
+            }
+        )
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """Counters at one edge of the window."""
 
     at: float
     server_cpu: float
+    main_cpu: float  # the server's own process (signaling), without its workers
     generator_cpu: float
     busy: float
     total: float
@@ -145,6 +193,7 @@ class Sample:
         return cls(
             time.time(),
             tree_cpu_seconds(server_pid),
+            cpu_seconds(server_pid),
             sum(tree_cpu_seconds(p) for p in generator_pids),
             busy,
             total,
@@ -205,6 +254,7 @@ def _figures(
     memory: dict[str, float],
     results: list[dict[str, Any]],
     expected_subscriptions: int,
+    workers: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
 ) -> dict[str, Any]:
     elapsed = s1.at - s0.at
     forwarded = stats[1]["forwarded_packets"] - stats[0]["forwarded_packets"]
@@ -238,6 +288,8 @@ def _figures(
             round(server_cpu / forwarded * 1e6, 2) if forwarded else None
         ),
         "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
+        "server_main_process_cpu_percent": round(100 * (s1.main_cpu - s0.main_cpu) / elapsed, 1),
+        "server_workers": per_worker(workers[0], workers[1], elapsed),
         "server_memory_mib": {k: round(v, 1) for k, v in memory.items()},
         **loss,
         "latency_p50_ms": latency["p50"],
@@ -273,7 +325,14 @@ def _figures(
         },
         "server_counters_delta": {
             k: stats[1][k] - stats[0][k]
-            for k in ("keyframe_requests", "nacks_received", "retransmitted_packets")
+            for k in (
+                "keyframe_requests",
+                "nacks_received",
+                "retransmitted_packets",
+                "piped_packets",
+                "pipe_dropped_packets",
+                "dropped_packets",
+            )
             if k in stats[0] and k in stats[1]
         },
         "window_s": round(elapsed, 3),
@@ -295,15 +354,21 @@ async def _measure(
         await generator.send({"window": [start, end]})
     if options.pin:
         pin_tree(server.pid, {0})  # workers started since are pinned too
+    if options.pin_workers:
+        cores = sorted(os.sched_getaffinity(0))
+        for i, worker in enumerate((await server.stats(session)).get("workers", [])):
+            pin_tree(int(worker["pid"]), {cores[i % len(cores)]})
     pids = [g.pid for g in generators]
     await asyncio.sleep(max(0.0, start - time.time()))
     s0 = Sample.take(server.pid, pids)
     stats0 = await server.stats(session)
+    workers0 = worker_sample(stats0)
     spy = await py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
     try:
         await asyncio.sleep(max(0.0, end - time.time()))
         s1 = Sample.take(server.pid, pids)
         stats1 = await server.stats(session)
+        workers1 = worker_sample(stats1)
         memory = tree_memory_mib(server.pid)
         results = [await g.receive(timeout=options.seconds + 60) for g in generators]
         if spy is not None:
@@ -312,7 +377,10 @@ async def _measure(
         if spy is not None and spy.returncode is None:
             spy.kill()  # only on failure: it stops by itself after --duration
             await spy.wait()
-    return _figures(options, s0, s1, (stats0, stats1), memory, results, expected_subscriptions)
+    return _figures(
+        options, s0, s1, (stats0, stats1), memory, results, expected_subscriptions,
+        (workers0, workers1),
+    )  # fmt: skip
 
 
 async def run_class(options: ClassOptions) -> dict[str, Any]:
@@ -328,6 +396,8 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
     env = {"PULSEROOM_MAX_PARTICIPANTS": str(min(1000, max(100, len(people) + 5)))}
     if options.sfu_workers is not None:
         env["PULSEROOM_SFU_WORKERS"] = str(options.sfu_workers)
+    if options.worker_participants is not None:
+        env["PULSEROOM_SFU_WORKER_PARTICIPANTS"] = str(options.worker_participants)
     if options.pin:
         os.sched_setaffinity(0, {1})  # the controller shares the generators' core
     with tempfile.TemporaryDirectory(prefix="pulseroom-bench-") as tmp:
@@ -383,6 +453,7 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                             "host_id": host_id,
                             "ready_timeout": ready_timeout,
                             "join_batch": options.join_batch,
+                            "pacing": options.pacing,
                         }
                     )
                     message = await generator.receive(timeout=60)
@@ -420,6 +491,13 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                 else None
             ),
             "sfu_workers_env": options.sfu_workers,
+            "sfu_worker_participants_env": options.worker_participants,
+            "pacing": (
+                f"video at {PACE_MULTIPLIER}x its bitrate (browser-like)"
+                if options.pacing
+                else "off: each frame back to back"
+            ),
+            "workers_pinned": options.pin_workers,
             "clips": shapes,
             "setup_s": round(setup_s, 2),
         },

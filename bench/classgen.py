@@ -111,6 +111,7 @@ class FastClient:
         pacer: Pacer,
         histograms: dict[str, Histogram],
         gallery: bool,
+        pacing: bool = True,
     ) -> None:
         self.spec = spec
         self.base_url, _room, self._token = parse_link(spec.link)
@@ -124,6 +125,7 @@ class FastClient:
         self._clip = clip
         self._pacer = pacer
         self._gallery = gallery
+        self._pacing = pacing
         self._sio = socketio.AsyncClient(reconnection=False)
         self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self._publish_pc: RTCPeerConnection | None = None
@@ -200,6 +202,7 @@ class FastClient:
                 transceiver.mid,
                 self.id,
                 audio_level=30 if self.spec.host else 90,  # the instructor talks
+                pacing=self._pacing,
             )
             self.out_streams.append(out)
             self._pacer.add(out)
@@ -324,8 +327,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     histograms = {d: Histogram() for d in DIRECTIONS}
     pacer = Pacer()
     specs = [ClientSpec(**c) for c in config["clients"]]
+    pacing = bool(config.get("pacing", True))
     clients = [
-        FastClient(s, clips[s.clip], pacer, histograms, bool(config["gallery"])) for s in specs
+        FastClient(s, clips[s.clip], pacer, histograms, bool(config["gallery"]), pacing)
+        for s in specs
     ]
     pacer_task = asyncio.create_task(pacer.run(), name="pacer")
     try:

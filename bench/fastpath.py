@@ -4,10 +4,13 @@ aiortc is used only to negotiate (ICE + DTLS-SRTP). After that:
 
 - **Sending** (``OutStream``, ``Pacer``): the publish transceivers hold an idle track,
   so aiortc never sends media. One ``Pacer`` task per process sends every publisher's
-  due frames: per packet one RTP header (``sfu.packet.write``: the sender's SSRC, the
-  negotiated payload type, sequence number, timestamp, marker, MID and abs-send-time
-  or audio-level extensions), the transport's real SRTP ``protect`` and a direct
-  ``sendto`` (``sfu.aiortc_adapter.egress``) — the same work as the SFU's fast path.
+  due frames — video spread out like a browser's pacer (libwebrtc sends at 2.5 times
+  the target bitrate, ``kDefaultPaceMultiplier``) unless pacing is off, then a whole
+  frame back to back; audio at once, as browsers do. Per packet one RTP header
+  (``sfu.packet.write``: the sender's SSRC, the negotiated payload type, sequence
+  number, timestamp, marker, MID and abs-send-time or audio-level extensions), the
+  transport's real SRTP ``protect`` and a direct ``sendto``
+  (``sfu.aiortc_adapter.egress``) — the same work as the SFU's fast path.
 - **Receiving** (``ReceiveTap``): SRTP leaves the RTP header and its extensions in the
   clear, so the tap sits on aioice's datagram callback and reads sequence number, SSRC,
   marker and abs-send-time straight from the encrypted datagram; it never decrypts,
@@ -30,6 +33,7 @@ import itertools
 import random
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +50,8 @@ UNITS = 1 << 18  # abs-send-time: 6.18 fixed-point seconds
 MASK = 0xFFFFFF
 BUCKET_S = 1e-5  # latency histograms: 10 µs buckets
 MAX_CATCH_UP_S = 0.5  # a pacer further behind than this skips frames instead of bursting
+PACE_MULTIPLIER = 2.5  # libwebrtc's pacing rate over the target bitrate (kDefaultPaceMultiplier)
+PACE_SLACK_S = 0.001  # paced packets due this soon go in the same wake-up
 _FIXED = struct.Struct("!BBHII")
 _EXT_HEAD = struct.Struct("!HH")
 
@@ -134,6 +140,7 @@ class OutStream:
         mid: str,
         publisher_id: str,
         audio_level: int = 90,
+        pacing: bool = True,
     ) -> None:
         self.kind = media.kind
         self.publisher_id = publisher_id
@@ -162,23 +169,58 @@ class OutStream:
         self._level_block = (
             rtp.one_byte_block([(level_id, bytes([0x80 | audio_level]))]) if level_id else b""
         )
+        # Video pacing: bytes per second of payload this stream may send (0: unpaced),
+        # and what waits: (payload, marker, RTP timestamp).
+        self._pace_rate = (
+            PACE_MULTIPLIER * media.payload_kbps * 1000 / 8
+            if pacing and self.kind == "video"
+            else 0
+        )
+        self._queue: deque[tuple[bytes, int, int]] = deque()
+        self._next_send = 0.0
+        self.paced_pending = False  # the Pacer holds an event for this stream's queue
 
-    def send_frame(self) -> None:
-        """Send the next frame's packets back to back, as a browser's pacer-less burst."""
+    def send_frame(self) -> float | None:
+        """Send the next frame, or with pacing queue it; returns when a queued packet is due."""
         payloads = self._frames[self._count % len(self._frames)]
         timestamp = (self._ts0 + self._count * self._ticks) & 0xFFFFFFFF
         self._count += 1
+        if not self._pace_rate:
+            last = len(payloads) - 1
+            self._send([(p, int(i == last), timestamp) for i, p in enumerate(payloads)])
+            return None
+        last = len(payloads) - 1
+        self._queue.extend((p, int(i == last), timestamp) for i, p in enumerate(payloads))
+        # No credit for idle time (libwebrtc's media budget does not build up either).
+        self._next_send = max(self._next_send, time.monotonic())
+        return self._next_send
+
+    def send_due(self, now: float) -> float | None:
+        """Send the queued packets due by ``now``; returns when the next one is due."""
+        due: list[tuple[bytes, int, int]] = []
+        queue = self._queue
+        limit = now + PACE_SLACK_S
+        while queue and self._next_send <= limit:
+            item = queue.popleft()
+            due.append(item)
+            self._next_send += len(item[0]) / self._pace_rate
+        if due:
+            self._send(due)
+        return self._next_send if queue else None
+
+    def _send(self, packets: list[tuple[bytes, int, int]]) -> None:
+        """Stamp, protect and send packets back to back (video marker given, audio's set here)."""
         protect, sendto, address = self._egress.protect, self._egress.sendto, self._egress.address
         window = self.window
         video = self.kind == "video"
-        last = len(payloads) - 1
         seq = self._seq
         octets = 0
-        for i, payload in enumerate(payloads):
+        timestamp = 0
+        for payload, frame_end, timestamp in packets:
             now = time.time()
             units = int((now + NTP_UNIX_OFFSET) * UNITS)
             if video:
-                marker = 1 if i == last else 0
+                marker = frame_end
                 head = self._abs_head
                 shared = (
                     bytes((head, (units >> 16) & 0xFF, (units >> 8) & 0xFF, units & 0xFF))
@@ -203,7 +245,7 @@ class OutStream:
             seq = (seq + 1) & 0xFFFF
             octets += len(payload)
         self._seq = seq
-        self.packets += len(payloads)
+        self.packets += len(packets)
         self.octets += octets
         # Keep the RTCP sender reports aiortc sends for this (idle) sender truthful.
         ntp = int((time.time() + NTP_UNIX_OFFSET) * (1 << 32))
@@ -218,15 +260,24 @@ class Pacer:
     skipped_frames: int = 0
     frames_sent: int = 0
     failed: list[str] = field(default_factory=list)  # streams that stopped: why
-    _heap: list[tuple[float, int, OutStream]] = field(default_factory=list)
+    # (due, order, stream, paced packets rather than a frame)
+    _heap: list[tuple[float, int, OutStream, bool]] = field(default_factory=list)
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, stream: OutStream) -> None:
         """Start sending ``stream``, at a random phase within its frame period."""
         due = time.monotonic() + random.random() * stream.period
-        heapq.heappush(self._heap, (due, next(self._order), stream))
+        heapq.heappush(self._heap, (due, next(self._order), stream, False))
         self._wake.set()
+
+    def _paced(self, stream: OutStream, due: float | None) -> None:
+        """Keep one event for a stream's queued packets while it has any."""
+        if due is None:
+            stream.paced_pending = False
+        else:
+            stream.paced_pending = True
+            heapq.heappush(self._heap, (due, next(self._order), stream, True))
 
     async def run(self) -> None:
         """Send due frames until cancelled."""
@@ -242,8 +293,15 @@ class Pacer:
                 await asyncio.sleep(due - now)
                 continue
             while heap and heap[0][0] <= now:
-                due, order, stream = heapq.heappop(heap)
+                due, order, stream, packets = heapq.heappop(heap)
                 if stream.closed:
+                    continue
+                if packets:
+                    try:
+                        self._paced(stream, stream.send_due(now))
+                    except Exception as exc:
+                        stream.closed = True
+                        self.failed.append(f"{stream.publisher_id}:{stream.kind}: {exc!r}")
                     continue
                 late = now - due
                 if late > MAX_CATCH_UP_S:  # too far behind: skip, do not burst
@@ -252,13 +310,15 @@ class Pacer:
                     late = 0.0
                 self.lag.add(late)
                 try:
-                    stream.send_frame()
+                    queued = stream.send_frame()
                 except Exception as exc:  # e.g. its connection closed: stop only this stream
                     stream.closed = True
                     self.failed.append(f"{stream.publisher_id}:{stream.kind}: {exc!r}")
                     continue
+                if queued is not None and not stream.paced_pending:
+                    self._paced(stream, queued)
                 self.frames_sent += 1
-                heapq.heappush(heap, (due + stream.period, order, stream))
+                heapq.heappush(heap, (due + stream.period, order, stream, False))
 
 
 # -- receiving -----------------------------------------------------------------------------

@@ -31,7 +31,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "forwarding: Producer.on_rtp (header read, stats, NACK, extensions)",
-        ("Producer.on_rtp (sfu", "Producer._on_rtp (sfu"),
+        ("Producer.on_rtp (sfu", "Producer._on_rtp (sfu", "Source._fan_out (sfu"),
+    ),
+    ("pipe out: PipeSink.send (join + send on the link)", ("PipeSink.send (sfu",)),
+    (
+        "pipe in: Link._readable + PipeProducer.on_piped (recv, header read)",
+        ("PipeProducer.on_piped (sfu", "Link._readable (sfu"),
     ),
     ("ingress: RtpPacket.parse", ("RtpPacket.parse (aiortc",)),
     ("RTCP", ("_handle_rtcp_data (aiortc", "_run_rtcp (aiortc", "_send_rtcp (aiortc")),

@@ -55,6 +55,12 @@ def class_summary(report: dict[str, Any]) -> str:
         f"  other processes   {r['machine']['others_cpu_percent_approx']}% of a core; "
         f"UDP buffer drops {r['machine']['udp_receive_buffer_drops']}",
     ]
+    for i, w in enumerate(r.get("server_workers", [])):
+        lines.append(
+            f"  SFU worker {i}      {w['participants']} participants, {w['cpu_percent']}% of a "
+            f"core, {w['forwarded_packets_per_s']} forwarded/s ({w['us_per_forwarded_packet']} "
+            f"us each), {w['piped_packets_per_s']} piped/s, {w['pipe_dropped_packets']} dropped"
+        )
     if r.get("goals") is not None:
         lines.append(f"  goals             {r['goals']}")
     if "floor_ratio" in r:

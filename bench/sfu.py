@@ -341,6 +341,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--join-batch", type=int, default=5, help="class/gallery: clients joining at once"
     )
     parser.add_argument(
+        "--pacing",
+        choices=("on", "off"),
+        default="on",
+        help="class/gallery: publishers pace video like a browser (on: 2.5x its bitrate, "
+        "libwebrtc's kDefaultPaceMultiplier) or send each frame back to back (off)",
+    )
+    parser.add_argument(
+        "--worker-participants",
+        type=int,
+        default=None,
+        help="class/gallery: set PULSEROOM_SFU_WORKER_PARTICIPANTS (a class spills onto "
+        "another worker past this many participants on one)",
+    )
+    parser.add_argument(
+        "--pin-workers",
+        action="store_true",
+        help="class/gallery: SFU worker i on CPU i; the main process and generators unpinned",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="class/gallery: also measure the stock aiortc floor and report the ratio",
@@ -395,7 +414,12 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
         py_spy=args.py_spy,
         sfu_workers=args.sfu_workers,
         join_batch=max(1, args.join_batch),
+        pacing=args.pacing == "on",
+        worker_participants=args.worker_participants,
+        pin_workers=args.pin_workers,
     )
+    if options.pin and options.pin_workers:
+        raise BenchError("--pin (the server on one core) and --pin-workers exclude each other")
     report = asyncio.run(run_class(options))
     if args.floor:
         floor = asyncio.run(

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,12 +13,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
+from signaling.cluster import Cluster, ClusterError
+from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.health import HealthApi
-from signaling.http import RoomsApi
+from signaling.http import RoomsApi, json_errors
 from signaling.messages import MAX_SUBSCRIBE_SDP
+from signaling.metrics import MetricsApi
 from signaling.server import SignalingServer
 from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
+from signaling.transport import ProtocolServer
 from signaling.turn import TurnIssuer
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
@@ -49,7 +52,8 @@ def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
 
 def create_app(settings: Settings) -> web.Application:
     """A ready-to-run aiohttp application for ``settings``."""
-    app = web.Application(client_max_size=256 * 1024)
+    # Request bodies: a class title is a few bytes; nothing needs more than this.
+    app = web.Application(client_max_size=256 * 1024, middlewares=[json_errors])
     app[SETTINGS] = settings
     store = Store(create_engine(settings.effective_database_url))
     media: SfuServer | WorkerPool
@@ -59,6 +63,8 @@ def create_app(settings: Settings) -> web.Application:
             settings.log_level,
             settings.video_kbps * 1000,
             tuple(settings.sfu_stun_urls),
+            log_format=settings.log_format,
+            worker_participants=settings.sfu_worker_participants,
         )
     else:
         media = app[SFU] = SfuServer(
@@ -73,10 +79,25 @@ def create_app(settings: Settings) -> web.Application:
         store.engine, settings.data_dir / "spool" / "heart_rate.jsonl"
     )
 
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    sio = socketio.AsyncServer(
+    # Fan-out to a class in one loop rather than a task per recipient (signaling/fanout.py).
+    manager: FanoutManager = FanoutManager()
+    cluster = None
+    if settings.redis_url:
+        manager = FanoutRedisManager(
+            settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
+        )
+        cluster = Cluster(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.advertised_url,
+            public_url=settings.public_url,
+        )
+    sio = ProtocolServer(
         async_mode="aiohttp",
         client_manager=manager,
+        # A page served by one node may be sent to another (the class's holder): the
+        # nodes' own URLs are allowed origins, nothing else.
+        cors_allowed_origins=cluster.allows_origin if cluster is not None else None,
         max_http_buffer_size=MAX_SUBSCRIBE_SDP + 16 * 1024,
         ping_interval=10,
         ping_timeout=10,
@@ -95,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
             if settings.turn_urls and settings.turn_secret
             else None
         ),
+        cluster=cluster,
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats
@@ -103,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     ).add_routes(app)
     SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
+    MetricsApi.of(app[SIGNALING], media).add_routes(app)
 
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:
@@ -119,10 +142,17 @@ def create_app(settings: Settings) -> web.Application:
         await store.engine.dispose()
 
     async def media_side(_app: web.Application) -> AsyncIterator[None]:
+        if cluster is not None:
+            try:
+                await cluster.start()
+            except ClusterError as exc:
+                raise StartupError(str(exc)) from exc
         if isinstance(media, WorkerPool):
             await media.start()
         app[SIGNALING].heart_rate.start()
         yield
+        if cluster is not None:
+            await cluster.close()  # first: this node's classes can be taken over at once
         # Reverse order of start: sessions first, then the media they used.
         await app[SIGNALING].close()
         await media.close()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import av
 import numpy as np
@@ -35,40 +36,17 @@ from av import AudioFrame, VideoFrame
 
 from sfu import aiortc_adapter
 
+from .joining import FINAL_CODES, BotError, call, join_following, parse_link
+
+# The protocol helpers live in .joining; importing them from here keeps working.
+__all__ = ["Bot", "BotError", "SequenceTracker", "call", "join_following", "parse_link", "run_bot"]
+
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
-
-
-class BotError(Exception):
-    """The bot could not join or run; the message says why (``code``: the server's)."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-async def call(sio: socketio.AsyncClient, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Emit a protocol event and return its ack, raising BotError on a refusal."""
-    ack = await sio.call(event, {"v": 1, **payload}, timeout=20)
-    if not isinstance(ack, dict) or not ack.get("ok"):
-        error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
-        code = error.get("code")
-        raise BotError(f"{event} refused: {code}: {error.get('message')}", code)
-    return ack
-
-
-def parse_link(link: str) -> tuple[str, str, str]:
-    """``(base_url, room_id, token)`` from a class link ``…/r/ROOM#t=TOKEN``."""
-    parts = urlsplit(link)
-    path = parts.path.rstrip("/").split("/")
-    if parts.scheme not in ("http", "https") or len(path) < 2 or path[-2] != "r":
-        raise BotError(f"not a class link: {link!r} (expected …/r/ROOM#t=TOKEN)")
-    fragment = dict(p.split("=", 1) for p in parts.fragment.split("&") if "=" in p)
-    token = fragment.get("t")
-    if not token:
-        raise BotError("the link has no token (#t=…)")
-    prefix = "/".join(path[:-2])
-    return f"{parts.scheme}://{parts.netloc}{prefix}", path[-1], token
+NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+DELAY_SAMPLES = 4096  # the newest one-way delays kept per track
+DELAY_AFTER_FIRST_FRAME_S = 1.0
+logger = logging.getLogger(__name__)
 
 
 def probe_codecs(path: str) -> tuple[str | None, str | None]:
@@ -137,6 +115,12 @@ class SyntheticAudio(MediaStreamTrack):
         return frame
 
 
+def abs_send_delay(abs_send_time: int, now: float) -> float:
+    """Seconds from an abs-send-time stamp (6.18 fixed-point NTP, mod 64 s) to unix ``now``."""
+    now24 = int((now + NTP_UNIX_OFFSET) * (1 << 18)) & 0xFFFFFF
+    return ((now24 - abs_send_time) & 0xFFFFFF) / (1 << 18)
+
+
 class SequenceTracker:
     """Which RTP sequence numbers arrived (retransmissions included), wrap-aware."""
 
@@ -166,6 +150,23 @@ class SequenceTracker:
             return 0.0
         expected = max(self._seen) - min(self._seen) + 1
         return round(100.0 * (1 - len(self._seen) / expected), 3)
+
+
+def delay_summary(delays_ms: deque[float]) -> dict[str, float | int] | None:
+    """Median, 95th percentile and count of one-way delays (publisher's send to arrival),
+    from a second after the first frame on.
+
+    Meaningful where both ends read the same clock (one machine, or NTP-synced ones):
+    the stamp is the publisher's wall clock. None for a track without the stamp (audio).
+    """
+    if not delays_ms:
+        return None
+    ordered = sorted(delays_ms)
+    return {
+        "p50": round(ordered[len(ordered) // 2], 2),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+        "samples": len(ordered),
+    }
 
 
 def selected_pair(pc: RTCPeerConnection | None) -> dict[str, str] | None:
@@ -216,6 +217,8 @@ class ReceivedTrack:
     bytes: int = 0
     codec: str = ""
     sequence: SequenceTracker = field(default_factory=lambda: SequenceTracker())
+    delays_ms: deque[float] = field(default_factory=lambda: deque(maxlen=DELAY_SAMPLES))
+    retransmissions: int = 0  # RTX packets (answers to our NACKs), counted in ``packets``
     first_frame_at: float | None = None
     task: asyncio.Task[None] | None = None
 
@@ -246,6 +249,7 @@ class Bot:
     )
     names: dict[str, str] = field(default_factory=dict)
     tracks: dict[str, ReceivedTrack] = field(default_factory=dict)
+    past_tracks: list[ReceivedTrack] = field(default_factory=list)  # before a rejoin
     mid_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
     you: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -254,27 +258,44 @@ class Bot:
     timeline: list[tuple[float, str, Any]] = field(default_factory=list)
     _offers: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _offer_task: asyncio.Task[None] | None = None
+    # Rejoin when the connection drops or the class's media moves: the same participant
+    # (bound token), on whichever node holds the class now (docs/protocol.md, "Several nodes").
+    rejoin: bool = True
+    nodes: list[str] = field(default_factory=list)  # from the last join ack
+    rejoins: list[dict[str, Any]] = field(default_factory=list)
+    _recovery: asyncio.Task[None] | None = None
+    _stopping: bool = False
+    _generation: int = 0  # counts rejoins: work of an earlier session is dropped
 
     async def call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Emit an event and return its ack, raising BotError on a refusal."""
         return await call(self.sio, event, payload)
 
     async def start(self) -> None:
-        """Connect, join, publish."""
-        self.sio.on("participant_joined", self._on_joined)
-        self.sio.on("participant_left", self._on_left)
-        self.sio.on("active_speaker", self._on_speaker)
-        self.sio.on("subscribe_offer", self._on_offer)
-        self.sio.on("error", self._on_error)
-        try:
-            await self.sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
-        except socketio.exceptions.ConnectionError as exc:
-            raise BotError(f"cannot reach {self.base_url}: {exc}") from None
+        """Connect, join (on the node holding the class), publish."""
         self._offer_task = asyncio.create_task(self._answer_offers())
-        joined = await self.call(
-            "join", {"token": self.token, "name": self.name, "room": self.room}
-        )
+        await self._join(self.base_url)
+        if self.gallery:
+            await self.call("gallery", {"enabled": True})
+        await self._publish()
+
+    def _setup(self, sio: socketio.AsyncClient) -> None:
+        sio.on("participant_joined", self._on_joined)
+        sio.on("participant_left", self._on_left)
+        sio.on("active_speaker", self._on_speaker)
+        sio.on("subscribe_offer", self._on_offer)
+        sio.on("error", self._on_error)
+        sio.on("media_failed", lambda _data=None: self._lost(sio, "media_failed"))
+        sio.on("disconnect", lambda *_reason: self._lost(sio, "disconnect"))
+
+    async def _join(self, url: str) -> None:
+        payload = {"token": self.token, "name": self.name, "room": self.room}
+        sio, self.base_url, joined = await join_following(url, payload, self._setup)
+        self.sio = sio
         self.you = joined["you"]
+        # Rejoins come back as the same participant.
+        self.token = joined.get("token", self.token)
+        self.nodes = [str(n).rstrip("/") for n in joined.get("nodes", [])]
         for p in joined["participants"]:
             self.names[p["id"]] = p["name"]
         servers = [
@@ -284,9 +305,69 @@ class Bot:
         self.configuration = RTCConfiguration(
             iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
-        if self.gallery:
-            await self.call("gallery", {"enabled": True})
-        await self._publish()
+
+    def _lost(self, sio: socketio.AsyncClient, why: str) -> None:
+        """The session ``sio`` ended (or its media did): rejoin, unless that is over."""
+        if sio is not self.sio or self._stopping or not self.rejoin:
+            return
+        if self._recovery is not None and not self._recovery.done():
+            return
+        self.timeline.append((time.monotonic(), "lost", why))
+        self._recovery = asyncio.create_task(self._recover(time.monotonic(), why))
+
+    async def _recover(self, lost_at: float, why: str) -> None:
+        """Find the class's node (this one, then the others it named) and rejoin there."""
+        old = self.sio
+        await self._drop_media()
+        with contextlib.suppress(Exception):
+            await old.disconnect()
+        delay = 0.25
+        attempts = 0
+        while not self._stopping:
+            candidates = [self.base_url, *[n for n in self.nodes if n != self.base_url]]
+            for url in candidates:
+                attempts += 1
+                try:
+                    await self._join(url)
+                    await self._publish()
+                except BotError as exc:
+                    if exc.code in FINAL_CODES:
+                        self.errors.append({"code": exc.code, "message": str(exc), "event": "join"})
+                        return
+                    continue
+                except Exception as exc:  # a node that died mid-join: try the next one
+                    logger.info("rejoin at %s failed: %s", url, exc)
+                    continue
+                took = time.monotonic() - lost_at
+                self.rejoins.append(
+                    {
+                        "why": why,
+                        "url": self.base_url,
+                        "took_s": round(took, 3),
+                        "attempts": attempts,
+                    }
+                )
+                self.timeline.append((time.monotonic(), "rejoined", self.base_url))
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _drop_media(self) -> None:
+        """Close this session's connections; what arrived so far stays in the report."""
+        self._generation += 1
+        for received in self.tracks.values():
+            if received.task is not None:
+                received.task.cancel()
+        self.past_tracks.extend(self.tracks.values())
+        self.tracks = {}
+        self.mid_owner = {}
+        while not self._offers.empty():
+            self._offers.get_nowait()
+        pcs, self.publish_pc, self.subscribe_pc = (self.publish_pc, self.subscribe_pc), None, None
+        for pc in pcs:
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
 
     async def _publish(self) -> None:
         pc = RTCPeerConnection(self.configuration)
@@ -338,6 +419,8 @@ class Bot:
         self.timeline.append((time.monotonic(), "active_speaker", data.get("id")))
 
     async def _on_error(self, data: dict[str, Any]) -> None:
+        if isinstance(data, dict) and data.get("code") == "moved":
+            return  # not a failure: the join goes on at the class's node
         self.errors.append(data)
 
     async def _on_offer(self, data: dict[str, Any]) -> None:
@@ -346,20 +429,30 @@ class Bot:
     async def _answer_offers(self) -> None:
         while True:
             offer = await self._offers.get()
-            active = sorted({t["participant_id"] for t in offer.get("tracks", [])})
-            self.timeline.append((time.monotonic(), "subscribe_offer", active))
-            for t in offer.get("tracks", []):
-                self.mid_owner[t["mid"]] = (t["participant_id"], t["kind"])
-            if self.subscribe_pc is None:
-                self.subscribe_pc = RTCPeerConnection(self.configuration)
-                self.subscribe_pc.on("track", self._on_track)
-            pc = self.subscribe_pc
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            await self.call("subscribe_answer", {"type": "answer", "sdp": pc.localDescription.sdp})
+            try:
+                await self._answer(offer)
+            except Exception as exc:  # the session dropped mid-offer; a rejoin starts over
+                logger.info("subscribe offer not answered: %s", exc)
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        generation = self._generation
+        active = sorted({t["participant_id"] for t in offer.get("tracks", [])})
+        self.timeline.append((time.monotonic(), "subscribe_offer", active))
+        for t in offer.get("tracks", []):
+            self.mid_owner[t["mid"]] = (t["participant_id"], t["kind"])
+        if self.subscribe_pc is None:
+            self.subscribe_pc = RTCPeerConnection(self.configuration)
+            self.subscribe_pc.on("track", self._on_track)
+        pc = self.subscribe_pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        if generation != self._generation:
+            return  # the offer of a session that ended meanwhile
+        await self.call("subscribe_answer", {"type": "answer", "sdp": pc.localDescription.sdp})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        assert self.subscribe_pc is not None
+        if self.subscribe_pc is None:
+            return  # a track of a session that ended meanwhile
         mid = next(
             (t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None
         )
@@ -378,6 +471,12 @@ class Bot:
             c.payloadType for c in codecs if c.mimeType.lower() == "video/rtx" and c.payloadType
         }
 
+        def settled() -> bool:
+            # The stream's start (keyframe wait, decoder start) is time to first frame's
+            # business: one-way delays count from DELAY_AFTER_FIRST_FRAME_S after it.
+            first = received.first_frame_at
+            return first is not None and time.monotonic() - first >= DELAY_AFTER_FIRST_FRAME_S
+
         def count(packet: RtpPacket) -> None:
             received.packets += 1
             received.bytes += len(packet.payload)
@@ -386,6 +485,12 @@ class Bot:
                 if len(packet.payload) < 2:
                     return  # padding-only probe
                 seq = (packet.payload[0] << 8) | packet.payload[1]  # RFC 4588 OSN
+                received.retransmissions += 1
+            elif packet.extensions.abs_send_time is not None and settled():
+                # The publisher's send time, which the SFU forwards unchanged (first
+                # sends only: a retransmission's stamp is its original's).
+                delay = abs_send_delay(packet.extensions.abs_send_time, time.time())
+                received.delays_ms.append(delay * 1000)
             received.sequence.add(seq)
 
         aiortc_adapter.tap_rtp(receiver, count)
@@ -417,6 +522,8 @@ class Bot:
                     "bytes": t.bytes,
                     "frames": t.frames,
                     "loss_percent": t.sequence.loss_percent,
+                    "delay_ms": delay_summary(t.delays_ms),
+                    "retransmissions": t.retransmissions,
                     "time_to_first_frame_s": (
                         None
                         if t.first_frame_at is None
@@ -433,10 +540,17 @@ class Bot:
                 "subscribe": selected_pair(self.subscribe_pc),
             },
             "errors": self.errors,
+            "rejoins": self.rejoins,
+            "node": self.base_url,
         }
 
     async def stop(self) -> None:
         """Leave and close everything."""
+        self._stopping = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._recovery
         if self.sio.connected:
             with contextlib.suppress(Exception):
                 await self.sio.call("leave", {"v": 1}, timeout=5)

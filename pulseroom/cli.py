@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -24,33 +25,40 @@ def _serve(_args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import StartupError, create_app
+    from .logs import configure_logging
 
     settings = _settings_or_exit()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # aiortc and aioice log every packet problem at INFO/DEBUG; keep them quiet by default.
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(
-            max(logging.WARNING, logging.getLevelName(settings.log_level))
-        )
-    print(
+    configure_logging(settings.log_level, settings.log_format)
+    # CPython collects its youngest generation every 700 new objects by default. With
+    # thousands of sessions, each waiting on a coroutine, a future and a timer that live
+    # seconds, those survive into the older generations, whose collections then scan the
+    # whole heap: 50-90 ms and ~400 ms pauses at 2,000 sessions, the whole p99 of an
+    # event or a chat line (docs/benchmarks.md, "Signaling load"). Collecting every
+    # 50,000 lets them die young; cyclic garbage still goes, a little later.
+    gc.set_threshold(50_000, 20, 10)
+    banner = (
         f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
         f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "
-        f"socket.io: {'Redis' if settings.redis_url else 'in-memory'})",
-        flush=True,
+        f"socket.io: {'Redis' if settings.redis_url else 'in-memory'})"
     )
+    if settings.log_format == "json":
+        # A log collector reads every line as JSON: the banner is a record too.
+        logging.getLogger("pulseroom").info(banner)
+    else:
+        print(banner, flush=True)
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
     except StartupError as exc:
-        print(f"pulseroom: {exc}", file=sys.stderr)
-        return 1
+        failure = f"pulseroom: {exc}"
     except OSError as exc:
-        print(
-            f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
-        )
-        return 1
-    return 0
+        failure = f"pulseroom: cannot listen on {settings.host}:{settings.port}: {exc}"
+    else:
+        return 0
+    if settings.log_format == "json":
+        logging.getLogger("pulseroom").critical(failure)
+    else:
+        print(failure, file=sys.stderr)
+    return 1
 
 
 def _migrate(_args: argparse.Namespace) -> int:

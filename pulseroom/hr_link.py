@@ -21,7 +21,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import socketio
 from aiortc import (
@@ -36,16 +36,20 @@ from aiortc import (
 from telemetry.hrm import HeartRateMeasurement
 from telemetry.messages import CHANNEL_LABEL
 
-from .bot import BotError, call, parse_link
+from .joining import BotError, call, join_following, parse_link
 
 # Refusals that retrying cannot fix: the bridge stops and says why.
 FATAL_CODES = frozenset({"invalid_token", "token_expired", "wrong_room", "room_ended", "not_found"})
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_PENDING = 100_000  # readings kept for re-sending: > 24 h at 1 Hz
 RESEND_RATE = 15.0  # per second, under the server's data-channel rate limit
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
+# With several nodes: how long to keep sweeping them (every 0.5 s) before backing off;
+# a dead holder's heartbeat lapses within 3 s, then any live node takes the class.
+FAILOVER_S = 6.0
 
 
 class HeartRateLink:
@@ -69,6 +73,8 @@ class HeartRateLink:
         self._open = asyncio.Event()
         self._ready = asyncio.Event()  # open, and readings go straight out
         self.participant_id: str | None = None  # whose tile the readings show on
+        self.nodes: list[str] = []  # the cluster's nodes, from the last join ack
+        self._sio: socketio.AsyncClient | None = None
         self.fatal: str | None = None  # a refusal that retrying cannot fix
         self.counts = {"queued": 0, "sent": 0, "resent": 0, "acked": 0, "dropped": 0, "joins": 0}
 
@@ -150,22 +156,50 @@ class HeartRateLink:
             self._on_status(f"connection lost, retrying in {delay:g} s")
             await asyncio.sleep(delay)
 
+    def _setup(self, sio: socketio.AsyncClient) -> None:
+        def ended(*_args: Any) -> None:
+            if sio is self._sio:  # not a client left behind by a `moved` answer
+                self._session_ended.set()
+
+        sio.on("telemetry_ack", self._on_ack)
+        sio.on("disconnect", ended)
+        sio.on("class_ended", self._class_ended)
+        sio.on("media_failed", ended)
+
+    async def _connect(self) -> tuple[socketio.AsyncClient, dict[str, Any]]:
+        """Join on the node that holds the class: this one, else the others it named."""
+        payload = {"token": self._token, "name": self.name, "room": self.room_id}
+        deadline = time.monotonic() + FAILOVER_S
+        while True:
+            failure: BotError | None = None
+            for url in [self.base_url, *[n for n in self.nodes if n != self.base_url]]:
+                try:
+                    sio, self.base_url, joined = await self._checked(
+                        join_following(url, payload, self._setup)
+                    )
+                    return sio, joined
+                except BotError as exc:
+                    if exc.code is not None and exc.code != "unavailable":
+                        raise  # the server answered: another node would say the same
+                    failure = exc
+            assert failure is not None
+            if len(self.nodes) < 2 or time.monotonic() > deadline:
+                raise failure
+            await asyncio.sleep(0.5)
+
     async def _session(self) -> None:
-        sio = socketio.AsyncClient(reconnection=False)
         pc: RTCPeerConnection | None = None
         self._session_ended.clear()
         self._open.clear()
         resend: asyncio.Task[None] | None = None
-        sio.on("telemetry_ack", self._on_ack)
-        sio.on("disconnect", self._session_ended.set)
-        sio.on("class_ended", self._class_ended)
-        sio.on("media_failed", self._session_ended.set)
+        sio: socketio.AsyncClient | None = None
         try:
-            await sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
-            joined = await self._checked(
-                call(sio, "join", {"token": self._token, "name": self.name, "room": self.room_id})
-            )
+            sio, joined = await self._connect()
+            self._sio = sio
+            if not sio.connected:
+                raise BotError("the connection closed while joining")
             self.counts["joins"] += 1
+            self.nodes = [str(n).rstrip("/") for n in joined.get("nodes", [])]
             you = joined["you"]
             self.participant_id = you.get("acts_for") or you["id"]
             # Rejoin as the same participant (a device link is bound already).
@@ -211,8 +245,10 @@ class HeartRateLink:
                     await resend
             if pc is not None:
                 await pc.close()
-            with contextlib.suppress(Exception):
-                await sio.disconnect()
+            self._sio = None
+            if sio is not None:
+                with contextlib.suppress(Exception):
+                    await sio.disconnect()
 
     async def _resend(self, channel: RTCDataChannel) -> None:
         """Re-send what the server has not acknowledged, paced under its rate limit."""
@@ -229,7 +265,7 @@ class HeartRateLink:
         self.fatal = "the class has ended"
         self._session_ended.set()
 
-    async def _checked(self, pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    async def _checked(self, pending: Awaitable[T]) -> T:
         try:
             return await pending
         except BotError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     ] = 100
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
+    # With REDIS_URL: every key and the Socket.IO channel start with this, so several
+    # deployments (or tests) can share one Redis.
+    redis_prefix: Annotated[
+        str,
+        Field(
+            validation_alias="PULSEROOM_REDIS_PREFIX",
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_.-]+$",
+        ),
+    ] = "pulseroom"
+    # With REDIS_URL: the address clients reach this node at (each node has its own; a
+    # class's clients are sent to the node that holds it). Default: the public URL.
+    node_url: Annotated[str | None, Field(validation_alias="PULSEROOM_NODE_URL")] = None
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
     # STUN for the SFU itself: on a host behind 1:1 NAT (a cloud VM with a private
     # interface address) its server-reflexive candidates carry the public address.
@@ -53,6 +67,11 @@ class Settings(BaseSettings):
         4 * 3600
     )
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
+    # "json": one JSON object per line with class/participant ids (pulseroom/logs.py),
+    # for a log collector; "text" for people reading a terminal.
+    log_format: Annotated[
+        Literal["text", "json"], Field(validation_alias="PULSEROOM_LOG_FORMAT")
+    ] = "text"
     rooms_per_minute: Annotated[
         int, Field(ge=1, le=100_000, validation_alias="PULSEROOM_ROOMS_PER_MINUTE")
     ] = 10
@@ -62,6 +81,11 @@ class Settings(BaseSettings):
     sfu_workers: Annotated[int, Field(ge=0, le=64, validation_alias="PULSEROOM_SFU_WORKERS")] = (
         os.cpu_count() or 1
     )
+    # Participants of one class on one SFU worker before the class spills onto another
+    # (its tracks then piped between workers): docs/benchmarks.md measures the default.
+    sfu_worker_participants: Annotated[
+        int, Field(ge=1, le=10_000, validation_alias="PULSEROOM_SFU_WORKER_PARTICIPANTS")
+    ] = 40
 
     @field_validator("database_url")
     @classmethod
@@ -83,7 +107,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("public_url")
+    @field_validator("public_url", "node_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -116,6 +140,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -130,6 +159,11 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """Where clients reach this very node: PULSEROOM_NODE_URL, else ``base_url``."""
+        return self.node_url or self.base_url
 
     @property
     def effective_database_url(self) -> str:

@@ -28,7 +28,13 @@ class MediaBackend(Protocol):
     on_telemetry: TelemetryCallback | None
 
     async def join(
-        self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool
+        self,
+        room_id: str,
+        participant_id: str,
+        role: Role,
+        signal: PeerSignal,
+        gallery: bool,
+        spotlight: str | None = None,
     ) -> None:
         """Add a participant (creating the room's media side on first use)."""
 
@@ -59,6 +65,9 @@ class MediaBackend(Protocol):
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
         """Turn gallery mode on or off."""
+
+    async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
+        """Forward one participant to everyone in the room (None: nobody beyond the usual)."""
 
     async def close_room(self, room_id: str) -> None:
         """End the room's media side and everyone's connections in it."""

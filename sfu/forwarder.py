@@ -5,7 +5,9 @@ Packets stay encoded and stay bytes. Per incoming packet the header is read once
 the forwarded header extensions re-numbered once; per subscriber the work is one new
 fixed header, one SRTP protect and one ``sendto`` — no coroutine, no packet object,
 no logging. A Producer keeps the last packets it received so subscribers' NACKs are
-answered without asking the publisher.
+answered without asking the publisher. When a class spans worker processes, a Producer
+also pipes each packet to the other workers (sfu/pipe.py), where a PipeProducer feeds
+that worker's consumers the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -83,51 +85,53 @@ class _SeqTs:
         self.ssrc = 0
 
 
-class Producer:
-    """One track published by a participant: the source of forwarded packets."""
+class PipeOut(Protocol):
+    """A copy of a track going to another worker (``sfu.pipe.PipeSink``)."""
+
+    remb: int  # the other worker's folded bandwidth estimate (0: none yet)
+
+    def send(
+        self, padding: int, marker: int, seq: int, timestamp: int, ssrc: int, shared: bytes,
+        payload: memoryview,
+    ) -> None:  # fmt: skip
+        """Pipe one packet (RTX already unwrapped, extensions already re-numbered)."""
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """Pass on the publisher's sender report."""
+
+    def close(self) -> None:
+        """Stop piping (idempotent)."""
+
+
+class Source:
+    """What subscriptions see of a track: a local ``Producer``, or a ``PipeProducer``
+    (sfu/pipe.py) holding a copy of a track published on another worker.
+
+    Keeps the last packets for NACKs, fans each packet out to its consumers, and merges
+    and rate-limits keyframe requests and bandwidth estimates towards wherever the
+    track comes from (``_request_keyframe`` / ``_send_estimate``).
+    """
 
     def __init__(
         self,
         producer_id: str,
         owner_id: str,
-        transceiver: RTCRtpTransceiver,
+        kind: str,
+        codec: Codec | None,
         stats: ForwardingStats,
         max_bitrate: int,
     ) -> None:
         self.id = producer_id
         self.owner_id = owner_id
-        self.kind: str = transceiver.kind
-        self.codec: Codec | None = None
+        self.kind = kind
+        self.codec = codec
         self.media_ssrc: int | None = None
         self.consumers: list[Consumer] = []
+        self.pipes: list[PipeOut] = []  # copies going to other workers (local tracks only)
         self.packets_in = 0
-        # Sum of (127 - level) over the current speaker window, audio only.
-        self.loudness = 0
-        self.loud_packets = 0
         self.max_bitrate = max_bitrate
         self.keyframe_wanted = False
-        self._receiver: RTCRtpReceiver = transceiver.receiver
         self._stats = stats
-        codecs = adapter.negotiated_codecs(transceiver)
-        self.payload_types = {c.payloadType for c in codecs if c.payloadType is not None}
-        self._clock_rate = 90000
-        self.rtx_payload_types = {
-            c.payloadType: int(str(c.parameters["apt"]))
-            for c in codecs
-            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters and c.payloadType
-        }
-        media = [c for c in codecs if c.mimeType.lower() != "video/rtx"]
-        if media:
-            first = media[0]
-            self.codec = Codec(
-                first.mimeType, first.clockRate, first.channels, dict(first.parameters)
-            )
-            self._clock_rate = first.clockRate
-        self._extensions = rtp.ExtensionMap(
-            adapter.extension_ids(transceiver), SUBSCRIBER_EXTENSION_IDS
-        )
-        self._nack = adapter.new_nack_generator() if self.kind == "video" else None
-        self._seq_ts = _SeqTs()
         self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
         self._cache_seq: list[int] = [-1] * CACHE_SIZE
         self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
@@ -135,48 +139,16 @@ class Producer:
         self._last_remb = 0.0
         self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
-        adapter.suppress_decoder(self._receiver)
-        adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
 
-    def on_rtp(self, data: bytes, is_rtx: bool) -> None:
-        """One packet from the publisher (an RTX retransmission if ``is_rtx``)."""
-        if self._closed:
-            return
-        marker, pt, seq, timestamp, ssrc, profile, ext_start, payload_start = rtp.read(data)
-        if is_rtx:
-            # RTX payload = original sequence number + original payload (RFC 4588).
-            if self.media_ssrc is None or len(data) - payload_start < 3:
-                return  # a padding-only bandwidth probe
-            seq = (data[payload_start] << 8) | data[payload_start + 1]
-            payload_start += 2
-            pt = self.rtx_payload_types[pt]
-            ssrc = self.media_ssrc
-        if ssrc != self.media_ssrc:
-            if self.media_ssrc is not None:
-                # The publisher restarted its stream: each consumer keeps its own numbering.
-                for consumer in self.consumers:
-                    consumer.resync()
-            self.media_ssrc = ssrc
-        self.packets_in += 1
-        seq_ts = self._seq_ts
-        seq_ts.sequence_number = seq
-        seq_ts.timestamp = timestamp
-        seq_ts.ssrc = ssrc
-        adapter.note_received(self._receiver, seq_ts, self._clock_rate)
-        if self._nack is not None and self._nack.add(seq_ts):  # type: ignore[arg-type]
-            self._spawn(adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing)))
-
-        padding = data[0] & rtp.PADDING_BIT
-        shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
-        if self.kind == "audio":
-            self.loudness += 127 - self._extensions.audio_level
-            self.loud_packets += 1
-        payload = memoryview(data)[payload_start:]
+    def _fan_out(
+        self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
+        timestamp: int, payload_start: int, shared: bytes,
+    ) -> None:  # fmt: skip
+        """Keep one packet for NACKs and send it to every consumer."""
         slot = seq & CACHE_MASK
         self._cache_data[slot] = data
         self._cache_seq[slot] = seq
         self._cache_fields[slot] = (padding, marker, timestamp, payload_start, shared)
-
         sent = 0
         octets = 0
         for consumer in self.consumers:
@@ -215,7 +187,13 @@ class Producer:
         self.keyframe_wanted = False
         self._last_keyframe_request = now
         self._stats.keyframe_requests += 1
-        self._spawn(adapter.request_keyframe(self._receiver, self.media_ssrc))
+        self._request_keyframe(self.media_ssrc)
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        raise NotImplementedError
+
+    def showing_changed(self) -> None:
+        """A consumer was added, removed, paused or resumed (a pipe pauses on it)."""
 
     def _spawn(self, coro: Any) -> None:
         # RTCP towards the publisher (NACK, PLI) is rare: a task owned here, so the
@@ -227,17 +205,123 @@ class Producer:
     def target_bitrate(self) -> int:
         """What the publisher should send: the lowest subscriber estimate, within the cap."""
         estimates = [c.remb for c in self.consumers if c.remb]
+        estimates += [p.remb for p in self.pipes if p.remb]
         target = min(estimates) if estimates else self.max_bitrate
         return max(MIN_BITRATE, min(target, self.max_bitrate))
 
     async def send_remb(self) -> None:
-        """Tell the publisher the folded bandwidth estimate (REMB), at most once a second."""
+        """Pass the folded bandwidth estimate towards the publisher, at most once a second."""
         now = time.monotonic()
-        ssrc = adapter.rtcp_ssrc(self._receiver)
-        if now - self._last_remb < REMB_INTERVAL_S or self.media_ssrc is None or ssrc is None:
+        if now - self._last_remb < REMB_INTERVAL_S or self.media_ssrc is None:
             return
         self._last_remb = now
-        fci = pack_remb_fci(self.target_bitrate(), [self.media_ssrc])
+        await self._send_estimate(self.target_bitrate())
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop forwarding and close every consumer and pipe (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for pipe in list(self.pipes):
+            pipe.close()
+        self.pipes.clear()
+        for consumer in list(self.consumers):
+            consumer.close()
+        self.consumers.clear()
+        self._cache_data = [None] * CACHE_SIZE
+
+
+class Producer(Source):
+    """One track published by a participant on this worker: the source of forwarded packets."""
+
+    def __init__(
+        self,
+        producer_id: str,
+        owner_id: str,
+        transceiver: RTCRtpTransceiver,
+        stats: ForwardingStats,
+        max_bitrate: int,
+    ) -> None:
+        codecs = adapter.negotiated_codecs(transceiver)
+        media = [c for c in codecs if c.mimeType.lower() != "video/rtx"]
+        codec = None
+        self._clock_rate = 90000
+        if media:
+            first = media[0]
+            codec = Codec(first.mimeType, first.clockRate, first.channels, dict(first.parameters))
+            self._clock_rate = first.clockRate
+        super().__init__(producer_id, owner_id, transceiver.kind, codec, stats, max_bitrate)
+        # Sum of (127 - level) over the current speaker window, audio only.
+        self.loudness = 0
+        self.loud_packets = 0
+        self._receiver: RTCRtpReceiver = transceiver.receiver
+        self.payload_types = {c.payloadType for c in codecs if c.payloadType is not None}
+        self.rtx_payload_types = {
+            c.payloadType: int(str(c.parameters["apt"]))
+            for c in codecs
+            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters and c.payloadType
+        }
+        self._extensions = rtp.ExtensionMap(
+            adapter.extension_ids(transceiver), SUBSCRIBER_EXTENSION_IDS
+        )
+        self._nack = adapter.new_nack_generator() if self.kind == "video" else None
+        self._seq_ts = _SeqTs()
+        adapter.suppress_decoder(self._receiver)
+        adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
+
+    def on_rtp(self, data: bytes, is_rtx: bool) -> None:
+        """One packet from the publisher (an RTX retransmission if ``is_rtx``)."""
+        if self._closed:
+            return
+        marker, pt, seq, timestamp, ssrc, profile, ext_start, payload_start = rtp.read(data)
+        if is_rtx:
+            # RTX payload = original sequence number + original payload (RFC 4588).
+            if self.media_ssrc is None or len(data) - payload_start < 3:
+                return  # a padding-only bandwidth probe
+            seq = (data[payload_start] << 8) | data[payload_start + 1]
+            payload_start += 2
+            pt = self.rtx_payload_types[pt]
+            ssrc = self.media_ssrc
+        if ssrc != self.media_ssrc:
+            if self.media_ssrc is not None:
+                # The publisher restarted its stream: each consumer keeps its own numbering.
+                for consumer in self.consumers:
+                    consumer.resync()
+            self.media_ssrc = ssrc
+        self.packets_in += 1
+        seq_ts = self._seq_ts
+        seq_ts.sequence_number = seq
+        seq_ts.timestamp = timestamp
+        seq_ts.ssrc = ssrc
+        adapter.note_received(self._receiver, seq_ts, self._clock_rate)
+        if self._nack is not None and self._nack.add(seq_ts):  # type: ignore[arg-type]
+            self._stats.nacks_sent += 1
+            self._spawn(adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing)))
+
+        padding = data[0] & rtp.PADDING_BIT
+        shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
+        if self.kind == "audio":
+            self.loudness += 127 - self._extensions.audio_level
+            self.loud_packets += 1
+        payload = memoryview(data)[payload_start:]
+        # Other workers first: their subscribers' share of the work starts sooner.
+        for pipe in self.pipes:
+            pipe.send(padding, marker, seq, timestamp, ssrc, shared, payload)
+        self._fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        self._spawn(adapter.request_keyframe(self._receiver, media_ssrc))
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        ssrc = adapter.rtcp_ssrc(self._receiver)
+        if ssrc is None or self.media_ssrc is None:
+            return
+        fci = pack_remb_fci(bitrate, [self.media_ssrc])
         await adapter.send_rtcp(
             self._receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)
         )
@@ -247,18 +331,8 @@ class Producer:
             info = packet.sender_info
             for consumer in self.consumers:
                 consumer.source_report(info.ntp_timestamp, info.rtp_timestamp)
-
-    def close(self) -> None:
-        """Stop forwarding and close every consumer (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for consumer in list(self.consumers):
-            consumer.close()
-        self.consumers.clear()
-        self._cache_data = [None] * CACHE_SIZE
+            for pipe in self.pipes:
+                pipe.source_report(info.ntp_timestamp, info.rtp_timestamp)
 
 
 class Ingress:
@@ -303,7 +377,7 @@ class Consumer:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: Source,
         subscriber_id: str,
         transceiver: RTCRtpTransceiver,
         payload_type: int,
@@ -341,6 +415,7 @@ class Consumer:
         adapter.take_rtcp(self._sender, self._on_rtcp)
         adapter.on_state_change(self._transport, self._on_state)
         producer.consumers.append(self)
+        producer.showing_changed()
 
     @property
     def paused(self) -> bool:
@@ -353,7 +428,10 @@ class Consumer:
             # Resume without a sequence gap, and with a picture the decoder can start from.
             self._synced = False
             self.producer.keyframe_wanted = True
+        changed = value != self._paused
         self._paused = value
+        if changed:
+            self.producer.showing_changed()
 
     def _on_state(self, state: str) -> None:
         if state != "connected":
@@ -434,6 +512,10 @@ class Consumer:
             return
         if isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                if packet.fmt == RTCP_PSFB_PLI:
+                    self._stats.plis_received += 1
+                else:
+                    self._stats.firs_received += 1
                 self.producer.want_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
@@ -445,6 +527,7 @@ class Consumer:
                     await self.producer.send_remb()
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._stats.nacks_received += 1
+            self._stats.nacked_packets += len(packet.lost)
             for out_seq in packet.lost:
                 self._retransmit(out_seq)
         elif isinstance(packet, RtcpRrPacket):
@@ -484,3 +567,4 @@ class Consumer:
         self._egress = None
         if self in self.producer.consumers:
             self.producer.consumers.remove(self)
+            self.producer.showing_changed()

@@ -29,7 +29,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
-from .forwarder import Codec, Consumer, Ingress, Producer
+from .forwarder import Codec, Consumer, Ingress, Producer, Source
 from .stats import ForwardingStats
 from .topology import Role
 
@@ -128,7 +128,7 @@ class Participant:
         self._max_bitrate = max_bitrate or {"audio": 64_000, "video": 2_500_000}
         self._publish_pc: RTCPeerConnection | None = None
         self._subscribe_pc = RTCPeerConnection(configuration)
-        self._wanted: dict[str, Producer] = {}
+        self._wanted: dict[str, Source] = {}
         self._consumers: dict[str, tuple[Consumer, RTCRtpTransceiver]] = {}
         self._answer: asyncio.Future[str] | None = None
         self._visible: set[str] | None = None  # None: everything is shown
@@ -218,7 +218,7 @@ class Participant:
 
     # -- subscribing --------------------------------------------------------------------
 
-    def set_wanted(self, producers: list[Producer]) -> None:
+    def set_wanted(self, producers: list[Source]) -> None:
         """The producers this participant should receive; renegotiates if that changed."""
         wanted = {p.id: p for p in producers}
         if wanted.keys() != self._wanted.keys():
@@ -239,6 +239,10 @@ class Participant:
                 await self._negotiate_once()
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                # A client that never answers (a browser without WebRTC, a closed tab):
+                # expected, nothing to debug, so no traceback.
+                logger.warning("subscriber %s did not answer its subscribe offer", self.id)
             except Exception:
                 logger.exception("subscribe negotiation failed for %s", self.id)
 
@@ -250,7 +254,7 @@ class Participant:
             consumer.close()
             # An m-line cannot be removed; it turns inactive and the browser ends the track.
             transceiver.direction = "inactive"
-        added: list[tuple[Producer, RTCRtpTransceiver]] = []
+        added: list[tuple[Source, RTCRtpTransceiver]] = []
         for producer in self._wanted.values():
             if producer.id in self._consumers or producer.codec is None:
                 continue
@@ -287,7 +291,7 @@ class Participant:
         for consumer, _transceiver in self._consumers.values():
             consumer.paused = self._hidden(consumer.producer)
 
-    def _hidden(self, producer: Producer) -> bool:
+    def _hidden(self, producer: Source) -> bool:
         return (
             producer.kind == "video"
             and self._visible is not None
@@ -308,8 +312,10 @@ class Participant:
         text = candidate.removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts 8+ fields
             raise SfuError("bad_request", f"unreadable ICE candidate: {exc}") from None
+        if not 0 < parsed.port < 65536:
+            raise SfuError("bad_request", f"ICE candidate port {parsed.port} is out of range")
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         if sdp_mid is None and sdp_mline_index is None:

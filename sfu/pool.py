@@ -1,9 +1,14 @@
 """Classes placed across SFU worker processes, like mediasoup workers.
 
-``WorkerPool`` implements ``MediaBackend`` (sfu/backend.py): each class lives on one
-worker, chosen least-loaded when its first participant joins; every call about the
-class goes to that worker over its socket (sfu/worker_protocol.py). A worker that dies
-ends only its classes (reported through ``on_room_failed``) and is replaced.
+``WorkerPool`` implements ``MediaBackend`` (sfu/backend.py). A class starts on the
+least-loaded worker; each participant (both their connections) is placed on one worker
+of their class, and a class bigger than ``worker_participants`` spills onto other
+workers (sfu/placement.py), its tracks piped between them like mediasoup's
+pipeToRouter (sfu/pipe.py: the pool makes the links and tells each worker which pipes
+to hold). Every call about a participant goes to their worker over its socket
+(sfu/worker_protocol.py). A worker that dies ends only the classes with someone on it
+(reported through ``on_room_failed``; their parts on other workers are closed) and is
+replaced.
 """
 
 from __future__ import annotations
@@ -21,13 +26,17 @@ from pydantic import ValidationError
 
 from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
 from .peer import PeerSignal, SfuError, TrackInfo
+from .pipe import send_link, socket_pair
+from .placement import ClassPlan, Member, Pipe
 from .topology import Role
 from .worker_protocol import (
     MAX_FRAME_BYTES,
     OfferEvent,
     Operation,
+    PublishResult,
     Request,
     Response,
+    SpeakerCandidateEvent,
     SpeakerEvent,
     TelemetryEvent,
     decode,
@@ -38,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+# Participants of one class on one worker before it spills onto another (the
+# PULSEROOM_SFU_WORKER_PARTICIPANTS default; docs/benchmarks.md, "One class across two
+# workers").
+WORKER_PARTICIPANTS = 40
 
 
 @dataclass(eq=False)
@@ -48,6 +61,7 @@ class Worker:
     process: asyncio.subprocess.Process
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    links: socket.socket  # where this worker's ends of links to other workers go
     pending: dict[int, asyncio.Future[Response]] = field(default_factory=dict)
     rooms: dict[str, int] = field(default_factory=dict)  # room id -> participants
     alive: bool = True
@@ -67,20 +81,31 @@ class WorkerPool:
         log_level: str = "INFO",
         video_bitrate_cap: int = 2_500_000,
         stun_urls: tuple[str, ...] = (),
+        log_format: str = "text",
+        worker_participants: int = WORKER_PARTICIPANTS,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
+        if worker_participants < 1:
+            raise ValueError("a class needs room for at least one participant per worker")
         self.count = count
+        self.worker_participants = worker_participants
         self.on_active_speaker: SpeakerCallback | None = None
         self.on_room_failed: FailureCallback | None = None
         self.on_telemetry: TelemetryCallback | None = None
         self._log_level = log_level
+        self._log_format = log_format
+        self.restarts = 0  # workers replaced after dying
         self._video_bitrate_cap = video_bitrate_cap
         self._stun_urls = stun_urls
         self._workers: list[Worker] = []
-        self._placement: dict[str, Worker] = {}
+        self._classes: dict[str, ClassPlan] = {}
+        self._syncing: dict[str, asyncio.Lock] = {}  # one pipe update at a time per class
+        self._links: dict[frozenset[int], int] = {}  # worker pair -> link id
         self._signals: dict[tuple[str, str], PeerSignal] = {}
         self._ids = itertools.count(1)
+        self._link_ids = itertools.count(1)
+        self._pipe_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -92,18 +117,24 @@ class WorkerPool:
 
     async def _spawn(self, index: int) -> Worker:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        links, links_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "sfu.worker", "--fd", str(child.fileno()),
-                "--log-level", self._log_level,
+                "--links-fd", str(links_child.fileno()),
+                "--log-level", self._log_level, "--log-format", self._log_format,
                 "--video-bitrate-cap", str(self._video_bitrate_cap),
                 *[arg for url in self._stun_urls for arg in ("--stun", url)],
-                pass_fds=[child.fileno()],
+                pass_fds=[child.fileno(), links_child.fileno()],
             )  # fmt: skip
+        except BaseException:
+            links.close()
+            raise
         finally:
             child.close()
+            links_child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME_BYTES)
-        worker = Worker(index, process, reader, writer)
+        worker = Worker(index, process, reader, writer, links)
         self._own(self._read(worker))
         logger.info("SFU worker %d started (pid %d)", index, process.pid)
         return worker
@@ -132,11 +163,25 @@ class WorkerPool:
                         self.on_telemetry(frame.room_id, frame.participant_id, frame.data)
                 elif isinstance(frame, SpeakerEvent) and self.on_active_speaker is not None:
                     self.on_active_speaker(frame.room_id, frame.participant_id)
+                elif isinstance(frame, SpeakerCandidateEvent):
+                    self._speaker_candidate(worker, frame)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             if not self._closed:
                 await self._lost(worker)
+
+    def _speaker_candidate(self, worker: Worker, event: SpeakerCandidateEvent) -> None:
+        """A split class's speaker window on one worker: the election is here."""
+        plan = self._classes.get(event.room_id)
+        if plan is None:
+            return
+        before = plan.election.current
+        after = plan.candidate(
+            worker.index, event.participant_id, event.loudness, asyncio.get_running_loop().time()
+        )
+        if after != before and self.on_active_speaker is not None:
+            self.on_active_speaker(event.room_id, after)
 
     def _deliver_offer(self, event: OfferEvent) -> None:
         signal = self._signals.get((event.room_id, event.participant_id))
@@ -157,14 +202,29 @@ class WorkerPool:
             if not future.done():
                 future.set_exception(SfuError("media_failed", "the media server stopped"))
         worker.pending.clear()
-        for room_id in list(worker.rooms):
-            self._placement.pop(room_id, None)
+        worker.links.close()
+        ended = [r for r, plan in self._classes.items() if worker.index in plan.workers()]
+        for room_id in ended:
+            plan = self._classes.pop(room_id)
+            self._syncing.pop(room_id, None)
             for key in [k for k in self._signals if k[0] == room_id]:
                 del self._signals[key]
             if self.on_room_failed is not None:
                 self.on_room_failed(room_id, f"media worker exited with {code}")
+            # The class's parts on other workers end too: half a class is no class.
+            for index in plan.workers() - {worker.index}:
+                other = self._workers[index]
+                other.rooms.pop(room_id, None)
+                with contextlib.suppress(SfuError):
+                    await self._call(other, "close_room", room_id=room_id)
         worker.rooms.clear()
+        for pair in [pair for pair in self._links if worker.index in pair]:
+            link_id = self._links.pop(pair)
+            for index in pair - {worker.index}:
+                with contextlib.suppress(SfuError):
+                    await self._call(self._workers[index], "unlink", link_id=link_id)
         if not self._closed:
+            self.restarts += 1
             self._workers[worker.index] = await self._spawn(worker.index)
 
     async def close(self) -> None:
@@ -174,6 +234,7 @@ class WorkerPool:
         self._closed = True
         for worker in self._workers:
             worker.writer.close()
+            worker.links.close()
         for worker in self._workers:
             try:
                 await asyncio.wait_for(worker.process.wait(), STOP_TIMEOUT_S)
@@ -204,66 +265,206 @@ class WorkerPool:
             raise SfuError(response.code, response.message)
         return response.result
 
-    def _placed(self, room_id: str) -> Worker:
-        worker = self._placement.get(room_id)
-        if worker is None:
-            raise SfuError("not_joined", "this class has no media session")
-        return worker
+    def _placed(self, room_id: str, participant_id: str) -> Worker:
+        """The worker holding a participant's connections."""
+        plan = self._classes.get(room_id)
+        member = plan.members.get(participant_id) if plan is not None else None
+        if member is None:
+            raise SfuError("not_joined", "this participant has no media session")
+        return self._workers[member.worker]
+
+    def _class_workers(self, room_id: str) -> list[Worker]:
+        plan = self._classes.get(room_id)
+        return [self._workers[i] for i in sorted(plan.workers())] if plan is not None else []
+
+    # -- pipes ----------------------------------------------------------------------------
+
+    def _link(self, a: int, b: int) -> int:
+        """The link between two workers, made (and handed to both) on first use."""
+        pair = frozenset((a, b))
+        link_id = self._links.get(pair)
+        if link_id is None:
+            link_id = next(self._link_ids)
+            end_a, end_b = socket_pair()
+            try:
+                send_link(self._workers[a].links, link_id, b, end_a)
+                send_link(self._workers[b].links, link_id, a, end_b)
+            except OSError as exc:
+                raise SfuError("media_failed", f"no link between media workers: {exc}") from None
+            finally:
+                end_a.close()  # the workers hold their own copies now
+                end_b.close()
+            self._links[pair] = link_id
+        return link_id
+
+    def _resync(self, room_id: str) -> None:
+        """Update a class's pipes in the background: a join or publish must not wait for
+        it (signaling acks the join only after it returns, and the pipes' renegotiation
+        sends offers the client can only answer once joined)."""
+        self._own(self._sync_logged(room_id))
+
+    async def _sync_logged(self, room_id: str) -> None:
+        try:
+            await self._sync(room_id)
+        except Exception:
+            logger.exception("class %s: updating its pipes failed", room_id)
+
+    async def _sync(self, room_id: str) -> None:
+        """Make a class's workers hold exactly the pipes its members need now."""
+        lock = self._syncing.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            plan = self._classes.get(room_id)
+            if plan is None:
+                return
+            workers = plan.workers()
+            split = len(workers) > 1
+            for index in sorted(workers | plan.split_workers):
+                want = split and index in workers
+                if want != (index in plan.split_workers):
+                    (plan.split_workers.add if want else plan.split_workers.discard)(index)
+                    with contextlib.suppress(SfuError):
+                        await self._call(
+                            self._workers[index], "set_split", room_id=room_id, split=want
+                        )
+            wanted = plan.wanted_pipes()
+            gone = [plan.pipes.pop(key) for key in list(plan.pipes) if key not in wanted]
+            new = [key for key in wanted if key not in plan.pipes]
+            await self._close_pipes(gone)
+            await asyncio.gather(*(self._open_pipe(plan, *key) for key in new))
+
+    async def _open_pipe(self, plan: ClassPlan, track_id: str, destination: int) -> None:
+        entry = plan.tracks.get(track_id)
+        owner = plan.members.get(entry[0]) if entry is not None else None
+        if entry is None or owner is None:
+            return  # its publisher left while the update ran
+        owner_id, track = entry
+        try:
+            link_id = self._link(owner.worker, destination)
+        except SfuError as exc:
+            logger.error("class %s: cannot pipe %s: %s", plan.room_id, track_id, exc.message)
+            return
+        pipe = Pipe(next(self._pipe_ids), link_id, owner.worker, destination)
+        plan.pipes[(track_id, destination)] = pipe
+        try:
+            # The receiving end first: packets for a pipe nobody holds yet are dropped.
+            await self._call(
+                self._workers[destination], "pipe_in", room_id=plan.room_id, link_id=link_id,
+                pipe_id=pipe.pipe_id, owner_id=owner_id, owner_role=owner.role,
+                track=track.model_dump(),
+            )  # fmt: skip
+            await self._call(
+                self._workers[owner.worker], "pipe_out", room_id=plan.room_id, link_id=link_id,
+                pipe_id=pipe.pipe_id, owner_id=owner_id, producer_id=track_id,
+            )  # fmt: skip
+        except SfuError as exc:
+            # Someone left meanwhile: the next update (their leave's) settles it.
+            logger.info("class %s: pipe for %s not set up: %s", plan.room_id, track_id, exc)
+            if plan.pipes.get((track_id, destination)) is pipe:
+                del plan.pipes[(track_id, destination)]
+            await self._close_pipe(pipe)
+
+    async def _close_pipes(self, pipes: list[Pipe]) -> None:
+        await asyncio.gather(*(self._close_pipe(pipe) for pipe in pipes))
+
+    async def _close_pipe(self, pipe: Pipe) -> None:
+        for index in (pipe.origin, pipe.destination):
+            with contextlib.suppress(SfuError):
+                await self._call(
+                    self._workers[index], "pipe_close", link_id=pipe.link_id,
+                    pipe_id=pipe.pipe_id,
+                )  # fmt: skip
 
     # -- MediaBackend -------------------------------------------------------------------
 
     async def join(
-        self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool
+        self,
+        room_id: str,
+        participant_id: str,
+        role: Role,
+        signal: PeerSignal,
+        gallery: bool,
+        spotlight: str | None = None,
     ) -> None:
-        """Place the class on the least-loaded worker if new, then add the participant."""
-        worker = self._placement.get(room_id)
-        if worker is None:
-            alive = [w for w in self._workers if w.alive]
-            if not alive:
-                raise SfuError("media_failed", "no media server is running")
-            worker = self._placement[room_id] = min(alive, key=lambda w: (w.load, len(w.rooms)))
+        """Place the participant on a worker of their class (sfu/placement.py), add them."""
+        plan = self._classes.get(room_id)
+        if plan is None:
+            plan = self._classes[room_id] = ClassPlan(room_id, gallery, spotlight)
+        if participant_id in plan.members:
+            raise SfuError("already_joined", "this participant is already in the class")
+        alive = [w.index for w in self._workers if w.alive]
+        if not alive:
+            if not plan.members:
+                del self._classes[room_id]
+            raise SfuError("media_failed", "no media server is running")
+        loads = {w.index: w.load for w in self._workers}
+        worker = self._workers[plan.choose_worker(alive, loads, self.worker_participants)]
+        plan.members[participant_id] = Member(participant_id, role, worker.index)
         worker.rooms[room_id] = worker.rooms.get(room_id, 0) + 1
         self._signals[(room_id, participant_id)] = signal
         try:
             await self._call(
                 worker, "join", room_id=room_id, participant_id=participant_id, role=role,
-                gallery=gallery,
+                gallery=gallery, spotlight=spotlight,
             )  # fmt: skip
         except BaseException:
-            self._forget(worker, room_id, participant_id)
+            self._forget(room_id, participant_id)
             raise
+        self._resync(room_id)
 
-    def _forget(self, worker: Worker, room_id: str, participant_id: str) -> None:
+    def _forget(self, room_id: str, participant_id: str) -> None:
         self._signals.pop((room_id, participant_id), None)
+        plan = self._classes.get(room_id)
+        member = plan.members.pop(participant_id, None) if plan is not None else None
+        if plan is None or member is None:
+            return
+        for track_id in [t for t, (owner, _) in plan.tracks.items() if owner == participant_id]:
+            del plan.tracks[track_id]
+        worker = self._workers[member.worker]
         left = worker.rooms.get(room_id, 0) - 1
         if left > 0:
             worker.rooms[room_id] = left
         else:
             worker.rooms.pop(room_id, None)
-            if self._placement.get(room_id) is worker:
-                del self._placement[room_id]
+            # Its part of the class closes with its last member, and the pipes' ends
+            # there with it: forget them now (a newcomer there gets new ones), close the
+            # other ends.
+            stale = [k for k, p in plan.pipes.items() if member.worker in (p.origin, p.destination)]
+            self._own(self._close_pipes([plan.pipes.pop(k) for k in stale]))
+        if not plan.members:
+            del self._classes[room_id]
+            self._syncing.pop(room_id, None)
 
     async def leave(self, room_id: str, participant_id: str) -> None:
-        """Remove a participant; the worker closes the room when it empties."""
-        worker = self._placement.get(room_id)
-        if worker is None or (room_id, participant_id) not in self._signals:
+        """Remove a participant; their worker closes its part of the class when it empties."""
+        plan = self._classes.get(room_id)
+        member = plan.members.get(participant_id) if plan is not None else None
+        if member is None:
             return
-        self._forget(worker, room_id, participant_id)
+        worker = self._workers[member.worker]
+        self._forget(room_id, participant_id)
         with contextlib.suppress(SfuError):
             await self._call(worker, "leave", room_id=room_id, participant_id=participant_id)
+        self._resync(room_id)
 
     async def publish(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
-        """Answer a publish offer on the class's worker."""
+        """Answer a publish offer on the participant's worker; pipe the new tracks."""
+        worker = self._placed(room_id, participant_id)
         answer = await self._call(
-            self._placed(room_id), "publish", room_id=room_id, participant_id=participant_id,
+            worker, "publish", room_id=room_id, participant_id=participant_id,
             offer_sdp=offer_sdp,
         )  # fmt: skip
-        return str(answer)
+        result = PublishResult.model_validate(answer)
+        plan = self._classes.get(room_id)
+        if plan is not None and participant_id in plan.members:
+            for track in result.producers:
+                plan.tracks[track.producer_id] = (participant_id, track)
+            self._resync(room_id)
+        return result.answer
 
     async def subscribe_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
-        """Apply a subscribe answer on the class's worker."""
+        """Apply a subscribe answer on the participant's worker."""
         await self._call(
-            self._placed(room_id), "subscribe_answer", room_id=room_id,
+            self._placed(room_id, participant_id), "subscribe_answer", room_id=room_id,
             participant_id=participant_id, answer_sdp=answer_sdp,
         )  # fmt: skip
 
@@ -276,9 +477,9 @@ class WorkerPool:
         sdp_mid: str | None,
         sdp_mline_index: int | None,
     ) -> None:
-        """A trickled ICE candidate, to the class's worker."""
+        """A trickled ICE candidate, to the participant's worker."""
         await self._call(
-            self._placed(room_id), "add_ice_candidate", room_id=room_id,
+            self._placed(room_id, participant_id), "add_ice_candidate", room_id=room_id,
             participant_id=participant_id, target=target, candidate=candidate,
             sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index,
         )  # fmt: skip
@@ -286,28 +487,46 @@ class WorkerPool:
     async def set_visible(
         self, room_id: str, participant_id: str, visible: list[str] | None
     ) -> None:
-        """Whose video a participant shows."""
+        """Whose video a participant shows (a pipe nobody shows pauses by itself)."""
         await self._call(
-            self._placed(room_id), "set_visible", room_id=room_id,
+            self._placed(room_id, participant_id), "set_visible", room_id=room_id,
             participant_id=participant_id, visible=visible,
         )  # fmt: skip
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
-        """Gallery mode, on the class's worker (nothing to do for an empty class)."""
-        worker = self._placement.get(room_id)
-        if worker is not None:
+        """Gallery mode on every worker of the class, then the pipes it needs."""
+        plan = self._classes.get(room_id)
+        if plan is None:
+            return
+        plan.gallery = enabled
+        for worker in self._class_workers(room_id):
             await self._call(worker, "set_gallery", room_id=room_id, enabled=enabled)
+        self._resync(room_id)
+
+    async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
+        """Spotlight a participant on every worker of the class, then the pipes it needs."""
+        plan = self._classes.get(room_id)
+        if plan is None:
+            return
+        plan.spotlight = participant_id
+        for worker in self._class_workers(room_id):
+            await self._call(
+                worker, "set_spotlight", room_id=room_id, participant_id=participant_id
+            )
+        self._resync(room_id)
 
     async def close_room(self, room_id: str) -> None:
-        """End a class's media side on its worker."""
-        worker = self._placement.pop(room_id, None)
-        if worker is None:
+        """End a class's media side on every worker holding part of it (pipes end with it)."""
+        workers = self._class_workers(room_id)
+        if self._classes.pop(room_id, None) is None:
             return
-        worker.rooms.pop(room_id, None)
+        self._syncing.pop(room_id, None)
         for key in [k for k in self._signals if k[0] == room_id]:
             del self._signals[key]
-        with contextlib.suppress(SfuError):
-            await self._call(worker, "close_room", room_id=room_id)
+        for worker in workers:
+            worker.rooms.pop(room_id, None)
+            with contextlib.suppress(SfuError):
+                await self._call(worker, "close_room", room_id=room_id)
 
     async def stats(self) -> dict[str, Any]:
         """Counters summed over the workers, and each worker's pid and load."""
@@ -322,9 +541,17 @@ class WorkerPool:
             if not worker.alive:
                 continue
             with contextlib.suppress(SfuError):
-                for key, value in (await self._call(worker, "stats")).items():
-                    total[key] = total.get(key, 0) + value
-        total.setdefault("rooms", 0)
+                counters = await self._call(worker, "stats")
+                # Per worker too: a replaced worker starts from zero, and a monitor
+                # must see that as one series resetting, not the sum going down.
+                info["counters"] = counters
+                for key, value in counters.items():
+                    if isinstance(value, int | float):
+                        total[key] = total.get(key, 0) + value
         total.setdefault("participants", 0)
+        total["rooms"] = len(self._classes)  # a class split across workers counts once
+        total["split_rooms"] = sum(1 for p in self._classes.values() if len(p.workers()) > 1)
+        total["pipes"] = sum(len(p.pipes) for p in self._classes.values())
         total["workers"] = workers
+        total["worker_restarts"] = self.restarts
         return total

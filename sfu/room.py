@@ -1,4 +1,10 @@
-"""A class as the SFU sees it: participants, their producers, and who receives whom."""
+"""A class as the SFU sees it: participants, their producers, and who receives whom.
+
+When a class spans worker processes (sfu/pipe.py), a Room holds the participants on
+this worker, plus a ``RemotePublisher`` for each publisher on another worker whose
+tracks someone here receives (their tracks arrive as PipeProducers), and reports its
+loudest publisher to the pool instead of electing the active speaker alone.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiortc import RTCConfiguration
 
 from .backend import SpeakerCallback, TelemetryCallback
-from .forwarder import Producer
+from .forwarder import Producer, Source
 from .peer import Participant, PeerSignal, SfuError
 from .stats import ForwardingStats
 from .topology import Role, receives
@@ -22,6 +31,54 @@ SPEAKER_HOLD_S = 1.0  # the active speaker changes at most this often
 # Mean loudness (127 - level in -dBov) a window needs to count as speech: louder than
 # -50 dBov. Browsers send about -127 in silence and -20…-40 when someone talks.
 SPEAKER_THRESHOLD = 77
+
+# (room id, loudest local participant or None, their mean loudness): a split class's
+# window, reported to whoever elects its speaker across workers.
+CandidateCallback = Callable[[str, str | None, float], None]
+
+
+class Publisher(Protocol):
+    """Whoever's tracks a room routes: a local Participant or a RemotePublisher."""
+
+    @property
+    def id(self) -> str:
+        """The participant id."""
+
+    @property
+    def role(self) -> Role:
+        """Their role in the class."""
+
+    @property
+    def producers(self) -> Mapping[str, Source]:
+        """Their tracks here, by kind."""
+
+
+@dataclass(eq=False)
+class RemotePublisher:
+    """A publisher on another worker of a split class; ``producers`` are PipeProducers."""
+
+    id: str
+    role: Role
+    producers: dict[str, Source] = field(default_factory=dict)
+
+
+class SpeakerElection:
+    """The active speaker, from each window's loudest candidate, changing at most once
+    per SPEAKER_HOLD_S (used by a Room alone, and by the pool for a split class)."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self._since = 0.0
+
+    def decide(self, loudest: str | None, now: float, present: Container[str]) -> str | None:
+        """Who speaks after a window whose loudest candidate was ``loudest``."""
+        if loudest is None or loudest == self.current:
+            return self.current
+        if now - self._since < SPEAKER_HOLD_S and self.current in present:
+            return self.current
+        self.current = loudest
+        self._since = now
+        return loudest
 
 
 class Room:
@@ -40,14 +97,22 @@ class Room:
         self.on_telemetry = on_telemetry
         self.max_bitrate = max_bitrate
         self.gallery = False
+        self.spotlight: str | None = None  # the participant everyone receives
         self.participants: dict[str, Participant] = {}
-        self.active_speaker: str | None = None
+        self.remote: dict[str, RemotePublisher] = {}  # publishers on other workers
+        # Set while the class spans workers: windows are reported, not decided, here.
+        self.on_speaker_candidate: CandidateCallback | None = None
+        self._election = SpeakerElection()
         self._configuration = configuration
         self._stats = stats
         self._on_active_speaker = on_active_speaker
         self._speaker_task: asyncio.Task[None] | None = None
-        self._speaker_since = 0.0
         self._closed = False
+
+    @property
+    def active_speaker(self) -> str | None:
+        """Who this room last elected (None: nobody yet)."""
+        return self._election.current
 
     def join(self, participant_id: str, role: Role, signal: PeerSignal) -> Participant:
         """Add a participant; they receive what the topology gives them as it is published."""
@@ -87,6 +152,12 @@ class Room:
             self.gallery = enabled
             self._route_all()
 
+    def set_spotlight(self, participant_id: str | None) -> None:
+        """Forward one participant to everyone (None: nobody beyond the usual)."""
+        if participant_id != self.spotlight:
+            self.spotlight = participant_id
+            self._route_all()
+
     def _telemetry(self, participant_id: str, message: str) -> None:
         if self.on_telemetry is not None:
             self.on_telemetry(self.id, participant_id, message)
@@ -94,12 +165,36 @@ class Room:
     def _on_producer(self, _producer: Producer) -> None:
         self._route_all()
 
+    def add_remote(self, owner_id: str, role: Role, producer: Source) -> None:
+        """A track published on another worker, now held here (a PipeProducer)."""
+        if self._closed:
+            raise SfuError("room_ended", "this class has ended")
+        publisher = self.remote.get(owner_id)
+        if publisher is None:
+            publisher = self.remote[owner_id] = RemotePublisher(owner_id, role)
+        publisher.producers[producer.kind] = producer
+        self._route_all()
+
+    def remove_remote(self, producer: Source) -> None:
+        """Stop routing a remote track (its pipe is closing; idempotent)."""
+        publisher = self.remote.get(producer.owner_id)
+        if publisher is None or publisher.producers.get(producer.kind) is not producer:
+            return
+        del publisher.producers[producer.kind]
+        if not publisher.producers:
+            del self.remote[producer.owner_id]
+        if not self._closed:
+            self._route_all()
+
     def _route(self, subscriber: Participant) -> None:
+        publishers: list[Publisher] = [*self.participants.values(), *self.remote.values()]
         wanted = [
             producer
-            for publisher in self.participants.values()
-            if publisher is not subscriber
-            and receives(subscriber.role, publisher.role, self.gallery)
+            for publisher in publishers
+            if publisher.id != subscriber.id
+            and receives(
+                subscriber.role, publisher.role, self.gallery, publisher.id == self.spotlight
+            )
             for producer in publisher.producers.values()
         ]
         subscriber.set_wanted(wanted)
@@ -110,6 +205,11 @@ class Room:
 
     def pick_speaker(self, now: float) -> str | None:
         """Close one loudness window: who speaks now (with hold time), resetting counters."""
+        return self._election.decide(self.loudest()[0], now, self.participants)
+
+    def loudest(self) -> tuple[str | None, float]:
+        """Close one loudness window: the loudest local publisher above the speech
+        threshold (or None) and their mean loudness; resets the counters."""
         loudest, loudest_mean = None, float(SPEAKER_THRESHOLD)
         for participant in self.participants.values():
             audio = participant.producers.get("audio")
@@ -119,19 +219,16 @@ class Room:
             audio.loudness = audio.loud_packets = 0
             if mean > loudest_mean:
                 loudest, loudest_mean = participant.id, mean
-        if loudest is None or loudest == self.active_speaker:
-            return self.active_speaker
-        if now - self._speaker_since < SPEAKER_HOLD_S and self.active_speaker in self.participants:
-            return self.active_speaker
-        self.active_speaker = loudest
-        self._speaker_since = now
-        return loudest
+        return loudest, (loudest_mean if loudest is not None else 0.0)
 
     async def _detect_speakers(self) -> None:
         while True:
             await asyncio.sleep(SPEAKER_WINDOW_S)
             before = self.active_speaker
             try:
+                if self.on_speaker_candidate is not None:
+                    self.on_speaker_candidate(self.id, *self.loudest())
+                    continue
                 after = self.pick_speaker(time.monotonic())
                 if after != before and self._on_active_speaker is not None:
                     self._on_active_speaker(self.id, after)
@@ -151,3 +248,7 @@ class Room:
         self.participants.clear()
         for participant in participants:
             await participant.close()
+        remote = [p for publisher in self.remote.values() for p in publisher.producers.values()]
+        self.remote.clear()
+        for producer in remote:
+            producer.close()

@@ -9,7 +9,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 from . import aiortc_adapter
 from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
 from .peer import Participant, PeerSignal, SfuError
-from .room import Room
+from .room import CandidateCallback, Publisher, Room
 from .stats import ForwardingStats
 from .topology import Role
 
@@ -43,6 +43,8 @@ class SfuServer:
         self.max_bitrate = {"audio": 64_000, "video": video_bitrate_cap}
         self.on_room_failed: FailureCallback | None = None  # an in-process SFU fails as a whole
         self.on_telemetry: TelemetryCallback | None = None
+        # A class split across workers reports each speaker window here (set by a worker).
+        self.on_speaker_candidate: CandidateCallback | None = None
         self._closed = False
 
     def room(self, room_id: str) -> Room:
@@ -67,6 +69,17 @@ class SfuServer:
         if self.on_active_speaker is not None:
             self.on_active_speaker(room_id, participant_id)
 
+    def _speaker_candidate(self, room_id: str, participant_id: str | None, loud: float) -> None:
+        if self.on_speaker_candidate is not None:
+            self.on_speaker_candidate(room_id, participant_id, loud)
+
+    def set_split(self, room_id: str, split: bool) -> None:
+        """Whether a room's class spans workers: its speaker windows are then reported
+        (``on_speaker_candidate``) for an election across them, not decided here."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.on_speaker_candidate = self._speaker_candidate if split else None
+
     async def close_room(self, room_id: str) -> None:
         """Close a room and everyone in it."""
         room = self.rooms.pop(room_id, None)
@@ -88,13 +101,20 @@ class SfuServer:
         return participant
 
     async def join(
-        self, room_id: str, participant_id: str, role: Role, signal: PeerSignal, gallery: bool
+        self,
+        room_id: str,
+        participant_id: str,
+        role: Role,
+        signal: PeerSignal,
+        gallery: bool,
+        spotlight: str | None = None,
     ) -> None:
-        """Add a participant, creating the room with ``gallery`` on first use."""
+        """Add a participant, creating the room with ``gallery`` and ``spotlight`` on first use."""
         room = self.rooms.get(room_id)
         if room is None:
             room = self.room(room_id)
             room.set_gallery(gallery)
+            room.set_spotlight(spotlight)
         room.join(participant_id, role, signal)
 
     async def leave(self, room_id: str, participant_id: str) -> None:
@@ -140,12 +160,36 @@ class SfuServer:
         if room is not None:
             room.set_gallery(enabled)
 
+    async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
+        """Spotlight a participant (for a room with no one in it: nothing to do)."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.set_spotlight(participant_id)
+
     async def stats(self) -> dict[str, Any]:
-        """Rooms, participants and the forwarding counters."""
+        """Rooms, participants, the forwarding counters and subscribers' reported loss.
+
+        Loss is each subscriber stream's latest receiver report (fraction lost since the
+        one before), kept summable across workers: the streams, the sum of their loss
+        ratios (mean = sum / streams) and how many report 5 % or more.
+        """
+        streams = lossy = 0
+        loss_sum = 0.0
+        for room in self.rooms.values():
+            publishers: list[Publisher] = [*room.participants.values(), *room.remote.values()]
+            for publisher in publishers:
+                for producer in publisher.producers.values():
+                    for consumer in producer.consumers:
+                        streams += 1
+                        loss_sum += consumer.fraction_lost / 256
+                        lossy += consumer.fraction_lost >= 13  # 13/256 ≈ 5 %
         return {
             "rooms": len(self.rooms),
             "participants": self.participant_count,
             **self.stats_counters.as_dict(),
+            "subscriber_streams": streams,
+            "subscriber_loss_ratio_sum": round(loss_sum, 6),
+            "subscriber_streams_lossy": lossy,
         }
 
     async def close(self) -> None:

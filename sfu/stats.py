@@ -11,10 +11,16 @@ class ForwardingStats:
 
     forwarded_packets: int = 0
     forwarded_bytes: int = 0
-    keyframe_requests: int = 0
-    nacks_received: int = 0
-    retransmitted_packets: int = 0
+    keyframe_requests: int = 0  # PLIs sent to publishers (merged, rate-limited)
+    plis_received: int = 0  # from subscribers
+    firs_received: int = 0  # from subscribers
+    nacks_received: int = 0  # NACK packets from subscribers
+    nacked_packets: int = 0  # sequence numbers those NACKs asked for
+    retransmitted_packets: int = 0  # of those, answered from the cache
+    nacks_sent: int = 0  # NACK packets sent to publishers (upstream loss)
     dropped_packets: int = 0  # copies a congested subscriber could not take
+    piped_packets: int = 0  # packets sent to other workers of a class (sfu/pipe.py)
+    pipe_dropped_packets: int = 0  # of those, refused by a full pipe socket
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

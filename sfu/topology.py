@@ -7,16 +7,20 @@ from typing import Literal
 Role = Literal["host", "participant", "device"]
 
 
-def receives(subscriber_role: Role, publisher_role: Role, gallery: bool) -> bool:
+def receives(
+    subscriber_role: Role, publisher_role: Role, gallery: bool, spotlit: bool = False
+) -> bool:
     """Whether a subscriber of ``subscriber_role`` gets a publisher's media.
 
     The instructor (host) is seen by everyone and sees everyone; participants see
-    each other only while the host has gallery mode on. A device (a heart-rate bridge
-    acting for a participant) sends data only: it receives no media and none of its
-    own is forwarded. Nobody receives themselves: the caller never asks for that pair.
+    each other only while the host has gallery mode on, and everyone sees the
+    participant the host spotlights (``spotlit``: the publisher is that one). A device
+    (a heart-rate bridge acting for a participant) sends data only: it receives no
+    media and none of its own is forwarded. Nobody receives themselves: the caller
+    never asks for that pair.
     """
     if subscriber_role == "device" or publisher_role == "device":
         return False
     if publisher_role == "host" or subscriber_role == "host":
         return True
-    return gallery
+    return gallery or spotlit

@@ -1,8 +1,9 @@
 """An SFU worker process: one ``SfuServer``, driven over a socket by the signaling process.
 
-Started by ``WorkerPool`` as ``python -m sfu.worker --fd N``; N is its end of a Unix
-socket pair. It answers ``Request`` frames, sends ``OfferEvent`` / ``SpeakerEvent``
-frames, and exits when the other end closes.
+Started by ``WorkerPool`` as ``python -m sfu.worker --fd N --links-fd M``; N is its end
+of a Unix socket pair. It answers ``Request`` frames, sends ``OfferEvent`` /
+``SpeakerEvent`` frames, and exits when the other end closes. M is a datagram socket
+on which the pool hands it links to the other workers (sfu/pipe.py).
 """
 
 from __future__ import annotations
@@ -17,16 +18,26 @@ from typing import Any
 from aiortc import RTCIceServer
 from pydantic import ValidationError
 
+from pulseroom.logs import configure_logging, log_context
+
 from .peer import SfuError, TrackInfo
+from .pipe import PipeHub, params_of
 from .server import SfuServer
 from .worker_protocol import (
     MAX_FRAME_BYTES,
     OfferEvent,
+    PipeCloseArgs,
+    PipeInArgs,
+    PipeOutArgs,
+    PublishResult,
     Request,
     Response,
+    SetSplitArgs,
+    SpeakerCandidateEvent,
     SpeakerEvent,
     TelemetryEvent,
     TrackOut,
+    UnlinkArgs,
     decode,
     encode,
 )
@@ -38,14 +49,20 @@ class Channel:
     """The worker's end of the socket: frames out, requests in, one task per request."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sfu: SfuServer
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sfu: SfuServer,
+        pipes: PipeHub | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._sfu = sfu
+        self._pipes = pipes or PipeHub(sfu.rooms, sfu.stats_counters)
         self._tasks: set[asyncio.Task[None]] = set()
         sfu.on_active_speaker = self._speaker
         sfu.on_telemetry = self._telemetry
+        sfu.on_speaker_candidate = self._speaker_candidate
 
     async def send(self, frame: Response | OfferEvent | SpeakerEvent) -> None:
         """Write one frame (a single write per frame keeps frames whole)."""
@@ -65,6 +82,13 @@ class Channel:
     def _speaker(self, room_id: str, participant_id: str | None) -> None:
         self._spawn(self.send(SpeakerEvent(room_id=room_id, participant_id=participant_id)))
 
+    def _speaker_candidate(self, room_id: str, participant_id: str | None, loud: float) -> None:
+        # ~2.5 small frames a second per split class: written without a task or drain.
+        frame = SpeakerCandidateEvent(
+            room_id=room_id, participant_id=participant_id, loudness=round(loud, 2)
+        )
+        self._writer.write(encode(frame))
+
     async def serve(self) -> None:
         """Handle requests until the signaling process closes the socket."""
         try:
@@ -82,6 +106,17 @@ class Channel:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _handle(self, request: Request) -> None:
+        # Records (and tasks started) while serving a request name its class; not its
+        # participant on a join, whose room-wide tasks would carry the first joiner's id.
+        room_id = request.args.get("room_id")
+        participant_id = None if request.op == "join" else request.args.get("participant_id")
+        with log_context(
+            class_id=room_id if isinstance(room_id, str) else None,
+            participant_id=participant_id if isinstance(participant_id, str) else None,
+        ):
+            await self._answer(request)
+
+    async def _answer(self, request: Request) -> None:
         try:
             result = await self._call(request)
             response = Response(id=request.id, ok=True, result=result)
@@ -102,11 +137,35 @@ class Channel:
         if request.op == "join":
             signal = _RemoteSignal(self, args["room_id"], args["participant_id"])
             await self._sfu.join(
-                args["room_id"], args["participant_id"], args["role"], signal, args["gallery"]
+                args["room_id"],
+                args["participant_id"],
+                args["role"],
+                signal,
+                args["gallery"],
+                args.get("spotlight"),
             )
             return None
         if request.op == "stats":
-            return await self._sfu.stats()
+            return {**await self._sfu.stats(), "pipe_links": self._pipes.links()}
+        if request.op == "publish":
+            answer = await self._sfu.publish(**args)
+            room = self._sfu.rooms.get(args["room_id"])
+            participant = room.participants.get(args["participant_id"]) if room else None
+            producers = list(participant.producers.values()) if participant else []
+            result = PublishResult(answer=answer, producers=[params_of(p) for p in producers])
+            return result.model_dump()
+        if request.op == "pipe_in":
+            return await self._pipes.pipe_in(PipeInArgs.model_validate(args))
+        if request.op == "pipe_out":
+            return await self._pipes.pipe_out(PipeOutArgs.model_validate(args))
+        if request.op == "pipe_close":
+            closing = PipeCloseArgs.model_validate(args)
+            return self._pipes.pipe_close(closing.link_id, closing.pipe_id)
+        if request.op == "unlink":
+            return self._pipes.unlink(UnlinkArgs.model_validate(args).link_id)
+        if request.op == "set_split":
+            split = SetSplitArgs.model_validate(args)
+            return self._sfu.set_split(split.room_id, split.split)
         # Every other operation has the MediaBackend signature with plain arguments.
         method = getattr(self._sfu, request.op)
         return await method(**args)
@@ -134,16 +193,22 @@ class _RemoteSignal:
         )
 
 
-async def run(fd: int, video_bitrate_cap: int, stun_urls: tuple[str, ...] = ()) -> None:
-    """Serve the socket ``fd`` until it closes, then close every room."""
+async def run(
+    fd: int, video_bitrate_cap: int, stun_urls: tuple[str, ...] = (), links_fd: int | None = None
+) -> None:
+    """Serve the socket ``fd`` until it closes, then close every room and link."""
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME_BYTES)
     servers = [RTCIceServer(urls=url) for url in stun_urls]
     sfu = SfuServer(ice_servers=servers, video_bitrate_cap=video_bitrate_cap)
+    pipes = PipeHub(sfu.rooms, sfu.stats_counters)
+    if links_fd is not None:
+        pipes.listen(socket.socket(fileno=links_fd))
     try:
-        await Channel(reader, writer, sfu).serve()
+        await Channel(reader, writer, sfu, pipes).serve()
     finally:
         await sfu.close()
+        pipes.close()
         writer.close()
 
 
@@ -151,16 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m sfu.worker``."""
     parser = argparse.ArgumentParser(prog="sfu.worker")
     parser.add_argument("--fd", type=int, required=True, help="the worker's socket")
+    parser.add_argument("--links-fd", type=int, default=None, help="where links arrive")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--video-bitrate-cap", type=int, default=2_500_000)
     parser.add_argument("--stun", action="append", default=[], help="a STUN URL (repeatable)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s"
-    )
-    for noisy in ("aioice", "aiortc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(run(args.fd, args.video_bitrate_cap, tuple(args.stun)))
+    configure_logging(args.log_level, args.log_format, process_label="sfu-worker")
+    asyncio.run(run(args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,33 @@ from .ratelimit import RateLimit
 from .tokens import TokenSigner
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+logger = logging.getLogger(__name__)
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
     """The REST error body of docs/protocol.md."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Under ``/api/``, aiohttp's own refusals (404, 405, 413, ...) are JSON errors too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = "not_found" if exc.status == 404 else "bad_request"
+        return json_error(exc.status, code, exc.reason)
+    except Exception as exc:
+        if request.path.startswith("/api/"):
+            logger.exception("%s %s failed", request.method, request.path)
+            return json_error(500, "internal", "the server could not handle this request")
+        if isinstance(exc, OSError) and request.path.startswith("/static/"):
+            raise web.HTTPNotFound() from None  # a name the file system refuses (too long)
+        raise
 
 
 class RoomsApi:
@@ -65,7 +87,7 @@ class RoomsApi:
             return json_error(415, "bad_request", 'send JSON: {"title": "..."}')
         try:
             body: Any = await request.json()
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             return json_error(400, "bad_request", "the body is not valid JSON")
         try:
             payload = CreateRoomIn.model_validate(body)

@@ -5,13 +5,23 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 PROTOCOL_VERSION = 1
 MAX_SDP = 64 * 1024  # a publish offer: a few m-lines
 # A subscribe answer has one m-line per track the client receives: an instructor of 100
 # participants answers ~200 m-lines (aiortc writes ~250 KB for that, browsers less).
 MAX_SUBSCRIBE_SDP = 1024 * 1024
+
+
+def _integer_version(value: Any) -> Any:
+    # Literal[1] alone also takes true and 1.0 (both equal 1 in Python), strict or not.
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+Version = Annotated[Literal[1], BeforeValidator(_integer_version)]
 
 
 def _clean_text(value: str) -> str:
@@ -41,7 +51,7 @@ class Inbound(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    v: Literal[1]
+    v: Version
 
 
 class JoinIn(Inbound):
@@ -115,6 +125,82 @@ class EmptyIn(Inbound):
     """``end_class`` and ``leave``: no fields but the version."""
 
 
+# -- class controls (host only; signaling/class_control.py) ---------------------------
+
+ParticipantId = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_TIMER_S = 4 * 3600  # a class's longest interval program
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TimerPhaseIn(_Strict):
+    """One phase of an interval program."""
+
+    name: Name
+    seconds: Annotated[int, Field(ge=1, le=3600)]
+    kind: Literal["work", "rest"]
+
+
+class TimerProgramIn(_Strict):
+    """Phases repeated for some rounds (4 hours at most in all)."""
+
+    title: Annotated[str, Field(max_length=40), AfterValidator(_clean_text)] = ""
+    phases: Annotated[list[TimerPhaseIn], Field(min_length=1, max_length=20)]
+    rounds: Annotated[int, Field(ge=1, le=100)]
+
+    @model_validator(mode="after")
+    def _not_too_long(self) -> TimerProgramIn:
+        total = sum(p.seconds for p in self.phases) * self.rounds
+        if total > MAX_TIMER_S:
+            raise ValueError(f"the program lasts {total} s; at most {MAX_TIMER_S} s")
+        return self
+
+
+class LockIn(Inbound):
+    """``lock``: refuse (or accept again) new participants."""
+
+    locked: bool
+
+
+class MuteIn(Inbound):
+    """``mute``: mute one participant's microphone, or everyone's (null)."""
+
+    participant_id: ParticipantId | None
+
+
+class RemoveIn(Inbound):
+    """``remove``: take a participant out of the class for good."""
+
+    participant_id: ParticipantId
+
+
+class SpotlightIn(Inbound):
+    """``spotlight``: show one participant large to everyone (null: the instructor)."""
+
+    participant_id: ParticipantId | None
+
+
+class TimerIn(Inbound):
+    """``timer``: start a program, or pause, resume or stop the running one."""
+
+    action: Literal["start", "pause", "resume", "stop"]
+    program: TimerProgramIn | None = None
+
+    @model_validator(mode="after")
+    def _program_only_to_start(self) -> TimerIn:
+        if (self.action == "start") != (self.program is not None):
+            raise ValueError("'start' needs a program; the other actions take none")
+        return self
+
+
+class ClockIn(Inbound):
+    """``clock``: start the class clock from zero, or stop (hide) it."""
+
+    action: Literal["start", "stop"]
+
+
 class CreateRoomIn(BaseModel):
     """``POST /api/rooms`` body."""
 
@@ -139,6 +225,34 @@ class RoomOut(BaseModel):
     id: str
     title: str
     gallery: bool
+
+
+class TimerPhaseOut(BaseModel):
+    """One phase of the running interval program."""
+
+    name: str
+    seconds: int
+    kind: Literal["work", "rest"]
+
+
+class TimerOut(BaseModel):
+    """The interval program and its absolute times on the server's clock (unix seconds)."""
+
+    title: str
+    phases: list[TimerPhaseOut]
+    rounds: int
+    total_s: int
+    started_at: float
+    paused_at: float | None
+
+
+class ClassStateOut(BaseModel):
+    """What the instructor controls, as every client sees it."""
+
+    locked: bool
+    spotlight: str | None
+    clock_started_at: float | None
+    timer: TimerOut | None
 
 
 class ChatMessageOut(BaseModel):

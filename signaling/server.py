@@ -10,33 +10,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import socketio
 from pydantic import BaseModel, ValidationError
 
+from pulseroom.logs import set_log_context
 from pulseroom.store import ChatRecord, Store
 from sfu.backend import MediaBackend
 from sfu.peer import SfuError, TrackInfo
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
+from .class_control import ClassControl
+from .cluster import Cluster, ClusterError, Moved, NodeInfo
+from .errors import SignalError
 from .heart_rate import HeartRateRelay
 from .messages import (
     PROTOCOL_VERSION,
     ChatIn,
     ChatMessageOut,
+    ClockIn,
     EmptyIn,
     GalleryIn,
     IceIn,
     JoinIn,
+    LockIn,
     MediaStateIn,
+    MuteIn,
     ProfileIn,
     PublishIn,
+    RemoveIn,
     RoomOut,
+    SpotlightIn,
     SubscribeAnswerIn,
+    TimerIn,
     VisibilityIn,
     error_payload,
 )
@@ -46,15 +58,6 @@ from .tokens import TokenError, TokenSigner
 from .turn import TurnIssuer
 
 logger = logging.getLogger(__name__)
-
-
-class SignalError(Exception):
-    """A refusal with a protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class SocketSignal:
@@ -136,6 +139,7 @@ class SignalingServer:
         ice_servers: list[dict[str, Any]],
         heart_rate_writer: HeartRateWriter,
         turn: TurnIssuer | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -146,7 +150,17 @@ class SignalingServer:
         self.turn = turn
         self.presence = Presence()
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
+        self.controls = ClassControl(sio, self.presence, sfu, self._remove)
+        # With REDIS_URL: several nodes; a class's sessions all live on its holder.
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.load = lambda: (len(self.presence.by_sid), len(self.presence.by_room))
+            cluster.rooms = lambda: list(self.presence.by_room)
+            cluster.on_lost = self._class_taken_over
         self._tasks: set[asyncio.Task[None]] = set()
+        # For /metrics: events handled, and refusals by event and error code.
+        self.event_counts: Counter[str] = Counter()
+        self.error_counts: Counter[tuple[str, str]] = Counter()
         sfu.on_active_speaker = self._active_speaker_changed
         sfu.on_room_failed = self._media_failed
         sfu.on_telemetry = self.heart_rate.receive
@@ -163,7 +177,16 @@ class SignalingServer:
             "profile": _Event(ProfileIn, self._profile, joined=True),
             "gallery": _Event(GalleryIn, self._gallery, joined=True, host_only=True),
             "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
+            # The instructor's controls (signaling/class_control.py).
+            "lock": _Event(LockIn, self.controls.lock, joined=True, host_only=True),
+            "mute": _Event(MuteIn, self.controls.mute, joined=True, host_only=True),
+            "remove": _Event(RemoveIn, self.controls.remove, joined=True, host_only=True),
+            "spotlight": _Event(SpotlightIn, self.controls.spotlight, joined=True, host_only=True),
+            "timer": _Event(TimerIn, self.controls.timer, joined=True, host_only=True),
+            "clock": _Event(ClockIn, self.controls.clock, joined=True, host_only=True),
+            "time": _Event(EmptyIn, self.controls.time, joined=True),
             "leave": _Event(EmptyIn, self._leave, joined=True, device=True),
+            "ping": _Event(EmptyIn, self._ping, joined=False, device=True),
         }
         # Per session: what a person does by hand is far below these; a script is not.
         self._limits = {
@@ -174,14 +197,31 @@ class SignalingServer:
             "media_state": RateLimit(rate=2.0, burst=10),
             "gallery": RateLimit(rate=1.0, burst=5),
             "visibility": RateLimit(rate=5.0, burst=20),
+            "time": RateLimit(rate=2.0, burst=10),
+            **{
+                name: RateLimit(rate=2.0, burst=10)
+                for name in ("lock", "mute", "remove", "spotlight", "timer", "clock")
+            },
         }
         self._flood = RateLimit(rate=50.0, burst=300)  # every event, trickled ICE included
+        # Refusals for rate limits: a person never collects this many. A script that keeps
+        # sending regardless is disconnected: answering it would cost more than it does.
+        self._strikes = RateLimit(rate=5.0, burst=200)
         for name, event in events.items():
             sio.on(name, self._wrap(name, event))
+        sio.on("*", self._unknown_event)
         sio.on("disconnect", self._on_disconnect)
+        # Read-only: the whole client→server surface, so tests can cover every event.
+        self.events: Mapping[str, _Event] = MappingProxyType(events)
 
     def _wrap(self, name: str, event: _Event) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def _handle(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
+            # python-socketio runs each event in a task of its own (async_handlers), so
+            # the ids set here name this event's log records only.
+            known = self.presence.by_sid.get(sid)
+            if known is not None:
+                set_log_context(known.room_id, known.id)
+            self.event_counts[name] += 1
             try:
                 limit = self._limits.get(name)
                 if not self._flood.allow(sid) or (limit is not None and not limit.allow(sid)):
@@ -200,13 +240,47 @@ class SignalingServer:
                 code, message = "bad_request", _validation_message(exc)
             except (SignalError, SfuError, TokenError) as exc:
                 code, message = exc.code, exc.message
+                if isinstance(exc, Moved):  # the client connects there and joins again
+                    error = {"code": code, "message": message, "url": exc.url}
+                    return {"ok": False, "error": error}
             except Exception:
                 logger.exception("event %s failed", name)
                 code, message = "internal", "the server could not handle this request"
-            await self.sio.emit("error", error_payload(code, message, name), to=sid)
-            return {"ok": False, "error": {"code": code, "message": message}}
+            self.error_counts[(name, code)] += 1
+            return await self._refuse(sid, name, code, message)
 
         return _handle
+
+    async def _refuse(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+        """The ``error`` event and the ack of a refusal; a session flooding on is cut off."""
+        if code == "rate_limited" and not self._strikes.allow(sid):
+            logger.warning("session %s kept flooding (%s): disconnected", sid, event)
+            message = "too many requests after being rate limited: disconnected"
+            await self.sio.emit("error", error_payload(code, message, event), to=sid)
+            await self.sio.disconnect(sid)
+        else:
+            await self.sio.emit("error", error_payload(code, message, event), to=sid)
+        return {"ok": False, "error": {"code": code, "message": message}}
+
+    async def _unknown_event(self, *args: Any) -> dict[str, Any]:
+        """An event the protocol does not have: refused, not left without an answer."""
+        # python-socketio passes (event, sid, data…), but for an event named "*" itself
+        # (sid, data…). The ack reaches the sender either way; the side effects (error
+        # event, rate limit) need the sender's sid, so an ambiguous call gets none.
+        first, second = (*args, None, None)[:2]
+        if self._connected(second) and not self._connected(first):
+            event, sid = first, str(second)
+        elif self._connected(first) and not self._connected(second):
+            event, sid = "*", str(first)
+        else:
+            return {"ok": False, "error": {"code": "bad_request", "message": "unknown event"}}
+        name = str(event)[:64]
+        if not self._flood.allow(sid):
+            return await self._refuse(sid, name, "rate_limited", "too many requests: slow down")
+        return await self._refuse(sid, name, "bad_request", f"unknown event {name!r}")
+
+    def _connected(self, sid: Any) -> bool:
+        return isinstance(sid, str) and bool(self.sio.manager.is_connected(sid, "/"))
 
     # -- events -------------------------------------------------------------------------
 
@@ -219,6 +293,8 @@ class SignalingServer:
             raise SignalError("room_not_found", "this class does not exist")
         if room.ended_at is not None:
             raise SignalError("room_ended", "this class has ended")
+        await self._check_holder(room.id)
+        self.controls.admit(room.id, grant.role, grant.participant_id)
         if grant.role == "device":
             return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
         chat = await self.store.recent_chat(room.id)
@@ -227,6 +303,7 @@ class SignalingServer:
         # A bound token (from an earlier join) rejoins as the same participant: their
         # heart-rate history, profile and readings' sequence numbers carry on.
         participant_id = grant.participant_id or uuid.uuid4().hex[:12]
+        set_log_context(room.id, participant_id)
         stale = self.presence.by_room.get(room.id, {}).get(participant_id)
         if stale is not None:
             await self._replace(stale)
@@ -245,7 +322,12 @@ class SignalingServer:
             profile = record.profile if record is not None else Profile()
             self.heart_rate.set_profile(room.id, participant_id, profile)
             await self.sfu.join(
-                room.id, participant_id, grant.role, SocketSignal(self.sio, sid), room.gallery
+                room.id,
+                participant_id,
+                grant.role,
+                SocketSignal(self.sio, sid),
+                room.gallery,
+                self.controls.spotlit(room.id),
             )
         except BaseException:
             self.presence.remove(sid)
@@ -262,7 +344,10 @@ class SignalingServer:
             room=room.id,
             skip_sid=sid,
         )
-        logger.info("participant %s joined room %s as %s", participant_id, room.id, grant.role)
+        logger.info(
+            "participant %s joined room %s as %s", participant_id, room.id, grant.role,
+            extra={"class_id": room.id, "participant_id": participant_id, "role": grant.role},
+        )  # fmt: skip
         rejoin_token, _ = self.signer.issue(room.id, grant.role, participant_id=participant_id)
         device_token, _ = self.signer.issue(room.id, "device", participant_id=participant_id)
         return {
@@ -278,6 +363,8 @@ class SignalingServer:
             "heart_rates": self.heart_rate.latest(
                 room.id, None if grant.role == "host" else participant_id
             ),
+            **(await self.controls.joined(member)),
+            **self._nodes(),
         }
 
     async def _join_device(
@@ -310,13 +397,62 @@ class SignalingServer:
             await self.sfu.leave(room_id, member.id)
             raise SignalError("not_joined", "the connection closed while joining")
         await self.sio.enter_room(sid, room_id)
-        logger.info("device %s joined room %s for %s", member.id, room_id, participant_id)
+        logger.info(
+            "device %s joined room %s for %s", member.id, room_id, participant_id,
+            extra={"class_id": room_id, "participant_id": member.id, "acts_for": participant_id},
+        )  # fmt: skip
         return {
             "v": PROTOCOL_VERSION,
             "you": {**member.out().model_dump(), "acts_for": participant_id},
             "room": {"id": room_id},
             "ice_servers": self._ice_servers(member.id),
+            **self._nodes(),
         }
+
+    # -- several nodes ------------------------------------------------------------------
+
+    async def _check_holder(self, room_id: str) -> None:
+        """Only the node holding a class takes its joins; others say where it is."""
+        if self.cluster is None:
+            return
+        try:
+            holder = await self.cluster.holder(room_id)
+        except ClusterError as exc:
+            logger.error("cannot place room %s: %s", room_id, exc)
+            raise SignalError(
+                "unavailable", "the server cannot reach its cluster: try again"
+            ) from None
+        if holder.id != self.cluster.node_id:
+            raise Moved(holder.url)
+
+    def _nodes(self) -> dict[str, Any]:
+        """``nodes`` of a join ack: where to look for the class if this node goes away."""
+        if self.cluster is None:
+            return {}
+        return {"nodes": self.cluster.node_urls()}
+
+    async def _class_taken_over(self, room_id: str, holder: NodeInfo | None) -> None:
+        """Another node holds this class now (this one stalled past its heartbeat's TTL).
+
+        Its sessions here are let go without a ``participant_left`` (that would reach the
+        holder's sessions through Redis, where the same people are rejoining): each client
+        sees its connection close, finds the holder and rejoins there.
+        """
+        members = self.presence.members(room_id)
+        for member in members:
+            self.presence.remove(member.sid)
+            self.heart_rate.forget_session(member.sid)
+        self.heart_rate.forget_room(room_id)
+        self.controls.forget(room_id)
+        await self.sfu.close_room(room_id)
+        for member in members:
+            await self.sio.disconnect(member.sid)
+        logger.warning(
+            "room %s moved to node %s: let %d sessions go",
+            room_id,
+            holder.id if holder is not None else "?",
+            len(members),
+        )
 
     def _ice_servers(self, participant_id: str) -> list[dict[str, Any]]:
         """STUN as configured, plus TURN credentials of this participant's own."""
@@ -406,21 +542,33 @@ class SignalingServer:
             self.heart_rate.forget_session(other.sid)
             await self.sio.leave_room(other.sid, room_id)
         self.heart_rate.forget_room(room_id)
+        self.controls.forget(room_id)
         logger.info("room %s ended by %s", room_id, member.id)
         return {}
 
-    async def _leave(self, sid: str, _member: Member, _msg: EmptyIn) -> dict[str, Any]:
-        await self._remove(sid)
+    async def _ping(self, _sid: str, _member: Member | None, _msg: EmptyIn) -> dict[str, Any]:
+        # For clients (and bench.signaling_load) measuring the event round trip.
         return {}
 
-    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+    async def _leave(self, sid: str, member: Member, _msg: EmptyIn) -> dict[str, Any]:
+        await self._remove(sid)
+        await self.controls.left(member)
+        return {}
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> dict[str, Any] | None:
+        if self.sio.manager.is_connected(sid, "/"):
+            # A client's own event named "disconnect", not the real one: it must neither
+            # reset the session's rate limits nor take it out of its class.
+            return await self._unknown_event("disconnect", sid)
         self._flood.forget(sid)
+        self._strikes.forget(sid)
         for limit in self._limits.values():
             limit.forget(sid)
         try:
             await self._remove(sid)
         except Exception:
             logger.exception("cleanup after disconnect of %s failed", sid)
+        return None
 
     async def _remove(self, sid: str) -> None:
         member = self.presence.remove(sid)
@@ -433,7 +581,10 @@ class SignalingServer:
                 "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
             )
         await self.sfu.leave(member.room_id, member.id)
-        logger.info("participant %s left room %s", member.id, member.room_id)
+        logger.info(
+            "participant %s left room %s", member.id, member.room_id,
+            extra={"class_id": member.room_id, "participant_id": member.id},
+        )  # fmt: skip
 
     def _active_speaker_changed(self, room_id: str, participant_id: str | None) -> None:
         # Called from the SFU's detector loop, which must not wait on the network.

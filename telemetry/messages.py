@@ -8,12 +8,19 @@ reconnect) is stored once; ``t`` is the device time in unix milliseconds.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_MESSAGE_BYTES = 1024
 CHANNEL_LABEL = "telemetry"
+
+
+def _integer_version(value: Any) -> Any:
+    # Literal[1] alone also takes true and 1.0 (both equal 1 in Python), strict or not.
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
 
 
 class Reading(BaseModel):
@@ -21,7 +28,7 @@ class Reading(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    v: Literal[1]
+    v: Annotated[Literal[1], BeforeValidator(_integer_version)]
     type: Literal["hr"]
     seq: Annotated[int, Field(ge=0, le=2**53)]
     t: Annotated[int, Field(ge=0, le=2**53)]  # device time, unix milliseconds

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {
@@ -268,3 +270,38 @@ def test_histogram_summary_upper_edges() -> None:
     assert summary["p50"] == 1.01
     assert summary["max"] == 10.51
     assert histogram_summary({})["p50"] is None
+
+
+def test_paced_video_leaves_at_two_and_a_half_times_its_bitrate() -> None:
+    """``--pacing on``: a frame's packets are spread like libwebrtc's pacer; off: at once."""
+    from types import SimpleNamespace
+
+    from bench.fastpath import PACE_MULTIPLIER, OutStream
+    from bench.packetized import PacketizedStream
+    from sfu.aiortc_adapter import Egress
+
+    sent: list[bytes] = []
+    egress = Egress(lambda d: d, lambda d, _a: sent.append(d), None, lambda: 0)
+    # 10 payloads of 1,000 bytes, 30 frames/s: 2.4 Mbit/s, paced at 6 Mbit/s (1.33 ms each)
+    frames = ((b"\x00" * 1000,) * 10,)
+    media = PacketizedStream("video", 90000, 3000, frames)
+
+    def stream(kind: str, pacing: bool) -> OutStream:
+        shaped = media if kind == "video" else PacketizedStream("audio", 48000, 960, frames)
+        sender: Any = SimpleNamespace(_ssrc=1)
+        return OutStream(shaped, egress, sender, 96, {}, "0", "pub", pacing=pacing)
+
+    assert PACE_MULTIPLIER == 2.5
+    paced = stream("video", True)
+    t0 = paced.send_frame()
+    assert t0 is not None and sent == []
+    assert paced.send_due(t0) == pytest.approx(t0 + 1000 / 750_000)
+    assert len(sent) == 1
+    paced.send_due(t0 + 0.006)  # due at 1.33, 2.67, 4.0, 5.33 and 6.67 (within 1 ms) ms
+    assert len(sent) == 6
+    assert paced.send_due(t0 + 0.02) is None and len(sent) == 10
+    assert [d[1] >> 7 for d in sent] == [0] * 9 + [1]  # the marker ends the frame
+    sent.clear()
+    assert stream("video", False).send_frame() is None and len(sent) == 10
+    sent.clear()
+    assert stream("audio", True).send_frame() is None and len(sent) == 10

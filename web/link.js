@@ -15,6 +15,11 @@ export const JOIN_ERRORS = {
   room_full: { title: 'This class is full', body: 'No more people can join right now. Try again later, or ask the instructor.' },
   room_ended: { title: 'This class has ended', body: 'The instructor has ended this class. Thanks for coming!' },
   room_not_found: { title: 'Class not found', body: 'This class does not exist. Check the link, or ask the instructor for a new one.' },
+  removed: { title: 'You were removed from this class', body: 'The instructor removed you from this class, so you cannot rejoin it.' },
+};
+// Refusals one can retry from the join form, in words for people (else the server's message).
+export const JOIN_HINTS = {
+  room_locked: 'This class is locked: the instructor is not letting anyone new in right now. Ask them to unlock it, then try again.',
 };
 // A bound token that stopped working (the server's secret changed): join with the link.
 export const BOUND_REFUSED = new Set(['invalid_token', 'token_expired', 'wrong_room', 'not_found']);

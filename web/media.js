@@ -1,16 +1,35 @@
 // The camera and microphone of the class page.
 
-const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
-const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true };
+import { hasWebRtc } from './rtc.js';
+
+export const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
+export const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true };
 
 /**
  * Ask for camera and microphone. Never throws: without them one can still join and
  * watch, so the result is a (possibly empty) stream and a message saying what is missing.
+ * `preferred` ({audio, video} device ids, from prejoin.js) are tried first, not required.
  */
-export async function openMedia() {
+export async function openMedia(preferred = {}) {
+  if (!hasWebRtc()) {
+    // Nothing could send the camera anywhere: do not ask for it.
+    return { stream: new MediaStream(), message: 'This browser cannot send or receive live video and sound (it has no WebRTC). You can still join for the chat, the people list and heart rate; for video, open this link in a current Chrome, Edge, Firefox or Safari.' };
+  }
   const md = navigator.mediaDevices;
   if (!md || !md.getUserMedia) {
     return { stream: new MediaStream(), message: 'This browser cannot use a camera on this page (it needs https). You can still join and watch the class.' };
+  }
+  if (preferred.audio || preferred.video) {
+    // The devices chosen last time, if they are still there; else whatever there is.
+    const exactly = (constraints, id) => (id ? { ...constraints, deviceId: { exact: id } } : constraints);
+    try {
+      const stream = await md.getUserMedia({
+        audio: exactly(AUDIO_CONSTRAINTS, preferred.audio), video: exactly(VIDEO_CONSTRAINTS, preferred.video),
+      });
+      return { stream, message: '' };
+    } catch {
+      // unplugged, busy or refused: the plain request below finds out which, and says so
+    }
   }
   try {
     return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video: VIDEO_CONSTRAINTS }), message: '' };

@@ -3,17 +3,22 @@
 // pulseroom/bot.py: connect, `join`, publish, answer subscribe offers one at a time.
 
 import { Chat } from './chat.js';
+import { ClassState } from './classstate.js';
 import { HeartRateRoom } from './hrroom.js';
 import {
-  BOUND_REFUSED, JOIN_ERRORS, clearBoundToken, loadBoundToken, peekToken, readLink, saveBoundToken, summaryLink,
+  BOUND_REFUSED, JOIN_ERRORS, JOIN_HINTS, clearBoundToken, loadBoundToken, peekToken, readLink, saveBoundToken, summaryLink,
 } from './link.js';
+import { LocalMedia } from './localmedia.js';
 import { openMedia } from './media.js';
-import { Publisher, Subscriber } from './rtc.js';
+import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
+import { candidates, joinFollowing, sleep } from './nodes.js';
+import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
 import { watchVisibility } from './visibility.js';
 
 const ACK_TIMEOUT_MS = 15000;
+const WEBRTC = hasWebRtc(); // without it: no media connections, the rest works
 const NAME_KEY = 'pulseroom.name';
 
 const $ = (id) => document.getElementById(id);
@@ -36,6 +41,11 @@ const chat = new Chat({
   log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
   send: sendChat,
 });
+// Clock, interval timer, spotlight, lock, and the instructor's controls (classstate.js).
+const classState = new ClassState({
+  bar: $('class-bar'), panel: $('host-panel'), grid, request, toast, render: () => render(),
+  people: () => state.participants, readingOf: (id) => hr?.view.latest.get(id)?.reading,
+});
 
 const state = {
   roomId: null,
@@ -44,14 +54,13 @@ const state = {
   name: '',
   phase: 'loading', // prejoin | joining | joined | reconnecting | left | ended | error
   socket: null,
+  nodeUrl: location.origin, // the node our socket is on (another one holds the class: `moved`)
+  nodes: [], // the cluster's nodes named by the last join ack
   you: null,
   room: null,
   iceServers: [],
   participants: new Map(), // id -> Participant, in join order
   gallery: false,
-  localStream: new MediaStream(),
-  audioOn: true,
-  videoOn: true,
   publisher: null,
   subscriber: null,
   pendingOffers: [], // subscribe offers that arrived before the join ack
@@ -71,7 +80,13 @@ window.pulseroom = {
   get socket() { return state.socket; },
   get hr() { return hr ? hr.hook() : null; },
   get token() { return state.token; },
+  get node() { return state.nodeUrl; },
+  get rejoins() { return rejoins.slice(); },
+  get controls() { return classState.hook(); },
+  get local() { return local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
 };
+
+const rejoins = []; // {why, url, took_ms, attempts}: for tests and debugging
 
 function setPhase(phase) {
   state.phase = phase;
@@ -129,36 +144,11 @@ function showJoinError(code, serverMessage) {
 
 // -- camera and microphone ------------------------------------------------------------
 
-const hasTrack = (kind) => state.localStream.getTracks().some((t) => t.kind === kind);
-
-function updateMediaButtons() {
-  const audio = hasTrack('audio');
-  const video = hasTrack('video');
-  els.micButton.disabled = !audio;
-  els.camButton.disabled = !video;
-  setButton(els.micButton, state.audioOn && audio ? 'mic' : 'micOff',
-    !audio ? 'No microphone' : state.audioOn ? 'Mute' : 'Unmute');
-  setButton(els.camButton, state.videoOn && video ? 'cam' : 'camOff',
-    !video ? 'No camera' : state.videoOn ? 'Stop video' : 'Start video');
-  els.micButton.classList.toggle('off', !(state.audioOn && audio));
-  els.camButton.classList.toggle('off', !(state.videoOn && video));
-  els.micButton.setAttribute('aria-pressed', String(!state.audioOn));
-  els.camButton.setAttribute('aria-pressed', String(!state.videoOn));
-}
-
-/** Our real mic/camera state as the protocol sees it (no device counts as off). */
-function mediaState() {
-  return { audio: hasTrack('audio') && state.audioOn, video: hasTrack('video') && state.videoOn };
-}
+const local = new LocalMedia({ micButton: els.micButton, camButton: els.camButton });
+const mediaState = () => local.state();
 
 function toggle(kind) {
-  const key = kind === 'audio' ? 'audioOn' : 'videoOn';
-  state[key] = !state[key];
-  // Disabling keeps the track flowing as silence/black, so nothing is renegotiated.
-  for (const track of state.localStream.getTracks()) {
-    if (track.kind === kind) track.enabled = state[key];
-  }
-  updateMediaButtons();
+  local.toggle(kind);
   if (state.you) {
     Object.assign(state.you, mediaState());
     state.participants.set(state.you.id, state.you);
@@ -167,11 +157,31 @@ function toggle(kind) {
   }
 }
 
+/** The instructor muted us (`muted`): everyone already sees it; the microphone goes off. */
+function mutedByInstructor() {
+  if (local.audioOn) toggle('audio');
+  toast('The instructor muted your microphone. Unmute yourself when you want to speak.', 'info', 6000);
+}
+
+/** Another camera or microphone was chosen (prejoin.js): show it, and send it once in class. */
+async function switchedDevice(kind, track) {
+  local.adopt(track);
+  const video = local.stream.getVideoTracks();
+  els.preview.srcObject = video.length ? new MediaStream(video) : null;
+  if (!state.you) return;
+  grid.addTrack(state.you.id, track);
+  if (!state.publisher) startPublisher(); // joined without camera and microphone
+  else if (!(await replaceSent(state.publisher.pc, track))) toast('Rejoin the class to send it too.', 'info');
+  Object.assign(state.you, mediaState());
+  request('media_state', mediaState()).catch(() => {});
+}
+
 // -- joining --------------------------------------------------------------------------
 
-function connectSocket() {
+function connectSocket(url) {
   // WebSocket only: no long-polling fallback to keep sticky sessions out of deployments.
-  const socket = io({ transports: ['websocket'] });
+  // Reconnecting is ours (recover()): after a drop the class may be on another node.
+  const socket = io(url, { transports: ['websocket'], reconnection: false });
   socket.on('participant_joined', ({ participant }) => {
     state.participants.set(participant.id, participant);
     render();
@@ -196,16 +206,22 @@ function connectSocket() {
   socket.on('active_speaker', ({ id }) => grid.setSpeaker(id));
   socket.on('media_failed', ({ message }) => {
     // The class moved to another media server: drop the old connections, join again.
+    if (socket !== state.socket || state.phase !== 'joined') return;
     toast(message || 'The media server restarted; rejoining…', 'info', 4000);
-    teardown({ keepSocket: true });
-    rejoin();
+    connectionLost('media_failed');
   });
   socket.on('class_ended', () => classEnded());
-  socket.on('hr', (payload) => hr.onHr(payload));
+  socket.on('hr', (payload) => {
+    hr.onHr(payload);
+    classState.readingsChanged();
+  });
+  socket.on('class_state', (payload) => classState.onState(payload));
+  socket.on('muted', () => mutedByInstructor());
   socket.on('telemetry_ack', (payload) => hr.onAck(payload));
   socket.on('error', (error) => {
-    if (error.code === 'replaced') {
-      replaced();
+    if (error.code === 'replaced' || error.code === 'removed') {
+      if (error.code === 'replaced') replaced();
+      else removed();
       return;
     }
     if (error.event === 'telemetry') {
@@ -218,22 +234,31 @@ function connectSocket() {
     if (error.event === 'join' || error.event === 'ice' || state.phase !== 'joined') return;
     toast(error.message || `The server refused ${error.event}`);
   });
-  socket.on('disconnect', (reason) => onDisconnect(reason));
-  socket.on('connect', () => {
-    if (state.phase === 'reconnecting') rejoin();
-  });
-  socket.io.on('reconnect_attempt', (attempt) => {
-    if (state.phase === 'reconnecting') setStatus(`Connection lost. Reconnecting (attempt ${attempt})…`, 'warn');
+  socket.on('disconnect', (reason) => {
+    if (socket === state.socket) onDisconnect(reason);
   });
   return socket;
 }
 
-async function sendJoin() {
-  // The ack carries either the class or the reason for refusal; a timeout throws.
-  // `room` is the page's room: the server refuses a token for another class (wrong_room).
-  return state.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('join', {
-    v: 1, token: state.token, name: state.name, room: state.roomId,
+async function sendJoin(socket) {
+  // The ack carries either the class or the reason for refusal; a timeout or a dropped
+  // connection throws. `room` is the page's room: the server refuses a token for
+  // another class (wrong_room).
+  let onDrop;
+  const dropped = new Promise((_resolve, reject) => {
+    onDrop = () => reject(new Error('the connection closed while joining'));
+    socket.once('disconnect', onDrop);
   });
+  try {
+    return await Promise.race([
+      socket.timeout(ACK_TIMEOUT_MS).emitWithAck('join', {
+        v: 1, token: state.token, name: state.name, room: state.roomId,
+      }),
+      dropped,
+    ]);
+  } finally {
+    socket.off('disconnect', onDrop);
+  }
 }
 
 async function join() {
@@ -253,12 +278,12 @@ async function join() {
   setStatus('Joining…');
   await mediaReady;
 
-  state.socket = connectSocket();
   let ack = await tryJoin();
   if (ack && !ack.ok && state.token !== state.linkToken && BOUND_REFUSED.has(ack.error?.code)) {
     // This tab's earlier identity is no longer valid: come in afresh with the link.
     clearBoundToken(state.roomId);
     state.token = state.linkToken;
+    state.socket?.disconnect();
     ack = await tryJoin();
   }
   if (ack && ack.ok) {
@@ -266,7 +291,7 @@ async function join() {
     return;
   }
   const error = (ack && ack.error) || { code: 'internal', message: 'The server did not answer.' };
-  state.socket.disconnect();
+  state.socket?.disconnect();
   state.socket = null;
   if (JOIN_ERRORS[error.code]) {
     stopLocalMedia();
@@ -276,40 +301,75 @@ async function join() {
   // Something the person can fix and retry (a bad name, a network problem).
   setPhase('prejoin');
   setStatus('Not joined');
-  els.joinError.textContent = error.message;
+  els.joinError.textContent = JOIN_HINTS[error.code] || error.message;
   els.joinError.hidden = false;
   els.joinButton.disabled = false;
   els.joinButton.textContent = 'Join class';
 }
 
+/** Join on the node that holds the class (this page's, or where `moved` sends us). */
 async function tryJoin() {
   try {
-    return await sendJoin();
+    const { socket, url, ack } = await joinFollowing(state.nodeUrl, connectSocket, sendJoin);
+    state.socket = socket;
+    state.nodeUrl = url;
+    return ack;
   } catch {
     return { ok: false, error: { code: 'offline', message: 'Could not reach the server. Check your connection and try again.' } };
   }
 }
 
+let recovering = false;
+
 /**
- * Reconnected after a drop: the server dropped us too, so join again, with the bound
- * token: the same participant, so heart rate and its re-sent readings carry on.
+ * The connection (or the media behind it) was lost: the server dropped us too, so join
+ * again with the bound token, as the same participant, so heart rate and its re-sent
+ * readings carry on. The node we were on is tried first, then the other nodes: one
+ * that died has its class taken over by a live node within seconds.
  */
-async function rejoin() {
-  let ack;
+async function recover(why) {
+  if (recovering) return;
+  recovering = true;
+  const started = performance.now();
+  let attempts = 0;
+  let delay = 250;
   try {
-    ack = await sendJoin();
-  } catch {
-    return; // the socket dropped again; the next `connect` retries
-  }
-  if (ack && ack.ok) {
-    enterClass(ack);
-    toast('Reconnected to the class.', 'info', 3000);
-  } else if (ack && JOIN_ERRORS[ack.error?.code]) {
-    teardown({ stopLocal: true });
-    showJoinError(ack.error.code, ack.error.message);
-  } else {
-    setStatus('Disconnected. Reload the page to rejoin.', 'bad');
-    toast(`Could not rejoin: ${ack?.error?.message || 'no answer'}`);
+    while (state.phase === 'reconnecting') {
+      for (const url of candidates(state.nodeUrl, state.nodes)) {
+        if (state.phase !== 'reconnecting') return;
+        attempts += 1;
+        let result;
+        try {
+          result = await joinFollowing(url, connectSocket, sendJoin);
+        } catch {
+          continue; // that node is unreachable: try the next one
+        }
+        const { socket, url: at, ack } = result;
+        if (state.phase !== 'reconnecting') {
+          socket.disconnect();
+          return;
+        }
+        if (ack && ack.ok) {
+          state.socket = socket;
+          state.nodeUrl = at;
+          enterClass(ack);
+          rejoins.push({ why, url: at, took_ms: Math.round(performance.now() - started), attempts });
+          toast('Reconnected to the class.', 'info', 3000);
+          return;
+        }
+        socket.disconnect();
+        if (ack && JOIN_ERRORS[ack.error?.code]) {
+          teardown({ stopLocal: true });
+          showJoinError(ack.error.code, ack.error.message);
+          return;
+        }
+      }
+      setStatus(`Connection lost. Reconnecting (attempt ${attempts})…`, 'warn');
+      await sleep(delay);
+      delay = Math.min(delay * 2, 1000);
+    }
+  } finally {
+    recovering = false;
   }
 }
 
@@ -324,6 +384,7 @@ function enterClass(ack) {
     state.token = ack.token;
     saveBoundToken(state.roomId, state.linkToken, ack.token);
   }
+  if (Array.isArray(ack.nodes)) state.nodes = ack.nodes;
   state.you = { ...ack.you, ...mediaState() };
   state.room = ack.room;
   state.iceServers = ack.ice_servers || [];
@@ -342,7 +403,8 @@ function enterClass(ack) {
   chat.setEnabled(true);
 
   grid.clear();
-  for (const track of state.localStream.getTracks()) grid.addTrack(state.you.id, track);
+  for (const track of local.stream.getTracks()) grid.addTrack(state.you.id, track);
+  classState.joined(ack, isHost);
   setGallery(ack.room.gallery);
 
   // The server assumes microphone and camera on; say what is really the case.
@@ -355,6 +417,7 @@ function enterClass(ack) {
 }
 
 function startSubscriber() {
+  if (!WEBRTC) return; // the SFU's offers go unanswered: nothing could play them
   const subscriber = new Subscriber({
     iceServers: state.iceServers,
     signal: request,
@@ -371,6 +434,7 @@ function startSubscriber() {
       console.error('subscribe negotiation failed', error);
       toast(`Video from the class could not be set up: ${error.message}`);
     },
+    onFailed: () => mediaConnectionFailed(subscriber),
   });
   state.subscriber = subscriber;
   for (const offer of state.pendingOffers.splice(0)) subscriber.handleOffer(offer);
@@ -381,10 +445,11 @@ function startSubscriber() {
  * Watching without camera or microphone, it is made only once heart rate needs it.
  */
 async function startPublisher() {
-  if (state.publisher || state.phase !== 'joined') return;
-  if (!state.localStream.getTracks().length && !hr.wantsChannel()) return; // watching only
+  if (state.publisher || state.phase !== 'joined' || !WEBRTC) return;
+  if (!local.stream.getTracks().length && !hr.wantsChannel()) return; // watching only
   const publisher = new Publisher({
-    iceServers: state.iceServers, stream: state.localStream, signal: request, emitIce, telemetry: true,
+    iceServers: state.iceServers, stream: local.stream, signal: request, emitIce, telemetry: true,
+    onFailed: () => mediaConnectionFailed(publisher),
   });
   state.publisher = publisher;
   hr.attachChannel(publisher.channel);
@@ -397,12 +462,23 @@ async function startPublisher() {
   }
 }
 
+/**
+ * ICE gave up on one of our connections (the network was gone for longer than consent
+ * lasts, or our address changed) while the socket may still be up: rejoin from scratch.
+ */
+function mediaConnectionFailed(connection) {
+  if (state.phase !== 'joined') return;
+  if (connection !== state.publisher && connection !== state.subscriber) return;
+  connectionLost('ice_failed');
+}
+
 // -- in class -------------------------------------------------------------------------
 
 /** Whether a participant gets a tile: mirrors who receives whom (docs/protocol.md). */
 function tileVisible(p) {
   const you = state.you;
-  return p.id === you.id || p.role === 'host' || you.role === 'host' || state.gallery || grid.hasMedia(p.id);
+  return p.id === you.id || p.role === 'host' || you.role === 'host' || state.gallery
+    || p.id === classState.spotlight || grid.hasMedia(p.id);
 }
 
 /** Bring the tiles and the roster in line with `state.participants`. */
@@ -439,7 +515,7 @@ async function toggleGallery() {
 }
 
 function stopLocalMedia() {
-  for (const track of state.localStream.getTracks()) track.stop();
+  local.stop();
   els.preview.srcObject = null;
 }
 
@@ -451,6 +527,7 @@ function teardown({ stopLocal = false, keepSocket = false } = {}) {
   state.subscriber = null;
   state.pendingOffers = [];
   hr.offline();
+  classState.stop();
   grid.clear();
   chat.setEnabled(false);
   if (!keepSocket && state.socket) {
@@ -517,6 +594,14 @@ function replaced() {
   });
 }
 
+/** The instructor removed us: out for good (the server refuses our rejoin too). */
+function removed() {
+  if (state.phase !== 'joined') return;
+  teardown({ stopLocal: true });
+  hr.stop();
+  showJoinError('removed');
+}
+
 async function endClass() {
   els.endDialog.close();
   els.endButton.disabled = true;
@@ -531,17 +616,20 @@ async function endClass() {
 function onDisconnect(reason) {
   if (state.phase !== 'joined') return;
   if (reason === 'io client disconnect') return; // we did it (leave, end)
-  // The server treats a disconnect as leaving: our connections are gone on its side.
+  connectionLost(reason);
+}
+
+/** The server treats a disconnect as leaving: our connections are gone on its side. */
+function connectionLost(why) {
   setPhase('reconnecting');
-  teardown({ keepSocket: true });
+  teardown();
   // Who is in the class is unknown until the rejoin ack; keep showing only ourselves.
   state.participants = new Map([[state.you.id, state.you]]);
-  for (const track of state.localStream.getTracks()) grid.addTrack(state.you.id, track);
+  for (const track of local.stream.getTracks()) grid.addTrack(state.you.id, track);
   render();
   setStatus('Connection lost. Reconnecting…', 'warn');
   toast('Connection to the class lost. Reconnecting…', 'info');
-  // After a server-side disconnect socket.io does not retry by itself.
-  if (reason === 'io server disconnect') setTimeout(() => state.socket?.connect(), 1000);
+  recover(why);
 }
 
 // -- start ----------------------------------------------------------------------------
@@ -585,12 +673,18 @@ function init() {
   showView('prejoin');
   try { els.nameInput.value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
 
-  mediaReady = openMedia().then(({ stream, message }) => {
-    state.localStream = stream;
+  $('webrtc-banner').hidden = WEBRTC;
+  const picker = new DevicePicker({
+    container: $('device-home'), stream: () => local.stream, onSwitched: switchedDevice, toast,
+  });
+  picker.bindDialog({ button: $('devices-button'), dialog: $('devices-dialog'), body: $('devices-dialog-body'), close: $('devices-close') });
+  mediaReady = openMedia(preferredDevices()).then(({ stream, message }) => {
+    local.stream = stream;
     els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
     els.mediaMessage.textContent = message;
     els.mediaMessage.hidden = !message;
-    updateMediaButtons();
+    local.paint();
+    picker.refresh();
   });
 
   els.joinForm.addEventListener('submit', (event) => {
@@ -604,7 +698,7 @@ function init() {
   els.endButton.addEventListener('click', () => els.endDialog.showModal());
   els.endCancel.addEventListener('click', () => els.endDialog.close());
   els.endConfirm.addEventListener('click', endClass);
-  updateMediaButtons();
+  local.paint();
   setButton(els.leaveButton, 'leave', 'Leave');
 }
 

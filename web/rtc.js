@@ -81,16 +81,38 @@ function preferVp8(transceiver) {
 
 export const TELEMETRY_LABEL = 'telemetry';
 
+/**
+ * Whether this browser can make peer connections at all: some builds leave WebRTC out
+ * (Debian's WebKitGTK, so Epiphany). Without it there is no video, sound or strap data
+ * channel, but chat, the people list and heart rate through the bridge still work.
+ */
+export function hasWebRtc() {
+  return typeof RTCPeerConnection === 'function';
+}
+
+/** Call `onFailed` once if ICE gives up on `pc` (a network gone for longer than consent lasts). */
+function watchFailure(pc, onFailed) {
+  if (!onFailed) return;
+  let told = false;
+  pc.addEventListener('connectionstatechange', () => {
+    if (pc.connectionState === 'failed' && !told) {
+      told = true;
+      onFailed();
+    }
+  });
+}
+
 export class Publisher {
   /**
    * With `telemetry`, the connection carries the heart-rate data channel too (as
    * `this.channel`). It is created here, before the offer, so that the offer has its
    * m=application section: the SFU takes a publish offer once per join.
    */
-  constructor({ iceServers, stream, signal, emitIce, telemetry = false }) {
+  constructor({ iceServers, stream, signal, emitIce, telemetry = false, onFailed = null }) {
     this.stream = stream;
     this.signal = signal;
     this.pc = new RTCPeerConnection({ iceServers });
+    watchFailure(this.pc, onFailed);
     this.channel = telemetry ? this.pc.createDataChannel(TELEMETRY_LABEL) : null;
     this.trickle = new Trickle('publish', emitIce);
     this.trickle.attach(this.pc);
@@ -125,7 +147,8 @@ export class Subscriber {
    * onTrack(participantId, track, mid) - a forwarded track started.
    * onTrackGone(track)                 - its m-line went inactive (the publisher left).
    */
-  constructor({ iceServers, signal, emitIce, onTrack, onTrackGone, onError }) {
+  constructor({ iceServers, signal, emitIce, onTrack, onTrackGone, onError, onFailed = null }) {
+    this.onFailed = onFailed;
     this.iceServers = iceServers;
     this.signal = signal;
     this.emitIce = emitIce;
@@ -153,6 +176,7 @@ export class Subscriber {
 
   createPc() {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    watchFailure(pc, this.onFailed);
     this.trickle.attach(pc);
     pc.addEventListener('track', (event) => this.handleTrack(event));
     return pc;

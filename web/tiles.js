@@ -27,6 +27,40 @@ export class Grid {
     this.strip = container.querySelector('.strip');
     this.tiles = new Map(); // participant id -> tile element
     this.tracks = new Map(); // participant id -> Map(kind -> MediaStreamTrack)
+    this.featured = null; // the spotlighted participant: theirs is the big tile instead
+    // Hooks for the instructor's controls (controls.js): the strip's order, and extra
+    // buttons on a tile. orderOf(id, self) -> number; decorate(tile, p, self).
+    this.orderOf = null;
+    this.decorate = null;
+  }
+
+  /** Whether a tile belongs in the big spot: the spotlighted one, else the instructor's. */
+  isFeatured(id, role) {
+    if (this.featured && this.tiles.has(this.featured)) return id === this.featured;
+    return role === 'host';
+  }
+
+  /** Spotlight a participant (null: the instructor has the big tile again). */
+  setFeatured(id) {
+    this.featured = id || null;
+    for (const [pid, tile] of this.tiles) this.place(pid, tile);
+  }
+
+  place(id, tile) {
+    const featured = this.isFeatured(id, tile.dataset.role);
+    tile.classList.toggle('featured', featured);
+    const home = featured ? this.spotlight : this.strip;
+    if (tile.parentElement !== home) home.append(tile);
+  }
+
+  /** Apply the strip's order again (the instructor's sort changed). */
+  reorder() {
+    for (const [id, tile] of this.tiles) tile.style.order = this.orderFor(id, tile.classList.contains('self'));
+  }
+
+  orderFor(id, self) {
+    // In the strip: yourself first, then everyone else in join order (or the chosen sort).
+    return String(this.orderOf ? this.orderOf(id, self) : (self ? 0 : 1));
   }
 
   /** Create or refresh the tile of `p` (a protocol Participant). */
@@ -35,15 +69,16 @@ export class Grid {
     if (!tile) {
       tile = this.createTile(p, self);
       this.tiles.set(p.id, tile);
-      (p.role === 'host' ? this.spotlight : this.strip).append(tile);
+      tile.dataset.role = p.role;
+      this.place(p.id, tile);
+      if (this.featured === p.id) this.setFeatured(p.id); // the instructor's tile moves aside
       this.attachMedia(p.id);
     }
     tile.classList.toggle('instructor', p.role === 'host');
     tile.dataset.role = p.role;
     tile.dataset.audio = String(p.audio);
     tile.dataset.video = String(p.video);
-    // In the strip: yourself first, then everyone else in join order.
-    tile.style.order = self ? '0' : '1';
+    tile.style.order = this.orderFor(p.id, self);
     const name = tile.querySelector('.name');
     name.textContent = p.name;
     tile.querySelector('.avatar').textContent = initials(p.name);
@@ -52,6 +87,7 @@ export class Grid {
     tag.hidden = !tag.textContent;
     tile.querySelector('.state').replaceChildren(...stateIcons(p));
     this.refreshPlaceholder(p.id);
+    if (this.decorate) this.decorate(tile, p, self);
     return tile;
   }
 
@@ -155,6 +191,7 @@ export class Grid {
       video.srcObject = null;
       tile.remove();
       this.tiles.delete(id);
+      if (id === this.featured) this.setFeatured(this.featured); // the instructor's turn again
     }
     this.tracks.delete(id);
   }
@@ -171,6 +208,7 @@ export class Grid {
     tile.querySelector('video').srcObject = null;
     tile.remove();
     this.tiles.delete(id);
+    if (id === this.featured) this.setFeatured(this.featured);
   }
 
   ids() {

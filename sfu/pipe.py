@@ -1,0 +1,454 @@
+"""Pipes: one class's tracks carried between SFU worker processes, like mediasoup's
+pipeToRouter.
+
+A class too big for one core spans workers (``WorkerPool`` places each participant).
+For every track some subscriber on another worker should receive, the publisher's
+worker sends each packet once more, in the clear, over a *link*: a connected Unix
+datagram socket pair between the two workers, made by the pool and handed to each as
+a file descriptor (nothing else can reach it, so there is no SRTP and no token). On
+the other end a ``PipeProducer`` feeds that worker's consumers exactly as a local
+``Producer`` would (same NACK cache, keyframe merging, pausing of hidden video).
+What flows back — keyframe requests, bandwidth estimates, and whether anyone there
+shows the video at all — goes over the same link, merged and rate-limited.
+
+Datagrams, all big-endian, first byte the type:
+
+- ``RTP`` (origin → other): pipe id, flags (padding 0x20 | marker 0x01), sequence
+  number, timestamp, the publisher's SSRC, length of the forwarded header extensions
+  (already re-numbered to what subscribers are offered, padded to 32 bits), then those
+  extensions and the payload. RTX is already unwrapped at the origin.
+- ``REPORT`` (origin → other): pipe id, the publisher's sender report (NTP, RTP time).
+- ``KEYFRAME``, ``ESTIMATE`` (bits/s), ``SHOWING`` (0/1) (other → origin): pipe id.
+
+Per packet the origin does one ``join`` and one ``send``; the other side one ``recv``,
+one ``unpack`` and the usual fan-out. No coroutine, no object per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from typing import Any, Final
+
+from .forwarder import Codec, Producer, Source
+from .peer import SfuError
+from .room import Room
+from .stats import ForwardingStats
+from .topology import Role
+from .worker_protocol import LinkFrame, PipeInArgs, PipeOutArgs, TrackParams
+
+logger = logging.getLogger(__name__)
+
+T_RTP: Final = 1
+T_REPORT: Final = 2
+T_KEYFRAME: Final = 3
+T_ESTIMATE: Final = 4
+T_SHOWING: Final = 5
+_RTP = struct.Struct("!BIBHIIH")
+_REPORT = struct.Struct("!BIQI")
+_KEYFRAME = struct.Struct("!BI")
+_ESTIMATE = struct.Struct("!BII")
+_SHOWING = struct.Struct("!BIB")
+_HEAD = _RTP.size
+_PIPE_ID = struct.Struct("!I")
+
+# Each side's send buffer: with a pair of mutually connected datagram sockets the
+# kernel limits only the sender's unread bytes (max_dgram_qlen does not apply).
+# 4 MiB (the usual wmem_max) holds ~3,600 packets of 1.2 KB: a second of a big class.
+SEND_BUFFER: Final = 4 * 1024 * 1024
+RECV_SIZE: Final = 65536  # a datagram is never cut: the largest possible UDP payload
+READ_BATCH: Final = 64  # datagrams read per wake-up before the event loop runs others
+SHOWING_REPEAT_S: Final = 1.0  # re-say "nobody shows it" if packets keep coming
+LINK_TIMEOUT_S: Final = 10.0  # how long an operation waits for its link's socket
+
+
+def socket_pair() -> tuple[socket.socket, socket.socket]:
+    """A link's two ends (non-blocking, big send buffers), for two workers."""
+    ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for end in ends:
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        end.setblocking(False)
+    return ends
+
+
+def codec_of(track: TrackParams) -> Codec:
+    """The codec a pipe's parameters describe."""
+    return Codec(track.mime_type, track.clock_rate, track.channels, dict(track.parameters))
+
+
+def params_of(producer: Producer) -> TrackParams:
+    """What another worker needs to hold a copy of ``producer``."""
+    codec = producer.codec
+    if codec is None or producer.kind not in ("audio", "video"):
+        raise SfuError("bad_sdp", f"track {producer.id} has no codec to pipe")
+    return TrackParams(
+        producer_id=producer.id,
+        kind="audio" if producer.kind == "audio" else "video",
+        mime_type=codec.mime_type,
+        clock_rate=codec.clock_rate,
+        channels=codec.channels,
+        parameters={k: v for k, v in codec.parameters.items() if isinstance(v, str | int)},
+        max_bitrate=producer.max_bitrate,
+    )
+
+
+class Link:
+    """This worker's end of a socket pair to another worker: every pipe between them."""
+
+    def __init__(
+        self, link_id: int, peer: int, sock: socket.socket, stats: ForwardingStats
+    ) -> None:
+        self.id = link_id
+        self.peer = peer
+        self.incoming: dict[int, PipeProducer] = {}  # copies of the peer's tracks
+        self.outgoing: dict[int, PipeSink] = {}  # our tracks going to the peer
+        self.stats = stats
+        self.send = sock.send  # the hot path calls it directly
+        self._sock = sock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def send_control(self, data: bytes) -> None:
+        """Send one small feedback datagram; a full pipe drops it (the sender retries)."""
+        if self._closed:
+            return
+        try:
+            self.send(data)
+        except OSError:
+            self.stats.pipe_dropped_packets += 1
+
+    def _readable(self) -> None:
+        recv = self._sock.recv
+        incoming = self.incoming
+        for _ in range(READ_BATCH):
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.error("pipe link %d to worker %d failed: %s", self.id, self.peer, exc)
+                self.close()
+                return
+            if len(data) < _KEYFRAME.size:
+                continue
+            if data[0] == T_RTP:
+                pipe = incoming.get(_PIPE_ID.unpack_from(data, 1)[0])
+                if pipe is not None and len(data) >= _HEAD:
+                    pipe.on_piped(data)
+            else:
+                try:
+                    self._control(data)
+                except (struct.error, ValueError):
+                    logger.warning("malformed pipe control datagram on link %d", self.id)
+
+    def _control(self, data: bytes) -> None:
+        kind = data[0]
+        pipe_id = _PIPE_ID.unpack_from(data, 1)[0]
+        if kind == T_REPORT:
+            incoming = self.incoming.get(pipe_id)
+            if incoming is not None:
+                _t, _id, ntp, rtp_time = _REPORT.unpack(data)
+                for consumer in incoming.consumers:
+                    consumer.source_report(ntp, rtp_time)
+            return
+        sink = self.outgoing.get(pipe_id)
+        if sink is None:
+            return
+        if kind == T_KEYFRAME:
+            sink.paused = False  # whoever asks for a picture shows it
+            sink.producer.want_keyframe()
+        elif kind == T_ESTIMATE:
+            sink.remb = _ESTIMATE.unpack(data)[2]
+            self.spawn(sink.producer.send_remb())
+        elif kind == T_SHOWING:
+            sink.paused = not _SHOWING.unpack(data)[2]
+
+    def spawn(self, coro: Any) -> None:
+        """Run a rare piece of feedback work (a REMB towards a publisher) as a task."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Close every pipe on the link, then the socket (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        for sink in list(self.outgoing.values()):
+            sink.close()
+        for producer in list(self.incoming.values()):
+            producer.close()
+        for task in self._tasks:
+            task.cancel()
+        self._sock.close()
+
+
+class PipeSink:
+    """A local track's copy going to another worker (the origin end of a pipe)."""
+
+    def __init__(self, pipe_id: int, producer: Source, link: Link) -> None:
+        self.id = pipe_id
+        self.producer = producer
+        self.remb = 0
+        self.paused = False  # nobody on the other worker shows this video
+        self._link = link
+        self._send = link.send
+        self._stats = link.stats
+        self._closed = False
+        producer.pipes.append(self)
+        link.outgoing[pipe_id] = self
+
+    def send(
+        self, padding: int, marker: int, seq: int, timestamp: int, ssrc: int, shared: bytes,
+        payload: memoryview,
+    ) -> None:  # fmt: skip
+        """Pipe one packet (called by the Producer for every packet it receives)."""
+        if self.paused:
+            return
+        head = _RTP.pack(T_RTP, self.id, padding | marker, seq, timestamp, ssrc, len(shared))
+        try:
+            self._send(b"".join((head, shared, payload)))
+        except OSError:  # full (the other worker is behind) or gone: dropped, counted
+            self._stats.pipe_dropped_packets += 1
+            return
+        self._stats.piped_packets += 1
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """Pass on the publisher's sender report."""
+        self._link.send_control(_REPORT.pack(T_REPORT, self.id, ntp_time, rtp_timestamp))
+
+    def close(self) -> None:
+        """Stop piping (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self in self.producer.pipes:
+            self.producer.pipes.remove(self)
+        if self._link.outgoing.get(self.id) is self:
+            del self._link.outgoing[self.id]
+
+
+class PipeProducer(Source):
+    """A copy of a track published on another worker: a Producer to consumers here."""
+
+    def __init__(
+        self,
+        pipe_id: int,
+        link: Link,
+        owner_id: str,
+        track: TrackParams,
+        room: Room,
+    ) -> None:
+        super().__init__(
+            track.producer_id, owner_id, track.kind, codec_of(track), link.stats,
+            track.max_bitrate,
+        )  # fmt: skip
+        self.pipe_id = pipe_id
+        self._link = link
+        self._room = room
+        self._showing: bool | None = None
+        self._showing_said_at = 0.0
+        link.incoming[pipe_id] = self
+
+    def on_piped(self, data: bytes) -> None:
+        """One packet from the origin worker."""
+        _t, _id, flags, seq, timestamp, ssrc, length = _RTP.unpack_from(data)
+        if ssrc != self.media_ssrc:
+            if self.media_ssrc is not None:
+                for consumer in self.consumers:
+                    consumer.resync()
+            self.media_ssrc = ssrc
+        self.packets_in += 1
+        if self._showing is False:
+            self._say_showing(repeat=True)  # the origin did not hear it: say it again
+        end = _HEAD + length
+        self._fan_out(
+            data, memoryview(data)[end:], flags & 0x20, flags & 0x01, seq, timestamp, end,
+            data[_HEAD:end],
+        )  # fmt: skip
+
+    def showing_changed(self) -> None:
+        """Pause the pipe while no consumer here sends this track; resume on demand."""
+        showing = any(not c.paused for c in self.consumers)
+        if showing == self._showing:
+            return
+        self._showing = showing
+        self._say_showing()
+        if showing and self.keyframe_wanted and self.media_ssrc is not None:
+            self.want_keyframe()  # no packet may come to trigger it while paused
+
+    def _say_showing(self, repeat: bool = False) -> None:
+        now = time.monotonic()
+        if repeat and now - self._showing_said_at < SHOWING_REPEAT_S:
+            return
+        self._showing_said_at = now
+        self._link.send_control(_SHOWING.pack(T_SHOWING, self.pipe_id, int(bool(self._showing))))
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        self._link.send_control(_KEYFRAME.pack(T_KEYFRAME, self.pipe_id))
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        if any(c.remb for c in self.consumers):  # only real estimates travel
+            self._link.send_control(_ESTIMATE.pack(T_ESTIMATE, self.pipe_id, bitrate))
+
+    def close(self) -> None:
+        """Stop routing this copy, close its consumers, leave the link (idempotent)."""
+        if self._closed:
+            return
+        self._room.remove_remote(self)
+        super().close()
+        if self._link.incoming.get(self.pipe_id) is self:
+            del self._link.incoming[self.pipe_id]
+
+
+class PipeHub:
+    """A worker's links to the other workers and the pipes on them, as the pool sets
+    them up: ``rooms`` is the worker's ``SfuServer.rooms``."""
+
+    def __init__(self, rooms: dict[str, Room], stats: ForwardingStats) -> None:
+        self._rooms = rooms
+        self._stats = stats
+        self._links: dict[int, Link] = {}
+        self._waiting: dict[int, asyncio.Future[Link]] = {}
+        self._channel: socket.socket | None = None
+
+    def listen(self, channel: socket.socket) -> None:
+        """Take links from ``channel``: LinkFrames with one socket each (SCM_RIGHTS)."""
+        channel.setblocking(False)
+        self._channel = channel
+        asyncio.get_running_loop().add_reader(channel.fileno(), self._receive_links)
+
+    def _receive_links(self) -> None:
+        assert self._channel is not None
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self._channel, 4096, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                asyncio.get_running_loop().remove_reader(self._channel.fileno())
+                return
+            if not data and not fds:
+                asyncio.get_running_loop().remove_reader(self._channel.fileno())
+                return
+            try:
+                frame = LinkFrame.model_validate_json(data)
+            except ValueError as exc:
+                logger.error("unreadable link frame: %s", exc)
+                for fd in fds:
+                    socket.close(fd)
+                continue
+            if len(fds) != 1:
+                logger.error("link frame %d came with %d sockets", frame.link_id, len(fds))
+                for fd in fds:
+                    socket.close(fd)
+                continue
+            self.add_link(frame.link_id, frame.peer, socket.socket(fileno=fds[0]))
+
+    def add_link(self, link_id: int, peer: int, sock: socket.socket) -> Link:
+        """Start using one end of a socket pair to worker ``peer``."""
+        old = self._links.pop(link_id, None)
+        if old is not None:
+            old.close()
+        link = self._links[link_id] = Link(link_id, peer, sock, self._stats)
+        waiting = self._waiting.pop(link_id, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(link)
+        return link
+
+    async def _link(self, link_id: int) -> Link:
+        # The socket travels on another channel than the operation naming it: wait.
+        link = self._links.get(link_id)
+        if link is not None:
+            return link
+        future = self._waiting.get(link_id)
+        if future is None:
+            future = self._waiting[link_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), LINK_TIMEOUT_S)
+        except TimeoutError:
+            self._waiting.pop(link_id, None)
+            raise SfuError("media_failed", f"link {link_id} never arrived") from None
+
+    def _room(self, room_id: str) -> Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise SfuError("not_joined", "this class has no media session on this worker")
+        return room
+
+    async def pipe_in(self, args: PipeInArgs) -> None:
+        """Hold a copy of another worker's track for this worker's subscribers."""
+        link = await self._link(args.link_id)
+        room = self._room(args.room_id)
+        if args.pipe_id in link.incoming:
+            return  # already there (idempotent)
+        role: Role = args.owner_role
+        producer = PipeProducer(args.pipe_id, link, args.owner_id, args.track, room)
+        try:
+            room.add_remote(args.owner_id, role, producer)
+        except SfuError:
+            producer.close()
+            raise
+        producer.showing_changed()  # nobody yet: the origin may hold it back
+
+    async def pipe_out(self, args: PipeOutArgs) -> None:
+        """Send a local track's packets to another worker."""
+        link = await self._link(args.link_id)
+        participant = self._room(args.room_id).participants.get(args.owner_id)
+        producer = next(
+            (p for p in participant.producers.values() if p.id == args.producer_id), None
+        ) if participant is not None else None  # fmt: skip
+        if producer is None:
+            raise SfuError("not_found", f"no track {args.producer_id} on this worker")
+        if args.pipe_id not in link.outgoing:
+            PipeSink(args.pipe_id, producer, link)
+
+    def pipe_close(self, link_id: int, pipe_id: int) -> None:
+        """End a pipe at whichever end this worker holds (idempotent)."""
+        link = self._links.get(link_id)
+        if link is None:
+            return
+        sink = link.outgoing.get(pipe_id)
+        if sink is not None:
+            sink.close()
+        producer = link.incoming.get(pipe_id)
+        if producer is not None:
+            producer.close()
+
+    def unlink(self, link_id: int) -> None:
+        """Close a link (its peer died) and every pipe on it."""
+        link = self._links.pop(link_id, None)
+        if link is not None:
+            link.close()
+
+    def links(self) -> int:
+        """Links open now."""
+        return len(self._links)
+
+    def close(self) -> None:
+        """Close every link (idempotent)."""
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            self._channel.close()
+            self._channel = None
+        for link in list(self._links.values()):
+            link.close()
+        self._links.clear()
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
+
+
+def send_link(channel: socket.socket, link_id: int, peer: int, end: socket.socket) -> None:
+    """Hand one end of a link to a worker over its link channel (pool side)."""
+    frame = LinkFrame(link_id=link_id, peer=peer).model_dump_json().encode()
+    socket.send_fds(channel, [frame], [end.fileno()])

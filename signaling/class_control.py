@@ -1,0 +1,292 @@
+"""What the instructor controls in a live class: lock, mute, remove, spotlight, timer, clock.
+
+One ``ClassState`` per class on this node, owned by ``ClassControl``, which also holds
+the host-only event handlers (registered in signaling/server.py's event table) and the
+admission rule ``admit`` that ``join`` applies. Every change is broadcast as one
+``class_state`` event carrying the whole state and the server's time; the join ack
+carries the same, so a late joiner or a rejoin sees what everyone sees.
+
+Times are absolute, on the server's clock (unix seconds): clients estimate their offset
+from it (event ``time``) and count down locally, so every page shows the same second
+without the server sending ticks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from sfu.backend import MediaBackend
+from sfu.peer import SfuError
+
+from .errors import SignalError
+from .interval_timer import IntervalTimer, Phase, Program
+from .messages import (
+    PROTOCOL_VERSION,
+    ClassStateOut,
+    ClockIn,
+    EmptyIn,
+    LockIn,
+    MuteIn,
+    RemoveIn,
+    SpotlightIn,
+    TimerIn,
+    TimerOut,
+    TimerPhaseOut,
+    TimerProgramIn,
+    error_payload,
+)
+from .presence import Member, Presence
+from .tokens import Role
+
+logger = logging.getLogger(__name__)
+
+RemoveSession = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ClassState:
+    """The controls of one class."""
+
+    locked: bool = False
+    spotlight: str | None = None
+    clock_started_at: float | None = None
+    clock_ever_started: bool = False  # the class clock starts by itself only once
+    timer: IntervalTimer | None = None
+    removed: set[str] = field(default_factory=set)  # participant ids refused from now on
+
+    def out(self) -> ClassStateOut:
+        """The public view (the removed list stays on the server)."""
+        timer = None
+        if self.timer is not None:
+            program = self.timer.program
+            timer = TimerOut(
+                title=program.title,
+                phases=[
+                    TimerPhaseOut(name=p.name, seconds=p.seconds, kind=p.kind)
+                    for p in program.phases
+                ],
+                rounds=program.rounds,
+                total_s=program.total_s,
+                started_at=self.timer.started_at,
+                paused_at=self.timer.paused_at,
+            )
+        return ClassStateOut(
+            locked=self.locked,
+            spotlight=self.spotlight,
+            clock_started_at=self.clock_started_at,
+            timer=timer,
+        )
+
+
+def _program(msg: TimerProgramIn) -> Program:
+    phases = tuple(Phase(p.name, p.seconds, p.kind) for p in msg.phases)
+    return Program(phases=phases, rounds=msg.rounds, title=msg.title)
+
+
+class ClassControl:
+    """The instructor's controls for every class on this node, and their events."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        presence: Presence,
+        sfu: MediaBackend,
+        remove_session: RemoveSession,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sio = sio
+        self._presence = presence
+        self._sfu = sfu
+        self._remove_session = remove_session  # the server's own leave path for a session
+        self._now = clock
+        self._rooms: dict[str, ClassState] = {}
+
+    # -- for signaling/server.py --------------------------------------------------------
+
+    def state(self, room_id: str) -> ClassState:
+        """The controls of a class (fresh ones on first use)."""
+        state = self._rooms.get(room_id)
+        if state is None:
+            state = self._rooms[room_id] = ClassState()
+        return state
+
+    def spotlit(self, room_id: str) -> str | None:
+        """Who is spotlighted in a class, for the media side of a join."""
+        state = self._rooms.get(room_id)
+        return state.spotlight if state is not None else None
+
+    def admit(self, room_id: str, role: Role, participant_id: str | None) -> None:
+        """Refuse a join the controls forbid; ``participant_id`` is the token's binding.
+
+        A removed participant stays out (their devices too). A locked class takes no
+        one new, but the instructor, and anyone coming back with the bound token of an
+        earlier join (a reload, a network drop), still get in.
+        """
+        state = self._rooms.get(room_id)
+        if state is None:
+            return
+        if participant_id is not None and participant_id in state.removed:
+            raise SignalError("removed", "the instructor removed you from this class")
+        if state.locked and role == "participant" and participant_id is None:
+            raise SignalError(
+                "room_locked", "the instructor has locked this class: no one new can join"
+            )
+
+    async def joined(self, member: Member) -> dict[str, Any]:
+        """A member joined: the class clock starts with the instructor's first arrival.
+
+        Returns what the join ack carries: the controls and the server's time.
+        """
+        state = self.state(member.room_id)
+        if member.role == "host" and not state.clock_ever_started:
+            state.clock_ever_started = True
+            state.clock_started_at = self._now()
+            await self._broadcast(member.room_id)  # those who came before the instructor
+        return {"controls": state.out().model_dump(), "server_time": self._now()}
+
+    async def left(self, member: Member) -> None:
+        """A participant left for good (``leave``, not a dropped connection): unspotlight."""
+        state = self._rooms.get(member.room_id)
+        if state is not None and state.spotlight == member.id:
+            await self._unspotlight(member.room_id, state)
+
+    async def _unspotlight(self, room_id: str, state: ClassState) -> None:
+        """The spotlighted participant is gone: the stage is the instructor's again."""
+        state.spotlight = None
+        # Their media left with them: a media side that cannot be told changes nothing.
+        with contextlib.suppress(SfuError):
+            await self._sfu.set_spotlight(room_id, None)
+        await self._broadcast(room_id)
+
+    def forget(self, room_id: str) -> None:
+        """The class ended: its controls go."""
+        self._rooms.pop(room_id, None)
+
+    async def _broadcast(self, room_id: str) -> None:
+        await self._sio.emit(
+            "class_state",
+            {
+                "v": PROTOCOL_VERSION,
+                "state": self.state(room_id).out().model_dump(),
+                "server_time": self._now(),
+            },
+            room=room_id,
+        )
+
+    def _target(self, room_id: str, participant_id: str) -> Member:
+        target = self._presence.by_room.get(room_id, {}).get(participant_id)
+        if target is None or target.role == "device":
+            raise SignalError("not_found", "no one with this id is in the class")
+        return target
+
+    # -- events (host only but ``time``) ------------------------------------------------
+
+    async def time(self, _sid: str, _member: Member, _msg: EmptyIn) -> dict[str, Any]:
+        """``time``: the server's clock, for the client's offset estimate."""
+        return {"server_time": self._now()}
+
+    async def lock(self, _sid: str, member: Member, msg: LockIn) -> dict[str, Any]:
+        """``lock``: no one new may join while locked."""
+        self.state(member.room_id).locked = msg.locked
+        logger.info("room %s %s", member.room_id, "locked" if msg.locked else "unlocked")
+        await self._broadcast(member.room_id)
+        return {}
+
+    async def mute(self, _sid: str, member: Member, msg: MuteIn) -> dict[str, Any]:
+        """``mute``: one participant or all; they may unmute themselves later.
+
+        Everyone sees the participant muted at once (the server changes their state
+        itself); their own page is told to turn its microphone off.
+        """
+        if msg.participant_id is None:
+            targets = [m for m in self._presence.people(member.room_id) if m.role == "participant"]
+        else:
+            target = self._target(member.room_id, msg.participant_id)
+            if target.role != "participant":
+                raise SignalError("bad_request", "only participants can be muted")
+            targets = [target]
+        for target in targets:
+            await self._sio.emit(
+                "muted",
+                {"v": PROTOCOL_VERSION, "by": member.id, "all": msg.participant_id is None},
+                to=target.sid,
+            )
+            if target.audio:
+                target.audio = False
+                await self._sio.emit(
+                    "participant_updated",
+                    {"v": PROTOCOL_VERSION, "participant": target.out().model_dump()},
+                    room=member.room_id,
+                )
+        return {"muted": [t.id for t in targets]}
+
+    async def remove(self, _sid: str, member: Member, msg: RemoveIn) -> dict[str, Any]:
+        """``remove``: disconnect a participant, and refuse their bound token from now on."""
+        target = self._target(member.room_id, msg.participant_id)
+        if target.role != "participant":
+            raise SignalError("bad_request", "only participants can be removed")
+        state = self.state(member.room_id)
+        state.removed.add(target.id)
+        if state.spotlight == target.id:
+            await self._unspotlight(member.room_id, state)
+        # Their strap bridges go too: a device link acts for the participant.
+        for session in self._presence.acting_for(member.room_id, target.id):
+            await self._remove_session(session.sid)
+            await self._sio.emit(
+                "error",
+                error_payload("removed", "the instructor removed you from this class", "join"),
+                to=session.sid,
+            )
+            await self._sio.disconnect(session.sid)
+        logger.info("participant %s removed from room %s", target.id, member.room_id)
+        return {}
+
+    async def spotlight(self, _sid: str, member: Member, msg: SpotlightIn) -> dict[str, Any]:
+        """``spotlight``: everyone sees this participant large (null: the instructor)."""
+        if msg.participant_id is not None:
+            self._target(member.room_id, msg.participant_id)
+        # The media side first: if it refuses, nothing changed.
+        await self._sfu.set_spotlight(member.room_id, msg.participant_id)
+        self.state(member.room_id).spotlight = msg.participant_id
+        await self._broadcast(member.room_id)
+        return {}
+
+    async def timer(self, _sid: str, member: Member, msg: TimerIn) -> dict[str, Any]:
+        """``timer``: start a program (replacing any), pause, resume or stop it."""
+        state = self.state(member.room_id)
+        now = self._now()
+        running = state.timer
+        if msg.action == "start":
+            assert msg.program is not None  # the model requires it for start
+            state.timer = IntervalTimer(program=_program(msg.program), started_at=now)
+        elif running is None:
+            raise SignalError("bad_request", "no interval timer is set")
+        elif msg.action == "stop":
+            state.timer = None
+        elif msg.action == "pause":
+            if running.paused_at is not None:
+                raise SignalError("bad_request", "the timer is already paused")
+            if running.finished(now):
+                raise SignalError("bad_request", "the timer has finished")
+            running.pause(now)
+        elif running.paused_at is None:  # resume
+            raise SignalError("bad_request", "the timer is not paused")
+        else:
+            running.resume(now)
+        await self._broadcast(member.room_id)
+        return {}
+
+    async def clock(self, _sid: str, member: Member, msg: ClockIn) -> dict[str, Any]:
+        """``clock``: start the class clock from zero, or stop it."""
+        state = self.state(member.room_id)
+        state.clock_ever_started = True
+        state.clock_started_at = self._now() if msg.action == "start" else None
+        await self._broadcast(member.room_id)
+        return {}

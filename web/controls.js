@@ -1,0 +1,352 @@
+// The instructor's controls (docs/protocol.md, "Class controls"): lock the class, mute one
+// or all, remove, spotlight, sort the gallery, class clock and the interval timer.
+//
+// Built into the host panel of the class page and onto each participant's tile. Every
+// change goes to the server, which broadcasts `class_state`; the page shows what the
+// server says (apply()), never what it merely asked for.
+
+import { timerPosition } from './timer.js';
+import { icon } from './ui.js';
+
+export const PRESETS = {
+  tabata: { title: 'Tabata', work: 20, rest: 10, rounds: 8, label: 'Tabata: 8 × 20 s on / 10 s off' },
+  '30-30': { title: '30/30', work: 30, rest: 30, rounds: 10, label: '30/30: 10 × 30 s on / 30 s off' },
+  '40-20': { title: '40/20', work: 40, rest: 20, rounds: 8, label: '40/20: 8 × 40 s on / 20 s off' },
+  emom: { title: 'EMOM', work: 60, rest: 0, rounds: 10, label: 'Every minute: 10 × 60 s' },
+};
+
+/** An interval program (protocol `TimerProgram`) of work and rest phases. */
+export function program({ title, work, rest, rounds }) {
+  const phases = [{ name: 'Work', seconds: work, kind: 'work' }];
+  if (rest > 0) phases.push({ name: 'Rest', seconds: rest, kind: 'rest' });
+  return { title, phases, rounds };
+}
+
+const SORTS = {
+  // Highest effort first; no reading yet sorts last.
+  effort: (a, b) => (b.pct ?? -1) - (a.pct ?? -1),
+  zone: (a, b) => (b.zone ?? -1) - (a.zone ?? -1) || (b.pct ?? -1) - (a.pct ?? -1),
+  name: (a, b) => a.name.localeCompare(b.name),
+};
+const SORT_EVERY_MS = 2000; // tiles do not jump about with every beat
+
+function el(tag, { className, testid, text, type } = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (testid) node.dataset.testid = testid;
+  if (text) node.textContent = text;
+  if (type) node.type = type;
+  return node;
+}
+
+function numberField(label, testid, value, min, max) {
+  const wrap = el('div', { className: 'timer-field' });
+  const input = el('input', { testid, type: 'number' });
+  input.id = `timer-${testid}`;
+  Object.assign(input, { value: String(value), min: String(min), max: String(max), step: '1', required: true });
+  input.inputMode = 'numeric';
+  const lab = el('label', { text: label });
+  lab.htmlFor = input.id;
+  wrap.append(lab, input);
+  return { wrap, input };
+}
+
+export class HostControls {
+  /**
+   * panel: the (empty) host panel; grid: the tiles.js Grid; request(event, payload): the
+   * page's acked emit; clock: a ServerClock; people(): the participants (Map id -> p);
+   * readingOf(id): the latest heart-rate reading of a participant, or undefined;
+   * toast(message, kind): a short notice.
+   */
+  constructor({ panel, grid, request, clock, people, readingOf, toast }) {
+    Object.assign(this, { panel, grid, request, clock, people, readingOf, toast });
+    this.enabled = false;
+    this.controls = null;
+    this.sort = 'join';
+    this.ranks = new Map();
+    this.lastSort = 0;
+    this.sortTimer = null;
+    this.build();
+    this.buildRemoveDialog();
+    // The grid asks us how to order and decorate tiles (only while we are the host).
+    grid.orderOf = (id, self) => this.orderOf(id, self);
+    grid.decorate = (tile, p, self) => this.decorate(tile, p, self);
+  }
+
+  build() {
+    const panel = this.panel;
+    const title = el('h3', { text: 'Class controls' });
+    title.id = 'host-panel-title';
+    panel.setAttribute('aria-labelledby', title.id);
+
+    const row = el('div', { className: 'row wrap host-row' });
+    this.lockButton = el('button', { testid: 'lock-button', type: 'button', className: 'toggle' });
+    this.lockButton.addEventListener('click', () => this.send('lock', { locked: !this.controls?.locked }));
+    this.muteAllButton = el('button', { testid: 'mute-all-button', type: 'button', text: 'Mute all' });
+    this.muteAllButton.addEventListener('click', () => this.muteAll());
+    this.unspotButton = el('button', { testid: 'unspotlight-button', type: 'button', text: 'Spotlight: back to you' });
+    this.unspotButton.addEventListener('click', () => this.send('spotlight', { participant_id: null }));
+    row.append(this.lockButton, this.muteAllButton, this.unspotButton);
+
+    const sortRow = el('div', { className: 'row host-row' });
+    this.sortSelect = el('select', { testid: 'sort-select' });
+    this.sortSelect.id = 'sort-select';
+    for (const [value, text] of [['join', 'Join order'], ['effort', 'Effort (% of max HR)'], ['zone', 'Heart-rate zone'], ['name', 'Name']]) {
+      const option = el('option', { text });
+      option.value = value;
+      this.sortSelect.append(option);
+    }
+    this.sortSelect.addEventListener('change', () => this.setSort(this.sortSelect.value));
+    const sortLabel = el('label', { text: 'Sort tiles by' });
+    sortLabel.htmlFor = this.sortSelect.id;
+    sortRow.append(sortLabel, this.sortSelect);
+
+    const clockRow = el('div', { className: 'row wrap host-row' });
+    this.clockButton = el('button', { testid: 'clock-restart-button', type: 'button', text: 'Restart class clock' });
+    this.clockButton.addEventListener('click', () => this.send('clock', { action: 'start' }));
+    this.clockStop = el('button', { testid: 'clock-stop-button', type: 'button', text: 'Hide clock' });
+    this.clockStop.addEventListener('click', () => this.send('clock', { action: 'stop' }));
+    clockRow.append(this.clockButton, this.clockStop);
+
+    panel.replaceChildren(title, row, sortRow, clockRow, this.buildTimerForm());
+  }
+
+  buildTimerForm() {
+    const form = el('form', { className: 'timer-form', testid: 'timer-form' });
+    form.noValidate = true;
+    form.setAttribute('aria-label', 'Interval timer');
+    const head = el('h4', { text: 'Interval timer' });
+    this.presetSelect = el('select', { testid: 'timer-preset' });
+    this.presetSelect.id = 'timer-preset';
+    for (const [value, preset] of Object.entries(PRESETS)) {
+      const option = el('option', { text: preset.label });
+      option.value = value;
+      this.presetSelect.append(option);
+    }
+    const custom = el('option', { text: 'Custom…' });
+    custom.value = 'custom';
+    this.presetSelect.append(custom);
+    const presetLabel = el('label', { text: 'Program' });
+    presetLabel.htmlFor = this.presetSelect.id;
+
+    this.customBox = el('div', { className: 'timer-custom', testid: 'timer-custom' });
+    this.work = numberField('Work (s)', 'timer-work', 30, 1, 3600);
+    this.rest = numberField('Rest (s)', 'timer-rest', 15, 0, 3600);
+    this.rounds = numberField('Rounds', 'timer-rounds', 8, 1, 100);
+    this.customBox.append(this.work.wrap, this.rest.wrap, this.rounds.wrap);
+    this.customBox.hidden = true;
+    this.presetSelect.addEventListener('change', () => {
+      this.customBox.hidden = this.presetSelect.value !== 'custom';
+    });
+    this.formError = el('p', { className: 'error-text', testid: 'timer-error' });
+    this.formError.setAttribute('role', 'alert');
+    this.formError.hidden = true;
+
+    const buttons = el('div', { className: 'row wrap host-row' });
+    this.startButton = el('button', { testid: 'timer-start', type: 'submit', className: 'primary', text: 'Start timer' });
+    this.pauseButton = el('button', { testid: 'timer-pause', type: 'button', text: 'Pause' });
+    this.pauseButton.addEventListener('click', () => {
+      const paused = this.controls?.timer?.paused_at != null;
+      this.send('timer', { action: paused ? 'resume' : 'pause' });
+    });
+    this.stopButton = el('button', { testid: 'timer-stop', type: 'button', text: 'Stop' });
+    this.stopButton.addEventListener('click', () => this.send('timer', { action: 'stop' }));
+    buttons.append(this.startButton, this.pauseButton, this.stopButton);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.startTimer();
+    });
+    form.append(head, presetLabel, this.presetSelect, this.customBox, this.formError, buttons);
+    return form;
+  }
+
+  buildRemoveDialog() {
+    const dialog = el('dialog', { testid: 'remove-dialog' });
+    dialog.setAttribute('aria-labelledby', 'remove-title');
+    const title = el('h3', { text: 'Remove from the class?' });
+    title.id = 'remove-title';
+    this.removeText = el('p');
+    const row = el('div', { className: 'row' });
+    const cancel = el('button', { testid: 'remove-cancel', type: 'button', text: 'Cancel' });
+    const confirm = el('button', { testid: 'remove-confirm', type: 'button', className: 'danger', text: 'Remove' });
+    cancel.addEventListener('click', () => dialog.close());
+    confirm.addEventListener('click', () => {
+      dialog.close();
+      if (this.removing) this.send('remove', { participant_id: this.removing });
+    });
+    row.append(cancel, confirm);
+    dialog.append(title, this.removeText, row);
+    document.body.append(dialog);
+    this.removeDialog = dialog;
+  }
+
+  /** Show the controls (host) or hide them (participant); after every join. */
+  setEnabled(enabled) {
+    this.enabled = enabled;
+    this.panel.hidden = !enabled;
+    if (!enabled) this.ranks.clear();
+  }
+
+  /** The class's controls (protocol `ClassState`), from a join ack or `class_state`. */
+  apply(controls) {
+    this.controls = controls;
+    if (!this.enabled || !controls) return;
+    const locked = Boolean(controls.locked);
+    this.lockButton.setAttribute('aria-pressed', String(locked));
+    this.lockButton.textContent = locked ? 'Class locked: unlock' : 'Lock class';
+    this.lockButton.title = locked ? 'No one new can join. Click to let people in again.' : 'Stop anyone new from joining';
+    this.unspotButton.hidden = !controls.spotlight;
+    this.clockStop.hidden = controls.clock_started_at == null;
+    this.clockButton.textContent = controls.clock_started_at == null ? 'Start class clock' : 'Restart class clock';
+    const timer = controls.timer;
+    const at = timer ? timerPosition(timer, this.clock.now()) : null;
+    this.pauseButton.hidden = !timer || at.done;
+    this.pauseButton.textContent = timer && timer.paused_at != null ? 'Resume' : 'Pause';
+    this.stopButton.hidden = !timer;
+    this.startButton.textContent = timer && !at.done ? 'Restart timer' : 'Start timer';
+    for (const tile of this.grid.tiles.values()) this.paintTileButtons(tile);
+  }
+
+  /** Send a control event; a refusal arrives as an `error` event (a toast). */
+  async send(event, payload) {
+    try {
+      return await this.request(event, payload);
+    } catch (error) {
+      if (error.code === 'offline') this.toast('Not connected: try again in a moment.');
+      return null;
+    }
+  }
+
+  async muteAll() {
+    const ack = await this.send('mute', { participant_id: null });
+    if (ack) this.toast(ack.muted.length ? `Muted ${ack.muted.length} participant${ack.muted.length === 1 ? '' : 's'}.` : 'No participant to mute.', 'info', 3000);
+  }
+
+  startTimer() {
+    this.formError.hidden = true;
+    let spec = PRESETS[this.presetSelect.value];
+    if (!spec) {
+      const values = [this.work.input, this.rest.input, this.rounds.input].map((input) => Number(input.value));
+      const [work, rest, rounds] = values;
+      const bad = (v, min, max) => !Number.isInteger(v) || v < min || v > max;
+      for (const input of [this.work.input, this.rest.input, this.rounds.input]) input.removeAttribute('aria-invalid');
+      const problems = [];
+      if (bad(work, 1, 3600)) problems.push([this.work.input, 'work 1–3600 s']);
+      if (bad(rest, 0, 3600)) problems.push([this.rest.input, 'rest 0–3600 s']);
+      if (bad(rounds, 1, 100)) problems.push([this.rounds.input, '1–100 rounds']);
+      if (!problems.length && (work + rest) * rounds > 4 * 3600) problems.push([this.rounds.input, 'four hours at most in all']);
+      if (problems.length) {
+        for (const [input] of problems) input.setAttribute('aria-invalid', 'true');
+        this.formError.textContent = `Check the timer: ${problems.map(([, text]) => text).join(', ')}.`;
+        this.formError.hidden = false;
+        problems[0][0].focus();
+        return;
+      }
+      spec = { title: 'Custom', work, rest, rounds };
+    }
+    this.send('timer', { action: 'start', program: program(spec) });
+  }
+
+  // -- tiles ------------------------------------------------------------------------
+
+  /** Add the spotlight / mute / remove buttons to a participant's tile (host only). */
+  decorate(tile, p, self) {
+    let box = tile.querySelector('.tile-actions');
+    const wanted = this.enabled && !self && p.role === 'participant';
+    if (!wanted) {
+      box?.remove();
+      return;
+    }
+    if (!box) {
+      box = el('div', { className: 'tile-actions', testid: 'tile-actions' });
+      // Small icon buttons in a column at the tile's right edge, clear of the heart-rate
+      // badge; their names are in aria-label and title.
+      const spot = el('button', { className: 'tile-action', testid: 'tile-spotlight', type: 'button' });
+      spot.append(icon('star'));
+      spot.addEventListener('click', () => {
+        const on = this.controls?.spotlight === p.id;
+        this.send('spotlight', { participant_id: on ? null : p.id });
+      });
+      const mute = el('button', { className: 'tile-action', testid: 'tile-mute', type: 'button' });
+      mute.append(icon('micOff'));
+      mute.addEventListener('click', () => this.send('mute', { participant_id: p.id }));
+      const remove = el('button', { className: 'tile-action danger', testid: 'tile-remove', type: 'button' });
+      remove.append(icon('close'));
+      remove.addEventListener('click', () => this.confirmRemove(tile.dataset.participantId));
+      box.append(spot, mute, remove);
+      tile.append(box);
+    }
+    box.dataset.name = p.name;
+    this.paintTileButtons(tile);
+  }
+
+  paintTileButtons(tile) {
+    const box = tile.querySelector('.tile-actions');
+    if (!box) return;
+    const id = tile.dataset.participantId;
+    const name = box.dataset.name;
+    const on = this.controls?.spotlight === id;
+    const spot = box.querySelector('[data-testid=tile-spotlight]');
+    spot.setAttribute('aria-pressed', String(on));
+    spot.setAttribute('aria-label', on ? `Stop spotlighting ${name}` : `Spotlight ${name} for everyone`);
+    spot.title = on ? 'Stop the spotlight' : 'Spotlight for everyone';
+    const mute = box.querySelector('[data-testid=tile-mute]');
+    const muted = tile.dataset.audio === 'false';
+    mute.disabled = muted;
+    mute.setAttribute('aria-label', muted ? `${name} is muted` : `Mute ${name}`);
+    mute.title = muted ? 'Muted' : 'Mute';
+    const remove = box.querySelector('[data-testid=tile-remove]');
+    remove.setAttribute('aria-label', `Remove ${name} from the class`);
+    remove.title = 'Remove from the class';
+  }
+
+  confirmRemove(id) {
+    const p = this.people().get(id);
+    if (!p) return;
+    this.removing = id;
+    this.removeText.textContent = `${p.name} leaves the class at once and cannot come back with their link while it runs.`;
+    this.removeDialog.showModal();
+  }
+
+  // -- sorting ----------------------------------------------------------------------
+
+  setSort(key) {
+    this.sort = key;
+    this.lastSort = 0;
+    this.resort();
+  }
+
+  /** Heart rate changed: sort again, at most every couple of seconds. */
+  readingsChanged() {
+    if (!this.enabled || this.sort === 'join' || this.sort === 'name') return;
+    const wait = this.lastSort + SORT_EVERY_MS - performance.now();
+    if (wait <= 0) this.resort();
+    else if (!this.sortTimer) this.sortTimer = setTimeout(() => { this.sortTimer = null; this.resort(); }, wait);
+  }
+
+  resort() {
+    this.lastSort = performance.now();
+    this.ranks.clear();
+    const compare = SORTS[this.sort];
+    if (this.enabled && compare) {
+      const rows = [...this.people().values()].map((p, index) => {
+        const reading = this.readingOf(p.id);
+        return { id: p.id, name: p.name, index, pct: reading?.pct_max, zone: reading?.zone };
+      });
+      rows.sort((a, b) => compare(a, b) || a.index - b.index);
+      rows.forEach((row, rank) => this.ranks.set(row.id, rank + 1));
+    }
+    this.grid.reorder();
+  }
+
+  /** The CSS order of a tile in the strip: yourself first, then the chosen sort. */
+  orderOf(id, self) {
+    if (self) return 0;
+    return this.ranks.get(id) ?? 1;
+  }
+
+  /** For tests and debugging (window.pulseroom.controls). */
+  hook() {
+    return { sort: this.sort, ranks: Object.fromEntries(this.ranks), controls: this.controls };
+  }
+}
