@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
@@ -113,6 +113,7 @@ class Cluster:
         self.on_lost: LostFn | None = None
         self._redis: Redis | None = None
         self._pubsub: Any = None
+        self._announced = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._place: Any = None
@@ -142,23 +143,39 @@ class Cluster:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and beat once (so others see this node at once), then keep beating."""
+        """Connect and beat once (so others see this node at once), then keep beating.
+
+        Redis being down at start is not fatal: ``/readyz`` says so, joins are refused
+        with ``unavailable``, and the heartbeat keeps trying until Redis is back.
+        """
         self._redis = Redis.from_url(
             self.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
         )
         self._place = self._redis.register_script(_PLACE)
+        self._pubsub = self._redis.pubsub()
         try:
-            await self._redis.sadd(f"{self.prefix}:urls", self.url)
-            self._pubsub = self._redis.pubsub()
-            await self._pubsub.subscribe(self._alive_channel(self.node_id))
-            await self._beat()
+            await self._announce()
         except (RedisError, OSError) as exc:
-            await self._redis.aclose()
-            self._redis = None
-            raise ClusterError(f"cannot use Redis at {self.redis_url}: {exc}") from exc
+            logger.warning("cannot use Redis at %s yet (retrying): %s", self._where, exc)
         self._listener = asyncio.create_task(self._listen(), name="cluster-alive")
         self._task = asyncio.create_task(self._run(), name="cluster-heartbeat")
         logger.info("cluster node %s at %s (prefix %r)", self.node_id, self.url, self.prefix)
+
+    @property
+    def _where(self) -> str:
+        """The Redis URL without its password, for messages."""
+        parts = urlsplit(self.redis_url)
+        if not parts.password:
+            return self.redis_url
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)))
+
+    async def _announce(self) -> None:
+        """Register this node's URL, subscribe to its alive channel, beat once."""
+        redis = self._redis_or_fail
+        await redis.sadd(f"{self.prefix}:urls", self.url)
+        await self._pubsub.subscribe(self._alive_channel(self.node_id))
+        await self._beat()
+        self._announced = True
 
     async def close(self) -> None:
         """Stop beating and leave: this node's classes can be taken over at once."""
@@ -185,6 +202,9 @@ class Cluster:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
+                if not self._announced:
+                    await self._announce()
+                    continue
                 await self._beat()
                 await self._check_rooms()
             except (RedisError, OSError) as exc:
@@ -197,6 +217,9 @@ class Cluster:
     async def _listen(self) -> None:
         """Keep the alive subscription read (redis-py resubscribes after a reconnect)."""
         while True:
+            if not self._announced:  # not subscribed yet: Redis was down at start
+                await asyncio.sleep(0.5)
+                continue
             try:
                 await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except (RedisError, OSError) as exc:

@@ -20,9 +20,9 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from pulseroom.logs import set_log_context
-from pulseroom.store import ChatRecord, Store
+from pulseroom.store import Store
 from sfu.backend import MediaBackend
-from sfu.peer import SfuError, TrackInfo
+from sfu.peer import SfuError
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
@@ -33,7 +33,6 @@ from .heart_rate import HeartRateRelay
 from .messages import (
     PROTOCOL_VERSION,
     ChatIn,
-    ChatMessageOut,
     ClockIn,
     EmptyIn,
     GalleryIn,
@@ -52,58 +51,13 @@ from .messages import (
     VisibilityIn,
     error_payload,
 )
+from .outbound import SocketSignal, chat_out, profile_out
 from .presence import Member, Presence
 from .ratelimit import RateLimit
 from .tokens import TokenError, TokenSigner
 from .turn import TurnIssuer
 
 logger = logging.getLogger(__name__)
-
-
-class SocketSignal:
-    """The SFU's way to reach one client: emits ``subscribe_offer`` to its session."""
-
-    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
-        self._sio = sio
-        self._sid = sid
-
-    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
-        """Send a subscribe offer with its m-line → publisher map."""
-        await self._sio.emit(
-            "subscribe_offer",
-            {
-                "v": PROTOCOL_VERSION,
-                "type": "offer",
-                "sdp": sdp,
-                "tracks": [
-                    {"mid": t.mid, "participant_id": t.participant_id, "kind": t.kind}
-                    for t in tracks
-                ],
-            },
-            to=self._sid,
-        )
-
-
-def _chat_out(record: ChatRecord) -> dict[str, Any]:
-    return ChatMessageOut(
-        id=record.id,
-        participant_id=record.participant_id,
-        name=record.name,
-        text=record.text,
-        sent_at=record.sent_at,
-    ).model_dump()
-
-
-def _profile_out(profile: Profile) -> dict[str, Any]:
-    return {
-        "age": profile.age,
-        "max_hr": profile.max_hr,
-        "resting_hr": profile.resting_hr,
-        "weight_kg": profile.weight_kg,
-        "sex": profile.sex,
-        "zone_method": profile.method,
-        "hr_max": round(profile.hr_max),
-    }
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -355,11 +309,11 @@ class SignalingServer:
             "you": member.out().model_dump(),
             "room": RoomOut(id=room.id, title=room.title, gallery=room.gallery).model_dump(),
             "participants": [m.out().model_dump() for m in [*others, member]],
-            "chat": [_chat_out(r) for r in chat],
+            "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
             "token": rejoin_token,
             "device_token": device_token,
-            "profile": _profile_out(profile),
+            "profile": profile_out(profile),
             "heart_rates": self.heart_rate.latest(
                 room.id, None if grant.role == "host" else participant_id
             ),
@@ -481,7 +435,7 @@ class SignalingServer:
         )
         await self.store.set_profile(member.room_id, member.id, profile)
         self.heart_rate.set_profile(member.room_id, member.id, profile)
-        return {"profile": _profile_out(profile)}
+        return {"profile": profile_out(profile)}
 
     async def _publish(self, _sid: str, member: Member, msg: PublishIn) -> dict[str, Any]:
         answer = await self.sfu.publish(member.room_id, member.id, msg.sdp)
@@ -503,7 +457,7 @@ class SignalingServer:
         if not msg.text:
             raise SignalError("bad_request", "text: must not be empty")
         record = await self.store.add_chat(member.room_id, member.id, member.name, msg.text)
-        message = _chat_out(record)
+        message = chat_out(record)
         await self.sio.emit(
             "chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id
         )

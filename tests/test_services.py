@@ -25,9 +25,10 @@ async def test_server_on_postgresql_and_redis(tmp_path: Path, postgres_url: str)
         clients = [await Client(server.url).connect() for _ in range(2)]
         await clients[0].join(host_link, "Coach")
         await clients[1].join(join_link, "Ann")
-        # Socket.IO fan-out goes through Redis: the manager listens on its channel.
+        # Socket.IO fan-out goes through Redis: the manager listens on its channel
+        # (named after PULSEROOM_REDIS_PREFIX, default "pulseroom").
         channels = [c.decode() for c in await redis.pubsub_channels()]
-        assert "socketio" in channels, channels
+        assert "pulseroom:socketio" in channels, channels
         await clients[1].call("chat", {"v": 1, "text": "via redis"})
         got = await clients[0].wait_for("chat")
         assert got["message"]["text"] == "via redis"
