@@ -342,7 +342,9 @@ async def test_a_dead_worker_ends_the_split_class_and_only_it(split_server: Runn
             ("Coach", "host_link"), ("Ann", "join_link"), ("Bob", "join_link"),
             ("Carl", "join_link"),
         ):  # fmt: skip
-            bots.append(await join(str(split_room[link]), name, silent=True))
+            # No rejoin: this test watches the server end the class; clients coming
+            # back by themselves is tested in test_workers and test_cluster.
+            bots.append(await join(str(split_room[link]), name, silent=True, rejoin=False))
         # Two on each worker; the other class then starts on the least-loaded: worker 0.
         bots.append(await join(str(other_room["host_link"]), "Dana", silent=True))
         bots.append(await join(str(other_room["join_link"]), "Eve", silent=True))
