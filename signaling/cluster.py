@@ -114,6 +114,7 @@ class Cluster:
         self._redis: Redis | None = None
         self._pubsub: Any = None
         self._announced = False
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._place: Any = None
@@ -179,6 +180,9 @@ class Cluster:
 
     async def close(self) -> None:
         """Stop beating and leave: this node's classes can be taken over at once."""
+        # The loops also check this flag: redis-py can turn a cancellation that lands
+        # as its read timeout expires into a TimeoutError, which they would survive.
+        self._closing = True
         for task in (self._task, self._listener):
             if task is not None:
                 task.cancel()
@@ -199,7 +203,7 @@ class Cluster:
             self._redis = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 if not self._announced:
@@ -216,7 +220,7 @@ class Cluster:
 
     async def _listen(self) -> None:
         """Keep the alive subscription read (redis-py resubscribes after a reconnect)."""
-        while True:
+        while not self._closing:
             if not self._announced:  # not subscribed yet: Redis was down at start
                 await asyncio.sleep(0.5)
                 continue
