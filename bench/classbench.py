@@ -80,7 +80,9 @@ class ClassOptions:
     join_batch: int = 5
     pacing: bool = True  # video paced like a browser (2.5x its bitrate), or frames at once
     worker_participants: int | None = None  # PULSEROOM_SFU_WORKER_PARTICIPANTS
-    pin_workers: bool = False  # SFU worker i on CPU i (the rest unpinned)
+    # SFU worker i on CPU i, generator i on CPU i + 1 (so the instructor's generator, the
+    # busiest, shares a core with the other worker); main process and controller unpinned
+    pin_workers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +365,14 @@ async def _measure(
     s0 = Sample.take(server.pid, pids)
     stats0 = await server.stats(session)
     workers0 = worker_sample(stats0)
-    spy = await py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
+    spies = []
+    if options.py_spy:
+        # The server tree into FILE, each generator into FILE.gen<i> (their cost matters
+        # too: they share the machine).
+        spies.append(await py_spy(server.pid, options.seconds, options.py_spy))
+        for i, pid in enumerate(pids):
+            out = options.py_spy.with_name(f"{options.py_spy.name}.gen{i}")
+            spies.append(await py_spy(pid, options.seconds, out))
     try:
         await asyncio.sleep(max(0.0, end - time.time()))
         s1 = Sample.take(server.pid, pids)
@@ -371,12 +380,13 @@ async def _measure(
         workers1 = worker_sample(stats1)
         memory = tree_memory_mib(server.pid)
         results = [await g.receive(timeout=options.seconds + 60) for g in generators]
-        if spy is not None:
+        for spy in spies:
             await spy.wait()
     finally:
-        if spy is not None and spy.returncode is None:
-            spy.kill()  # only on failure: it stops by itself after --duration
-            await spy.wait()
+        for spy in spies:
+            if spy.returncode is None:
+                spy.kill()  # only on failure: it stops by itself after --duration
+                await spy.wait()
     return _figures(
         options, s0, s1, (stats0, stats1), memory, results, expected_subscriptions,
         (workers0, workers1),
@@ -410,10 +420,17 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
             cpus={0} if options.pin else None,
         )
         count = max(1, min(options.generators, len(people)))
+        cores = sorted(os.sched_getaffinity(0))
+
+        def generator_cpus(i: int) -> set[int] | None:
+            if options.pin:
+                return {1}
+            if options.pin_workers:
+                return {cores[(i + 1) % len(cores)]}
+            return None
+
         generators = [
-            Generator(
-                i, workdir / f"classgen-{i}.log", "bench.classgen", {1} if options.pin else None
-            )
+            Generator(i, workdir / f"classgen-{i}.log", "bench.classgen", generator_cpus(i))
             for i in range(count)
         ]
         began = time.monotonic()
@@ -497,7 +514,11 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                 if options.pacing
                 else "off: each frame back to back"
             ),
-            "workers_pinned": options.pin_workers,
+            "workers_pinned": (
+                "SFU worker i on CPU i, load generator i on CPU i + 1"
+                if options.pin_workers
+                else None
+            ),
             "clips": shapes,
             "setup_s": round(setup_s, 2),
         },

@@ -51,7 +51,9 @@ MASK = 0xFFFFFF
 BUCKET_S = 1e-5  # latency histograms: 10 µs buckets
 MAX_CATCH_UP_S = 0.5  # a pacer further behind than this skips frames instead of bursting
 PACE_MULTIPLIER = 2.5  # libwebrtc's pacing rate over the target bitrate (kDefaultPaceMultiplier)
-PACE_SLACK_S = 0.001  # paced packets due this soon go in the same wake-up
+# Paced packets due this soon go out together: libwebrtc's pacer sends in bursts at most
+# this often (kDefaultMinPacketLimit, 5 ms), and fewer wake-ups keep the generators cheap.
+PACE_SLACK_S = 0.005
 _FIXED = struct.Struct("!BBHII")
 _EXT_HEAD = struct.Struct("!HH")
 

@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pin-workers",
         action="store_true",
-        help="class/gallery: SFU worker i on CPU i; the main process and generators unpinned",
+        help="class/gallery: SFU worker i on CPU i and load generator i on CPU i + 1; the "
+        "server's main process and the controller unpinned",
     )
     parser.add_argument(
         "--floor",
