@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from .database import DEFAULT_DATABASE, drop_database, fresh_database
 from .procs import (
     BenchError,
     Generator,
@@ -46,7 +47,6 @@ from .procs import (
     tree_memory_mib,
 )
 from .sampling import percentile, py_spy
-from .telemetry import DEFAULT_DATABASE, _drop_database, _fresh_database
 
 IDLE_WINDOW_S = 10.0
 SETTLE_S = 5.0  # after the last join, before measuring: its fan-out and writes finish
@@ -217,7 +217,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = {"PULSEROOM_MAX_PARTICIPANTS": str(max(sizes))}
     db_name = None
     if args.database != "sqlite":
-        db_name, dsn = await _fresh_database(args.database)
+        db_name, dsn = await fresh_database(args.database)
         env["DATABASE_URL"] = dsn.replace("postgresql://", "postgresql+asyncpg://")
     if args.redis:
         env["REDIS_URL"] = args.redis
@@ -296,7 +296,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await generator.stop()
         await server.stop()
         if db_name is not None:
-            await _drop_database(args.database, db_name)
+            await drop_database(args.database, db_name)
     report["config"] = {
         "database": "sqlite" if args.database == "sqlite" else "postgresql",
         "redis": bool(args.redis),

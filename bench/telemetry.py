@@ -24,7 +24,6 @@ import math
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import aiohttp
 import asyncpg
 import socketio
 
+from .database import DEFAULT_DATABASE, drop_database, fresh_database
 from .procs import (
     BenchError,
     Generator,
@@ -42,8 +42,6 @@ from .procs import (
     tree_memory_mib,
 )
 from .sampling import percentile
-
-DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class Instructor:
@@ -79,25 +77,6 @@ class Instructor:
             await self.sio.disconnect()
 
 
-async def _fresh_database(admin_dsn: str) -> tuple[str, str]:
-    name = f"pulseroom_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = admin_dsn.rsplit("/", 1)[0]
-    return name, f"{base}/{name}"
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 def _scale(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -109,7 +88,7 @@ def _ms(values: list[float], fraction: float) -> float | None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """One run; returns the JSON report."""
-    db_name, dsn = await _fresh_database(args.database)
+    db_name, dsn = await fresh_database(args.database)
     work = Path(tempfile.mkdtemp(prefix="pulseroom-bench-telemetry-"))
     server = Server(
         data_dir=work / "data",
@@ -183,7 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for generator in generators:
             await generator.stop()
         await server.stop()
-        await _drop_database(args.database, db_name)
+        await drop_database(args.database, db_name)
 
     hr_before, hr_after = before["heart_rate"], after["heart_rate"]
     accepted = hr_after["accepted"] - hr_before["accepted"]

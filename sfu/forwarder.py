@@ -140,6 +140,14 @@ class Source:
         self._tasks: set[asyncio.Future[None]] = set()
         self._closed = False
 
+    def _new_ssrc(self, ssrc: int) -> None:
+        """The track's packets now carry ``ssrc`` (a method only for this rare branch)."""
+        if self.media_ssrc is not None:
+            # The publisher restarted its stream: each consumer keeps its own numbering.
+            for consumer in self.consumers:
+                consumer.resync()
+        self.media_ssrc = ssrc
+
     def _fan_out(
         self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
         timestamp: int, payload_start: int, shared: bytes,
@@ -288,11 +296,7 @@ class Producer(Source):
             pt = self.rtx_payload_types[pt]
             ssrc = self.media_ssrc
         if ssrc != self.media_ssrc:
-            if self.media_ssrc is not None:
-                # The publisher restarted its stream: each consumer keeps its own numbering.
-                for consumer in self.consumers:
-                    consumer.resync()
-            self.media_ssrc = ssrc
+            self._new_ssrc(ssrc)
         self.packets_in += 1
         seq_ts = self._seq_ts
         seq_ts.sequence_number = seq

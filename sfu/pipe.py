@@ -262,10 +262,7 @@ class PipeProducer(Source):
         """One packet from the origin worker."""
         _t, _id, flags, seq, timestamp, ssrc, length = _RTP.unpack_from(data)
         if ssrc != self.media_ssrc:
-            if self.media_ssrc is not None:
-                for consumer in self.consumers:
-                    consumer.resync()
-            self.media_ssrc = ssrc
+            self._new_ssrc(ssrc)
         self.packets_in += 1
         if self._showing is False:
             self._say_showing(repeat=True)  # the origin did not hear it: say it again

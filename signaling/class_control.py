@@ -188,8 +188,9 @@ class ClassControl:
 
     # -- events (host only but ``time``) ------------------------------------------------
 
-    async def time(self, _sid: str, _member: Member, _msg: EmptyIn) -> dict[str, Any]:
-        """``time``: the server's clock, for the client's offset estimate."""
+    async def time(self, _sid: str, _member: Member | None, _msg: EmptyIn) -> dict[str, Any]:
+        """``time`` and ``ping``: the server's clock, for the client's offset estimate
+        (and, before joining, for measuring the event round trip)."""
         return {"server_time": self._now()}
 
     async def lock(self, _sid: str, member: Member, msg: LockIn) -> dict[str, Any]:

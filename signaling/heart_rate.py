@@ -68,9 +68,7 @@ class HeartRateRelay:
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
         # Per participant: the last RECENT_SEQS (seq, t), as a set for the lookup and a
         # deque for the order they leave in.
-        self._recent: dict[
-            tuple[str, str], tuple[set[tuple[int, int]], deque[tuple[int, int]]]
-        ] = {}
+        self._recent: dict[tuple[str, str], tuple[set[Ident], deque[Ident]]] = {}
         self._outbox: dict[str, list[dict[str, Any]]] = defaultdict(list)  # room → readings
         self._acks: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
         self._refused: dict[tuple[str, str], list[list[int]]] = defaultdict(list)

@@ -21,6 +21,7 @@ from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
 from .http import json_error
+from .outbound import profile_out
 from .tokens import Grant, TokenError, TokenSigner
 
 MAX_SERIES_POINTS = 720  # per participant: a 60-minute class at 5 s resolution
@@ -226,7 +227,6 @@ class SummaryApi:
         await self.writer.flush()
         rows = await self.history.readings(grant.room_id, participant_id)
         chat = await self.store.chat_of(grant.room_id, participant_id)
-        profile = person.profile
         return web.json_response(
             {
                 "participant": {
@@ -234,14 +234,7 @@ class SummaryApi:
                     "name": person.name,
                     "role": person.role,
                     "joined_at": person.joined_at,
-                    "profile": {
-                        "age": profile.age,
-                        "max_hr": profile.max_hr,
-                        "resting_hr": profile.resting_hr,
-                        "weight_kg": profile.weight_kg,
-                        "sex": profile.sex,
-                        "zone_method": profile.method,
-                    },
+                    "profile": profile_out(person.profile),
                 },
                 "heart_rate": [
                     {

@@ -32,6 +32,14 @@ CHROMIUM_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
+# What a module of browser tests declares: skipped without Chromium, and one event loop
+# for the module, since the browser fixture lives as long as the module.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: install Debian's chromium package "
+    "(the README's test command does)",
+)
+BROWSER_MODULE = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module")]
 SECRET = "browser-tests-secret-0123456789"  # so a test can sign an expired token
 JOIN_TIMEOUT_MS = 20_000
 

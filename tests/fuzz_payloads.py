@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
@@ -192,3 +193,19 @@ def _get(value: Any, path: tuple[Any, ...]) -> Any:
     for step in path:
         value = value[step]
     return value
+
+
+def fuzz_settings(max_examples: int, *also_suppress: HealthCheck) -> settings:
+    """Hypothesis settings for fuzzing a running server: examples share a module's server
+    and sessions (function-scoped fixtures are fine), no deadline, no example database."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            *also_suppress,
+        ],
+    )

@@ -10,11 +10,9 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-
 from signaling.tokens import TokenSigner
 from tests.browser_fixtures import (
-    CHROMIUM,
+    BROWSER_MODULE,
     SECRET,
     Tab,
     assert_video_flowing,
@@ -26,15 +24,7 @@ from tests.browser_fixtures import (
 )
 from tests.conftest import RunningServer
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium package "
-        "(the README's test command does)",
-    ),
-    # One event loop for the module: the browser fixture lives as long as the module.
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = BROWSER_MODULE
 
 TILE = '[data-testid=tile][data-participant-id="{}"]'
 

@@ -19,7 +19,7 @@ import pytest
 from pulseroom.hr_link import HeartRateLink
 from telemetry.hrm import HeartRateMeasurement
 from tests.browser_fixtures import (
-    CHROMIUM,
+    BROWSER_MODULE,
     Tab,
     assert_video_flowing,
     browser_fixture,  # noqa: F401 (fixture "browser")
@@ -30,13 +30,7 @@ from tests.browser_fixtures import (
 )
 from tests.conftest import RunningServer
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium package",
-    ),
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = BROWSER_MODULE
 
 TILE = '[data-testid=tile][data-participant-id="{}"]'
 SKEW_S = 37

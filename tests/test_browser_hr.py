@@ -28,7 +28,7 @@ from telemetry.hrm import HeartRateMeasurement, MalformedMeasurement, decode
 from telemetry.zones import Profile, percent_of_max, zone
 from tests.browser_fixtures import (
     ARTIFACTS,
-    CHROMIUM,
+    BROWSER_MODULE,
     Tab,
     browser_fixture,  # noqa: F401 (fixture "browser")
     browser_server_fixture,  # noqa: F401 (fixture "browser_server")
@@ -38,13 +38,7 @@ from tests.browser_fixtures import (
 )
 from tests.conftest import RunningServer
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium package",
-    ),
-    pytest.mark.asyncio(loop_scope="module"),
-]
+pytestmark = BROWSER_MODULE
 
 FAKE_STRAP = (Path(__file__).parent / "fake_web_bluetooth.js").read_text()
 NO_BLUETOOTH = "delete Navigator.prototype.bluetooth;"

@@ -28,7 +28,7 @@ from signaling.cluster import Cluster as NodeCluster
 from signaling.cluster import NodeInfo
 from tests import peers
 from tests.browser_fixtures import (
-    CHROMIUM,
+    NEEDS_CHROMIUM,
     Tab,
     assert_video_flowing,
     browser_fixture,  # noqa: F401 (fixture "browser")
@@ -310,7 +310,7 @@ async def chat_texts(tab: Tab) -> list[str]:
     return texts
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
+@NEEDS_CHROMIUM
 @pytest.mark.timeout(240)
 async def test_holder_killed_mid_class_everyone_rejoins_on_the_survivor(
     cluster: Cluster, browser: Any

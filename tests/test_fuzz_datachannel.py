@@ -19,26 +19,17 @@ from typing import Any
 import httpx
 import pytest
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sfu.peer import MAX_TELEMETRY_MESSAGE, TELEMETRY_BURST, TELEMETRY_RATE
 from signaling.heart_rate import MAX_FUTURE_S, MAX_PAST_S
 from telemetry.messages import Reading, TelemetryError, parse
-from tests.fuzz_payloads import edge_text, json_values, malformed
+from tests.fuzz_payloads import edge_text, fuzz_settings, json_values, malformed
 from tests.fuzz_target import Database, Target, run_target
 from tests.sio_client import Client
 
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
+FUZZ = fuzz_settings(25)
 
 
 @pytest.fixture(scope="module")

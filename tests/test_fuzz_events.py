@@ -19,7 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz_payloads import is_valid, json_values, malformed, valid_base, with_edge_strings
+from tests.fuzz_payloads import (
+    fuzz_settings,
+    is_valid,
+    json_values,
+    malformed,
+    valid_base,
+    with_edge_strings,
+)
 from tests.fuzz_target import (
     Database,
     RawSocket,
@@ -40,17 +47,7 @@ EDGE_EVENTS = sorted(
 )
 # Hypothesis examples share one server and one session each; 20 an event (fewer where a
 # handler runs) keeps the module around a minute on a loaded 2-core machine.
-FUZZ = settings(
-    max_examples=20,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-        HealthCheck.data_too_large,
-    ],
-)
+FUZZ = fuzz_settings(20, HealthCheck.data_too_large)
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from signaling.messages import CreateRoomIn
-from tests.fuzz_payloads import edge_text, is_valid, json_values, malformed
+from tests.fuzz_payloads import edge_text, fuzz_settings, is_valid, json_values, malformed
 from tests.fuzz_target import (
     SECRET,
     Database,
@@ -45,16 +45,7 @@ OPEN_GETS = [
     if m == "GET" and "{" not in p and not p.startswith(("/socket.io", "/static"))
 ]
 CODES = documented_error_codes()
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
+FUZZ = fuzz_settings(40)
 # Path segments as sent (percent-encoded): the server decodes them into the room id.
 HOSTILE_IDS = st.sampled_from(
     ["%00", "..%2f..%2fetc%2fpasswd", "%ff%fe", "%2e%2e", "a" * 5000, "%25%32%65"]
