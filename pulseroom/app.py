@@ -117,6 +117,7 @@ def create_app(settings: Settings) -> web.Application:
             else None
         ),
         cluster=cluster,
+        relay=settings.cluster_routing == "relay",
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats

@@ -256,7 +256,12 @@ class Bot:
     player: MediaPlayer | None = None
     published: dict[str, Any] = field(default_factory=dict)
     timeline: list[tuple[float, str, Any]] = field(default_factory=list)
-    _offers: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    # Offers with the session they came on: with several nodes an offer can overtake
+    # the join's ack (docs/protocol.md), so it waits until that session has joined.
+    _offers: asyncio.Queue[tuple[socketio.AsyncClient, dict[str, Any]]] = field(
+        default_factory=asyncio.Queue
+    )
+    _joined: asyncio.Event = field(default_factory=asyncio.Event)
     _offer_task: asyncio.Task[None] | None = None
     # Rejoin when the connection drops or the class's media moves: the same participant
     # (bound token), on whichever node holds the class now (docs/protocol.md, "Several nodes").
@@ -283,7 +288,7 @@ class Bot:
         sio.on("participant_joined", self._on_joined)
         sio.on("participant_left", self._on_left)
         sio.on("active_speaker", self._on_speaker)
-        sio.on("subscribe_offer", self._on_offer)
+        sio.on("subscribe_offer", lambda data: self._offers.put_nowait((sio, data)))
         sio.on("error", self._on_error)
         sio.on("media_failed", lambda _data=None: self._lost(sio, "media_failed"))
         sio.on("disconnect", lambda *_reason: self._lost(sio, "disconnect"))
@@ -305,6 +310,7 @@ class Bot:
         self.configuration = RTCConfiguration(
             iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
+        self._joined.set()
 
     def _lost(self, sio: socketio.AsyncClient, why: str) -> None:
         """The session ``sio`` ended (or its media did): rejoin, unless that is over."""
@@ -355,6 +361,7 @@ class Bot:
     async def _drop_media(self) -> None:
         """Close this session's connections; what arrived so far stays in the report."""
         self._generation += 1
+        self._joined.clear()
         for received in self.tracks.values():
             if received.task is not None:
                 received.task.cancel()
@@ -423,12 +430,12 @@ class Bot:
             return  # not a failure: the join goes on at the class's node
         self.errors.append(data)
 
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        await self._offers.put(data)
-
     async def _answer_offers(self) -> None:
         while True:
-            offer = await self._offers.get()
+            sio, offer = await self._offers.get()
+            await self._joined.wait()
+            if sio is not self.sio:
+                continue  # an offer of a session that ended (or a join that failed)
             try:
                 await self._answer(offer)
             except Exception as exc:  # the session dropped mid-offer; a rejoin starts over

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     # With REDIS_URL: the address clients reach this node at (each node has its own; a
     # class's clients are sent to the node that holds it). Default: the public URL.
     node_url: Annotated[str | None, Field(validation_alias="PULSEROOM_NODE_URL")] = None
+    # With REDIS_URL: how a join reaching a node that does not hold its class goes on.
+    # "redirect": the client is told the holder's URL and connects there (every node
+    # reachable at its own PULSEROOM_NODE_URL). "relay": the client stays on the node it
+    # reached and its events are relayed to the holder through Redis (nodes behind one
+    # address, e.g. a load balancer; media still goes to the holder's own addresses).
+    cluster_routing: Annotated[
+        Literal["redirect", "relay"], Field(validation_alias="PULSEROOM_CLUSTER_ROUTING")
+    ] = "redirect"
     ice_servers: Annotated[list[str], Field(validation_alias="PULSEROOM_STUN_URLS")] = []
     # STUN for the SFU itself: on a host behind 1:1 NAT (a cloud VM with a private
     # interface address) its server-reflexive candidates carry the public address.

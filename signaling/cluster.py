@@ -111,6 +111,10 @@ class Cluster:
         self.load: LoadFn = lambda: (0, 0)
         self.rooms: Callable[[], Iterable[str]] = lambda: ()
         self.on_lost: LostFn | None = None
+        # Called after each heartbeat with the ids of the live nodes (signaling/relay.py).
+        self.on_beat: Callable[[set[str]], Awaitable[None]] | None = None
+        # Channels of this node's own besides its alive channel: name → handler of a message.
+        self._channels: dict[str, Callable[[str], None]] = {}
         self._redis: Redis | None = None
         self._pubsub: Any = None
         self._announced = False
@@ -174,7 +178,7 @@ class Cluster:
         """Register this node's URL, subscribe to its alive channel, beat once."""
         redis = self._redis_or_fail
         await redis.sadd(f"{self.prefix}:urls", self.url)
-        await self._pubsub.subscribe(self._alive_channel(self.node_id))
+        await self._pubsub.subscribe(self._alive_channel(self.node_id), *self._channels)
         await self._beat()
         self._announced = True
 
@@ -211,6 +215,8 @@ class Cluster:
                     continue
                 await self._beat()
                 await self._check_rooms()
+                if self.on_beat is not None:
+                    await self.on_beat({n.id for n in self._live})
             except (RedisError, OSError) as exc:
                 # Others will think this node is dead after the TTL; it comes back when
                 # Redis does, and lets go of any class taken over meanwhile.
@@ -225,10 +231,33 @@ class Cluster:
                 await asyncio.sleep(0.5)
                 continue
             try:
-                await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=1.0
+                )
             except (RedisError, OSError) as exc:
                 logger.warning("cluster alive channel: %s", exc)
                 await asyncio.sleep(0.5)
+                continue
+            if message is not None and message.get("type") == "message":
+                handler = self._channels.get(str(_text(message["channel"])))
+                if handler is not None:
+                    handler(str(_text(message["data"])))
+
+    def subscribe(self, channel: str, handler: Callable[[str], None]) -> None:
+        """Hand each message published on ``channel`` to ``handler`` (call before start).
+
+        ``handler`` runs in the listener loop: it must not block (start a task instead).
+        """
+        if self._announced:
+            raise RuntimeError("subscribe before the cluster starts")
+        self._channels[channel] = handler
+
+    async def publish(self, channel: str, message: str) -> int:
+        """Publish ``message``; the number of subscribers that got it (0: nobody listens)."""
+        try:
+            return int(await self._redis_or_fail.publish(channel, message))
+        except (RedisError, OSError) as exc:
+            raise ClusterError(f"Redis is not reachable: {exc}") from exc
 
     async def _beat(self) -> None:
         redis = self._redis_or_fail

@@ -54,6 +54,7 @@ from .messages import (
 from .outbound import SocketSignal, chat_out, profile_out
 from .presence import Member, Presence
 from .ratelimit import RateLimit
+from .relay import Relay
 from .tokens import TokenError, TokenSigner
 from .turn import TurnIssuer
 
@@ -80,6 +81,14 @@ class _Event:
     device: bool = False  # a strap bridge's session may send it too
 
 
+class Elsewhere(Exception):
+    """Relay routing: the class is held by node ``holder``, so its join goes there."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
 class SignalingServer:
     """The class-level behaviour behind the Socket.IO events of docs/protocol.md."""
 
@@ -94,6 +103,7 @@ class SignalingServer:
         heart_rate_writer: HeartRateWriter,
         turn: TurnIssuer | None = None,
         cluster: Cluster | None = None,
+        relay: bool = False,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -111,6 +121,12 @@ class SignalingServer:
             cluster.load = lambda: (len(self.presence.by_sid), len(self.presence.by_room))
             cluster.rooms = lambda: list(self.presence.by_room)
             cluster.on_lost = self._class_taken_over
+        # With relay routing, a session stays on the node it reached (signaling/relay.py).
+        self.relay = (
+            Relay(cluster, self._serve_relayed, self._session_gone, self._drop_relayed)
+            if cluster is not None and relay
+            else None
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         # For /metrics: events handled, and refusals by event and error code.
         self.event_counts: Counter[str] = Counter()
@@ -161,8 +177,9 @@ class SignalingServer:
         # Refusals for rate limits: a person never collects this many. A script that keeps
         # sending regardless is disconnected: answering it would cost more than it does.
         self._strikes = RateLimit(rate=5.0, burst=200)
-        for name, event in events.items():
-            sio.on(name, self._wrap(name, event))
+        self._handlers = {name: self._wrap(name, event) for name, event in events.items()}
+        for name, handler in self._handlers.items():
+            sio.on(name, handler)
         sio.on("*", self._unknown_event)
         sio.on("disconnect", self._on_disconnect)
         # Read-only: the whole client→server surface, so tests can cover every event.
@@ -175,6 +192,9 @@ class SignalingServer:
             known = self.presence.by_sid.get(sid)
             if known is not None:
                 set_log_context(known.room_id, known.id)
+            holder = self.relay.holder_of(sid) if self.relay is not None else None
+            if holder is not None:
+                return await self._forward(sid, holder, name, event, data)
             self.event_counts[name] += 1
             try:
                 limit = self._limits.get(name)
@@ -192,6 +212,8 @@ class SignalingServer:
                 return {"ok": True, **result}
             except ValidationError as exc:
                 code, message = "bad_request", _validation_message(exc)
+            except Elsewhere as exc:  # relay routing: the join goes to the class's node
+                return await self._join_elsewhere(sid, exc.holder, data)
             except (SignalError, SfuError, TokenError) as exc:
                 code, message = exc.code, exc.message
                 if isinstance(exc, Moved):  # the client connects there and joins again
@@ -204,6 +226,52 @@ class SignalingServer:
             return await self._refuse(sid, name, code, message)
 
         return _handle
+
+    async def _forward(
+        self, sid: str, holder: str, name: str, event: _Event, data: Any
+    ) -> dict[str, Any]:
+        """An event of a relayed session: checked here, handled by the class's node."""
+        assert self.relay is not None
+        try:
+            if not self._flood.allow(sid):
+                raise SignalError("rate_limited", f"too many '{name}' requests: slow down")
+            event.model.model_validate(data)  # malformed input never reaches Redis
+            return await self.relay.forward(holder, sid, name, data)
+        except ValidationError as exc:
+            code, message = "bad_request", _validation_message(exc)
+        except SignalError as exc:
+            code, message = exc.code, exc.message
+        self.error_counts[(name, code)] += 1
+        return await self._refuse(sid, name, code, message)
+
+    async def _join_elsewhere(self, sid: str, holder: str, data: Any) -> dict[str, Any]:
+        """Join a class held by another node: the session stays here, relayed there."""
+        assert self.relay is not None
+        if self.relay.edge_of(sid) is not None:
+            # Relayed to us, and the class moved on meanwhile: no chains of relays.
+            message = "this class is moving to another server: rejoin"
+            return await self._refuse(sid, "join", "unavailable", message)
+        self.relay.bind(sid, holder)  # before sending: a disconnect meanwhile is relayed too
+        try:
+            ack = await self.relay.forward(holder, sid, "join", data)
+        except SignalError as exc:
+            self.relay.unbind(sid)
+            return await self._refuse(sid, "join", exc.code, exc.message)
+        if not ack.get("ok"):
+            self.relay.unbind(sid)  # the holder has sent its own error event
+        return ack
+
+    async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:
+        """As the class's node: an event of a session connected to another node."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            return {"ok": False, "error": {"code": "bad_request", "message": "unknown event"}}
+        return await handler(sid, data)
+
+    async def _drop_relayed(self, sid: str) -> None:
+        """The node holding this session's class died: the client rejoins (as after a
+        node's death, without an error to show: the class is placed again)."""
+        await self.sio.disconnect(sid)
 
     async def _refuse(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
         """The ``error`` event and the ack of a refusal; a session flooding on is cut off."""
@@ -366,7 +434,10 @@ class SignalingServer:
     # -- several nodes ------------------------------------------------------------------
 
     async def _check_holder(self, room_id: str) -> None:
-        """Only the node holding a class takes its joins; others say where it is."""
+        """Only the node holding a class takes its joins; others say where it is.
+
+        With relay routing they pass the join on instead (``Elsewhere``).
+        """
         if self.cluster is None:
             return
         try:
@@ -377,6 +448,8 @@ class SignalingServer:
                 "unavailable", "the server cannot reach its cluster: try again"
             ) from None
         if holder.id != self.cluster.node_id:
+            if self.relay is not None:
+                raise Elsewhere(holder.id)
             raise Moved(holder.url)
 
     def _nodes(self) -> dict[str, Any]:
@@ -510,6 +583,16 @@ class SignalingServer:
             # A client's own event named "disconnect", not the real one: it must neither
             # reset the session's rate limits nor take it out of its class.
             return await self._unknown_event("disconnect", sid)
+        if self.relay is not None and self.relay.holder_of(sid) is not None:
+            self._flood.forget(sid)
+            self._strikes.forget(sid)
+            await self.relay.left(sid)  # its class's node takes it out
+            return None
+        await self._session_gone(sid)
+        return None
+
+    async def _session_gone(self, sid: str) -> None:
+        """A session's client went away (here, or on the node it is relayed from)."""
         self._flood.forget(sid)
         self._strikes.forget(sid)
         for limit in self._limits.values():
@@ -518,7 +601,6 @@ class SignalingServer:
             await self._remove(sid)
         except Exception:
             logger.exception("cleanup after disconnect of %s failed", sid)
-        return None
 
     async def _remove(self, sid: str) -> None:
         member = self.presence.remove(sid)
@@ -570,6 +652,10 @@ class SignalingServer:
     async def close(self) -> None:
         """Disconnect every session (the SFU and the writer are closed by their owners)."""
         await self.heart_rate.close()
+        if self.relay is not None:
+            await self.relay.close()
+            for sid in list(self.relay.holders):
+                await self.relay.left(sid)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
