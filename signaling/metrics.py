@@ -123,6 +123,7 @@ class Snapshot:
     heart_rate: Mapping[str, Any]  # HeartRateRelay.stats()
     events: Mapping[str, int]
     errors: Mapping[tuple[str, str], int]
+    relay: Mapping[str, int] | None = None  # with relay routing (signaling/relay.py)
 
 
 async def collect_snapshot(signaling: SignalingServer, media: MediaBackend) -> Snapshot:
@@ -139,6 +140,7 @@ async def collect_snapshot(signaling: SignalingServer, media: MediaBackend) -> S
         heart_rate=signaling.heart_rate.stats(),
         events=dict(signaling.event_counts),
         errors=dict(signaling.error_counts),
+        relay=signaling.relay.stats() if signaling.relay is not None else None,
     )
 
 
@@ -196,6 +198,8 @@ class SnapshotCollector(Collector):
         for (name, code), count in sorted(snap.errors.items()):
             errors.add_metric([name, code], count)
         yield errors
+        if snap.relay is not None:
+            yield from self._relay(snap.relay)
 
         yield from self._sfu(snap.media)
         yield from self._heart_rate(snap.heart_rate)
@@ -258,6 +262,25 @@ class SnapshotCollector(Collector):
         yield streams
         yield loss
         yield lossy
+
+    def _relay(self, relay: Mapping[str, int]) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily(
+            "pulseroom_relayed_sessions",
+            "sessions relayed between nodes: to another node's class (out), from another"
+            " node's clients (in)",
+            labels=["direction"],
+        )
+        sessions.add_metric(["out"], relay["sessions_out"])
+        sessions.add_metric(["in"], relay["sessions_in"])
+        yield sessions
+        events = CounterMetricFamily(
+            "pulseroom_relayed_events",
+            "events relayed to other nodes (out) and handled for them (in)",
+            labels=["direction"],
+        )
+        events.add_metric(["out"], relay["forwarded"])
+        events.add_metric(["in"], relay["served"])
+        yield events
 
     def _heart_rate(self, hr: Mapping[str, Any]) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily] = {}

@@ -234,6 +234,15 @@ class Relay:
                 del self.holders[sid]
                 await self._drop(sid)
 
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics."""
+        return {
+            "sessions_out": len(self.holders),
+            "sessions_in": len(self.edges),
+            "forwarded": self.forwarded,
+            "served": self.served,
+        }
+
     async def close(self) -> None:
         """Stop handling relayed events (the sessions themselves are closed by the server)."""
         tasks = list(self._workers.values())

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import peers
@@ -127,6 +128,13 @@ async def test_chat_crosses_nodes_in_classes_held_on_both(cluster: Cluster) -> N
     assert left["v"] == 1
     stats = a.stats()
     assert stats["participants"] == 2, stats  # Ann and Cy (Bo is in b's class; Eve left)
+    # /metrics on each node: a relays Bo out and serves Cy, b relays Cy out and serves Bo.
+    async with httpx.AsyncClient(timeout=10) as http:
+        texts_by_node = [(await http.get(f"{n.url}/metrics")).text for n in (a, b)]
+    for text in texts_by_node:
+        assert 'pulseroom_relayed_sessions{direction="out"} 1.0' in text, text
+        assert 'pulseroom_relayed_sessions{direction="in"} 1.0' in text, text
+        assert 'pulseroom_relayed_events_total{direction="out"}' in text
     for client in (ann, bo, cy, dee, stranger):
         await client.close()
 
