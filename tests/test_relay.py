@@ -10,15 +10,23 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests import peers
+from tests.browser_fixtures import (
+    NEEDS_CHROMIUM,
+    assert_video_flowing,
+    browser_fixture,  # noqa: F401 (fixture "browser")
+    open_tab,
+)
+from tests.browser_fixtures import join as browser_join
 from tests.cluster_nodes import Cluster, cluster_fixture, link_on
 from tests.conftest import RunningServer
 from tests.sio_client import Client
-from tests.test_cluster import assert_bot_receives, wait_until
+from tests.test_cluster import assert_bot_receives, chat_texts, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -221,3 +229,38 @@ async def test_sessions_relayed_to_a_dead_holder_are_let_go_to_rejoin(cluster: C
     assert cluster.holder(spin_id) == cluster.node_id(b)
     await again.close()
     await ann.close()
+
+
+@NEEDS_CHROMIUM
+@pytest.mark.timeout(180)
+async def test_a_page_on_the_other_node_takes_part_in_the_class(
+    cluster: Cluster, browser: Any
+) -> None:
+    """Headless Chromium, served by b, in a class held on a: video both ways, chat."""
+    a, b = await two_nodes(cluster)
+    spin = a.create_room("Spin")
+    spin_id = str(spin["room"]["id"])  # type: ignore[index]
+    coach = await peers.join(str(spin["host_link"]), "Coach")
+    tab = await open_tab(browser, "Bea")
+    try:
+        bea_id = await browser_join(tab, link_on(str(spin["join_link"]), b), "Bea")
+        assert cluster.holder(spin_id) == cluster.node_id(a)
+        assert await tab.page.evaluate("window.pulseroom.node") == b.url
+        await assert_video_flowing(tab, {coach.you["id"]: "Coach"})
+        await assert_bot_receives(coach, {bea_id: "Bea"}, 20)
+        await coach.call("chat", {"text": "welcome, Bea"})
+        await tab.page.get_by_test_id("chat-input").fill("hi from b")
+        await tab.page.get_by_test_id("chat-send").click()
+        await tab.page.wait_for_function(
+            "document.querySelectorAll('[data-testid=chat-text]').length === 2"
+        )
+        assert sorted(await chat_texts(tab)) == ["hi from b", "welcome, Bea"]
+        assert not tab.errors, tab.diagnostics()
+    except BaseException:
+        print(tab.diagnostics())
+        for node in cluster.nodes:
+            print(f"--- {node.url}\n{node.log()[-3000:]}")
+        raise
+    finally:
+        await tab.close()
+        await coach.stop()
