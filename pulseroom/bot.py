@@ -373,8 +373,9 @@ class Bot:
         pcs, self.publish_pc, self.subscribe_pc = (self.publish_pc, self.subscribe_pc), None, None
         for pc in pcs:
             if pc is not None:
+                # Bounded: the rejoin must not wait on a connection to a dead server.
                 with contextlib.suppress(Exception):
-                    await pc.close()
+                    await asyncio.wait_for(pc.close(), 3)
 
     async def _publish(self) -> None:
         pc = RTCPeerConnection(self.configuration)

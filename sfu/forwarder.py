@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 KEYFRAME_INTERVAL_S = 0.3  # at most one PLI upstream per producer in this window
 CACHE_SIZE = 1024  # packets kept per producer for answering NACKs (power of two)
 CACHE_MASK = CACHE_SIZE - 1
+# A copy this many packets behind the subscriber's newest is dropped (under the SRTP
+# replay window of 1,024, well past any jitter buffer: ~3 s of 720p video).
+STALE_AFTER = 512
 QUEUE_LIMIT_BYTES = 256 * 1024  # a subscriber's unsent backlog before its packets drop
 REMB_INTERVAL_S = 1.0
 MIN_BITRATE = 100_000  # never ask a publisher for less than this
@@ -474,6 +477,12 @@ class Consumer:
             )  # fmt: skip
             self._synced = True
         out_seq = (seq + self._seq_delta) & 0xFFFF
+        if STALE_AFTER <= (self._last_seq - out_seq) & 0xFFFF < 0x8000:
+            # Far behind what this subscriber already has (a retransmission of a packet
+            # from before a pause or a re-anchoring): no use to its jitter buffer, and
+            # SRTP would refuse it (aiortc's replay window is 1,024 packets).
+            self._stats.stale_packets += 1
+            return 0
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
         if egress.backlog() > QUEUE_LIMIT_BYTES:
             # This subscriber cannot keep up: drop from its own queue only, and ask for

@@ -19,6 +19,7 @@ class ForwardingStats:
     retransmitted_packets: int = 0  # of those, answered from the cache
     nacks_sent: int = 0  # NACK packets sent to publishers (upstream loss)
     dropped_packets: int = 0  # copies a congested subscriber could not take
+    stale_packets: int = 0  # copies too far behind a subscriber's newest to be of use
     piped_packets: int = 0  # packets sent to other workers of a class (sfu/pipe.py)
     pipe_dropped_packets: int = 0  # of those, refused by a full pipe socket
 

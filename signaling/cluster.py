@@ -324,6 +324,13 @@ class Cluster:
                 live.append(info)
         return live
 
+    async def refresh_live(self) -> None:
+        """Read the live nodes now (``node_urls`` otherwise says what the last beat saw)."""
+        try:
+            self._live = await self.live_nodes()
+        except (RedisError, OSError) as exc:
+            raise ClusterError(f"Redis is not reachable: {exc}") from exc
+
     def node_urls(self) -> list[str]:
         """The URLs of the live nodes as of the last heartbeat (this node's first)."""
         others = [n.url for n in self._live if n.id != self.node_id]

@@ -81,6 +81,11 @@ _SFU_COUNTERS = (
         "pulseroom_sfu_pipe_dropped_packets",
         "piped packets a full pipe socket refused",
     ),
+    _Source(
+        "stale_packets",
+        "pulseroom_sfu_stale_packets",
+        "copies dropped as too far behind their subscriber's newest packet",
+    ),
 )
 
 _HR_COUNTERS = (

@@ -8,6 +8,7 @@ into an ack plus an ``error`` event, and never lets an exception reach python-so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -386,7 +387,7 @@ class SignalingServer:
                 room.id, None if grant.role == "host" else participant_id
             ),
             **(await self.controls.joined(member)),
-            **self._nodes(),
+            **(await self._nodes()),
         }
 
     async def _join_device(
@@ -428,7 +429,7 @@ class SignalingServer:
             "you": {**member.out().model_dump(), "acts_for": participant_id},
             "room": {"id": room_id},
             "ice_servers": self._ice_servers(member.id),
-            **self._nodes(),
+            **(await self._nodes()),
         }
 
     # -- several nodes ------------------------------------------------------------------
@@ -452,10 +453,17 @@ class SignalingServer:
                 raise Elsewhere(holder.id)
             raise Moved(holder.url)
 
-    def _nodes(self) -> dict[str, Any]:
-        """``nodes`` of a join ack: where to look for the class if this node goes away."""
+    async def _nodes(self) -> dict[str, Any]:
+        """``nodes`` of a join ack: where to look for the class if this node goes away.
+
+        Asked of Redis now, not taken from the last heartbeat: a node that started a
+        moment ago must be on the list, or a client that joined meanwhile would know no
+        other node to rejoin on.
+        """
         if self.cluster is None:
             return {}
+        with contextlib.suppress(ClusterError):
+            await self.cluster.refresh_live()
         return {"nodes": self.cluster.node_urls()}
 
     async def _class_taken_over(self, room_id: str, holder: NodeInfo | None) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pylibsrtp
+import pytest
+from aiortc import RTCPeerConnection
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfu.forwarder import anchor
+from sfu import aiortc_adapter as adapter
+from sfu import packet as rtp
+from sfu.forwarder import Consumer, Source, anchor
+from sfu.stats import ForwardingStats
 
 U16 = st.integers(0, 0xFFFF)
 U32 = st.integers(0, 0xFFFFFFFF)
@@ -39,3 +48,61 @@ def test_any_new_source_continues_without_a_jump(
         assert (new_seq - out_seq) & 0xFFFF == seq_step
         assert (new_ts - out_ts) & 0xFFFFFFFF == ts_step
         out_seq, out_ts = new_seq, new_ts
+
+
+# -- a copy far behind what the subscriber has ------------------------------------------
+
+
+class _Track(Source):
+    """A publisher's track with no receiver behind it (nothing here is received)."""
+
+    def __init__(self, stats: ForwardingStats) -> None:
+        super().__init__("pub:video", "pub", "video", None, stats, 2_000_000)
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        pass
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        pass
+
+
+async def test_a_copy_far_behind_is_dropped_not_refused_by_srtp() -> None:
+    """A retransmission from before a pause maps far behind the subscriber's newest
+    packet: aiortc's SRTP refuses such an index (replay window 1,024), so the consumer
+    drops and counts it instead of raising on the forwarding path."""
+    publisher, subscriber = RTCPeerConnection(), RTCPeerConnection()
+    transceiver = publisher.addTransceiver("video", direction="sendonly")
+    adapter.prepare_sender(transceiver, stream_id="pub")
+    await publisher.setLocalDescription(await publisher.createOffer())
+    await subscriber.setRemoteDescription(publisher.localDescription)
+    await subscriber.setLocalDescription(await subscriber.createAnswer())
+    await publisher.setRemoteDescription(subscriber.localDescription)
+    try:
+        deadline = time.monotonic() + 10
+        while adapter.egress(transceiver.sender.transport) is None:
+            assert time.monotonic() < deadline, "the pair did not connect"
+            await asyncio.sleep(0.05)
+        stats = ForwardingStats()
+        consumer = Consumer(_Track(stats), "sub", transceiver, 96, stats)
+        payload = memoryview(b"\x10" + bytes(300))
+        sent = [consumer.send(0, 1, seq, seq * 3000, b"", payload) for seq in range(1000, 2200)]
+        assert all(size > 0 for size in sent) and stats.stale_packets == 0
+
+        # 1,199 behind: SRTP itself would refuse it ...
+        egress = adapter.egress(transceiver.sender.transport)
+        assert egress is not None
+        with pytest.raises(pylibsrtp.Error, match="too old"):
+            old_seq = (1000 + consumer._seq_delta) & 0xFFFF
+            egress.protect(rtp.write(0, 1, 96, old_seq, 0, consumer._ssrc, b"", b"", payload))
+        # ... the consumer drops it, and one 600 behind too, and counts them.
+        assert consumer.send(0, 1, 1000, 3_000_000, b"", payload) == 0
+        assert consumer.send(0, 1, 1599, 4_797_000, b"", payload) == 0
+        assert stats.stale_packets == 2
+        # A late packet within reach (a NACK's answer, reordering) still goes out.
+        assert consumer.send(0, 1, 2150, 6_450_000, b"", payload) > 0
+        assert consumer.send(0, 1, 2200, 6_600_000, b"", payload) > 0
+        assert stats.stale_packets == 2
+        consumer.close()
+    finally:
+        await publisher.close()
+        await subscriber.close()

@@ -362,7 +362,13 @@ async def test_holder_killed_mid_class_everyone_rejoins_on_the_survivor(
             f"as the clients measured it: Coach {coach.rejoins}, Ann {ann.rejoins}, "
             f"Bea {bea_rejoins}"
         )
-        assert len(rejoined) == 3, (rejoined, await tab.state(), tab.diagnostics())
+        assert len(rejoined) == 3, (
+            rejoined,
+            await tab.state(),
+            tab.diagnostics(),
+            coach.timeline[-8:],
+            ann.timeline[-8:],
+        )
         assert max(rejoined.values()) < 5.0, rejoined
 
         # On the survivor, as the same people; the class is placed there now.
