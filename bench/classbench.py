@@ -56,6 +56,8 @@ METHOD = {
     "publisher sets on its first packet at or after each window edge",
     "latency": "video only: subscriber's datagram arrival (before any decryption) minus the "
     "abs-send-time the publisher stamped right before SRTP and sendto; same machine clock; "
+    "arrival is the kernel's SO_TIMESTAMPNS stamp on the subscriber's socket (how late the "
+    "generator's own event loop then read it is generator_receive_delay_ms); "
     "10 us histogram buckets, upper edges reported",
     "generators": "aiortc only negotiates; RTP is written by hand from pre-packetized frames, "
     "SRTP-protected and sent with sendto; subscribers read the clear RTP header of the "
@@ -305,6 +307,14 @@ def _figures(
         "generator_cpu_us_per_packet": round(generator_cpu / handled * 1e6, 2) if handled else None,
         "generators_cheaper_than_server": generator_cpu < server_cpu,
         "generator_pacer_lag_ms": lag,
+        "generator_receive_delay_ms": histogram_summary(
+            merge_histograms([r.get("receive_delay_histogram", []) for r in results])
+        ),
+        "latency_arrival_stamp": (
+            "kernel"
+            if all(r.get("kernel_stamped_packets", 0) > 0 for r in results)
+            else "generator loop"
+        ),
         "generator_pacer_skipped_frames": sum(r["pacer_skipped_frames"] for r in results),
         "streams_failed": [f for r in results for f in r["streams_failed"]][:20],
         "rtx_packets_received": sum(r["rtx_packets"] for r in results),

@@ -112,6 +112,7 @@ class FastClient:
         histograms: dict[str, Histogram],
         gallery: bool,
         pacing: bool = True,
+        receive_delay: Histogram | None = None,
     ) -> None:
         self.spec = spec
         self.base_url, _room, self._token = parse_link(spec.link)
@@ -120,7 +121,7 @@ class FastClient:
         self.errors: list[dict[str, Any]] = []
         self.out_streams: list[OutStream] = []
         self.in_streams: dict[str, InStream] = {}
-        self.tap = ReceiveTap(histograms)
+        self.tap = ReceiveTap(histograms, receive_delay or Histogram())
         self.answer_bytes = {"raw_max": 0, "sent_max": 0}
         self._clip = clip
         self._pacer = pacer
@@ -325,11 +326,14 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     """Join every configured client, wait for the window, return what was sent and received."""
     clips = {name: packetize_clip(load_clip(Path(path))) for name, path in config["clips"].items()}
     histograms = {d: Histogram() for d in DIRECTIONS}
+    receive_delay = Histogram()
     pacer = Pacer()
     specs = [ClientSpec(**c) for c in config["clients"]]
     pacing = bool(config.get("pacing", True))
     clients = [
-        FastClient(s, clips[s.clip], pacer, histograms, bool(config["gallery"]), pacing)
+        FastClient(
+            s, clips[s.clip], pacer, histograms, bool(config["gallery"]), pacing, receive_delay
+        )
         for s in specs
     ]
     pacer_task = asyncio.create_task(pacer.run(), name="pacer")
@@ -350,7 +354,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, window.end_s + GRACE_S - time.time()))
         if pacer_task.done():
             pacer_task.result()  # the pacer died: say why
-        return _result(clients, histograms, pacer)
+        return _result(clients, histograms, pacer, receive_delay)
     finally:
         pacer_task.cancel()
         await asyncio.gather(pacer_task, return_exceptions=True)
@@ -358,7 +362,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _result(
-    clients: list[FastClient], histograms: dict[str, Histogram], pacer: Pacer
+    clients: list[FastClient],
+    histograms: dict[str, Histogram],
+    pacer: Pacer,
+    receive_delay: Histogram,
 ) -> dict[str, Any]:
     sent = [
         {"publisher_id": c.id, "kind": o.kind, "packets": o.in_window, "total": o.packets}
@@ -387,6 +394,8 @@ def _result(
         "received": received,
         "latency_histograms": {d: h.to_json() for d, h in histograms.items()},
         "pacer_lag_histogram": pacer.lag.to_json(),
+        "receive_delay_histogram": receive_delay.to_json(),
+        "kernel_stamped_packets": sum(c.tap.kernel_stamped for c in clients),
         "pacer_skipped_frames": pacer.skipped_frames,
         "streams_failed": pacer.failed[:20],
         "rtp_packets_sent": sum(o.packets for c in clients for o in c.out_streams),

@@ -31,6 +31,7 @@ import asyncio
 import heapq
 import itertools
 import random
+import socket
 import struct
 import time
 from collections import deque
@@ -46,6 +47,11 @@ from sfu import packet as rtp
 from .packetized import PacketizedStream
 
 NTP_UNIX_OFFSET = 2208988800
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): the kernel stamps each datagram as it
+# reaches the socket (not in Python's socket module).
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+MAX_DATAGRAM = 2048
 UNITS = 1 << 18  # abs-send-time: 6.18 fixed-point seconds
 MASK = 0xFFFFFF
 BUCKET_S = 1e-5  # latency histograms: 10 µs buckets
@@ -357,8 +363,14 @@ class InStream:
 class ReceiveTap:
     """Counts a subscribe connection's RTP at aioice's datagram callback, undecrypted."""
 
-    def __init__(self, histograms: dict[str, Histogram]) -> None:
+    def __init__(self, histograms: dict[str, Histogram], receive_delay: Histogram) -> None:
         self.by_ssrc: dict[int, InStream] = {}
+        # Arrival is the kernel's stamp when it can be had: latency is then what the
+        # server and the network added, not how late this generator's own loop read the
+        # socket; that lateness is counted apart, in ``receive_delay``.
+        self.receive_delay = receive_delay
+        self.kernel_stamped = 0
+        self._arrival: float | None = None
         self.rtx_ssrcs: set[int] = set()
         self.rtx_packets = 0
         self.unknown_packets = 0
@@ -375,8 +387,47 @@ class ReceiveTap:
                 continue
             self._hooked.add(id(protocol))
             protocol.datagram_received = self._hook(protocol.datagram_received)
+            self._read_with_stamps(protocol)
             hooked += 1
         return hooked
+
+    def _read_with_stamps(self, protocol: Any) -> None:
+        """Read ``protocol``'s socket with ``recvmsg`` and the kernel's arrival stamps.
+
+        Replaces asyncio's reader of the datagram transport (one datagram per call, like
+        asyncio's own); left as it is wherever that cannot be done.
+        """
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        loop: Any = asyncio.get_running_loop()  # a selector loop's private reader API
+        if sock is None or not hasattr(loop, "_add_reader"):
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            return
+        space = socket.CMSG_SPACE(_TIMESPEC.size)
+
+        def read() -> None:
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, space)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
+                    self._arrival = seconds + nanoseconds * 1e-9
+            try:
+                protocol.datagram_received(data, addr)
+            finally:
+                self._arrival = None
+
+        fd = sock.fileno()
+        loop._remove_reader(fd)
+        loop._add_reader(fd, read)
 
     def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
         count = self.count
@@ -406,6 +457,10 @@ class ReceiveTap:
         if window is None:
             return
         now = time.time()
+        if self._arrival is not None:
+            self.kernel_stamped += 1
+            self.receive_delay.add(now - self._arrival)
+            now = self._arrival
         if stream.kind != "video":
             if seq in stream.audio_seqs:
                 stream.duplicates += 1

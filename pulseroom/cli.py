@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import sys
 from pathlib import Path
 
+from .collector import tune_for_latency
 from .settings import ConfigError, Settings, load_settings
 
 
@@ -29,13 +29,7 @@ def _serve(_args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    # CPython collects its youngest generation every 700 new objects by default. With
-    # thousands of sessions, each waiting on a coroutine, a future and a timer that live
-    # seconds, those survive into the older generations, whose collections then scan the
-    # whole heap: 50-90 ms and ~400 ms pauses at 2,000 sessions, the whole p99 of an
-    # event or a chat line (docs/benchmarks.md, "Signaling load"). Collecting every
-    # 50,000 lets them die young; cyclic garbage still goes, a little later.
-    gc.set_threshold(50_000, 20, 10)
+    tune_for_latency()  # GC pauses were the whole p99 of a chat line (pulseroom/collector.py)
     banner = (
         f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
         f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "

@@ -18,6 +18,7 @@ from typing import Any
 from aiortc import RTCIceServer
 from pydantic import ValidationError
 
+from pulseroom.collector import tune_for_latency
 from pulseroom.logs import configure_logging, log_context
 
 from .peer import SfuError, TrackInfo
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stun", action="append", default=[], help="a STUN URL (repeatable)")
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format, process_label="sfu-worker")
+    tune_for_latency()  # a full collection stops forwarding for its length
     asyncio.run(run(args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd))
 
 

@@ -160,7 +160,7 @@ def test_receive_tap_counts_clear_headers() -> None:
     now = time.time()
     window = Window.from_unix(now - 1, now + 1)
     histograms = {"d": Histogram()}
-    tap = ReceiveTap(histograms)
+    tap = ReceiveTap(histograms, Histogram())
     tap.window = window
     video = InStream("0", "video", "pub", "d", abs_id=3)
     tap.by_ssrc[1234] = video
