@@ -85,6 +85,10 @@ class ClassOptions:
     # SFU worker i on CPU i, generator i on CPU i + 1 (so the instructor's generator, the
     # busiest, shares a core with the other worker); main process and controller unpinned
     pin_workers: bool = False
+    # Load generators this much nicer than the server: unpinned, the server gets a core
+    # when it needs one and the generators take what is left (their lateness is
+    # measured apart: kernel arrival stamps, pacer lag).
+    generator_nice: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +444,13 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
             return None
 
         generators = [
-            Generator(i, workdir / f"classgen-{i}.log", "bench.classgen", generator_cpus(i))
+            Generator(
+                i,
+                workdir / f"classgen-{i}.log",
+                "bench.classgen",
+                generator_cpus(i),
+                nice=options.generator_nice,
+            )
             for i in range(count)
         ]
         began = time.monotonic()
@@ -529,6 +539,7 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                 if options.pin_workers
                 else None
             ),
+            "generator_nice": options.generator_nice,
             "clips": shapes,
             "setup_s": round(setup_s, 2),
         },

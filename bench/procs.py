@@ -164,16 +164,20 @@ def free_port() -> int:
         return port
 
 
-def _affinity(cpus: set[int] | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child to ``cpus`` before it execs (None: no pinning)."""
-    if cpus is None:
+def _affinity(cpus: set[int] | None, nice: int = 0) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to ``cpus`` (None: anywhere) and lowers its
+    priority by ``nice`` before it execs; None when there is nothing to do."""
+    if cpus is None and not nice:
         return None
-    chosen = set(cpus)
+    chosen = set(cpus) if cpus is not None else None
 
-    def pin() -> None:
-        os.sched_setaffinity(0, chosen)
+    def prepare() -> None:
+        if chosen is not None:
+            os.sched_setaffinity(0, chosen)
+        if nice:
+            os.nice(nice)
 
-    return pin
+    return prepare
 
 
 async def _stop_process(process: asyncio.subprocess.Process, timeout: float) -> None:
@@ -291,6 +295,7 @@ class Generator:
     module: str = "bench.loadgen"
     cpus: set[int] | None = None
     args: tuple[str, ...] = ()
+    nice: int = 0  # lower priority than the server's (see --generator-nice)
     process: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = None
 
@@ -314,7 +319,7 @@ class Generator:
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
             limit=64 * 1024 * 1024,
-            preexec_fn=_affinity(self.cpus),
+            preexec_fn=_affinity(self.cpus, self.nice),
         )
         await self.send(config)
 

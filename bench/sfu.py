@@ -361,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
         "server's main process and the controller unpinned",
     )
     parser.add_argument(
+        "--generator-nice",
+        type=int,
+        default=0,
+        choices=range(0, 20),
+        metavar="N",
+        help="class/gallery: run the load generators N nicer than the server (0-19), so "
+        "the server is not kept waiting for a core by the processes measuring it",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="class/gallery: also measure the stock aiortc floor and report the ratio",
@@ -418,6 +427,7 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
         pacing=args.pacing == "on",
         worker_participants=args.worker_participants,
         pin_workers=args.pin_workers,
+        generator_nice=args.generator_nice,
     )
     if options.pin and options.pin_workers:
         raise BenchError("--pin (the server on one core) and --pin-workers exclude each other")

@@ -72,6 +72,11 @@ class Cluster:
         value = self.redis.get(f"{self.prefix}:room:{room_id}")
         return value.decode() if isinstance(value, bytes) else None
 
+    def print_logs(self) -> None:
+        """The end of each node's log (for a failing test's output)."""
+        for node in self.nodes:
+            print(f"--- {node.url}\n{node.log()[-3000:]}")
+
     def close(self) -> None:
         for node in self.nodes:
             if node.process.poll() is None:

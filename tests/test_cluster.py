@@ -402,8 +402,7 @@ async def test_holder_killed_mid_class_everyone_rejoins_on_the_survivor(
         assert not tab.errors, tab.diagnostics()
     except BaseException:
         print(tab.diagnostics())
-        for node in cluster.nodes:
-            print(f"--- {node.url}\n{node.log()[-3000:]}")
+        cluster.print_logs()
         raise
     finally:
         await tab.close()

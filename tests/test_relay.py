@@ -191,8 +191,7 @@ async def test_relayed_bots_get_media_and_a_dead_edge_or_holder_is_noticed(
         assert stats["participants"] == 3, stats  # Coach, Ann (again), Watcher: not Cy
         await watcher.close()
     except BaseException:
-        for node in cluster.nodes:
-            print(f"--- {node.url}\n{node.log()[-3000:]}")
+        cluster.print_logs()
         raise
     finally:
         await coach.stop()
@@ -258,8 +257,7 @@ async def test_a_page_on_the_other_node_takes_part_in_the_class(
         assert not tab.errors, tab.diagnostics()
     except BaseException:
         print(tab.diagnostics())
-        for node in cluster.nodes:
-            print(f"--- {node.url}\n{node.log()[-3000:]}")
+        cluster.print_logs()
         raise
     finally:
         await tab.close()
