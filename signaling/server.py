@@ -591,11 +591,6 @@ class SignalingServer:
             # A client's own event named "disconnect", not the real one: it must neither
             # reset the session's rate limits nor take it out of its class.
             return await self._unknown_event("disconnect", sid)
-        if self.relay is not None and self.relay.holder_of(sid) is not None:
-            self._flood.forget(sid)
-            self._strikes.forget(sid)
-            await self.relay.left(sid)  # its class's node takes it out
-            return None
         await self._session_gone(sid)
         return None
 
@@ -605,6 +600,9 @@ class SignalingServer:
         self._strikes.forget(sid)
         for limit in self._limits.values():
             limit.forget(sid)
+        if self.relay is not None and self.relay.holder_of(sid) is not None:
+            await self.relay.left(sid)  # its class's node takes it out
+            return
         try:
             await self._remove(sid)
         except Exception:

@@ -42,6 +42,7 @@ NEEDS_CHROMIUM = pytest.mark.skipif(
 BROWSER_MODULE = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module")]
 SECRET = "browser-tests-secret-0123456789"  # so a test can sign an expired token
 JOIN_TIMEOUT_MS = 20_000
+TILE = '[data-testid=tile][data-participant-id="{}"]'  # a participant's tile, by id
 
 
 # Registered under a `name`: a test module imports the functions, and its tests' arguments

@@ -14,6 +14,7 @@ from signaling.tokens import TokenSigner
 from tests.browser_fixtures import (
     BROWSER_MODULE,
     SECRET,
+    TILE,
     Tab,
     assert_video_flowing,
     browser_fixture,  # noqa: F401 (fixture "browser")
@@ -25,8 +26,6 @@ from tests.browser_fixtures import (
 from tests.conftest import RunningServer
 
 pytestmark = BROWSER_MODULE
-
-TILE = '[data-testid=tile][data-participant-id="{}"]'
 
 
 def tile(tab: Tab, participant_id: str) -> Any:

@@ -20,6 +20,7 @@ from pulseroom.hr_link import HeartRateLink
 from telemetry.hrm import HeartRateMeasurement
 from tests.browser_fixtures import (
     BROWSER_MODULE,
+    TILE,
     Tab,
     assert_video_flowing,
     browser_fixture,  # noqa: F401 (fixture "browser")
@@ -32,7 +33,6 @@ from tests.conftest import RunningServer
 
 pytestmark = BROWSER_MODULE
 
-TILE = '[data-testid=tile][data-participant-id="{}"]'
 SKEW_S = 37
 # This page's clock runs 37 s ahead: Date.now() is what the page's code reads.
 SKEWED_CLOCK = f"""

@@ -42,7 +42,6 @@ async def two_nodes(cluster: Cluster) -> tuple[RunningServer, RunningServer]:
     a = cluster.start_node("a", **RELAY)
     b = cluster.start_node("b", **RELAY)
     await wait_until(lambda: len(cluster.live()) == 2, 5, "both nodes beat")
-    await asyncio.sleep(1.5)  # each node's list of live nodes is refreshed by its beat
     return a, b
 
 
