@@ -148,7 +148,8 @@ def worker_sample(stats: dict[str, Any]) -> list[dict[str, Any]]:
         except OSError:
             cpu = 0.0
         out.append({"pid": worker["pid"], "participants": worker.get("participants"),
-                    "cpu": cpu, "counters": counters})  # fmt: skip
+                    "event_loop": worker.get("event_loop"), "cpu": cpu,
+                    "counters": counters})  # fmt: skip
     return out
 
 
@@ -170,6 +171,7 @@ def per_worker(
             {
                 "pid": a["pid"],
                 "participants": a["participants"],
+                "event_loop": a.get("event_loop"),
                 "cpu_percent": round(100 * cpu / elapsed, 1),
                 "forwarded_packets_per_s": round(forwarded / elapsed, 1),
                 "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2) if forwarded else None,

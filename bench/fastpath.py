@@ -360,6 +360,9 @@ class InStream:
         return len(self.arrived_in_window), "arrival"
 
 
+DRAIN_LIMIT = 64  # datagrams read per wake-up of a subscriber's socket
+
+
 class ReceiveTap:
     """Counts a subscribe connection's RTP at aioice's datagram callback, undecrypted."""
 
@@ -409,21 +412,24 @@ class ReceiveTap:
         space = socket.CMSG_SPACE(_TIMESPEC.size)
 
         def read() -> None:
-            try:
-                data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, space)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                protocol.error_received(exc)
-                return
-            for level, kind, raw in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
-                    self._arrival = seconds + nanoseconds * 1e-9
-            try:
-                protocol.datagram_received(data, addr)
-            finally:
-                self._arrival = None
+            # Everything already queued, up to a bound: one event-loop turn per burst
+            # instead of one per datagram (the stamps keep arrival times exact).
+            for _ in range(DRAIN_LIMIT):
+                try:
+                    data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, space)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    protocol.error_received(exc)
+                    return
+                for level, kind, raw in ancillary:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
+                        self._arrival = seconds + nanoseconds * 1e-9
+                try:
+                    protocol.datagram_received(data, addr)
+                finally:
+                    self._arrival = None
 
         fd = sock.fileno()
         loop._remove_reader(fd)

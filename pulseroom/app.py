@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> web.Application:
             tuple(settings.sfu_stun_urls),
             log_format=settings.log_format,
             worker_participants=settings.sfu_worker_participants,
+            event_loop=settings.sfu_event_loop,
         )
     else:
         media = app[SFU] = SfuServer(

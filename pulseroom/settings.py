@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     sfu_worker_participants: Annotated[
         int, Field(ge=1, le=10_000, validation_alias="PULSEROOM_SFU_WORKER_PARTICIPANTS")
     ] = 40
+    # The SFU workers' event loop: uvloop's reads, writes and timers are C, which the
+    # forwarding path (a callback per datagram) feels most (docs/benchmarks.md).
+    sfu_event_loop: Annotated[
+        Literal["uvloop", "asyncio"], Field(validation_alias="PULSEROOM_SFU_EVENT_LOOP")
+    ] = "uvloop"
 
     @field_validator("database_url")
     @classmethod

@@ -345,7 +345,10 @@ class Producer(Source):
 class Ingress:
     """All RTP arriving on one publisher's connection, routed to its producers by SSRC."""
 
-    def __init__(self, transport: RTCDtlsTransport, producers: list[Producer]) -> None:
+    def __init__(
+        self, transport: RTCDtlsTransport, producers: list[Producer], stats: ForwardingStats
+    ) -> None:
+        self._stats = stats
         self._by_pt: dict[int, tuple[Producer, bool]] = {}
         for producer in producers:
             for pt in producer.payload_types:
@@ -357,12 +360,14 @@ class Ingress:
         adapter.take_transport_rtp(transport, self._on_queued_rtp)
 
     async def _on_queued_rtp(self, data: bytes, _arrival_time_ms: int) -> None:
+        self._stats.queued_packets += 1
         self.on_rtp(data)
 
     def on_rtp(self, data: bytes) -> None:
         """One decrypted RTP packet from the publisher."""
         if len(data) < 12:
             return
+        self._stats.received_packets += 1
         ssrc = int.from_bytes(data[8:12], "big")
         route = self._by_ssrc.get(ssrc)
         if route is None:

@@ -188,7 +188,7 @@ class Participant:
         ]
         # max-bundle: every m-line of the publish connection shares one transport.
         if transceivers:
-            Ingress(transceivers[0].receiver.transport, producers)
+            Ingress(transceivers[0].receiver.transport, producers, self._stats)
         for producer in producers:
             self.producers[producer.kind] = producer
             self._on_producer(producer)

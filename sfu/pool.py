@@ -83,6 +83,7 @@ class WorkerPool:
         stun_urls: tuple[str, ...] = (),
         log_format: str = "text",
         worker_participants: int = WORKER_PARTICIPANTS,
+        event_loop: str = "uvloop",
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -95,6 +96,7 @@ class WorkerPool:
         self.on_telemetry: TelemetryCallback | None = None
         self._log_level = log_level
         self._log_format = log_format
+        self._event_loop = event_loop
         self.restarts = 0  # workers replaced after dying
         self._video_bitrate_cap = video_bitrate_cap
         self._stun_urls = stun_urls
@@ -124,6 +126,7 @@ class WorkerPool:
                 "--links-fd", str(links_child.fileno()),
                 "--log-level", self._log_level, "--log-format", self._log_format,
                 "--video-bitrate-cap", str(self._video_bitrate_cap),
+                "--event-loop", self._event_loop,
                 *[arg for url in self._stun_urls for arg in ("--stun", url)],
                 pass_fds=[child.fileno(), links_child.fileno()],
             )  # fmt: skip
@@ -542,6 +545,7 @@ class WorkerPool:
                 continue
             with contextlib.suppress(SfuError):
                 counters = await self._call(worker, "stats")
+                info["event_loop"] = counters.pop("event_loop", None)
                 # Per worker too: a replaced worker starts from zero, and a monitor
                 # must see that as one series resetting, not the sum going down.
                 info["counters"] = counters

@@ -9,6 +9,10 @@ from dataclasses import asdict, dataclass
 class ForwardingStats:
     """Process-wide forwarding counters, owned by the SfuServer (plain ints: cheap to bump)."""
 
+    received_packets: int = 0  # RTP from publishers (after SRTP)
+    # Of those, the ones that came through aiortc's queue instead of straight from the
+    # socket's callback (sfu.aiortc_adapter.take_datagrams): TURN-relayed pairs only.
+    queued_packets: int = 0
     forwarded_packets: int = 0
     forwarded_bytes: int = 0
     keyframe_requests: int = 0  # PLIs sent to publishers (merged, rate-limited)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import socket
 from typing import Any
@@ -147,7 +148,12 @@ class Channel:
             )
             return None
         if request.op == "stats":
-            return {**await self._sfu.stats(), "pipe_links": self._pipes.links()}
+            return {
+                **await self._sfu.stats(),
+                "pipe_links": self._pipes.links(),
+                # "uvloop" or "asyncio": which loop this worker really runs.
+                "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
+            }
         if request.op == "publish":
             answer = await self._sfu.publish(**args)
             room = self._sfu.rooms.get(args["room_id"])
@@ -222,10 +228,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--video-bitrate-cap", type=int, default=2_500_000)
     parser.add_argument("--stun", action="append", default=[], help="a STUN URL (repeatable)")
+    parser.add_argument(
+        "--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
+        help="uvloop (default; falls back to asyncio where it is not installed) or asyncio",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format, process_label="sfu-worker")
     tune_for_latency()  # a full collection stops forwarding for its length
-    asyncio.run(run(args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd))
+    main_task = run(args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd)
+    event_loop = args.event_loop
+    if event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        logger.warning("uvloop is not installed; using asyncio's loop")
+        event_loop = "asyncio"
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main_task)
+    else:
+        asyncio.run(main_task)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,12 @@ _SFU_COUNTERS = (
         "pulseroom_sfu_keyframe_requests_sent",
         "PLIs sent to publishers (merged per second)",
     ),
+    _Source("received_packets", "pulseroom_sfu_received_packets", "RTP packets from publishers"),
+    _Source(
+        "queued_packets",
+        "pulseroom_sfu_queued_packets",
+        "of those, packets through aiortc's queue rather than the socket's callback",
+    ),
     _Source("piped_packets", "pulseroom_sfu_piped_packets", "packets piped to other workers"),
     _Source(
         "pipe_dropped_packets",

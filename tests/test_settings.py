@@ -56,6 +56,7 @@ def test_environment_switches_to_real_services(monkeypatch: pytest.MonkeyPatch) 
         ("PULSEROOM_TURN_URLS", '["stun:x"]'),
         ("PULSEROOM_TURN_TTL", "10"),
         ("PULSEROOM_ROOMS_PER_MINUTE", "0"),
+        ("PULSEROOM_SFU_EVENT_LOOP", "trio"),
     ],
 )
 def test_bad_value_names_the_setting(

@@ -54,6 +54,7 @@ async def test_classes_are_spread_and_a_crash_ends_only_its_own(two_workers: Run
 
         workers = server.stats()["workers"]
         assert [w["rooms"] for w in workers] == [1, 1], workers  # least-loaded placement
+        assert [w["event_loop"] for w in workers] == ["uvloop", "uvloop"]  # the default
         assert sum(w["participants"] for w in workers) == 5
         # Which worker holds class 1? The one with 3 people (2 bots + the watcher).
         doomed = next(w for w in workers if w["participants"] == 3)
@@ -80,3 +81,30 @@ async def test_classes_are_spread_and_a_crash_ends_only_its_own(two_workers: Run
         await watcher.close()
         for bot in bots:
             await bot.stop()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+async def test_a_worker_forwards_straight_from_the_socket_on_either_loop(
+    tmp_path: Path, event_loop: str
+) -> None:
+    """The direct ingress path (aiortc_adapter.take_datagrams) hooks the protocol object,
+    which asyncio and uvloop call differently: every packet must still come that way."""
+    server = start_server(tmp_path, PULSEROOM_SFU_WORKERS="1", PULSEROOM_SFU_EVENT_LOOP=event_loop)
+    bots: list[Bot] = []
+    try:
+        room = server.create_room("Loops")
+        bots.append(await join(str(room["host_link"]), "Coach"))
+        bots.append(await join(str(room["join_link"]), "Ann"))
+        for bot in bots:
+            await wait_until(lambda b=bot: frames_flowing(b, 0.5))
+        (worker,) = server.stats()["workers"]
+        assert worker["event_loop"] == event_loop
+        counters = worker["counters"]
+        assert counters["received_packets"] > 50, counters
+        assert counters["queued_packets"] == 0, counters
+        assert counters["forwarded_packets"] > 50, counters
+    finally:
+        for bot in bots:
+            await bot.stop()
+        stop_server(server)
