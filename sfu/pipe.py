@@ -19,6 +19,9 @@ Datagrams, all big-endian, first byte the type:
   extensions and the payload. RTX is already unwrapped at the origin.
 - ``REPORT`` (origin → other): pipe id, the publisher's sender report (NTP, RTP time).
 - ``KEYFRAME``, ``ESTIMATE`` (bits/s), ``SHOWING`` (0/1) (other → origin): pipe id.
+- ``NACK`` (other → origin): pipe id, a count, then that many sequence numbers that
+  never came through the pipe (a full socket drops datagrams); the origin sends them
+  again from its NACK cache, so the subscribers on the other worker find them there.
 
 Per packet the origin does one ``join`` and one ``send``; the other side one ``recv``,
 one ``unpack`` and the usual fan-out. No coroutine, no object per packet.
@@ -48,11 +51,13 @@ T_REPORT: Final = 2
 T_KEYFRAME: Final = 3
 T_ESTIMATE: Final = 4
 T_SHOWING: Final = 5
+T_NACK: Final = 6
 _RTP = struct.Struct("!BIBHIIH")
 _REPORT = struct.Struct("!BIQI")
 _KEYFRAME = struct.Struct("!BI")
 _ESTIMATE = struct.Struct("!BII")
 _SHOWING = struct.Struct("!BIB")
+_NACK = struct.Struct("!BIH")  # then `count` sequence numbers of 2 bytes
 _HEAD = _RTP.size
 _PIPE_ID = struct.Struct("!I")
 
@@ -64,6 +69,9 @@ RECV_SIZE: Final = 65536  # a datagram is never cut: the largest possible UDP pa
 READ_BATCH: Final = 64  # datagrams read per wake-up before the event loop runs others
 SHOWING_REPEAT_S: Final = 1.0  # re-say "nobody shows it" if packets keep coming
 LINK_TIMEOUT_S: Final = 10.0  # how long an operation waits for its link's socket
+# Packets of one hole in a pipe asked for again; a bigger hole is older than any
+# subscriber will wait for (~0.4 s of 720p), and its keyframe requests repair it.
+PIPE_NACK_MAX: Final = 64
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -168,6 +176,9 @@ class Link:
             self.spawn(sink.producer.send_remb())
         elif kind == T_SHOWING:
             sink.paused = not _SHOWING.unpack(data)[2]
+        elif kind == T_NACK:
+            count = min(_NACK.unpack_from(data)[2], PIPE_NACK_MAX)
+            sink.resend(struct.unpack_from(f"!{count}H", data, _NACK.size))
 
     def spawn(self, coro: Any) -> None:
         """Run a rare piece of feedback work (a REMB towards a publisher) as a task."""
@@ -221,6 +232,19 @@ class PipeSink:
             return
         self._stats.piped_packets += 1
 
+    def resend(self, seqs: tuple[int, ...]) -> None:
+        """Pipe again the packets the other worker missed, from the track's NACK cache."""
+        ssrc = self.producer.media_ssrc
+        if self.paused or self._closed or ssrc is None:
+            return
+        for seq in seqs:
+            cached = self.producer.cached(seq)
+            if cached is None:
+                continue  # lost before the SFU too: the origin NACKs its publisher
+            padding, marker, timestamp, shared, payload = cached
+            self.send(padding, marker, seq, timestamp, ssrc, shared, payload)
+            self._stats.pipe_resent_packets += 1
+
     def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
         """Pass on the publisher's sender report."""
         self._link.send_control(_REPORT.pack(T_REPORT, self.id, ntp_time, rtp_timestamp))
@@ -256,6 +280,7 @@ class PipeProducer(Source):
         self._room = room
         self._showing: bool | None = None
         self._showing_said_at = 0.0
+        self._next_seq: int | None = None  # the sequence number the pipe should bring next
         link.incoming[pipe_id] = self
 
     def on_piped(self, data: bytes) -> None:
@@ -263,6 +288,13 @@ class PipeProducer(Source):
         _t, _id, flags, seq, timestamp, ssrc, length = _RTP.unpack_from(data)
         if ssrc != self.media_ssrc:
             self._new_ssrc(ssrc)
+            self._next_seq = None
+        expected = self._next_seq
+        if expected is None or seq == expected:
+            self._next_seq = (seq + 1) & 0xFFFF
+        elif (seq - expected) & 0xFFFF < 0x8000:  # a hole: ask the origin's cache
+            self._next_seq = (seq + 1) & 0xFFFF
+            self._ask_again(expected, seq)
         self.packets_in += 1
         if self._showing is False:
             self._say_showing(repeat=True)  # the origin did not hear it: say it again
@@ -272,12 +304,22 @@ class PipeProducer(Source):
             data[_HEAD:end],
         )  # fmt: skip
 
+    def _ask_again(self, first: int, end: int) -> None:
+        """Packets ``first`` up to ``end`` (excluded) never came: NACK the newest of them."""
+        count = min((end - first) & 0xFFFF, PIPE_NACK_MAX)
+        seqs = [(end - count + i) & 0xFFFF for i in range(count)]
+        self._stats.pipe_nacks_sent += 1
+        self._link.send_control(
+            _NACK.pack(T_NACK, self.pipe_id, count) + struct.pack(f"!{count}H", *seqs)
+        )
+
     def showing_changed(self) -> None:
         """Pause the pipe while no consumer here sends this track; resume on demand."""
         showing = any(not c.paused for c in self.consumers)
         if showing == self._showing:
             return
         self._showing = showing
+        self._next_seq = None  # nothing is piped while paused: that is no hole
         self._say_showing()
         if showing and self.keyframe_wanted and self.media_ssrc is not None:
             self.want_keyframe()  # no packet may come to trigger it while paused

@@ -26,6 +26,8 @@ class ForwardingStats:
     stale_packets: int = 0  # copies too far behind a subscriber's newest to be of use
     piped_packets: int = 0  # packets sent to other workers of a class (sfu/pipe.py)
     pipe_dropped_packets: int = 0  # of those, refused by a full pipe socket
+    pipe_nacks_sent: int = 0  # holes in a pipe asked for again from the origin
+    pipe_resent_packets: int = 0  # packets piped again for those (from the NACK cache)
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

@@ -88,6 +88,16 @@ _SFU_COUNTERS = (
         "piped packets a full pipe socket refused",
     ),
     _Source(
+        "pipe_nacks_sent",
+        "pulseroom_sfu_pipe_nacks_sent",
+        "holes in a pipe asked for again from the origin worker",
+    ),
+    _Source(
+        "pipe_resent_packets",
+        "pulseroom_sfu_pipe_resent_packets",
+        "packets piped again from the origin's NACK cache",
+    ),
+    _Source(
         "stale_packets",
         "pulseroom_sfu_stale_packets",
         "copies dropped as too far behind their subscriber's newest packet",

@@ -221,6 +221,68 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other() -> None:
         await room.close()
 
 
+async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache() -> None:
+    """A datagram the pipe socket dropped is asked for again and piped again."""
+    stats_a, stats_b = ForwardingStats(), ForwardingStats()
+    end_a, end_b = socket_pair()
+    link_a, link_b = Link(1, 1, end_a, stats_a), Link(1, 0, end_b, stats_b)
+    room = Room("r", RTCConfiguration(iceServers=[]), stats_b)
+    origin = Origin(stats_a)
+    sink = PipeSink(7, origin, link_a)
+    copy = PipeProducer(7, link_b, "pub", track_params("pub:video", "video"), room)
+    room.add_remote("pub", "participant", copy)
+    viewer = Subscriber()
+    copy.consumers.append(viewer)  # type: ignore[arg-type]
+    copy.showing_changed()
+    try:
+        shared = bytes([0x30, 1, 2, 3])
+
+        def received(seq: int) -> None:
+            """The publisher's packet ``seq`` reaches the origin (cached, then piped)."""
+            data = bytes(12) + shared + bytes([seq & 0xFF]) * 100
+            payload = memoryview(data)[16:]
+            origin._fan_out(data, payload, 0, seq & 1, seq, seq * 3000, 16, shared)
+            if seq not in (65535, 1):  # these two the full pipe socket drops
+                sink.send(0, seq & 1, seq, seq * 3000, 1234, shared, payload)
+
+        for seq in (65533, 65534, 65535, 0, 1, 2):
+            received(seq)
+        await until(lambda: len(viewer.got) == 6, what="four packets, then the two resent")
+        assert [got[2] for got in viewer.got] == [65533, 65534, 0, 2, 65535, 1]
+        resent = {got[2]: got for got in viewer.got}
+        assert resent[65535] == (0, 1, 65535, (65535 * 3000) & 0xFFFFFFFF, shared, b"\xff" * 100)
+        assert resent[1][4:] == (shared, b"\x01" * 100)
+        assert stats_b.pipe_nacks_sent == 2 and stats_a.pipe_resent_packets == 2
+        assert copy.cached(1) is not None  # now the copy answers its subscribers' NACKs
+
+        # A packet the origin never had either (lost before the SFU) is not invented.
+        sink.send(0, 0, 4, 12000, 1234, shared, memoryview(bytes(100)))
+        await until(lambda: stats_b.pipe_nacks_sent == 3, what="the NACK for 3")
+        await asyncio.sleep(0.1)
+        assert len(viewer.got) == 7 and stats_a.pipe_resent_packets == 2
+
+        # Nothing is piped while nobody shows the video: resuming is not a hole.
+        viewer.paused = True
+        copy.showing_changed()
+        await until(lambda: sink.paused, what="pause at the origin")
+        viewer.paused = False
+        copy.showing_changed()
+        await until(lambda: not sink.paused, what="resume at the origin")
+        sink.send(0, 0, 40, 0, 1234, shared, memoryview(bytes(100)))
+        await until(lambda: len(viewer.got) == 8, what="the packet after resuming")
+        await asyncio.sleep(0.1)
+        assert stats_b.pipe_nacks_sent == 3
+
+        # A garbled NACK (count beyond the datagram) is refused, not half-read.
+        link_b.send_control(bytes([6, 0, 0, 0, 7, 0, 9, 0, 1]))
+        await asyncio.sleep(0.1)
+        assert stats_a.pipe_resent_packets == 2
+    finally:
+        link_a.close()
+        link_b.close()
+        await room.close()
+
+
 # -- a real class across two workers ---------------------------------------------------------
 
 
