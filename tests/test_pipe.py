@@ -12,7 +12,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,7 +165,24 @@ async def until(check: Callable[[], bool], timeout: float = 5.0, what: str = "")
         await asyncio.sleep(0.01)
 
 
-async def test_a_link_carries_packets_one_way_and_feedback_the_other() -> None:
+@dataclass
+class Piped:
+    """One track piped from worker A (``origin``, ``sink``) to worker B (``copy``), over a
+    link of two real sockets, with one subscriber on B (``viewer``)."""
+
+    stats_a: ForwardingStats
+    stats_b: ForwardingStats
+    link_a: Link
+    link_b: Link
+    room: Room
+    origin: Origin
+    sink: PipeSink
+    copy: PipeProducer
+    viewer: Subscriber
+
+
+@pytest.fixture
+async def piped() -> AsyncIterator[Piped]:
     stats_a, stats_b = ForwardingStats(), ForwardingStats()
     end_a, end_b = socket_pair()
     link_a, link_b = Link(1, 1, end_a, stats_a), Link(1, 0, end_b, stats_b)
@@ -176,111 +194,101 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other() -> None:
     viewer = Subscriber()
     copy.consumers.append(viewer)  # type: ignore[arg-type]
     copy.showing_changed()
-    try:
-        shared = bytes([0x30, 1, 2, 3])  # one abs-send-time element, already padded
-        payload = memoryview(b"\x90" + bytes(range(200)))
-        sink.send(0x20, 1, 65535, 0xFFFFFFF0, 1234, shared, payload)
-        sink.send(0, 0, 0, 0xFFFFFFF0, 1234, b"", payload[:10])
-        await until(lambda: len(viewer.got) == 2, what="two piped packets")
-        assert viewer.got[0] == (0x20, 1, 65535, 0xFFFFFFF0, shared, bytes(payload))
-        assert viewer.got[1] == (0, 0, 0, 0xFFFFFFF0, b"", bytes(payload[:10]))
-        assert copy.media_ssrc == 1234 and stats_a.piped_packets == 2
-        cached = copy.cached(65535)  # the copy answers its subscribers' NACKs itself
-        assert cached is not None and bytes(cached[4]) == bytes(payload)
-
-        sink.source_report(1 << 40, 777)
-        await until(lambda: viewer.reports == [(1 << 40, 777)], what="sender report")
-
-        copy.want_keyframe()  # a subscriber on worker B asks for a picture
-        await until(lambda: origin.keyframes == 1, what="keyframe request at the origin")
-
-        viewer.remb = 300_000
-        await copy.send_remb()
-        await until(lambda: sink.remb == 300_000, what="bandwidth estimate at the origin")
-        assert origin.target_bitrate() == 300_000
-
-        viewer.paused = True  # nobody on worker B shows this video: the pipe pauses
-        copy.showing_changed()
-        await until(lambda: sink.paused, what="pause at the origin")
-        sink.send(0, 0, 1, 0, 1234, b"", payload)
-        viewer.paused = False
-        copy.showing_changed()
-        await until(lambda: not sink.paused, what="resume at the origin")
-        sink.send(0, 0, 2, 0, 1234, b"", payload)
-        await until(lambda: len(viewer.got) == 3, what="the packet after resuming")
-        assert viewer.got[2][2] == 2, "nothing was piped while paused"
-        assert stats_a.piped_packets == 3
-
-        copy.close()  # the pipe's end on B: routing and the link forget it
-        assert "pub" not in room.remote and 7 not in link_b.incoming
-        origin.close()  # the track ends at the origin: its pipes go too
-        assert sink not in origin.pipes and 7 not in link_a.outgoing
-    finally:
-        link_a.close()
-        link_b.close()
-        await room.close()
+    yield Piped(stats_a, stats_b, link_a, link_b, room, origin, sink, copy, viewer)
+    link_a.close()
+    link_b.close()
+    await room.close()
 
 
-async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache() -> None:
+async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Piped) -> None:
+    origin, sink, copy, viewer = piped.origin, piped.sink, piped.copy, piped.viewer
+    stats_a, link_a, link_b, room = piped.stats_a, piped.link_a, piped.link_b, piped.room
+    shared = bytes([0x30, 1, 2, 3])  # one abs-send-time element, already padded
+    payload = memoryview(b"\x90" + bytes(range(200)))
+    sink.send(0x20, 1, 65535, 0xFFFFFFF0, 1234, shared, payload)
+    sink.send(0, 0, 0, 0xFFFFFFF0, 1234, b"", payload[:10])
+    await until(lambda: len(viewer.got) == 2, what="two piped packets")
+    assert viewer.got[0] == (0x20, 1, 65535, 0xFFFFFFF0, shared, bytes(payload))
+    assert viewer.got[1] == (0, 0, 0, 0xFFFFFFF0, b"", bytes(payload[:10]))
+    assert copy.media_ssrc == 1234 and stats_a.piped_packets == 2
+    cached = copy.cached(65535)  # the copy answers its subscribers' NACKs itself
+    assert cached is not None and bytes(cached[4]) == bytes(payload)
+
+    sink.source_report(1 << 40, 777)
+    await until(lambda: viewer.reports == [(1 << 40, 777)], what="sender report")
+
+    copy.want_keyframe()  # a subscriber on worker B asks for a picture
+    await until(lambda: origin.keyframes == 1, what="keyframe request at the origin")
+
+    viewer.remb = 300_000
+    await copy.send_remb()
+    await until(lambda: sink.remb == 300_000, what="bandwidth estimate at the origin")
+    assert origin.target_bitrate() == 300_000
+
+    viewer.paused = True  # nobody on worker B shows this video: the pipe pauses
+    copy.showing_changed()
+    await until(lambda: sink.paused, what="pause at the origin")
+    sink.send(0, 0, 1, 0, 1234, b"", payload)
+    viewer.paused = False
+    copy.showing_changed()
+    await until(lambda: not sink.paused, what="resume at the origin")
+    sink.send(0, 0, 2, 0, 1234, b"", payload)
+    await until(lambda: len(viewer.got) == 3, what="the packet after resuming")
+    assert viewer.got[2][2] == 2, "nothing was piped while paused"
+    assert stats_a.piped_packets == 3
+
+    copy.close()  # the pipe's end on B: routing and the link forget it
+    assert "pub" not in room.remote and 7 not in link_b.incoming
+    origin.close()  # the track ends at the origin: its pipes go too
+    assert sink not in origin.pipes and 7 not in link_a.outgoing
+
+
+async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache(piped: Piped) -> None:
     """A datagram the pipe socket dropped is asked for again and piped again."""
-    stats_a, stats_b = ForwardingStats(), ForwardingStats()
-    end_a, end_b = socket_pair()
-    link_a, link_b = Link(1, 1, end_a, stats_a), Link(1, 0, end_b, stats_b)
-    room = Room("r", RTCConfiguration(iceServers=[]), stats_b)
-    origin = Origin(stats_a)
-    sink = PipeSink(7, origin, link_a)
-    copy = PipeProducer(7, link_b, "pub", track_params("pub:video", "video"), room)
-    room.add_remote("pub", "participant", copy)
-    viewer = Subscriber()
-    copy.consumers.append(viewer)  # type: ignore[arg-type]
+    origin, sink, copy, viewer = piped.origin, piped.sink, piped.copy, piped.viewer
+    stats_a, stats_b, link_b = piped.stats_a, piped.stats_b, piped.link_b
+    shared = bytes([0x30, 1, 2, 3])
+
+    def received(seq: int) -> None:
+        """The publisher's packet ``seq`` reaches the origin (cached, then piped)."""
+        data = bytes(12) + shared + bytes([seq & 0xFF]) * 100
+        payload = memoryview(data)[16:]
+        origin._fan_out(data, payload, 0, seq & 1, seq, seq * 3000, 16, shared)
+        if seq not in (65535, 1):  # these two the full pipe socket drops
+            sink.send(0, seq & 1, seq, seq * 3000, 1234, shared, payload)
+
+    for seq in (65533, 65534, 65535, 0, 1, 2):
+        received(seq)
+    await until(lambda: len(viewer.got) == 6, what="four packets, then the two resent")
+    assert [got[2] for got in viewer.got] == [65533, 65534, 0, 2, 65535, 1]
+    resent = {got[2]: got for got in viewer.got}
+    assert resent[65535] == (0, 1, 65535, (65535 * 3000) & 0xFFFFFFFF, shared, b"\xff" * 100)
+    assert resent[1][4:] == (shared, b"\x01" * 100)
+    assert stats_b.pipe_nacks_sent == 2 and stats_a.pipe_resent_packets == 2
+    assert copy.cached(1) is not None  # now the copy answers its subscribers' NACKs
+
+    # A packet the origin never had either (lost before the SFU) is not invented.
+    sink.send(0, 0, 4, 12000, 1234, shared, memoryview(bytes(100)))
+    await until(lambda: stats_b.pipe_nacks_sent == 3, what="the NACK for 3")
+    await asyncio.sleep(0.1)
+    assert len(viewer.got) == 7 and stats_a.pipe_resent_packets == 2
+
+    # Nothing is piped while nobody shows the video: resuming is not a hole.
+    viewer.paused = True
     copy.showing_changed()
-    try:
-        shared = bytes([0x30, 1, 2, 3])
+    await until(lambda: sink.paused, what="pause at the origin")
+    viewer.paused = False
+    copy.showing_changed()
+    await until(lambda: not sink.paused, what="resume at the origin")
+    sink.send(0, 0, 40, 0, 1234, shared, memoryview(bytes(100)))
+    await until(lambda: len(viewer.got) == 8, what="the packet after resuming")
+    await asyncio.sleep(0.1)
+    assert stats_b.pipe_nacks_sent == 3
 
-        def received(seq: int) -> None:
-            """The publisher's packet ``seq`` reaches the origin (cached, then piped)."""
-            data = bytes(12) + shared + bytes([seq & 0xFF]) * 100
-            payload = memoryview(data)[16:]
-            origin._fan_out(data, payload, 0, seq & 1, seq, seq * 3000, 16, shared)
-            if seq not in (65535, 1):  # these two the full pipe socket drops
-                sink.send(0, seq & 1, seq, seq * 3000, 1234, shared, payload)
-
-        for seq in (65533, 65534, 65535, 0, 1, 2):
-            received(seq)
-        await until(lambda: len(viewer.got) == 6, what="four packets, then the two resent")
-        assert [got[2] for got in viewer.got] == [65533, 65534, 0, 2, 65535, 1]
-        resent = {got[2]: got for got in viewer.got}
-        assert resent[65535] == (0, 1, 65535, (65535 * 3000) & 0xFFFFFFFF, shared, b"\xff" * 100)
-        assert resent[1][4:] == (shared, b"\x01" * 100)
-        assert stats_b.pipe_nacks_sent == 2 and stats_a.pipe_resent_packets == 2
-        assert copy.cached(1) is not None  # now the copy answers its subscribers' NACKs
-
-        # A packet the origin never had either (lost before the SFU) is not invented.
-        sink.send(0, 0, 4, 12000, 1234, shared, memoryview(bytes(100)))
-        await until(lambda: stats_b.pipe_nacks_sent == 3, what="the NACK for 3")
-        await asyncio.sleep(0.1)
-        assert len(viewer.got) == 7 and stats_a.pipe_resent_packets == 2
-
-        # Nothing is piped while nobody shows the video: resuming is not a hole.
-        viewer.paused = True
-        copy.showing_changed()
-        await until(lambda: sink.paused, what="pause at the origin")
-        viewer.paused = False
-        copy.showing_changed()
-        await until(lambda: not sink.paused, what="resume at the origin")
-        sink.send(0, 0, 40, 0, 1234, shared, memoryview(bytes(100)))
-        await until(lambda: len(viewer.got) == 8, what="the packet after resuming")
-        await asyncio.sleep(0.1)
-        assert stats_b.pipe_nacks_sent == 3
-
-        # A garbled NACK (count beyond the datagram) is refused, not half-read.
-        link_b.send_control(bytes([6, 0, 0, 0, 7, 0, 9, 0, 1]))
-        await asyncio.sleep(0.1)
-        assert stats_a.pipe_resent_packets == 2
-    finally:
-        link_a.close()
-        link_b.close()
-        await room.close()
+    # A garbled NACK (count beyond the datagram) is refused, not half-read.
+    link_b.send_control(bytes([6, 0, 0, 0, 7, 0, 9, 0, 1]))
+    await asyncio.sleep(0.1)
+    assert stats_a.pipe_resent_packets == 2
 
 
 # -- a real class across two workers ---------------------------------------------------------
