@@ -79,6 +79,7 @@ def check_compatibility() -> None:
                 "_handle_rtp_data",
                 "_tx_srtp",
                 "_rx_srtp",
+                "_rtp_router",
             ),
         ),
         (RtpPacket, ("serialize", "parse")),
@@ -180,6 +181,15 @@ def keep_first_codec(transceiver: RTCRtpTransceiver) -> None:
         for c in transceiver._codecs
         if c.mimeType.lower() == "video/rtx" and c.parameters.get("apt") == first.payloadType
     ]
+
+
+def bind_ssrc(transport: RTCDtlsTransport, receiver: RTCRtpReceiver, ssrc: int) -> None:
+    """Route RTCP about ``ssrc`` (sender reports, BYE) to ``receiver``.
+
+    aiortc learns an SSRC from ``a=ssrc`` lines or from RTP it routes itself; simulcast
+    layers have no such line and their RTP never takes aiortc's router.
+    """
+    transport._rtp_router.ssrc_table[ssrc] = receiver
 
 
 def note_received(receiver: RTCRtpReceiver, packet: Any, clock_rate: int) -> None:

@@ -59,9 +59,15 @@ class MediaBackend(Protocol):
         """A trickled ICE candidate for the participant's publish or subscribe connection."""
 
     async def set_visible(
-        self, room_id: str, participant_id: str, visible: list[str] | None
+        self,
+        room_id: str,
+        participant_id: str,
+        visible: list[str] | None,
+        sizes: dict[str, int] | None = None,
+        max_height: int | None = None,
     ) -> None:
-        """Whose video the participant shows (None: everyone's)."""
+        """Whose video the participant shows (None: everyone's), at what height in device
+        pixels (``sizes``, by publisher), and the viewer's cap on layer height."""
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
         """Turn gallery mode on or off."""

@@ -8,35 +8,39 @@ no logging. A Producer keeps the last packets it received so subscribers' NACKs 
 answered without asking the publisher. When a class spans worker processes, a Producer
 also pipes each packet to the other workers (sfu/pipe.py), where a PipeProducer feeds
 that worker's consumers the same way.
+
+A track published with simulcast has one ``Stream`` per layer, each with its own SSRC,
+NACK cache, keyframe requests and sender reports; every consumer takes one layer at a
+time and moves to another only at that layer's keyframe (sfu/consumer.py). A track
+without layers has one Stream whose consumer list is the track's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import (
     RTCP_PSFB_APP,
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
-    RtcpRrPacket,
-    RtcpRtpfbPacket,
     RtcpSrPacket,
     pack_remb_fci,
-    unpack_remb_fci,
 )
 
 from . import aiortc_adapter as adapter
 from . import packet as rtp
+from . import simulcast, vp8
+from .simulcast import OfferedLayers
 from .stats import ForwardingStats
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,9 @@ STALE_AFTER = 512
 QUEUE_LIMIT_BYTES = 256 * 1024  # a subscriber's unsent backlog before its packets drop
 REMB_INTERVAL_S = 1.0
 MIN_BITRATE = 100_000  # never ask a publisher for less than this
+RATE_INTERVAL_S = 0.5  # how often a layered track measures its layers' bitrates
+LAYER_OFF_AFTER_S = 5.0  # a layer nobody wants is switched off at the publisher after this
+ARRIVING_S = 1.0  # a layer with no packet for this long is not being sent
 
 # Header-extension ids aiortc offers subscribers (its fixed table, sfu is the offerer).
 SUBSCRIBER_EXTENSION_IDS = {rtp.URI_MID: 1, rtp.URI_AUDIO_LEVEL: 2, rtp.URI_ABS_SEND_TIME: 3}
@@ -95,56 +102,54 @@ class PipeOut(Protocol):
 
     def send(
         self, padding: int, marker: int, seq: int, timestamp: int, ssrc: int, shared: bytes,
-        payload: memoryview,
+        payload: memoryview, layer: int,
     ) -> None:  # fmt: skip
         """Pipe one packet (RTX already unwrapped, extensions already re-numbered)."""
 
-    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+    def wanted_layers(self) -> int:
+        """How many layers (from the lowest) subscribers on the other worker want."""
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int, layer: int) -> None:
         """Pass on the publisher's sender report."""
 
     def close(self) -> None:
         """Stop piping (idempotent)."""
 
 
-class Source:
-    """What subscriptions see of a track: a local ``Producer``, or a ``PipeProducer``
-    (sfu/pipe.py) holding a copy of a track published on another worker.
+class Stream:
+    """One RTP stream of a track: its only one, or one simulcast layer.
 
-    Keeps the last packets for NACKs, fans each packet out to its consumers, and merges
-    and rate-limits keyframe requests and bandwidth estimates towards wherever the
-    track comes from (``_request_keyframe`` / ``_send_estimate``).
+    Keeps the last packets for NACKs, fans each packet out to the consumers it feeds,
+    and merges and rate-limits keyframe requests for its SSRC. On a layered track it
+    also measures its bitrate, reads each packet's VP8 picture numbers and lets the
+    consumers waiting for it (``joining``) in at its next keyframe.
     """
 
-    def __init__(
-        self,
-        producer_id: str,
-        owner_id: str,
-        kind: str,
-        codec: Codec | None,
-        stats: ForwardingStats,
-        max_bitrate: int,
-    ) -> None:
-        self.id = producer_id
-        self.owner_id = owner_id
-        self.kind = kind
-        self.codec = codec
+    def __init__(self, source: Source, index: int, rid: str, consumers: list[Consumer]) -> None:
+        self.source = source
+        self.index = index
+        self.rid = rid
         self.media_ssrc: int | None = None
-        self.consumers: list[Consumer] = []
-        self.pipes: list[PipeOut] = []  # copies going to other workers (local tracks only)
-        self.packets_in = 0
-        self.max_bitrate = max_bitrate
+        self.consumers = consumers  # fed from this stream (the track's own list if alone)
+        self.joining: list[Consumer] = []  # switching here at the next keyframe
         self.keyframe_wanted = False
-        self._stats = stats
+        self.newest_seq = -1
+        self.octets = 0  # bytes in since the last bitrate measurement (layered only)
+        self.bitrate = 0  # bits/s, smoothed (layered only)
+        self.height = 0  # of the last keyframe (VP8), 0 until one came
+        self.last_packet_at = 0.0  # monotonic (layered only)
+        self.picture_id = -1  # VP8 numbering of the newest packet (layered only)
+        self.tl0 = -1
+        self.sender_report: tuple[int, int] | None = None  # the publisher's last (NTP, RTP)
         self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
         self._cache_seq: list[int] = [-1] * CACHE_SIZE
         self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
         self._last_keyframe_request = 0.0
-        self._last_remb = 0.0
-        self._tasks: set[asyncio.Future[None]] = set()
-        self._closed = False
+        self._stats = source.stats
+        self.fan_out = self._fan_out_layered if source.layered else self._fan_out
 
-    def _new_ssrc(self, ssrc: int) -> None:
-        """The track's packets now carry ``ssrc`` (a method only for this rare branch)."""
+    def new_ssrc(self, ssrc: int) -> None:
+        """The stream's packets now carry ``ssrc`` (a method only for this rare branch)."""
         if self.media_ssrc is not None:
             # The publisher restarted its stream: each consumer keeps its own numbering.
             for consumer in self.consumers:
@@ -160,6 +165,7 @@ class Source:
         self._cache_data[slot] = data
         self._cache_seq[slot] = seq
         self._cache_fields[slot] = (padding, marker, timestamp, payload_start, shared)
+        self.newest_seq = seq
         sent = 0
         octets = 0
         for consumer in self.consumers:
@@ -173,6 +179,27 @@ class Source:
         if self.keyframe_wanted:
             self.want_keyframe()
 
+    def _fan_out_layered(
+        self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
+        timestamp: int, payload_start: int, shared: bytes,
+    ) -> None:  # fmt: skip
+        """``_fan_out`` for one layer of a simulcast track."""
+        self.octets += len(data)
+        self.last_packet_at = time.monotonic()
+        keyframe = 0
+        if self.source.vp8 and len(payload):
+            try:  # noqa: SIM105 (per packet: a context manager costs more)
+                keyframe, self.picture_id, self.tl0, _size = vp8.read(payload)
+            except IndexError:
+                pass  # a truncated descriptor: forwarded as it is
+            if keyframe:
+                self.height = keyframe
+        if self.joining and keyframe:
+            for consumer in self.joining:
+                consumer.enter(self)
+            self.joining.clear()
+        self._fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
+
     def cached(self, seq: int) -> tuple[int, int, int, bytes, memoryview] | None:
         """``(padding, marker, timestamp, shared, payload)`` of a recent source packet."""
         slot = seq & CACHE_MASK
@@ -184,11 +211,11 @@ class Source:
         return padding, marker, timestamp, shared, memoryview(data)[payload_start:]
 
     def want_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, at most once per KEYFRAME_INTERVAL_S.
-
-        Requests inside the window merge into one sent by the first packet after it.
-        """
-        if self.kind != "video" or self.media_ssrc is None or self._closed:
+        """Ask the publisher for a keyframe of this stream, at most once per
+        KEYFRAME_INTERVAL_S; requests inside the window merge into one sent by the
+        first packet after it."""
+        source = self.source
+        if source.kind != "video" or self.media_ssrc is None or source.closed:
             self.keyframe_wanted = False
             return
         now = time.monotonic()
@@ -198,7 +225,122 @@ class Source:
         self.keyframe_wanted = False
         self._last_keyframe_request = now
         self._stats.keyframe_requests += 1
-        self._request_keyframe(self.media_ssrc)
+        source.request_keyframe(self)
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report for this stream, passed to its consumers."""
+        self.sender_report = (ntp_time, rtp_timestamp)
+        for consumer in self.consumers:
+            consumer.source_report(ntp_time, rtp_timestamp)
+
+    def measure(self, elapsed_s: float, now: float) -> None:
+        """Fold the bytes since the last call into ``bitrate`` (layered tracks)."""
+        rate = int(self.octets * 8 / elapsed_s) if elapsed_s > 0 else 0
+        self.octets = 0
+        if now - self.last_packet_at > ARRIVING_S:
+            self.bitrate = 0
+        else:
+            self.bitrate = rate if not self.bitrate else (self.bitrate * 3 + rate * 2) // 5
+
+    def arriving(self, now: float) -> bool:
+        """Whether the publisher is sending this stream now."""
+        return now - self.last_packet_at <= ARRIVING_S
+
+    def clear(self) -> None:
+        """Drop the cache and every consumer reference (the track closed)."""
+        self._cache_data = [None] * CACHE_SIZE
+        self._cache_fields = [None] * CACHE_SIZE
+        self.joining.clear()
+
+
+LayersCallback = Callable[[list[str]], None]  # the rids the publisher should send
+
+
+class Source:
+    """What subscriptions see of a track: a local ``Producer``, or a ``PipeProducer``
+    (sfu/pipe.py) holding a copy of a track published on another worker.
+
+    Holds its ``streams`` (one, or one per simulcast layer, low to high), the consumers
+    of the track, and merges bandwidth estimates towards wherever the track comes from
+    (``_request_keyframe`` / ``_send_estimate``). A layered track measures its layers
+    twice a second and tells the publisher which layers anyone wants (``on_layers``).
+    """
+
+    def __init__(
+        self,
+        producer_id: str,
+        owner_id: str,
+        kind: str,
+        codec: Codec | None,
+        stats: ForwardingStats,
+        max_bitrate: int,
+        rids: tuple[str, ...] = (),
+    ) -> None:
+        self.id = producer_id
+        self.owner_id = owner_id
+        self.kind = kind
+        self.codec = codec
+        self.consumers: list[Consumer] = []
+        self.pipes: list[PipeOut] = []  # copies going to other workers (local tracks only)
+        self.packets_in = 0
+        self.max_bitrate = max_bitrate
+        self.stats = stats
+        self.layered = len(rids) > 1
+        self.vp8 = codec is not None and codec.mime_type.lower() == "video/vp8"
+        self.streams = [
+            Stream(self, i, rid, [] if self.layered else self.consumers)
+            for i, rid in enumerate(rids or ("",))
+        ]
+        self.on_layers: LayersCallback | None = None
+        self.active_layers = len(self.streams)  # what the publisher was last told to send
+        self.closed = False
+        self._wanted_since = 0.0  # when fewer layers than active were first enough
+        self._last_remb = 0.0
+        self._tasks: set[asyncio.Future[None]] = set()
+        if self.layered:
+            self._spawn(self._measure_layers())
+
+    # The single-stream view older callers (pipes, tests) use: stream 0.
+    @property
+    def media_ssrc(self) -> int | None:
+        """The SSRC of the track's first (or only) stream."""
+        return self.streams[0].media_ssrc
+
+    @media_ssrc.setter
+    def media_ssrc(self, ssrc: int | None) -> None:
+        self.streams[0].media_ssrc = ssrc
+
+    @property
+    def keyframe_wanted(self) -> bool:
+        """Whether a keyframe request for the first stream is waiting for its window."""
+        return self.streams[0].keyframe_wanted
+
+    def cached(self, seq: int, layer: int = 0) -> tuple[int, int, int, bytes, memoryview] | None:
+        """A recent packet of one stream (see ``Stream.cached``)."""
+        return self.streams[layer].cached(seq)
+
+    def want_keyframe(self, layer: int = 0) -> None:
+        """Ask for a keyframe of one stream (see ``Stream.want_keyframe``)."""
+        self.streams[layer].want_keyframe()
+
+    def _fan_out(
+        self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
+        timestamp: int, payload_start: int, shared: bytes,
+    ) -> None:  # fmt: skip
+        first = self.streams[0]
+        first.fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
+
+    def stream_of(self, ssrc: int) -> Stream | None:
+        """The stream whose media SSRC is ``ssrc``."""
+        for stream in self.streams:
+            if stream.media_ssrc == ssrc:
+                return stream
+        return None
+
+    def request_keyframe(self, stream: Stream) -> None:
+        """Send the keyframe request for ``stream`` towards the publisher."""
+        if stream.media_ssrc is not None:
+            self._request_keyframe(stream.media_ssrc)
 
     def _request_keyframe(self, media_ssrc: int) -> None:
         raise NotImplementedError
@@ -214,7 +356,11 @@ class Source:
         task.add_done_callback(self._tasks.discard)
 
     def target_bitrate(self) -> int:
-        """What the publisher should send: the lowest subscriber estimate, within the cap."""
+        """What the publisher should send. Layered: everything up to the cap, since each
+        subscriber takes the layer its own link carries, so only the publisher's uplink
+        limits it. One stream: the lowest subscriber estimate, within the cap."""
+        if self.layered:
+            return self.max_bitrate
         estimates = [c.remb for c in self.consumers if c.remb]
         estimates += [p.remb for p in self.pipes if p.remb]
         target = min(estimates) if estimates else self.max_bitrate
@@ -231,11 +377,57 @@ class Source:
     async def _send_estimate(self, bitrate: int) -> None:
         raise NotImplementedError
 
+    async def _measure_layers(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(RATE_INTERVAL_S)
+            now = time.monotonic()
+            for stream in self.streams:
+                stream.measure(now - last, now)
+            last = now
+            try:
+                self.update_layers(now)
+                if self.kind == "video" and self.streams[0].media_ssrc is not None:
+                    await self.send_remb()
+            except Exception:
+                logger.exception("layer update failed for %s", self.id)
+
+    def wanted_layers(self) -> int:
+        """How many layers (from the lowest) anyone here or on another worker wants."""
+        wanted = 1
+        for consumer in self.consumers:
+            if not consumer.paused:
+                wanted = max(wanted, consumer.preferred + 1)
+        for pipe in self.pipes:
+            wanted = max(wanted, pipe.wanted_layers())
+        return min(wanted, len(self.streams))
+
+    def update_layers(self, now: float) -> None:
+        """Switch layers on at once when someone wants them, off after a quiet while."""
+        if not self.layered or self.on_layers is None:
+            return
+        wanted = self.wanted_layers()
+        if wanted > self.active_layers:
+            self._tell_layers(wanted)
+        elif wanted < self.active_layers:
+            if not self._wanted_since:
+                self._wanted_since = now
+            elif now - self._wanted_since >= LAYER_OFF_AFTER_S:
+                self._tell_layers(wanted)
+            return
+        self._wanted_since = 0.0
+
+    def _tell_layers(self, count: int) -> None:
+        self.active_layers = count
+        self._wanted_since = 0.0
+        if self.on_layers is not None:
+            self.on_layers([s.rid for s in self.streams[:count]])
+
     def close(self) -> None:
         """Stop forwarding and close every consumer and pipe (idempotent)."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         for task in self._tasks:
             task.cancel()
         for pipe in list(self.pipes):
@@ -244,11 +436,17 @@ class Source:
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
-        self._cache_data = [None] * CACHE_SIZE
+        for stream in self.streams:
+            stream.clear()
 
 
 class Producer(Source):
-    """One track published by a participant on this worker: the source of forwarded packets."""
+    """One track published by a participant on this worker: the source of forwarded packets.
+
+    ``layers`` (from ``sfu.simulcast``) names its simulcast layers low to high, and the
+    header-extension ids their packets carry the layer's rid in; without it the track
+    has one stream.
+    """
 
     def __init__(
         self,
@@ -257,6 +455,7 @@ class Producer(Source):
         transceiver: RTCRtpTransceiver,
         stats: ForwardingStats,
         max_bitrate: int,
+        layers: OfferedLayers | None = None,
     ) -> None:
         codecs = adapter.negotiated_codecs(transceiver)
         media = [c for c in codecs if c.mimeType.lower() != "video/rtx"]
@@ -266,11 +465,16 @@ class Producer(Source):
             first = media[0]
             codec = Codec(first.mimeType, first.clockRate, first.channels, dict(first.parameters))
             self._clock_rate = first.clockRate
-        super().__init__(producer_id, owner_id, transceiver.kind, codec, stats, max_bitrate)
+        rids = layers.rids if layers is not None else ()
+        super().__init__(producer_id, owner_id, transceiver.kind, codec, stats, max_bitrate, rids)
+        self.rid_ids = (
+            (layers.rid_id, layers.rrid_id or layers.rid_id) if layers is not None else None
+        )
         # Sum of (127 - level) over the current speaker window, audio only.
         self.loudness = 0
         self.loud_packets = 0
         self._receiver: RTCRtpReceiver = transceiver.receiver
+        self._transport = transceiver.receiver.transport
         self.payload_types = {c.payloadType for c in codecs if c.payloadType is not None}
         self.rtx_payload_types = {
             c.payloadType: int(str(c.parameters["apt"]))
@@ -280,35 +484,53 @@ class Producer(Source):
         self._extensions = rtp.ExtensionMap(
             adapter.extension_ids(transceiver), SUBSCRIBER_EXTENSION_IDS
         )
-        self._nack = adapter.new_nack_generator() if self.kind == "video" else None
+        self._nacks = [
+            adapter.new_nack_generator() if self.kind == "video" else None for _ in self.streams
+        ]
         self._seq_ts = _SeqTs()
         adapter.suppress_decoder(self._receiver)
         adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
 
-    def on_rtp(self, data: bytes, is_rtx: bool) -> None:
-        """One packet from the publisher (an RTX retransmission if ``is_rtx``)."""
-        if self._closed:
+    def layer_of(self, data: bytes, is_rtx: bool) -> Stream | None:
+        """The stream a new SSRC's packet belongs to, by the rid it carries (None: none
+        yet; a layered track's packets carry it until the SFU has acknowledged the SSRC)."""
+        if self.rid_ids is None:
+            return self.streams[0]
+        _m, _pt, _seq, _ts, ssrc, profile, ext_start, payload_start = rtp.read(data)
+        rid = simulcast.rid_of(data, profile, ext_start, payload_start, self.rid_ids[is_rtx])
+        for stream in self.streams:
+            if stream.rid == rid:
+                if not is_rtx:
+                    # Sender reports are routed by SSRC, and no a=ssrc line named this one.
+                    adapter.bind_ssrc(self._transport, self._receiver, ssrc)
+                return stream
+        return None
+
+    def on_rtp(self, data: bytes, is_rtx: bool, stream: Stream) -> None:
+        """One packet of ``stream`` from the publisher (an RTX retransmission if ``is_rtx``)."""
+        if self.closed:
             return
         marker, pt, seq, timestamp, ssrc, profile, ext_start, payload_start = rtp.read(data)
         if is_rtx:
             # RTX payload = original sequence number + original payload (RFC 4588).
-            if self.media_ssrc is None or len(data) - payload_start < 3:
+            if stream.media_ssrc is None or len(data) - payload_start < 3:
                 return  # a padding-only bandwidth probe
             seq = (data[payload_start] << 8) | data[payload_start + 1]
             payload_start += 2
             pt = self.rtx_payload_types[pt]
-            ssrc = self.media_ssrc
-        if ssrc != self.media_ssrc:
-            self._new_ssrc(ssrc)
+            ssrc = stream.media_ssrc
+        if ssrc != stream.media_ssrc:
+            stream.new_ssrc(ssrc)
         self.packets_in += 1
         seq_ts = self._seq_ts
         seq_ts.sequence_number = seq
         seq_ts.timestamp = timestamp
         seq_ts.ssrc = ssrc
         adapter.note_received(self._receiver, seq_ts, self._clock_rate)
-        if self._nack is not None and self._nack.add(seq_ts):  # type: ignore[arg-type]
-            self._stats.nacks_sent += 1
-            self._spawn(adapter.send_nack(self._receiver, ssrc, sorted(self._nack.missing)))
+        nack = self._nacks[stream.index]
+        if nack is not None and nack.add(seq_ts):  # type: ignore[arg-type]
+            self.stats.nacks_sent += 1
+            self._spawn(adapter.send_nack(self._receiver, ssrc, sorted(nack.missing)))
 
         padding = data[0] & rtp.PADDING_BIT
         shared = self._extensions.shared_block(data, profile, ext_start, payload_start)
@@ -318,28 +540,34 @@ class Producer(Source):
         payload = memoryview(data)[payload_start:]
         # Other workers first: their subscribers' share of the work starts sooner.
         for pipe in self.pipes:
-            pipe.send(padding, marker, seq, timestamp, ssrc, shared, payload)
-        self._fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
+            pipe.send(padding, marker, seq, timestamp, ssrc, shared, payload, stream.index)
+        stream.fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
 
     def _request_keyframe(self, media_ssrc: int) -> None:
         self._spawn(adapter.request_keyframe(self._receiver, media_ssrc))
 
     async def _send_estimate(self, bitrate: int) -> None:
         ssrc = adapter.rtcp_ssrc(self._receiver)
-        if ssrc is None or self.media_ssrc is None:
+        ssrcs = [s.media_ssrc for s in self.streams if s.media_ssrc is not None]
+        if ssrc is None or not ssrcs:
             return
-        fci = pack_remb_fci(bitrate, [self.media_ssrc])
+        fci = pack_remb_fci(bitrate, ssrcs)
         await adapter.send_rtcp(
             self._receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0, fci=fci)
         )
 
     def _on_rtcp(self, packet: Any) -> None:
-        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.media_ssrc:
+        if isinstance(packet, RtcpSrPacket):
+            stream = self.stream_of(packet.ssrc)
+            if stream is None:
+                return
             info = packet.sender_info
-            for consumer in self.consumers:
-                consumer.source_report(info.ntp_timestamp, info.rtp_timestamp)
+            stream.source_report(info.ntp_timestamp, info.rtp_timestamp)
             for pipe in self.pipes:
-                pipe.source_report(info.ntp_timestamp, info.rtp_timestamp)
+                pipe.source_report(info.ntp_timestamp, info.rtp_timestamp, stream.index)
+
+
+Route = tuple[Producer, bool, Stream]
 
 
 class Ingress:
@@ -353,7 +581,7 @@ class Ingress:
         for producer in producers:
             for pt in producer.payload_types:
                 self._by_pt[pt] = (producer, pt in producer.rtx_payload_types)
-        self._by_ssrc: dict[int, tuple[Producer, bool]] = {}
+        self._by_ssrc: dict[int, Route] = {}
         # Direct from the UDP socket callback where possible; aiortc's own (queued)
         # path for whatever does not come that way (a TURN-relayed pair).
         adapter.take_datagrams(transport, self.on_rtp)
@@ -370,219 +598,25 @@ class Ingress:
         self._stats.received_packets += 1
         ssrc = int.from_bytes(data[8:12], "big")
         route = self._by_ssrc.get(ssrc)
-        if route is None:
-            # First packet of a stream: learn its SSRC from its payload type, which is
-            # unique per track on a publish connection (one codec each, plus RTX).
-            route = self._by_pt.get(data[1] & 0x7F)
+        try:
             if route is None:
-                return
-            self._by_ssrc[ssrc] = route
-        producer, is_rtx = route
-        try:  # noqa: SIM105 (a context manager costs more on this per-packet path)
-            producer.on_rtp(data, is_rtx)
+                route = self._learn(data, ssrc)
+                if route is None:
+                    return
+            producer, is_rtx, stream = route
+            producer.on_rtp(data, is_rtx, stream)
         except rtp.RtpError:
             pass  # malformed: dropped, as a real network would
 
-
-class Consumer:
-    """One subscriber's copy of a producer, sent on one send-only transceiver."""
-
-    def __init__(
-        self,
-        producer: Source,
-        subscriber_id: str,
-        transceiver: RTCRtpTransceiver,
-        payload_type: int,
-        stats: ForwardingStats,
-    ) -> None:
-        self.producer = producer
-        self.subscriber_id = subscriber_id
-        self.mid: str = transceiver.mid or ""
-        self.payload_type = payload_type
-        self.packets_out = 0
-        self.octets_out = 0
-        self._paused = False
-        self.remb = 0
-        self.fraction_lost = 0
-        self.jitter = 0
-        self._sender: RTCRtpSender = transceiver.sender
-        self._ssrc: int = self._sender._ssrc
-        self._transport: RTCDtlsTransport = self._sender.transport
-        self._egress: adapter.Egress | None = None
-        mid_id = adapter.extension_ids(transceiver).get(rtp.URI_MID)
-        self._own_block = rtp.mid_element(mid_id, self.mid)
-        self._stats = stats
-        self._seq_delta = 0
-        self._ts_delta = 0
-        self._last_seq = random.randint(0, 0xFFFF)
-        self._last_ts = random.randint(0, 0xFFFFFFFF)
-        self._last_sent_at = time.monotonic()
-        self._clock_rate = producer.codec.clock_rate if producer.codec else 90000
-        self._synced = False
-        self._congested = False
-        self._closed = False
-        # Retransmissions go on the RTX stream when the subscriber negotiated one.
-        self._rtx = adapter.negotiated_rtx(transceiver)
-        self._rtx_seq = random.randint(0, 0xFFFF)
-        adapter.take_rtcp(self._sender, self._on_rtcp)
-        adapter.on_state_change(self._transport, self._on_state)
-        producer.consumers.append(self)
-        producer.showing_changed()
-
-    @property
-    def paused(self) -> bool:
-        """Whether nothing is sent (the subscriber does not show this video)."""
-        return self._paused
-
-    @paused.setter
-    def paused(self, value: bool) -> None:
-        if self._paused and not value:
-            # Resume without a sequence gap, and with a picture the decoder can start from.
-            self._synced = False
-            self.producer.keyframe_wanted = True
-        changed = value != self._paused
-        self._paused = value
-        if changed:
-            self.producer.showing_changed()
-
-    def _on_state(self, state: str) -> None:
-        if state != "connected":
-            self._egress = None
-
-    def resync(self) -> None:
-        """The source's numbering jumped: re-anchor so our output stays continuous."""
-        self._synced = False
-
-    def send(
-        self,
-        padding: int,
-        marker: int,
-        seq: int,
-        timestamp: int,
-        shared: bytes,
-        payload: memoryview,
-    ) -> int:
-        """Rewrite one source packet for this subscriber and send it; returns bytes sent."""
-        egress = self._egress
-        if egress is None:
-            if self._closed:
-                return 0
-            egress = self._egress = adapter.egress(self._transport)
-            if egress is None:
-                return 0
-            # Just connected: this subscriber needs a keyframe to start decoding.
-            self._synced = False
-            self.producer.keyframe_wanted = True
-        if self._paused:
-            return 0
-        if not self._synced:
-            self._seq_delta, self._ts_delta = anchor(
-                self._last_seq, self._last_ts, time.monotonic() - self._last_sent_at,
-                self._clock_rate, seq, timestamp,
-            )  # fmt: skip
-            self._synced = True
-        out_seq = (seq + self._seq_delta) & 0xFFFF
-        if STALE_AFTER <= (self._last_seq - out_seq) & 0xFFFF < 0x8000:
-            # Far behind what this subscriber already has (a retransmission of a packet
-            # from before a pause or a re-anchoring): no use to its jitter buffer, and
-            # SRTP would refuse it (aiortc's replay window is 1,024 packets).
-            self._stats.stale_packets += 1
-            return 0
-        out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
-        if egress.backlog() > QUEUE_LIMIT_BYTES:
-            # This subscriber cannot keep up: drop from its own queue only, and ask for
-            # a keyframe once it drains so its picture recovers.
-            self._stats.dropped_packets += 1
-            self._congested = True
-            return 0
-        if self._congested:
-            # Number on without a gap: what was dropped is gone for good, and a gap would
-            # only bring NACKs for it. The keyframe restarts the picture.
-            self._congested = False
-            self._synced = False
-            self.producer.keyframe_wanted = True
-        data = rtp.write(
-            padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
-            self._own_block, shared, payload,
-        )  # fmt: skip
-        egress.sendto(egress.protect(data), egress.address)
-        if (out_seq - self._last_seq) & 0xFFFF < 0x8000:
-            self._last_seq = out_seq
-            self._last_ts = out_ts
-            self._last_sent_at = time.monotonic()
-        self.packets_out += 1
-        self.octets_out += len(payload)
-        return len(data)
-
-    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
-        """The publisher's sender report, translated into this subscriber's timestamps."""
-        if self._synced:
-            adapter.set_sender_report(
-                self._sender,
-                ntp_time,
-                (rtp_timestamp + self._ts_delta) & 0xFFFFFFFF,
-                self.packets_out,
-                self.octets_out,
-            )
-
-    async def _on_rtcp(self, packet: Any) -> None:
-        if self._closed:
-            return
-        if isinstance(packet, RtcpPsfbPacket):
-            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                if packet.fmt == RTCP_PSFB_PLI:
-                    self._stats.plis_received += 1
-                else:
-                    self._stats.firs_received += 1
-                self.producer.want_keyframe()
-            elif packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
-                    return
-                if self._ssrc in ssrcs:
-                    self.remb = bitrate
-                    await self.producer.send_remb()
-        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            self._stats.nacks_received += 1
-            self._stats.nacked_packets += len(packet.lost)
-            for out_seq in packet.lost:
-                self._retransmit(out_seq)
-        elif isinstance(packet, RtcpRrPacket):
-            for report in packet.reports:
-                if report.ssrc == self._ssrc:
-                    self.fraction_lost = report.fraction_lost
-                    self.jitter = report.jitter
-
-    def _retransmit(self, out_seq: int) -> None:
-        egress = self._egress
-        source = self.producer.cached((out_seq - self._seq_delta) & 0xFFFF)
-        if egress is None or source is None:
-            return
-        padding, marker, timestamp, shared, payload = source
-        out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
-        if self._rtx is not None:
-            # RFC 4588: the original sequence number leads the payload on the RTX stream.
-            rtx_pt, rtx_ssrc = self._rtx
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            data = rtp.write(
-                padding, marker, rtx_pt, self._rtx_seq, out_ts, rtx_ssrc,
-                self._own_block, shared, out_seq.to_bytes(2, "big") + payload,
-            )  # fmt: skip
-        else:
-            data = rtp.write(
-                padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
-                self._own_block, shared, payload,
-            )  # fmt: skip
-        egress.sendto(egress.protect(data), egress.address)
-        self._stats.retransmitted_packets += 1
-
-    def close(self) -> None:
-        """Detach from the producer (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._egress = None
-        if self in self.producer.consumers:
-            self.producer.consumers.remove(self)
-            self.producer.showing_changed()
+    def _learn(self, data: bytes, ssrc: int) -> Route | None:
+        """First packet of a stream: its track from its payload type (unique per track on
+        a publish connection: one codec each, plus RTX), its layer from its rid."""
+        found = self._by_pt.get(data[1] & 0x7F)
+        if found is None:
+            return None
+        producer, is_rtx = found
+        stream = producer.layer_of(data, is_rtx)
+        if stream is None:
+            return None
+        route = self._by_ssrc[ssrc] = (producer, is_rtx, stream)
+        return route

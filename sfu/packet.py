@@ -115,6 +115,7 @@ class ExtensionMap:
             if uri in publisher_ids and uri in subscriber_ids
         }
         self._level_id = publisher_ids.get(URI_AUDIO_LEVEL, -1)
+        self._abs_id = subscriber_ids.get(URI_ABS_SEND_TIME, -1)
         # Level of the last packet read, in -dBov (0 loudest, 127 silence; RFC 6464).
         self.audio_level = 127
 
@@ -125,11 +126,31 @@ class ExtensionMap:
         renumber = self._renumber
         found = elements(data, profile, start, end)
         kept = [(renumber[i], v) for i, v in found if i in renumber]
+        if len(kept) > 1:
+            # abs-send-time first, so a re-sent copy can restamp bytes 1-3 (``restamp``).
+            kept.sort(key=self._abs_first)
         level_id = self._level_id
         for ext_id, value in found:
             if ext_id == level_id and value:
                 self.audio_level = value[0] & 0x7F
         return one_byte_block(kept) if kept else b""
+
+    def _abs_first(self, item: tuple[int, bytes]) -> int:
+        return 0 if item[0] == self._abs_id else 1
+
+
+def restamp(shared: bytes, abs_id: int, elapsed_s: float) -> bytes:
+    """A forwarded block whose leading abs-send-time (id ``abs_id``) is ``elapsed_s`` later.
+
+    A padding or retransmitted copy sent now must not carry the stale send time of the
+    packet it copies: the subscriber's bandwidth estimator would read the difference as
+    queueing delay. Moving the publisher's time on by what passed at the SFU keeps every
+    packet of the stream on one clock. Blocks without it come back unchanged.
+    """
+    if len(shared) < 4 or shared[0] != (abs_id << 4) | 2:
+        return shared
+    value = (int.from_bytes(shared[1:4], "big") + int(elapsed_s * 262144)) & 0xFFFFFF
+    return shared[:1] + value.to_bytes(3, "big") + shared[4:]
 
 
 def mid_element(mid_id: int | None, mid: str) -> bytes:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -29,7 +29,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
-from .forwarder import Codec, Consumer, Ingress, Producer, Source
+from . import simulcast
+from .consumer import Consumer
+from .forwarder import Codec, Ingress, Producer, Source
+from .layers import LayerControl
 from .stats import ForwardingStats
 from .topology import Role
 
@@ -70,6 +73,9 @@ class PeerSignal(Protocol):
 
     async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
         """Deliver a subscribe offer; the answer comes back via ``Participant.subscribe_answer``."""
+
+    async def send_layers(self, rids: list[str]) -> None:
+        """Tell the client which of its simulcast layers (by rid) to send."""
 
 
 def matching_capability(kind: str, codec: Codec) -> RTCRtpCodecCapability:
@@ -132,6 +138,8 @@ class Participant:
         self._consumers: dict[str, tuple[Consumer, RTCRtpTransceiver]] = {}
         self._answer: asyncio.Future[str] | None = None
         self._visible: set[str] | None = None  # None: everything is shown
+        self._layers = LayerControl(self._layered_videos, self._audio_count)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._dirty = asyncio.Event()
         self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
         self._closed = False
@@ -174,6 +182,7 @@ class Participant:
                 raise SfuError(
                     "bad_sdp", f"no {transceiver.kind} codec in common (need Opus, VP8 or H.264)"
                 )
+        layers = self._simulcast_layers(offer_sdp, transceivers)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         producers = [
@@ -183,16 +192,42 @@ class Participant:
                 transceiver=transceiver,
                 stats=self._stats,
                 max_bitrate=self._max_bitrate[transceiver.kind],
+                layers=layers.get(transceiver.mid or ""),
             )
             for transceiver in transceivers
         ]
+        for producer in producers:
+            producer.on_layers = self._send_layers
         # max-bundle: every m-line of the publish connection shares one transport.
         if transceivers:
             Ingress(transceivers[0].receiver.transport, producers, self._stats)
         for producer in producers:
             self.producers[producer.kind] = producer
             self._on_producer(producer)
-        return str(pc.localDescription.sdp)
+        return simulcast.answer_layers(str(pc.localDescription.sdp), layers)
+
+    @staticmethod
+    def _simulcast_layers(
+        offer_sdp: str, transceivers: list[RTCRtpTransceiver]
+    ) -> dict[str, simulcast.OfferedLayers]:
+        """The offered simulcast layers to accept: VP8 video only (its layers are
+        switched at keyframes read from the VP8 header)."""
+        offered = simulcast.offered_layers(offer_sdp)
+        vp8_mids = {
+            t.mid
+            for t in transceivers
+            if t.kind == "video"
+            and any(c.mimeType.lower() == "video/vp8" for c in adapter.negotiated_codecs(t))
+        }
+        return {mid: layers for mid, layers in offered.items() if mid in vp8_mids}
+
+    def _send_layers(self, rids: list[str]) -> None:
+        self._spawn(self._signal.send_layers(rids))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != TELEMETRY_LABEL or self._on_telemetry is None:
@@ -281,15 +316,31 @@ class Participant:
                 transceiver.direction = "inactive"
                 self._dirty.set()
                 continue
-            consumer = Consumer(producer, self.id, transceiver, payload_type, self._stats)
+            consumer = Consumer(
+                producer, self.id, transceiver, payload_type, self._stats,
+                on_estimate=self._layers.on_estimate,
+            )  # fmt: skip
             consumer.paused = self._hidden(producer)
             self._consumers[producer.id] = (consumer, transceiver)
 
-    def set_visible(self, participant_ids: set[str] | None) -> None:
-        """Whose video the client shows (None: everyone's); the rest is not sent at all."""
+    def set_visible(
+        self,
+        participant_ids: set[str] | None,
+        sizes: dict[str, int] | None = None,
+        max_height: int | None = None,
+    ) -> None:
+        """Whose video the client shows (None: everyone's; the rest is not sent at all),
+        how tall each is drawn (device pixels) and the viewer's own cap on layers."""
         self._visible = participant_ids
         for consumer, _transceiver in self._consumers.values():
             consumer.paused = self._hidden(consumer.producer)
+        self._layers.view(sizes or {}, max_height)
+
+    def _layered_videos(self) -> list[Consumer]:
+        return [c for c, _t in self._consumers.values() if c.producer.kind == "video"]
+
+    def _audio_count(self) -> int:
+        return sum(1 for c, _t in self._consumers.values() if c.producer.kind == "audio")
 
     def _hidden(self, producer: Source) -> bool:
         return (
@@ -332,6 +383,9 @@ class Participant:
             await self._negotiator
         if self._answer is not None and not self._answer.done():
             self._answer.cancel()
+        await self._layers.aclose()
+        for task in list(self._tasks):
+            task.cancel()
         for producer in self.producers.values():
             producer.close()
         for consumer, _transceiver in self._consumers.values():

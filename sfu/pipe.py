@@ -13,13 +13,16 @@ shows the video at all — goes over the same link, merged and rate-limited.
 
 Datagrams, all big-endian, first byte the type:
 
-- ``RTP`` (origin → other): pipe id, flags (padding 0x20 | marker 0x01), sequence
+- ``RTP`` (origin → other): pipe id, flags (padding 0x20 | simulcast layer << 2 |
+  marker 0x01), sequence
   number, timestamp, the publisher's SSRC, length of the forwarded header extensions
   (already re-numbered to what subscribers are offered, padded to 32 bits), then those
   extensions and the payload. RTX is already unwrapped at the origin.
-- ``REPORT`` (origin → other): pipe id, the publisher's sender report (NTP, RTP time).
-- ``KEYFRAME``, ``ESTIMATE`` (bits/s), ``SHOWING`` (0/1) (other → origin): pipe id.
-- ``NACK`` (other → origin): pipe id, a count, then that many sequence numbers that
+- ``REPORT`` (origin → other): pipe id, the publisher's sender report (NTP, RTP time),
+  layer.
+- ``KEYFRAME`` (layer), ``ESTIMATE`` (bits/s), ``SHOWING`` (0/1), ``LAYERS`` (how many
+  layers, from the lowest, subscribers there want) (other → origin): pipe id, then those.
+- ``NACK`` (other → origin): pipe id, layer, a count, then that many sequence numbers that
   never came through the pipe (a full socket drops datagrams); the origin sends them
   again from its NACK cache, so the subscribers on the other worker find them there.
 
@@ -37,7 +40,7 @@ import struct
 import time
 from typing import Any, Final
 
-from .forwarder import Codec, Producer, Source
+from .forwarder import Codec, Producer, Source, Stream
 from .peer import SfuError
 from .room import Room
 from .stats import ForwardingStats
@@ -52,12 +55,14 @@ T_KEYFRAME: Final = 3
 T_ESTIMATE: Final = 4
 T_SHOWING: Final = 5
 T_NACK: Final = 6
+T_LAYERS: Final = 7
 _RTP = struct.Struct("!BIBHIIH")
-_REPORT = struct.Struct("!BIQI")
-_KEYFRAME = struct.Struct("!BI")
+_REPORT = struct.Struct("!BIQIB")
+_KEYFRAME = struct.Struct("!BIB")
 _ESTIMATE = struct.Struct("!BII")
 _SHOWING = struct.Struct("!BIB")
-_NACK = struct.Struct("!BIH")  # then `count` sequence numbers of 2 bytes
+_LAYERS = struct.Struct("!BIB")
+_NACK = struct.Struct("!BIBH")  # then `count` sequence numbers of 2 bytes
 _HEAD = _RTP.size
 _PIPE_ID = struct.Struct("!I")
 
@@ -101,6 +106,7 @@ def params_of(producer: Producer) -> TrackParams:
         channels=codec.channels,
         parameters={k: v for k, v in codec.parameters.items() if isinstance(v, str | int)},
         max_bitrate=producer.max_bitrate,
+        rids=[s.rid for s in producer.streams] if producer.layered else [],
     )
 
 
@@ -161,24 +167,31 @@ class Link:
         if kind == T_REPORT:
             incoming = self.incoming.get(pipe_id)
             if incoming is not None:
-                _t, _id, ntp, rtp_time = _REPORT.unpack(data)
-                for consumer in incoming.consumers:
-                    consumer.source_report(ntp, rtp_time)
+                _t, _id, ntp, rtp_time, layer = _REPORT.unpack(data)
+                if layer < len(incoming.streams):
+                    incoming.streams[layer].source_report(ntp, rtp_time)
             return
         sink = self.outgoing.get(pipe_id)
         if sink is None:
             return
         if kind == T_KEYFRAME:
             sink.paused = False  # whoever asks for a picture shows it
-            sink.producer.want_keyframe()
+            layer = _KEYFRAME.unpack(data)[2]
+            if layer < len(sink.producer.streams):
+                sink.producer.want_keyframe(layer)
         elif kind == T_ESTIMATE:
             sink.remb = _ESTIMATE.unpack(data)[2]
             self.spawn(sink.producer.send_remb())
         elif kind == T_SHOWING:
             sink.paused = not _SHOWING.unpack(data)[2]
         elif kind == T_NACK:
-            count = min(_NACK.unpack_from(data)[2], PIPE_NACK_MAX)
-            sink.resend(struct.unpack_from(f"!{count}H", data, _NACK.size))
+            _t, _id, layer, count = _NACK.unpack_from(data)
+            count = min(count, PIPE_NACK_MAX)
+            if layer < len(sink.producer.streams):
+                sink.resend(struct.unpack_from(f"!{count}H", data, _NACK.size), layer)
+        elif kind == T_LAYERS:
+            sink.wanted = _LAYERS.unpack(data)[2]
+            sink.producer.update_layers(time.monotonic())
 
     def spawn(self, coro: Any) -> None:
         """Run a rare piece of feedback work (a REMB towards a publisher) as a task."""
@@ -210,6 +223,7 @@ class PipeSink:
         self.producer = producer
         self.remb = 0
         self.paused = False  # nobody on the other worker shows this video
+        self.wanted = 1  # layers (from the lowest) subscribers on the other worker want
         self._link = link
         self._send = link.send
         self._stats = link.stats
@@ -219,12 +233,13 @@ class PipeSink:
 
     def send(
         self, padding: int, marker: int, seq: int, timestamp: int, ssrc: int, shared: bytes,
-        payload: memoryview,
+        payload: memoryview, layer: int,
     ) -> None:  # fmt: skip
         """Pipe one packet (called by the Producer for every packet it receives)."""
         if self.paused:
             return
-        head = _RTP.pack(T_RTP, self.id, padding | marker, seq, timestamp, ssrc, len(shared))
+        flags = padding | marker | (layer << 2)
+        head = _RTP.pack(T_RTP, self.id, flags, seq, timestamp, ssrc, len(shared))
         try:
             self._send(b"".join((head, shared, payload)))
         except OSError:  # full (the other worker is behind) or gone: dropped, counted
@@ -232,22 +247,27 @@ class PipeSink:
             return
         self._stats.piped_packets += 1
 
-    def resend(self, seqs: tuple[int, ...]) -> None:
-        """Pipe again the packets the other worker missed, from the track's NACK cache."""
-        ssrc = self.producer.media_ssrc
+    def resend(self, seqs: tuple[int, ...], layer: int = 0) -> None:
+        """Pipe again the packets the other worker missed, from the layer's NACK cache."""
+        stream = self.producer.streams[layer]
+        ssrc = stream.media_ssrc
         if self.paused or self._closed or ssrc is None:
             return
         for seq in seqs:
-            cached = self.producer.cached(seq)
+            cached = stream.cached(seq)
             if cached is None:
                 continue  # lost before the SFU too: the origin NACKs its publisher
             padding, marker, timestamp, shared, payload = cached
-            self.send(padding, marker, seq, timestamp, ssrc, shared, payload)
+            self.send(padding, marker, seq, timestamp, ssrc, shared, payload, layer)
             self._stats.pipe_resent_packets += 1
 
-    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
-        """Pass on the publisher's sender report."""
-        self._link.send_control(_REPORT.pack(T_REPORT, self.id, ntp_time, rtp_timestamp))
+    def wanted_layers(self) -> int:
+        """How many layers subscribers on the other worker want (1 while nobody says)."""
+        return 0 if self.paused else self.wanted
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int, layer: int) -> None:
+        """Pass on the publisher's sender report for one layer."""
+        self._link.send_control(_REPORT.pack(T_REPORT, self.id, ntp_time, rtp_timestamp, layer))
 
     def close(self) -> None:
         """Stop piping (idempotent)."""
@@ -273,45 +293,54 @@ class PipeProducer(Source):
     ) -> None:
         super().__init__(
             track.producer_id, owner_id, track.kind, codec_of(track), link.stats,
-            track.max_bitrate,
+            track.max_bitrate, tuple(track.rids),
         )  # fmt: skip
         self.pipe_id = pipe_id
         self._link = link
         self._room = room
         self._showing: bool | None = None
         self._showing_said_at = 0.0
-        self._next_seq: int | None = None  # the sequence number the pipe should bring next
+        # Per layer, the sequence number the pipe should bring next.
+        self._next_seq: list[int | None] = [None] * len(self.streams)
+        self.on_layers = self._say_layers
         link.incoming[pipe_id] = self
 
     def on_piped(self, data: bytes) -> None:
         """One packet from the origin worker."""
         _t, _id, flags, seq, timestamp, ssrc, length = _RTP.unpack_from(data)
-        if ssrc != self.media_ssrc:
-            self._new_ssrc(ssrc)
-            self._next_seq = None
-        expected = self._next_seq
+        layer = (flags >> 2) & 0x03
+        if layer >= len(self.streams):
+            return
+        stream = self.streams[layer]
+        if ssrc != stream.media_ssrc:
+            stream.new_ssrc(ssrc)
+            self._next_seq[layer] = None
+        expected = self._next_seq[layer]
         if expected is None or seq == expected:
-            self._next_seq = (seq + 1) & 0xFFFF
+            self._next_seq[layer] = (seq + 1) & 0xFFFF
         elif (seq - expected) & 0xFFFF < 0x8000:  # a hole: ask the origin's cache
-            self._next_seq = (seq + 1) & 0xFFFF
-            self._ask_again(expected, seq)
+            self._next_seq[layer] = (seq + 1) & 0xFFFF
+            self._ask_again(expected, seq, layer)
         self.packets_in += 1
         if self._showing is False:
             self._say_showing(repeat=True)  # the origin did not hear it: say it again
         end = _HEAD + length
-        self._fan_out(
+        stream.fan_out(
             data, memoryview(data)[end:], flags & 0x20, flags & 0x01, seq, timestamp, end,
             data[_HEAD:end],
         )  # fmt: skip
 
-    def _ask_again(self, first: int, end: int) -> None:
+    def _ask_again(self, first: int, end: int, layer: int) -> None:
         """Packets ``first`` up to ``end`` (excluded) never came: NACK the newest of them."""
         count = min((end - first) & 0xFFFF, PIPE_NACK_MAX)
         seqs = [(end - count + i) & 0xFFFF for i in range(count)]
-        self._stats.pipe_nacks_sent += 1
+        self.stats.pipe_nacks_sent += 1
         self._link.send_control(
-            _NACK.pack(T_NACK, self.pipe_id, count) + struct.pack(f"!{count}H", *seqs)
+            _NACK.pack(T_NACK, self.pipe_id, layer, count) + struct.pack(f"!{count}H", *seqs)
         )
+
+    def _say_layers(self, rids: list[str]) -> None:
+        self._link.send_control(_LAYERS.pack(T_LAYERS, self.pipe_id, len(rids)))
 
     def showing_changed(self) -> None:
         """Pause the pipe while no consumer here sends this track; resume on demand."""
@@ -319,10 +348,11 @@ class PipeProducer(Source):
         if showing == self._showing:
             return
         self._showing = showing
-        self._next_seq = None  # nothing is piped while paused: that is no hole
+        self._next_seq = [None] * len(self.streams)  # nothing is piped while paused: no hole
         self._say_showing()
-        if showing and self.keyframe_wanted and self.media_ssrc is not None:
-            self.want_keyframe()  # no packet may come to trigger it while paused
+        for stream in self.streams if showing else ():
+            if stream.keyframe_wanted and stream.media_ssrc is not None:
+                stream.want_keyframe()  # no packet may come to trigger it while paused
 
     def _say_showing(self, repeat: bool = False) -> None:
         now = time.monotonic()
@@ -331,8 +361,14 @@ class PipeProducer(Source):
         self._showing_said_at = now
         self._link.send_control(_SHOWING.pack(T_SHOWING, self.pipe_id, int(bool(self._showing))))
 
+    def request_keyframe(self, stream: Stream) -> None:
+        """Ask the origin for a keyframe of ``stream``'s layer."""
+        self._link.send_control(_KEYFRAME.pack(T_KEYFRAME, self.pipe_id, stream.index))
+
     def _request_keyframe(self, media_ssrc: int) -> None:
-        self._link.send_control(_KEYFRAME.pack(T_KEYFRAME, self.pipe_id))
+        stream = self.stream_of(media_ssrc)
+        if stream is not None:
+            self.request_keyframe(stream)
 
     async def _send_estimate(self, bitrate: int) -> None:
         if any(c.remb for c in self.consumers):  # only real estimates travel
@@ -340,7 +376,7 @@ class PipeProducer(Source):
 
     def close(self) -> None:
         """Stop routing this copy, close its consumers, leave the link (idempotent)."""
-        if self._closed:
+        if self.closed:
             return
         self._room.remove_remote(self)
         super().close()

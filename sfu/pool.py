@@ -31,6 +31,7 @@ from .placement import ClassPlan, Member, Pipe
 from .topology import Role
 from .worker_protocol import (
     MAX_FRAME_BYTES,
+    LayersEvent,
     OfferEvent,
     Operation,
     PublishResult,
@@ -161,6 +162,8 @@ class WorkerPool:
                         future.set_result(frame)
                 elif isinstance(frame, OfferEvent):
                     self._deliver_offer(frame)
+                elif isinstance(frame, LayersEvent):
+                    self._deliver_layers(frame)
                 elif isinstance(frame, TelemetryEvent):
                     if self.on_telemetry is not None:
                         self.on_telemetry(frame.room_id, frame.participant_id, frame.data)
@@ -185,6 +188,11 @@ class WorkerPool:
         )
         if after != before and self.on_active_speaker is not None:
             self.on_active_speaker(event.room_id, after)
+
+    def _deliver_layers(self, event: LayersEvent) -> None:
+        signal = self._signals.get((event.room_id, event.participant_id))
+        if signal is not None:
+            self._own(signal.send_layers(event.rids))
 
     def _deliver_offer(self, event: OfferEvent) -> None:
         signal = self._signals.get((event.room_id, event.participant_id))
@@ -488,12 +496,17 @@ class WorkerPool:
         )  # fmt: skip
 
     async def set_visible(
-        self, room_id: str, participant_id: str, visible: list[str] | None
+        self,
+        room_id: str,
+        participant_id: str,
+        visible: list[str] | None,
+        sizes: dict[str, int] | None = None,
+        max_height: int | None = None,
     ) -> None:
         """Whose video a participant shows (a pipe nobody shows pauses by itself)."""
         await self._call(
             self._placed(room_id, participant_id), "set_visible", room_id=room_id,
-            participant_id=participant_id, visible=visible,
+            participant_id=participant_id, visible=visible, sizes=sizes, max_height=max_height,
         )  # fmt: skip
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:

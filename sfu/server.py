@@ -148,11 +148,16 @@ class SfuServer:
         await participant.add_ice_candidate(target, candidate, sdp_mid, sdp_mline_index)
 
     async def set_visible(
-        self, room_id: str, participant_id: str, visible: list[str] | None
+        self,
+        room_id: str,
+        participant_id: str,
+        visible: list[str] | None,
+        sizes: dict[str, int] | None = None,
+        max_height: int | None = None,
     ) -> None:
-        """Whose video a participant shows."""
+        """Whose video a participant shows, how large, and their cap on layers."""
         participant = self._participant(room_id, participant_id)
-        participant.set_visible(None if visible is None else set(visible))
+        participant.set_visible(None if visible is None else set(visible), sizes, max_height)
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
         """Gallery mode on or off (for a room with no one in it: nothing to do)."""

@@ -28,6 +28,9 @@ class ForwardingStats:
     pipe_dropped_packets: int = 0  # of those, refused by a full pipe socket
     pipe_nacks_sent: int = 0  # holes in a pipe asked for again from the origin
     pipe_resent_packets: int = 0  # packets piped again for those (from the NACK cache)
+    layer_switches: int = 0  # subscribers moved to another simulcast layer (at its keyframe)
+    probe_packets: int = 0  # padding sent so a subscriber's bandwidth estimate can rise
+    probe_bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

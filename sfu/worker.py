@@ -27,6 +27,7 @@ from .pipe import PipeHub, params_of
 from .server import SfuServer
 from .worker_protocol import (
     MAX_FRAME_BYTES,
+    LayersEvent,
     OfferEvent,
     PipeCloseArgs,
     PipeInArgs,
@@ -66,7 +67,7 @@ class Channel:
         sfu.on_telemetry = self._telemetry
         sfu.on_speaker_candidate = self._speaker_candidate
 
-    async def send(self, frame: Response | OfferEvent | SpeakerEvent) -> None:
+    async def send(self, frame: Response | OfferEvent | LayersEvent | SpeakerEvent) -> None:
         """Write one frame (a single write per frame keeps frames whole)."""
         self._writer.write(encode(frame))
         await self._writer.drain()
@@ -197,6 +198,11 @@ class _RemoteSignal:
                     for t in tracks
                 ],
             )
+        )
+
+    async def send_layers(self, rids: list[str]) -> None:
+        await self._channel.send(
+            LayersEvent(room_id=self._room_id, participant_id=self._participant_id, rids=rids)
         )
 
 

@@ -79,6 +79,15 @@ class OfferEvent(_Frame):
     tracks: list[TrackOut]
 
 
+class LayersEvent(_Frame):
+    """Worker → main: which simulcast layers (rids) a participant's client should send."""
+
+    type: Literal["layers"] = "layers"
+    room_id: str
+    participant_id: str
+    rids: list[str]
+
+
 class SpeakerEvent(_Frame):
     """Worker → main: the room's active speaker changed."""
 
@@ -120,6 +129,7 @@ class TrackParams(_Frame):
     channels: int | None
     parameters: dict[str, str | int]
     max_bitrate: int
+    rids: list[str] = []  # its simulcast layers, low to high (none: one stream)
 
 
 class PublishResult(_Frame):
@@ -179,7 +189,15 @@ class LinkFrame(_Frame):
     peer: int
 
 
-AnyFrame = Request | Response | OfferEvent | SpeakerEvent | TelemetryEvent | SpeakerCandidateEvent
+AnyFrame = (
+    Request
+    | Response
+    | OfferEvent
+    | LayersEvent
+    | SpeakerEvent
+    | TelemetryEvent
+    | SpeakerCandidateEvent
+)
 Frame = Annotated[AnyFrame, Field(discriminator="type")]
 FRAME = TypeAdapter(Frame)
 # Longest frame either side reads: a subscribe answer may be 1 MiB of SDP, JSON-escaped.

@@ -102,6 +102,16 @@ class VisibilityIn(Inbound):
     """``visibility``: whose video the client shows; null means everyone's."""
 
     visible: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=1000)] | None
+    # Rendered height (device pixels) of each shown video, by participant id, and the
+    # viewer's own cap on the height of what it receives (data saver; null: none).
+    sizes: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0, le=4320)]],
+            Field(max_length=1000),
+        ]
+        | None
+    ) = None
+    max_height: Annotated[int, Field(ge=90, le=4320)] | None = None
 
 
 class GalleryIn(Inbound):

@@ -102,6 +102,16 @@ _SFU_COUNTERS = (
         "pulseroom_sfu_stale_packets",
         "copies dropped as too far behind their subscriber's newest packet",
     ),
+    _Source(
+        "layer_switches",
+        "pulseroom_sfu_layer_switches",
+        "subscribers moved to another simulcast layer",
+    ),
+    _Source(
+        "probe_packets",
+        "pulseroom_sfu_probe_packets",
+        "padding packets sent so a subscriber's bandwidth estimate can rise",
+    ),
 )
 
 _HR_COUNTERS = (

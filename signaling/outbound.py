@@ -36,6 +36,10 @@ class SocketSignal:
             to=self._sid,
         )
 
+    async def send_layers(self, rids: list[str]) -> None:
+        """Tell the client which of its simulcast layers to send (``layers``)."""
+        await self._sio.emit("layers", {"v": PROTOCOL_VERSION, "active": rids}, to=self._sid)
+
 
 def chat_out(record: ChatRecord) -> dict[str, Any]:
     """A stored chat message as the protocol's ChatMessage."""

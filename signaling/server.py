@@ -554,7 +554,9 @@ class SignalingServer:
         return {}
 
     async def _visibility(self, _sid: str, member: Member, msg: VisibilityIn) -> dict[str, Any]:
-        await self.sfu.set_visible(member.room_id, member.id, msg.visible)
+        await self.sfu.set_visible(
+            member.room_id, member.id, msg.visible, msg.sizes, msg.max_height
+        )
         return {}
 
     async def _gallery(self, _sid: str, member: Member, msg: GalleryIn) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from sfu import aiortc_adapter as adapter
 from sfu import packet as rtp
-from sfu.forwarder import Consumer, Source, anchor
+from sfu.consumer import Consumer
+from sfu.forwarder import Source, anchor
 from sfu.stats import ForwardingStats
 
 U16 = st.integers(0, 0xFFFF)

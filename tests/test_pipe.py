@@ -205,8 +205,8 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Pipe
     stats_a, link_a, link_b, room = piped.stats_a, piped.link_a, piped.link_b, piped.room
     shared = bytes([0x30, 1, 2, 3])  # one abs-send-time element, already padded
     payload = memoryview(b"\x90" + bytes(range(200)))
-    sink.send(0x20, 1, 65535, 0xFFFFFFF0, 1234, shared, payload)
-    sink.send(0, 0, 0, 0xFFFFFFF0, 1234, b"", payload[:10])
+    sink.send(0x20, 1, 65535, 0xFFFFFFF0, 1234, shared, payload, 0)
+    sink.send(0, 0, 0, 0xFFFFFFF0, 1234, b"", payload[:10], 0)
     await until(lambda: len(viewer.got) == 2, what="two piped packets")
     assert viewer.got[0] == (0x20, 1, 65535, 0xFFFFFFF0, shared, bytes(payload))
     assert viewer.got[1] == (0, 0, 0, 0xFFFFFFF0, b"", bytes(payload[:10]))
@@ -214,7 +214,7 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Pipe
     cached = copy.cached(65535)  # the copy answers its subscribers' NACKs itself
     assert cached is not None and bytes(cached[4]) == bytes(payload)
 
-    sink.source_report(1 << 40, 777)
+    sink.source_report(1 << 40, 777, 0)
     await until(lambda: viewer.reports == [(1 << 40, 777)], what="sender report")
 
     copy.want_keyframe()  # a subscriber on worker B asks for a picture
@@ -228,11 +228,11 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Pipe
     viewer.paused = True  # nobody on worker B shows this video: the pipe pauses
     copy.showing_changed()
     await until(lambda: sink.paused, what="pause at the origin")
-    sink.send(0, 0, 1, 0, 1234, b"", payload)
+    sink.send(0, 0, 1, 0, 1234, b"", payload, 0)
     viewer.paused = False
     copy.showing_changed()
     await until(lambda: not sink.paused, what="resume at the origin")
-    sink.send(0, 0, 2, 0, 1234, b"", payload)
+    sink.send(0, 0, 2, 0, 1234, b"", payload, 0)
     await until(lambda: len(viewer.got) == 3, what="the packet after resuming")
     assert viewer.got[2][2] == 2, "nothing was piped while paused"
     assert stats_a.piped_packets == 3
@@ -255,7 +255,7 @@ async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache(piped: Piped) -
         payload = memoryview(data)[16:]
         origin._fan_out(data, payload, 0, seq & 1, seq, seq * 3000, 16, shared)
         if seq not in (65535, 1):  # these two the full pipe socket drops
-            sink.send(0, seq & 1, seq, seq * 3000, 1234, shared, payload)
+            sink.send(0, seq & 1, seq, seq * 3000, 1234, shared, payload, 0)
 
     for seq in (65533, 65534, 65535, 0, 1, 2):
         received(seq)
@@ -268,7 +268,7 @@ async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache(piped: Piped) -
     assert copy.cached(1) is not None  # now the copy answers its subscribers' NACKs
 
     # A packet the origin never had either (lost before the SFU) is not invented.
-    sink.send(0, 0, 4, 12000, 1234, shared, memoryview(bytes(100)))
+    sink.send(0, 0, 4, 12000, 1234, shared, memoryview(bytes(100)), 0)
     await until(lambda: stats_b.pipe_nacks_sent == 3, what="the NACK for 3")
     await asyncio.sleep(0.1)
     assert len(viewer.got) == 7 and stats_a.pipe_resent_packets == 2
@@ -280,7 +280,7 @@ async def test_a_hole_in_a_pipe_is_filled_from_the_origins_cache(piped: Piped) -
     viewer.paused = False
     copy.showing_changed()
     await until(lambda: not sink.paused, what="resume at the origin")
-    sink.send(0, 0, 40, 0, 1234, shared, memoryview(bytes(100)))
+    sink.send(0, 0, 40, 0, 1234, shared, memoryview(bytes(100)), 0)
     await until(lambda: len(viewer.got) == 8, what="the packet after resuming")
     await asyncio.sleep(0.1)
     assert stats_b.pipe_nacks_sent == 3

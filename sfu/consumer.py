@@ -1,0 +1,362 @@
+"""A subscription: one subscriber's copy of a track, sent on one send-only transceiver.
+
+The consumer rewrites each packet's fixed header (its own payload type, SSRC and a
+continuous numbering), protects it and sends it. On a simulcast track it takes one
+layer at a time: ``switch_to`` registers it with the wanted layer, which lets it in
+(``enter``) at that layer's next keyframe, so the subscriber's decoder never gets a
+picture it cannot decode; sequence numbers, timestamps and the VP8 picture numbers
+continue across the switch as one stream. ``pad`` sends copies of what it already sent
+so the subscriber's bandwidth estimate can rise to a higher layer.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    unpack_remb_fci,
+)
+
+from . import aiortc_adapter as adapter
+from . import packet as rtp
+from . import vp8
+from .forwarder import QUEUE_LIMIT_BYTES, STALE_AFTER, SUBSCRIBER_EXTENSION_IDS, Source, Stream
+from .forwarder import anchor as anchor_stream
+from .stats import ForwardingStats
+
+ABS_ID = SUBSCRIBER_EXTENSION_IDS[rtp.URI_ABS_SEND_TIME]
+PAD_PACKETS_MAX = 64  # copies one ``pad`` call may send
+
+EstimateCallback = Callable[[int], None]
+
+
+class Consumer:
+    """One subscriber's copy of a producer, sent on one send-only transceiver."""
+
+    def __init__(
+        self,
+        producer: Source,
+        subscriber_id: str,
+        transceiver: RTCRtpTransceiver,
+        payload_type: int,
+        stats: ForwardingStats,
+        layer: int = 0,
+        on_estimate: EstimateCallback | None = None,
+    ) -> None:
+        self.producer = producer
+        self.subscriber_id = subscriber_id
+        self.mid: str = transceiver.mid or ""
+        self.payload_type = payload_type
+        self.packets_out = 0
+        self.octets_out = 0
+        self._paused = False
+        self.remb = 0
+        self.fraction_lost = 0
+        self.jitter = 0
+        self.preferred = 0  # the layer its tile's size and the viewer's cap call for
+        self.stream: Stream | None = None  # the layer it is fed from
+        self.target: Stream | None = None  # the layer it waits to switch to
+        self.congested_at = 0.0  # when its queue last overflowed (monotonic)
+        self._on_estimate = on_estimate
+        self._sender: RTCRtpSender = transceiver.sender
+        self._ssrc: int = self._sender._ssrc
+        self._transport: RTCDtlsTransport = self._sender.transport
+        self._egress: adapter.Egress | None = None
+        mid_id = adapter.extension_ids(transceiver).get(rtp.URI_MID)
+        self._own_block = rtp.mid_element(mid_id, self.mid)
+        self._stats = stats
+        self._seq_delta = 0
+        self._ts_delta = 0
+        self._picture_delta = 0  # VP8 picture id and TL0PICIDX offsets since a switch
+        self._tl0_delta = 0
+        self._last_seq = random.randint(0, 0xFFFF)
+        self._last_ts = random.randint(0, 0xFFFFFFFF)
+        self._first_seq = self._last_seq  # the first sequence number since re-anchoring
+        self._last_sent_at = time.monotonic()
+        self._clock_rate = producer.codec.clock_rate if producer.codec else 90000
+        self._synced = False
+        self._congested = False
+        self._closed = False
+        # Retransmissions go on the RTX stream when the subscriber negotiated one.
+        self._rtx = adapter.negotiated_rtx(transceiver)
+        self._rtx_seq = random.randint(0, 0xFFFF)
+        adapter.take_rtcp(self._sender, self._on_rtcp)
+        adapter.on_state_change(self._transport, self._on_state)
+        producer.consumers.append(self)
+        if producer.layered:
+            self.switch_to(producer.streams[min(layer, len(producer.streams) - 1)])
+        else:
+            self.stream = producer.streams[0]  # its consumer list is the producer's
+        producer.showing_changed()
+
+    @property
+    def paused(self) -> bool:
+        """Whether nothing is sent (the subscriber does not show this video)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if self._paused and not value:
+            # Resume without a sequence gap, and with a picture the decoder can start from.
+            self._synced = False
+            self._want_keyframe()
+        changed = value != self._paused
+        self._paused = value
+        if changed:
+            self.producer.showing_changed()
+
+    @property
+    def layer(self) -> int:
+        """The layer it is sent now (-1 before its first keyframe)."""
+        return self.stream.index if self.stream is not None else -1
+
+    @property
+    def wanted(self) -> int:
+        """The layer it is sent, or is switching to."""
+        stream = self.target or self.stream
+        return stream.index if stream is not None else -1
+
+    def _want_keyframe(self) -> None:
+        stream = self.target or self.stream
+        if stream is not None:
+            stream.keyframe_wanted = True
+
+    def switch_to(self, stream: Stream) -> None:
+        """Take ``stream`` from its next keyframe on (asked for at once)."""
+        if self._closed:
+            return
+        if self.target is not None and self.target is not stream:
+            if self in self.target.joining:
+                self.target.joining.remove(self)
+            self.target = None
+        if stream is self.stream or stream is self.target:
+            return
+        self.target = stream
+        stream.joining.append(self)
+        stream.want_keyframe()
+
+    def enter(self, stream: Stream) -> None:
+        """Called by ``stream`` at its keyframe: from this packet on, this is our layer."""
+        old = self.stream
+        if old is not None:
+            if self in old.consumers:
+                old.consumers.remove(self)
+            # Continue the VP8 numbering from the last picture sent of the old layer.
+            if old.picture_id >= 0 and stream.picture_id >= 0:
+                last = old.picture_id + self._picture_delta
+                self._picture_delta = (last + 1 - stream.picture_id) & 0x7FFF
+            if old.tl0 >= 0 and stream.tl0 >= 0:
+                self._tl0_delta = (old.tl0 + self._tl0_delta + 1 - stream.tl0) & 0xFF
+            self._stats.layer_switches += 1
+        self.stream = stream
+        self.target = None
+        stream.consumers.append(self)
+        self._synced = False
+
+    def _on_state(self, state: str) -> None:
+        if state != "connected":
+            self._egress = None
+
+    def resync(self) -> None:
+        """The source's numbering jumped: re-anchor so our output stays continuous."""
+        self._synced = False
+
+    def send(
+        self,
+        padding: int,
+        marker: int,
+        seq: int,
+        timestamp: int,
+        shared: bytes,
+        payload: memoryview,
+    ) -> int:
+        """Rewrite one source packet for this subscriber and send it; returns bytes sent."""
+        egress = self._egress
+        if egress is None:
+            if self._closed:
+                return 0
+            egress = self._egress = adapter.egress(self._transport)
+            if egress is None:
+                return 0
+            # Just connected: this subscriber needs a keyframe to start decoding.
+            self._synced = False
+            self._want_keyframe()
+        if self._paused:
+            return 0
+        if not self._synced:
+            self._seq_delta, self._ts_delta = anchor_stream(
+                self._last_seq, self._last_ts, time.monotonic() - self._last_sent_at,
+                self._clock_rate, seq, timestamp,
+            )  # fmt: skip
+            self._first_seq = (seq + self._seq_delta) & 0xFFFF
+            self._synced = True
+        out_seq = (seq + self._seq_delta) & 0xFFFF
+        if STALE_AFTER <= (self._last_seq - out_seq) & 0xFFFF < 0x8000:
+            # Far behind what this subscriber already has (a retransmission of a packet
+            # from before a pause or a re-anchoring): no use to its jitter buffer, and
+            # SRTP would refuse it (aiortc's replay window is 1,024 packets).
+            self._stats.stale_packets += 1
+            return 0
+        out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
+        if egress.backlog() > QUEUE_LIMIT_BYTES:
+            # This subscriber cannot keep up: drop from its own queue only, and ask for
+            # a keyframe once it drains so its picture recovers.
+            self._stats.dropped_packets += 1
+            self._congested = True
+            self.congested_at = time.monotonic()
+            return 0
+        if self._congested:
+            # Number on without a gap: what was dropped is gone for good, and a gap would
+            # only bring NACKs for it. The keyframe restarts the picture.
+            self._congested = False
+            self._synced = False
+            self._want_keyframe()
+        body: memoryview | bytes = payload
+        if self._picture_delta or self._tl0_delta:
+            body = self._renumbered(payload)
+        data = rtp.write(
+            padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
+            self._own_block, shared, body,
+        )  # fmt: skip
+        egress.sendto(egress.protect(data), egress.address)
+        if (out_seq - self._last_seq) & 0xFFFF < 0x8000:
+            self._last_seq = out_seq
+            self._last_ts = out_ts
+            self._last_sent_at = time.monotonic()
+        self.packets_out += 1
+        self.octets_out += len(payload)
+        return len(data)
+
+    def _renumbered(self, payload: memoryview) -> memoryview | bytes:
+        try:
+            return vp8.rewrite(payload, self._picture_delta, self._tl0_delta)
+        except IndexError:
+            return payload  # too short for its own descriptor: sent as it came
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report, translated into this subscriber's timestamps."""
+        if self._synced:
+            adapter.set_sender_report(
+                self._sender,
+                ntp_time,
+                (rtp_timestamp + self._ts_delta) & 0xFFFFFFFF,
+                self.packets_out,
+                self.octets_out,
+            )
+
+    async def _on_rtcp(self, packet: Any) -> None:
+        if self._closed:
+            return
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                if packet.fmt == RTCP_PSFB_PLI:
+                    self._stats.plis_received += 1
+                else:
+                    self._stats.firs_received += 1
+                stream = self.target or self.stream
+                if stream is not None:
+                    stream.want_keyframe()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self._ssrc in ssrcs:
+                    self.remb = bitrate
+                    if self._on_estimate is not None:
+                        self._on_estimate(bitrate)
+                    await self.producer.send_remb()
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._stats.nacks_received += 1
+            self._stats.nacked_packets += len(packet.lost)
+            for out_seq in packet.lost:
+                self._retransmit(out_seq)
+        elif isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.fraction_lost = report.fraction_lost
+                    self.jitter = report.jitter
+
+    def _retransmit(self, out_seq: int) -> int:
+        """Send ``out_seq`` again from the layer's cache; returns bytes sent (0: not had)."""
+        egress = self._egress
+        stream = self.stream
+        if egress is None or stream is None or not self._synced:
+            return 0
+        if (out_seq - self._first_seq) & 0xFFFF >= 0x8000:
+            return 0  # from before a switch or re-anchoring: another numbering
+        source = stream.cached((out_seq - self._seq_delta) & 0xFFFF)
+        if source is None:
+            return 0
+        padding, marker, timestamp, shared, payload = source
+        out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
+        shared = rtp.restamp(shared, ABS_ID, time.monotonic() - stream.last_packet_at)
+        body: memoryview | bytes = payload
+        if self._picture_delta or self._tl0_delta:
+            body = self._renumbered(payload)
+        if self._rtx is not None:
+            # RFC 4588: the original sequence number leads the payload on the RTX stream.
+            rtx_pt, rtx_ssrc = self._rtx
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            data = rtp.write(
+                padding, marker, rtx_pt, self._rtx_seq, out_ts, rtx_ssrc,
+                self._own_block, shared, out_seq.to_bytes(2, "big") + bytes(body),
+            )  # fmt: skip
+        else:
+            data = rtp.write(
+                padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
+                self._own_block, shared, body,
+            )  # fmt: skip
+        egress.sendto(egress.protect(data), egress.address)
+        self._stats.retransmitted_packets += 1
+        return len(data)
+
+    def pad(self, octets: int) -> int:
+        """Send about ``octets`` bytes of padding: RTX copies of the newest packets already
+        sent (a duplicate the subscriber discards, but its bandwidth estimator counts).
+        Returns the bytes sent; nothing without RTX, while paused or before the first packet."""
+        stream = self.stream
+        if self._rtx is None or self._paused or stream is None or stream.newest_seq < 0:
+            return 0
+        sent = packets = 0
+        seq = stream.newest_seq
+        while sent < octets and packets < PAD_PACKETS_MAX:
+            size = self._retransmit((seq + self._seq_delta) & 0xFFFF)
+            if not size:
+                break
+            sent += size
+            packets += 1
+            seq = (seq - 1) & 0xFFFF
+        self._stats.retransmitted_packets -= packets  # counted as probes, not repairs
+        self._stats.probe_packets += packets
+        self._stats.probe_bytes += sent
+        return sent
+
+    def close(self) -> None:
+        """Detach from the producer and its layers (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._egress = None
+        for stream in (self.stream, self.target):
+            if stream is not None:
+                if self in stream.joining:
+                    stream.joining.remove(self)
+                if self in stream.consumers:
+                    stream.consumers.remove(self)
+        self.stream = self.target = None
+        if self in self.producer.consumers:
+            self.producer.consumers.remove(self)
+            self.producer.showing_changed()
