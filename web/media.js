@@ -1,16 +1,18 @@
 // The camera and microphone of the class page.
 
+import { videoConstraints } from './layers.js';
 import { hasWebRtc } from './rtc.js';
 
-export const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
+export const VIDEO_CONSTRAINTS = videoConstraints('participant');
 export const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true };
 
 /**
  * Ask for camera and microphone. Never throws: without them one can still join and
  * watch, so the result is a (possibly empty) stream and a message saying what is missing.
  * `preferred` ({audio, video} device ids, from prejoin.js) are tried first, not required.
+ * `video`: the camera constraints of the role's layer plan (layers.js).
  */
-export async function openMedia(preferred = {}) {
+export async function openMedia(preferred = {}, video = VIDEO_CONSTRAINTS) {
   if (!hasWebRtc()) {
     // Nothing could send the camera anywhere: do not ask for it.
     return { stream: new MediaStream(), message: 'This browser cannot send or receive live video and sound (it has no WebRTC). You can still join for the chat, the people list and heart rate; for video, open this link in a current Chrome, Edge, Firefox or Safari.' };
@@ -24,7 +26,7 @@ export async function openMedia(preferred = {}) {
     const exactly = (constraints, id) => (id ? { ...constraints, deviceId: { exact: id } } : constraints);
     try {
       const stream = await md.getUserMedia({
-        audio: exactly(AUDIO_CONSTRAINTS, preferred.audio), video: exactly(VIDEO_CONSTRAINTS, preferred.video),
+        audio: exactly(AUDIO_CONSTRAINTS, preferred.audio), video: exactly(video, preferred.video),
       });
       return { stream, message: '' };
     } catch {
@@ -32,7 +34,7 @@ export async function openMedia(preferred = {}) {
     }
   }
   try {
-    return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video: VIDEO_CONSTRAINTS }), message: '' };
+    return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video }), message: '' };
   } catch (error) {
     if (error.name === 'NotAllowedError' || error.name === 'SecurityError') {
       return { stream: new MediaStream(), message: 'Camera/microphone access was denied. You can still join and watch; to be seen and heard, allow access in your browser\'s site settings and reload.' };
@@ -40,7 +42,7 @@ export async function openMedia(preferred = {}) {
     // One device is missing or busy: try each alone and keep what works.
     for (const [constraints, message] of [
       [{ audio: AUDIO_CONSTRAINTS }, 'No camera is available: you will join with your microphone only.'],
-      [{ video: VIDEO_CONSTRAINTS }, 'No microphone is available: you will join with your camera only.'],
+      [{ video }, 'No microphone is available: you will join with your camera only.'],
     ]) {
       try {
         return { stream: await md.getUserMedia(constraints), message };

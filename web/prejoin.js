@@ -46,10 +46,10 @@ export class DevicePicker {
   /**
    * container: where the two selects go; stream(): the page's local MediaStream;
    * onSwitched(kind, track): the stream now has `track` instead of the old one;
-   * toast(message, kind): a short notice.
+   * toast(message, kind): a short notice; video: the camera constraints of the role.
    */
-  constructor({ container, stream, onSwitched, toast }) {
-    Object.assign(this, { container, stream, onSwitched, toast });
+  constructor({ container, stream, onSwitched, toast, video = VIDEO_CONSTRAINTS }) {
+    Object.assign(this, { container, stream, onSwitched, toast, video });
     this.box = document.createElement('div');
     this.box.className = 'device-picker';
     this.box.dataset.testid = 'device-picker';
@@ -82,11 +82,11 @@ export class DevicePicker {
     if (this.box.parentElement !== parent) parent.append(this.box);
   }
 
-  /** In class, the toolbar's Devices button opens the picker in a dialog. */
+  /** In class, the toolbar's Devices button opens the picker in a dialog (with the video quality). */
   bindDialog({ button, dialog, body, close }) {
     setButton(button, 'settings', 'Devices');
-    button.setAttribute('aria-label', 'Choose camera and microphone');
-    button.title = 'Choose camera and microphone';
+    button.setAttribute('aria-label', 'Choose camera, microphone and video quality');
+    button.title = 'Choose camera, microphone and video quality';
     button.addEventListener('click', () => {
       this.mount(body);
       this.refresh();
@@ -130,7 +130,7 @@ export class DevicePicker {
   /** Open the chosen device and put it in place of the current one. */
   async choose(kind, deviceId) {
     if (!deviceId) return;
-    const constraints = kind === 'video' ? VIDEO_CONSTRAINTS : AUDIO_CONSTRAINTS;
+    const constraints = kind === 'video' ? this.video : AUDIO_CONSTRAINTS;
     const select = this.selects[kind];
     select.disabled = true;
     this.status.textContent = '';

@@ -5,6 +5,7 @@
 import { Chat } from './chat.js';
 import { ClassState } from './classstate.js';
 import { HeartRateRoom } from './hrroom.js';
+import { planFor, videoConstraints } from './layers.js';
 import {
   BOUND_REFUSED, JOIN_ERRORS, JOIN_HINTS, clearBoundToken, loadBoundToken, peekToken, readLink, saveBoundToken, summaryLink,
 } from './link.js';
@@ -12,12 +13,13 @@ import { LocalMedia } from './localmedia.js';
 import { openMedia } from './media.js';
 import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
 import { candidates, joinFollowing, sleep } from './nodes.js';
+import { QualityPicker } from './quality.js';
 import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
+import { ProtocolError, requester, sendJoin as joinOn } from './signal.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
 import { watchVisibility } from './visibility.js';
 
-const ACK_TIMEOUT_MS = 15000;
 const WEBRTC = hasWebRtc(); // without it: no media connections, the rest works
 const NAME_KEY = 'pulseroom.name';
 
@@ -31,11 +33,15 @@ const els = {
   endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
 };
 
+// Emit a client→server event and resolve with its ack (signal.js); before the objects
+// below, which are handed it.
+const request = requester(() => state.socket);
 const grid = new Grid($('grid'));
 // Only while joined: the server refuses `visibility` before `join`.
-const visibility = watchVisibility($('grid'), (ids) => {
-  if (state.you) request('visibility', { visible: ids }).catch(() => {});
+const visibility = watchVisibility($('grid'), ({ visible, sizes }) => {
+  if (state.you) request('visibility', { visible, sizes, max_height: quality.maxHeight }).catch(() => {});
 });
+const quality = new QualityPicker({ select: $('quality-select'), onChange: () => visibility.resend({ now: true }) });
 const roster = new Roster($('roster'), $('people-count'));
 const chat = new Chat({
   log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
@@ -64,6 +70,7 @@ const state = {
   publisher: null,
   subscriber: null,
   pendingOffers: [], // subscribe offers that arrived before the join ack
+  layers: null, // this session's last `layers` event, for a publisher made later
 };
 
 let hr = null; // the HeartRateRoom, once the page knows its class
@@ -84,6 +91,10 @@ window.pulseroom = {
   get rejoins() { return rejoins.slice(); },
   get controls() { return classState.hook(); },
   get local() { return local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
+  get layers() {
+    const p = state.publisher;
+    return { last: state.layers, plan: p?.plan ?? null, encodings: p ? p.encodings() : [], offer: p?.offerSdp ?? null };
+  },
 };
 
 const rejoins = []; // {why, url, took_ms, attempts}: for tests and debugging
@@ -91,22 +102,6 @@ const rejoins = []; // {why, url, took_ms, attempts}: for tests and debugging
 function setPhase(phase) {
   state.phase = phase;
   document.body.dataset.state = phase;
-}
-
-class ProtocolError extends Error {
-  constructor(error) {
-    super(error?.message || 'the server refused the request');
-    this.code = error?.code || 'internal';
-  }
-}
-
-/** Emit a client→server event and resolve with its ack; throws ProtocolError on refusal. */
-async function request(event, payload = {}, timeoutMs = ACK_TIMEOUT_MS) {
-  const socket = state.socket;
-  if (!socket || !socket.connected) throw new ProtocolError({ code: 'offline', message: 'not connected' });
-  const ack = await socket.timeout(timeoutMs).emitWithAck(event, { v: 1, ...payload });
-  if (!ack || !ack.ok) throw new ProtocolError(ack && ack.error);
-  return ack;
 }
 
 /** A refusal arrives as an `error` event (shown as a toast); say so for the other failures. */
@@ -217,6 +212,11 @@ function connectSocket(url) {
   });
   socket.on('class_state', (payload) => classState.onState(payload));
   socket.on('muted', () => mutedByInstructor());
+  socket.on('layers', (payload) => {
+    if (!Array.isArray(payload?.active)) return;
+    state.layers = payload;
+    state.publisher?.layers.want(payload.active);
+  });
   socket.on('telemetry_ack', (payload) => hr.onAck(payload));
   socket.on('error', (error) => {
     if (error.code === 'replaced' || error.code === 'removed') {
@@ -240,26 +240,7 @@ function connectSocket(url) {
   return socket;
 }
 
-async function sendJoin(socket) {
-  // The ack carries either the class or the reason for refusal; a timeout or a dropped
-  // connection throws. `room` is the page's room: the server refuses a token for
-  // another class (wrong_room).
-  let onDrop;
-  const dropped = new Promise((_resolve, reject) => {
-    onDrop = () => reject(new Error('the connection closed while joining'));
-    socket.once('disconnect', onDrop);
-  });
-  try {
-    return await Promise.race([
-      socket.timeout(ACK_TIMEOUT_MS).emitWithAck('join', {
-        v: 1, token: state.token, name: state.name, room: state.roomId,
-      }),
-      dropped,
-    ]);
-  } finally {
-    socket.off('disconnect', onDrop);
-  }
-}
+const sendJoin = (socket) => joinOn(socket, { token: state.token, name: state.name, room: state.roomId });
 
 async function join() {
   const name = els.nameInput.value.trim();
@@ -449,9 +430,10 @@ async function startPublisher() {
   if (!local.stream.getTracks().length && !hr.wantsChannel()) return; // watching only
   const publisher = new Publisher({
     iceServers: state.iceServers, stream: local.stream, signal: request, emitIce, telemetry: true,
-    onFailed: () => mediaConnectionFailed(publisher),
+    onFailed: () => mediaConnectionFailed(publisher), layers: planFor(state.you.role),
   });
   state.publisher = publisher;
+  if (state.layers) publisher.layers.want(state.layers.active);
   hr.attachChannel(publisher.channel);
   try {
     await publisher.start();
@@ -526,6 +508,7 @@ function teardown({ stopLocal = false, keepSocket = false } = {}) {
   state.publisher = null;
   state.subscriber = null;
   state.pendingOffers = [];
+  state.layers = null;
   hr.offline();
   classState.stop();
   grid.clear();
@@ -674,11 +657,13 @@ function init() {
   try { els.nameInput.value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
 
   $('webrtc-banner').hidden = WEBRTC;
+  // The camera is opened before the join ack names the role: the link's token says it.
+  const video = videoConstraints(planFor(payload?.role));
   const picker = new DevicePicker({
-    container: $('device-home'), stream: () => local.stream, onSwitched: switchedDevice, toast,
+    container: $('device-home'), stream: () => local.stream, onSwitched: switchedDevice, toast, video,
   });
   picker.bindDialog({ button: $('devices-button'), dialog: $('devices-dialog'), body: $('devices-dialog-body'), close: $('devices-close') });
-  mediaReady = openMedia(preferredDevices()).then(({ stream, message }) => {
+  mediaReady = openMedia(preferredDevices(), video).then(({ stream, message }) => {
     local.stream = stream;
     els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
     els.mediaMessage.textContent = message;

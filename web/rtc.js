@@ -5,6 +5,8 @@
 // Both take a `signal(event, payload)` function that emits with an ack and resolves with
 // the ack (it throws when the server refuses), so this file knows nothing about sockets.
 
+import { LayerSwitch, addLayeredVideo, describeEncodings } from './layers.js';
+
 const GATHER_TIMEOUT_MS = 2000;
 
 /** Resolve when ICE gathering is complete, or after `ms` (whatever was gathered is in the SDP). */
@@ -107,8 +109,11 @@ export class Publisher {
    * With `telemetry`, the connection carries the heart-rate data channel too (as
    * `this.channel`). It is created here, before the offer, so that the offer has its
    * m=application section: the SFU takes a publish offer once per join.
+   * `layers` names the simulcast plan of the camera (layers.js): 'instructor' | 'participant'.
    */
-  constructor({ iceServers, stream, signal, emitIce, telemetry = false, onFailed = null }) {
+  constructor({
+    iceServers, stream, signal, emitIce, telemetry = false, onFailed = null, layers = 'participant',
+  }) {
     this.stream = stream;
     this.signal = signal;
     this.pc = new RTCPeerConnection({ iceServers });
@@ -116,6 +121,10 @@ export class Publisher {
     this.channel = telemetry ? this.pc.createDataChannel(TELEMETRY_LABEL) : null;
     this.trickle = new Trickle('publish', emitIce);
     this.trickle.attach(this.pc);
+    this.plan = layers;
+    this.layers = new LayerSwitch(layers);
+    this.videoSender = null;
+    this.offerSdp = null; // the publish offer as sent, for tests and debugging
   }
 
   /** Offer our tracks (at most one audio and one video; none for heart rate alone) and apply the SFU's answer. */
@@ -124,20 +133,34 @@ export class Publisher {
     for (const kind of ['audio', 'video']) {
       const track = this.stream.getTracks().find((t) => t.kind === kind);
       if (!track) continue;
-      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
-      if (kind === 'video') preferVp8(transceiver);
+      const init = { direction: 'sendonly', streams: [this.stream] };
+      if (kind === 'audio') {
+        pc.addTransceiver(track, init);
+        continue;
+      }
+      const transceiver = addLayeredVideo(pc, track, init, this.plan);
+      preferVp8(transceiver);
+      this.videoSender = transceiver.sender;
     }
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
     const sdp = pc.localDescription.sdp; // read and mark in one go: no candidate can slip between
+    this.offerSdp = sdp;
     this.trickle.sent();
     const ack = await this.signal('publish', { type: 'offer', sdp });
     if (pc.signalingState === 'closed') return;
     await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
     this.trickle.ready();
+    if (this.videoSender) await this.layers.attach(this.videoSender);
+  }
+
+  /** The video encodings being sent (rid, active, scale, bitrate), for tests and debugging. */
+  encodings() {
+    return describeEncodings(this.videoSender);
   }
 
   close() {
+    this.layers.close();
     this.pc.close();
   }
 }

@@ -1,24 +1,48 @@
-// Tells the server whose video this page actually shows (docs/protocol.md, `visibility`),
-// so the SFU does not send video to a tile that is scrolled away, or to a background tab.
+// Tells the server whose video this page actually shows and how big (docs/protocol.md,
+// `visibility`): the SFU sends no video to a tile that is scrolled away or to a
+// background tab, and picks each publisher's simulcast layer by the drawn height.
 
 const DEBOUNCE_MS = 300;
+const MAX_HEIGHT = 4320;
+// A tile growing or shrinking by less than this keeps its layer: not worth a message.
+const SIZE_TOLERANCE = 0.1;
+
+/** The height in device pixels at which a <video> is drawn, clamped to 0..4320. */
+export function renderedHeight(video, ratio = globalThis.devicePixelRatio || 1) {
+  const height = Math.round((video?.clientHeight || 0) * ratio);
+  return Math.min(Math.max(height, 0), MAX_HEIGHT);
+}
+
+/** Whether any height moved by more than the tolerance since `before` was sent. */
+export function sizesChanged(before, after, tolerance = SIZE_TOLERANCE) {
+  return Object.entries(after).some(([id, height]) => {
+    const old = before[id];
+    if (old === undefined) return true;
+    if (old === 0) return height !== 0;
+    return Math.abs(height - old) / old > tolerance;
+  });
+}
 
 /**
- * Watch the remote tiles inside `container` and call `send(ids)` with the participant ids
- * whose tiles are on screen, whenever that set changes.
+ * Watch the remote tiles inside `container` and call `send({visible, sizes})` with the
+ * participant ids whose tiles are on screen and their drawn heights, whenever the set
+ * changes or a height changes noticeably.
  */
 export function watchVisibility(container, send) {
   const onScreen = new Set();
-  const observed = new WeakSet();
+  const observed = new Set(); // tiles, let go once they leave the page
   let timer = null;
-  let lastSent = null;
+  let last = null; // {key, sizes} as last sent
 
+  const videoOf = (id) => container.querySelector(`.tile[data-participant-id="${CSS.escape(id)}"] video`);
   const flush = () => {
-    const ids = document.hidden ? [] : [...onScreen].sort();
-    const key = ids.join(',');
-    if (key === lastSent) return;
-    lastSent = key;
-    send(ids);
+    clearTimeout(timer);
+    const visible = document.hidden ? [] : [...onScreen].sort();
+    const key = visible.join(',');
+    const sizes = Object.fromEntries(visible.map((id) => [id, renderedHeight(videoOf(id))]));
+    if (last && last.key === key && !sizesChanged(last.sizes, sizes)) return;
+    last = { key, sizes };
+    send({ visible, sizes });
   };
   const schedule = () => {
     clearTimeout(timer);
@@ -33,15 +57,24 @@ export function watchVisibility(container, send) {
     }
     schedule();
   }, { threshold: 0.05 });
+  // Tiles change size with the window, the layout (spotlight, strip) and zoom.
+  const resizes = typeof ResizeObserver === 'function' ? new ResizeObserver(schedule) : null;
 
   const scan = () => {
     for (const id of [...onScreen]) {
       if (!container.querySelector(`.tile[data-participant-id="${CSS.escape(id)}"]`)) onScreen.delete(id);
     }
+    for (const tile of [...observed]) {
+      if (tile.isConnected) continue;
+      observed.delete(tile);
+      io.unobserve(tile);
+      resizes?.unobserve(tile.querySelector('video'));
+    }
     for (const tile of container.querySelectorAll('.tile:not(.self)')) {
       if (!observed.has(tile)) {
         observed.add(tile);
         io.observe(tile);
+        resizes?.observe(tile.querySelector('video'));
       }
     }
     schedule();
@@ -51,10 +84,14 @@ export function watchVisibility(container, send) {
   scan();
 
   return {
-    /** Send the current set again (after a rejoin the server starts from "everyone"). */
-    resend() {
-      lastSent = null;
-      schedule();
+    /**
+     * Send the current state again: after a rejoin (the server starts from "everyone"),
+     * or at once (`now`) when what goes with it changed (the viewer's quality cap).
+     */
+    resend({ now = false } = {}) {
+      last = null;
+      if (now) flush();
+      else schedule();
     },
   };
 }
