@@ -86,6 +86,10 @@ class Consumer:
         self._first_seq = self._last_seq  # the first sequence number since re-anchoring
         self._last_sent_at = time.monotonic()
         self._clock_rate = producer.codec.clock_rate if producer.codec else 90000
+        # A new layer's keyframe is often the same camera frame as the old layer's last
+        # picture, and arrives a few ms after it: a frame's time apart, the player shows
+        # both in turn instead of dropping one.
+        self._min_gap = self._clock_rate // 30 if producer.kind == "video" else 1
         self._synced = False
         self._congested = False
         self._closed = False
@@ -198,7 +202,7 @@ class Consumer:
         if not self._synced:
             self._seq_delta, self._ts_delta = anchor_stream(
                 self._last_seq, self._last_ts, time.monotonic() - self._last_sent_at,
-                self._clock_rate, seq, timestamp,
+                self._clock_rate, seq, timestamp, self._min_gap,
             )  # fmt: skip
             self._first_seq = (seq + self._seq_delta) & 0xFFFF
             self._synced = True

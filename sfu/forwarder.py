@@ -72,15 +72,17 @@ class Codec:
 
 
 def anchor(
-    last_seq: int, last_ts: int, elapsed_s: float, clock_rate: int, seq: int, timestamp: int
-) -> tuple[int, int]:
+    last_seq: int, last_ts: int, elapsed_s: float, clock_rate: int, seq: int, timestamp: int,
+    min_gap: int = 1,
+) -> tuple[int, int]:  # fmt: skip
     """``(seq_delta, ts_delta)`` that continue an outgoing stream from a new source packet.
 
     The output resumes one sequence number after the last one sent, and its timestamp
-    advances by the wall-clock time that passed, so a player sees a pause, not a jump,
-    whatever numbering the source (a restarted or different publisher) uses.
+    advances by the wall-clock time that passed (at least ``min_gap``), so a player sees
+    a pause, not a jump, whatever numbering the source (a restarted or different
+    publisher, another simulcast layer) uses.
     """
-    gap = max(1, int(elapsed_s * clock_rate))
+    gap = max(min_gap, int(elapsed_s * clock_rate))
     return (last_seq + 1 - seq) & 0xFFFF, (last_ts + gap - timestamp) & 0xFFFFFFFF
 
 

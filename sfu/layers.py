@@ -6,9 +6,15 @@ videos are raised one layer at a time, lowest first, up to the layer their tile 
 (``preferred_layer``: its rendered size and the viewer's cap), while what they add
 fits. Going up needs UP_MARGIN more than the layer's measured rate, held for UP_HOLD_S;
 going down happens at the next estimate, so a congested link sheds its layer within
-about a second. A browser's estimate cannot rise much above what it receives, so when a
-video wants more than fits, ``LayerControl`` *probes*: it pads the connection up to
-what the next layer would need, and stops (backing off) when the estimate stops rising.
+about a second.
+
+A browser's estimate rises slowly (8 % a second) and never far above what it receives,
+so a subscriber on the lowest layer would wait half a minute for the highest even on a
+fast link. When a video wants more than fits, ``LayerControl`` therefore *probes*: it
+pads the connection up to what the next layer would need for PROBE_PROVE_S. If the
+link carried that with no sign of congestion (the estimate did not fall, the receiver
+reports no loss), that rate counts as *proven* and the allocation may use it until
+congestion shows; if not, the probe stops and the next waits (PROBE_BACKOFF_S).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ AUDIO_SHARE = 50_000  # bits/s set aside for each audio track received
 INITIAL_ESTIMATE = 1_000_000  # before the subscriber's first REMB
 TICK_S = 0.5  # allocation period
 PROBE_TICK_S = 0.05  # padding period while probing
-PROBE_STALL_S = 4.0  # a probe ends when the estimate has not risen for this long
+PROBE_PROVE_S = 3.0  # padding carried this long without congestion proves its rate
+LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as congestion
 PROBE_BACKOFF_S = (5.0, 10.0, 20.0, 30.0)  # waits after probes that led nowhere
 PROBE_MAX_BPS = 2_000_000
 SHOWN_SLACK = 0.9  # a layer at least this share of the tile's height is sharp enough
@@ -107,9 +114,8 @@ class LayerControl:
         self.shown: dict[str, int] = {}  # publisher id -> rendered height (device px)
         self.cap: int | None = None  # the viewer's own limit (a height)
         self._up_since: dict[int, float] = {}  # id(consumer) -> since when it could go up
+        self.proven = 0  # bits/s a probe showed the link carries (0: none since congestion)
         self._probing_since = 0.0
-        self._probe_best = 0
-        self._probe_best_at = 0.0
         self._probe_rate = 0
         self._next_probe_at = 0.0
         self._backoff = 0
@@ -126,7 +132,14 @@ class LayerControl:
         falling = self.estimate and bitrate < self.estimate * 0.9
         self.estimate = bitrate
         if falling:
-            self._wake.set()
+            self._congested()
+
+    def _congested(self) -> None:
+        """The link shows congestion: what probes proved no longer holds."""
+        self.proven = 0
+        if self._probing_since:
+            self._end_probe(time.monotonic(), success=False)
+        self._wake.set()
 
     def view(self, shown: dict[str, int], cap: int | None) -> None:
         """Where the subscriber shows each publisher's video now, and its own cap."""
@@ -151,12 +164,16 @@ class LayerControl:
     def update(self, now: float) -> bool:
         """Re-allocate and switch; True when some video wants more than fits."""
         videos = [c for c in self._videos() if c.producer.layered and not c.paused]
+        if self.proven and any(
+            c.fraction_lost > LOSS_LIMIT or now - c.congested_at < TICK_S * 2 for c in videos
+        ):
+            self._congested()
         for consumer in videos:
             heights = [s.height for s in consumer.producer.streams]
             consumer.preferred = preferred_layer(
                 heights, self.shown.get(consumer.producer.owner_id), self.cap
             )
-        estimate = self.estimate or INITIAL_ESTIMATE
+        estimate = max(self.estimate or INITIAL_ESTIMATE, self.proven)
         budget = max(0, estimate - AUDIO_SHARE * self._audio_count())
         budget -= sum(self._fixed_rate(c) for c in self._videos() if not c.producer.layered)
         demands = [
@@ -187,7 +204,7 @@ class LayerControl:
         return stream.bitrate if stream is not None and not consumer.paused else 0
 
     async def _probe(self) -> None:
-        """Pad towards the next layer until the estimate stops rising; then back off."""
+        """Pad towards the next layer for PROBE_PROVE_S, unless congestion shows first."""
         now = time.monotonic()
         if now < self._next_probe_at:
             return
@@ -197,12 +214,16 @@ class LayerControl:
             return
         if not self._probing_since:
             self._probing_since = now
-            self._probe_best, self._probe_best_at = self.estimate, now
             self._probe_rate = self._probe_step(videos)
-        elif self.estimate > self._probe_best:
-            self._probe_best, self._probe_best_at = self.estimate, now
-        elif now - self._probe_best_at > PROBE_STALL_S or self.estimate < self._probe_best * 0.85:
-            self._end_probe(now, success=False)
+        elif any(c.fraction_lost > LOSS_LIMIT for c in videos):
+            self._congested()
+            return
+        elif now - self._probing_since >= PROBE_PROVE_S:
+            # Carried without congestion: what was sent is what the link can take.
+            media = sum(s.bitrate for c in videos if (s := c.stream) is not None)
+            self.proven = max(self.proven, media + self._probe_rate)
+            self._end_probe(now, success=True)
+            self._wake.set()
             return
         # Pad for one allocation period, in small slices like a pacer.
         end = now + TICK_S
@@ -219,7 +240,8 @@ class LayerControl:
             here = consumer.wanted
             above = [r for r in rates[here + 1 : consumer.preferred + 1] if r]
             if here >= 0 and above:
-                steps.append(int(above[0] * UP_MARGIN) - rates[here])
+                # 10 % over what the switch needs: layers' rates move between measurements.
+                steps.append(int(above[0] * UP_MARGIN * 1.1) - rates[here])
         return min(PROBE_MAX_BPS, max(min(steps, default=0), 100_000))
 
     def _end_probe(self, now: float, success: bool) -> None:

@@ -67,7 +67,7 @@ window.h = {
       if (s.type === 'inbound-rtp' && s.kind === 'video') out.push({
         height: s.frameHeight || 0, fps: s.framesPerSecond || 0, decoded: s.framesDecoded || 0,
         freezes: s.freezeCount || 0, dropped: s.framesDropped || 0, bytes: s.bytesReceived || 0,
-        keyframes: s.keyFramesDecoded || 0});
+        keyframes: s.keyFramesDecoded || 0, plis: s.pliCount || 0});
     });
     return out;
   },

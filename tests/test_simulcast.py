@@ -63,19 +63,24 @@ async def test_each_subscriber_gets_the_layer_its_view_calls_for(camera_browser:
             return await heights(big) == [720] and await heights(small) == [180]
 
         assert await wait_for(settled, 40), (await big.inbound(), await small.inbound())
-        # The small tile now grows and its cap goes: it moves up, without a freeze.
+        # The small tile now grows and its cap goes: it moves up (after a probe shows the
+        # link carries the next layer), and the switch needs no repair.
+        (before,) = await small.inbound()
         await sfu.set_visible("spin", "small", ["coach"], {"coach": 360})
 
         async def grown() -> bool:
             return await heights(small) == [360]
 
-        assert await wait_for(grown, 30), await small.inbound()
+        assert await wait_for(grown, 40), await small.inbound()
         await asyncio.sleep(2)
-        for peer in (big, small):
-            (stats,) = await peer.inbound()
-            assert stats["freezes"] == 0 and stats["fps"] >= 15, stats
+        (after,) = await small.inbound()
+        # A stream that broke at the switch makes the receiver ask for a keyframe (PLI)
+        # and drop or freeze pictures until one comes.
+        changes = {k: after[k] - before[k] for k in ("plis", "dropped", "freezes", "keyframes")}
+        assert changes["plis"] == 0 and changes["dropped"] == 0, changes
+        assert after["freezes"] - before["freezes"] <= 1 and after["fps"] >= 5, (before, after)
         counters = sfu.stats_counters
-        assert counters.layer_switches >= 2, counters
+        assert counters.layer_switches >= 3 and counters.probe_packets > 0, counters
     finally:
         await context.close()
         await sfu.close()
@@ -110,7 +115,7 @@ async def test_a_layer_nobody_wants_is_switched_off_at_the_publisher(camera_brow
         async def back_on() -> bool:
             return coach.layer_messages[-1] == ["q", "h", "f"] and await heights(ann) == [720]
 
-        assert await wait_for(back_on, 40), (coach.layer_messages, await ann.inbound())
+        assert await wait_for(back_on, 45), (coach.layer_messages, await ann.inbound())
     finally:
         await context.close()
         await sfu.close()
