@@ -31,12 +31,22 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=20)
 
 
+NETNS_MISSING = "network namespaces need root, iproute2 and nftables (scripts/test installs them)"
+
+
+def netns_unavailable() -> str | None:
+    """Why namespaces (and ``Host.limit``'s ``tc``) cannot be used here, or None: for skipif."""
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
+        return NETNS_MISSING
+    if not shutil.which("tc"):
+        return "Host.limit needs tc (iproute2; scripts/test installs it)"
+    return None
+
+
 def require_netns() -> None:
     """Skip (with the reason) where namespaces cannot be made; CI runs as root with them."""
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
-        pytest.skip(
-            "network namespaces need root, iproute2 and nftables (scripts/test installs them)"
-        )
+        pytest.skip(NETNS_MISSING)
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,15 @@ class Host:
 
     ``wire`` is the userspace netem between them when the host was made with
     ``link="wire"`` (change its delay and loss with ``wire.set``), else None.
+    ``outside`` is the link's device in the root namespace (the veth end, or the wire's
+    TUN device): what the root namespace sends on it is the host's downlink.
     """
 
     name: str
     address: str
     gateway: str
     wire: WireLink | None = None
+    outside: str = ""
 
     def command(self, *args: str) -> list[str]:
         """``args`` run inside this host's namespace."""
@@ -103,6 +116,47 @@ class Host:
                 "nft", "add", "rule", "inet", "firewall", hook, "meta", "l4proto", "udp",
                 "counter", "drop",
             ))  # fmt: skip
+
+    def limit(self, rate_kbit: int, burst_kbit: int = 16, latency_ms: int = 60) -> None:
+        """Cap the host's downlink at ``rate_kbit`` with a token bucket (``tc`` ``tbf``).
+
+        The qdisc sits on the root namespace's end of the link, so it shapes what the
+        server sends to the host, like a slow line. What waits longer than
+        ``latency_ms`` is dropped; ``burst_kbit`` must hold a full packet (16 kbit is
+        2000 bytes). Calling it again changes the rate.
+        """
+        if not shutil.which("tc"):
+            pytest.skip("tc (iproute2) is missing: scripts/test installs it")
+        _run(
+            "tc", "qdisc", "replace", "dev", self._outside(), "root", "tbf",
+            "rate", f"{rate_kbit}kbit", "burst", f"{burst_kbit}kbit", "latency", f"{latency_ms}ms",
+        )  # fmt: skip
+
+    def unlimit(self) -> None:
+        """Remove ``limit``'s qdisc (nothing happens if there is none)."""
+        subprocess.run(
+            ["tc", "qdisc", "del", "dev", self._outside(), "root"], capture_output=True, timeout=20
+        )
+
+    def limit_dropped(self) -> int:
+        """Packets ``limit``'s qdisc dropped so far (0 without one)."""
+        listing = subprocess.run(
+            ["tc", "-s", "qdisc", "show", "dev", self._outside(), "root"],
+            check=True, capture_output=True, text=True, timeout=20,
+        ).stdout  # fmt: skip
+        match = re.search(r"tbf .*?dropped (\d+)", listing, re.DOTALL)
+        return int(match.group(1)) if match else 0
+
+    def link_bytes(self) -> tuple[int, int]:
+        """Bytes (down, up) that crossed the link so far, counted on the root side."""
+        stats = f"/sys/class/net/{self._outside()}/statistics"
+        with open(f"{stats}/tx_bytes") as sent, open(f"{stats}/rx_bytes") as received:
+            return int(sent.read()), int(received.read())
+
+    def _outside(self) -> str:
+        if not self.outside:
+            raise ValueError(f"{self.name}: made without its outside device name")
+        return self.outside
 
     def udp_dropped(self) -> int:
         """How many UDP packets ``block_udp``'s rules dropped so far, both ways."""
@@ -176,7 +230,7 @@ def netns_host(
             _run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
             local, peer = f"{address}/30", ""
         _run("ip", "link", "set", outside, "up")
-        host = Host(name, address, gateway, wire)
+        host = Host(name, address, gateway, wire, outside)
         _run(*host.command("ip", "addr", "add", local, *(["peer", peer] if peer else []),
                            "dev", inside))  # fmt: skip
         _run(*host.command("ip", "link", "set", inside, "up"))
