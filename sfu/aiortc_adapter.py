@@ -228,9 +228,19 @@ def prepare_sender(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
     sender._stream_id = stream_id
 
 
-def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler) -> None:
-    """Route RTCP for ``sender`` to ``handler`` first; aiortc still sees reports for its stats."""
-    original = sender._handle_rtcp_packet
+def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
+    """Group a (reused) send-only transceiver's track under ``stream_id`` from the next offer."""
+    transceiver.sender._stream_id = stream_id
+
+
+def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler | None) -> None:
+    """Route RTCP for ``sender`` to ``handler`` first (None: to nobody but aiortc, which
+    still sees reports for its stats). A new handler replaces the previous one, so a
+    reused sender holds no closed consumer."""
+    if handler is None:
+        sender.__dict__.pop("_handle_rtcp_packet", None)
+        return
+    original = RTCRtpSender._handle_rtcp_packet.__get__(sender)
 
     async def _handle(packet: Any) -> None:
         await handler(packet)
@@ -345,9 +355,17 @@ def egress(transport: RTCDtlsTransport) -> Egress | None:
     )
 
 
-def on_state_change(transport: RTCDtlsTransport, callback: Callable[[str], None]) -> None:
-    """Call ``callback(state)`` whenever the DTLS transport changes state."""
-    transport.on("statechange", lambda: callback(transport.state))
+def on_state_change(
+    transport: RTCDtlsTransport, callback: Callable[[str], None]
+) -> Callable[[], None]:
+    """Call ``callback(state)`` whenever the DTLS transport changes state; returns the
+    function that stops it (the transport outlives the subscriptions on it)."""
+
+    def listener() -> None:
+        callback(transport.state)
+
+    transport.on("statechange", listener)
+    return lambda: transport.remove_listener("statechange", listener)
 
 
 def set_sender_report(

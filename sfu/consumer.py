@@ -40,6 +40,9 @@ ABS_ID = SUBSCRIBER_EXTENSION_IDS[rtp.URI_ABS_SEND_TIME]
 PAD_PACKETS_MAX = 64  # copies one ``pad`` call may send
 
 EstimateCallback = Callable[[int], None]
+# Where an m-line's numbering stands: (sequence number, timestamp, when last sent, RTX
+# sequence number), handed from a closed consumer to the next one on the same m-line.
+Numbering = tuple[int, int, float, int]
 
 
 class Consumer:
@@ -54,6 +57,7 @@ class Consumer:
         stats: ForwardingStats,
         layer: int = 0,
         on_estimate: EstimateCallback | None = None,
+        follows: Numbering | None = None,
     ) -> None:
         self.producer = producer
         self.subscriber_id = subscriber_id
@@ -96,8 +100,11 @@ class Consumer:
         # Retransmissions go on the RTX stream when the subscriber negotiated one.
         self._rtx = adapter.negotiated_rtx(transceiver)
         self._rtx_seq = random.randint(0, 0xFFFF)
+        if follows is not None:
+            # A reused m-line: the subscriber's receiver for it carries on from here.
+            self._last_seq, self._last_ts, self._last_sent_at, self._rtx_seq = follows
         adapter.take_rtcp(self._sender, self._on_rtcp)
-        adapter.on_state_change(self._transport, self._on_state)
+        self._unwatch = adapter.on_state_change(self._transport, self._on_state)
         producer.consumers.append(self)
         if producer.layered:
             self.switch_to(producer.streams[min(layer, len(producer.streams) - 1)])
@@ -348,12 +355,19 @@ class Consumer:
         self._stats.probe_bytes += sent
         return sent
 
+    def numbering(self) -> Numbering:
+        """Where this consumer's outgoing numbering stands (for the m-line's next track)."""
+        return self._last_seq, self._last_ts, self._last_sent_at, self._rtx_seq
+
     def close(self) -> None:
-        """Detach from the producer and its layers (idempotent)."""
+        """Detach from the producer, its layers and aiortc's sender and transport
+        (idempotent): nothing keeps a closed consumer alive."""
         if self._closed:
             return
         self._closed = True
         self._egress = None
+        adapter.take_rtcp(self._sender, None)
+        self._unwatch()
         for stream in (self.stream, self.target):
             if stream is not None:
                 if self in stream.joining:

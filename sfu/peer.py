@@ -30,7 +30,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
 from . import simulcast
-from .consumer import Consumer
+from .consumer import Consumer, Numbering
 from .forwarder import Codec, Ingress, Producer, Source
 from .layers import LayerControl
 from .stats import ForwardingStats
@@ -48,6 +48,8 @@ TELEMETRY_RATE = 20.0  # messages per second, sustained
 TELEMETRY_BURST = 600.0
 
 TelemetryCallback = Callable[[str, str], None]  # (participant id, message text)
+# An inactive m-line and where its numbering left off (None: it never carried a track).
+Idle = tuple[RTCRtpTransceiver, "Numbering | None"]
 
 
 class SfuError(Exception):
@@ -136,6 +138,8 @@ class Participant:
         self._subscribe_pc = RTCPeerConnection(configuration)
         self._wanted: dict[str, Source] = {}
         self._consumers: dict[str, tuple[Consumer, RTCRtpTransceiver]] = {}
+        self._idle: list[Idle] = []  # inactive m-lines, for reuse
+        self._retiring: list[Idle] = []  # turning inactive in the next offer
         self._answer: asyncio.Future[str] | None = None
         self._visible: set[str] | None = None  # None: everything is shown
         self._layers = LayerControl(self._layered_videos, self._audio_count)
@@ -282,46 +286,91 @@ class Participant:
                 logger.exception("subscribe negotiation failed for %s", self.id)
 
     async def _negotiate_once(self) -> None:
-        pc = self._subscribe_pc
+        # Tracks that ended go first, in an offer of their own: their m-lines are free
+        # for new tracks only once negotiated inactive (a browser fires no `track` event
+        # for an m-line that changes tracks without pausing).
         removed = [pid for pid in self._consumers if pid not in self._wanted]
         for pid in removed:
             consumer, transceiver = self._consumers.pop(pid)
             consumer.close()
             # An m-line cannot be removed; it turns inactive and the browser ends the track.
             transceiver.direction = "inactive"
-        added: list[tuple[Source, RTCRtpTransceiver]] = []
+            self._retiring.append((transceiver, consumer.numbering()))
+        if self._retiring:
+            await self._exchange([])
+            if any(p.id not in self._consumers for p in self._wanted.values()):
+                self._dirty.set()
+            return
+        added: list[tuple[Source, RTCRtpTransceiver, Numbering | None]] = []
         for producer in self._wanted.values():
             if producer.id in self._consumers or producer.codec is None:
                 continue
-            transceiver = pc.addTransceiver(producer.kind, direction="sendonly")
+            reused = self._reuse(producer)
+            if reused is not None:
+                added.append((producer, *reused))
+                continue
+            transceiver = self._subscribe_pc.addTransceiver(producer.kind, direction="sendonly")
             transceiver.setCodecPreferences(subscriber_codecs(producer.kind, producer.codec))
             adapter.prepare_sender(transceiver, stream_id=producer.owner_id)
-            added.append((producer, transceiver))
-        if not removed and not added:
+            added.append((producer, transceiver, None))
+        if not added:
             return
+        await self._exchange(added)
+        for producer, transceiver, numbering in added:
+            payload_type = adapter.negotiated_payload_type(transceiver)
+            if payload_type is None or transceiver.mid is None:
+                continue
+            if producer.id not in self._wanted:  # left while the offer was out
+                transceiver.direction = "inactive"
+                self._retiring.append((transceiver, numbering))
+                self._dirty.set()
+                continue
+            consumer = Consumer(
+                producer, self.id, transceiver, payload_type, self._stats,
+                on_estimate=self._layers.on_estimate, follows=numbering,
+            )  # fmt: skip
+            consumer.paused = self._hidden(producer)
+            self._consumers[producer.id] = (consumer, transceiver)
+
+    async def _exchange(
+        self, added: list[tuple[Source, RTCRtpTransceiver, Numbering | None]]
+    ) -> None:
+        """One subscribe offer and its answer; m-lines it turned inactive become free."""
+        pc = self._subscribe_pc
+        retiring, self._retiring = self._retiring, []
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        owners = {t.mid: p for p, t in added}
+        owners = {t.mid: p for p, t, _n in added}
         owners.update({t.mid: c.producer for c, t in self._consumers.values()})
         tracks = [TrackInfo(mid, p.owner_id, p.kind) for mid, p in owners.items() if mid]
         self._answer = asyncio.get_running_loop().create_future()
         await self._signal.send_offer(str(pc.localDescription.sdp), tracks)
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        for producer, transceiver in added:
-            payload_type = adapter.negotiated_payload_type(transceiver)
-            if payload_type is None or transceiver.mid is None:
-                continue
-            if producer.id not in self._wanted:
-                transceiver.direction = "inactive"
-                self._dirty.set()
-                continue
-            consumer = Consumer(
-                producer, self.id, transceiver, payload_type, self._stats,
-                on_estimate=self._layers.on_estimate,
-            )  # fmt: skip
-            consumer.paused = self._hidden(producer)
-            self._consumers[producer.id] = (consumer, transceiver)
+        self._idle += retiring
+
+    def _reuse(self, producer: Source) -> tuple[RTCRtpTransceiver, Numbering | None] | None:
+        """An inactive m-line of the same kind and codec, made to carry ``producer``:
+        the subscribe offer then stays as long as what is received, however many
+        people came and went. Its numbering continues where its last track left it."""
+        codec = producer.codec
+        for index, (transceiver, numbering) in enumerate(self._idle):
+            codecs = adapter.negotiated_codecs(transceiver)
+            if (
+                transceiver.kind == producer.kind
+                and codec is not None
+                and codecs
+                and codecs[0].mimeType.lower() == codec.mime_type.lower()
+                and all(
+                    codecs[0].parameters.get(key) == codec.parameters.get(key)
+                    for key in ("profile-level-id", "packetization-mode")
+                )
+            ):
+                del self._idle[index]
+                transceiver.direction = "sendonly"
+                adapter.set_stream_id(transceiver, producer.owner_id)
+                return transceiver, numbering
+        return None
 
     def set_visible(
         self,
