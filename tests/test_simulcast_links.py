@@ -1,0 +1,156 @@
+"""Simulcast on links limited the way real ones are: the real browser client, the real
+server, and a participant whose downlink is a 400 kbit/s ``tbf`` (a network namespace).
+
+The instructor publishes a detailed 720p clip in three layers. A participant on an
+unlimited link must keep the instructor in 540p or better at the bitrate it had before
+a participant on the slow line joined (today's SFU without layers would drag it down
+to the slow line's rate); the slow participant decodes the lowest layer smoothly, moves
+up a layer when its limit is lifted and down again when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.browser_fixtures import ARTIFACTS, JOIN_TIMEOUT_MS, NEEDS_CHROMIUM, Tab, join, open_tab
+from tests.browser_netns import (
+    VideoRate,
+    launch,
+    link_via,
+    open_server,
+    origin_for,
+    sent_rates,
+    video_rates,
+    wait_for_video,
+)
+from tests.conftest import RunningServer, stop_server
+from tests.netns import netns_host, netns_unavailable
+from tests.y4m import cached_clip
+
+pytestmark = [
+    pytest.mark.skipif(netns_unavailable() is not None, reason=netns_unavailable() or ""),
+    NEEDS_CHROMIUM,
+    pytest.mark.asyncio(loop_scope="module"),
+]
+
+LIMIT_KBIT = 400
+MEASURE_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def links_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server on every address, so pages in namespaces reach it."""
+    running = open_server(tmp_path_factory.mktemp("simulcast-links"))
+    yield running
+    stop_server(running)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def playwright() -> AsyncIterator[Any]:
+    """Playwright for the module (each test launches its browsers, some in namespaces)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as running:
+        yield running
+
+
+async def video_of(tab: Tab, publisher: str, seconds: float = MEASURE_S) -> VideoRate:
+    """What ``tab`` received of ``publisher``'s video over ``seconds``."""
+    rates = [r for r in (await video_rates(tab, seconds)).values() if r.publisher == publisher]
+    assert len(rates) == 1, rates
+    return rates[0]
+
+
+async def until(tab: Tab, publisher: str, test: Any, timeout: float) -> list[VideoRate]:
+    """Sample ``publisher``'s video on ``tab`` each second until ``test(rate)`` holds;
+    returns the samples (the last one passed, unless the time ran out)."""
+    samples: list[VideoRate] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples.append(await video_of(tab, publisher, 1.0))
+        if test(samples[-1]):
+            break
+    return samples
+
+
+async def join_limited(tab: Tab, link: str, name: str, limit: Any) -> None:
+    """Load the page at full speed (the client is ~300 KB), then limit, then join."""
+    await tab.page.goto(link)
+    limit()
+    await tab.page.get_by_test_id("name-input").fill(name)
+    await tab.page.get_by_test_id("join-button").click()
+    await tab.page.wait_for_function(
+        "document.body.dataset.state === 'joined'", timeout=JOIN_TIMEOUT_MS
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_a_slow_participant_no_longer_drags_the_class_down(
+    links_server: RunningServer, playwright: Any, tmp_path: Path
+) -> None:
+    room = links_server.create_room("Layers")
+    studio = await launch(playwright, clip=cached_clip())
+    record: dict[str, Any] = {}
+    try:
+        coach = await open_tab(studio, "instructor")
+        coach_id = await join(coach, str(room["host_link"]), "Coach Ana")
+        amy = await open_tab(studio, "participant on a good link")
+        await join(amy, str(room["join_link"]), "Amy")
+        await wait_for_video(amy, coach_id)
+        # A good link climbs to the 720p layer (after probes prove the link carries it).
+        climb = await until(amy, coach_id, lambda r: r.frame_height >= 540, 60)
+        record["amy_climb"] = [asdict(r) for r in climb]
+        assert climb[-1].frame_height >= 540, record
+        await asyncio.sleep(2)
+        record["amy_before"] = before = asdict(await video_of(amy, coach_id))
+        record["instructor_sends"] = await sent_rates(coach, 3.0)
+        with netns_host() as host:
+            slow = await launch(
+                playwright, host=host, scripts=tmp_path,
+                secure_origins=[origin_for(links_server, host)],
+            )  # fmt: skip
+            try:
+                ben = await open_tab(slow, "participant on a slow line")
+                link = link_via(str(room["join_link"]), links_server, host)
+                await join_limited(ben, link, "Ben", lambda: host.limit(LIMIT_KBIT))
+                await wait_for_video(ben, coach_id, timeout=30)
+                await asyncio.sleep(8)  # the slow line settles on its layer
+                record["ben_limited"] = limited = asdict(await video_of(ben, coach_id))
+                record["amy_after"] = after = asdict(await video_of(amy, coach_id))
+                # Lifted: the slow participant goes up a layer, without freezing.
+                host.unlimit()
+                up = await until(ben, coach_id, lambda r: r.frame_height >= 360, 60)
+                record["ben_unlimited"] = [asdict(r) for r in up]
+                # Limited again: back down to the lowest layer.
+                host.limit(LIMIT_KBIT)
+                down = await until(ben, coach_id, lambda r: r.frame_height <= 180, 30)
+                record["ben_limited_again"] = [asdict(r) for r in down]
+                record["ben_settled_again"] = asdict(await video_of(ben, coach_id))
+                record["limit_dropped_packets"] = host.limit_dropped()
+            finally:
+                await slow.close()
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "simulcast-links.json").write_text(json.dumps(record, indent=1) + "\n")
+        await studio.close()
+    print(json.dumps({k: v for k, v in record.items() if not isinstance(v, list)}, indent=1))
+    # The slow line: the lowest layer, smoothly, within its link.
+    assert limited["frame_height"] <= 180 and limited["fps"] >= 15, limited
+    assert limited["freezes"] == 0 and limited["kbps"] < LIMIT_KBIT, limited
+    # The good link is not dragged down: 540p or better, at ≥ 90 % of its bitrate.
+    assert after["frame_height"] >= 540, (before, after)
+    assert after["kbps"] >= 0.9 * before["kbps"], (before, after)
+    # Up a layer once the limit is lifted, with no freeze on the way.
+    assert up[-1].frame_height >= 360, record["ben_unlimited"]
+    assert sum(r.freezes for r in up) == 0, record["ben_unlimited"]
+    # And down again when it returns.
+    assert down[-1].frame_height <= 180, record["ben_limited_again"]
