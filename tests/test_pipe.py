@@ -445,3 +445,64 @@ async def test_a_dead_worker_ends_the_split_class_and_only_it(split_server: Runn
         await watcher.close()
         for bot in bots:
             await bot.stop()
+
+
+class LayeredOrigin(Origin):
+    """A simulcast track at the origin: two layers, each with its own SSRC."""
+
+    def __init__(self, stats: ForwardingStats) -> None:
+        Source.__init__(self, "pub:video", "pub", "video", None, stats, 2_000_000, ("q", "h"))
+        self.streams[0].media_ssrc, self.streams[1].media_ssrc = 1111, 2222
+        self.keyframes = 0
+        self.asked: list[int] = []
+        self.estimates = []
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        self.asked.append(media_ssrc)
+
+
+async def test_a_layered_track_is_piped_layer_by_layer() -> None:
+    """Each layer keeps its own stream across the link: packets, sender reports,
+    keyframe requests, repairs, and how many layers the other worker wants."""
+    stats_a, stats_b = ForwardingStats(), ForwardingStats()
+    end_a, end_b = socket_pair()
+    link_a, link_b = Link(1, 1, end_a, stats_a), Link(1, 0, end_b, stats_b)
+    room = Room("r", RTCConfiguration(iceServers=[]), stats_b)
+    origin = LayeredOrigin(stats_a)
+    sink = PipeSink(9, origin, link_a)
+    params = track_params("pub:video", "video").model_copy(update={"rids": ["q", "h"]})
+    copy = PipeProducer(9, link_b, "pub", params, room)
+    room.add_remote("pub", "participant", copy)
+    low, high = Subscriber(), Subscriber()
+    copy.streams[0].consumers.append(low)  # type: ignore[arg-type]
+    copy.streams[1].consumers.append(high)  # type: ignore[arg-type]
+    try:
+        assert copy.layered and [s.rid for s in copy.streams] == ["q", "h"]
+        payload = memoryview(bytes(50))
+        sink.send(0, 1, 10, 900, 1111, b"", payload, 0)
+        sink.send(0, 1, 500, 900, 2222, b"", payload, 1)
+        await until(lambda: len(low.got) == 1 and len(high.got) == 1, what="one packet each")
+        assert (low.got[0][2], high.got[0][2]) == (10, 500)
+        assert [s.media_ssrc for s in copy.streams] == [1111, 2222]
+
+        sink.source_report(1 << 40, 900, 1)  # the high layer's report reaches only its own
+        await until(lambda: high.reports == [(1 << 40, 900)], what="high layer report")
+        assert low.reports == []
+
+        copy.streams[1].want_keyframe()
+        await until(lambda: origin.asked == [2222], what="a PLI for the high layer")
+
+        origin.streams[1]._fan_out(bytes(12) + bytes(50), memoryview(bytes(62))[12:], 0, 0, 501,
+                                   930, 12, b"")  # fmt: skip
+        sink.send(0, 0, 502, 960, 2222, b"", payload, 1)  # 501 never crossed the link
+        await until(lambda: [g[2] for g in high.got] == [500, 502, 501], what="501 resent")
+        assert stats_a.pipe_resent_packets == 1 and [g[2] for g in low.got] == [10]
+
+        assert copy.on_layers is not None
+        copy.on_layers(["q", "h"])  # someone on worker B wants both layers
+        await until(lambda: sink.wanted == 2, what="the wanted layers at the origin")
+        assert origin.wanted_layers() == 2
+    finally:
+        link_a.close()
+        link_b.close()
+        await room.close()
