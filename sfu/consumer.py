@@ -32,9 +32,10 @@ from aiortc.rtp import (
 from . import aiortc_adapter as adapter
 from . import packet as rtp
 from . import vp8
-from .forwarder import QUEUE_LIMIT_BYTES, STALE_AFTER, SUBSCRIBER_EXTENSION_IDS, Source, Stream
+from .forwarder import QUEUE_LIMIT_BYTES, STALE_AFTER, SUBSCRIBER_EXTENSION_IDS, Source
 from .forwarder import anchor as anchor_stream
 from .stats import ForwardingStats
+from .stream import Stream
 
 ABS_ID = SUBSCRIBER_EXTENSION_IDS[rtp.URI_ABS_SEND_TIME]
 PAD_PACKETS_MAX = 64  # copies one ``pad`` call may send

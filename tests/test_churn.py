@@ -126,9 +126,10 @@ async def test_nothing_is_kept_per_join_in_the_sfu(browser: Any) -> None:
     from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
     from sfu.consumer import Consumer
-    from sfu.forwarder import Producer, Stream
+    from sfu.forwarder import Producer
     from sfu.peer import Participant
     from sfu.server import SfuServer
+    from sfu.stream import Stream
     from tests.simulcast_pages import new_peer
 
     kinds = (Participant, RTCPeerConnection, RTCRtpTransceiver, Producer, Stream, Consumer)

@@ -1,0 +1,161 @@
+"""One RTP stream of a published track: its only one, or one of its simulcast layers.
+
+The packet path's last shared step: a Stream keeps the last packets for NACKs, fans
+each one out to the consumers it feeds, and merges and rate-limits keyframe requests
+for its SSRC. On a layered track it also measures its bitrate, reads each packet's VP8
+picture numbers (sfu/vp8.py), and lets the consumers switching to it (``joining``) in
+at its next keyframe, so a subscriber's decoder never starts mid-picture.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from . import vp8
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .forwarder import Source
+
+KEYFRAME_INTERVAL_S = 0.3  # at most one PLI upstream per stream in this window
+CACHE_SIZE = 1024  # packets kept per stream for answering NACKs (power of two)
+CACHE_MASK = CACHE_SIZE - 1
+ARRIVING_S = 1.0  # a layer with no packet for this long is not being sent
+
+
+class Stream:
+    """One RTP stream of a track: its only one, or one simulcast layer.
+
+    Keeps the last packets for NACKs, fans each packet out to the consumers it feeds,
+    and merges and rate-limits keyframe requests for its SSRC. On a layered track it
+    also measures its bitrate, reads each packet's VP8 picture numbers and lets the
+    consumers waiting for it (``joining``) in at its next keyframe.
+    """
+
+    def __init__(self, source: Source, index: int, rid: str, consumers: list[Consumer]) -> None:
+        self.source = source
+        self.index = index
+        self.rid = rid
+        self.media_ssrc: int | None = None
+        self.consumers = consumers  # fed from this stream (the track's own list if alone)
+        self.joining: list[Consumer] = []  # switching here at the next keyframe
+        self.keyframe_wanted = False
+        self.newest_seq = -1
+        self.octets = 0  # bytes in since the last bitrate measurement (layered only)
+        self.bitrate = 0  # bits/s, smoothed (layered only)
+        self.height = 0  # of the last keyframe (VP8), 0 until one came
+        self.last_packet_at = 0.0  # monotonic (layered only)
+        self.picture_id = -1  # VP8 numbering of the newest packet (layered only)
+        self.tl0 = -1
+        self.sender_report: tuple[int, int] | None = None  # the publisher's last (NTP, RTP)
+        self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
+        self._cache_seq: list[int] = [-1] * CACHE_SIZE
+        self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
+        self._last_keyframe_request = 0.0
+        self._stats = source.stats
+        self.fan_out = self._fan_out_layered if source.layered else self._fan_out
+
+    def new_ssrc(self, ssrc: int) -> None:
+        """The stream's packets now carry ``ssrc`` (a method only for this rare branch)."""
+        if self.media_ssrc is not None:
+            # The publisher restarted its stream: each consumer keeps its own numbering.
+            for consumer in self.consumers:
+                consumer.resync()
+        self.media_ssrc = ssrc
+
+    def _fan_out(
+        self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
+        timestamp: int, payload_start: int, shared: bytes,
+    ) -> None:  # fmt: skip
+        """Keep one packet for NACKs and send it to every consumer."""
+        slot = seq & CACHE_MASK
+        self._cache_data[slot] = data
+        self._cache_seq[slot] = seq
+        self._cache_fields[slot] = (padding, marker, timestamp, payload_start, shared)
+        self.newest_seq = seq
+        sent = 0
+        octets = 0
+        for consumer in self.consumers:
+            size = consumer.send(padding, marker, seq, timestamp, shared, payload)
+            if size:
+                sent += 1
+                octets += size
+        stats = self._stats
+        stats.forwarded_packets += sent
+        stats.forwarded_bytes += octets
+        if self.keyframe_wanted:
+            self.want_keyframe()
+
+    def _fan_out_layered(
+        self, data: bytes, payload: memoryview, padding: int, marker: int, seq: int,
+        timestamp: int, payload_start: int, shared: bytes,
+    ) -> None:  # fmt: skip
+        """``_fan_out`` for one layer of a simulcast track."""
+        self.octets += len(data)
+        self.last_packet_at = time.monotonic()
+        keyframe = 0
+        if self.source.vp8 and len(payload):
+            try:  # noqa: SIM105 (per packet: a context manager costs more)
+                keyframe, self.picture_id, self.tl0, _size = vp8.read(payload)
+            except IndexError:
+                pass  # a truncated descriptor: forwarded as it is
+            if keyframe:
+                self.height = keyframe
+        if self.joining and keyframe:
+            for consumer in self.joining:
+                consumer.enter(self)
+            self.joining.clear()
+        self._fan_out(data, payload, padding, marker, seq, timestamp, payload_start, shared)
+
+    def cached(self, seq: int) -> tuple[int, int, int, bytes, memoryview] | None:
+        """``(padding, marker, timestamp, shared, payload)`` of a recent source packet."""
+        slot = seq & CACHE_MASK
+        data = self._cache_data[slot]
+        fields = self._cache_fields[slot]
+        if data is None or fields is None or self._cache_seq[slot] != seq:
+            return None
+        padding, marker, timestamp, payload_start, shared = fields
+        return padding, marker, timestamp, shared, memoryview(data)[payload_start:]
+
+    def want_keyframe(self) -> None:
+        """Ask the publisher for a keyframe of this stream, at most once per
+        KEYFRAME_INTERVAL_S; requests inside the window merge into one sent by the
+        first packet after it."""
+        source = self.source
+        if source.kind != "video" or self.media_ssrc is None or source.closed:
+            self.keyframe_wanted = False
+            return
+        now = time.monotonic()
+        if now - self._last_keyframe_request < KEYFRAME_INTERVAL_S:
+            self.keyframe_wanted = True
+            return
+        self.keyframe_wanted = False
+        self._last_keyframe_request = now
+        self._stats.keyframe_requests += 1
+        source.request_keyframe(self)
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report for this stream, passed to its consumers."""
+        self.sender_report = (ntp_time, rtp_timestamp)
+        for consumer in self.consumers:
+            consumer.source_report(ntp_time, rtp_timestamp)
+
+    def measure(self, elapsed_s: float, now: float) -> None:
+        """Fold the bytes since the last call into ``bitrate`` (layered tracks)."""
+        rate = int(self.octets * 8 / elapsed_s) if elapsed_s > 0 else 0
+        self.octets = 0
+        if now - self.last_packet_at > ARRIVING_S:
+            self.bitrate = 0
+        else:
+            self.bitrate = rate if not self.bitrate else (self.bitrate * 3 + rate * 2) // 5
+
+    def arriving(self, now: float) -> bool:
+        """Whether the publisher is sending this stream now."""
+        return now - self.last_packet_at <= ARRIVING_S
+
+    def clear(self) -> None:
+        """Drop the cache and every consumer reference (the track closed)."""
+        self._cache_data = [None] * CACHE_SIZE
+        self._cache_fields = [None] * CACHE_SIZE
+        self.joining.clear()
