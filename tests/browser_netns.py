@@ -15,14 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+import pytest_asyncio
+
 from tests.browser_fixtures import CHROMIUM, CHROMIUM_ARGS, SECRET, Tab
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, stop_server
 from tests.netns import Host, require_netns
+
+
+# Registered under a `name`, like tests/browser_fixtures: a module imports the functions.
+@pytest.fixture(scope="module", name="netns_server")
+def netns_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module, on every address so namespaced pages reach it."""
+    running = open_server(tmp_path_factory.mktemp("browser-netns"))
+    yield running
+    stop_server(running)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="playwright")
+async def playwright_fixture() -> AsyncIterator[Any]:
+    """Playwright for the module; each test launches the browsers it needs (in namespaces)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as running:
+        yield running
 
 
 def open_server(tmp: Path, **env: str) -> RunningServer:

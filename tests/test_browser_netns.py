@@ -15,25 +15,25 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.browser_fixtures import ARTIFACTS, NEEDS_CHROMIUM, Tab, join, open_tab
-from tests.browser_netns import (
+from tests.browser_netns import (  # noqa: F401 (fixtures)
     launch,
     link_via,
+    netns_server_fixture,
     open_server,
     origin_for,
+    playwright_fixture,
     sent_rates,
     video_rates,
     wait_for_video,
 )
-from tests.conftest import RunningServer, stop_server
+from tests.conftest import RunningServer
 from tests.netns import Host, netns_host, netns_unavailable
 from tests.y4m import cached_clip, clip, vp8_kbps
 
@@ -63,23 +63,6 @@ except socket.timeout:
     pass
 print(json.dumps({"bytes": total, "seconds": (last - first) if first else 0}), flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def netns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One server for the module, on every address so namespaced pages reach it."""
-    running = open_server(tmp_path_factory.mktemp("browser-netns"))
-    yield running
-    stop_server(running)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    """Playwright for the module; each test launches the browsers it needs (in namespaces)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as running:
-        yield running
 
 
 def udp_received_kbit(host: Host, send_kbit: int, seconds: float = 2.5) -> float:

@@ -13,26 +13,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.browser_fixtures import ARTIFACTS, JOIN_TIMEOUT_MS, NEEDS_CHROMIUM, Tab, join, open_tab
-from tests.browser_netns import (
+from tests.browser_netns import (  # noqa: F401 (fixtures)
     VideoRate,
     launch,
     link_via,
+    netns_server_fixture,
     open_server,
     origin_for,
+    playwright_fixture,
     sent_rates,
     video_rates,
     wait_for_video,
 )
-from tests.conftest import RunningServer, stop_server
+from tests.conftest import RunningServer
 from tests.netns import netns_host, netns_unavailable
 from tests.y4m import cached_clip
 
@@ -44,23 +44,6 @@ pytestmark = [
 
 LIMIT_KBIT = 400
 MEASURE_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def links_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server on every address, so pages in namespaces reach it."""
-    running = open_server(tmp_path_factory.mktemp("simulcast-links"))
-    yield running
-    stop_server(running)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    """Playwright for the module (each test launches its browsers, some in namespaces)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as running:
-        yield running
 
 
 async def video_of(tab: Tab, publisher: str, seconds: float = MEASURE_S) -> VideoRate:
@@ -95,9 +78,9 @@ async def join_limited(tab: Tab, link: str, name: str, limit: Any) -> None:
 
 @pytest.mark.timeout(300)
 async def test_a_slow_participant_no_longer_drags_the_class_down(
-    links_server: RunningServer, playwright: Any, tmp_path: Path
+    netns_server: RunningServer, playwright: Any, tmp_path: Path
 ) -> None:
-    room = links_server.create_room("Layers")
+    room = netns_server.create_room("Layers")
     studio = await launch(playwright, clip=cached_clip())
     record: dict[str, Any] = {}
     try:
@@ -116,11 +99,11 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
         with netns_host() as host:
             slow = await launch(
                 playwright, host=host, scripts=tmp_path,
-                secure_origins=[origin_for(links_server, host)],
+                secure_origins=[origin_for(netns_server, host)],
             )  # fmt: skip
             try:
                 ben = await open_tab(slow, "participant on a slow line")
-                link = link_via(str(room["join_link"]), links_server, host)
+                link = link_via(str(room["join_link"]), netns_server, host)
                 await join_limited(ben, link, "Ben", lambda: host.limit(LIMIT_KBIT))
                 await wait_for_video(ben, coach_id, timeout=30)
                 await asyncio.sleep(8)  # the slow line settles on its layer
@@ -154,3 +137,39 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
     assert sum(r.freezes for r in up) == 0, record["ben_unlimited"]
     # And down again when it returns.
     assert down[-1].frame_height <= 180, record["ben_limited_again"]
+
+
+@pytest.mark.timeout(180)
+async def test_the_instructors_gallery_takes_the_thumbnail_layers(
+    netns_server: RunningServer, playwright: Any
+) -> None:
+    """Participants publish two layers; the instructor shows them as tiles, and gets the
+    layer that fits the tile (the thumbnail), not the full one; a participant enlarged
+    (the instructor's own window grown) gets the bigger layer."""
+    room = netns_server.create_room("Gallery")
+    studio = await launch(playwright, clip=cached_clip())
+    try:
+        coach = await open_tab(studio, "instructor", viewport=(800, 600))
+        await join(coach, str(room["host_link"]), "Coach Ana")
+        ids = []
+        for name in ("Amy", "Ben", "Cas"):
+            tab = await open_tab(studio, name)
+            ids.append(await join(tab, str(room["join_link"]), name))
+        for pid in ids:
+            await wait_for_video(coach, pid, timeout=30)
+        drawn = await coach.page.evaluate(
+            """(ids) => ids.map((id) => document.querySelector(
+                `[data-testid=tile][data-participant-id="${id}"] video`).clientHeight
+                * devicePixelRatio)""",
+            ids,
+        )
+        await asyncio.sleep(6)
+        rates = {r.publisher: r for r in (await video_rates(coach, 3.0)).values()}
+        heights = {pid: rates[pid].frame_height for pid in ids}
+        print("tiles drawn at", drawn, "px; received heights", heights)
+        for pid, shown in zip(ids, drawn, strict=True):
+            # The smallest layer at least 90 % of the drawn height (or the largest).
+            expected = 180 if shown <= 200 else 360
+            assert heights[pid] == expected, (drawn, heights)
+    finally:
+        await studio.close()
