@@ -249,7 +249,9 @@ class Bot:
     )
     names: dict[str, str] = field(default_factory=dict)
     tracks: dict[str, ReceivedTrack] = field(default_factory=dict)
-    past_tracks: list[ReceivedTrack] = field(default_factory=list)  # before a rejoin
+    # Before a rejoin, or on an m-line the SFU has since reused for another publisher.
+    past_tracks: list[ReceivedTrack] = field(default_factory=list)
+    _tapped: set[str] = field(default_factory=set)  # mids whose receiver is tapped
     mid_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
     you: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -367,6 +369,7 @@ class Bot:
                 received.task.cancel()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
+        self._tapped = set()
         self.mid_owner = {}
         while not self._offers.empty():
             self._offers.get_nowait()
@@ -453,6 +456,14 @@ class Bot:
             self.subscribe_pc.on("track", self._on_track)
         pc = self.subscribe_pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        # An m-line that was inactive may come back carrying another publisher's track:
+        # aiortc fires no `track` event for it (its receiver has a track already).
+        for t in offer.get("tracks", []):
+            old = self.tracks.get(t["mid"])
+            if old is not None and old.publisher_id != t["participant_id"]:
+                transceiver = next(x for x in pc.getTransceivers() if x.mid == t["mid"])
+                if transceiver.receiver.track is not None:
+                    self._start_track(t["mid"], transceiver.receiver.track)
         await pc.setLocalDescription(await pc.createAnswer())
         if generation != self._generation:
             return  # the offer of a session that ended meanwhile
@@ -464,28 +475,45 @@ class Bot:
         mid = next(
             (t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None
         )
-        if mid is None:
-            return
+        if mid is not None:
+            self._start_track(mid, track)
+
+    def _start_track(self, mid: str, track: MediaStreamTrack) -> None:
+        """Count what arrives on ``mid`` as its current publisher's track from now on."""
+        assert self.subscribe_pc is not None
         publisher, kind = self.mid_owner.get(mid, ("?", track.kind))
+        old = self.tracks.get(mid)
+        if old is not None:
+            if old.task is not None:
+                old.task.cancel()
+            self.past_tracks.append(old)
         received = ReceivedTrack(
             mid=mid, kind=kind, publisher_id=publisher, announced_at=time.monotonic()
         )
         transceiver = next(t for t in self.subscribe_pc.getTransceivers() if t.mid == mid)
         codecs = aiortc_adapter.negotiated_codecs(transceiver)
         received.codec = codecs[0].mimeType if codecs else ""
-        receiver = transceiver.receiver
+        received.task = asyncio.create_task(self._consume(track, received))
+        self.tracks[mid] = received
+        if mid not in self._tapped:  # one tap per m-line, counting for its current track
+            self._tapped.add(mid)
+            self._tap(mid, transceiver.receiver, codecs)
 
+    def _tap(self, mid: str, receiver: Any, codecs: list[Any]) -> None:
         rtx_payload_types = {
             c.payloadType for c in codecs if c.mimeType.lower() == "video/rtx" and c.payloadType
         }
 
-        def settled() -> bool:
+        def settled(received: ReceivedTrack) -> bool:
             # The stream's start (keyframe wait, decoder start) is time to first frame's
             # business: one-way delays count from DELAY_AFTER_FIRST_FRAME_S after it.
             first = received.first_frame_at
             return first is not None and time.monotonic() - first >= DELAY_AFTER_FIRST_FRAME_S
 
         def count(packet: RtpPacket) -> None:
+            received = self.tracks.get(mid)
+            if received is None:
+                return
             received.packets += 1
             received.bytes += len(packet.payload)
             seq = packet.sequence_number
@@ -494,7 +522,7 @@ class Bot:
                     return  # padding-only probe
                 seq = (packet.payload[0] << 8) | packet.payload[1]  # RFC 4588 OSN
                 received.retransmissions += 1
-            elif packet.extensions.abs_send_time is not None and settled():
+            elif packet.extensions.abs_send_time is not None and settled(received):
                 # The publisher's send time, which the SFU forwards unchanged (first
                 # sends only: a retransmission's stamp is its original's).
                 delay = abs_send_delay(packet.extensions.abs_send_time, time.time())
@@ -502,8 +530,6 @@ class Bot:
             received.sequence.add(seq)
 
         aiortc_adapter.tap_rtp(receiver, count)
-        received.task = asyncio.create_task(self._consume(track, received))
-        self.tracks[mid] = received
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
         with contextlib.suppress(MediaStreamError):
