@@ -36,10 +36,13 @@ AUDIO_SHARE = 50_000  # bits/s set aside for each audio track received
 INITIAL_ESTIMATE = 1_000_000  # before the subscriber's first REMB
 TICK_S = 0.5  # allocation period
 PROBE_TICK_S = 0.05  # padding period while probing
-PROBE_PROVE_S = 3.0  # padding carried this long without congestion proves its rate
+PROBE_RAMP_S = 1.5  # padding grows to its full rate over this long: a link that cannot
+# carry it shows congestion (the estimate falls) before the whole probe is on it
+PROBE_PROVE_S = 3.5  # padding carried this long without congestion proves its rate
 LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as congestion
 PROBE_BACKOFF_S = (5.0, 10.0, 20.0, 30.0)  # waits after probes that led nowhere
 PROBE_MAX_BPS = 2_000_000
+PROBE_GROWTH = 1.6  # a probe goes at most this far beyond the estimate or proven rate
 SHOWN_SLACK = 0.9  # a layer at least this share of the tile's height is sharp enough
 CAP_SLACK = 1.1
 
@@ -98,6 +101,20 @@ def allocate(budget: int, demands: Sequence[Demand]) -> list[int]:
     return targets
 
 
+def shortfall(budget: int, demands: Sequence[Demand], targets: Sequence[int]) -> int:
+    """How much more than ``budget`` the cheapest raise beyond ``targets`` would need
+    (0: none is wanted, or one fits already and only waits for its hold time)."""
+    spent = sum(d.rates[t] for d, t in zip(demands, targets, strict=True) if t >= 0)
+    needs = []
+    for demand, layer in zip(demands, targets, strict=True):
+        step = next((i for i in range(layer + 1, demand.preferred + 1) if demand.rates[i]), None)
+        if layer < 0 or step is None:
+            continue
+        margin = 1.0 if step <= demand.current else UP_MARGIN
+        needs.append(spent + int(demand.rates[step] * margin) - demand.rates[layer] - budget)
+    return max(0, min(needs, default=0))
+
+
 ConsumersGetter = Callable[[], Sequence[Consumer]]
 
 
@@ -107,9 +124,8 @@ class LayerControl:
     Owns one task; ``close()`` cancels and ``aclose()`` awaits it.
     """
 
-    def __init__(self, videos: ConsumersGetter, audio_count: Callable[[], int]) -> None:
-        self._videos = videos
-        self._audio_count = audio_count
+    def __init__(self, consumers: ConsumersGetter) -> None:
+        self._consumers = consumers  # all of the subscriber's, audio and video
         self.estimate = 0  # the subscriber's last REMB (0: none yet)
         self.shown: dict[str, int] = {}  # publisher id -> rendered height (device px)
         self.cap: int | None = None  # the viewer's own limit (a height)
@@ -117,7 +133,13 @@ class LayerControl:
         self.proven = 0  # bits/s a probe showed the link carries (0: none since congestion)
         self._probing_since = 0.0
         self._probe_rate = 0
+        self._probe_mark: tuple[int, float] | None = None  # (bytes sent, when) at full rate
+        self._probe_consumers = 0  # subscriptions then (another count: bytes not comparable)
         self._next_probe_at = 0.0
+        self._shortfall = 0  # bits/s more the cheapest wanted raise needs
+        self._padded = 0  # padding bytes sent so far
+        self._sent_mark = (0, time.monotonic())  # (bytes sent, when) at the last update
+        self.sent_rate = 0  # bits/s sent to the subscriber (media and padding)
         self._backoff = 0
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="layers")
@@ -128,11 +150,21 @@ class LayerControl:
         return self._probing_since > 0
 
     def on_estimate(self, bitrate: int) -> None:
-        """A REMB from the subscriber: a fall is acted on at once."""
+        """A REMB from the subscriber: a fall that means congestion is acted on at once.
+
+        A browser lowers its estimate on congestion to 85 % of what it receives; while
+        the estimate is still climbing far below what a probe proved and is being sent,
+        a dip is its own noise (CPU, timers), not the link's. (A probe that overfills
+        a slow link raises its estimate, to 85 % of the more it receives: loss in the
+        receiver reports ends such a probe.)
+        """
         falling = self.estimate and bitrate < self.estimate * 0.9
+        near = self.estimate >= 0.8 * self.sent_rate
         self.estimate = bitrate
-        if falling:
+        if falling and near:
             self._congested()
+        elif falling:
+            self._wake.set()  # re-allocate: the estimate may rule without a proven rate
 
     def _congested(self) -> None:
         """The link shows congestion: what probes proved no longer holds."""
@@ -149,8 +181,9 @@ class LayerControl:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            if not self._probing_since:  # a probe spends the period padding instead
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), TICK_S)
             self._wake.clear()
             try:
                 wants_more = self.update(time.monotonic())
@@ -161,8 +194,20 @@ class LayerControl:
             except Exception:
                 logger.exception("layer allocation failed")
 
+    def _videos(self) -> list[Consumer]:
+        return [c for c in self._consumers() if c.producer.kind == "video"]
+
+    def _sent(self) -> int:
+        return sum(c.octets_out for c in self._consumers()) + self._padded
+
     def update(self, now: float) -> bool:
         """Re-allocate and switch; True when some video wants more than fits."""
+        sent, then = self._sent(), self._sent_mark[1]
+        if now - then >= TICK_S / 2:
+            # A subscription that ended takes its count along: no rate across that.
+            if sent >= self._sent_mark[0]:
+                self.sent_rate = int((sent - self._sent_mark[0]) * 8 / (now - then))
+            self._sent_mark = (sent, now)
         videos = [c for c in self._videos() if c.producer.layered and not c.paused]
         if self.proven and any(
             c.fraction_lost > LOSS_LIMIT or now - c.congested_at < TICK_S * 2 for c in videos
@@ -174,19 +219,26 @@ class LayerControl:
                 heights, self.shown.get(consumer.producer.owner_id), self.cap
             )
         estimate = max(self.estimate or INITIAL_ESTIMATE, self.proven)
-        budget = max(0, estimate - AUDIO_SHARE * self._audio_count())
+        audio = sum(1 for c in self._consumers() if c.producer.kind == "audio")
+        budget = max(0, estimate - AUDIO_SHARE * audio)
         budget -= sum(self._fixed_rate(c) for c in self._videos() if not c.producer.layered)
         demands = [
             Demand([s.bitrate for s in c.producer.streams], c.wanted, c.preferred) for c in videos
         ]
         targets = allocate(budget, demands)
-        wants_more = False
+        self._shortfall = shortfall(budget, demands, targets)
+        if logger.isEnabledFor(logging.DEBUG) and videos:
+            logger.debug(
+                "layers for %s: estimate %d proven %d sent %d budget %d short %d probing %s "
+                "next probe in %.1f s; %s", videos[0].subscriber_id, self.estimate, self.proven,
+                self.sent_rate, budget, self._shortfall, self.probing, self._next_probe_at - now,
+                [(c.producer.owner_id, c.layer, c.wanted, c.preferred, d.rates, t)
+                 for c, d, t in zip(videos, demands, targets, strict=True)],
+            )  # fmt: skip
         for consumer, target in zip(videos, targets, strict=True):
             if target < 0:
                 continue
             key = id(consumer)
-            if target < consumer.preferred:
-                wants_more = True
             if target > consumer.wanted >= 0:
                 since = self._up_since.setdefault(key, now)
                 if now - since < UP_HOLD_S:
@@ -196,7 +248,7 @@ class LayerControl:
                 if target > consumer.wanted:
                     self.switched_up()
                 consumer.switch_to(consumer.producer.streams[target])
-        return wants_more
+        return self._shortfall > 0
 
     @staticmethod
     def _fixed_rate(consumer: Consumer) -> int:
@@ -213,36 +265,37 @@ class LayerControl:
         if carrier is None:
             return
         if not self._probing_since:
-            self._probing_since = now
-            self._probe_rate = self._probe_step(videos)
+            # Pad up to what the raise needs, 10 % over (rates move between measurements),
+            # but to at most PROBE_GROWTH times what is known to fit: a link far too slow
+            # for the next layer is not flooded, and a fast one gets there in a few steps.
+            basis = max(self.estimate or INITIAL_ESTIMATE, self.proven)
+            total = min(int((basis + self._shortfall) * 1.1), int(basis * PROBE_GROWTH))
+            wanted = total - self.sent_rate
+            self._probe_rate = min(PROBE_MAX_BPS, max(wanted, 100_000))
+            self._probing_since, self._probe_mark = now, None
+            self._probe_consumers = len(self._consumers())
         elif any(c.fraction_lost > LOSS_LIMIT for c in videos):
             self._congested()
             return
-        elif now - self._probing_since >= PROBE_PROVE_S:
-            # Carried without congestion: what was sent is what the link can take.
-            media = sum(s.bitrate for c in videos if (s := c.stream) is not None)
-            self.proven = max(self.proven, media + self._probe_rate)
+        elif len(self._consumers()) != self._probe_consumers:
+            self._end_probe(now, success=True)  # what is sent changed: measure afresh
+            return
+        elif now - self._probing_since >= PROBE_PROVE_S and self._probe_mark is not None:
+            # Carried at full rate without congestion: what was sent, the link can take.
+            sent, since = self._probe_mark
+            carried = int((self._sent() - sent) * 8 / (now - since))
+            self.proven = max(self.proven, carried)
             self._end_probe(now, success=True)
             self._wake.set()
             return
         # Pad for one allocation period, in small slices like a pacer.
         end = now + TICK_S
-        octets = int(self._probe_rate * PROBE_TICK_S / 8)
-        while time.monotonic() < end and not self._wake.is_set():
-            carrier.pad(octets)
+        while (slice_at := time.monotonic()) < end and not self._wake.is_set():
+            ramp = min(1.0, (slice_at - self._probing_since) / PROBE_RAMP_S)
+            if ramp == 1.0 and self._probe_mark is None:
+                self._probe_mark = (self._sent(), slice_at)
+            self._padded += carrier.pad(int(self._probe_rate * ramp * PROBE_TICK_S / 8))
             await asyncio.sleep(PROBE_TICK_S)
-
-    def _probe_step(self, videos: Sequence[Consumer]) -> int:
-        """Bits/s of padding that would show whether the cheapest next layer fits."""
-        steps = []
-        for consumer in videos:
-            rates = [s.bitrate for s in consumer.producer.streams]
-            here = consumer.wanted
-            above = [r for r in rates[here + 1 : consumer.preferred + 1] if r]
-            if here >= 0 and above:
-                # 10 % over what the switch needs: layers' rates move between measurements.
-                steps.append(int(above[0] * UP_MARGIN * 1.1) - rates[here])
-        return min(PROBE_MAX_BPS, max(min(steps, default=0), 100_000))
 
     def _end_probe(self, now: float, success: bool) -> None:
         self._probing_since = 0.0

@@ -142,7 +142,7 @@ class Participant:
         self._retiring: list[Idle] = []  # turning inactive in the next offer
         self._answer: asyncio.Future[str] | None = None
         self._visible: set[str] | None = None  # None: everything is shown
-        self._layers = LayerControl(self._layered_videos, self._audio_count)
+        self._layers = LayerControl(self._all_consumers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty = asyncio.Event()
         self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
@@ -385,11 +385,8 @@ class Participant:
             consumer.paused = self._hidden(consumer.producer)
         self._layers.view(sizes or {}, max_height)
 
-    def _layered_videos(self) -> list[Consumer]:
-        return [c for c, _t in self._consumers.values() if c.producer.kind == "video"]
-
-    def _audio_count(self) -> int:
-        return sum(1 for c, _t in self._consumers.values() if c.producer.kind == "audio")
+    def _all_consumers(self) -> list[Consumer]:
+        return [c for c, _t in self._consumers.values()]
 
     def _hidden(self, producer: Source) -> bool:
         return (

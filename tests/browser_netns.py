@@ -32,7 +32,7 @@ from tests.netns import Host, require_netns
 @pytest.fixture(scope="module", name="netns_server")
 def netns_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server for the module, on every address so namespaced pages reach it."""
-    running = open_server(tmp_path_factory.mktemp("browser-netns"))
+    running = open_server(tmp_path_factory.mktemp("browser-netns"), PULSEROOM_LOG_LEVEL="DEBUG")
     yield running
     stop_server(running)
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from sfu import packet as rtp
 from sfu import simulcast, vp8
-from sfu.layers import UP_MARGIN, Demand, allocate, preferred_layer
+from sfu.layers import UP_MARGIN, Demand, allocate, preferred_layer, shortfall
 
 OFFER = "\r\n".join([
     "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
@@ -131,6 +131,16 @@ def test_keeping_a_layer_needs_no_margin_and_layers_not_sent_are_skipped() -> No
     assert allocate(1_500_000, [Demand(RATES, 1, 2)]) == [1]  # to get it needs the margin
     assert allocate(10_000_000, [Demand([150_000, 0, 1_500_000], 0, 2)]) == [2]
     assert allocate(10_000_000, [Demand([0, 0, 0], -1, 2)]) == [-1]
+
+
+def test_the_shortfall_is_what_the_cheapest_raise_lacks() -> None:
+    two = [Demand(RATES, 0, 2), Demand(RATES, 0, 1)]
+    targets = allocate(300_000, two)
+    assert targets == [0, 0]
+    assert shortfall(300_000, two, targets) == int(500_000 * UP_MARGIN) - 150_000
+    assert shortfall(10_000_000, two, allocate(10_000_000, two)) == 0  # all have theirs
+    done = [Demand(RATES, 2, 2)]
+    assert shortfall(1_500_000, done, allocate(1_500_000, done)) == 0
 
 
 @given(
