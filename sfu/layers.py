@@ -11,7 +11,7 @@ about a second.
 A browser's estimate rises slowly (8 % a second) and never far above what it receives,
 so a subscriber on the lowest layer would wait half a minute for the highest even on a
 fast link. When a video wants more than fits, ``LayerControl`` therefore *probes*: it
-pads the connection up to what the next layer would need for PROBE_PROVE_S. If the
+pads the connection up to what the next layer would need, a step at a time. If the
 link carried that with no sign of congestion (the estimate did not fall, the receiver
 reports no loss), that rate counts as *proven* and the allocation may use it until
 congestion shows; if not, the probe stops and the next waits (PROBE_BACKOFF_S).
@@ -36,9 +36,9 @@ AUDIO_SHARE = 50_000  # bits/s set aside for each audio track received
 INITIAL_ESTIMATE = 1_000_000  # before the subscriber's first REMB
 TICK_S = 0.5  # allocation period
 PROBE_TICK_S = 0.05  # padding period while probing
-PROBE_RAMP_S = 1.5  # padding grows to its full rate over this long: a link that cannot
+PROBE_RAMP_S = 1.0  # padding grows to its full rate over this long: a link that cannot
 # carry it shows congestion (the estimate falls) before the whole probe is on it
-PROBE_PROVE_S = 3.5  # padding carried this long without congestion proves its rate
+PROBE_HOLD_S = 1.5  # padding carried this long at full rate, without congestion, proves it
 LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as congestion
 PROBE_BACKOFF_S = (5.0, 10.0, 20.0, 30.0)  # waits after probes that led nowhere
 PROBE_MAX_BPS = 2_000_000
@@ -134,6 +134,9 @@ class LayerControl:
         self._probing_since = 0.0
         self._probe_rate = 0
         self._probe_mark: tuple[int, float] | None = None  # (bytes sent, when) at full rate
+        self._ramp_from = 0  # padding rate (bits/s) the current step ramps up from
+        self._ramp_at = 0.0  # ... starting then
+        self._pad_at = 0.0  # when padding was last sent
         self._probe_consumers = 0  # subscriptions then (another count: bytes not comparable)
         self._next_probe_at = 0.0
         self._shortfall = 0  # bits/s more the cheapest wanted raise needs
@@ -256,7 +259,8 @@ class LayerControl:
         return stream.bitrate if stream is not None and not consumer.paused else 0
 
     async def _probe(self) -> None:
-        """Pad towards the next layer for PROBE_PROVE_S, unless congestion shows first."""
+        """Pad towards the next layer, a step at a time, until congestion shows or no
+        video wants more: each step that holds for PROBE_HOLD_S proves its rate."""
         now = time.monotonic()
         if now < self._next_probe_at:
             return
@@ -265,37 +269,43 @@ class LayerControl:
         if carrier is None:
             return
         if not self._probing_since:
-            # Pad up to what the raise needs, 10 % over (rates move between measurements),
-            # but to at most PROBE_GROWTH times what is known to fit: a link far too slow
-            # for the next layer is not flooded, and a fast one gets there in a few steps.
-            basis = max(self.estimate or INITIAL_ESTIMATE, self.proven)
-            total = min(int((basis + self._shortfall) * 1.1), int(basis * PROBE_GROWTH))
-            wanted = total - self.sent_rate
-            self._probe_rate = min(PROBE_MAX_BPS, max(wanted, 100_000))
-            self._probing_since, self._probe_mark = now, None
+            self._probing_since = self._pad_at = now
             self._probe_consumers = len(self._consumers())
+            self._next_step(now, ramp_from=0)
         elif any(c.fraction_lost > LOSS_LIMIT for c in videos):
             self._congested()
             return
         elif len(self._consumers()) != self._probe_consumers:
             self._end_probe(now, success=True)  # what is sent changed: measure afresh
             return
-        elif now - self._probing_since >= PROBE_PROVE_S and self._probe_mark is not None:
+        elif self._probe_mark is not None and now - self._probe_mark[1] >= PROBE_HOLD_S:
             # Carried at full rate without congestion: what was sent, the link can take.
             sent, since = self._probe_mark
-            carried = int((self._sent() - sent) * 8 / (now - since))
-            self.proven = max(self.proven, carried)
-            self._end_probe(now, success=True)
-            self._wake.set()
-            return
-        # Pad for one allocation period, in small slices like a pacer.
+            self.proven = max(self.proven, int((self._sent() - sent) * 8 / (now - since)))
+            self._next_step(now, ramp_from=self._probe_rate)
+            return  # the allocation runs again at once and may take the next layer now
+        # Pad for one allocation period, in small slices like a pacer, by the time that
+        # passed (a busy event loop wakes the slices late).
         end = now + TICK_S
         while (slice_at := time.monotonic()) < end and not self._wake.is_set():
-            ramp = min(1.0, (slice_at - self._probing_since) / PROBE_RAMP_S)
+            ramp = min(1.0, (slice_at - self._ramp_at) / PROBE_RAMP_S)
             if ramp == 1.0 and self._probe_mark is None:
                 self._probe_mark = (self._sent(), slice_at)
-            self._padded += carrier.pad(int(self._probe_rate * ramp * PROBE_TICK_S / 8))
+            rate = self._ramp_from + (self._probe_rate - self._ramp_from) * ramp
+            self._padded += carrier.pad(int(rate * (slice_at - self._pad_at) / 8))
+            self._pad_at = slice_at
             await asyncio.sleep(PROBE_TICK_S)
+
+    def _next_step(self, now: float, ramp_from: int) -> None:
+        """Aim the padding at what the cheapest raise lacks, 10 % over (rates move
+        between measurements), but at most PROBE_GROWTH times what is known to fit: a
+        link far too slow for the next layer is not flooded, a fast one gets there in a
+        few steps."""
+        basis = max(self.estimate or INITIAL_ESTIMATE, self.proven)
+        total = min(int((basis + self._shortfall) * 1.1), int(basis * PROBE_GROWTH))
+        media = self.sent_rate - (self._probe_rate if self._probe_mark else 0)
+        self._probe_rate = min(PROBE_MAX_BPS, max(total - media, 100_000))
+        self._ramp_from, self._ramp_at, self._probe_mark = ramp_from, now, None
 
     def _end_probe(self, now: float, success: bool) -> None:
         self._probing_since = 0.0
