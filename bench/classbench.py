@@ -20,49 +20,17 @@ import asyncio
 import os
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from .fastpath import PACE_MULTIPLIER, histogram_summary, merge_histograms
-from .packetized import encode_class_clips
-from .procs import (
-    BenchError,
-    Generator,
-    Server,
-    cpu_seconds,
-    dump_logs,
-    load_average,
-    machine_cpu_seconds,
-    pin_tree,
-    tree_cpu_seconds,
-    tree_memory_mib,
-    udp_receive_errors,
-)
+from .classreport import METHOD, Sample, figures, worker_sample
+from .fastpath import PACE_MULTIPLIER
+from .packetized import SIMULCAST_LAYERS, clips_needed, encode_class_clips
+from .procs import BenchError, Generator, Server, dump_logs, pin_tree, tree_memory_mib
 from .sampling import py_spy
-
-GOAL_LOSS_PERCENT = 0.5
-GOAL_P99_MS = 20.0
-
-METHOD = {
-    "forwarded_packets_per_s": "delta of /api/stats forwarded_packets over the window / its length",
-    "server_cpu": "delta of utime+stime(+cutime+cstime) summed over the server process and all "
-    "its descendants (ppid links in /proc/*/stat), over the same window",
-    "loss": "1 - distinct packets received / packets sent, per subscription, for packets sent "
-    "inside the window; video placed by its abs-send-time stamp, audio by the RTP marker the "
-    "publisher sets on its first packet at or after each window edge",
-    "latency": "video only: subscriber's datagram arrival (before any decryption) minus the "
-    "abs-send-time the publisher stamped right before SRTP and sendto; same machine clock; "
-    "arrival is the kernel's SO_TIMESTAMPNS stamp on the subscriber's socket (how late the "
-    "generator's own event loop then read it is generator_receive_delay_ms); "
-    "10 us histogram buckets, upper edges reported",
-    "generators": "aiortc only negotiates; RTP is written by hand from pre-packetized frames, "
-    "SRTP-protected and sent with sendto; subscribers read the clear RTP header of the "
-    "encrypted datagram at aioice's callback and never decrypt",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +57,14 @@ class ClassOptions:
     # when it needs one and the generators take what is left (their lateness is
     # measured apart: kernel arrival stamps, pacer lag).
     generator_nice: int = 0
+    # --simulcast: publishers send layers (bench.simulcast); subscribers report their
+    # downlink with REMB (this share of the participants capped at cap_kbps, the rest at
+    # high_kbps) and draw participants' videos as thumbnails (bench.downlink)
+    simulcast: bool = False
+    capped_share: float = 0.0
+    cap_kbps: int = 400
+    high_kbps: int = 5000
+    thumbnail_height: int = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,19 +74,55 @@ class Person:
     name: str
     host: bool
     clip: str
+    capped: bool = False  # --simulcast: its downlink is --cap-kbps
+
+
+def is_capped(index: int, share: float) -> bool:
+    """Whether participant ``index`` (1-based) is capped: ``share`` of them, spread evenly
+    (with 0.3: the 4th, 7th and 10th of every ten)."""
+    return int(index * share + 1e-9) > int((index - 1) * share + 1e-9)
 
 
 def plan_people(options: ClassOptions) -> list[Person]:
-    """The host first, then the participants."""
+    """The host first, then the participants (the host's downlink is never capped)."""
+    share = options.capped_share if options.simulcast else 0.0
     if options.scenario == "class":
         people = [Person("instructor", True, "instructor")]
         people += [
-            Person(f"p{i}", False, "participant") for i in range(1, options.participants + 1)
+            Person(f"p{i}", False, "participant", is_capped(i, share))
+            for i in range(1, options.participants + 1)
         ]
         return people
     return [Person("host", True, "participant")] + [
-        Person(f"p{i}", False, "participant") for i in range(1, options.participants)
+        Person(f"p{i}", False, "participant", is_capped(i, share))
+        for i in range(1, options.participants)
     ]
+
+
+def downlink(person: Person, options: ClassOptions) -> dict[str, Any] | None:
+    """The ``downlink`` a generator client plays (``bench.downlink.DownlinkSpec``)."""
+    if not options.simulcast:
+        return None
+    return {
+        "cap_bps": options.cap_kbps * 1000 if person.capped else None,
+        "high_bps": options.high_kbps * 1000,
+        "thumbnail_height": options.thumbnail_height,
+    }
+
+
+def publisher_rates(
+    shapes: dict[str, dict[str, float]], simulcast: bool
+) -> dict[str, dict[str, float]]:
+    """Packets/s each kind of publisher sends (with simulcast: all its layers)."""
+    rates = {}
+    for name in ("instructor", "participant"):
+        layers = [c for _r, c in SIMULCAST_LAYERS[name]] if simulcast else [name]
+        if all(c in shapes for c in layers):
+            rates[name] = {
+                "video_packets_per_s": sum(shapes[c]["video_packets_per_s"] for c in layers),
+                "audio_packets_per_s": shapes[layers[0]]["audio_packets_per_s"],
+            }
+    return rates
 
 
 def gallery_on(options: ClassOptions) -> bool:
@@ -136,227 +148,6 @@ def assign(
         plans[target].append(person)
         loads[target] += weight
     return plans
-
-
-def worker_sample(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each SFU worker's pid, participants, CPU seconds so far and counters."""
-    out = []
-    for worker in stats.get("workers", []):
-        counters = worker.get("counters", {})
-        try:
-            cpu = tree_cpu_seconds(int(worker["pid"]))
-        except OSError:
-            cpu = 0.0
-        out.append({"pid": worker["pid"], "participants": worker.get("participants"),
-                    "event_loop": worker.get("event_loop"), "cpu": cpu,
-                    "counters": counters})  # fmt: skip
-    return out
-
-
-def per_worker(
-    before: list[dict[str, Any]], after: list[dict[str, Any]], elapsed: float
-) -> list[dict[str, Any]]:
-    """Per SFU worker over the window: CPU, forwarded and piped packets/s, pipe drops."""
-    rows = []
-    for b, a in zip(before, after, strict=False):
-        if b["pid"] != a["pid"]:
-            continue  # replaced during the window: no figure
-        cpu = a["cpu"] - b["cpu"]
-
-        def delta(key: str, b: dict[str, Any] = b, a: dict[str, Any] = a) -> int:
-            return int(a["counters"].get(key, 0)) - int(b["counters"].get(key, 0))
-
-        forwarded = delta("forwarded_packets")
-        rows.append(
-            {
-                "pid": a["pid"],
-                "participants": a["participants"],
-                "event_loop": a.get("event_loop"),
-                "cpu_percent": round(100 * cpu / elapsed, 1),
-                "forwarded_packets_per_s": round(forwarded / elapsed, 1),
-                "us_per_forwarded_packet": round(cpu / forwarded * 1e6, 2) if forwarded else None,
-                "piped_packets_per_s": round(delta("piped_packets") / elapsed, 1),
-                "pipe_dropped_packets": delta("pipe_dropped_packets"),
-                "dropped_packets": delta("dropped_packets"),
-            }
-        )
-    return rows
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """Counters at one edge of the window."""
-
-    at: float
-    server_cpu: float
-    main_cpu: float  # the server's own process (signaling), without its workers
-    generator_cpu: float
-    busy: float
-    total: float
-    load: float
-    udp: dict[str, int]
-
-    @classmethod
-    def take(cls, server_pid: int, generator_pids: list[int]) -> Sample:
-        """Read everything now."""
-        busy, total = machine_cpu_seconds()
-        return cls(
-            time.time(),
-            tree_cpu_seconds(server_pid),
-            cpu_seconds(server_pid),
-            sum(tree_cpu_seconds(p) for p in generator_pids),
-            busy,
-            total,
-            load_average(),
-            udp_receive_errors(),
-        )
-
-
-def _loss(results: list[dict[str, Any]], expected_subscriptions: int) -> dict[str, Any]:
-    sent: dict[tuple[str, str], int] = {}
-    for result in results:
-        for s in result["sent"]:
-            sent[(s["publisher_id"], s["kind"])] = int(s["packets"])
-    expected: dict[str, int] = defaultdict(int)
-    got: dict[str, int] = defaultdict(int)
-    duplicates = 0
-    methods: dict[str, int] = defaultdict(int)
-    counted = 0
-    for result in results:
-        for r in result["received"]:
-            key = (r["publisher_id"], r["kind"])
-            if key not in sent:
-                raise BenchError(f"a subscriber counted {key}, which no publisher reported")
-            counted += 1
-            for group in ("all", r["kind"], r["direction"]):
-                expected[group] += sent[key]
-                got[group] += int(r["packets"])
-            duplicates += int(r["duplicates"])
-            methods[f"{r['kind']}:{r['method']}"] += 1
-
-    def loss(group: str) -> float | None:
-        if not expected[group]:
-            return None
-        return round(100.0 * (1 - got[group] / expected[group]), 3)
-
-    groups = sorted(g for g in expected if g != "all")
-    return {
-        "loss_percent": loss("all"),
-        "loss_percent_by_kind": {g: loss(g) for g in groups if g in ("audio", "video")},
-        "loss_percent_by_direction": {g: loss(g) for g in groups if g not in ("audio", "video")},
-        "packets": {
-            "sent_in_window": sum(sent.values()),
-            "expected": expected["all"],
-            "received": got["all"],
-            "duplicates": duplicates,
-            "subscriptions_counted": counted,
-            "subscriptions_expected": expected_subscriptions,
-            "window_placement": dict(methods),
-        },
-    }
-
-
-def _figures(
-    options: ClassOptions,
-    s0: Sample,
-    s1: Sample,
-    stats: tuple[dict[str, Any], dict[str, Any]],
-    memory: dict[str, float],
-    results: list[dict[str, Any]],
-    expected_subscriptions: int,
-    workers: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
-) -> dict[str, Any]:
-    elapsed = s1.at - s0.at
-    forwarded = stats[1]["forwarded_packets"] - stats[0]["forwarded_packets"]
-    forwarded_bytes = stats[1]["forwarded_bytes"] - stats[0]["forwarded_bytes"]
-    server_cpu = s1.server_cpu - s0.server_cpu
-    generator_cpu = s1.generator_cpu - s0.generator_cpu
-    loss = _loss(results, expected_subscriptions)
-    by_direction = {
-        d: merge_histograms([r["latency_histograms"].get(d, []) for r in results])
-        for d in {d for r in results for d in r["latency_histograms"]}
-    }
-    overall = merge_histograms([[[b, c] for b, c in h.items()] for h in by_direction.values()])
-    latency = histogram_summary(overall)
-    lag = histogram_summary(merge_histograms([r["pacer_lag_histogram"] for r in results]), 1e-4)
-    handled = loss["packets"]["sent_in_window"] + loss["packets"]["received"]
-    sent_in_window = loss["packets"]["sent_in_window"]
-    goals = None
-    if options.scenario == "class":
-        goals = {
-            "loss_below_0_5_percent": loss["loss_percent"] is not None
-            and loss["loss_percent"] < GOAL_LOSS_PERCENT,
-            "latency_p99_below_20_ms": latency["p99"] is not None and latency["p99"] < GOAL_P99_MS,
-        }
-    return {
-        "forwarded_packets_per_s": round(forwarded / elapsed, 1),
-        "forwarded_kbit_per_s": round(forwarded_bytes * 8 / elapsed / 1000, 1),
-        "delivered_packets_per_s": round(loss["packets"]["received"] / options.seconds, 1),
-        "expected_forwarded_packets_per_s": round(loss["packets"]["expected"] / options.seconds, 1),
-        "incoming_packets_per_s": round(sent_in_window / options.seconds, 1),
-        "server_cpu_us_per_forwarded_packet": (
-            round(server_cpu / forwarded * 1e6, 2) if forwarded else None
-        ),
-        "server_cpu_percent": round(100 * server_cpu / elapsed, 1),
-        "server_main_process_cpu_percent": round(100 * (s1.main_cpu - s0.main_cpu) / elapsed, 1),
-        "server_workers": per_worker(workers[0], workers[1], elapsed),
-        "server_memory_mib": {k: round(v, 1) for k, v in memory.items()},
-        **loss,
-        "latency_p50_ms": latency["p50"],
-        "latency_p99_ms": latency["p99"],
-        "latency_ms": latency,
-        "latency_ms_by_direction": {
-            d: histogram_summary(h) for d, h in sorted(by_direction.items()) if h
-        },
-        "goals": goals,
-        "generator_cpu_percent": round(100 * generator_cpu / elapsed, 1),
-        "generator_cpu_us_per_packet": round(generator_cpu / handled * 1e6, 2) if handled else None,
-        "generators_cheaper_than_server": generator_cpu < server_cpu,
-        "generator_pacer_lag_ms": lag,
-        "generator_receive_delay_ms": histogram_summary(
-            merge_histograms([r.get("receive_delay_histogram", []) for r in results])
-        ),
-        "latency_arrival_stamp": (
-            "kernel"
-            if all(r.get("kernel_stamped_packets", 0) > 0 for r in results)
-            else "generator loop"
-        ),
-        "generator_pacer_skipped_frames": sum(r["pacer_skipped_frames"] for r in results),
-        "streams_failed": [f for r in results for f in r["streams_failed"]][:20],
-        "rtx_packets_received": sum(r["rtx_packets"] for r in results),
-        "unknown_ssrc_packets": sum(r["unknown_ssrc_packets"] for r in results),
-        "answer_sdp_bytes": {
-            "aiortc_max": max(r["answer_sdp_bytes_raw_max"] for r in results),
-            "sent_max": max(r["answer_sdp_bytes_sent_max"] for r in results),
-        },
-        "machine": {
-            "cores": os.cpu_count(),
-            "busy_percent_of_all_cores": round(
-                100 * (s1.busy - s0.busy) / max(s1.total - s0.total, 1e-9), 1
-            ),
-            "others_cpu_percent_approx": round(
-                100 * ((s1.busy - s0.busy) - server_cpu - generator_cpu) / elapsed, 1
-            ),
-            "load_average_1m": [s0.load, s1.load],
-            "udp_receive_buffer_drops": s1.udp["RcvbufErrors"] - s0.udp["RcvbufErrors"],
-            "udp_in_errors": s1.udp["InErrors"] - s0.udp["InErrors"],
-        },
-        "server_counters_delta": {
-            k: stats[1][k] - stats[0][k]
-            for k in (
-                "keyframe_requests",
-                "nacks_received",
-                "retransmitted_packets",
-                "piped_packets",
-                "pipe_dropped_packets",
-                "dropped_packets",
-            )
-            if k in stats[0] and k in stats[1]
-        },
-        "window_s": round(elapsed, 3),
-        "window_unix": [round(s0.at, 3), round(s1.at, 3)],
-        "errors": [e for r in results for e in r["errors"]][:20],
-    }
 
 
 async def _measure(
@@ -403,10 +194,76 @@ async def _measure(
             if spy.returncode is None:
                 spy.kill()  # only on failure: it stops by itself after --duration
                 await spy.wait()
-    return _figures(
-        options, s0, s1, (stats0, stats1), memory, results, expected_subscriptions,
-        (workers0, workers1),
+    return figures(
+        options.scenario, options.seconds, (s0, s1), (stats0, stats1), memory, results,
+        expected_subscriptions, (workers0, workers1),
     )  # fmt: skip
+
+
+def _server_env(options: ClassOptions, people: int) -> dict[str, str]:
+    env = {"PULSEROOM_MAX_PARTICIPANTS": str(min(1000, max(100, people + 5)))}
+    if options.sfu_workers is not None:
+        env["PULSEROOM_SFU_WORKERS"] = str(options.sfu_workers)
+    if options.worker_participants is not None:
+        env["PULSEROOM_SFU_WORKER_PARTICIPANTS"] = str(options.worker_participants)
+    return env
+
+
+def _generators(options: ClassOptions, workdir: Path, people: int) -> list[Generator]:
+    count = max(1, min(options.generators, people))
+    cores = sorted(os.sched_getaffinity(0))
+
+    def cpus(i: int) -> set[int] | None:
+        if options.pin:
+            return {1}
+        if options.pin_workers:
+            return {cores[(i + 1) % len(cores)]}
+        return None
+
+    return [
+        Generator(
+            i, workdir / f"classgen-{i}.log", "bench.classgen", cpus(i), nice=options.generator_nice
+        )
+        for i in range(count)
+    ]
+
+
+async def _start_generators(
+    options: ClassOptions,
+    generators: list[Generator],
+    people: list[Person],
+    links: dict[str, Any],
+    clips: dict[str, str],
+    pps: dict[str, float],
+) -> None:
+    """Hand each generator its clients (the host's first) and wait until all are ready."""
+    gallery = gallery_on(options)
+    ready_timeout = 60.0 + 1.0 * len(people)
+    host_id = ""
+    per_kind = 2 if options.audio else 1
+    for generator, plan in zip(generators, assign(people, options, pps), strict=True):
+        clients = [
+            {
+                "name": p.name,
+                "link": links["host_link" if p.host else "join_link"],
+                "host": p.host,
+                "clip": p.clip,
+                "expected_streams": sum(1 for q in people if receives(p, q, gallery)) * per_kind,
+                "downlink": downlink(p, options),
+            }
+            for p in plan
+        ]
+        await generator.start(
+            {
+                "clips": clips, "clients": clients, "gallery": gallery, "host_id": host_id,
+                "ready_timeout": ready_timeout, "join_batch": options.join_batch,
+                "pacing": options.pacing, "simulcast": options.simulcast,
+            }
+        )  # fmt: skip
+        message = await generator.receive(timeout=60)
+        host_id = host_id or str(message.get("host_id", ""))
+    for generator in generators:
+        await generator.receive(timeout=ready_timeout + 4.0 * len(people))
 
 
 async def run_class(options: ClassOptions) -> dict[str, Any]:
@@ -415,15 +272,10 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
         raise BenchError("--pin needs at least 2 CPUs")
     people = plan_people(options)
     gallery = gallery_on(options)
-    clip_names = sorted({p.clip for p in people})
+    clip_names = clips_needed([p.clip for p in people], options.simulcast)
     expected_subscriptions = sum(1 for s in people for p in people if receives(s, p, gallery)) * (
         2 if options.audio else 1
     )
-    env = {"PULSEROOM_MAX_PARTICIPANTS": str(min(1000, max(100, len(people) + 5)))}
-    if options.sfu_workers is not None:
-        env["PULSEROOM_SFU_WORKERS"] = str(options.sfu_workers)
-    if options.worker_participants is not None:
-        env["PULSEROOM_SFU_WORKER_PARTICIPANTS"] = str(options.worker_participants)
     if options.pin:
         os.sched_setaffinity(0, {1})  # the controller shares the generators' core
     with tempfile.TemporaryDirectory(prefix="pulseroom-bench-") as tmp:
@@ -432,29 +284,10 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
         server = Server(
             data_dir=workdir / "data",
             log_path=workdir / "server.log",
-            extra_env=env,
+            extra_env=_server_env(options, len(people)),
             cpus={0} if options.pin else None,
         )
-        count = max(1, min(options.generators, len(people)))
-        cores = sorted(os.sched_getaffinity(0))
-
-        def generator_cpus(i: int) -> set[int] | None:
-            if options.pin:
-                return {1}
-            if options.pin_workers:
-                return {cores[(i + 1) % len(cores)]}
-            return None
-
-        generators = [
-            Generator(
-                i,
-                workdir / f"classgen-{i}.log",
-                "bench.classgen",
-                generator_cpus(i),
-                nice=options.generator_nice,
-            )
-            for i in range(count)
-        ]
+        generators = _generators(options, workdir, len(people))
         began = time.monotonic()
         async with aiohttp.ClientSession() as session:
             clip_task = asyncio.create_task(
@@ -463,48 +296,19 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
             try:
                 await server.start(session)
                 shapes = await clip_task
+                rates = publisher_rates(shapes, options.simulcast)
                 pps = {
-                    n: s["video_packets_per_s"] + s["audio_packets_per_s"]
-                    for n, s in shapes.items()
+                    n: r["video_packets_per_s"] + r["audio_packets_per_s"] for n, r in rates.items()
                 }
                 links = await server.create_room(session, f"bench {options.scenario}")
-                plans = assign(people, options, pps)
-                ready_timeout = 60.0 + 1.0 * len(people)
-                host_id = ""
-                for generator, plan in zip(generators, plans, strict=True):
-                    await generator.start(
-                        {
-                            "clips": {n: str(workdir / f"{n}.clip") for n in clip_names},
-                            "clients": [
-                                {
-                                    "name": p.name,
-                                    "link": links["host_link" if p.host else "join_link"],
-                                    "host": p.host,
-                                    "clip": p.clip,
-                                    "expected_streams": sum(
-                                        1 for q in people if receives(p, q, gallery)
-                                    )
-                                    * (2 if options.audio else 1),
-                                }
-                                for p in plan
-                            ],
-                            "gallery": gallery,
-                            "host_id": host_id,
-                            "ready_timeout": ready_timeout,
-                            "join_batch": options.join_batch,
-                            "pacing": options.pacing,
-                        }
-                    )
-                    message = await generator.receive(timeout=60)
-                    host_id = host_id or str(message.get("host_id", ""))
-                for generator in generators:
-                    await generator.receive(timeout=ready_timeout + 4.0 * len(people))
+                clips = {n: str(workdir / f"{n}.clip") for n in clip_names}
+                await _start_generators(options, generators, people, links, clips, pps)
                 setup_s = time.monotonic() - began
-                figures = await _measure(
+                report = await _measure(
                     options, server, generators, session, expected_subscriptions
                 )
-                if figures["errors"] or figures["streams_failed"]:
-                    figures["server_log_tail"] = server.log_tail(3000)
+                if report["errors"] or report["streams_failed"]:
+                    report["server_log_tail"] = server.log_tail(3000)
             except BaseException:
                 dump_logs("classgen", generators, server)
                 raise
@@ -513,38 +317,55 @@ async def run_class(options: ClassOptions) -> dict[str, Any]:
                 for generator in generators:
                     await generator.stop()
                 await server.stop()
+    scenario = _scenario(options, people, expected_subscriptions, generators)
+    scenario.update({"clients_per_generator": [len(p) for p in assign(people, options, pps)],
+                     "clips": shapes, "setup_s": round(setup_s, 2)})  # fmt: skip
+    return {"scenario": scenario, **report, "method": METHOD}
+
+
+def _scenario(
+    options: ClassOptions,
+    people: list[Person],
+    expected_subscriptions: int,
+    generators: list[Generator],
+) -> dict[str, Any]:
+    """The report's ``scenario``: what ran."""
     return {
-        "scenario": {
-            "name": options.scenario,
-            "mode": (options.mode if options.scenario == "class" else "gallery"),
-            "participants": options.participants,
-            "people": len(people),
-            "subscriptions": expected_subscriptions,
-            "seconds": options.seconds,
-            "warmup_s": options.warmup,
-            "generator_processes": len(generators),
-            "clients_per_generator": [len(p) for p in plans],
-            "pinning": (
-                {"server_and_descendants": [0], "generators_and_controller": [1]}
-                if options.pin
-                else None
-            ),
-            "sfu_workers_env": options.sfu_workers,
-            "sfu_worker_participants_env": options.worker_participants,
-            "pacing": (
-                f"video at {PACE_MULTIPLIER}x its bitrate (browser-like)"
-                if options.pacing
-                else "off: each frame back to back"
-            ),
-            "workers_pinned": (
-                "SFU worker i on CPU i, load generator i on CPU i + 1"
-                if options.pin_workers
-                else None
-            ),
-            "generator_nice": options.generator_nice,
-            "clips": shapes,
-            "setup_s": round(setup_s, 2),
-        },
-        **figures,
-        "method": METHOD,
+        "name": options.scenario,
+        "mode": (options.mode if options.scenario == "class" else "gallery"),
+        "participants": options.participants,
+        "people": len(people),
+        "subscriptions": expected_subscriptions,
+        "seconds": options.seconds,
+        "warmup_s": options.warmup,
+        "generator_processes": len(generators),
+        "pinning": (
+            {"server_and_descendants": [0], "generators_and_controller": [1]}
+            if options.pin
+            else None
+        ),
+        "sfu_workers_env": options.sfu_workers,
+        "sfu_worker_participants_env": options.worker_participants,
+        "pacing": (
+            f"video at {PACE_MULTIPLIER}x its bitrate (browser-like)"
+            if options.pacing
+            else "off: each frame back to back"
+        ),
+        "workers_pinned": (
+            "SFU worker i on CPU i, load generator i on CPU i + 1" if options.pin_workers else None
+        ),
+        "generator_nice": options.generator_nice,
+        "simulcast": (
+            {
+                "layers": {
+                    n: [r for r, _c in SIMULCAST_LAYERS[n]] for n in ("instructor", "participant")
+                },
+                "capped_participants": sum(p.capped for p in people),
+                "cap_kbps": options.cap_kbps,
+                "high_kbps": options.high_kbps,
+                "thumbnail_height": options.thumbnail_height,
+            }
+            if options.simulcast
+            else None
+        ),
     }

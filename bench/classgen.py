@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ from pulseroom.bot import parse_link
 from sfu import aiortc_adapter as adapter
 from sfu import packet as rtp
 
-from .fastpath import Histogram, InStream, OutStream, Pacer, ReceiveTap, Window
+from .downlink import Downlink, DownlinkSpec
+from .fastpath import Histogram, OutStream, Pacer, Window
 from .genproc import close_client, emit, read_line, serve
 from .media import load_clip
-from .packetized import PacketizedClip, packetize_clip
+from .packetized import SIMULCAST_LAYERS, PacketizedClip, PacketizedStream, packetize_clip
+from .simulcast import apply_layers, layer_wires, offer_simulcast
+from .tap import InStream, ReceiveTap
 
 logger = logging.getLogger("bench.classgen")
 
@@ -66,6 +70,9 @@ class ClientSpec:
     host: bool
     clip: str
     expected_streams: int
+    # --simulcast: the subscriber's downlink (a cap in kbit/s or null, its estimate when
+    # not capped, thumbnail height); null without --simulcast
+    downlink: dict[str, Any] | None = None
 
 
 def compact_answer(sdp: str) -> str:
@@ -113,6 +120,7 @@ class FastClient:
         gallery: bool,
         pacing: bool = True,
         receive_delay: Histogram | None = None,
+        layers: tuple[PacketizedStream, ...] = (),
     ) -> None:
         self.spec = spec
         self.base_url, _room, self._token = parse_link(spec.link)
@@ -132,6 +140,17 @@ class FastClient:
         self._publish_pc: RTCPeerConnection | None = None
         self._subscribe_pc: RTCPeerConnection | None = None
         self._owners: dict[str, tuple[str, str]] = {}
+        # --simulcast: the video layers this client publishes (low to high, rid, stream)
+        # and what it tells the SFU about its downlink
+        rids = [rid for rid, _clip in SIMULCAST_LAYERS[spec.clip]] if layers else []
+        self._layers = tuple(zip(rids, layers, strict=True))
+        self.simulcast = bool(layers)
+        self.video_layers: list[OutStream] = []
+        self.layers_events = 0
+        self.downlink: Downlink | None = None
+        if spec.downlink is not None:
+            self.downlink = Downlink(DownlinkSpec(**spec.downlink), self.tap)
+        self._downlink_task: asyncio.Task[None] | None = None
         self._quiet: set[int] = set()
         self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._offer_task: asyncio.Task[None] | None = None
@@ -149,6 +168,7 @@ class FastClient:
         self.host_id = host_id
         self._sio.on("subscribe_offer", self._on_offer)
         self._sio.on("error", self._on_error)
+        self._sio.on("layers", self._on_layers)
         await self._sio.connect(self.base_url, transports=["websocket"], wait_timeout=20)
         self._offer_task = asyncio.create_task(
             self._answer_offers(), name=f"offers-{self.spec.name}"
@@ -170,6 +190,33 @@ class FastClient:
         if self.spec.host and self._gallery:
             await self._call("gallery", {"enabled": True})
         await self._publish()
+        if self.downlink is not None:
+            self._downlink_task = asyncio.create_task(
+                self.downlink.run(
+                    lambda: self._subscribe_pc,
+                    lambda: {p for p, kind in self._owners.values() if kind == "video"},
+                    lambda: self.host_id,
+                    self._send_sizes,
+                ),
+                name=f"downlink-{self.spec.name}",
+            )
+            self._downlink_task.add_done_callback(self._downlink_ended)
+
+    def _downlink_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.errors.append(
+                {"code": "downlink_failed", "client": self.spec.name,
+                 "message": repr(task.exception()), "at": time.time()}
+            )  # fmt: skip
+
+    async def _send_sizes(self, sizes: dict[str, int]) -> None:
+        await self._call("visibility", {"visible": None, "sizes": sizes})
+
+    async def _on_layers(self, data: dict[str, Any]) -> None:
+        self.layers_events += 1
+        active = data.get("active")
+        if isinstance(active, list):
+            apply_layers(self.video_layers, [str(rid) for rid in active])
 
     async def _publish(self) -> None:
         pc = RTCPeerConnection(self._config)
@@ -179,7 +226,10 @@ class FastClient:
             pc.addTransceiver(adapter.IdleTrack(m.kind), direction="sendonly") for m in media
         ]
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await self._call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
+        offer, rid_id = pc.localDescription.sdp, 0
+        if self._layers:
+            offer, rid_id = offer_simulcast(offer, [rid for rid, _stream in self._layers])
+        answer = await self._call("publish", {"type": "offer", "sdp": offer})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         transport = transceivers[0].sender.transport
         self._watch(transport, "publish")
@@ -194,6 +244,9 @@ class FastClient:
             payload_type = adapter.negotiated_payload_type(transceiver)
             if payload_type is None or transceiver.mid is None:
                 raise ClassgenError(f"{self.spec.name}: no {stream.kind} codec negotiated")
+            if stream.kind == "video" and self._layers:
+                self._publish_layers(egress, transceiver, payload_type, rid_id)
+                continue
             out = OutStream(
                 stream,
                 egress,
@@ -207,6 +260,23 @@ class FastClient:
             )
             self.out_streams.append(out)
             self._pacer.add(out)
+
+    def _publish_layers(
+        self, egress: adapter.Egress, transceiver: Any, payload_type: int, rid_id: int
+    ) -> None:
+        """One OutStream per simulcast layer, all at one phase (one camera's frames)."""
+        rids = [rid for rid, _stream in self._layers]
+        wires = layer_wires(rids, transceiver.sender._ssrc, rid_id)
+        phase = random.random()
+        for (_rid, stream), wire in zip(self._layers, wires, strict=True):
+            out = OutStream(
+                stream, egress, transceiver.sender, payload_type,
+                adapter.extension_ids(transceiver), transceiver.mid, self.id,
+                pacing=self._pacing, layer=wire,
+            )  # fmt: skip
+            self.out_streams.append(out)
+            self.video_layers.append(out)
+            self._pacer.add(out, phase)
 
     def _watch(self, transport: Any, which: str) -> None:
         """Note in ``errors`` when a connection of ours closes or fails, and when."""
@@ -276,7 +346,8 @@ class FastClient:
             abs_id = next(
                 (e.id for e in media.rtp.headerExtensions if e.uri == rtp.URI_ABS_SEND_TIME), 0
             )
-            stream = InStream(mid, kind, publisher, self._direction(publisher), abs_id)
+            layered = kind == "video" and self.simulcast  # every publisher sends layers
+            stream = InStream(mid, kind, publisher, self._direction(publisher), abs_id, layered)
             self.in_streams[mid] = stream
             self.tap.by_ssrc[main[0]] = stream
 
@@ -302,6 +373,10 @@ class FastClient:
         """Leave and close everything this client owns."""
         for out in self.out_streams:
             out.closed = True
+        if self._downlink_task is not None:
+            self._downlink_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # noted when it ended
+                await self._downlink_task
         await close_client(self._sio, self._offer_task, [self._publish_pc, self._subscribe_pc])
 
 
@@ -330,9 +405,21 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     pacer = Pacer()
     specs = [ClientSpec(**c) for c in config["clients"]]
     pacing = bool(config.get("pacing", True))
+    simulcast = bool(config.get("simulcast", False))
+
+    def layers(name: str) -> tuple[PacketizedStream, ...]:
+        return tuple(clips[c].video for _r, c in SIMULCAST_LAYERS[name]) if simulcast else ()
+
     clients = [
         FastClient(
-            s, clips[s.clip], pacer, histograms, bool(config["gallery"]), pacing, receive_delay
+            s,
+            clips[s.clip],
+            pacer,
+            histograms,
+            bool(config["gallery"]),
+            pacing,
+            receive_delay,
+            layers(s.clip),
         )
         for s in specs
     ]
@@ -368,12 +455,14 @@ def _result(
     receive_delay: Histogram,
 ) -> dict[str, Any]:
     sent = [
-        {"publisher_id": c.id, "kind": o.kind, "packets": o.in_window, "total": o.packets}
+        {"publisher_id": c.id, "kind": o.kind, "packets": o.in_window, "total": o.packets,
+         "layer": o.rid, "paused_at_end": o.paused}
         for c in clients
         for o in c.out_streams
-    ]
+    ]  # fmt: skip
     received = []
     for c in clients:
+        capped = c.downlink is not None and c.downlink.spec.cap_bps is not None
         for s in c.in_streams.values():
             packets, method = s.received_in_window()
             received.append(
@@ -383,9 +472,13 @@ def _result(
                     "kind": s.kind,
                     "direction": s.direction,
                     "packets": packets,
+                    "expected": s.expected_in_window(),
                     "duplicates": s.duplicates,
                     "unstamped": s.unstamped,
                     "method": method,
+                    "layer_packets": s.layer_packets if s.layered else None,
+                    "last_layer": s.last_layer,
+                    "capped": capped,
                 }
             )
     return {
@@ -405,6 +498,17 @@ def _result(
         "answer_sdp_bytes_raw_max": max((c.answer_bytes["raw_max"] for c in clients), default=0),
         "answer_sdp_bytes_sent_max": max((c.answer_bytes["sent_max"] for c in clients), default=0),
         "errors": [e for c in clients for e in c.errors],
+        "downlinks": [
+            {
+                "capped": c.downlink.spec.cap_bps is not None,
+                "rembs": c.downlink.rembs_sent,
+                "overuse_rembs": c.downlink.overuse_reports,
+                "sizes_sent": c.downlink.sizes_sent,
+            }
+            for c in clients
+            if c.downlink is not None
+        ],
+        "layers_events": sum(c.layers_events for c in clients),
     }
 
 

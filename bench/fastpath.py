@@ -11,10 +11,10 @@ aiortc is used only to negotiate (ICE + DTLS-SRTP). After that:
   number, timestamp, marker, MID and abs-send-time or audio-level extensions), the
   transport's real SRTP ``protect`` and a direct ``sendto``
   (``sfu.aiortc_adapter.egress``) — the same work as the SFU's fast path.
-- **Receiving** (``ReceiveTap``): SRTP leaves the RTP header and its extensions in the
-  clear, so the tap sits on aioice's datagram callback and reads sequence number, SSRC,
-  marker and abs-send-time straight from the encrypted datagram; it never decrypts,
-  never queues, never wakes aiortc. Everything else (STUN, DTLS, RTCP) goes on to aiortc.
+- **Simulcast** (``LayerWire``, ``bench.simulcast``): a layered publisher's video is
+  one ``OutStream`` per layer, each with its own SSRC and sequence numbers, the rid
+  element beside the MID, and the layer's index in the low bits of abs-send-time.
+- **Receiving** is ``bench.tap``: clear RTP headers counted at aioice's callback.
 
 Window accounting is exact on both ends. Time is compared in abs-send-time units
 (1/262144 s since 1900, unwrapped): a packet belongs to the window if its send stamp is
@@ -31,11 +31,8 @@ import asyncio
 import heapq
 import itertools
 import random
-import socket
-import struct
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +44,6 @@ from sfu import packet as rtp
 from .packetized import PacketizedStream
 
 NTP_UNIX_OFFSET = 2208988800
-# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): the kernel stamps each datagram as it
-# reaches the socket (not in Python's socket module).
-SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("qq")
-MAX_DATAGRAM = 2048
 UNITS = 1 << 18  # abs-send-time: 6.18 fixed-point seconds
 MASK = 0xFFFFFF
 BUCKET_S = 1e-5  # latency histograms: 10 µs buckets
@@ -60,8 +52,9 @@ PACE_MULTIPLIER = 2.5  # libwebrtc's pacing rate over the target bitrate (kDefau
 # Paced packets due this soon go out together: libwebrtc's pacer sends in bursts at most
 # this often (kDefaultMinPacketLimit, 5 ms), and fewer wake-ups keep the generators cheap.
 PACE_SLACK_S = 0.005
-_FIXED = struct.Struct("!BBHII")
-_EXT_HEAD = struct.Struct("!HH")
+# With simulcast, a video packet's abs-send-time is moved back (never forward) to the
+# nearest unit whose low bits are its layer's index: <= 3 units (11.4 us) of latency.
+LAYER_MASK = 3
 
 
 def abs_units(unix: float) -> int:
@@ -135,6 +128,18 @@ def histogram_summary(counts: dict[int, int], bucket: float = BUCKET_S) -> dict[
 # -- sending -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class LayerWire:
+    """How one simulcast layer of a video goes on the wire (``bench.simulcast``)."""
+
+    index: int  # 0 = lowest; also written into abs-send-time's low bits
+    rid: str
+    ssrc: int  # its own (the SFU learns it from the rid)
+    rid_id: int  # the negotiated RTP stream id extension
+    ts0: int  # RTP timestamp origin, shared by a publisher's layers
+    reports: bool  # the aiortc sender's own SSRC: keep its RTCP sender reports truthful
+
+
 class OutStream:
     """One published track, sent by hand: real headers, real SRTP, pre-made payloads."""
 
@@ -149,11 +154,14 @@ class OutStream:
         publisher_id: str,
         audio_level: int = 90,
         pacing: bool = True,
+        layer: LayerWire | None = None,
     ) -> None:
         self.kind = media.kind
         self.publisher_id = publisher_id
         self.period = media.period_s
         self.closed = False
+        self.paused = False  # a simulcast layer the SFU asked not to send (``layers``)
+        self.rid = layer.rid if layer is not None else ""
         self.window: Window | None = None
         self.packets = 0
         self.octets = 0
@@ -170,6 +178,14 @@ class OutStream:
         self._marked_start = False  # audio: the marker went on the window's first packet
         self._marked_end = False  # ... and on the first packet after it
         self._mid_block = rtp.mid_element(extension_ids.get(rtp.URI_MID), mid)
+        self._tag = -1  # simulcast: the layer index carried in abs-send-time's low bits
+        self._reports = True
+        if layer is not None:
+            self._ssrc, self._ts0, self._tag = layer.ssrc, layer.ts0, layer.index
+            self._reports = layer.reports
+            mid_id = extension_ids.get(rtp.URI_MID)
+            items = [(mid_id, mid.encode())] if mid_id else []
+            self._mid_block = rtp.one_byte_block([*items, (layer.rid_id, layer.rid.encode())])
         abs_id = extension_ids.get(rtp.URI_ABS_SEND_TIME) if self.kind == "video" else None
         self._abs_head = ((abs_id << 4) | 2) if abs_id else 0
         level_id = extension_ids.get(rtp.URI_AUDIO_LEVEL) if self.kind == "audio" else None
@@ -193,6 +209,8 @@ class OutStream:
         payloads = self._frames[self._count % len(self._frames)]
         timestamp = (self._ts0 + self._count * self._ticks) & 0xFFFFFFFF
         self._count += 1
+        if self.paused:
+            return None  # the clip and the clock run on; nothing is sent
         if not self._pace_rate:
             last = len(payloads) - 1
             self._send([(p, int(i == last), timestamp) for i, p in enumerate(payloads)])
@@ -224,9 +242,12 @@ class OutStream:
         seq = self._seq
         octets = 0
         timestamp = 0
+        tag = self._tag
         for payload, frame_end, timestamp in packets:
             now = time.time()
             units = int((now + NTP_UNIX_OFFSET) * UNITS)
+            if tag >= 0:
+                units -= (units - tag) & LAYER_MASK
             if video:
                 marker = frame_end
                 head = self._abs_head
@@ -255,9 +276,10 @@ class OutStream:
         self._seq = seq
         self.packets += len(packets)
         self.octets += octets
-        # Keep the RTCP sender reports aiortc sends for this (idle) sender truthful.
-        ntp = int((time.time() + NTP_UNIX_OFFSET) * (1 << 32))
-        adapter.set_sender_report(self._sender, ntp, timestamp, self.packets, self.octets)
+        if self._reports:
+            # Keep the RTCP sender reports aiortc sends for this (idle) sender truthful.
+            ntp = int((time.time() + NTP_UNIX_OFFSET) * (1 << 32))
+            adapter.set_sender_report(self._sender, ntp, timestamp, self.packets, self.octets)
 
 
 @dataclass
@@ -273,9 +295,10 @@ class Pacer:
     _order: itertools.count[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def add(self, stream: OutStream) -> None:
-        """Start sending ``stream``, at a random phase within its frame period."""
-        due = time.monotonic() + random.random() * stream.period
+    def add(self, stream: OutStream, phase: float | None = None) -> None:
+        """Start sending ``stream`` at ``phase`` (0-1) of its frame period (None: random;
+        a publisher's simulcast layers share one: they are one camera's frames)."""
+        due = time.monotonic() + (random.random() if phase is None else phase) * stream.period
         heapq.heappush(self._heap, (due, next(self._order), stream, False))
         self._wake.set()
 
@@ -327,190 +350,3 @@ class Pacer:
                     self._paced(stream, queued)
                 self.frames_sent += 1
                 heapq.heappush(heap, (due + stream.period, order, stream, False))
-
-
-# -- receiving -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class InStream:
-    """What one subscribed m-line delivered, counted from clear RTP headers."""
-
-    mid: str
-    kind: str
-    publisher_id: str
-    direction: str
-    abs_id: int
-    seen: int = 0
-    duplicates: int = 0
-    unstamped: int = 0
-    seqs: set[int] = field(default_factory=set)  # video: stamped inside the window
-    audio_seqs: set[int] = field(default_factory=set)  # audio: every seq once the window is set
-    arrived_in_window: set[int] = field(default_factory=set)  # audio fallback
-    markers: list[tuple[int, float]] = field(default_factory=list)  # audio: (seq, arrival)
-
-    def received_in_window(self) -> tuple[int, str]:
-        """Distinct packets sent inside the window that arrived, and how that was decided."""
-        if self.kind == "video":
-            return len(self.seqs), "abs-send-time"
-        if len(self.markers) >= 2:
-            m0, m1 = self.markers[0][0], self.markers[1][0]
-            span = (m1 - m0) & 0xFFFF
-            return sum(1 for s in self.audio_seqs if (s - m0) & 0xFFFF < span), "markers"
-        return len(self.arrived_in_window), "arrival"
-
-
-DRAIN_LIMIT = 64  # datagrams read per wake-up of a subscriber's socket
-
-
-class ReceiveTap:
-    """Counts a subscribe connection's RTP at aioice's datagram callback, undecrypted."""
-
-    def __init__(self, histograms: dict[str, Histogram], receive_delay: Histogram) -> None:
-        self.by_ssrc: dict[int, InStream] = {}
-        # Arrival is the kernel's stamp when it can be had: latency is then what the
-        # server and the network added, not how late this generator's own loop read the
-        # socket; that lateness is counted apart, in ``receive_delay``.
-        self.receive_delay = receive_delay
-        self.kernel_stamped = 0
-        self._arrival: float | None = None
-        self.rtx_ssrcs: set[int] = set()
-        self.rtx_packets = 0
-        self.unknown_packets = 0
-        self.rtp_packets = 0
-        self.window: Window | None = None
-        self._histograms = histograms
-        self._hooked: set[int] = set()
-
-    def attach(self, connection: Any) -> int:
-        """Hook every UDP protocol of an aioice ``Connection`` (again: only new ones)."""
-        hooked = 0
-        for protocol in connection._protocols:
-            if id(protocol) in self._hooked:
-                continue
-            self._hooked.add(id(protocol))
-            protocol.datagram_received = self._hook(protocol.datagram_received)
-            self._read_with_stamps(protocol)
-            hooked += 1
-        return hooked
-
-    def _read_with_stamps(self, protocol: Any) -> None:
-        """Read ``protocol``'s socket with ``recvmsg`` and the kernel's arrival stamps.
-
-        Replaces asyncio's reader of the datagram transport (one datagram per call, like
-        asyncio's own); left as it is wherever that cannot be done.
-        """
-        transport = getattr(protocol, "transport", None)
-        sock = getattr(transport, "_sock", None)
-        loop: Any = asyncio.get_running_loop()  # a selector loop's private reader API
-        if sock is None or not hasattr(loop, "_add_reader"):
-            return
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        except OSError:
-            return
-        space = socket.CMSG_SPACE(_TIMESPEC.size)
-
-        def read() -> None:
-            # Everything already queued, up to a bound: one event-loop turn per burst
-            # instead of one per datagram (the stamps keep arrival times exact).
-            for _ in range(DRAIN_LIMIT):
-                try:
-                    data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, space)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    protocol.error_received(exc)
-                    return
-                for level, kind, raw in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
-                        self._arrival = seconds + nanoseconds * 1e-9
-                try:
-                    protocol.datagram_received(data, addr)
-                finally:
-                    self._arrival = None
-
-        fd = sock.fileno()
-        loop._remove_reader(fd)
-        loop._add_reader(fd, read)
-
-    def _hook(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
-        count = self.count
-
-        def datagram_received(data: bytes, addr: Any) -> None:
-            # RTP: version 2 (first byte 128-191) and not RTCP (second byte 192-208).
-            if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
-                count(data)
-            else:
-                original(data, addr)
-
-        return datagram_received
-
-    def count(self, data: bytes) -> None:
-        """One SRTP packet: read its clear header, count it."""
-        flags, marker_pt, seq, _timestamp, ssrc = _FIXED.unpack_from(data)
-        stream = self.by_ssrc.get(ssrc)
-        self.rtp_packets += 1
-        if stream is None:
-            if ssrc in self.rtx_ssrcs:
-                self.rtx_packets += 1
-            else:
-                self.unknown_packets += 1
-            return
-        stream.seen += 1
-        window = self.window
-        if window is None:
-            return
-        now = time.time()
-        if self._arrival is not None:
-            self.kernel_stamped += 1
-            self.receive_delay.add(now - self._arrival)
-            now = self._arrival
-        if stream.kind != "video":
-            if seq in stream.audio_seqs:
-                stream.duplicates += 1
-                return
-            stream.audio_seqs.add(seq)
-            if marker_pt & 0x80:
-                stream.markers.append((seq, now))
-            if window.start_s <= now < window.end_s:
-                stream.arrived_in_window.add(seq)
-            return
-        stamp = _abs_send_time(data, flags, stream.abs_id)
-        if stamp < 0:
-            stream.unstamped += 1
-            return
-        now_units = (now + NTP_UNIX_OFFSET) * UNITS
-        whole = int(now_units)
-        sent = whole - ((whole - stamp) & MASK)
-        if window.start <= sent < window.end:
-            if seq in stream.seqs:
-                stream.duplicates += 1
-                return
-            stream.seqs.add(seq)
-            self._histograms[stream.direction].add((now_units - sent) / UNITS)
-
-
-def _abs_send_time(data: bytes, flags: int, abs_id: int) -> int:
-    """The 24-bit abs-send-time of a packet with a one-byte-form extension block, or -1."""
-    if not flags & 0x10 or not abs_id:
-        return -1
-    pos = 12 + 4 * (flags & 0x0F)
-    profile, words = _EXT_HEAD.unpack_from(data, pos)
-    if profile != rtp.ONE_BYTE_PROFILE:
-        return -1
-    pos += 4
-    end = min(pos + 4 * words, len(data))
-    while pos < end:
-        head = data[pos]
-        if head == 0:
-            pos += 1
-            continue
-        ext_id = head >> 4
-        if ext_id == abs_id and pos + 4 <= end:
-            return (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
-        if ext_id == 15:
-            break
-        pos += 2 + (head & 0x0F)
-    return -1

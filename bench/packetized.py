@@ -21,12 +21,29 @@ from aiortc.codecs.vpx import Vp8Encoder
 from .media import Clip, EncodedStream, encode_audio, encode_video, save_clip
 
 # Clip name -> (width, height, video kbit/s, qmax). "participant" is bench.sfu's default clip;
-# at 720p the synthetic picture overshoots to ~1.75 Mbit/s unless qmax may reach 63.
+# at 720p the synthetic picture overshoots to ~1.75 Mbit/s unless qmax may reach 63 (at
+# 180p, ~155 kbit/s at 56: 63 keeps it under the browser client's 150 kbit/s cap).
 CLIP_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "instructor": (1280, 720, 1500, 63),
     "participant": (640, 360, 500, 56),
+    "q180": (320, 180, 150, 63),
 }
 CLIP_SECONDS = 4.0
+# ``--simulcast``: the layers (rid, clip) each publisher's clip is sent as, low to high,
+# as the browser client sends them (web/layers.js): the instructor q/h/f of a 720p
+# camera, a participant q/h of a 360p one. Every layer is its own encode of the same
+# synthetic picture at that size, so each keyframe header carries the layer's height.
+SIMULCAST_LAYERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "instructor": (("q", "q180"), ("h", "participant"), ("f", "instructor")),
+    "participant": (("q", "q180"), ("h", "participant")),
+}
+
+
+def clips_needed(names: list[str], simulcast: bool) -> list[str]:
+    """The clips to encode for publishers of ``names`` (with simulcast: every layer's)."""
+    if not simulcast:
+        return sorted(set(names))
+    return sorted({clip for name in names for _rid, clip in SIMULCAST_LAYERS[name]})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,30 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("egress: SRTP protect", ("Session.protect (pylibsrtp",)),
     ("egress: SRTP protect + ICE send", ("RTCDtlsTransport._send_rtp (aiortc",)),
     ("egress: RtpPacket.serialize", ("RtpPacket.serialize (aiortc",)),
+    ("simulcast: VP8 picture-id renumbering (vp8.rewrite)", ("rewrite (sfu/vp8",)),
+    (
+        "simulcast: probes and retransmissions (Consumer.pad / _retransmit)",
+        ("Consumer.pad (sfu", "Consumer._retransmit (sfu"),
+    ),
+    (
+        "simulcast: layer allocation and measuring (LayerControl, Source._measure_layers)",
+        ("LayerControl.", "Source._measure_layers (sfu", "Source.update_layers (sfu"),
+    ),
     (
         "forwarding: Consumer.send / forward (header write, counters)",
         ("Consumer.send (sfu", "Consumer.forward (sfu"),
     ),
     (
+        "forwarding: Stream fan-out (NACK cache, VP8 descriptor read, layer joins)",
+        ("Stream._fan_out (sfu", "Stream._fan_out_layered (sfu", "read (sfu/vp8"),
+    ),
+    (
         "forwarding: Producer.on_rtp (header read, stats, NACK, extensions)",
         ("Producer.on_rtp (sfu", "Producer._on_rtp (sfu", "Source._fan_out (sfu"),
+    ),
+    (
+        "ingress: socket callback + Ingress.on_rtp (route by SSRC, learn by rid)",
+        ("Ingress.on_rtp (sfu", "Ingress._learn (sfu", "_fast (sfu/aiortc_adapter"),
     ),
     ("pipe out: PipeSink.send (join + send on the link)", ("PipeSink.send (sfu",)),
     (

@@ -30,6 +30,20 @@ def floor_ratio(report: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _simulcast_lines(sim: dict[str, Any]) -> list[str]:
+    """The ``simulcast`` part of a class report, in a few lines."""
+    lines = [
+        f"  layers sent/s     {sim['sent_packets_per_s_by_layer']}",
+        f"  delivered/s       {sim['delivered_packets_per_s_by_layer']} "
+        f"(copies per packet sent {sim['copies_per_sent_packet_by_layer']})",
+        f"  switches, probes  {sim['layer_switches']} layer switches, {sim['probe_packets']} "
+        f"probe packets ({sim['probe_kbit_per_s']} kbit/s)",
+    ]
+    for group, layers in sim["subscriptions_by_final_layer"].items():
+        lines.append(f"  final layer       {group}: {layers}")
+    return lines
+
+
 def class_summary(report: dict[str, Any]) -> str:
     """A short plain-text version of a class/gallery report."""
     s = report["scenario"]
@@ -42,7 +56,8 @@ def class_summary(report: dict[str, Any]) -> str:
         f"  forwarded         {r['forwarded_packets_per_s']} packets/s "
         f"({r['forwarded_kbit_per_s']} kbit/s; delivered {r['delivered_packets_per_s']}, "
         f"expected {r['expected_forwarded_packets_per_s']})",
-        f"  server CPU        {r['server_cpu_us_per_forwarded_packet']} us per forwarded packet "
+        f"  server CPU        {r['server_cpu_us_per_forwarded_packet']} us per forwarded packet, "
+        f"{r.get('server_cpu_us_per_received_packet')} us per received packet "
         f"({r['server_cpu_percent']}% of a core)",
         f"  server memory     RSS {mem['rss_mib']} MiB, PSS {mem['pss_mib']} MiB "
         f"({mem['processes']} processes)",
@@ -61,6 +76,8 @@ def class_summary(report: dict[str, Any]) -> str:
             f"core, {w['forwarded_packets_per_s']} forwarded/s ({w['us_per_forwarded_packet']} "
             f"us each), {w['piped_packets_per_s']} piped/s, {w['pipe_dropped_packets']} dropped"
         )
+    if r.get("simulcast"):
+        lines += _simulcast_lines(r["simulcast"])
     if r.get("goals") is not None:
         lines.append(f"  goals             {r['goals']}")
     if "floor_ratio" in r:

@@ -2,8 +2,10 @@
 
 Scenarios (``--scenario``): ``all-to-all`` (the default, below), ``class`` and ``gallery``
 (``bench.classbench``: an instructor at 720p and N participants at 360p, or P people in
-gallery mode, played by cheap generators), and ``floor`` (``bench.floor``: what stock
-aiortc's own send and receive paths cost per packet, for comparison).
+gallery mode, played by cheap generators; with ``--simulcast`` publishers send RID
+layers and subscribers report mixed downlinks, ``bench.simulcast``/``bench.downlink``),
+and ``floor`` (``bench.floor``: what stock aiortc's own send and receive paths cost
+per packet, for comparison).
 
 ``all-to-all``: N publishers in one class, everyone receives everyone.
 ``python -m bench.sfu --publishers N --seconds S [--json]`` starts ``pulseroom serve`` in
@@ -316,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window (default 20)")
     parser.add_argument(
-        "--warmup", type=float, default=3.0, help="after all streams flow (default 3)"
+        "--warmup",
+        type=float,
+        default=None,
+        help="after all streams flow (default 3; with --simulcast 8, for layers to settle)",
     )
     parser.add_argument(
         "--generators", type=int, default=2, help="load-generator processes (default 2)"
@@ -369,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="class/gallery: run the load generators N nicer than the server (0-19), so "
         "the server is not kept waiting for a core by the processes measuring it",
     )
+    _add_simulcast_arguments(parser)
     parser.add_argument(
         "--floor",
         action="store_true",
@@ -382,6 +388,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _add_simulcast_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("class/gallery with simulcast")
+    group.add_argument(
+        "--simulcast",
+        action="store_true",
+        help="publishers send RID simulcast layers (instructor q/h/f 180p/360p/720p, "
+        "participants q/h) and obey the SFU's layers event; subscribers send REMB and tile "
+        "sizes (see docs/benchmarks.md)",
+    )
+    group.add_argument(
+        "--capped-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="--simulcast: this share of the participants (0-1) reports a capped downlink",
+    )
+    group.add_argument(
+        "--cap-kbps",
+        type=int,
+        default=400,
+        help="--simulcast: the capped participants' downlink (default 400)",
+    )
+    group.add_argument(
+        "--high-kbps",
+        type=int,
+        default=5000,
+        help="--simulcast: everyone else's REMB estimate (default 5000)",
+    )
+    group.add_argument(
+        "--thumbnail-height",
+        type=int,
+        default=180,
+        help="--simulcast: height the instructor (and in gallery mode everyone) draws "
+        "participants' videos at, sent as visibility sizes (0: no sizes; default 180)",
+    )
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -412,6 +455,10 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
     participants = args.participants if args.participants is not None else default
     if participants < (1 if args.scenario == "class" else 2):
         raise BenchError("--participants is too small for this scenario")
+    if not 0.0 <= args.capped_share <= 1.0:
+        raise BenchError("--capped-share is a share of the participants, 0 to 1")
+    if (args.capped_share or args.thumbnail_height != 180) and not args.simulcast:
+        raise BenchError("--capped-share and --thumbnail-height need --simulcast")
     options = ClassOptions(
         scenario=args.scenario,
         participants=participants,
@@ -428,6 +475,11 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
         worker_participants=args.worker_participants,
         pin_workers=args.pin_workers,
         generator_nice=args.generator_nice,
+        simulcast=args.simulcast,
+        capped_share=args.capped_share,
+        cap_kbps=args.cap_kbps,
+        high_kbps=args.high_kbps,
+        thumbnail_height=max(0, args.thumbnail_height),
     )
     if options.pin and options.pin_workers:
         raise BenchError("--pin (the server on one core) and --pin-workers exclude each other")
@@ -444,7 +496,11 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bench.sfu``."""
     args = build_parser().parse_args(argv)
+    if args.warmup is None:
+        args.warmup = 8.0 if args.simulcast else 3.0
     try:
+        if args.simulcast and args.scenario not in ("class", "gallery"):
+            raise BenchError("--simulcast is for the class and gallery scenarios")
         if args.scenario == "floor":
             report = asyncio.run(
                 measure_floor(args.floor_streams, args.seconds, args.warmup, args.pin)

@@ -154,7 +154,8 @@ def test_receive_tap_counts_clear_headers() -> None:
     """The tap reads SSRC, sequence number and abs-send-time without decrypting."""
     import time
 
-    from bench.fastpath import UNITS, Histogram, InStream, ReceiveTap, Window, abs_units
+    from bench.fastpath import UNITS, Histogram, Window, abs_units
+    from bench.tap import InStream, ReceiveTap
     from sfu import packet as rtp
 
     now = time.time()
@@ -184,7 +185,7 @@ def test_receive_tap_counts_clear_headers() -> None:
 
 def test_audio_window_by_markers() -> None:
     """Audio counts the distinct sequence numbers from the first marker to the second."""
-    from bench.fastpath import InStream
+    from bench.tap import InStream
 
     stream = InStream("1", "audio", "pub", "d", abs_id=0)
     stream.audio_seqs = {65530, 65531, 65533, 65534, 65535, 0, 1, 2, 3}
@@ -306,3 +307,253 @@ def test_paced_video_leaves_at_two_and_a_half_times_its_bitrate() -> None:
     assert stream("video", False).send_frame() is None and len(sent) == 10
     sent.clear()
     assert stream("audio", True).send_frame() is None and len(sent) == 10
+
+
+# -- simulcast (--simulcast) -----------------------------------------------------------
+
+
+async def _aiortc_offer() -> tuple[Any, str]:
+    """A publishing aiortc connection (idle audio + video, as the generators make it) and
+    its offer text."""
+    from aiortc import RTCPeerConnection
+
+    from sfu import aiortc_adapter as adapter
+
+    pc = RTCPeerConnection()
+    for kind in ("audio", "video"):
+        pc.addTransceiver(adapter.IdleTrack(kind), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def test_simulcast_offer_is_what_the_sfu_accepts() -> None:
+    """The munged offer carries q/h/f as a browser's does, the SFU's parser reads it, and
+    aiortc on both sides takes the offer and the SFU's simulcast answer."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.sdp import SessionDescription
+
+    from bench.simulcast import offer_simulcast
+    from sfu import simulcast
+
+    pc, sdp = await _aiortc_offer()
+    sfu_pc = RTCPeerConnection()
+    try:
+        munged, rid_id = offer_simulcast(sdp, ["q", "h", "f"])
+        video = munged[munged.index("m=video") :]
+        assert "a=ssrc" not in video and "a=ssrc" in munged[: munged.index("m=video")]
+        assert "a=simulcast:send q;h;f" in video and "a=rid:h send" in video
+        ids = [int(line.split(":")[1].split()[0]) for line in video.split("\r\n")
+               if line.startswith("a=extmap:")]  # fmt: skip
+        assert len(ids) == len(set(ids)) and all(1 <= i <= 14 for i in ids)
+        offered = simulcast.offered_layers(munged)
+        assert len(offered) == 1
+        (layers,) = offered.values()
+        assert layers.rids == ("q", "h", "f") and layers.rid_id == rid_id
+        assert layers.rrid_id is not None and layers.rrid_id != rid_id
+        assert [m.kind for m in SessionDescription.parse(munged).media] == ["audio", "video"]
+        await sfu_pc.setRemoteDescription(RTCSessionDescription(sdp=munged, type="offer"))
+        await sfu_pc.setLocalDescription(await sfu_pc.createAnswer())
+        answer = simulcast.answer_layers(sfu_pc.localDescription.sdp, offered)
+        assert "a=simulcast:recv q;h;f" in answer
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    finally:
+        await pc.close()
+        await sfu_pc.close()
+    with pytest.raises(ValueError):
+        offer_simulcast(sdp, ["q"])
+
+
+def _capture_stream(layer: Any, kind: str = "video") -> tuple[Any, list[bytes]]:
+    from types import SimpleNamespace
+
+    from bench.fastpath import OutStream
+    from bench.packetized import PacketizedStream
+    from sfu import packet as rtp
+    from sfu.aiortc_adapter import Egress
+
+    sent: list[bytes] = []
+    egress = Egress(lambda d: d, lambda d, _a: sent.append(d), None, lambda: 0)
+    media = PacketizedStream(kind, 90000, 3000, ((b"\x10" + b"\x00" * 99,) * 3,))
+    sender: Any = SimpleNamespace(_ssrc=111)
+    ids = {rtp.URI_MID: 1, rtp.URI_ABS_SEND_TIME: 3}
+    out = OutStream(media, egress, sender, 96, ids, "1", "pub", pacing=False, layer=layer)
+    return out, sent
+
+
+def test_layer_packets_carry_rid_ssrc_and_layer_tag() -> None:
+    """Each layer sends on its own SSRC with the rid element beside the MID, and its index
+    in abs-send-time's two low bits; a paused layer sends nothing."""
+    from bench.simulcast import apply_layers, layer_wires
+    from sfu import packet as rtp
+    from sfu import simulcast
+
+    wires = layer_wires(["q", "h", "f"], 111, rid_id=4)
+    assert wires[0].ssrc == 111 and len({w.ssrc for w in wires}) == 3
+    assert len({w.ts0 for w in wires}) == 1 and [w.reports for w in wires] == [True, False, False]
+    streams = []
+    for wire in wires:
+        out, sent = _capture_stream(wire)
+        streams.append(out)
+        assert out.send_frame() is None and len(sent) == 3
+        for data in sent:
+            _m, pt, _seq, _ts, ssrc, profile, start, end = rtp.read(data)
+            assert (pt, ssrc) == (96, wire.ssrc)
+            assert simulcast.rid_of(data, profile, start, end, 4) == wire.rid
+            found = dict(rtp.elements(data, profile, start, end))
+            assert found[1] == b"1"
+            assert int.from_bytes(found[3], "big") & 3 == wire.index
+    apply_layers(streams, ["q"])
+    assert [s.paused for s in streams] == [False, True, True]
+    apply_layers(streams, [])  # the lowest always stays on
+    assert [s.paused for s in streams] == [False, True, True]
+    apply_layers(streams, ["q", "h", "f"])
+    assert not any(s.paused for s in streams)
+    paused, sent = _capture_stream(wires[2])
+    paused.paused = True
+    assert paused.send_frame() is None and sent == []
+
+
+def test_each_layer_clip_has_keyframes_of_its_height() -> None:
+    """The layers' clips are real VP8 with aiortc's payload descriptor: the SFU reads each
+    keyframe's height from the first packet (sfu.vp8) and nothing else as a keyframe."""
+    from bench.media import encode_video
+    from bench.packetized import CLIP_SHAPES, SIMULCAST_LAYERS, clips_needed, packetize
+    from sfu import vp8
+
+    assert clips_needed(["instructor", "participant"], True) == [
+        "instructor", "participant", "q180",
+    ]  # fmt: skip
+    assert clips_needed(["participant"], False) == ["participant"]
+    assert [c for _r, c in SIMULCAST_LAYERS["participant"]] == ["q180", "participant"]
+    for name in ("q180", "participant"):
+        width, height, kbps, qmax = CLIP_SHAPES[name]
+        video = encode_video(0.2, width, height, kbps=kbps, qmax=qmax, threads=1)
+        frames = packetize(video).frames
+        heights = [vp8.read(frame[0])[0] for frame in frames]
+        assert heights[0] == height and not any(heights[1:])
+        assert all(vp8.read(p)[0] == 0 for p in frames[0][1:])
+
+
+def test_tap_counts_layers_and_the_sfu_numbering() -> None:
+    """A layered subscription: packets counted per layer from the stamp's low bits, loss
+    from holes in the sequence numbers the SFU gave it (which wrap)."""
+    import time
+
+    from bench.fastpath import Histogram, Window, abs_units
+    from bench.tap import InStream, ReceiveTap, sequence_span
+    from sfu import packet as rtp
+
+    assert sequence_span(set()) == 0
+    assert sequence_span({10, 11, 13}) == 4
+    assert sequence_span({65534, 65535, 1}) == 4
+    now = time.time()
+    tap = ReceiveTap({"d": Histogram()}, Histogram())
+    tap.window = Window.from_unix(now - 1, now + 1)
+    video = InStream("0", "video", "pub", "d", abs_id=3, layered=True)
+    tap.by_ssrc[5] = video
+    for seq, layer in ((65535, 0), (0, 0), (2, 2), (3, 2)):  # 1 is lost
+        units = abs_units(now - 0.002)
+        stamp = (units - ((units - layer) & 3)) & 0xFFFFFF
+        ext = bytes((0x32, stamp >> 16 & 0xFF, stamp >> 8 & 0xFF, stamp & 0xFF))
+        tap.count(rtp.write(0, 0, 96, seq, 5, 5, b"", ext, b"\x00" * 50))
+    assert video.received_in_window() == (4, "sequence-span")
+    assert video.expected_in_window() == 5
+    assert video.layer_packets[:3] == [2, 0, 2] and video.last_layer == 2
+    assert tap.octets > 4 * 50
+
+
+def test_downlink_estimates_and_thumbnails() -> None:
+    """A capped subscriber reports its cap, and when more arrived 85 % of it and the share
+    above it as lost; a fast one a fixed estimate and no loss; participants are drawn as
+    thumbnails, the instructor not."""
+    from bench.downlink import DownlinkSpec, feedback, thumbnail_sizes
+
+    capped = DownlinkSpec(cap_bps=400_000, high_bps=5_000_000, thumbnail_height=180)
+    fast = DownlinkSpec(cap_bps=None, high_bps=5_000_000, thumbnail_height=180)
+    assert feedback(capped, 250_000) == (400_000, 0)
+    assert feedback(capped, 800_000) == (340_000, 128)
+    assert feedback(fast, 9_000_000) == (5_000_000, 0)
+    assert thumbnail_sizes({"a", "host", "b"}, "host", 180) == {"a": 180, "b": 180}
+
+
+def test_capped_share_is_spread_over_the_participants() -> None:
+    """``--capped-share 0.3``: 30 of 100 participants, never the instructor."""
+    from bench.classbench import ClassOptions, downlink, is_capped, plan_people
+
+    assert [i for i in range(1, 11) if is_capped(i, 0.3)] == [4, 7, 10]
+    assert sum(is_capped(i, 1.0) for i in range(1, 8)) == 7
+    options = ClassOptions(
+        scenario="class", participants=100, mode="instructor", seconds=1, warmup=1,
+        generators=2, audio=True, pin=False, py_spy=None, sfu_workers=None,
+        simulcast=True, capped_share=0.3, cap_kbps=400,
+    )  # fmt: skip
+    people = plan_people(options)
+    assert sum(p.capped for p in people) == 30 and not people[0].capped
+    assert downlink(people[4], options) == {
+        "cap_bps": 400_000, "high_bps": 5_000_000, "thumbnail_height": 180,
+    }  # fmt: skip
+    assert downlink(people[0], options)["cap_bps"] is None  # type: ignore[index]
+
+
+def test_simulcast_loss_and_layer_figures() -> None:
+    """Layered video is compared with what the SFU numbered, audio with what was sent;
+    per-layer packets add up by direction, downlink and final layer."""
+    from bench.classreport import loss
+    from bench.layerreport import simulcast_figures
+
+    sent = [
+        {"publisher_id": "i", "kind": "video", "packets": 300, "layer": "q"},
+        {"publisher_id": "i", "kind": "video", "packets": 900, "layer": "f",
+         "paused_at_end": False},
+        {"publisher_id": "i", "kind": "audio", "packets": 100, "layer": ""},
+    ]  # fmt: skip
+
+    def got(sub: str, kind: str, packets: int, expected: int | None, layers: Any, last: int,
+            capped: bool) -> dict[str, Any]:  # fmt: skip
+        return {"subscriber_id": sub, "publisher_id": "i", "kind": kind, "packets": packets,
+                "expected": expected, "duplicates": 0, "method": "m",
+                "direction": "instructor_to_participant", "layer_packets": layers,
+                "last_layer": last, "capped": capped}  # fmt: skip
+
+    received = [
+        got("a", "video", 290, 300, [290, 0, 0, 0], 0, True),
+        got("b", "video", 900, 900, [0, 0, 900, 0], 2, False),
+        got("a", "audio", 100, None, None, -1, True),
+    ]
+    results = [
+        {"sent": sent, "received": received, "layers_events": 2,
+         "downlinks": [{"capped": True, "rembs": 20, "overuse_rembs": 2, "sizes_sent": 0}]},
+    ]  # fmt: skip
+    lost = loss(results, 3)
+    assert lost["packets"]["expected"] == 1300 and lost["packets"]["received"] == 1290
+    assert lost["loss_percent_by_kind"] == {"audio": 0.0, "video": 0.833}
+    figures = simulcast_figures(results, {"layer_switches": 3, "probe_bytes": 1000}, 10, 10)
+    assert figures["sent_packets_per_s_by_layer"] == {"f": 90.0, "q": 30.0}
+    assert figures["delivered_packets_per_s_by_layer"] == {"f": 90.0, "q": 29.0}
+    assert figures["copies_per_sent_packet_by_layer"] == {"f": 1.0, "q": 0.97}
+    assert figures["subscriptions_by_final_layer"] == {
+        "instructor_to_participant/capped": {"q": 1},
+        "instructor_to_participant/uncapped": {"f": 1},
+    }
+    assert figures["layer_switches"] == 3 and figures["probe_kbit_per_s"] == 0.8
+    assert figures["downlinks"]["capped_overuse_rembs"] == 2
+
+
+def test_bench_class_simulcast_smoke() -> None:
+    """``--simulcast --capped-share 0.5``: every layer is sent, the capped participants get
+    the instructor's q, the instructor everyone's q (thumbnails), and the report says so."""
+    report = run_json(
+        "bench.sfu", "--scenario", "class", "--participants", "4", "--seconds", "4",
+        "--warmup", "4", "--simulcast", "--capped-share", "0.5", "--json",
+    )  # fmt: skip
+    assert report["scenario"]["simulcast"]["capped_participants"] == 2
+    assert report["packets"]["subscriptions_counted"] == 16
+    assert report["loss_percent"] is not None and report["loss_percent"] < 50
+    assert report["server_cpu_us_per_received_packet"] is not None
+    sim = report["simulcast"]
+    assert {"q", "h", "f"} <= set(sim["sent_packets_per_s_by_layer"])
+    final = sim["subscriptions_by_final_layer"]
+    assert final["instructor_to_participant/capped"] == {"q": 2}
+    assert final["participant_to_instructor/uncapped"] == {"q": 4}
+    assert sim["downlinks"]["capped"] == 2 and sim["downlinks"]["rembs_sent"] > 0
+    assert "layer_switches" in report["server_counters_delta"]
