@@ -40,7 +40,7 @@ PROBE_RAMP_S = 1.0  # padding grows to its full rate over this long: a link that
 # carry it shows congestion (the estimate falls) before the whole probe is on it
 PROBE_HOLD_S = 1.5  # padding carried this long at full rate, without congestion, proves it
 LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as congestion
-PROBE_BACKOFF_S = (5.0, 10.0, 20.0, 30.0)  # waits after probes that led nowhere
+PROBE_BACKOFF_S = (4.0, 8.0, 15.0)  # waits after probes that led nowhere
 PROBE_MAX_BPS = 2_000_000
 PROBE_GROWTH = 1.6  # a probe goes at most this far beyond the estimate or proven rate
 SHOWN_SLACK = 0.9  # a layer at least this share of the tile's height is sharp enough
