@@ -65,6 +65,9 @@ class ClassOptions:
     cap_kbps: int = 400
     high_kbps: int = 5000
     thumbnail_height: int = 180
+    # --py-spy records the generators too (FILE.gen<i>) unless this is off: three
+    # samplers at 250 Hz cost most of a core, which a saturated machine does not have
+    py_spy_generators: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ async def _measure(
         # The server tree into FILE, each generator into FILE.gen<i> (their cost matters
         # too: they share the machine).
         spies.append(await py_spy(server.pid, options.seconds, options.py_spy))
-        for i, pid in enumerate(pids):
+        for i, pid in enumerate(pids if options.py_spy_generators else []):
             out = options.py_spy.with_name(f"{options.py_spy.name}.gen{i}")
             spies.append(await py_spy(pid, options.seconds, out))
     try:

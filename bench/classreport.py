@@ -25,6 +25,7 @@ from .procs import (
     machine_cpu_seconds,
     tree_cpu_seconds,
     udp_receive_errors,
+    udp_socket_drops,
 )
 
 GOAL_LOSS_PERCENT = 0.5
@@ -134,6 +135,8 @@ class Sample:
     total: float
     load: float
     udp: dict[str, int]
+    server_socket_drops: int = 0
+    generator_socket_drops: int = 0
 
     @classmethod
     def take(cls, server_pid: int, generator_pids: list[int]) -> Sample:
@@ -148,6 +151,8 @@ class Sample:
             total,
             load_average(),
             udp_receive_errors(),
+            udp_socket_drops(server_pid),
+            sum(udp_socket_drops(p) for p in generator_pids),
         )
 
 
@@ -266,6 +271,10 @@ def _machine(s0: Sample, s1: Sample, server_cpu: float, generator_cpu: float) ->
         "load_average_1m": [s0.load, s1.load],
         "udp_receive_buffer_drops": s1.udp["RcvbufErrors"] - s0.udp["RcvbufErrors"],
         "udp_in_errors": s1.udp["InErrors"] - s0.udp["InErrors"],
+        # Of those, at the server's sockets and at the generators' (sockets open at both
+        # edges; one closed inside the window takes its count along)
+        "udp_drops_at_server_sockets": s1.server_socket_drops - s0.server_socket_drops,
+        "udp_drops_at_generator_sockets": s1.generator_socket_drops - s0.generator_socket_drops,
     }
 
 
@@ -335,4 +344,8 @@ def figures(
     }
     if any(r.get("downlinks") for r in results):
         report["simulcast"] = simulcast_figures(results, counters, seconds, elapsed)
+        # Most switches happen while the class joins and settles, before the window.
+        report["simulcast"]["since_server_start"] = {
+            k: stats[1].get(k) for k in ("layer_switches", "probe_packets", "keyframe_requests")
+        }
     return report

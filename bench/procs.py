@@ -141,6 +141,29 @@ def udp_receive_errors() -> dict[str, int]:
     return totals
 
 
+def udp_socket_drops(root: int) -> int:
+    """Datagrams the kernel dropped at the UDP sockets of ``root``'s process tree (its
+    full receive buffers): the ``drops`` column of /proc/net/udp{,6} for each socket
+    one of those processes holds. Tells a server that could not keep up from a load
+    generator that could not."""
+    inodes: set[str] = set()
+    for pid in descendants(root):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 13 and fields[9] in inodes:
+                    drops += int(fields[12])
+    return drops
+
+
 def load_average() -> float:
     """The machine's 1-minute load average."""
     return float(Path("/proc/loadavg").read_text().split()[0])

@@ -386,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="record the server with py-spy (raw)"
     )
+    parser.add_argument(
+        "--py-spy-server-only",
+        action="store_true",
+        help="class/gallery: with --py-spy, do not also record the generators",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -480,6 +485,7 @@ def _run_class(args: argparse.Namespace) -> dict[str, Any]:
         cap_kbps=args.cap_kbps,
         high_kbps=args.high_kbps,
         thumbnail_height=max(0, args.thumbnail_height),
+        py_spy_generators=not args.py_spy_server_only,
     )
     if options.pin and options.pin_workers:
         raise BenchError("--pin (the server on one core) and --pin-workers exclude each other")

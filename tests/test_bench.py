@@ -557,3 +557,22 @@ def test_bench_class_simulcast_smoke() -> None:
     assert final["participant_to_instructor/uncapped"] == {"q": 4}
     assert sim["downlinks"]["capped"] == 2 and sim["downlinks"]["rembs_sent"] > 0
     assert "layer_switches" in report["server_counters_delta"]
+
+
+def test_udp_socket_drops_are_counted_per_process_tree() -> None:
+    """A full socket's dropped datagrams show at its owner (/proc/net/udp ``drops``)."""
+    import os
+    import socket
+
+    from bench.procs import udp_socket_drops
+
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        rx.bind(("127.0.0.1", 0))
+        before = udp_socket_drops(os.getpid())
+        for _ in range(200):
+            tx.sendto(b"x" * 1000, rx.getsockname())
+        assert udp_socket_drops(os.getpid()) > before
