@@ -330,6 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--video-kbps", type=int, default=500, help="all-to-all: clip bitrate (default 500)"
     )
+    _add_class_arguments(parser)
+    _add_simulcast_arguments(parser)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="class/gallery: also measure the stock aiortc floor and report the ratio",
+    )
+    parser.add_argument(
+        "--floor-streams", type=int, default=16, help="floor: video + audio track pairs"
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, default=None, help="record the server with py-spy (raw)"
+    )
+    parser.add_argument(
+        "--py-spy-server-only",
+        action="store_true",
+        help="class/gallery: with --py-spy, do not also record the generators",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _add_class_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the class and gallery scenarios (placement, pinning, pacing)."""
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -374,25 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="class/gallery: run the load generators N nicer than the server (0-19), so "
         "the server is not kept waiting for a core by the processes measuring it",
     )
-    _add_simulcast_arguments(parser)
-    parser.add_argument(
-        "--floor",
-        action="store_true",
-        help="class/gallery: also measure the stock aiortc floor and report the ratio",
-    )
-    parser.add_argument(
-        "--floor-streams", type=int, default=16, help="floor: video + audio track pairs"
-    )
-    parser.add_argument(
-        "--py-spy", type=Path, default=None, help="record the server with py-spy (raw)"
-    )
-    parser.add_argument(
-        "--py-spy-server-only",
-        action="store_true",
-        help="class/gallery: with --py-spy, do not also record the generators",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
 
 
 def _add_simulcast_arguments(parser: argparse.ArgumentParser) -> None:
