@@ -34,7 +34,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -234,9 +234,11 @@ def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
 
 
 def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler | None) -> None:
-    """Route RTCP for ``sender`` to ``handler`` first (None: to nobody but aiortc, which
-    still sees reports for its stats). A new handler replaces the previous one, so a
-    reused sender holds no closed consumer."""
+    """Route RTCP for ``sender`` to ``handler`` (None: to nobody but aiortc). aiortc sees
+    only receiver and sender reports, for its statistics: its NACK, PLI and REMB handling
+    is for an encoder this sender does not have (and a REMB naming N streams would be
+    unpacked N times on a connection receiving N videos). A new handler replaces the
+    previous one, so a reused sender holds no closed consumer."""
     if handler is None:
         sender.__dict__.pop("_handle_rtcp_packet", None)
         return
@@ -244,7 +246,8 @@ def take_rtcp(sender: RTCRtpSender, handler: RtcpHandler | None) -> None:
 
     async def _handle(packet: Any) -> None:
         await handler(packet)
-        await original(packet)
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            await original(packet)
 
     setattr(sender, "_handle_rtcp_packet", _handle)  # noqa: B010
 

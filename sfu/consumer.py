@@ -46,6 +46,20 @@ EstimateCallback = Callable[[int], None]
 Numbering = tuple[int, int, float, int]
 
 
+def remb_of(packet: RtcpPsfbPacket) -> tuple[int, frozenset[int]]:
+    """``(bitrate, SSRCs)`` of a REMB, unpacked once: aiortc hands the same packet object
+    to every sender it names (N consumers of a connection receiving N videos)."""
+    cached: tuple[int, frozenset[int]] | None = packet.__dict__.get("_pulseroom_remb")
+    if cached is None:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            cached = (bitrate, frozenset(ssrcs))
+        except ValueError:
+            cached = (0, frozenset())
+        packet.__dict__["_pulseroom_remb"] = cached
+    return cached
+
+
 class Consumer:
     """One subscriber's copy of a producer, sent on one send-only transceiver."""
 
@@ -281,10 +295,7 @@ class Consumer:
                 if stream is not None:
                     stream.want_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
-                    return
+                bitrate, ssrcs = remb_of(packet)
                 if self._ssrc in ssrcs:
                     self.remb = bitrate
                     if self._on_estimate is not None:

@@ -165,3 +165,19 @@ def test_an_allocation_never_exceeds_the_budget_beyond_the_lowest_layers(
             spent += demand.rates[target]
             assert demand.rates[target] > 0
     assert spent <= max(budget, floor)
+
+
+def test_a_remb_is_unpacked_once_for_all_the_streams_it_names() -> None:
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    from sfu.consumer import remb_of
+
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(750_000, [11, 12, 13])
+    )
+    first = remb_of(packet)
+    assert first == (750_000, frozenset({11, 12, 13}))
+    packet.fci = b"garbage"  # a second reader gets the first reading, not a new parse
+    assert remb_of(packet) is first
+    bad = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB")
+    assert remb_of(bad) == (0, frozenset())
