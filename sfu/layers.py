@@ -121,7 +121,7 @@ ConsumersGetter = Callable[[], Sequence[Consumer]]
 class LayerControl:
     """One subscriber's layer choices, re-made every TICK_S and at each new estimate.
 
-    Owns one task; ``close()`` cancels and ``aclose()`` awaits it.
+    Owns one task, which ``aclose()`` cancels and awaits.
     """
 
     def __init__(self, consumers: ConsumersGetter) -> None:
@@ -319,10 +319,6 @@ class LayerControl:
         """A video went up a layer: the probe, if any, did its job."""
         if self._probing_since:
             self._end_probe(time.monotonic(), success=True)
-
-    def close(self) -> None:
-        """Stop (idempotent); ``aclose`` also waits for the task to end."""
-        self._task.cancel()
 
     async def aclose(self) -> None:
         """Stop and wait for the task."""

@@ -48,7 +48,6 @@ class Stream:
         self.last_packet_at = 0.0  # monotonic (layered only)
         self.picture_id = -1  # VP8 numbering of the newest packet (layered only)
         self.tl0 = -1
-        self.sender_report: tuple[int, int] | None = None  # the publisher's last (NTP, RTP)
         self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
         self._cache_seq: list[int] = [-1] * CACHE_SIZE
         self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
@@ -137,7 +136,6 @@ class Stream:
 
     def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
         """The publisher's sender report for this stream, passed to its consumers."""
-        self.sender_report = (ntp_time, rtp_timestamp)
         for consumer in self.consumers:
             consumer.source_report(ntp_time, rtp_timestamp)
 
@@ -149,10 +147,6 @@ class Stream:
             self.bitrate = 0
         else:
             self.bitrate = rate if not self.bitrate else (self.bitrate * 3 + rate * 2) // 5
-
-    def arriving(self, now: float) -> bool:
-        """Whether the publisher is sending this stream now."""
-        return now - self.last_packet_at <= ARRIVING_S
 
     def clear(self) -> None:
         """Drop the cache and every consumer reference (the track closed)."""
