@@ -7,6 +7,13 @@ layer at a time: ``switch_to`` registers it with the wanted layer, which lets it
 picture it cannot decode; sequence numbers, timestamps and the VP8 picture numbers
 continue across the switch as one stream. ``pad`` sends copies of what it already sent
 so the subscriber's bandwidth estimate can rise to a higher layer.
+
+A switch down waits for the smaller layer's keyframe, a few hundred ms on a link that
+is already losing packets: long enough for the subscriber's video to freeze. So a
+consumer can *shed* temporal layers at once (``shed``): with ``L1T3`` the base layer's
+pictures, every fourth, carry ~40 % of the bitrate and need no other picture, so the
+subscriber sees a lower frame rate instead of a freeze until the switch. Pictures are
+dropped whole and the sequence numbers and VP8 picture ids close up behind them.
 """
 
 from __future__ import annotations
@@ -39,8 +46,14 @@ from .stream import Stream
 
 ABS_ID = SUBSCRIBER_EXTENSION_IDS[rtp.URI_ABS_SEND_TIME]
 PAD_PACKETS_MAX = 64  # copies one ``pad`` call may send
+ALL_TEMPORAL = 3  # a temporal-layer limit that lets every picture through
+BASE_TEMPORAL = 1  # ... that lets only the base layer's (TID 0) through
+EPOCHS_MAX = 64  # sequence-number offsets kept for NACKs while pictures are dropped
+LOSS_WINDOW_S = 0.5  # NACKed packets are counted over this window ...
+LOSS_BURST = 8  # ... and this many, an eighth of what was sent in it, mean congestion
 
 EstimateCallback = Callable[[int], None]
+LossCallback = Callable[[], None]
 # Where an m-line's numbering stands: (sequence number, timestamp, when last sent, RTX
 # sequence number), handed from a closed consumer to the next one on the same m-line.
 Numbering = tuple[int, int, float, int]
@@ -73,6 +86,7 @@ class Consumer:
         layer: int = 0,
         on_estimate: EstimateCallback | None = None,
         follows: Numbering | None = None,
+        on_loss: LossCallback | None = None,
     ) -> None:
         self.producer = producer
         self.subscriber_id = subscriber_id
@@ -89,6 +103,8 @@ class Consumer:
         self.target: Stream | None = None  # the layer it waits to switch to
         self.congested_at = 0.0  # when its queue last overflowed (monotonic)
         self._on_estimate = on_estimate
+        self._on_loss = on_loss
+        self._loss_window = (0.0, 0, 0)  # (since, packets_out then, packets NACKed since)
         self._sender: RTCRtpSender = transceiver.sender
         self._ssrc: int = self._sender._ssrc
         self._transport: RTCDtlsTransport = self._sender.transport
@@ -112,6 +128,15 @@ class Consumer:
         self._synced = False
         self._congested = False
         self._closed = False
+        # Temporal layers sent: pictures with a temporal index below ``_tid_limit``; the
+        # limit moves to ``_tid_wanted`` at a picture's start (up only at a keyframe).
+        self._tid_limit = self._tid_wanted = ALL_TEMPORAL
+        self._shedding = False  # either is below ALL_TEMPORAL: the per-packet check is on
+        self._dropped_pid = -1  # the picture being dropped
+        self._newest_src = -1  # newest source sequence number seen while shedding
+        # Offsets since the anchor, as (first out seq, seq offset, picture-id offset):
+        # each dropped packet moves them, and a NACK must find those of its packet.
+        self._epochs: list[tuple[int, int, int]] = []
         # Retransmissions go on the RTX stream when the subscriber negotiated one.
         self._rtx = adapter.negotiated_rtx(transceiver)
         self._rtx_seq = random.randint(0, 0xFFFF)
@@ -154,6 +179,28 @@ class Consumer:
         stream = self.target or self.stream
         return stream.index if stream is not None else -1
 
+    @property
+    def shedding(self) -> bool:
+        """Whether only the base temporal layer is sent, or is about to be."""
+        return self._shedding
+
+    def shed(self) -> None:
+        """Send only the base temporal layer's pictures, from the next picture on, until
+        the next switch of layer (or ``unshed``)."""
+        if self.producer.layered and not self._closed:
+            self._tid_wanted = BASE_TEMPORAL
+            self._shedding = True
+
+    def unshed(self) -> None:
+        """Send every temporal layer again, from the layer's next keyframe (asked for):
+        a picture of an upper layer may refer to pictures this subscriber did not get."""
+        if self._tid_wanted != ALL_TEMPORAL:
+            self._tid_wanted = ALL_TEMPORAL
+            if self._tid_limit != ALL_TEMPORAL:
+                self._want_keyframe()
+            else:
+                self._shedding = False
+
     def _want_keyframe(self) -> None:
         stream = self.target or self.stream
         if stream is not None:
@@ -190,6 +237,9 @@ class Consumer:
         self.target = None
         stream.consumers.append(self)
         self._synced = False
+        # A keyframe starts the new layer: every picture after it can be decoded.
+        self._tid_limit = self._tid_wanted = ALL_TEMPORAL
+        self._shedding = False
 
     def _on_state(self, state: str) -> None:
         if state != "connected":
@@ -221,12 +271,15 @@ class Consumer:
             self._want_keyframe()
         if self._paused:
             return 0
+        if self._shedding and self._drops(seq):
+            return 0
         if not self._synced:
             self._seq_delta, self._ts_delta = anchor_stream(
                 self._last_seq, self._last_ts, time.monotonic() - self._last_sent_at,
                 self._clock_rate, seq, timestamp, self._min_gap,
             )  # fmt: skip
             self._first_seq = (seq + self._seq_delta) & 0xFFFF
+            self._epochs.clear()
             self._synced = True
         out_seq = (seq + self._seq_delta) & 0xFFFF
         if STALE_AFTER <= (self._last_seq - out_seq) & 0xFFFF < 0x8000:
@@ -251,7 +304,7 @@ class Consumer:
             self._want_keyframe()
         body: memoryview | bytes = payload
         if self._picture_delta or self._tl0_delta:
-            body = self._renumbered(payload)
+            body = self._renumbered(payload, self._picture_delta)
         data = rtp.write(
             padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
             self._own_block, shared, body,
@@ -265,9 +318,66 @@ class Consumer:
         self.octets_out += len(payload)
         return len(data)
 
-    def _renumbered(self, payload: memoryview) -> memoryview | bytes:
+    def _drops(self, seq: int) -> bool:
+        """While shedding: whether the stream's newest packet (``seq``) is not sent. Its
+        picture is dropped whole, and the numbering closes up behind it."""
+        stream = self.stream
+        if stream is None:
+            return False
+        if stream.starts_frame and (self._tid_wanted < self._tid_limit or stream.keyframe):
+            self._tid_limit = self._tid_wanted
+            if self._tid_limit == ALL_TEMPORAL:
+                self._shedding = False
+                return False
+        newest = self._newest_src
+        if newest >= 0 and (seq - newest) & 0xFFFF >= 0x8000:
+            # A late packet (a retransmission from the publisher): the offset may have
+            # moved since its neighbours were sent, so its number could be another's.
+            return True
+        self._newest_src = seq
+        if stream.tid < self._tid_limit:
+            return False
+        self._stats.shed_packets += 1
+        picture_delta = self._picture_delta
+        if stream.picture_id != self._dropped_pid:
+            self._dropped_pid = stream.picture_id
+            self._picture_delta = (self._picture_delta - 1) & 0x7FFF
+        if self._synced:
+            self._close_up(seq, picture_delta)
+        return True
+
+    def _close_up(self, seq: int, picture_delta: int) -> None:
+        """Number on without the dropped packet ``seq``; ``picture_delta`` was the
+        picture-id offset of the packets sent before it."""
+        if not self._epochs:
+            self._epochs.append((self._first_seq, self._seq_delta, picture_delta))
+        self._seq_delta = (self._seq_delta - 1) & 0xFFFF
+        epoch = ((seq + 1 + self._seq_delta) & 0xFFFF, self._seq_delta, self._picture_delta)
+        if self._epochs[-1][0] == epoch[0]:
+            self._epochs[-1] = epoch  # no packet was sent since the last drop
+        else:
+            self._epochs.append(epoch)
+            if len(self._epochs) > EPOCHS_MAX:
+                del self._epochs[0]
+                self._first_seq = self._epochs[0][0]
+
+    def _source_of(self, out_seq: int) -> tuple[int, int]:
+        """``(source sequence number, picture-id offset)`` of the packet sent as
+        ``out_seq`` (-1: not one this consumer can name)."""
+        if (out_seq - self._first_seq) & 0xFFFF >= 0x8000:
+            return -1, 0  # from before a switch or re-anchoring: another numbering
+        if (self._last_seq - out_seq) & 0xFFFF >= 0x8000:
+            return -1, 0  # not sent yet
+        delta, picture_delta = self._seq_delta, self._picture_delta
+        for first, offset, picture_offset in reversed(self._epochs):
+            if (out_seq - first) & 0xFFFF < 0x8000:
+                delta, picture_delta = offset, picture_offset
+                break
+        return (out_seq - delta) & 0xFFFF, picture_delta
+
+    def _renumbered(self, payload: memoryview, picture_delta: int) -> memoryview | bytes:
         try:
-            return vp8.rewrite(payload, self._picture_delta, self._tl0_delta)
+            return vp8.rewrite(payload, picture_delta, self._tl0_delta)
         except IndexError:
             return payload  # too short for its own descriptor: sent as it came
 
@@ -304,13 +414,32 @@ class Consumer:
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._stats.nacks_received += 1
             self._stats.nacked_packets += len(packet.lost)
-            for out_seq in packet.lost:
-                self._retransmit(out_seq)
+            # Only what was sent counts as lost on the way down (a hole the publisher's
+            # loss left is not this link's).
+            resent = sum(1 for out_seq in packet.lost if self._retransmit(out_seq))
+            if resent:
+                self._count_loss(resent)
         elif isinstance(packet, RtcpRrPacket):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self.fraction_lost = report.fraction_lost
                     self.jitter = report.jitter
+
+    def _count_loss(self, lost: int) -> None:
+        """A burst of NACKs is congestion, shown a round trip after the loss: shed
+        temporal layers at once and tell the layer control (the REMB falls later)."""
+        now = time.monotonic()
+        since, sent_then, nacked = self._loss_window
+        if now - since > LOSS_WINDOW_S:
+            since, sent_then, nacked = now, self.packets_out, 0
+        nacked += lost
+        self._loss_window = (since, sent_then, nacked)
+        sent = self.packets_out - sent_then
+        if nacked >= LOSS_BURST and nacked * 8 >= sent and self.producer.layered:
+            self._loss_window = (now, self.packets_out, 0)
+            self.shed()
+            if self._on_loss is not None:
+                self._on_loss()
 
     def _retransmit(self, out_seq: int) -> int:
         """Send ``out_seq`` again from the layer's cache; returns bytes sent (0: not had)."""
@@ -318,17 +447,16 @@ class Consumer:
         stream = self.stream
         if egress is None or stream is None or not self._synced:
             return 0
-        if (out_seq - self._first_seq) & 0xFFFF >= 0x8000:
-            return 0  # from before a switch or re-anchoring: another numbering
-        source = stream.cached((out_seq - self._seq_delta) & 0xFFFF)
+        seq, picture_delta = self._source_of(out_seq)
+        source = stream.cached(seq) if seq >= 0 else None
         if source is None:
             return 0
         padding, marker, timestamp, shared, payload = source
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
         shared = rtp.restamp(shared, ABS_ID, time.monotonic() - stream.last_packet_at)
         body: memoryview | bytes = payload
-        if self._picture_delta or self._tl0_delta:
-            body = self._renumbered(payload)
+        if picture_delta or self._tl0_delta:
+            body = self._renumbered(payload, picture_delta)
         if self._rtx is not None:
             # RFC 4588: the original sequence number leads the payload on the RTX stream.
             rtx_pt, rtx_ssrc = self._rtx
@@ -351,7 +479,13 @@ class Consumer:
         sent (a duplicate the subscriber discards, but its bandwidth estimator counts).
         Returns the bytes sent; nothing without RTX, while paused or before the first packet."""
         stream = self.stream
-        if self._rtx is None or self._paused or stream is None or stream.newest_seq < 0:
+        if (
+            self._rtx is None
+            or self._paused
+            or self._shedding
+            or stream is None
+            or stream.newest_seq < 0
+        ):
             return 0
         sent = packets = 0
         seq = stream.newest_seq

@@ -15,6 +15,11 @@ pads the connection up to what the next layer would need, a step at a time. If t
 link carried that with no sign of congestion (the estimate did not fall, the receiver
 reports no loss), that rate counts as *proven* and the allocation may use it until
 congestion shows; if not, the probe stops and the next waits (PROBE_BACKOFF_S).
+
+A switch down takes effect at the smaller layer's keyframe; until then the consumer
+sends only the base temporal layer (``Consumer.shed``), so the link gets relief at once
+and the picture slows instead of freezing. Loss shows before the estimate falls: a burst
+of NACKs caps the budget below what was being sent (LOSS_CAP) for LOSS_HOLD_S.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as co
 PROBE_BACKOFF_S = (4.0, 8.0, 15.0)  # waits after probes that led nowhere
 PROBE_MAX_BPS = 2_000_000
 PROBE_GROWTH = 1.6  # a probe goes at most this far beyond the estimate or proven rate
+LOSS_CAP = 0.6  # after a burst of loss, the budget is at most this share of what was sent
+LOSS_HOLD_S = 3.0  # ... for this long
 SHOWN_SLACK = 0.9  # a layer at least this share of the tile's height is sharp enough
 CAP_SLACK = 1.1
 
@@ -144,6 +151,8 @@ class LayerControl:
         self._sent_mark = (0, time.monotonic())  # (bytes sent, when) at the last update
         self.sent_rate = 0  # bits/s sent to the subscriber (media and padding)
         self._backoff = 0
+        self._loss_cap = 0  # bits/s the budget is held to after a burst of loss (0: none)
+        self._loss_until = 0.0
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="layers")
 
@@ -168,6 +177,12 @@ class LayerControl:
             self._congested()
         elif falling:
             self._wake.set()  # re-allocate: the estimate may rule without a proven rate
+
+    def on_loss(self) -> None:
+        """A burst of NACKs from the subscriber: its link is losing what is sent."""
+        self._loss_cap = int(self.sent_rate * LOSS_CAP)
+        self._loss_until = time.monotonic() + LOSS_HOLD_S
+        self._congested()
 
     def _congested(self) -> None:
         """The link shows congestion: what probes proved no longer holds."""
@@ -225,6 +240,8 @@ class LayerControl:
         audio = sum(1 for c in self._consumers() if c.producer.kind == "audio")
         budget = max(0, estimate - AUDIO_SHARE * audio)
         budget -= sum(self._fixed_rate(c) for c in self._videos() if not c.producer.layered)
+        if now < self._loss_until:
+            budget = min(budget, self._loss_cap)
         demands = [
             Demand([s.bitrate for s in c.producer.streams], c.wanted, c.preferred) for c in videos
         ]
@@ -247,6 +264,10 @@ class LayerControl:
                 if now - since < UP_HOLD_S:
                     continue
             self._up_since.pop(key, None)
+            if target < consumer.wanted <= consumer.preferred:
+                consumer.shed()  # the link cannot carry it: relief until the switch
+            elif consumer.shedding and consumer.target is None and now >= self._loss_until:
+                consumer.unshed()  # shed for loss on the layer it keeps: loss is over
             if target != consumer.wanted:
                 if target > consumer.wanted:
                     self.switched_up()

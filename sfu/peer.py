@@ -328,6 +328,7 @@ class Participant:
             consumer = Consumer(
                 producer, self.id, transceiver, payload_type, self._stats,
                 on_estimate=self._layers.on_estimate, follows=numbering,
+                on_loss=self._layers.on_loss,
             )  # fmt: skip
             consumer.paused = self._hidden(producer)
             self._consumers[producer.id] = (consumer, transceiver)

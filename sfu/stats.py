@@ -31,6 +31,8 @@ class ForwardingStats:
     layer_switches: int = 0  # subscribers moved to another simulcast layer (at its keyframe)
     probe_packets: int = 0  # padding sent so a subscriber's bandwidth estimate can rise
     probe_bytes: int = 0
+    shed_packets: int = 0  # upper temporal layers' packets not sent while a subscriber
+    # waits for a smaller layer's keyframe (sfu/consumer.py, ``shed``)
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready dict."""

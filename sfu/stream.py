@@ -48,6 +48,9 @@ class Stream:
         self.last_packet_at = 0.0  # monotonic (layered only)
         self.picture_id = -1  # VP8 numbering of the newest packet (layered only)
         self.tl0 = -1
+        self.tid = -1  # temporal index of the newest packet's picture (-1: none)
+        self.starts_frame = False  # whether the newest packet is its picture's first
+        self.keyframe = 0  # the newest packet's keyframe height (0: not a keyframe start)
         self._cache_data: list[bytes | None] = [None] * CACHE_SIZE
         self._cache_seq: list[int] = [-1] * CACHE_SIZE
         self._cache_fields: list[tuple[int, int, int, int, bytes] | None] = [None] * CACHE_SIZE
@@ -94,13 +97,16 @@ class Stream:
         self.octets += len(data)
         self.last_packet_at = time.monotonic()
         keyframe = 0
+        self.tid = -1
         if self.source.vp8 and len(payload):
             try:  # noqa: SIM105 (per packet: a context manager costs more)
-                keyframe, self.picture_id, self.tl0, _size = vp8.read(payload)
+                keyframe, self.picture_id, self.tl0, self.tid, _size = vp8.read(payload)
             except IndexError:
                 pass  # a truncated descriptor: forwarded as it is
             if keyframe:
                 self.height = keyframe
+            self.starts_frame = bool(payload[0] & vp8.S_BIT) and not payload[0] & vp8.PART_ID
+        self.keyframe = keyframe
         if self.joining and keyframe:
             for consumer in self.joining:
                 consumer.enter(self)

@@ -112,6 +112,11 @@ _SFU_COUNTERS = (
         "pulseroom_sfu_probe_packets",
         "padding packets sent so a subscriber's bandwidth estimate can rise",
     ),
+    _Source(
+        "shed_packets",
+        "pulseroom_sfu_shed_packets",
+        "upper temporal layers' packets held back from subscribers waiting for a smaller layer",
+    ),
 )
 
 _HR_COUNTERS = (

@@ -81,21 +81,25 @@ def keyframe(picture_id: int, tl0: int, height: int) -> bytes:
 
 
 def test_a_keyframe_gives_its_size_and_numbers() -> None:
-    assert vp8.read(keyframe(0x1234, 77, 360)) == (360, 0x1234, 77, 6)
+    assert vp8.read(keyframe(0x1234, 77, 360)) == (360, 0x1234, 77, 0, 6)
     delta = bytearray(keyframe(5, 6, 360))
     delta[6] |= 0x01  # an inter frame
     assert vp8.read(bytes(delta))[:3] == (0, 5, 6)
     middle = bytearray(keyframe(5, 6, 360))
     middle[0] = 0x80  # not the start of a partition
     assert vp8.read(bytes(middle))[0] == 0
-    assert vp8.read(bytes([0x10, 0x00]))[1:] == (-1, -1, 1)  # no extensions
+    assert vp8.read(bytes([0x10, 0x00]))[1:] == (-1, -1, -1, 1)  # no extensions
+    upper = bytearray(delta)
+    upper[5] = 0x80  # a picture of temporal layer 2
+    assert vp8.read(bytes(upper))[3] == 2
+    assert vp8.starts_frame(bytes(delta)) and not vp8.starts_frame(bytes(middle))
 
 
 @given(st.integers(0, 0x7FFF), st.integers(0, 255), st.integers(0, 0x7FFF), st.integers(0, 255))
 def test_renumbering_wraps_and_keeps_the_rest(pid: int, tl0: int, dp: int, dt: int) -> None:
     packet = keyframe(pid, tl0, 720)
     out = vp8.rewrite(memoryview(packet), dp, dt)
-    assert vp8.read(out) == (720, (pid + dp) & 0x7FFF, (tl0 + dt) & 0xFF, 6)
+    assert vp8.read(out) == (720, (pid + dp) & 0x7FFF, (tl0 + dt) & 0xFF, 0, 6)
     assert out[6:] == packet[6:] and len(out) == len(packet)
 
 
