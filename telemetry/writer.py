@@ -7,7 +7,8 @@ fsynced before the rows are reported durable. The spool is written to the databa
 first when it is reachable again, also by a later process. Every insert is
 ``ON CONFLICT DO NOTHING`` on (room, participant, seq, time), so writing a row twice —
 after a crash between a commit and the removal of the spool — only costs a duplicate
-the database ignores, never a loss.
+the database ignores, never a loss. The row and its statements are in
+``telemetry.rows``, the spool file's format in ``telemetry.spool``.
 """
 
 from __future__ import annotations
@@ -15,171 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .rows import PG_INSERT, SQLITE_INSERT, HeartRateRow, is_data_error, pg_arrays, sqlite_params
+from .spool import append_spool, fsync_dir, read_spool, spool_line
+
+__all__ = ["HeartRateRow", "HeartRateWriter"]
+
 log = logging.getLogger(__name__)
-
-_COLUMNS = "time, room_id, participant_id, seq, bpm, rr_ms, energy_kj, contact"
-
-# One statement per batch: the batch travels as one array per column, so PostgreSQL gets
-# a single round-trip whatever the batch size (measured about 1.5x faster than asyncpg's
-# executemany, and unlike it the row count tells how many rows were new). Integers go as
-# bigint so an out-of-range value fails on the server as a data error (class 22) rather
-# than in the client's encoder; rr_ms travels as one array literal per row because
-# unnest() cannot take an array of arrays of different lengths.
-_PG_INSERT = text(
-    f"INSERT INTO heart_rate ({_COLUMNS})"
-    " SELECT to_timestamp(u.t), u.room_id, u.participant_id, u.seq, u.bpm,"
-    " CAST(u.rr AS real[]), u.energy_kj, u.contact"
-    " FROM unnest(CAST(:t AS float8[]), CAST(:room_id AS text[]),"
-    " CAST(:participant_id AS text[]), CAST(:seq AS bigint[]), CAST(:bpm AS bigint[]),"
-    " CAST(:rr AS text[]), CAST(:energy_kj AS bigint[]), CAST(:contact AS boolean[]))"
-    " AS u(t, room_id, participant_id, seq, bpm, rr, energy_kj, contact)"
-    " ON CONFLICT DO NOTHING"
-)
-
-# SQLite is in-process: executemany is one call into the library per batch.
-_SQLITE_INSERT = text(
-    f"INSERT INTO heart_rate ({_COLUMNS})"
-    " VALUES (:time, :room_id, :participant_id, :seq, :bpm, :rr_ms, :energy_kj, :contact)"
-    " ON CONFLICT DO NOTHING"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class HeartRateRow:
-    """One stored heart-rate reading; ``time`` is the device's time in unix seconds."""
-
-    time: float
-    room_id: str
-    participant_id: str
-    seq: int
-    bpm: int
-    rr_ms: tuple[float, ...] = ()
-    energy_kj: int | None = None
-    contact: bool | None = None
-
-
-def _spool_line(row: HeartRateRow) -> str:
-    """The row as one JSON line (floats in ``repr`` form, so they read back exactly)."""
-    return (
-        json.dumps(
-            {
-                "time": row.time,
-                "room_id": row.room_id,
-                "participant_id": row.participant_id,
-                "seq": row.seq,
-                "bpm": row.bpm,
-                "rr_ms": list(row.rr_ms),
-                "energy_kj": row.energy_kj,
-                "contact": row.contact,
-            },
-            separators=(",", ":"),
-        )
-        + "\n"
-    )
-
-
-def _parse_spool_line(line: bytes) -> HeartRateRow:
-    data = json.loads(line)
-    return HeartRateRow(
-        time=float(data["time"]),
-        room_id=str(data["room_id"]),
-        participant_id=str(data["participant_id"]),
-        seq=int(data["seq"]),
-        bpm=int(data["bpm"]),
-        rr_ms=tuple(float(x) for x in data["rr_ms"]),
-        energy_kj=None if data["energy_kj"] is None else int(data["energy_kj"]),
-        contact=None if data["contact"] is None else bool(data["contact"]),
-    )
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a create, rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _append_spool(path: Path, data: bytes) -> None:
-    """Append ``data`` and fsync it (runs in a thread: fsync can take milliseconds)."""
-    created = not path.exists()
-    with path.open("a+b") as f:
-        # A write torn by a full disk or a crash leaves a line without its newline;
-        # start on a fresh line so the torn one cannot swallow the first row appended.
-        if f.seek(0, os.SEEK_END) > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if created:
-        _fsync_dir(path.parent)
-
-
-def _read_spool(path: Path, offset: int, limit: int) -> tuple[list[HeartRateRow], int, int]:
-    """Up to ``limit`` rows from ``offset``: (rows, the offset after them, lines skipped).
-
-    A last line without its newline is a torn write whose rows were never reported
-    durable: it is left unread. A line that does not parse is skipped (and counted).
-    """
-    rows: list[HeartRateRow] = []
-    skipped = 0
-    with path.open("rb") as f:
-        f.seek(offset)
-        while len(rows) < limit:
-            line = f.readline()
-            if not line.endswith(b"\n"):
-                break
-            offset += len(line)
-            if not line.strip():
-                continue
-            try:
-                rows.append(_parse_spool_line(line))
-            except (ValueError, KeyError, TypeError):
-                skipped += 1
-                log.error("heart-rate spool %s: unreadable line skipped: %r", path, line[:200])
-    return rows, offset, skipped
-
-
-def _is_data_error(exc: BaseException) -> bool:
-    """Whether the database refused the rows themselves rather than being unreachable.
-
-    SQLSTATE classes 22 (data exception: a value out of range) and 23 (integrity: NULL
-    where NOT NULL), and values the driver cannot encode (asyncpg's DataError is a
-    ValueError; sqlite3 raises OverflowError for integers past 64 bits). Anything else —
-    refused connections, a restarting server, a missing table — is worth a retry.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DataError | sa_exc.IntegrityError):
-            return True
-        if isinstance(current, ValueError | TypeError | OverflowError):
-            return True
-        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(state, str) and state[:2] in ("22", "23"):
-            return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else current.__cause__
-    return False
 
 
 def _describe(exc: BaseException) -> str:
@@ -487,11 +341,11 @@ class HeartRateWriter:
                 self._engine.begin() as conn,
             ):
                 if self._postgres:
-                    result = await conn.execute(_PG_INSERT, _pg_arrays(rows))
+                    result = await conn.execute(PG_INSERT, pg_arrays(rows))
                 else:
-                    result = await conn.execute(_SQLITE_INSERT, _sqlite_params(rows))
+                    result = await conn.execute(SQLITE_INSERT, sqlite_params(rows))
         except Exception as exc:
-            if not _is_data_error(exc):
+            if not is_data_error(exc):
                 raise
             if len(rows) == 1:
                 self._rejected += 1
@@ -515,9 +369,9 @@ class HeartRateWriter:
         if count <= 0:
             return
         rows = list(islice(self._pending, count))
-        data = "".join(_spool_line(row) for row in rows).encode()
+        data = "".join(spool_line(row) for row in rows).encode()
         try:
-            await asyncio.to_thread(_append_spool, self._spool, data)
+            await asyncio.to_thread(append_spool, self._spool, data)
         except OSError as exc:
             self._spool_errors += 1
             if not self._spool_failing:
@@ -551,11 +405,11 @@ class HeartRateWriter:
                 if not self._spool.exists():
                     return
                 os.replace(self._spool, self._draining)
-                await asyncio.to_thread(_fsync_dir, self._spool.parent)
+                await asyncio.to_thread(fsync_dir, self._spool.parent)
                 self._drain_offset = 0
             while True:
                 rows, offset, skipped = await asyncio.to_thread(
-                    _read_spool, self._draining, self._drain_offset, self._batch_max
+                    read_spool, self._draining, self._drain_offset, self._batch_max
                 )
                 self._spool_skipped += skipped
                 if rows:
@@ -567,7 +421,7 @@ class HeartRateWriter:
                 # starts the file again (duplicates are ignored).
                 self._drain_offset = offset
             self._draining.unlink()
-            await asyncio.to_thread(_fsync_dir, self._spool.parent)
+            await asyncio.to_thread(fsync_dir, self._spool.parent)
             self._drain_offset = 0
             log.info("heart-rate spool written to the database")
 
@@ -578,32 +432,3 @@ class HeartRateWriter:
             self.on_durable(rows)
         except Exception:
             log.exception("heart-rate on_durable callback failed")
-
-
-def _pg_arrays(rows: Sequence[HeartRateRow]) -> dict[str, list[Any]]:
-    return {
-        "t": [row.time for row in rows],
-        "room_id": [row.room_id for row in rows],
-        "participant_id": [row.participant_id for row in rows],
-        "seq": [row.seq for row in rows],
-        "bpm": [row.bpm for row in rows],
-        "rr": ["{" + ",".join(repr(float(x)) for x in row.rr_ms) + "}" for row in rows],
-        "energy_kj": [row.energy_kj for row in rows],
-        "contact": [row.contact for row in rows],
-    }
-
-
-def _sqlite_params(rows: Sequence[HeartRateRow]) -> list[dict[str, Any]]:
-    return [
-        {
-            "time": row.time,
-            "room_id": row.room_id,
-            "participant_id": row.participant_id,
-            "seq": row.seq,
-            "bpm": row.bpm,
-            "rr_ms": json.dumps(list(row.rr_ms)),
-            "energy_kj": row.energy_kj,
-            "contact": row.contact,
-        }
-        for row in rows
-    ]
