@@ -56,10 +56,10 @@ export async function joinFollowing(url, makeSocket, sendJoin) {
 }
 
 /** Where to look for the class: the node we were on, the others it named, this page's origin. */
-export function candidates(current, nodes) {
+export function candidates(current, nodes, origin = location.origin) {
   const seen = new Set();
   const list = [];
-  for (const url of [current, ...(nodes || []), location.origin]) {
+  for (const url of [current, ...(nodes || []), origin]) {
     const clean = url ? String(url).replace(/\/+$/, '') : null;
     if (clean && !seen.has(clean)) {
       seen.add(clean);
