@@ -24,12 +24,12 @@ from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
 from signaling.transport import ProtocolServer
 from signaling.turn import TurnIssuer
+from storage import migrations
+from storage.store import Store, create_engine
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
 
-from . import migrations
 from .settings import Settings
-from .store import Store, create_engine
 
 logger = logging.getLogger(__name__)
 

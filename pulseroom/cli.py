@@ -56,8 +56,8 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    from . import migrations
-    from .store import create_engine
+    from storage import migrations
+    from storage.store import create_engine
 
     settings = _settings_or_exit()
 
@@ -74,7 +74,9 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _bot(args: argparse.Namespace) -> int:
-    from .bot import BotError, run_bot
+    from client.protocol import ClientError
+
+    from .bot import run_bot
 
     try:
         report = asyncio.run(
@@ -87,7 +89,7 @@ def _bot(args: argparse.Namespace) -> int:
                 codec=args.codec,
             )
         )
-    except BotError as exc:
+    except ClientError as exc:
         print(f"pulseroom bot: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -25,8 +25,8 @@ from redis.backoff import NoBackoff
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pulseroom import migrations
 from sfu.backend import MediaBackend
+from storage import migrations
 
 CHECK_TIMEOUT_S = 2.0
 TURN_TIMEOUT_S = 1.0

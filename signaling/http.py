@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from pulseroom.store import Store
 from sfu.backend import MediaBackend
+from storage.store import Store
 
 from .messages import CreateRoomIn
 from .ratelimit import RateLimit

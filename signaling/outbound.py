@@ -1,4 +1,4 @@
-"""What the signaling server sends that is more than one line: offers, chat, profiles."""
+"""What the signaling server sends that is more than one line: offers, chat messages."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import Any
 
 import socketio
 
-from pulseroom.store import ChatRecord
 from sfu.peer import TrackInfo
-from telemetry.zones import Profile
+from storage.store import ChatRecord
 
 from .messages import PROTOCOL_VERSION, ChatMessageOut
 
@@ -50,16 +49,3 @@ def chat_out(record: ChatRecord) -> dict[str, Any]:
         text=record.text,
         sent_at=record.sent_at,
     ).model_dump()
-
-
-def profile_out(profile: Profile) -> dict[str, Any]:
-    """A participant's zone profile as the protocol's Profile."""
-    return {
-        "age": profile.age,
-        "max_hr": profile.max_hr,
-        "resting_hr": profile.resting_hr,
-        "weight_kg": profile.weight_kg,
-        "sex": profile.sex,
-        "zone_method": profile.method,
-        "hr_max": round(profile.hr_max),
-    }

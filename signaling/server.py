@@ -21,9 +21,9 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from pulseroom.logs import set_log_context
-from pulseroom.store import Store
 from sfu.backend import MediaBackend
 from sfu.peer import SfuError
+from storage.store import Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
@@ -52,8 +52,9 @@ from .messages import (
     VisibilityIn,
     error_payload,
 )
-from .outbound import SocketSignal, chat_out, profile_out
+from .outbound import SocketSignal, chat_out
 from .presence import Member, Presence
+from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .relay import Relay
 from .tokens import TokenError, TokenSigner
@@ -342,7 +343,7 @@ class SignalingServer:
         try:
             await self.store.add_participant(room.id, participant_id, msg.name, grant.role)
             record = await self.store.participant(room.id, participant_id)
-            profile = record.profile if record is not None else Profile()
+            profile = profile_of(record.profile if record is not None else None)
             self.heart_rate.set_profile(room.id, participant_id, profile)
             await self.sfu.join(
                 room.id,
@@ -411,7 +412,7 @@ class SignalingServer:
         )
         self.presence.add(member)
         try:
-            self.heart_rate.set_profile(room_id, participant_id, record.profile)
+            self.heart_rate.set_profile(room_id, participant_id, profile_of(record.profile))
             await self.sfu.join(room_id, member.id, "device", SocketSignal(self.sio, sid), False)
         except BaseException:
             self.presence.remove(sid)
@@ -514,7 +515,7 @@ class SignalingServer:
             sex=msg.sex,
             method=msg.zone_method,
         )
-        await self.store.set_profile(member.room_id, member.id, profile)
+        await self.store.set_profile(member.room_id, member.id, record_of(profile))
         self.heart_rate.set_profile(member.room_id, member.id, profile)
         return {"profile": profile_out(profile)}
 

@@ -14,14 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from pulseroom.store import ParticipantRecord, Store
+from storage.store import ParticipantRecord, Store
 from telemetry.history import HeartRateHistory
 from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
 from .http import json_error
-from .outbound import profile_out
+from .profiles import profile_of, profile_out
 from .tokens import Grant, TokenError, TokenSigner
 
 MAX_SERIES_POINTS = 720  # per participant: a 60-minute class at 5 s resolution
@@ -98,17 +98,18 @@ class SummaryApi:
         out = []
         for person in people:
             rows = await self.history.readings(grant.room_id, person.id)
-            summary = summarize([(r.time, r.bpm) for r in rows], person.profile)
+            profile = profile_of(person.profile)
+            summary = summarize([(r.time, r.bpm) for r in rows], profile)
             out.append(
                 {
                     "id": person.id,
                     "name": person.name,
                     "role": person.role,
                     "readings": len(rows),
-                    "hr_max": round(person.profile.hr_max),
-                    "resting_hr": person.profile.resting_hr,
-                    "zone_method": person.profile.method,
-                    "zone_floors_bpm": zone_floors_bpm(person.profile),
+                    "hr_max": round(profile.hr_max),
+                    "resting_hr": profile.resting_hr,
+                    "zone_method": profile.method,
+                    "zone_floors_bpm": zone_floors_bpm(profile),
                     "summary": {
                         "duration_s": round(summary.duration_s, 1),
                         "average_bpm": summary.average_bpm,
@@ -234,7 +235,7 @@ class SummaryApi:
                     "name": person.name,
                     "role": person.role,
                     "joined_at": person.joined_at,
-                    "profile": profile_out(person.profile),
+                    "profile": profile_out(profile_of(person.profile)),
                 },
                 "heart_rate": [
                     {

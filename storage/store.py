@@ -6,14 +6,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
-
-from telemetry.zones import Profile
 
 CHAT_HISTORY = 100
 
@@ -42,6 +40,22 @@ class ChatRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    """A participant's profile as stored: what their zones and calories are computed from.
+
+    The same fields as ``telemetry.zones.Profile``, which signaling builds from it: the
+    storage layer imports nothing of telemetry.
+    """
+
+    age: int | None = None
+    max_hr: int | None = None
+    resting_hr: int | None = None
+    weight_kg: float | None = None
+    sex: Literal["female", "male"] | None = None
+    method: Literal["hrmax", "karvonen"] = "hrmax"
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantRecord:
     """Someone who joined a class, with the profile their zones and calories use."""
 
@@ -50,7 +64,7 @@ class ParticipantRecord:
     name: str
     role: str
     joined_at: float
-    profile: Profile
+    profile: ProfileRecord
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -78,7 +92,7 @@ _PARTICIPANT_COLUMNS = (
 
 
 def _participant(row: Any) -> ParticipantRecord:
-    profile = Profile(
+    profile = ProfileRecord(
         age=row[5],
         max_hr=row[6],
         resting_hr=row[7],
@@ -210,7 +224,7 @@ class Store:
                 },
             )
 
-    async def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
+    async def set_profile(self, room_id: str, participant_id: str, profile: ProfileRecord) -> None:
         """Store a participant's profile (age, maximum and resting HR, weight, sex, method)."""
         async with self.engine.begin() as conn:
             await conn.execute(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pulseroom import migrations
-from pulseroom.store import create_engine
+from storage import migrations
+from storage.store import create_engine
 from telemetry.history import HeartRateHistory, MinuteRow
 from telemetry.writer import HeartRateRow, HeartRateWriter
 

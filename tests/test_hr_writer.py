@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from pulseroom import migrations
-from pulseroom.store import create_engine
+from storage import migrations
+from storage.store import create_engine
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from tests.conftest import ROOT, free_port
@@ -380,7 +380,7 @@ async def test_rows_closed_while_the_database_is_down_are_written_by_the_next_wr
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from pulseroom.store import create_engine
+from storage.store import create_engine
 from telemetry.writer import HeartRateRow, HeartRateWriter
 
 def durable(rows):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pulseroom import migrations
-from pulseroom.store import Store, create_engine
+from storage import migrations
+from storage.store import Store, create_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
