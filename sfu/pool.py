@@ -30,18 +30,49 @@ from .pipe import send_link, socket_pair
 from .placement import ClassPlan, Member, Pipe
 from .topology import Role
 from .worker_protocol import (
+    ADD_ICE_CANDIDATE,
+    CLOSE_ROOM,
+    JOIN,
+    LEAVE,
     MAX_FRAME_BYTES,
+    PIPE_CLOSE,
+    PIPE_IN,
+    PIPE_OUT,
+    PUBLISH,
+    SET_GALLERY,
+    SET_SPLIT,
+    SET_SPOTLIGHT,
+    SET_VISIBLE,
+    STATS,
+    SUBSCRIBE_ANSWER,
+    UNLINK,
+    A,
+    IceCandidateArgs,
+    JoinArgs,
     LayersEvent,
+    NoArgs,
     OfferEvent,
-    Operation,
-    PublishResult,
-    Request,
+    Op,
+    ParticipantArgs,
+    PipeCloseArgs,
+    PipeInArgs,
+    PipeOutArgs,
+    PublishArgs,
+    R,
     Response,
+    RoomArgs,
+    SetGalleryArgs,
+    SetSplitArgs,
+    SetSpotlightArgs,
+    SetVisibleArgs,
     SpeakerCandidateEvent,
     SpeakerEvent,
+    SubscribeAnswerArgs,
     TelemetryEvent,
+    UnlinkArgs,
     decode,
     encode,
+    request,
 )
 
 logger = logging.getLogger(__name__)
@@ -227,13 +258,13 @@ class WorkerPool:
                 other = self._workers[index]
                 other.rooms.pop(room_id, None)
                 with contextlib.suppress(SfuError):
-                    await self._call(other, "close_room", room_id=room_id)
+                    await self._call(other, CLOSE_ROOM, RoomArgs(room_id=room_id))
         worker.rooms.clear()
         for pair in [pair for pair in self._links if worker.index in pair]:
             link_id = self._links.pop(pair)
             for index in pair - {worker.index}:
                 with contextlib.suppress(SfuError):
-                    await self._call(self._workers[index], "unlink", link_id=link_id)
+                    await self._call(self._workers[index], UNLINK, UnlinkArgs(link_id=link_id))
         if not self._closed:
             self.restarts += 1
             self._workers[worker.index] = await self._spawn(worker.index)
@@ -258,23 +289,24 @@ class WorkerPool:
 
     # -- calls --------------------------------------------------------------------------
 
-    async def _call(self, worker: Worker, op: Operation, **args: Any) -> Any:
+    async def _call(self, worker: Worker, op: Op[A, R], args: A) -> R:
+        """Run ``op`` on ``worker`` with its argument model; its result model back."""
         if not worker.alive:
             raise SfuError("media_failed", "the media server for this class stopped")
-        request = Request(id=next(self._ids), op=op, args=args)
+        call = request(next(self._ids), op, args)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        worker.pending[request.id] = future
-        worker.writer.write(encode(request))
+        worker.pending[call.id] = future
+        worker.writer.write(encode(call))
         try:
             await worker.writer.drain()
             response = await asyncio.wait_for(future, CALL_TIMEOUT_S)
         except (ConnectionError, TimeoutError):
             raise SfuError("media_failed", "the media server did not answer") from None
         finally:
-            worker.pending.pop(request.id, None)
+            worker.pending.pop(call.id, None)
         if not response.ok:
             raise SfuError(response.code, response.message)
-        return response.result
+        return op.result_of(response)
 
     def _placed(self, room_id: str, participant_id: str) -> Worker:
         """The worker holding a participant's connections."""
@@ -335,8 +367,9 @@ class WorkerPool:
                     (plan.split_workers.add if want else plan.split_workers.discard)(index)
                     with contextlib.suppress(SfuError):
                         await self._call(
-                            self._workers[index], "set_split", room_id=room_id, split=want
-                        )
+                            self._workers[index], SET_SPLIT,
+                            SetSplitArgs(room_id=room_id, split=want),
+                        )  # fmt: skip
             wanted = plan.wanted_pipes()
             gone = [plan.pipes.pop(key) for key in list(plan.pipes) if key not in wanted]
             new = [key for key in wanted if key not in plan.pipes]
@@ -359,13 +392,16 @@ class WorkerPool:
         try:
             # The receiving end first: packets for a pipe nobody holds yet are dropped.
             await self._call(
-                self._workers[destination], "pipe_in", room_id=plan.room_id, link_id=link_id,
-                pipe_id=pipe.pipe_id, owner_id=owner_id, owner_role=owner.role,
-                track=track.model_dump(),
+                self._workers[destination], PIPE_IN, PipeInArgs(
+                    room_id=plan.room_id, link_id=link_id, pipe_id=pipe.pipe_id,
+                    owner_id=owner_id, owner_role=owner.role, track=track,
+                ),
             )  # fmt: skip
             await self._call(
-                self._workers[owner.worker], "pipe_out", room_id=plan.room_id, link_id=link_id,
-                pipe_id=pipe.pipe_id, owner_id=owner_id, producer_id=track_id,
+                self._workers[owner.worker], PIPE_OUT, PipeOutArgs(
+                    room_id=plan.room_id, link_id=link_id, pipe_id=pipe.pipe_id,
+                    owner_id=owner_id, producer_id=track_id,
+                ),
             )  # fmt: skip
         except SfuError as exc:
             # Someone left meanwhile: the next update (their leave's) settles it.
@@ -381,8 +417,8 @@ class WorkerPool:
         for index in (pipe.origin, pipe.destination):
             with contextlib.suppress(SfuError):
                 await self._call(
-                    self._workers[index], "pipe_close", link_id=pipe.link_id,
-                    pipe_id=pipe.pipe_id,
+                    self._workers[index], PIPE_CLOSE,
+                    PipeCloseArgs(link_id=pipe.link_id, pipe_id=pipe.pipe_id),
                 )  # fmt: skip
 
     # -- MediaBackend -------------------------------------------------------------------
@@ -414,8 +450,10 @@ class WorkerPool:
         self._signals[(room_id, participant_id)] = signal
         try:
             await self._call(
-                worker, "join", room_id=room_id, participant_id=participant_id, role=role,
-                gallery=gallery, spotlight=spotlight,
+                worker, JOIN, JoinArgs(
+                    room_id=room_id, participant_id=participant_id, role=role,
+                    gallery=gallery, spotlight=spotlight,
+                ),
             )  # fmt: skip
         except BaseException:
             self._forget(room_id, participant_id)
@@ -454,17 +492,18 @@ class WorkerPool:
         worker = self._workers[member.worker]
         self._forget(room_id, participant_id)
         with contextlib.suppress(SfuError):
-            await self._call(worker, "leave", room_id=room_id, participant_id=participant_id)
+            await self._call(
+                worker, LEAVE, ParticipantArgs(room_id=room_id, participant_id=participant_id)
+            )
         self._resync(room_id)
 
     async def publish(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
         """Answer a publish offer on the participant's worker; pipe the new tracks."""
         worker = self._placed(room_id, participant_id)
-        answer = await self._call(
-            worker, "publish", room_id=room_id, participant_id=participant_id,
-            offer_sdp=offer_sdp,
+        result = await self._call(
+            worker, PUBLISH,
+            PublishArgs(room_id=room_id, participant_id=participant_id, offer_sdp=offer_sdp),
         )  # fmt: skip
-        result = PublishResult.model_validate(answer)
         plan = self._classes.get(room_id)
         if plan is not None and participant_id in plan.members:
             for track in result.producers:
@@ -475,8 +514,9 @@ class WorkerPool:
     async def subscribe_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
         """Apply a subscribe answer on the participant's worker."""
         await self._call(
-            self._placed(room_id, participant_id), "subscribe_answer", room_id=room_id,
-            participant_id=participant_id, answer_sdp=answer_sdp,
+            self._placed(room_id, participant_id), SUBSCRIBE_ANSWER, SubscribeAnswerArgs(
+                room_id=room_id, participant_id=participant_id, answer_sdp=answer_sdp
+            ),
         )  # fmt: skip
 
     async def add_ice_candidate(
@@ -490,9 +530,10 @@ class WorkerPool:
     ) -> None:
         """A trickled ICE candidate, to the participant's worker."""
         await self._call(
-            self._placed(room_id, participant_id), "add_ice_candidate", room_id=room_id,
-            participant_id=participant_id, target=target, candidate=candidate,
-            sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index,
+            self._placed(room_id, participant_id), ADD_ICE_CANDIDATE, IceCandidateArgs(
+                room_id=room_id, participant_id=participant_id, target=target,
+                candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index,
+            ),
         )  # fmt: skip
 
     async def set_visible(
@@ -505,8 +546,10 @@ class WorkerPool:
     ) -> None:
         """Whose video a participant shows (a pipe nobody shows pauses by itself)."""
         await self._call(
-            self._placed(room_id, participant_id), "set_visible", room_id=room_id,
-            participant_id=participant_id, visible=visible, sizes=sizes, max_height=max_height,
+            self._placed(room_id, participant_id), SET_VISIBLE, SetVisibleArgs(
+                room_id=room_id, participant_id=participant_id, visible=visible, sizes=sizes,
+                max_height=max_height,
+            ),
         )  # fmt: skip
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
@@ -516,7 +559,7 @@ class WorkerPool:
             return
         plan.gallery = enabled
         for worker in self._class_workers(room_id):
-            await self._call(worker, "set_gallery", room_id=room_id, enabled=enabled)
+            await self._call(worker, SET_GALLERY, SetGalleryArgs(room_id=room_id, enabled=enabled))
         self._resync(room_id)
 
     async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
@@ -527,8 +570,9 @@ class WorkerPool:
         plan.spotlight = participant_id
         for worker in self._class_workers(room_id):
             await self._call(
-                worker, "set_spotlight", room_id=room_id, participant_id=participant_id
-            )
+                worker, SET_SPOTLIGHT,
+                SetSpotlightArgs(room_id=room_id, participant_id=participant_id),
+            )  # fmt: skip
         self._resync(room_id)
 
     async def close_room(self, room_id: str) -> None:
@@ -542,7 +586,7 @@ class WorkerPool:
         for worker in workers:
             worker.rooms.pop(room_id, None)
             with contextlib.suppress(SfuError):
-                await self._call(worker, "close_room", room_id=room_id)
+                await self._call(worker, CLOSE_ROOM, RoomArgs(room_id=room_id))
 
     async def stats(self) -> dict[str, Any]:
         """Counters summed over the workers, and each worker's pid and load."""
@@ -557,14 +601,13 @@ class WorkerPool:
             if not worker.alive:
                 continue
             with contextlib.suppress(SfuError):
-                counters = await self._call(worker, "stats")
-                info["event_loop"] = counters.pop("event_loop", None)
+                result = await self._call(worker, STATS, NoArgs())
+                info["event_loop"] = result.event_loop
                 # Per worker too: a replaced worker starts from zero, and a monitor
                 # must see that as one series resetting, not the sum going down.
-                info["counters"] = counters
-                for key, value in counters.items():
-                    if isinstance(value, int | float):
-                        total[key] = total.get(key, 0) + value
+                info["counters"] = result.counters
+                for key, value in result.counters.items():
+                    total[key] = total.get(key, 0) + value
         total.setdefault("participants", 0)
         total["rooms"] = len(self._classes)  # a class split across workers counts once
         total["split_rooms"] = sum(1 for p in self._classes.values() if len(p.workers()) > 1)

@@ -14,10 +14,11 @@ import contextlib
 import importlib.util
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCIceServer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pulseroom.collector import tune_for_latency
 from pulseroom.logs import configure_logging, log_context
@@ -26,18 +27,48 @@ from .peer import SfuError, TrackInfo
 from .pipe import PipeHub, params_of
 from .server import SfuServer
 from .worker_protocol import (
+    ADD_ICE_CANDIDATE,
+    CLOSE_ROOM,
+    JOIN,
+    LEAVE,
     MAX_FRAME_BYTES,
+    PIPE_CLOSE,
+    PIPE_IN,
+    PIPE_OUT,
+    PUBLISH,
+    SET_GALLERY,
+    SET_SPLIT,
+    SET_SPOTLIGHT,
+    SET_VISIBLE,
+    STATS,
+    SUBSCRIBE_ANSWER,
+    UNLINK,
+    A,
+    Done,
+    IceCandidateArgs,
+    JoinArgs,
     LayersEvent,
+    NoArgs,
     OfferEvent,
+    Op,
+    ParticipantArgs,
     PipeCloseArgs,
     PipeInArgs,
     PipeOutArgs,
+    PublishArgs,
     PublishResult,
+    R,
     Request,
     Response,
+    RoomArgs,
+    SetGalleryArgs,
     SetSplitArgs,
+    SetSpotlightArgs,
+    SetVisibleArgs,
     SpeakerCandidateEvent,
     SpeakerEvent,
+    StatsResult,
+    SubscribeAnswerArgs,
     TelemetryEvent,
     TrackOut,
     UnlinkArgs,
@@ -66,6 +97,25 @@ class Channel:
         sfu.on_active_speaker = self._speaker
         sfu.on_telemetry = self._telemetry
         sfu.on_speaker_candidate = self._speaker_candidate
+        self._handlers: dict[str, Handler] = dict(
+            [
+                bind(JOIN, self._join),
+                bind(LEAVE, self._leave),
+                bind(PUBLISH, self._publish),
+                bind(SUBSCRIBE_ANSWER, self._subscribe_answer),
+                bind(ADD_ICE_CANDIDATE, self._add_ice_candidate),
+                bind(SET_VISIBLE, self._set_visible),
+                bind(SET_GALLERY, self._set_gallery),
+                bind(SET_SPOTLIGHT, self._set_spotlight),
+                bind(CLOSE_ROOM, self._close_room),
+                bind(STATS, self._stats),
+                bind(PIPE_IN, self._pipe_in),
+                bind(PIPE_OUT, self._pipe_out),
+                bind(PIPE_CLOSE, self._pipe_close),
+                bind(UNLINK, self._unlink),
+                bind(SET_SPLIT, self._set_split),
+            ]
+        )
 
     async def send(self, frame: Response | OfferEvent | LayersEvent | SpeakerEvent) -> None:
         """Write one frame (a single write per frame keeps frames whole)."""
@@ -121,10 +171,14 @@ class Channel:
 
     async def _answer(self, request: Request) -> None:
         try:
-            result = await self._call(request)
-            response = Response(id=request.id, ok=True, result=result)
+            result = await self._handlers[request.op](request)
+            response = Response(id=request.id, ok=True, result=result.model_dump(mode="json"))
         except SfuError as exc:
             response = Response(id=request.id, ok=False, code=exc.code, message=exc.message)
+        except BadArguments as exc:
+            # The pool and the worker disagree on an operation's signature: a bug.
+            logger.exception("worker operation %s refused: %s", request.op, exc)
+            response = Response(id=request.id, ok=False, code="bad_request", message=str(exc))
         except (TypeError, ValueError) as exc:
             response = Response(id=request.id, ok=False, code="bad_request", message=str(exc))
         except Exception:
@@ -135,48 +189,102 @@ class Channel:
         with contextlib.suppress(ConnectionError):
             await self.send(response)
 
-    async def _call(self, request: Request) -> Any:
-        args = dict(request.args)
-        if request.op == "join":
-            signal = _RemoteSignal(self, args["room_id"], args["participant_id"])
-            await self._sfu.join(
-                args["room_id"],
-                args["participant_id"],
-                args["role"],
-                signal,
-                args["gallery"],
-                args.get("spotlight"),
-            )
-            return None
-        if request.op == "stats":
-            return {
-                **await self._sfu.stats(),
-                "pipe_links": self._pipes.links(),
-                # "uvloop" or "asyncio": which loop this worker really runs.
-                "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
-            }
-        if request.op == "publish":
-            answer = await self._sfu.publish(**args)
-            room = self._sfu.rooms.get(args["room_id"])
-            participant = room.participants.get(args["participant_id"]) if room else None
-            producers = list(participant.producers.values()) if participant else []
-            result = PublishResult(answer=answer, producers=[params_of(p) for p in producers])
-            return result.model_dump()
-        if request.op == "pipe_in":
-            return await self._pipes.pipe_in(PipeInArgs.model_validate(args))
-        if request.op == "pipe_out":
-            return await self._pipes.pipe_out(PipeOutArgs.model_validate(args))
-        if request.op == "pipe_close":
-            closing = PipeCloseArgs.model_validate(args)
-            return self._pipes.pipe_close(closing.link_id, closing.pipe_id)
-        if request.op == "unlink":
-            return self._pipes.unlink(UnlinkArgs.model_validate(args).link_id)
-        if request.op == "set_split":
-            split = SetSplitArgs.model_validate(args)
-            return self._sfu.set_split(split.room_id, split.split)
-        # Every other operation has the MediaBackend signature with plain arguments.
-        method = getattr(self._sfu, request.op)
-        return await method(**args)
+    # -- the operations (sfu/worker_protocol.py), each with its own models ---------------
+
+    async def _join(self, args: JoinArgs) -> Done:
+        signal = _RemoteSignal(self, args.room_id, args.participant_id)
+        await self._sfu.join(
+            args.room_id, args.participant_id, args.role, signal, args.gallery, args.spotlight
+        )
+        return Done()
+
+    async def _leave(self, args: ParticipantArgs) -> Done:
+        await self._sfu.leave(args.room_id, args.participant_id)
+        return Done()
+
+    async def _publish(self, args: PublishArgs) -> PublishResult:
+        answer = await self._sfu.publish(args.room_id, args.participant_id, args.offer_sdp)
+        room = self._sfu.rooms.get(args.room_id)
+        participant = room.participants.get(args.participant_id) if room else None
+        producers = list(participant.producers.values()) if participant else []
+        return PublishResult(answer=answer, producers=[params_of(p) for p in producers])
+
+    async def _subscribe_answer(self, args: SubscribeAnswerArgs) -> Done:
+        await self._sfu.subscribe_answer(args.room_id, args.participant_id, args.answer_sdp)
+        return Done()
+
+    async def _add_ice_candidate(self, args: IceCandidateArgs) -> Done:
+        await self._sfu.add_ice_candidate(
+            args.room_id, args.participant_id, args.target, args.candidate, args.sdp_mid,
+            args.sdp_mline_index,
+        )  # fmt: skip
+        return Done()
+
+    async def _set_visible(self, args: SetVisibleArgs) -> Done:
+        await self._sfu.set_visible(
+            args.room_id, args.participant_id, args.visible, args.sizes, args.max_height
+        )
+        return Done()
+
+    async def _set_gallery(self, args: SetGalleryArgs) -> Done:
+        await self._sfu.set_gallery(args.room_id, args.enabled)
+        return Done()
+
+    async def _set_spotlight(self, args: SetSpotlightArgs) -> Done:
+        await self._sfu.set_spotlight(args.room_id, args.participant_id)
+        return Done()
+
+    async def _close_room(self, args: RoomArgs) -> Done:
+        await self._sfu.close_room(args.room_id)
+        return Done()
+
+    async def _stats(self, _args: NoArgs) -> StatsResult:
+        return StatsResult(
+            counters={**await self._sfu.stats(), "pipe_links": self._pipes.links()},
+            event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        )
+
+    async def _pipe_in(self, args: PipeInArgs) -> Done:
+        await self._pipes.pipe_in(args)
+        return Done()
+
+    async def _pipe_out(self, args: PipeOutArgs) -> Done:
+        await self._pipes.pipe_out(args)
+        return Done()
+
+    async def _pipe_close(self, args: PipeCloseArgs) -> Done:
+        self._pipes.pipe_close(args.link_id, args.pipe_id)
+        return Done()
+
+    async def _unlink(self, args: UnlinkArgs) -> Done:
+        self._pipes.unlink(args.link_id)
+        return Done()
+
+    async def _set_split(self, args: SetSplitArgs) -> Done:
+        self._sfu.set_split(args.room_id, args.split)
+        return Done()
+
+
+class BadArguments(Exception):
+    """A request whose arguments do not fit its operation's model."""
+
+
+Handler = Callable[[Request], Awaitable[BaseModel]]
+
+
+def bind(op: Op[A, R], run: Callable[[A], Awaitable[R]]) -> tuple[str, Handler]:
+    """``op``'s handler: its arguments validated against its model, then ``run``
+    (mypy checks that ``run`` takes the operation's argument model and returns its
+    result model)."""
+
+    async def handle(request: Request) -> BaseModel:
+        try:
+            args = op.arguments(request)
+        except ValidationError as exc:
+            raise BadArguments(f"{op.name}: {exc}") from exc
+        return await run(args)
+
+    return op.name, handle
 
 
 class _RemoteSignal:

@@ -108,7 +108,8 @@ async def test_text_logs_carry_the_ids_too(tmp_path: Path) -> None:
 
 def test_worker_logs_json_with_the_class_of_the_request() -> None:
     """An SFU worker in JSON mode: a failing operation's record names its class (not its
-    participant, on a join), a malformed frame is logged, and nothing else is printed."""
+    participant, on a join) and carries its traceback, a malformed frame is logged, and
+    nothing else is printed."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     process = subprocess.Popen(
         [sys.executable, "-m", "sfu.worker", "--fd", str(child.fileno()), "--log-format", "json"],
@@ -120,11 +121,13 @@ def test_worker_logs_json_with_the_class_of_the_request() -> None:
     child.close()
     reader = parent.makefile("rb")
     try:
-        # A join without its role: a KeyError inside the worker, logged with a traceback.
+        # A join without its role: arguments that do not fit the operation's model (a
+        # pool and worker out of step), refused and logged with the validation error.
         request = {"type": "request", "id": 1, "op": "join", "args": {"room_id": "room42"}}
         parent.sendall(json.dumps(request).encode() + b"\n")
         response = json.loads(reader.readline())
-        assert response["id"] == 1 and response["ok"] is False and response["code"] == "internal"
+        assert response["id"] == 1 and response["ok"] is False
+        assert response["code"] == "bad_request" and "role" in response["message"]
         parent.sendall(b"not a frame\n")
         request = {"type": "request", "id": 2, "op": "stats", "args": {}}
         parent.sendall(json.dumps(request).encode() + b"\n")
@@ -136,12 +139,12 @@ def test_worker_logs_json_with_the_class_of_the_request() -> None:
     assert process.returncode == 0, stderr.decode()[-2000:]
     assert stdout == b""
     records = json_lines(stderr.decode())
-    failed = [r for r in records if "worker operation join failed" in r["message"]]
+    failed = [r for r in records if "worker operation join refused" in r["message"]]
     assert len(failed) == 1, records
     assert failed[0]["class_id"] == "room42"
     assert "participant_id" not in failed[0]
     assert failed[0]["level"] == "ERROR" and failed[0]["process"] == "sfu-worker"
-    assert "KeyError" in failed[0]["exception"]
+    assert "ValidationError" in failed[0]["exception"]
     assert any("unreadable frame" in r["message"] for r in records)
 
 
