@@ -146,6 +146,11 @@ class Room:
         await participant.close()
         self._route_all()
 
+    def published(self, participant_id: str) -> list[Producer]:
+        """The tracks a participant here publishes (none if they are not here)."""
+        participant = self.participants.get(participant_id)
+        return list(participant.producers.values()) if participant is not None else []
+
     def set_gallery(self, enabled: bool) -> None:
         """Turn gallery mode (participants see each other) on or off."""
         if enabled != self.gallery:

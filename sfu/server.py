@@ -8,6 +8,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
 from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
+from .forwarder import Producer
 from .peer import Participant, PeerSignal, SfuError
 from .room import CandidateCallback, Publisher, Room
 from .stats import ForwardingStats
@@ -129,6 +130,11 @@ class SfuServer:
     async def publish(self, room_id: str, participant_id: str, offer_sdp: str) -> str:
         """Answer a publish offer."""
         return await self._participant(room_id, participant_id).publish(offer_sdp)
+
+    def published(self, room_id: str, participant_id: str) -> list[Producer]:
+        """The tracks a participant publishes (none if they are not here)."""
+        room = self.rooms.get(room_id)
+        return room.published(participant_id) if room is not None else []
 
     async def subscribe_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
         """Apply a subscribe answer."""

@@ -204,9 +204,7 @@ class Channel:
 
     async def _publish(self, args: PublishArgs) -> PublishResult:
         answer = await self._sfu.publish(args.room_id, args.participant_id, args.offer_sdp)
-        room = self._sfu.rooms.get(args.room_id)
-        participant = room.participants.get(args.participant_id) if room else None
-        producers = list(participant.producers.values()) if participant else []
+        producers = self._sfu.published(args.room_id, args.participant_id)
         return PublishResult(answer=answer, producers=[params_of(p) for p in producers])
 
     async def _subscribe_answer(self, args: SubscribeAnswerArgs) -> Done:
