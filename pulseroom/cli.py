@@ -9,7 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .collector import tune_for_latency
+from runtime.collector import tune_for_latency
+
 from .settings import ConfigError, Settings, load_settings
 
 
@@ -24,12 +25,13 @@ def _settings_or_exit() -> Settings:
 def _serve(_args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from runtime.logs import configure_logging
+
     from .app import StartupError, create_app
-    from .logs import configure_logging
 
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    tune_for_latency()  # GC pauses were the whole p99 of a chat line (pulseroom/collector.py)
+    tune_for_latency()  # GC pauses were the whole p99 of a chat line (runtime/collector.py)
     banner = (
         f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
         f"database: {'PostgreSQL' if settings.database_url else 'SQLite'}, "

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         4 * 3600
     )
     log_level: Annotated[str, Field(validation_alias="PULSEROOM_LOG_LEVEL")] = "INFO"
-    # "json": one JSON object per line with class/participant ids (pulseroom/logs.py),
+    # "json": one JSON object per line with class/participant ids (runtime/logs.py),
     # for a log collector; "text" for people reading a terminal.
     log_format: Annotated[
         Literal["text", "json"], Field(validation_alias="PULSEROOM_LOG_FORMAT")

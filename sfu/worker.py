@@ -20,8 +20,8 @@ from typing import Any
 from aiortc import RTCIceServer
 from pydantic import BaseModel, ValidationError
 
-from pulseroom.collector import tune_for_latency
-from pulseroom.logs import configure_logging, log_context
+from runtime.collector import tune_for_latency
+from runtime.logs import configure_logging, log_context
 
 from .peer import SfuError, TrackInfo
 from .pipe import PipeHub, params_of

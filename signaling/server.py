@@ -20,7 +20,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from pulseroom.logs import set_log_context
+from runtime.logs import set_log_context
 from sfu.backend import MediaBackend
 from sfu.peer import SfuError
 from storage.store import Store

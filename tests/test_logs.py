@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from pulseroom.logs import (
+from pulseroom.settings import ConfigError, load_settings
+from runtime.logs import (
     CLASS_ID,
     PARTICIPANT_ID,
     configure_logging,
     log_context,
     set_log_context,
 )
-from pulseroom.settings import ConfigError, load_settings
 from tests.conftest import ROOT, start_server, stop_server
 from tests.sio_client import Client
 
