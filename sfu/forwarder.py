@@ -106,7 +106,7 @@ class PipeOut(Protocol):
         """Pipe one packet (RTX already unwrapped, extensions already re-numbered)."""
 
     def wanted_layers(self) -> int:
-        """How many layers (from the lowest) subscribers on the other worker want."""
+        """The layers subscribers on the other worker want (a bit per layer)."""
 
     def source_report(self, ntp_time: int, rtp_timestamp: int, layer: int) -> None:
         """Pass on the publisher's sender report."""
@@ -154,7 +154,8 @@ class Source:
             for i, rid in enumerate(rids or ("",))
         ]
         self.on_layers: LayersCallback | None = None
-        self.active_layers = len(self.streams)  # what the publisher was last told to send
+        # What the publisher was last told to send: a bit per layer, the lowest bit 0.
+        self.active_layers = (1 << len(self.streams)) - 1
         self.closed = False
         self._wanted_since = 0.0  # when fewer layers than active were first enough
         self._last_remb = 0.0
@@ -255,23 +256,28 @@ class Source:
                 logger.exception("layer update failed for %s", self.id)
 
     def wanted_layers(self) -> int:
-        """How many layers (from the lowest) anyone here or on another worker wants."""
+        """The layers anyone here or on another worker wants, a bit per layer: the
+        lowest always (every subscriber's fallback), and for each consumer the layers
+        from the one it has (or is switching to) up to the one its view calls for, so
+        it can climb. A middle layer nobody takes or climbs through stays off."""
         wanted = 1
         for consumer in self.consumers:
             if not consumer.paused:
-                wanted = max(wanted, consumer.preferred + 1)
+                low = max(0, min(consumer.layer, consumer.wanted))
+                high = max(consumer.preferred, consumer.wanted)
+                wanted |= ((1 << (high + 1)) - 1) & ~((1 << low) - 1)
         for pipe in self.pipes:
-            wanted = max(wanted, pipe.wanted_layers())
-        return min(wanted, len(self.streams))
+            wanted |= pipe.wanted_layers()
+        return wanted & ((1 << len(self.streams)) - 1)
 
     def update_layers(self, now: float) -> None:
         """Switch layers on at once when someone wants them, off after a quiet while."""
         if not self.layered or self.on_layers is None:
             return
         wanted = self.wanted_layers()
-        if wanted > self.active_layers:
-            self._tell_layers(wanted)
-        elif wanted < self.active_layers:
+        if wanted & ~self.active_layers:
+            self._tell_layers(self.active_layers | wanted)
+        elif self.active_layers & ~wanted:
             if not self._wanted_since:
                 self._wanted_since = now
             elif now - self._wanted_since >= LAYER_OFF_AFTER_S:
@@ -279,11 +285,11 @@ class Source:
             return
         self._wanted_since = 0.0
 
-    def _tell_layers(self, count: int) -> None:
-        self.active_layers = count
+    def _tell_layers(self, mask: int) -> None:
+        self.active_layers = mask
         self._wanted_since = 0.0
         if self.on_layers is not None:
-            self.on_layers([s.rid for s in self.streams[:count]])
+            self.on_layers([s.rid for s in self.streams if mask >> s.index & 1])
 
     def close(self) -> None:
         """Stop forwarding and close every consumer and pipe (idempotent)."""

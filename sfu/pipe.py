@@ -224,7 +224,7 @@ class PipeSink:
         self.producer = producer
         self.remb = 0
         self.paused = False  # nobody on the other worker shows this video
-        self.wanted = 1  # layers (from the lowest) subscribers on the other worker want
+        self.wanted = 1  # layers subscribers on the other worker want (a bit per layer)
         self._link = link
         self._send = link.send
         self._stats = link.stats
@@ -263,7 +263,8 @@ class PipeSink:
             self._stats.pipe_resent_packets += 1
 
     def wanted_layers(self) -> int:
-        """How many layers subscribers on the other worker want (1 while nobody says)."""
+        """The layers subscribers on the other worker want, a bit per layer (the lowest
+        while nobody says)."""
         return 0 if self.paused else self.wanted
 
     def source_report(self, ntp_time: int, rtp_timestamp: int, layer: int) -> None:
@@ -341,7 +342,8 @@ class PipeProducer(Source):
         )
 
     def _say_layers(self, rids: list[str]) -> None:
-        self._link.send_control(_LAYERS.pack(T_LAYERS, self.pipe_id, len(rids)))
+        mask = sum(1 << s.index for s in self.streams if s.rid in rids)
+        self._link.send_control(_LAYERS.pack(T_LAYERS, self.pipe_id, mask))
 
     def showing_changed(self) -> None:
         """Pause the pipe while no consumer here sends this track; resume on demand."""

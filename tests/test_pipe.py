@@ -500,8 +500,11 @@ async def test_a_layered_track_is_piped_layer_by_layer() -> None:
 
         assert copy.on_layers is not None
         copy.on_layers(["q", "h"])  # someone on worker B wants both layers
-        await until(lambda: sink.wanted == 2, what="the wanted layers at the origin")
-        assert origin.wanted_layers() == 2
+        await until(lambda: sink.wanted == 0b11, what="the wanted layers at the origin")
+        assert origin.wanted_layers() == 0b11
+        copy.on_layers(["h"])  # a set, not a count: the high layer only
+        await until(lambda: sink.wanted == 0b10, what="the wanted layers, a set")
+        assert origin.wanted_layers() == 0b11  # the lowest always stays on
     finally:
         link_a.close()
         link_b.close()

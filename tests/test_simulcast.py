@@ -116,6 +116,13 @@ async def test_a_layer_nobody_wants_is_switched_off_at_the_publisher(camera_brow
             return coach.layer_messages[-1] == ["q", "h", "f"] and await heights(ann) == [720]
 
         assert await wait_for(back_on, 45), (coach.layer_messages, await ann.inbound())
+
+        # Ann takes the top layer and nobody the middle one: it goes off too.
+        async def middle_off() -> bool:
+            return coach.layer_messages[-1] == ["q", "f"]
+
+        assert await wait_for(middle_off, 20), coach.layer_messages
+        assert await heights(ann) == [720]
     finally:
         await context.close()
         await sfu.close()

@@ -140,6 +140,10 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
                 record["ben_limited_again"] = [asdict(r) for r in down]
                 record["ben_settled_again"] = asdict(await video_of(ben, coach_id))
                 record["limit_dropped_packets"] = host.limit_dropped()
+                record["server"] = {
+                    k: v for k, v in netns_server.stats().items()
+                    if k in ("layer_switches", "shed_packets", "probe_packets")
+                }  # fmt: skip
             finally:
                 await slow.close()
     finally:
