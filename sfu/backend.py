@@ -3,15 +3,48 @@
 ``SfuServer`` implements it in the signaling process (``PULSEROOM_SFU_WORKERS=0``);
 ``WorkerPool`` implements it by placing each class on one of several worker processes,
 each running an ``SfuServer``. Signaling cannot tell them apart.
+
+The types the two sides share (``Role``, ``SfuError``, ``TrackInfo``, ``PeerSignal``) are
+defined here, so signaling imports this module only: it imports no aiortc, directly or
+through another module (tests/test_layering.py holds it to that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
-from .peer import PeerSignal
-from .topology import Role
+Role = Literal["host", "participant", "device"]
+
+
+class SfuError(Exception):
+    """A request the SFU refuses; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    """What one m-line of a subscribe offer carries."""
+
+    mid: str
+    participant_id: str
+    kind: str
+
+
+class PeerSignal(Protocol):
+    """How the SFU reaches a participant's client (implemented by signaling)."""
+
+    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
+        """Deliver a subscribe offer; the answer comes back via ``Participant.subscribe_answer``."""
+
+    async def send_layers(self, rids: list[str]) -> None:
+        """Tell the client which of its simulcast layers (by rid) to send."""
+
 
 SpeakerCallback = Callable[[str, str | None], None]  # (room id, participant id or None)
 FailureCallback = Callable[[str, str], None]  # (room id, what happened)

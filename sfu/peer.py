@@ -14,8 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -30,11 +29,11 @@ from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
 from . import simulcast
+from .backend import PeerSignal, Role, SfuError, TrackInfo
 from .consumer import Consumer, Numbering
 from .forwarder import Codec, Ingress, Producer, Source
 from .layers import LayerControl
 from .stats import ForwardingStats
-from .topology import Role
 
 logger = logging.getLogger(__name__)
 
@@ -50,34 +49,6 @@ TELEMETRY_BURST = 600.0
 TelemetryCallback = Callable[[str, str], None]  # (participant id, message text)
 # An inactive m-line and where its numbering left off (None: it never carried a track).
 Idle = tuple[RTCRtpTransceiver, "Numbering | None"]
-
-
-class SfuError(Exception):
-    """A request the SFU refuses; ``code`` is the protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInfo:
-    """What one m-line of a subscribe offer carries."""
-
-    mid: str
-    participant_id: str
-    kind: str
-
-
-class PeerSignal(Protocol):
-    """How the SFU reaches a participant's client (implemented by signaling)."""
-
-    async def send_offer(self, sdp: str, tracks: list[TrackInfo]) -> None:
-        """Deliver a subscribe offer; the answer comes back via ``Participant.subscribe_answer``."""
-
-    async def send_layers(self, rids: list[str]) -> None:
-        """Tell the client which of its simulcast layers (by rid) to send."""
 
 
 def matching_capability(kind: str, codec: Codec) -> RTCRtpCodecCapability:

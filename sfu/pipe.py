@@ -40,12 +40,11 @@ import struct
 import time
 from typing import Any, Final
 
+from .backend import Role, SfuError
 from .forwarder import Codec, Producer, Source
-from .peer import SfuError
 from .room import Room
 from .stats import ForwardingStats
 from .stream import Stream
-from .topology import Role
 from .worker_protocol import LinkFrame, PipeInArgs, PipeOutArgs, TrackParams
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .backend import Role
 from .room import SPEAKER_WINDOW_S, SpeakerElection
-from .topology import Role, receives
+from .topology import receives
 from .worker_protocol import TrackParams
 
 # Server CPU per incoming packet over CPU per forwarded copy, measured at N = 50

@@ -24,11 +24,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
-from .peer import PeerSignal, SfuError, TrackInfo
+from .backend import (
+    FailureCallback,
+    PeerSignal,
+    Role,
+    SfuError,
+    SpeakerCallback,
+    TelemetryCallback,
+    TrackInfo,
+)
 from .pipe import send_link, socket_pair
 from .placement import ClassPlan, Member, Pipe
-from .topology import Role
 from .worker_protocol import (
     ADD_ICE_CANDIDATE,
     CLOSE_ROOM,

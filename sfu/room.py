@@ -18,11 +18,11 @@ from typing import Protocol
 
 from aiortc import RTCConfiguration
 
-from .backend import SpeakerCallback, TelemetryCallback
+from .backend import PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
 from .forwarder import Producer, Source
-from .peer import Participant, PeerSignal, SfuError
+from .peer import Participant
 from .stats import ForwardingStats
-from .topology import Role, receives
+from .topology import receives
 
 logger = logging.getLogger(__name__)
 

@@ -7,12 +7,11 @@ from typing import Any
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
-from .backend import FailureCallback, SpeakerCallback, TelemetryCallback
+from .backend import FailureCallback, PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
 from .forwarder import Producer
-from .peer import Participant, PeerSignal, SfuError
+from .peer import Participant
 from .room import CandidateCallback, Publisher, Room
 from .stats import ForwardingStats
-from .topology import Role
 
 
 class SfuServer:

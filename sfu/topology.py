@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-Role = Literal["host", "participant", "device"]
+from .backend import Role
 
 
 def receives(

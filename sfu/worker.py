@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from runtime.collector import tune_for_latency
 from runtime.logs import configure_logging, log_context
 
-from .peer import SfuError, TrackInfo
+from .backend import SfuError, TrackInfo
 from .pipe import PipeHub, params_of
 from .server import SfuServer
 from .worker_protocol import (

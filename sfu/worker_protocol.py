@@ -26,7 +26,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from .topology import Role
+from .backend import Role
 
 OpName = Literal[
     "join",

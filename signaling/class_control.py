@@ -22,8 +22,7 @@ from typing import Any
 
 import socketio
 
-from sfu.backend import MediaBackend
-from sfu.peer import SfuError
+from sfu.backend import MediaBackend, Role, SfuError
 
 from .errors import SignalError
 from .interval_timer import IntervalTimer, Phase, Program
@@ -43,7 +42,6 @@ from .messages import (
     error_payload,
 )
 from .presence import Member, Presence
-from .tokens import Role
 
 logger = logging.getLogger(__name__)
 

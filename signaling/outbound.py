@@ -6,7 +6,7 @@ from typing import Any
 
 import socketio
 
-from sfu.peer import TrackInfo
+from sfu.backend import TrackInfo
 from storage.store import ChatRecord
 
 from .messages import PROTOCOL_VERSION, ChatMessageOut

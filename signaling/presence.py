@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sfu.backend import Role
+
 from .messages import ParticipantOut
-from .tokens import Role
 
 
 @dataclass(slots=True)

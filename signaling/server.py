@@ -21,8 +21,7 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from runtime.logs import set_log_context
-from sfu.backend import MediaBackend
-from sfu.peer import SfuError
+from sfu.backend import MediaBackend, SfuError
 from storage.store import Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile

@@ -16,9 +16,9 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Literal
 
-Role = Literal["host", "participant", "device"]
+from sfu.backend import Role
+
 ROLES: tuple[Role, ...] = ("host", "participant", "device")
 MAX_TOKEN_LENGTH = 512
 

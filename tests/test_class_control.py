@@ -15,7 +15,8 @@ import pytest
 import pytest_asyncio
 
 from pulseroom.bot import Bot
-from sfu.topology import Role, receives
+from sfu.backend import Role
+from sfu.topology import receives
 from signaling.interval_timer import IntervalTimer, Phase, Program
 from tests import peers
 from tests.conftest import RunningServer, start_server, stop_server
