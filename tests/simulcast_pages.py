@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfu.peer import TrackInfo
+from sfu.backend import TrackInfo
 from sfu.server import SfuServer
 
 PAGE_JS = """
