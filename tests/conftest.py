@@ -17,6 +17,7 @@ import pytest
 
 # A hook, found by its name here: in CI (CI=true) a skipped test fails.
 from tests.ci_skips import pytest_make_collect_report, pytest_runtest_makereport
+from tests.waiting import until_sync
 
 __all__ = ["pytest_make_collect_report", "pytest_runtest_makereport"]
 
@@ -27,6 +28,8 @@ POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The shared server's signing secret, so a test can sign a token of its own (an expired one).
+SHARED_SECRET = "shared-server-secret-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -75,6 +78,10 @@ def start_server(tmp: Path, **env: str) -> RunningServer:
     # Only what the test asks for: an inherited DATABASE_URL must not leak in.
     inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     full_env = {
+        # One SFU worker unless the test asks for more (the default, one per core, costs
+        # a process start each; the pool and pipe tests set the count they need).
+        # An exported PULSEROOM_SFU_WORKERS overrides this for a whole run.
+        "PULSEROOM_SFU_WORKERS": "1",
         **inherited,
         "PULSEROOM_PORT": str(port),
         "PULSEROOM_DATA_DIR": str(tmp / "data"),
@@ -116,9 +123,37 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register this suite's marks."""
+    config.addinivalue_line(
+        "markers",
+        "shared_server: the `server` fixture is one server shared by every test so marked "
+        "(each test makes its own classes and waits for no one else's participants)",
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One default server for the whole run, for the tests marked ``shared_server``."""
+    running = start_server(tmp_path_factory.mktemp("shared-server"), PULSEROOM_SECRET=SHARED_SECRET)
+    yield running
+    stop_server(running)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A server on the embedded default (SQLite, in-memory Socket.IO manager)."""
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """A server on the embedded default (SQLite, in-memory Socket.IO manager).
+
+    Marked ``shared_server`` (a module's ``pytestmark``), the test gets the session's
+    shared server once the participants of the tests before it have left, so counts of
+    participants start from zero; counters that only grow are compared before and after.
+    Otherwise the test gets a server of its own.
+    """
+    if request.node.get_closest_marker("shared_server"):
+        shared: RunningServer = request.getfixturevalue("shared_server")
+        until_sync(lambda: shared.stats()["participants"] == 0, 20, "no participant left")
+        yield shared
+        return
     # A folder of its own: a test may start a second server in tmp_path beside it.
     home = tmp_path / "default-server"
     home.mkdir()

@@ -13,6 +13,9 @@ from tests.sio_client import Client
 
 Connect = Callable[[], Any]
 
+# Each test makes classes of its own: one server for them all (tests/conftest.py).
+pytestmark = pytest.mark.shared_server
+
 
 def links(server: RunningServer, title: str = "Spin") -> tuple[str, str]:
     room = server.create_room(title)
@@ -115,26 +118,16 @@ async def test_token_for_other_room_is_refused(server: RunningServer, connect: C
     assert ack["error"]["code"] == "wrong_room"
 
 
-async def test_expired_token_is_refused(tmp_path: Any, connect: Connect) -> None:
+async def test_expired_token_is_refused(server: RunningServer, connect: Connect) -> None:
     from signaling.tokens import TokenSigner
-    from tests.conftest import start_server, stop_server
+    from tests.conftest import SHARED_SECRET
 
-    secret = "s" * 32
-    server = start_server(tmp_path, PULSEROOM_SECRET=secret)
-    try:
-        room_id = str(server.create_room()["room"]["id"])  # type: ignore[index]
-        token, _ = TokenSigner(secret.encode(), 60).issue(room_id, "participant", now=0)
-        client = await Client(server.url).connect()
-        try:
-            ack = await client.call(
-                "join", {"v": 1, "token": token, "name": "Late", "room": room_id}
-            )
-            assert ack["error"]["code"] == "token_expired"
-            assert "expired" in ack["error"]["message"]
-        finally:
-            await client.close()
-    finally:
-        stop_server(server)
+    room_id = str(server.create_room()["room"]["id"])  # type: ignore[index]
+    token, _ = TokenSigner(SHARED_SECRET.encode(), 60).issue(room_id, "participant", now=0)
+    client = await connect()
+    ack = await client.call("join", {"v": 1, "token": token, "name": "Late", "room": room_id})
+    assert ack["error"]["code"] == "token_expired"
+    assert "expired" in ack["error"]["message"]
 
 
 async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
