@@ -24,6 +24,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,127 @@ def _ms(values: list[float], fraction: float) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What was sampled at the edges of the measuring window."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+    final: dict[str, Any]
+    done: list[dict[str, Any]]
+    cpu_before: float
+    cpu_after: float
+    machine_before: tuple[float, float]
+    machine_after: tuple[float, float]
+    elapsed: float
+    counted: float
+    memory: dict[str, float]
+
+
+async def _measure(
+    args: argparse.Namespace,
+    server: Server,
+    session: aiohttp.ClientSession,
+    generators: list[Generator],
+    instructors: list[Instructor],
+) -> Window:
+    """Let the straps send for ``args.seconds``, sampling the server at both edges."""
+    for instructor in instructors:
+        instructor.measuring = True
+    before = await server.stats(session)
+    cpu_before = tree_cpu_seconds(server.pid)
+    machine_before = machine_cpu_seconds()
+    started = time.monotonic()
+    for generator in generators:
+        await generator.send({"go": True, "seconds": args.seconds})
+    await asyncio.sleep(args.seconds)
+    # CPU first: an overloaded server may take long to answer /api/stats.
+    cpu_after = tree_cpu_seconds(server.pid)
+    machine_after = machine_cpu_seconds()
+    elapsed = time.monotonic() - started
+    memory = tree_memory_mib(server.pid)
+    after = await server.stats(session)
+    counted = time.monotonic() - started  # readings are counted until the answer
+    for instructor in instructors:
+        instructor.measuring = False
+    done = [await g.receive(timeout=120) for g in generators]
+    final = await server.stats(session)
+    return Window(
+        before,
+        after,
+        final,
+        done,
+        cpu_before,
+        cpu_after,
+        machine_before,
+        machine_after,
+        elapsed,
+        counted,
+        memory,
+    )
+
+
+def _report(
+    args: argparse.Namespace,
+    joined: int,
+    setup_s: float,
+    instructors: list[Instructor],
+    window: Window,
+    stored: int,
+    distinct: int,
+) -> dict[str, Any]:
+    """The JSON report of one run."""
+    hr_before, hr_after = window.before["heart_rate"], window.after["heart_rate"]
+    accepted = hr_after["accepted"] - hr_before["accepted"]
+    fanout = sorted(x for i in instructors for x in i.fanout)
+    end_to_end = sorted(x for i in instructors for x in i.end_to_end)
+    readings = sum(d["readings"] for d in window.done)
+    acked = sum(d["acked"] for d in window.done)
+    server_cpu = window.cpu_after - window.cpu_before
+    busy = (window.machine_after[0] - window.machine_before[0]) / max(1e-9, window.elapsed)
+    return {
+        "scenario": "telemetry",
+        "straps": args.straps,
+        "joined": joined,
+        "rooms": len(instructors),
+        "seconds": round(window.elapsed, 2),
+        "setup_s": round(setup_s, 1),
+        "readings_per_s": round(accepted / window.counted, 1),
+        "offered_per_s": joined,
+        "fanout_ms": {
+            "p50": _ms(fanout, 0.5),
+            "p99": _ms(fanout, 0.99),
+            "max": _ms(fanout, 1.0),
+            "samples": len(fanout),
+        },
+        "end_to_end_ms": {"p50": _ms(end_to_end, 0.5), "p99": _ms(end_to_end, 0.99)},
+        # Receipt → emit inside the server (its last 4,096 readings): the rest of the
+        # fan-out time above is Socket.IO delivery to the instructors' sessions.
+        "server_emit_lag_ms": {
+            "p50": _scale(window.after["heart_rate"]["fanout_lag_p50_s"]),
+            "p99": _scale(window.after["heart_rate"]["fanout_lag_p99_s"]),
+        },
+        "db_write_lag_s": {
+            "last": hr_after["writer"].get("lag_s"),
+            "max": window.final["heart_rate"]["writer"].get("max_lag_s"),
+        },
+        "writer": window.final["heart_rate"]["writer"],
+        "readings_generated": readings,
+        "acked": acked,
+        "stored": stored,
+        "stored_distinct": distinct,
+        "unacknowledged": sum(d["unacknowledged"] for d in window.done),
+        "rejected": window.final["heart_rate"]["rejected"],
+        "rejoins": sum(d["rejoins"] for d in window.done),
+        "generator_late_sends": sum(d["late_sends"] for d in window.done),
+        "server_cpu_cores": round(server_cpu / window.elapsed, 3),
+        "server_cpu_us_per_reading": round(server_cpu / max(1, accepted) * 1e6, 1),
+        "machine_busy_cores": round(busy, 2),
+        "server_memory_mib": window.memory,
+        "goal": {"straps": 5000, "fanout_p99_ms": 250},
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """One run; returns the JSON report."""
     db_name, dsn = await fresh_database(args.database)
@@ -124,26 +246,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             setup_s = time.monotonic() - setup_started
             joined = sum(r["joined"] for r in ready)
             await asyncio.sleep(2)  # let the joins' own work settle
-            for instructor in instructors:
-                instructor.measuring = True
-            before = await server.stats(session)
-            cpu_before = tree_cpu_seconds(server.pid)
-            machine_before = machine_cpu_seconds()
-            started = time.monotonic()
-            for generator in generators:
-                await generator.send({"go": True, "seconds": args.seconds})
-            await asyncio.sleep(args.seconds)
-            # CPU first: an overloaded server may take long to answer /api/stats.
-            cpu_after = tree_cpu_seconds(server.pid)
-            machine_after = machine_cpu_seconds()
-            elapsed = time.monotonic() - started
-            memory = tree_memory_mib(server.pid)
-            after = await server.stats(session)
-            counted = time.monotonic() - started  # readings are counted until the answer
-            for instructor in instructors:
-                instructor.measuring = False
-            done = [await g.receive(timeout=120) for g in generators]
-            final = await server.stats(session)
+            window = await _measure(args, server, session, generators, instructors)
         conn = await asyncpg.connect(dsn)
         try:
             stored = await conn.fetchval("SELECT count(*) FROM heart_rate")
@@ -164,55 +267,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await server.stop()
         await drop_database(args.database, db_name)
 
-    hr_before, hr_after = before["heart_rate"], after["heart_rate"]
-    accepted = hr_after["accepted"] - hr_before["accepted"]
-    fanout = sorted(x for i in instructors for x in i.fanout)
-    end_to_end = sorted(x for i in instructors for x in i.end_to_end)
-    readings = sum(d["readings"] for d in done)
-    acked = sum(d["acked"] for d in done)
-    server_cpu = cpu_after - cpu_before
-    busy = (machine_after[0] - machine_before[0]) / max(1e-9, elapsed)
-    return {
-        "scenario": "telemetry",
-        "straps": args.straps,
-        "joined": joined,
-        "rooms": len(instructors),
-        "seconds": round(elapsed, 2),
-        "setup_s": round(setup_s, 1),
-        "readings_per_s": round(accepted / counted, 1),
-        "offered_per_s": round(joined, 1),
-        "fanout_ms": {
-            "p50": _ms(fanout, 0.5),
-            "p99": _ms(fanout, 0.99),
-            "max": _ms(fanout, 1.0),
-            "samples": len(fanout),
-        },
-        "end_to_end_ms": {"p50": _ms(end_to_end, 0.5), "p99": _ms(end_to_end, 0.99)},
-        # Receipt → emit inside the server (its last 4,096 readings): the rest of the
-        # fan-out time above is Socket.IO delivery to the instructors' sessions.
-        "server_emit_lag_ms": {
-            "p50": _scale(after["heart_rate"]["fanout_lag_p50_s"]),
-            "p99": _scale(after["heart_rate"]["fanout_lag_p99_s"]),
-        },
-        "db_write_lag_s": {
-            "last": hr_after["writer"].get("lag_s"),
-            "max": final["heart_rate"]["writer"].get("max_lag_s"),
-        },
-        "writer": final["heart_rate"]["writer"],
-        "readings_generated": readings,
-        "acked": acked,
-        "stored": stored,
-        "stored_distinct": distinct,
-        "unacknowledged": sum(d["unacknowledged"] for d in done),
-        "rejected": final["heart_rate"]["rejected"],
-        "rejoins": sum(d["rejoins"] for d in done),
-        "generator_late_sends": sum(d["late_sends"] for d in done),
-        "server_cpu_cores": round(server_cpu / elapsed, 3),
-        "server_cpu_us_per_reading": round(server_cpu / max(1, accepted) * 1e6, 1),
-        "machine_busy_cores": round(busy, 2),
-        "server_memory_mib": memory,
-        "goal": {"straps": 5000, "fanout_p99_ms": 250},
-    }
+    return _report(args, joined, setup_s, instructors, window, stored, distinct)
 
 
 def build_parser() -> argparse.ArgumentParser:
