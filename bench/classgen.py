@@ -25,17 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import socketio
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc import RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
-from pulseroom.bot import parse_link
+from client.connections import publish, rtc_configuration
+from client.joining import Membership, close_session
+from client.protocol import ClientError, call, parse_link
+from client.subscriber import Subscriber
 from sfu import aiortc_adapter as adapter
 from sfu import packet as rtp
 
 from .downlink import Downlink, DownlinkSpec
 from .fastpath import Histogram, OutStream, Pacer, Window
-from .genproc import close_client, emit, read_line, serve
+from .genproc import emit, read_line, serve
 from .media import load_clip
 from .packetized import SIMULCAST_LAYERS, PacketizedClip, PacketizedStream, packetize_clip
 from .simulcast import apply_layers, layer_wires, offer_simulcast
@@ -45,6 +47,8 @@ logger = logging.getLogger("bench.classgen")
 
 GRACE_S = 1.0  # keep counting this long after the window for packets still in flight
 CONNECT_TIMEOUT_S = 30.0
+# Socket.IO connect and ack timeouts: dozens of clients join at once on a loaded machine.
+SIO_CONNECT_S, SIO_CALL_S = 20.0, 30.0
 RECEIVE_BUFFER = 1 << 20  # SO_RCVBUF of the clients' subscribe sockets (kernel doubles it)
 DIRECTIONS = (
     "instructor_to_participant",
@@ -123,7 +127,8 @@ class FastClient:
         layers: tuple[PacketizedStream, ...] = (),
     ) -> None:
         self.spec = spec
-        self.base_url, _room, self._token = parse_link(spec.link)
+        base_url, room, token = parse_link(spec.link)
+        self._membership = Membership(base_url=base_url, token=token, name=spec.name, room=room)
         self.id = ""
         self.host_id = ""
         self.errors: list[dict[str, Any]] = []
@@ -136,10 +141,13 @@ class FastClient:
         self._gallery = gallery
         self._pacing = pacing
         self._sio = socketio.AsyncClient(reconnection=False)
-        self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._config = rtc_configuration()
         self._publish_pc: RTCPeerConnection | None = None
-        self._subscribe_pc: RTCPeerConnection | None = None
-        self._owners: dict[str, tuple[str, str]] = {}
+        self._subscriber = Subscriber(
+            prepare=lambda offer: self._map_ssrcs(offer["sdp"]),
+            applied=self._quiet_decoders,
+            compact=self._compact,
+        )
         # --simulcast: the video layers this client publishes (low to high, rid, stream)
         # and what it tells the SFU about its downlink
         rids = [rid for rid, _clip in SIMULCAST_LAYERS[spec.clip]] if layers else []
@@ -152,49 +160,45 @@ class FastClient:
             self.downlink = Downlink(DownlinkSpec(**spec.downlink), self.tap)
         self._downlink_task: asyncio.Task[None] | None = None
         self._quiet: set[int] = set()
-        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._offer_task: asyncio.Task[None] | None = None
         self._offer_error: BaseException | None = None
-        self._joined = asyncio.Event()
 
     async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        ack = await self._sio.call(event, {"v": 1, **payload}, timeout=30)
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            raise ClassgenError(f"{self.spec.name}: {event} refused: {ack!r}")
-        return ack
+        try:
+            return await call(self._sio, event, payload, SIO_CALL_S)
+        except ClientError as exc:
+            raise ClassgenError(f"{self.spec.name}: {exc}") from None
+
+    def _setup(self, sio: socketio.AsyncClient) -> None:
+        sio.on("subscribe_offer", lambda data: self._subscriber.offered(sio, data))
+        sio.on("error", self._on_error)
+        sio.on("layers", self._on_layers)
 
     async def start(self, host_id: str) -> None:
         """Connect, join, turn gallery mode on (host, if asked), publish."""
         self.host_id = host_id
-        self._sio.on("subscribe_offer", self._on_offer)
-        self._sio.on("error", self._on_error)
-        self._sio.on("layers", self._on_layers)
-        await self._sio.connect(self.base_url, transports=["websocket"], wait_timeout=20)
         self._offer_task = asyncio.create_task(
             self._answer_offers(), name=f"offers-{self.spec.name}"
         )
-        joined = await self._call("join", {"token": self._token, "name": self.spec.name})
+        try:
+            self._sio, joined = await self._membership.join(
+                self._setup, connect_timeout=SIO_CONNECT_S, call_timeout=SIO_CALL_S
+            )
+        except ClientError as exc:
+            raise ClassgenError(f"{self.spec.name}: {exc}") from None
         self.id = str(joined["you"]["id"])
         if self.spec.host:
             self.host_id = self.id
-        self._config = RTCConfiguration(
-            iceServers=[
-                RTCIceServer(
-                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-                )
-                for s in joined.get("ice_servers", [])
-            ],
-            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
-        )
-        self._joined.set()
+        self._config = rtc_configuration(joined)
+        self._subscriber.joined(self._sio, self._config)
         if self.spec.host and self._gallery:
             await self._call("gallery", {"enabled": True})
         await self._publish()
         if self.downlink is not None:
             self._downlink_task = asyncio.create_task(
                 self.downlink.run(
-                    lambda: self._subscribe_pc,
-                    lambda: {p for p, kind in self._owners.values() if kind == "video"},
+                    lambda: self._subscriber.pc,
+                    lambda: {p for p, kind in self._subscriber.owners.values() if kind == "video"},
                     lambda: self.host_id,
                     self._send_sizes,
                 ),
@@ -225,12 +229,14 @@ class FastClient:
         transceivers = [
             pc.addTransceiver(adapter.IdleTrack(m.kind), direction="sendonly") for m in media
         ]
-        await pc.setLocalDescription(await pc.createOffer())
-        offer, rid_id = pc.localDescription.sdp, 0
-        if self._layers:
+        rid_id = 0
+
+        def simulcast(offer: str) -> str:
+            nonlocal rid_id
             offer, rid_id = offer_simulcast(offer, [rid for rid, _stream in self._layers])
-        answer = await self._call("publish", {"type": "offer", "sdp": offer})
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+            return offer
+
+        await publish(pc, self._call, simulcast if self._layers else None)
         transport = transceivers[0].sender.transport
         self._watch(transport, "publish")
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
@@ -292,57 +298,47 @@ class FastClient:
     async def _on_error(self, data: dict[str, Any]) -> None:
         self.errors.append(data)
 
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        await self._offers.put(data)
-
     async def _answer_offers(self) -> None:
         try:
             while True:
-                await self._answer(await self._offers.get())
+                await self._subscriber.answer(await self._subscriber.next_offer(), self._call)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._offer_error = exc
             logger.exception("%s: subscribe negotiation failed", self.spec.name)
 
-    async def _answer(self, offer: dict[str, Any]) -> None:
-        for track in offer.get("tracks", []):
-            self._owners[track["mid"]] = (track["participant_id"], track["kind"])
-        if self._subscribe_pc is None:
-            await self._joined.wait()  # an offer can arrive before the join ack
-            self._subscribe_pc = RTCPeerConnection(self._config)
-        pc = self._subscribe_pc
-        self._map_ssrcs(offer["sdp"])
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+    def _quiet_decoders(self, pc: RTCPeerConnection, _offer: dict[str, Any]) -> None:
         for transceiver in pc.getTransceivers():
             if id(transceiver) not in self._quiet:
                 self._quiet.add(id(transceiver))
                 adapter.suppress_decoder(transceiver.receiver)  # no decoder threads
-        await pc.setLocalDescription(await pc.createAnswer())
+
+    def _compact(self, pc: RTCPeerConnection, raw: str) -> str:
+        """Tap the subscribe connection (on the first answer) and shorten the answer."""
         dtls = pc.getTransceivers()[0].receiver.transport
         connection = dtls.transport._connection
         if self.tap.attach(connection):  # the first answer: the connection is new
             self._watch(dtls, "subscribe")
             for protocol in connection._protocols:
                 _tune_socket(protocol)
-        raw = pc.localDescription.sdp
         sent = compact_answer(raw)
         self.answer_bytes["raw_max"] = max(self.answer_bytes["raw_max"], len(raw.encode()))
         self.answer_bytes["sent_max"] = max(self.answer_bytes["sent_max"], len(sent.encode()))
-        await self._call("subscribe_answer", {"type": "answer", "sdp": sent})
+        return sent
 
     def _map_ssrcs(self, sdp: str) -> None:
         """SSRC -> stream for every m-line the offer announces (from its a=ssrc lines)."""
         for media in SessionDescription.parse(sdp).media:
             mid = media.rtp.muxId
-            if mid not in self._owners or media.direction != "sendonly":
+            if mid not in self._subscriber.owners or media.direction != "sendonly":
                 continue
             rtx = {int(g.items[1]) for g in media.ssrc_group if g.semantic == "FID"}
             self.tap.rtx_ssrcs |= rtx
             main = [s.ssrc for s in media.ssrc if s.ssrc not in rtx]
             if not main or main[0] in self.tap.by_ssrc:
                 continue
-            publisher, kind = self._owners[mid]
+            publisher, kind = self._subscriber.owners[mid]
             abs_id = next(
                 (e.id for e in media.rtp.headerExtensions if e.uri == rtp.URI_ABS_SEND_TIME), 0
             )
@@ -377,7 +373,7 @@ class FastClient:
             self._downlink_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # noted when it ended
                 await self._downlink_task
-        await close_client(self._sio, self._offer_task, [self._publish_pc, self._subscribe_pc])
+        await close_session(self._sio, [self._offer_task], [self._publish_pc, self._subscriber.pc])
 
 
 async def _wait_ready(clients: list[FastClient], timeout: float) -> None:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import socketio
-from aiortc import RTCPeerConnection
 
 logger = logging.getLogger(__name__)
 
@@ -51,25 +47,3 @@ def serve(run: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> int:
         return 0
 
     return asyncio.run(_main())
-
-
-async def close_client(
-    sio: socketio.AsyncClient,
-    offer_task: asyncio.Task[None] | None,
-    connections: list[RTCPeerConnection | None],
-) -> None:
-    """Leave the class, stop answering offers, close the peer connections, disconnect."""
-    if sio.connected:
-        with contextlib.suppress(Exception):
-            await sio.call("leave", {"v": 1}, timeout=5)
-    if offer_task is not None:
-        offer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await offer_task
-    for pc in connections:
-        if pc is not None:
-            with contextlib.suppress(Exception):
-                await pc.close()
-    if sio.connected:
-        with contextlib.suppress(Exception):
-            await sio.disconnect()

@@ -25,21 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import socketio
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtpPacket
 
-from pulseroom.bot import parse_link
+from client.connections import publish, rtc_configuration
+from client.joining import Membership, close_session
+from client.protocol import ClientError, call, parse_link
+from client.subscriber import Subscriber
 from sfu import aiortc_adapter
 
-from .genproc import close_client, emit, read_line, serve
+from .genproc import emit, read_line, serve
 from .media import Clip, ReplayTrack, load_clip
 
 logger = logging.getLogger("bench.loadgen")
@@ -88,7 +83,8 @@ class BenchClient:
     """One participant: publishes the clip, answers subscribe offers, counts RTP."""
 
     def __init__(self, link: str, name: str, host: bool, clip: Clip) -> None:
-        self.base_url, _room, self._token = parse_link(link)
+        base_url, room, token = parse_link(link)
+        self._membership = Membership(base_url=base_url, token=token, name=name, room=room)
         self.name = name
         self.host = host
         self.id = ""
@@ -97,46 +93,35 @@ class BenchClient:
         self.errors: list[dict[str, Any]] = []
         self._clip = clip
         self._sio = socketio.AsyncClient(reconnection=False)
-        # With aiortc's default (balanced) bundle policy, when one offer brings several video
-        # m-lines, all but the first stay on a transport that BUNDLE then discards.
-        self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self._publish_pc: RTCPeerConnection | None = None
-        self._subscribe_pc: RTCPeerConnection | None = None
+        self._subscriber = Subscriber(applied=self._count_new)
         self._senders: dict[str, RTCRtpSender] = {}
         self._sent_marks: dict[str, list[int | None]] = {}  # kind -> [at start, at end]
-        self._owners: dict[str, tuple[str, str]] = {}
-        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._offer_task: asyncio.Task[None] | None = None
-        self._offers_answered = 0
-        self._joined = asyncio.Event()
 
     async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        ack = await self._sio.call(event, {"v": 1, **payload}, timeout=20)
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            raise LoadgenError(f"{self.name}: {event} refused: {ack!r}")
-        return ack
+        try:
+            return await call(self._sio, event, payload)
+        except ClientError as exc:
+            raise LoadgenError(f"{self.name}: {exc}") from None
+
+    def _setup(self, sio: socketio.AsyncClient) -> None:
+        sio.on("subscribe_offer", lambda data: self._subscriber.offered(sio, data))
+        sio.on("error", self._on_error)
 
     async def start(self) -> None:
         """Connect, join, turn gallery mode on (host), publish."""
-        self._sio.on("subscribe_offer", self._on_offer)
-        self._sio.on("error", self._on_error)
-        await self._sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
         self._offer_task = asyncio.create_task(self._answer_offers(), name=f"offers-{self.name}")
-        joined = await self._call("join", {"token": self._token, "name": self.name})
+        try:
+            self._sio, joined = await self._membership.join(self._setup)
+        except ClientError as exc:
+            raise LoadgenError(f"{self.name}: {exc}") from None
         self.id = str(joined["you"]["id"])
-        self._config = RTCConfiguration(
-            iceServers=[
-                RTCIceServer(
-                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-                )
-                for s in joined.get("ice_servers", [])
-            ],
-            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
-        )
-        self._joined.set()
+        config = rtc_configuration(joined)
+        self._subscriber.joined(self._sio, config)
         if self.host:
             await self._call("gallery", {"enabled": True})
-        pc = RTCPeerConnection(self._config)
+        pc = RTCPeerConnection(config)
         self._publish_pc = pc
         streams = [self._clip.audio, self._clip.video]
         for stream in streams:
@@ -144,37 +129,25 @@ class BenchClient:
                 track = ReplayTrack(stream, before_frame=self._marker(stream.kind))
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 self._senders[stream.kind] = transceiver.sender
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await self._call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await publish(pc, self._call)
 
     async def _on_error(self, data: dict[str, Any]) -> None:
         self.errors.append(data)
 
-    async def _on_offer(self, data: dict[str, Any]) -> None:
-        await self._offers.put(data)
-
     async def _answer_offers(self) -> None:
         while True:
-            offer = await self._offers.get()
-            for track in offer.get("tracks", []):
-                self._owners[track["mid"]] = (track["participant_id"], track["kind"])
-            if self._subscribe_pc is None:
-                await self._joined.wait()  # an offer can arrive before the join ack
-                self._subscribe_pc = RTCPeerConnection(self._config)
-            pc = self._subscribe_pc
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-            for transceiver in pc.getTransceivers():
-                mid = transceiver.mid
-                if mid is not None and mid not in self.streams and mid in self._owners:
-                    self._count_rtp(mid, transceiver.receiver)
-            await pc.setLocalDescription(await pc.createAnswer())
-            await self._call("subscribe_answer", {"type": "answer", "sdp": pc.localDescription.sdp})
-            self._offers_answered += 1
+            await self._subscriber.answer(await self._subscriber.next_offer(), self._call)
+
+    def _count_new(self, pc: RTCPeerConnection, _offer: dict[str, Any]) -> None:
+        """Count the packets of each m-line an offer brought, from now on."""
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid
+            if mid is not None and mid not in self.streams and mid in self._subscriber.owners:
+                self._count_rtp(mid, transceiver.receiver)
 
     def _count_rtp(self, mid: str, receiver: RTCRtpReceiver) -> None:
         """Count this m-line's packets in place of aiortc's depacketizer and decoder."""
-        publisher, kind = self._owners[mid]
+        publisher, kind = self._subscriber.owners[mid]
         counter = StreamCounter(mid=mid, kind=kind, publisher_id=publisher)
         self.streams[mid] = counter
         client = self
@@ -216,11 +189,11 @@ class BenchClient:
     def missing_detail(self) -> dict[str, Any]:
         """For error messages: offered m-lines that never delivered a packet."""
         return {
-            "offers": self._offers_answered,
-            "announced": len(self._owners),
+            "offers": self._subscriber.answered,
+            "announced": len(self._subscriber.owners),
             "silent": [
                 f"{m}:{o[1]}:{o[0]}"
-                for m, o in self._owners.items()
+                for m, o in self._subscriber.owners.items()
                 if m not in self.streams or not self.streams[m].seen
             ],
         }
@@ -258,7 +231,7 @@ class BenchClient:
 
     async def stop(self) -> None:
         """Leave and close everything this client owns."""
-        await close_client(self._sio, self._offer_task, [self._publish_pc, self._subscribe_pc])
+        await close_session(self._sio, [self._offer_task], [self._publish_pc, self._subscriber.pc])
 
 
 async def _sleep_until(unix_time: float) -> None:

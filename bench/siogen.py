@@ -28,6 +28,8 @@ from typing import Any
 
 import aiohttp
 
+from client.protocol import ClientError, call, join_payload, parse_link
+
 from .genproc import ControllerGone, emit, read_line, serve
 from .sio_light import LightClient, SioError
 
@@ -55,26 +57,20 @@ class Fleet:
 
     async def join(self, link: str, gate: asyncio.Semaphore) -> None:
         """Connect one client and join its class (failures are counted, not raised)."""
-        room, token = link.split("/r/", 1)[1].split("#t=")
+        _base, room, token = parse_link(link)  # the generator's own url serves every class
         client = LightClient(self.session, self.url)
         async with gate:
             started = time.monotonic()
+            payload = join_payload(token, f"load {len(self.connect_ms)}", room)
             try:
                 await client.connect(timeout=60)
                 connected = time.monotonic()
-                ack = await client.call(
-                    "join",
-                    {"v": 1, "token": token, "name": f"load {len(self.connect_ms)}", "room": room},
-                    timeout=60,
-                )
-            except (SioError, TimeoutError) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+                await call(client, "join", payload, timeout=60)
+            except (SioError, TimeoutError, ClientError) as exc:
+                refused = isinstance(exc, ClientError)
+                self.errors.append(str(exc)[:200] if refused else f"{type(exc).__name__}: {exc}")
                 await client.close()
                 return
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            self.errors.append(f"join refused: {str(ack)[:200]}")
-            await client.close()
-            return
         self.connect_ms.append(_ms(connected - started))
         self.join_ms.append(_ms(time.monotonic() - connected))
         client.on("chat", self._on_chat)

@@ -20,26 +20,17 @@ import av
 import numpy as np
 import socketio
 from aioice.turn import TurnClientTcpProtocol
-from aiortc import (
-    MediaStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from av import AudioFrame, VideoFrame
 
+from client.connections import publish, rtc_configuration
+from client.joining import Membership, close_session
+from client.protocol import FINAL_CODES, ClientError, call, parse_link
+from client.subscriber import Subscriber
 from sfu import aiortc_adapter
-
-from .joining import FINAL_CODES, BotError, call, join_following, parse_link
-
-# The protocol helpers live in .joining; importing them from here keeps working.
-__all__ = ["Bot", "BotError", "SequenceTracker", "call", "join_following", "parse_link", "run_bot"]
 
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
@@ -56,7 +47,7 @@ def probe_codecs(path: str) -> tuple[str | None, str | None]:
             audio = next((s.codec_context.name for s in container.streams.audio), None)
             video = next((s.codec_context.name for s in container.streams.video), None)
     except (av.FFmpegError, OSError) as exc:
-        raise BotError(f"cannot read {path}: {exc}") from None
+        raise ClientError(f"cannot read {path}: {exc}") from None
     return audio, video
 
 
@@ -224,14 +215,14 @@ class ReceivedTrack:
 
 
 @dataclass
-class Bot:
-    """One bot session; ``run_bot`` drives it."""
+class Bot(Membership):
+    """One bot session; ``run_bot`` drives it.
 
-    base_url: str
-    token: str
-    name: str
+    Joins as a ``client.Membership`` (``base_url``, ``token``, ``name``, ``room``): the
+    node it reached last and the bound token it rejoins with.
+    """
+
     video: str
-    room: str | None = None
     gallery: bool = False
     codec: str = "vp8"
     silent: bool = False
@@ -239,43 +230,39 @@ class Bot:
         default_factory=lambda: socketio.AsyncClient(reconnection=False)
     )
     publish_pc: RTCPeerConnection | None = None
-    subscribe_pc: RTCPeerConnection | None = None
-    # max-bundle from the start: an offer may arrive before the join ack, and with
-    # aiortc's default bundle policy a second video m-line stays on a dead transport.
-    configuration: RTCConfiguration = field(
-        default_factory=lambda: RTCConfiguration(
-            iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
-        )
-    )
+    configuration: RTCConfiguration = field(default_factory=rtc_configuration)
+    # Answers the SFU's offers; its hooks count what each m-line carries.
+    subscriber: Subscriber = field(init=False)
     names: dict[str, str] = field(default_factory=dict)
     tracks: dict[str, ReceivedTrack] = field(default_factory=dict)
     # Before a rejoin, or on an m-line the SFU has since reused for another publisher.
     past_tracks: list[ReceivedTrack] = field(default_factory=list)
     _tapped: set[str] = field(default_factory=set)  # mids whose receiver is tapped
-    mid_owner: dict[str, tuple[str, str]] = field(default_factory=dict)
     you: dict[str, Any] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     player: MediaPlayer | None = None
     published: dict[str, Any] = field(default_factory=dict)
     timeline: list[tuple[float, str, Any]] = field(default_factory=list)
-    # Offers with the session they came on: with several nodes an offer can overtake
-    # the join's ack (docs/protocol.md), so it waits until that session has joined.
-    _offers: asyncio.Queue[tuple[socketio.AsyncClient, dict[str, Any]]] = field(
-        default_factory=asyncio.Queue
-    )
-    _joined: asyncio.Event = field(default_factory=asyncio.Event)
     _offer_task: asyncio.Task[None] | None = None
     # Rejoin when the connection drops or the class's media moves: the same participant
     # (bound token), on whichever node holds the class now (docs/protocol.md, "Several nodes").
     rejoin: bool = True
-    nodes: list[str] = field(default_factory=list)  # from the last join ack
     rejoins: list[dict[str, Any]] = field(default_factory=list)
     _recovery: asyncio.Task[None] | None = None
     _stopping: bool = False
-    _generation: int = 0  # counts rejoins: work of an earlier session is dropped
+
+    def __post_init__(self) -> None:
+        self.subscriber = Subscriber(
+            created=lambda pc: pc.on("track", self._on_track), applied=self._reused_mlines
+        )
+
+    @property
+    def subscribe_pc(self) -> RTCPeerConnection | None:
+        """The current session's subscribe connection (None before the first offer)."""
+        return self.subscriber.pc
 
     async def call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Emit an event and return its ack, raising BotError on a refusal."""
+        """Emit an event and return its ack, raising ClientError on a refusal."""
         return await call(self.sio, event, payload)
 
     async def start(self) -> None:
@@ -290,29 +277,19 @@ class Bot:
         sio.on("participant_joined", self._on_joined)
         sio.on("participant_left", self._on_left)
         sio.on("active_speaker", self._on_speaker)
-        sio.on("subscribe_offer", lambda data: self._offers.put_nowait((sio, data)))
+        sio.on("subscribe_offer", lambda data: self.subscriber.offered(sio, data))
         sio.on("error", self._on_error)
         sio.on("media_failed", lambda _data=None: self._lost(sio, "media_failed"))
         sio.on("disconnect", lambda *_reason: self._lost(sio, "disconnect"))
 
     async def _join(self, url: str) -> None:
-        payload = {"token": self.token, "name": self.name, "room": self.room}
-        sio, self.base_url, joined = await join_following(url, payload, self._setup)
+        sio, joined = await self.join(self._setup, url=url)
         self.sio = sio
         self.you = joined["you"]
-        # Rejoins come back as the same participant.
-        self.token = joined.get("token", self.token)
-        self.nodes = [str(n).rstrip("/") for n in joined.get("nodes", [])]
         for p in joined["participants"]:
             self.names[p["id"]] = p["name"]
-        servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in joined.get("ice_servers", [])
-        ]
-        self.configuration = RTCConfiguration(
-            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
-        )
-        self._joined.set()
+        self.configuration = rtc_configuration(joined)
+        self.subscriber.joined(sio, self.configuration)
 
     def _lost(self, sio: socketio.AsyncClient, why: str) -> None:
         """The session ``sio`` ended (or its media did): rejoin, unless that is over."""
@@ -332,13 +309,12 @@ class Bot:
         delay = 0.25
         attempts = 0
         while not self._stopping:
-            candidates = [self.base_url, *[n for n in self.nodes if n != self.base_url]]
-            for url in candidates:
+            for url in self.candidates():
                 attempts += 1
                 try:
                     await self._join(url)
                     await self._publish()
-                except BotError as exc:
+                except ClientError as exc:
                     if exc.code in FINAL_CODES:
                         self.errors.append({"code": exc.code, "message": str(exc), "event": "join"})
                         return
@@ -362,18 +338,14 @@ class Bot:
 
     async def _drop_media(self) -> None:
         """Close this session's connections; what arrived so far stays in the report."""
-        self._generation += 1
-        self._joined.clear()
+        subscribe_pc = self.subscriber.reset()
         for received in self.tracks.values():
             if received.task is not None:
                 received.task.cancel()
         self.past_tracks.extend(self.tracks.values())
         self.tracks = {}
         self._tapped = set()
-        self.mid_owner = {}
-        while not self._offers.empty():
-            self._offers.get_nowait()
-        pcs, self.publish_pc, self.subscribe_pc = (self.publish_pc, self.subscribe_pc), None, None
+        pcs, self.publish_pc = (self.publish_pc, subscribe_pc), None
         for pc in pcs:
             if pc is not None:
                 # Bounded: the rejoin must not wait on a connection to a dead server.
@@ -414,9 +386,7 @@ class Bot:
                     if c.mimeType.lower() == f"video/{codec}"
                 ]
             )
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await self.call("publish", {"type": "offer", "sdp": pc.localDescription.sdp})
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await publish(pc, self.call)
 
     async def _on_joined(self, data: dict[str, Any]) -> None:
         participant = data.get("participant", {})
@@ -436,38 +406,23 @@ class Bot:
 
     async def _answer_offers(self) -> None:
         while True:
-            sio, offer = await self._offers.get()
-            await self._joined.wait()
-            if sio is not self.sio:
-                continue  # an offer of a session that ended (or a join that failed)
+            offer = await self.subscriber.next_offer()
+            active = sorted({t["participant_id"] for t in offer.get("tracks", [])})
+            self.timeline.append((time.monotonic(), "subscribe_offer", active))
             try:
-                await self._answer(offer)
+                await self.subscriber.answer(offer, self.call)
             except Exception as exc:  # the session dropped mid-offer; a rejoin starts over
                 logger.info("subscribe offer not answered: %s", exc)
 
-    async def _answer(self, offer: dict[str, Any]) -> None:
-        generation = self._generation
-        active = sorted({t["participant_id"] for t in offer.get("tracks", [])})
-        self.timeline.append((time.monotonic(), "subscribe_offer", active))
-        for t in offer.get("tracks", []):
-            self.mid_owner[t["mid"]] = (t["participant_id"], t["kind"])
-        if self.subscribe_pc is None:
-            self.subscribe_pc = RTCPeerConnection(self.configuration)
-            self.subscribe_pc.on("track", self._on_track)
-        pc = self.subscribe_pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-        # An m-line that was inactive may come back carrying another publisher's track:
-        # aiortc fires no `track` event for it (its receiver has a track already).
+    def _reused_mlines(self, pc: RTCPeerConnection, offer: dict[str, Any]) -> None:
+        """An m-line that was inactive may come back carrying another publisher's track:
+        aiortc fires no `track` event for it (its receiver has a track already)."""
         for t in offer.get("tracks", []):
             old = self.tracks.get(t["mid"])
             if old is not None and old.publisher_id != t["participant_id"]:
                 transceiver = next(x for x in pc.getTransceivers() if x.mid == t["mid"])
                 if transceiver.receiver.track is not None:
                     self._start_track(t["mid"], transceiver.receiver.track)
-        await pc.setLocalDescription(await pc.createAnswer())
-        if generation != self._generation:
-            return  # the offer of a session that ended meanwhile
-        await self.call("subscribe_answer", {"type": "answer", "sdp": pc.localDescription.sdp})
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if self.subscribe_pc is None:
@@ -481,7 +436,7 @@ class Bot:
     def _start_track(self, mid: str, track: MediaStreamTrack) -> None:
         """Count what arrives on ``mid`` as its current publisher's track from now on."""
         assert self.subscribe_pc is not None
-        publisher, kind = self.mid_owner.get(mid, ("?", track.kind))
+        publisher, kind = self.subscriber.owners.get(mid, ("?", track.kind))
         old = self.tracks.get(mid)
         if old is not None:
             if old.task is not None:
@@ -585,19 +540,11 @@ class Bot:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._recovery
-        if self.sio.connected:
-            with contextlib.suppress(Exception):
-                await self.sio.call("leave", {"v": 1}, timeout=5)
-        for task in [self._offer_task, *[t.task for t in self.tracks.values()]]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        for pc in (self.publish_pc, self.subscribe_pc):
-            if pc is not None:
-                await pc.close()
-        if self.sio.connected:
-            await self.sio.disconnect()
+        await close_session(
+            self.sio,
+            [self._offer_task, *[t.task for t in self.tracks.values()]],
+            [self.publish_pc, self.subscribe_pc],
+        )
 
 
 async def run_bot(

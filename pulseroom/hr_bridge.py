@@ -15,11 +15,11 @@ import sys
 import time
 from typing import Any
 
+from client.protocol import ClientError
 from telemetry.hrm import HeartRateMeasurement
 from telemetry.simulate import SimulatedStrap
 from telemetry.strap import StrapReader
 
-from .bot import BotError
 from .hr_link import HeartRateLink
 
 
@@ -112,7 +112,7 @@ def main(args: Any) -> int:
                 seed=args.seed,
             )
         )
-    except BotError as exc:
+    except ClientError as exc:
         print(f"pulseroom hr-bridge: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

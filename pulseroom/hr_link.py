@@ -24,19 +24,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import socketio
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCDataChannel,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
+from aiortc import RTCDataChannel, RTCPeerConnection
 
+from client.connections import publish, rtc_configuration
+from client.joining import Membership
+from client.protocol import ClientError, call, parse_link
 from telemetry.hrm import HeartRateMeasurement
 from telemetry.messages import CHANNEL_LABEL
-
-from .joining import BotError, call, join_following, parse_link
 
 # Refusals that retrying cannot fix: the bridge stops and says why.
 FATAL_CODES = frozenset({"invalid_token", "token_expired", "wrong_room", "room_ended", "not_found"})
@@ -62,8 +56,9 @@ class HeartRateLink:
         on_status: Callable[[str], None] | None = None,
         backoff: tuple[float, ...] = BACKOFF_S,
     ) -> None:
-        self.base_url, self.room_id, self._token = parse_link(link)
-        self.name = name
+        base_url, self.room_id, token = parse_link(link)
+        # Where the class is and the token to rejoin with (bound after the first join).
+        self.membership = Membership(base_url=base_url, token=token, name=name, room=self.room_id)
         self._on_status = on_status or (lambda _text: None)
         self._backoff = backoff
         self._seq = 0
@@ -73,7 +68,6 @@ class HeartRateLink:
         self._open = asyncio.Event()
         self._ready = asyncio.Event()  # open, and readings go straight out
         self.participant_id: str | None = None  # whose tile the readings show on
-        self.nodes: list[str] = []  # the cluster's nodes, from the last join ack
         self._sio: socketio.AsyncClient | None = None
         self.fatal: str | None = None  # a refusal that retrying cannot fix
         self.counts = {"queued": 0, "sent": 0, "resent": 0, "acked": 0, "dropped": 0, "joins": 0}
@@ -143,7 +137,7 @@ class HeartRateLink:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except BotError as exc:
+            except ClientError as exc:
                 if self.fatal is not None:
                     raise
                 self._on_status(f"not connected: {exc}")
@@ -168,22 +162,18 @@ class HeartRateLink:
 
     async def _connect(self) -> tuple[socketio.AsyncClient, dict[str, Any]]:
         """Join on the node that holds the class: this one, else the others it named."""
-        payload = {"token": self._token, "name": self.name, "room": self.room_id}
         deadline = time.monotonic() + FAILOVER_S
         while True:
-            failure: BotError | None = None
-            for url in [self.base_url, *[n for n in self.nodes if n != self.base_url]]:
+            failure: ClientError | None = None
+            for url in self.membership.candidates():
                 try:
-                    sio, self.base_url, joined = await self._checked(
-                        join_following(url, payload, self._setup)
-                    )
-                    return sio, joined
-                except BotError as exc:
+                    return await self._checked(self.membership.join(self._setup, url=url))
+                except ClientError as exc:
                     if exc.code is not None and exc.code != "unavailable":
                         raise  # the server answered: another node would say the same
                     failure = exc
             assert failure is not None
-            if len(self.nodes) < 2 or time.monotonic() > deadline:
+            if len(self.membership.nodes) < 2 or time.monotonic() > deadline:
                 raise failure
             await asyncio.sleep(0.5)
 
@@ -197,22 +187,11 @@ class HeartRateLink:
             sio, joined = await self._connect()
             self._sio = sio
             if not sio.connected:
-                raise BotError("the connection closed while joining")
+                raise ClientError("the connection closed while joining")
             self.counts["joins"] += 1
-            self.nodes = [str(n).rstrip("/") for n in joined.get("nodes", [])]
             you = joined["you"]
             self.participant_id = you.get("acts_for") or you["id"]
-            # Rejoin as the same participant (a device link is bound already).
-            self._token = joined.get("token", self._token)
-            servers = [
-                RTCIceServer(
-                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-                )
-                for s in joined.get("ice_servers", [])
-            ]
-            pc = RTCPeerConnection(
-                RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-            )
+            pc = RTCPeerConnection(rtc_configuration(joined))
             channel = pc.createDataChannel(CHANNEL_LABEL)
             channel.on("open", self._open.set)
             channel.on("close", self._session_ended.set)
@@ -222,11 +201,7 @@ class HeartRateLink:
                 if pc is not None and pc.connectionState in ("failed", "closed"):
                     self._session_ended.set()
 
-            await pc.setLocalDescription(await pc.createOffer())
-            answer = await self._checked(
-                call(sio, "publish", {"type": "offer", "sdp": pc.localDescription.sdp})
-            )
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+            await self._checked(publish(pc, lambda event, data: call(sio, event, data)))
             await asyncio.wait_for(self._open.wait(), 20)
             self._channel = channel
             self._on_status(f"sending heart rate for {self.participant_id} in {self.room_id}")
@@ -234,7 +209,7 @@ class HeartRateLink:
             self._ready.set()
             await self._session_ended.wait()
             if self.fatal is not None:
-                raise BotError(self.fatal)
+                raise ClientError(self.fatal)
         finally:
             self._channel = None
             self._open.clear()
@@ -268,7 +243,7 @@ class HeartRateLink:
     async def _checked(self, pending: Awaitable[T]) -> T:
         try:
             return await pending
-        except BotError as exc:
+        except ClientError as exc:
             if exc.code in FATAL_CODES:
                 self.fatal = str(exc)
             raise

@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any
 
-from pulseroom.bot import Bot, parse_link
+from client.protocol import parse_link
+from pulseroom.bot import Bot
 from pulseroom.hr_link import HeartRateLink
 from telemetry.hrm import HeartRateMeasurement
 

@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from pulseroom.bot import Bot, parse_link
+from client.protocol import parse_link
+from pulseroom.bot import Bot
 from tests.conftest import ROOT
 
 

@@ -164,7 +164,8 @@ async def test_recorded_workout_is_played_without_reencoding(
 
 @pytest.mark.timeout(120)
 async def test_leaver_disappears_from_everyone_within_2s(server: RunningServer) -> None:
-    from pulseroom.bot import Bot, parse_link
+    from client.protocol import parse_link
+    from pulseroom.bot import Bot
 
     room = server.create_room("Leave")
     base, room_id, token = parse_link(str(room["host_link"]))

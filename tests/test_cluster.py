@@ -23,7 +23,8 @@ import redis
 import redis.asyncio
 import socketio
 
-from pulseroom.bot import Bot, join_following
+from client.joining import join_following
+from pulseroom.bot import Bot
 from signaling.cluster import Cluster as NodeCluster
 from signaling.cluster import NodeInfo
 from tests import peers
