@@ -41,6 +41,7 @@ from . import packet as rtp
 from . import vp8
 from .forwarder import QUEUE_LIMIT_BYTES, STALE_AFTER, SUBSCRIBER_EXTENSION_IDS, Source
 from .forwarder import anchor as anchor_stream
+from .pacer import Pacer
 from .stats import ForwardingStats
 from .stream import Stream
 
@@ -87,6 +88,7 @@ class Consumer:
         on_estimate: EstimateCallback | None = None,
         follows: Numbering | None = None,
         on_loss: LossCallback | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.producer = producer
         self.subscriber_id = subscriber_id
@@ -104,6 +106,7 @@ class Consumer:
         self.congested_at = 0.0  # when its queue last overflowed (monotonic)
         self._on_estimate = on_estimate
         self._on_loss = on_loss
+        self._pacer = pacer  # the subscriber's (None: sent as forwarded)
         self._loss_window = (0.0, 0, 0)  # (since, packets_out then, packets NACKed since)
         self._sender: RTCRtpSender = transceiver.sender
         self._ssrc: int = self._sender._ssrc
@@ -289,7 +292,8 @@ class Consumer:
             self._stats.stale_packets += 1
             return 0
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
-        if egress.backlog() > QUEUE_LIMIT_BYTES:
+        pacer = self._pacer
+        if egress.backlog() > QUEUE_LIMIT_BYTES or (pacer and pacer.queued > pacer.limit):
             # This subscriber cannot keep up: drop from its own queue only, and ask for
             # a keyframe once it drains so its picture recovers.
             self._stats.dropped_packets += 1
@@ -309,7 +313,10 @@ class Consumer:
             padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
             self._own_block, shared, body,
         )  # fmt: skip
-        egress.sendto(egress.protect(data), egress.address)
+        if pacer is None:
+            egress.sendto(egress.protect(data), egress.address)
+        else:
+            pacer.send(egress, egress.protect(data))
         if (out_seq - self._last_seq) & 0xFFFF < 0x8000:
             self._last_seq = out_seq
             self._last_ts = out_ts
@@ -470,7 +477,10 @@ class Consumer:
                 padding, marker, self.payload_type, out_seq, out_ts, self._ssrc,
                 self._own_block, shared, body,
             )  # fmt: skip
-        egress.sendto(egress.protect(data), egress.address)
+        if self._pacer is None:
+            egress.sendto(egress.protect(data), egress.address)
+        else:
+            self._pacer.send(egress, egress.protect(data))
         self._stats.retransmitted_packets += 1
         return len(data)
 

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .consumer import Consumer
+from .pacer import PACE_FACTOR, Pacer
+from .stats import ForwardingStats
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +130,13 @@ ConsumersGetter = Callable[[], Sequence[Consumer]]
 class LayerControl:
     """One subscriber's layer choices, re-made every TICK_S and at each new estimate.
 
-    Owns one task, which ``aclose()`` cancels and awaits.
+    Owns one task, which ``aclose()`` cancels and awaits, and the subscriber's ``pacer``,
+    paced at PACE_FACTOR times what the link is known to carry.
     """
 
-    def __init__(self, consumers: ConsumersGetter) -> None:
+    def __init__(self, consumers: ConsumersGetter, stats: ForwardingStats) -> None:
         self._consumers = consumers  # all of the subscriber's, audio and video
+        self.pacer = Pacer(stats, int(INITIAL_ESTIMATE * PACE_FACTOR))
         self.estimate = 0  # the subscriber's last REMB (0: none yet)
         self.shown: dict[str, int] = {}  # publisher id -> rendered height (device px)
         self.cap: int | None = None  # the viewer's own limit (a height)
@@ -237,6 +241,7 @@ class LayerControl:
                 heights, self.shown.get(consumer.producer.owner_id), self.cap
             )
         estimate = max(self.estimate or INITIAL_ESTIMATE, self.proven)
+        self.pacer.set_rate(int(max(estimate, self.sent_rate) * PACE_FACTOR))
         audio = sum(1 for c in self._consumers() if c.producer.kind == "audio")
         budget = max(0, estimate - AUDIO_SHARE * audio)
         budget -= sum(self._fixed_rate(c) for c in self._videos() if not c.producer.layered)
@@ -342,7 +347,8 @@ class LayerControl:
             self._end_probe(time.monotonic(), success=True)
 
     async def aclose(self) -> None:
-        """Stop and wait for the task."""
+        """Stop and wait for the task; the pacer drops what it holds."""
+        self.pacer.close()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

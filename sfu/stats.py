@@ -31,6 +31,7 @@ class ForwardingStats:
     layer_switches: int = 0  # subscribers moved to another simulcast layer (at its keyframe)
     probe_packets: int = 0  # padding sent so a subscriber's bandwidth estimate can rise
     probe_bytes: int = 0
+    paced_packets: int = 0  # copies held back to spread a subscriber's burst (sfu/pacer.py)
     shed_packets: int = 0  # upper temporal layers' packets not sent while a subscriber
     # waits for a smaller layer's keyframe (sfu/consumer.py, ``shed``)
 
