@@ -113,7 +113,7 @@ class Participant:
         self._retiring: list[Idle] = []  # turning inactive in the next offer
         self._answer: asyncio.Future[str] | None = None
         self._visible: set[str] | None = None  # None: everything is shown
-        self._layers = LayerControl(self._all_consumers)
+        self._layers = LayerControl(self._all_consumers, self._stats)
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty = asyncio.Event()
         self._negotiator = asyncio.create_task(self._negotiate_loop(), name=f"negotiate-{self.id}")
@@ -299,7 +299,7 @@ class Participant:
             consumer = Consumer(
                 producer, self.id, transceiver, payload_type, self._stats,
                 on_estimate=self._layers.on_estimate, follows=numbering,
-                on_loss=self._layers.on_loss,
+                on_loss=self._layers.on_loss, pacer=self._layers.pacer,
             )  # fmt: skip
             consumer.paused = self._hidden(producer)
             self._consumers[producer.id] = (consumer, transceiver)

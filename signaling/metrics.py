@@ -113,6 +113,11 @@ _SFU_COUNTERS = (
         "padding packets sent so a subscriber's bandwidth estimate can rise",
     ),
     _Source(
+        "paced_packets",
+        "pulseroom_sfu_paced_packets",
+        "copies held back to spread a subscriber's burst over time",
+    ),
+    _Source(
         "shed_packets",
         "pulseroom_sfu_shed_packets",
         "upper temporal layers' packets held back from subscribers waiting for a smaller layer",
