@@ -293,7 +293,7 @@ class Consumer:
             return 0
         out_ts = (timestamp + self._ts_delta) & 0xFFFFFFFF
         pacer = self._pacer
-        if egress.backlog() > QUEUE_LIMIT_BYTES or (pacer and pacer.queued > pacer.limit):
+        if egress.backlog() > QUEUE_LIMIT_BYTES:
             # This subscriber cannot keep up: drop from its own queue only, and ask for
             # a keyframe once it drains so its picture recovers.
             self._stats.dropped_packets += 1

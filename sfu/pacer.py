@@ -7,7 +7,12 @@ a slow line starts with one. A link with a small buffer (a shaped mobile or DSL 
 the 400 kbit/s ``tbf`` in the tests holds 5 KB) drops the burst's tail, and the picture
 waits for repairs. The pacer sends a packet at once while the subscriber is within its
 rate, which is the whole cost on the fast path (a clock read and a subtraction), and
-queues the rest, sent at PACE_FACTOR times the subscriber's bandwidth estimate.
+queues the rest, sent at PACE_FACTOR times the subscriber's bandwidth estimate or what
+it is being sent, whichever is more.
+
+Pacing smooths bursts; it does not enforce the estimate (the choice of layers does).
+So it never drops: a queue past ``limit`` (QUEUE_S at the pace) goes out at once, as
+it would have without a pacer, and the next estimate or measured rate raises the pace.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from .stats import ForwardingStats
 PACE_FACTOR = 2.0  # the pace, as a multiple of the subscriber's estimate
 MIN_RATE = 300_000  # bits/s: never paced slower than this
 BURST_S = 0.01  # sent back to back before pacing starts: this long at the pace
-QUEUE_S = 0.5  # at most this long queued at the pace (then the subscriber is congested)
-MIN_QUEUE_BYTES = 64 * 1024
+QUEUE_S = 0.25  # at most this long queued at the pace (then it all goes at once)
+MIN_QUEUE_BYTES = 32 * 1024
 
 
 class Pacer:
@@ -34,7 +39,7 @@ class Pacer:
         self._stats = stats
         self._rate = 0.0  # bytes/s
         self._capacity = 0.0  # bytes that may go back to back
-        self.limit = MIN_QUEUE_BYTES  # bytes queued beyond which the subscriber is congested
+        self.limit = MIN_QUEUE_BYTES  # bytes queued beyond which the queue is flushed
         self.set_rate(rate)
         self._tokens = self._capacity
         self._at = time.monotonic()
@@ -72,7 +77,9 @@ class Pacer:
         self._queue.append((egress, data))
         self.queued += len(data)
         self._stats.paced_packets += 1
-        if self._timer is None:
+        if self.queued > self.limit:
+            self._flush()
+        elif self._timer is None:
             self._schedule()
 
     def _schedule(self) -> None:
@@ -93,6 +100,18 @@ class Pacer:
         self._tokens = tokens
         if queue:
             self._schedule()
+
+    def _flush(self) -> None:
+        """More is offered than the pace lets out: send it all now, as unpaced."""
+        self._stats.pacer_flushes += 1
+        while self._queue:
+            egress, data = self._queue.popleft()
+            egress.sendto(data, egress.address)
+        self.queued = 0
+        self._tokens = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def close(self) -> None:
         """Drop what is queued and stop (idempotent)."""

@@ -32,6 +32,7 @@ class ForwardingStats:
     probe_packets: int = 0  # padding sent so a subscriber's bandwidth estimate can rise
     probe_bytes: int = 0
     paced_packets: int = 0  # copies held back to spread a subscriber's burst (sfu/pacer.py)
+    pacer_flushes: int = 0  # times more was offered than the pace: the queue went at once
     shed_packets: int = 0  # upper temporal layers' packets not sent while a subscriber
     # waits for a smaller layer's keyframe (sfu/consumer.py, ``shed``)
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from sfu.aiortc_adapter import Egress
-from sfu.pacer import MIN_RATE, Pacer
+from sfu.pacer import MIN_QUEUE_BYTES, MIN_RATE, Pacer
 from sfu.stats import ForwardingStats
 
 
@@ -74,6 +74,23 @@ async def test_closing_drops_the_queue_and_the_timer() -> None:
     pacer.close()  # idempotent
     await asyncio.sleep(0.2)
     assert len(socket.sent) == sent and pacer.queued == 0
-    assert pacer.rate == MIN_RATE and pacer.limit >= 64 * 1024
+    assert pacer.rate == MIN_RATE and pacer.limit == MIN_QUEUE_BYTES
     pacer.set_rate(10_000)  # never slower than the floor
     assert pacer.rate == MIN_RATE
+
+
+async def test_more_than_the_pace_is_offered_the_queue_goes_at_once() -> None:
+    """Pacing smooths bursts; it must not hold back a subscriber whose estimate lags
+    what it is sent (an instructor whose class just joined): past its limit the queue
+    goes out, nothing is dropped."""
+    stats = ForwardingStats()
+    pacer = Pacer(stats, rate=MIN_RATE)
+    socket = Socket()
+    egress = socket.egress()
+    sent = 0
+    while stats.pacer_flushes == 0:
+        pacer.send(egress, b"p" * 1200)
+        sent += 1
+        assert sent * 1200 < 2 * pacer.limit
+    assert len(socket.sent) == sent and pacer.queued == 0
+    pacer.close()
