@@ -191,6 +191,8 @@ class Consumer:
         """Send only the base temporal layer's pictures, from the next picture on, until
         the next switch of layer (or ``unshed``)."""
         if self.producer.layered and not self._closed:
+            if not self._shedding:
+                self._newest_src = -1  # from an earlier shedding: long out of date
             self._tid_wanted = BASE_TEMPORAL
             self._shedding = True
 

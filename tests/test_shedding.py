@@ -242,3 +242,32 @@ async def test_a_burst_of_loss_sheds_at_once_and_tells_the_layer_control(
     assert consumer.shedding
     consumer.close()
     track.close()
+
+
+async def test_shedding_again_much_later_still_sends_the_base_layer(
+    transceiver: RTCRtpTransceiver,
+) -> None:
+    """The newest source number seen while shedding is forgotten when shedding ends: half a
+    sequence-number cycle later, an old one would make every packet look late."""
+    stats = ForwardingStats()
+    track = _Track(stats)
+    wire = Wire()
+    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
+    consumer._egress = wire.egress()
+    high = Publisher(track, layer=1)
+    high.picture(keyframe=True)
+    consumer.shed()
+    for _ in range(8):
+        high.picture()
+    consumer.unshed()
+    high.picture(keyframe=True)
+    assert not consumer.shedding
+    for _ in range(17_000):  # 34,000 packets: past half the sequence-number space
+        high.picture()
+    consumer.shed()
+    before = len(wire.media())
+    tids = [high.picture() for _ in range(8)]
+    assert len(wire.media()) - before == 2 * tids.count(0) > 0
+    continuous(wire.media()[-40:])
+    consumer.close()
+    track.close()
