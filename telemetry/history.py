@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from telemetry.writer import HeartRateRow
+from .rows import HeartRateRow
 
 
 @dataclass(frozen=True, slots=True)
