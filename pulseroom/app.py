@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +45,9 @@ MEDIA = web.AppKey("media", MediaBackend)
 SIGNALING = web.AppKey("signaling", SignalingServer)
 HEART_RATE_WRITER = web.AppKey("heart_rate_writer", HeartRateWriter)
 
+# What aiohttp's cleanup_ctx takes: an async generator that opens, yields, then closes.
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
 
 def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
     return [{"urls": [url]} for url in settings.ice_servers]
@@ -56,22 +59,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=256 * 1024, middlewares=[json_errors])
     app[SETTINGS] = settings
     store = Store(create_engine(settings.effective_database_url))
-    media: SfuServer | WorkerPool
-    if settings.sfu_workers:
-        media = WorkerPool(
-            settings.sfu_workers,
-            settings.log_level,
-            settings.video_kbps * 1000,
-            tuple(settings.sfu_stun_urls),
-            log_format=settings.log_format,
-            worker_participants=settings.sfu_worker_participants,
-            event_loop=settings.sfu_event_loop,
-        )
-    else:
-        media = app[SFU] = SfuServer(
-            ice_servers=[RTCIceServer(urls=url) for url in settings.sfu_stun_urls],
-            video_bitrate_cap=settings.video_kbps * 1000,
-        )
+    media = _media_backend(settings)
+    if isinstance(media, SfuServer):
+        app[SFU] = media
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
     app[MEDIA] = media
@@ -80,29 +70,7 @@ def create_app(settings: Settings) -> web.Application:
         store.engine, settings.data_dir / "spool" / "heart_rate.jsonl"
     )
 
-    # Fan-out to a class in one loop rather than a task per recipient (signaling/fanout.py).
-    manager: FanoutManager = FanoutManager()
-    cluster = None
-    if settings.redis_url:
-        manager = FanoutRedisManager(
-            settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
-        )
-        cluster = Cluster(
-            settings.redis_url,
-            settings.redis_prefix,
-            settings.advertised_url,
-            public_url=settings.public_url,
-        )
-    sio = ProtocolServer(
-        async_mode="aiohttp",
-        client_manager=manager,
-        # A page served by one node may be sent to another (the class's holder): the
-        # nodes' own URLs are allowed origins, nothing else.
-        cors_allowed_origins=cluster.allows_origin if cluster is not None else None,
-        max_http_buffer_size=MAX_SUBSCRIBE_SDP + 16 * 1024,
-        ping_interval=10,
-        ping_timeout=10,
-    )
+    sio, cluster = _socketio(settings)
     sio.attach(app)
     app[SIGNALING] = SignalingServer(
         sio,
@@ -129,6 +97,60 @@ def create_app(settings: Settings) -> web.Application:
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 
+    app.cleanup_ctx.append(_database(store, writer))
+    app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
+    return app
+
+
+def _media_backend(settings: Settings) -> SfuServer | WorkerPool:
+    """The SFU: worker processes, or this process's own with ``PULSEROOM_SFU_WORKERS=0``."""
+    if settings.sfu_workers:
+        return WorkerPool(
+            settings.sfu_workers,
+            settings.log_level,
+            settings.video_kbps * 1000,
+            tuple(settings.sfu_stun_urls),
+            log_format=settings.log_format,
+            worker_participants=settings.sfu_worker_participants,
+            event_loop=settings.sfu_event_loop,
+        )
+    return SfuServer(
+        ice_servers=[RTCIceServer(urls=url) for url in settings.sfu_stun_urls],
+        video_bitrate_cap=settings.video_kbps * 1000,
+    )
+
+
+def _socketio(settings: Settings) -> tuple[ProtocolServer, Cluster | None]:
+    """The Socket.IO server; with ``REDIS_URL``, fanned out through Redis in a cluster."""
+    # Fan-out to a class in one loop rather than a task per recipient (signaling/fanout.py).
+    manager: FanoutManager = FanoutManager()
+    cluster: Cluster | None = None
+    if settings.redis_url:
+        manager = FanoutRedisManager(
+            settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
+        )
+        cluster = Cluster(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.advertised_url,
+            public_url=settings.public_url,
+        )
+    sio = ProtocolServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        # A page served by one node may be sent to another (the class's holder): the
+        # nodes' own URLs are allowed origins, nothing else.
+        cors_allowed_origins=cluster.allows_origin if cluster is not None else None,
+        max_http_buffer_size=MAX_SUBSCRIBE_SDP + 16 * 1024,
+        ping_interval=10,
+        ping_timeout=10,
+    )
+    return sio, cluster
+
+
+def _database(store: Store, writer: HeartRateWriter) -> CleanupContext:
+    """The database, migrated at start, and the heart-rate writer that uses it."""
+
     async def database(_app: web.Application) -> AsyncIterator[None]:
         try:
             applied = await migrations.migrate(store.engine)
@@ -143,6 +165,14 @@ def create_app(settings: Settings) -> web.Application:
         await writer.close()  # after the sessions (media_side's cleanup runs first)
         await store.engine.dispose()
 
+    return database
+
+
+def _media_side(
+    signaling: SignalingServer, media: SfuServer | WorkerPool, cluster: Cluster | None
+) -> CleanupContext:
+    """The cluster membership, the SFU workers and the sessions, closed in reverse order."""
+
     async def media_side(_app: web.Application) -> AsyncIterator[None]:
         if cluster is not None:
             try:
@@ -151,14 +181,12 @@ def create_app(settings: Settings) -> web.Application:
                 raise StartupError(str(exc)) from exc
         if isinstance(media, WorkerPool):
             await media.start()
-        app[SIGNALING].heart_rate.start()
+        signaling.heart_rate.start()
         yield
         if cluster is not None:
             await cluster.close()  # first: this node's classes can be taken over at once
         # Reverse order of start: sessions first, then the media they used.
-        await app[SIGNALING].close()
+        await signaling.close()
         await media.close()
 
-    app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(media_side)
-    return app
+    return media_side
