@@ -42,7 +42,9 @@ class Caller(Protocol):
 def checked(event: str, ack: Any) -> dict[str, Any]:
     """``ack`` if it says ``ok``; else the refusal as ``ClientError``."""
     if not isinstance(ack, dict) or not ack.get("ok"):
-        error = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
+        error = ack.get("error") if isinstance(ack, dict) else None
+        if not isinstance(error, dict):
+            error = {}
         code = error.get("code")
         url = error.get("url") if isinstance(error.get("url"), str) else None
         raise ClientError(f"{event} refused: {code}: {error.get('message')}", code, url)
