@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from time import monotonic
 
 from .aiortc_adapter import Egress
 from .stats import ForwardingStats
@@ -62,13 +63,15 @@ class Pacer:
     def send(self, egress: Egress, data: bytes) -> None:
         """Send ``data`` (already protected) now if the pace allows, else queue it."""
         if not self._queue:
-            now = time.monotonic()
+            now = monotonic()
             tokens = self._tokens + (now - self._at) * self._rate
             self._at = now
             if tokens > 0:
                 # Within the pace: straight out. The bucket may go below zero by this
                 # packet; the next waits until it is back above.
-                self._tokens = min(tokens, self._capacity) - len(data)
+                if tokens > self._capacity:
+                    tokens = self._capacity
+                self._tokens = tokens - len(data)
                 egress.sendto(data, egress.address)
                 return
             self._tokens = tokens
