@@ -1,7 +1,7 @@
 // The class page, for the instructor and participants alike (the role comes from the join
 // ack): the view. The protocol and its state (connect, join, recover, teardown) are the
-// Session's (session.js); this module shows what the session tells it and hands the
-// session what the person does.
+// Session's (session.js); ClassPage shows what the session tells it and hands the
+// session what the person does. Nothing lives at module level but constants.
 
 import { Chat } from './chat.js';
 import { ClassState } from './classstate.js';
@@ -23,126 +23,364 @@ const WEBRTC = hasWebRtc(); // without it: no media connections, the rest works
 const NAME_KEY = 'pulseroom.name';
 
 const $ = (id) => document.getElementById(id);
-const els = {
-  preview: $('preview'), mediaMessage: $('media-message'), joinForm: $('join-form'),
-  nameInput: $('name-input'), joinButton: $('join-button'), joinError: $('join-error'),
-  prejoinRole: $('prejoin-role'), title: $('class-title'), roleBadge: $('role-badge'),
-  micButton: $('mic-button'), camButton: $('cam-button'), galleryButton: $('gallery-button'),
-  galleryBanner: $('gallery-banner'), endButton: $('end-button'), leaveButton: $('leave-button'),
-  endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
-};
 
-// What the session asks of the page (session.js, VIEW_HOOKS).
-const view = {
-  phase: (phase) => { document.body.dataset.state = phase; },
-  status: setStatus,
-  toast,
-  refused: showJoinError,
-  entered: enteredClass,
-  telemetryJoined: (ack) => hr.joined(ack),
-  render: () => render(),
-  participantGone: (id) => grid.remove(id),
-  gallery: paintGallery,
-  trackAdded: (participantId, track) => {
-    grid.addTrack(participantId, track);
-    render();
-  },
-  trackGone: (track) => {
-    grid.removeTrack(track);
-    render();
-  },
-  offline: ({ stopLocal }) => {
-    hr.offline();
-    classState.stop();
-    grid.clear();
-    chat.setEnabled(false);
-    if (stopLocal) stopLocalMedia();
-  },
-  reconnecting,
-  closed: (reason, detail) => CLOSED[reason](detail),
-  chat: (message) => chat.add(message),
-  speaker: (id) => grid.setSpeaker(id),
-  classState: (payload) => classState.onState(payload),
-  muted: () => mutedByInstructor(),
-  heartRate: (payload) => {
-    hr.onHr(payload);
-    classState.readingsChanged();
-  },
-  telemetryAck: (payload) => hr.onAck(payload),
-  telemetryRefused: (error) => hr.refused(error),
-  wantsTelemetry: () => hr.wantsChannel(),
-  attachTelemetry: (channel) => hr.attachChannel(channel),
-};
+/** The class page: its widgets, its Session and what the person does. One per page load. */
+class ClassPage {
+  constructor() {
+    this.els = {
+      preview: $('preview'), mediaMessage: $('media-message'), joinForm: $('join-form'),
+      nameInput: $('name-input'), joinButton: $('join-button'), joinError: $('join-error'),
+      prejoinRole: $('prejoin-role'), title: $('class-title'), roleBadge: $('role-badge'),
+      micButton: $('mic-button'), camButton: $('cam-button'), galleryButton: $('gallery-button'),
+      galleryBanner: $('gallery-banner'), endButton: $('end-button'), leaveButton: $('leave-button'),
+      endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
+    };
+    this.link = readLink();
+    this.hr = null; // the HeartRateRoom, once the link is known to be a class link
+    this.mediaReady = Promise.resolve(); // the camera, which the join waits for
+    const { roomId, token } = this.link;
+    const session = new Session({
+      roomId,
+      linkToken: token,
+      token: (roomId && loadBoundToken(roomId, token)) || token,
+      origin: location.origin,
+      io: (url, options) => io(url, options),
+      rtc: { enabled: WEBRTC, Publisher, Subscriber },
+      local: { stream: () => this.local.stream, state: () => this.local.state() },
+      view: this.viewHooks(),
+    });
+    this.session = session;
+    // Emit a client→server event and resolve with its ack (signal.js).
+    const request = session.request;
+    this.grid = new Grid($('grid'));
+    // Only while joined: the server refuses `visibility` before `join`.
+    this.visibility = watchVisibility($('grid'), ({ visible, sizes }) => {
+      if (session.you) request('visibility', { visible, sizes, max_height: this.quality.maxHeight }).catch(() => {});
+    });
+    this.quality = new QualityPicker({ select: $('quality-select'), onChange: () => this.visibility.resend({ now: true }) });
+    this.roster = new Roster($('roster'), $('people-count'));
+    this.chat = new Chat({
+      log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
+      send: (text) => this.sendChat(text),
+    });
+    // Clock, interval timer, spotlight, lock, and the instructor's controls (classstate.js).
+    this.classState = new ClassState({
+      bar: $('class-bar'), panel: $('host-panel'), grid: this.grid, request, toast, render: () => this.render(),
+      people: () => session.participants, readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
+    });
+    this.local = new LocalMedia({ micButton: this.els.micButton, camButton: this.els.camButton });
+    window.pulseroom = this.testHooks();
+  }
 
-const link = readLink();
-const session = new Session({
-  roomId: link.roomId,
-  linkToken: link.token,
-  token: (link.roomId && loadBoundToken(link.roomId, link.token)) || link.token,
-  origin: location.origin,
-  io: (url, options) => io(url, options),
-  rtc: { enabled: WEBRTC, Publisher, Subscriber },
-  local: { stream: () => local.stream, state: () => local.state() },
-  view,
-});
-// Emit a client→server event and resolve with its ack (signal.js).
-const request = session.request;
+  /** What the session asks of the page (session.js, VIEW_HOOKS). */
+  viewHooks() {
+    return {
+      phase: (phase) => { document.body.dataset.state = phase; },
+      status: setStatus,
+      toast,
+      refused: (code, serverMessage) => showJoinError(code, serverMessage),
+      entered: (ack) => this.enteredClass(ack),
+      telemetryJoined: (ack) => this.hr.joined(ack),
+      render: () => this.render(),
+      participantGone: (id) => this.grid.remove(id),
+      gallery: (enabled) => this.paintGallery(enabled),
+      trackAdded: (participantId, track) => {
+        this.grid.addTrack(participantId, track);
+        this.render();
+      },
+      trackGone: (track) => {
+        this.grid.removeTrack(track);
+        this.render();
+      },
+      offline: ({ stopLocal }) => {
+        this.hr.offline();
+        this.classState.stop();
+        this.grid.clear();
+        this.chat.setEnabled(false);
+        if (stopLocal) this.stopLocalMedia();
+      },
+      reconnecting: () => this.reconnecting(),
+      closed: (reason, detail) => CLOSED[reason](this, detail),
+      chat: (message) => this.chat.add(message),
+      speaker: (id) => this.grid.setSpeaker(id),
+      classState: (payload) => this.classState.onState(payload),
+      muted: () => this.mutedByInstructor(),
+      heartRate: (payload) => {
+        this.hr.onHr(payload);
+        this.classState.readingsChanged();
+      },
+      telemetryAck: (payload) => this.hr.onAck(payload),
+      telemetryRefused: (error) => this.hr.refused(error),
+      wantsTelemetry: () => this.hr.wantsChannel(),
+      attachTelemetry: (channel) => this.hr.attachChannel(channel),
+    };
+  }
 
-const grid = new Grid($('grid'));
-// Only while joined: the server refuses `visibility` before `join`.
-const visibility = watchVisibility($('grid'), ({ visible, sizes }) => {
-  if (session.you) request('visibility', { visible, sizes, max_height: quality.maxHeight }).catch(() => {});
-});
-const quality = new QualityPicker({ select: $('quality-select'), onChange: () => visibility.resend({ now: true }) });
-const roster = new Roster($('roster'), $('people-count'));
-const chat = new Chat({
-  log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
-  send: sendChat,
-});
-// Clock, interval timer, spotlight, lock, and the instructor's controls (classstate.js).
-const classState = new ClassState({
-  bar: $('class-bar'), panel: $('host-panel'), grid, request, toast, render: () => render(),
-  people: () => session.participants, readingOf: (id) => hr?.view.latest.get(id)?.reading,
-});
-const local = new LocalMedia({ micButton: els.micButton, camButton: els.camButton });
-const mediaState = () => local.state();
+  /** Test and debugging hooks (window.pulseroom); getters so they always show the current objects. */
+  testHooks() {
+    const { session, classState } = this;
+    const page = this;
+    return {
+      get publishPc() { return session.publisher ? session.publisher.pc : null; },
+      get subscribePc() { return session.subscriber ? session.subscriber.pc : null; },
+      get participants() { return [...session.participants.values()].map((p) => ({ ...p })); },
+      get you() { return session.you ? { ...session.you } : null; },
+      get room() { return session.room ? { ...session.room } : null; },
+      get tracks() { return session.subscriber ? session.subscriber.trackMap() : {}; },
+      get phase() { return session.phase; },
+      get socket() { return session.socket; },
+      get hr() { return page.hr ? page.hr.hook() : null; },
+      get token() { return session.token; },
+      get node() { return session.nodeUrl; },
+      get rejoins() { return session.rejoins.slice(); },
+      get controls() { return classState.hook(); },
+      get local() { return page.local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
+      get layers() {
+        const p = session.publisher;
+        return { last: session.layers, plan: p?.plan ?? null, encodings: p ? p.encodings() : [], offer: p?.offerSdp ?? null };
+      },
+    };
+  }
 
-// The page's two late-bound parts: heart rate once the link is known to be a class link,
-// and the camera, which the join waits for.
-let hr = null;
-let mediaReady = Promise.resolve();
-
-// Test and debugging hooks; getters so they always show the current objects.
-window.pulseroom = {
-  get publishPc() { return session.publisher ? session.publisher.pc : null; },
-  get subscribePc() { return session.subscriber ? session.subscriber.pc : null; },
-  get participants() { return [...session.participants.values()].map((p) => ({ ...p })); },
-  get you() { return session.you ? { ...session.you } : null; },
-  get room() { return session.room ? { ...session.room } : null; },
-  get tracks() { return session.subscriber ? session.subscriber.trackMap() : {}; },
-  get phase() { return session.phase; },
-  get socket() { return session.socket; },
-  get hr() { return hr ? hr.hook() : null; },
-  get token() { return session.token; },
-  get node() { return session.nodeUrl; },
-  get rejoins() { return session.rejoins.slice(); },
-  get controls() { return classState.hook(); },
-  get local() { return local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
-  get layers() {
-    const p = session.publisher;
-    return { last: session.layers, plan: p?.plan ?? null, encodings: p ? p.encodings() : [], offer: p?.offerSdp ?? null };
-  },
-};
-
-/** A refusal arrives as an `error` event (shown as a toast); say so for the other failures. */
-async function sendChat(text) {
-  try {
-    return await request('chat', { text });
-  } catch (error) {
-    if (!(error instanceof ProtocolError) || error.code === 'offline') {
-      toast('Not connected: your message was not sent.');
+  /** A refusal arrives as an `error` event (shown as a toast); say so for the other failures. */
+  async sendChat(text) {
+    try {
+      return await this.session.request('chat', { text });
+    } catch (error) {
+      if (!(error instanceof ProtocolError) || error.code === 'offline') {
+        toast('Not connected: your message was not sent.');
+      }
+      throw error;
     }
-    throw error;
+  }
+
+  // -- camera and microphone ----------------------------------------------------------
+
+  toggle(kind) {
+    this.local.toggle(kind);
+    if (this.session.you) {
+      this.session.sendOwnMedia(this.local.state());
+      this.render();
+    }
+  }
+
+  /** The instructor muted us (`muted`): everyone already sees it; the microphone goes off. */
+  mutedByInstructor() {
+    if (this.local.audioOn) this.toggle('audio');
+    toast('The instructor muted your microphone. Unmute yourself when you want to speak.', 'info', 6000);
+  }
+
+  /** Another camera or microphone was chosen (prejoin.js): show it, and send it once in class. */
+  async switchedDevice(kind, track) {
+    const { local, session } = this;
+    local.adopt(track);
+    const video = local.stream.getVideoTracks();
+    this.els.preview.srcObject = video.length ? new MediaStream(video) : null;
+    if (!session.you) return;
+    this.grid.addTrack(session.you.id, track);
+    if (!session.publisher) session.startPublisher(); // joined without camera and microphone
+    else if (!(await replaceSent(session.publisher.pc, track))) toast('Rejoin the class to send it too.', 'info');
+    session.sendOwnMedia(local.state());
+  }
+
+  stopLocalMedia() {
+    this.local.stop();
+    this.els.preview.srcObject = null;
+  }
+
+  // -- joining ------------------------------------------------------------------------
+
+  async join() {
+    const els = this.els;
+    const name = els.nameInput.value.trim();
+    els.joinError.hidden = true;
+    if (!name) {
+      els.joinError.textContent = 'Enter your name so the class knows who you are.';
+      els.joinError.hidden = false;
+      els.nameInput.focus();
+      return;
+    }
+    try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
+    els.joinButton.disabled = true;
+    els.joinButton.textContent = 'Joining…';
+    setStatus('Joining…');
+    const error = await this.session.join(name, this.mediaReady);
+    if (!error) return;
+    if (JOIN_ERRORS[error.code]) {
+      this.stopLocalMedia();
+      this.session.refuse(error.code, error.message);
+      return;
+    }
+    // Something the person can fix and retry (a bad name, a network problem).
+    this.session.setPhase('prejoin');
+    setStatus('Not joined');
+    els.joinError.textContent = JOIN_HINTS[error.code] || error.message;
+    els.joinError.hidden = false;
+    els.joinButton.disabled = false;
+    els.joinButton.textContent = 'Join class';
+  }
+
+  /** In the class (first join or rejoin): show it. */
+  enteredClass(ack) {
+    const { els, grid } = this;
+    const you = this.session.you;
+    setStatus('Live', 'live');
+    showView('classroom');
+    document.title = `${ack.room.title} · PulseRoom`;
+    els.title.textContent = ack.room.title;
+    const isHost = you.role === 'host';
+    els.roleBadge.hidden = !isHost;
+    els.galleryButton.hidden = !isHost;
+    els.endButton.hidden = !isHost;
+    this.chat.reset(ack.chat || [], you.id);
+    this.chat.setEnabled(true);
+
+    grid.clear();
+    for (const track of this.local.stream.getTracks()) grid.addTrack(you.id, track);
+    this.classState.joined(ack, isHost);
+    this.visibility.resend();
+  }
+
+  /** The connection was lost: only ourselves are shown until the session is back. */
+  reconnecting() {
+    for (const track of this.local.stream.getTracks()) this.grid.addTrack(this.session.you.id, track);
+    this.render();
+    setStatus('Connection lost. Reconnecting…', 'warn');
+    toast('Connection to the class lost. Reconnecting…', 'info');
+  }
+
+  // -- in class -----------------------------------------------------------------------
+
+  /** Whether a participant gets a tile: mirrors who receives whom (docs/protocol.md). */
+  tileVisible(p) {
+    const { you, gallery } = this.session;
+    return p.id === you.id || p.role === 'host' || you.role === 'host' || gallery
+      || p.id === this.classState.spotlight || this.grid.hasMedia(p.id);
+  }
+
+  /** Bring the tiles and the roster in line with the session's participants. */
+  render() {
+    const { you, participants } = this.session;
+    if (!you) return;
+    const grid = this.grid;
+    for (const p of participants.values()) {
+      if (this.tileVisible(p)) grid.upsert(p, { self: p.id === you.id });
+      else if (grid.has(p.id)) grid.hide(p.id);
+    }
+    for (const id of grid.ids()) {
+      if (!participants.has(id)) grid.remove(id);
+    }
+    this.roster.render([...participants.values()], you.id);
+    this.hr.paint();
+  }
+
+  paintGallery(enabled) {
+    const els = this.els;
+    els.galleryBanner.hidden = !enabled;
+    setButton(els.galleryButton, 'grid', enabled ? 'Gallery mode: on' : 'Gallery mode: off');
+    els.galleryButton.setAttribute('aria-pressed', String(enabled));
+    this.render();
+  }
+
+  async toggleGallery() {
+    const button = this.els.galleryButton;
+    button.disabled = true;
+    try {
+      await this.session.request('gallery', { enabled: !this.session.gallery });
+    } catch {
+      // shown by the `error` event
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async leave() {
+    if (!this.session.inClass) return;
+    this.els.leaveButton.disabled = true;
+    await this.session.leave();
+  }
+
+  async endClass() {
+    this.els.endDialog.close();
+    this.els.endButton.disabled = true;
+    if (!(await this.session.endClass())) this.els.endButton.disabled = false;
+  }
+
+  // -- start --------------------------------------------------------------------------
+
+  start() {
+    const { token, roomId } = this.link;
+    const { els, session } = this;
+    // A pasted link that differs only in its fragment would not reload the page by itself.
+    window.addEventListener('hashchange', () => location.reload());
+
+    if (!token || !roomId) {
+      session.refuse('invalid_token');
+      return;
+    }
+    const payload = peekToken(token);
+    if (payload && payload.role === 'device') {
+      session.setPhase('error');
+      setStatus('Not connected');
+      showNotice({
+        title: 'This is a heart-rate device link',
+        body: 'It is for the pulseroom hr-bridge program, which sends a strap’s heart rate to the class for you. To take part yourself, open the class link you were given.',
+        code: 'device_link',
+        action: { text: 'Go to PulseRoom', href: '/' },
+      });
+      return;
+    }
+    this.hr = new HeartRateRoom({
+      roomId, grid: this.grid, request: session.request, toast,
+      ensureChannel: () => { session.startPublisher(); },
+    });
+    els.prejoinRole.textContent = payload && payload.role === 'host'
+      ? 'You are joining as the instructor.'
+      : 'Check your camera, then join the class.';
+
+    session.setPhase('prejoin');
+    setStatus('Not joined');
+    showView('prejoin');
+    try { els.nameInput.value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
+    $('webrtc-banner').hidden = WEBRTC;
+    this.openCamera(payload);
+    this.bindControls();
+  }
+
+  /** The camera is opened before the join ack names the role: the link's token says it. */
+  openCamera(payload) {
+    const { els, local } = this;
+    const video = videoConstraints(planFor(payload?.role));
+    const picker = new DevicePicker({
+      container: $('device-home'), stream: () => local.stream, toast, video,
+      onSwitched: (kind, track) => this.switchedDevice(kind, track),
+    });
+    picker.bindDialog({ button: $('devices-button'), dialog: $('devices-dialog'), body: $('devices-dialog-body'), close: $('devices-close') });
+    this.mediaReady = openMedia(preferredDevices(), video).then(({ stream, message }) => {
+      local.stream = stream;
+      els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
+      els.mediaMessage.textContent = message;
+      els.mediaMessage.hidden = !message;
+      local.paint();
+      picker.refresh();
+    });
+  }
+
+  bindControls() {
+    const els = this.els;
+    els.joinForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (this.session.phase === 'prejoin') this.join();
+    });
+    els.micButton.addEventListener('click', () => this.toggle('audio'));
+    els.camButton.addEventListener('click', () => this.toggle('video'));
+    els.leaveButton.addEventListener('click', () => this.leave());
+    els.galleryButton.addEventListener('click', () => this.toggleGallery());
+    els.endButton.addEventListener('click', () => els.endDialog.showModal());
+    els.endCancel.addEventListener('click', () => els.endDialog.close());
+    els.endConfirm.addEventListener('click', () => this.endClass());
+    this.local.paint();
+    setButton(els.leaveButton, 'leave', 'Leave');
   }
 }
 
@@ -159,159 +397,10 @@ function showJoinError(code, serverMessage) {
   });
 }
 
-// -- camera and microphone ------------------------------------------------------------
-
-function toggle(kind) {
-  local.toggle(kind);
-  if (session.you) {
-    session.sendOwnMedia(mediaState());
-    render();
-  }
-}
-
-/** The instructor muted us (`muted`): everyone already sees it; the microphone goes off. */
-function mutedByInstructor() {
-  if (local.audioOn) toggle('audio');
-  toast('The instructor muted your microphone. Unmute yourself when you want to speak.', 'info', 6000);
-}
-
-/** Another camera or microphone was chosen (prejoin.js): show it, and send it once in class. */
-async function switchedDevice(kind, track) {
-  local.adopt(track);
-  const video = local.stream.getVideoTracks();
-  els.preview.srcObject = video.length ? new MediaStream(video) : null;
-  if (!session.you) return;
-  grid.addTrack(session.you.id, track);
-  if (!session.publisher) session.startPublisher(); // joined without camera and microphone
-  else if (!(await replaceSent(session.publisher.pc, track))) toast('Rejoin the class to send it too.', 'info');
-  session.sendOwnMedia(mediaState());
-}
-
-function stopLocalMedia() {
-  local.stop();
-  els.preview.srcObject = null;
-}
-
-// -- joining --------------------------------------------------------------------------
-
-async function join() {
-  const name = els.nameInput.value.trim();
-  els.joinError.hidden = true;
-  if (!name) {
-    els.joinError.textContent = 'Enter your name so the class knows who you are.';
-    els.joinError.hidden = false;
-    els.nameInput.focus();
-    return;
-  }
-  try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
-  els.joinButton.disabled = true;
-  els.joinButton.textContent = 'Joining…';
-  setStatus('Joining…');
-  const error = await session.join(name, mediaReady);
-  if (!error) return;
-  if (JOIN_ERRORS[error.code]) {
-    stopLocalMedia();
-    session.refuse(error.code, error.message);
-    return;
-  }
-  // Something the person can fix and retry (a bad name, a network problem).
-  session.setPhase('prejoin');
-  setStatus('Not joined');
-  els.joinError.textContent = JOIN_HINTS[error.code] || error.message;
-  els.joinError.hidden = false;
-  els.joinButton.disabled = false;
-  els.joinButton.textContent = 'Join class';
-}
-
-/** In the class (first join or rejoin): show it. */
-function enteredClass(ack) {
-  const you = session.you;
-  setStatus('Live', 'live');
-  showView('classroom');
-  document.title = `${ack.room.title} · PulseRoom`;
-  els.title.textContent = ack.room.title;
-  const isHost = you.role === 'host';
-  els.roleBadge.hidden = !isHost;
-  els.galleryButton.hidden = !isHost;
-  els.endButton.hidden = !isHost;
-  chat.reset(ack.chat || [], you.id);
-  chat.setEnabled(true);
-
-  grid.clear();
-  for (const track of local.stream.getTracks()) grid.addTrack(you.id, track);
-  classState.joined(ack, isHost);
-  visibility.resend();
-}
-
-/** The connection was lost: only ourselves are shown until the session is back. */
-function reconnecting() {
-  for (const track of local.stream.getTracks()) grid.addTrack(session.you.id, track);
-  render();
-  setStatus('Connection lost. Reconnecting…', 'warn');
-  toast('Connection to the class lost. Reconnecting…', 'info');
-}
-
-// -- in class -------------------------------------------------------------------------
-
-/** Whether a participant gets a tile: mirrors who receives whom (docs/protocol.md). */
-function tileVisible(p) {
-  const you = session.you;
-  return p.id === you.id || p.role === 'host' || you.role === 'host' || session.gallery
-    || p.id === classState.spotlight || grid.hasMedia(p.id);
-}
-
-/** Bring the tiles and the roster in line with the session's participants. */
-function render() {
-  const you = session.you;
-  if (!you) return;
-  const participants = session.participants;
-  for (const p of participants.values()) {
-    if (tileVisible(p)) grid.upsert(p, { self: p.id === you.id });
-    else if (grid.has(p.id)) grid.hide(p.id);
-  }
-  for (const id of grid.ids()) {
-    if (!participants.has(id)) grid.remove(id);
-  }
-  roster.render([...participants.values()], you.id);
-  hr.paint();
-}
-
-function paintGallery(enabled) {
-  els.galleryBanner.hidden = !enabled;
-  setButton(els.galleryButton, 'grid', enabled ? 'Gallery mode: on' : 'Gallery mode: off');
-  els.galleryButton.setAttribute('aria-pressed', String(enabled));
-  render();
-}
-
-async function toggleGallery() {
-  els.galleryButton.disabled = true;
-  try {
-    await request('gallery', { enabled: !session.gallery });
-  } catch {
-    // shown by the `error` event
-  } finally {
-    els.galleryButton.disabled = false;
-  }
-}
-
-async function leave() {
-  if (!session.inClass) return;
-  els.leaveButton.disabled = true;
-  await session.leave();
-}
-
-async function endClass() {
-  els.endDialog.close();
-  els.endButton.disabled = true;
-  if (!(await session.endClass())) els.endButton.disabled = false;
-}
-
-// -- out of the class -----------------------------------------------------------------
-
 // The page after the session closed, by reason (the session has torn everything down).
-const CLOSED = {
-  left() {
-    hr.stop();
+const CLOSED = Object.freeze({
+  left(page) {
+    page.hr.stop();
     setStatus('Not connected');
     showNotice({
       title: 'You left the class',
@@ -321,8 +410,8 @@ const CLOSED = {
       action: { text: 'Rejoin the class', href: location.href, onClick: () => location.reload() },
     });
   },
-  ended({ bound }) {
-    hr.stop({ ended: true });
+  ended(page, { bound }) {
+    page.hr.stop({ ended: true });
     setStatus('Class ended');
     // The bound token reads this participant's summary (the instructor's: everyone's).
     showNotice({
@@ -332,13 +421,13 @@ const CLOSED = {
         : 'Thanks for taking part. See you next time!',
       code: 'class_ended',
       action: bound
-        ? { text: 'See your summary', href: summaryLink(session.roomId, session.token) }
+        ? { text: 'See your summary', href: summaryLink(page.session.roomId, page.session.token) }
         : { text: 'Back to PulseRoom', href: '/' },
       secondary: bound ? { text: 'Back to PulseRoom', href: '/' } : null,
     });
   },
-  replaced() {
-    hr.stop();
+  replaced(page) {
+    page.hr.stop();
     setStatus('Not connected');
     showNotice({
       title: 'You joined from another window',
@@ -348,82 +437,9 @@ const CLOSED = {
     });
   },
   // The session shows the refusal next (`removed`).
-  removed() {
-    hr.stop();
+  removed(page) {
+    page.hr.stop();
   },
-};
+});
 
-// -- start ----------------------------------------------------------------------------
-
-function init() {
-  const { token, roomId } = link;
-  // A pasted link that differs only in its fragment would not reload the page by itself.
-  window.addEventListener('hashchange', () => location.reload());
-
-  if (!token || !roomId) {
-    session.refuse('invalid_token');
-    return;
-  }
-  const payload = peekToken(token);
-  if (payload && payload.role === 'device') {
-    session.setPhase('error');
-    setStatus('Not connected');
-    showNotice({
-      title: 'This is a heart-rate device link',
-      body: 'It is for the pulseroom hr-bridge program, which sends a strap’s heart rate to the class for you. To take part yourself, open the class link you were given.',
-      code: 'device_link',
-      action: { text: 'Go to PulseRoom', href: '/' },
-    });
-    return;
-  }
-  hr = new HeartRateRoom({
-    roomId, grid, request, toast,
-    ensureChannel: () => { session.startPublisher(); },
-  });
-  els.prejoinRole.textContent = payload && payload.role === 'host'
-    ? 'You are joining as the instructor.'
-    : 'Check your camera, then join the class.';
-
-  session.setPhase('prejoin');
-  setStatus('Not joined');
-  showView('prejoin');
-  try { els.nameInput.value = localStorage.getItem(NAME_KEY) || ''; } catch { /* private mode */ }
-  $('webrtc-banner').hidden = WEBRTC;
-  openCamera(payload);
-  bindControls();
-}
-
-/** The camera is opened before the join ack names the role: the link's token says it. */
-function openCamera(payload) {
-  const video = videoConstraints(planFor(payload?.role));
-  const picker = new DevicePicker({
-    container: $('device-home'), stream: () => local.stream, onSwitched: switchedDevice, toast, video,
-  });
-  picker.bindDialog({ button: $('devices-button'), dialog: $('devices-dialog'), body: $('devices-dialog-body'), close: $('devices-close') });
-  mediaReady = openMedia(preferredDevices(), video).then(({ stream, message }) => {
-    local.stream = stream;
-    els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
-    els.mediaMessage.textContent = message;
-    els.mediaMessage.hidden = !message;
-    local.paint();
-    picker.refresh();
-  });
-}
-
-function bindControls() {
-  els.joinForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    if (session.phase === 'prejoin') join();
-  });
-  els.micButton.addEventListener('click', () => toggle('audio'));
-  els.camButton.addEventListener('click', () => toggle('video'));
-  els.leaveButton.addEventListener('click', leave);
-  els.galleryButton.addEventListener('click', toggleGallery);
-  els.endButton.addEventListener('click', () => els.endDialog.showModal());
-  els.endCancel.addEventListener('click', () => els.endDialog.close());
-  els.endConfirm.addEventListener('click', endClass);
-  local.paint();
-  setButton(els.leaveButton, 'leave', 'Leave');
-}
-
-init();
+new ClassPage().start();
