@@ -32,6 +32,8 @@ import aiohttp
 import asyncpg
 import socketio
 
+from client.protocol import ClientError, call, join_payload, parse_link
+
 from .database import DEFAULT_DATABASE, drop_database, fresh_database
 from .procs import (
     BenchError,
@@ -50,7 +52,7 @@ class Instructor:
 
     def __init__(self, base_url: str, link: str) -> None:
         self.base_url = base_url
-        self.room, self.token = link.split("/r/", 1)[1].split("#t=")
+        _base, self.room, self.token = parse_link(link)  # joined at ``base_url``
         self.sio = socketio.AsyncClient(reconnection=False)
         self.fanout: list[float] = []
         self.end_to_end: list[float] = []
@@ -67,11 +69,10 @@ class Instructor:
 
     async def join(self) -> None:
         await self.sio.connect(self.base_url, transports=["websocket"], wait_timeout=10)
-        ack = await self.sio.call(
-            "join", {"v": 1, "token": self.token, "name": "Coach", "room": self.room}, timeout=20
-        )
-        if not ack.get("ok"):
-            raise BenchError(f"the instructor could not join: {ack}")
+        try:
+            await call(self.sio, "join", join_payload(self.token, "Coach", self.room))
+        except ClientError as exc:
+            raise BenchError(f"the instructor could not join: {exc}") from None
 
     async def close(self) -> None:
         if self.sio.connected:

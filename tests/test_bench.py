@@ -576,3 +576,23 @@ def test_udp_socket_drops_are_counted_per_process_tree() -> None:
         for _ in range(200):
             tx.sendto(b"x" * 1000, rx.getsockname())
         assert udp_socket_drops(os.getpid()) > before
+
+
+async def test_telemetry_bench_instructor_joins_through_the_client(server: Any) -> None:
+    """``bench.telemetry``'s instructor joins with client.protocol; a refusal is a BenchError."""
+    from bench.procs import BenchError
+    from bench.telemetry import Instructor
+
+    room = server.create_room("Bench class")
+    instructor = Instructor(server.url, str(room["host_link"]))
+    try:
+        await instructor.join()
+        assert instructor.sio.connected and instructor.room == room["room"]["id"]
+    finally:
+        await instructor.close()
+    forged = Instructor(server.url, f"{server.url}/r/{room['room']['id']}#t=forged.token")
+    try:
+        with pytest.raises(BenchError, match="invalid_token"):
+            await forged.join()
+    finally:
+        await forged.close()
