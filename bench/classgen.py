@@ -6,10 +6,10 @@ once its host (if it has one) has joined and publishes; ``{"event": "ready"}`` o
 client receives every stream it should; then a ``{"window": [t0, t1]}`` line; then
 ``{"event": "result", ...}`` after ``t1``.
 
-Clients speak docs/protocol.md over Socket.IO, but use aiortc only to negotiate: media is
-sent and counted by ``bench.fastpath`` (hand-made RTP, real SRTP, no decryption on
-receipt), so one process can play dozens of participants for less CPU than the SFU
-spends forwarding them.
+Clients speak docs/protocol.md over Socket.IO through ``client`` (joining, offers), but
+use aiortc only to negotiate: media is sent and counted by ``bench.fastpath`` (hand-made
+RTP, real SRTP, no decryption on receipt), so one process can play dozens of participants
+for less CPU than the SFU spends forwarding them.
 """
 
 from __future__ import annotations

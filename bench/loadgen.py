@@ -5,9 +5,9 @@ It talks JSON lines: one config line on stdin; ``{"event": "ready"}`` on stdout 
 every client receives every stream it should; then a ``{"window": [t0, t1]}`` line on
 stdin (unix seconds); then ``{"event": "result", ...}`` on stdout after ``t1``.
 
-Clients speak docs/protocol.md like ``pulseroom.bot`` does, but never decode: each
-received m-line's RTP goes to ``sfu.aiortc_adapter.take_rtp`` (no jitter buffer, no
-decoder thread) and is only counted. Video packets carry the publisher's abs-send-time
+Clients speak docs/protocol.md through ``client``, as ``pulseroom.bot`` does, but never
+decode: each received m-line's RTP goes to ``sfu.aiortc_adapter.take_rtp`` (no jitter
+buffer, no decoder thread) and is only counted. Video packets carry the publisher's abs-send-time
 header extension, which the SFU forwards unchanged: it gives each packet's send time,
 so a video frame belongs to the window by when it was *sent* (as the publisher counts
 it, see ``BenchClient._marker``), and a packet's one-way latency is ``arrival - send``

@@ -5,7 +5,8 @@ a benchmark of thousands of them would measure the generators. This speaks just 
 ``bench.signaling_load`` needs of the protocol (socket.io-protocol v5 over engine.io
 v4, websocket transport only, no binary, default namespace): connect, emit with an
 ack, receive events (decoded only when someone listens for them) and answer the
-server's pings. One ``aiohttp.ClientSession`` serves every client of a process.
+server's pings. One ``aiohttp.ClientSession`` serves every client of a process. What the
+messages say (payloads, acks, refusals) is ``client.protocol``'s, as for every client.
 """
 
 from __future__ import annotations
