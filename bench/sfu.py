@@ -137,6 +137,43 @@ def _loss(results: list[dict[str, Any]], publishers: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    """The server, the generators and the machine sampled at one edge of the window."""
+
+    time: float
+    stats: dict[str, Any]
+    server_cpu: float
+    generators_cpu: float
+    busy: float
+    total: float
+    load: float
+
+    @classmethod
+    async def sample(cls, server: Server, session: aiohttp.ClientSession, pids: list[int]) -> _Edge:
+        """Sample now: wall clock, the server's counters, CPU seconds, the load average."""
+        now = time.time()
+        stats = await server.stats(session)
+        server_cpu = tree_cpu_seconds(server.pid)
+        generators_cpu = sum(tree_cpu_seconds(p) for p in pids)
+        busy, total = machine_cpu_seconds()
+        return cls(now, stats, server_cpu, generators_cpu, busy, total, load_average())
+
+
+def _machine(
+    edge0: _Edge, edge1: _Edge, server_cpu: float, generators_cpu: float, elapsed: float
+) -> dict[str, Any]:
+    """The machine's share of the window: how busy, and how much of it was not ours."""
+    busy = edge1.busy - edge0.busy
+    return {
+        "cores": os.cpu_count(),
+        "busy_percent_of_all_cores": round(100 * busy / max(edge1.total - edge0.total, 1e-9), 1),
+        # CPU used by processes other than this benchmark's: contention skews every figure
+        "others_cpu_percent_approx": round(100 * (busy - server_cpu - generators_cpu) / elapsed, 1),
+        "load_average_1m": [edge0.load, edge1.load],
+    }
+
+
 async def _measure(
     options: Options, server: Server, generators: list[Generator], session: aiohttp.ClientSession
 ) -> dict[str, Any]:
@@ -147,21 +184,11 @@ async def _measure(
         await generator.send({"window": [start, end]})
     pids = [g.pid for g in generators]
     await asyncio.sleep(max(0.0, start - time.time()))
-    t0 = time.time()
-    stats0 = await server.stats(session)
-    cpu0 = tree_cpu_seconds(server.pid)
-    gen0 = sum(tree_cpu_seconds(p) for p in pids)
-    busy0, total0 = machine_cpu_seconds()
-    load0 = load_average()
+    edge0 = await _Edge.sample(server, session, pids)
     spy = await py_spy(server.pid, options.seconds, options.py_spy) if options.py_spy else None
     try:
         await asyncio.sleep(max(0.0, end - time.time()))
-        t1 = time.time()
-        stats1 = await server.stats(session)
-        cpu1 = tree_cpu_seconds(server.pid)
-        gen1 = sum(tree_cpu_seconds(p) for p in pids)
-        busy1, total1 = machine_cpu_seconds()
-        load1 = load_average()
+        edge1 = await _Edge.sample(server, session, pids)
         memory = tree_memory_mib(server.pid)
         results = [await g.receive(timeout=options.seconds + 30) for g in generators]
         if spy is not None:
@@ -170,10 +197,11 @@ async def _measure(
         if spy is not None and spy.returncode is None:
             spy.kill()  # only on failure: it stops by itself after --duration
             await spy.wait()
-    elapsed = t1 - t0
-    forwarded = stats1["forwarded_packets"] - stats0["forwarded_packets"]
-    forwarded_bytes = stats1["forwarded_bytes"] - stats0["forwarded_bytes"]
-    server_cpu = cpu1 - cpu0
+    elapsed = edge1.time - edge0.time
+    forwarded = edge1.stats["forwarded_packets"] - edge0.stats["forwarded_packets"]
+    forwarded_bytes = edge1.stats["forwarded_bytes"] - edge0.stats["forwarded_bytes"]
+    server_cpu = edge1.server_cpu - edge0.server_cpu
+    generators_cpu = edge1.generators_cpu - edge0.generators_cpu
     latencies = sorted(v for r in results for v in r["latency_ms"])
     loss = _loss(results, options.publishers)
     sent_total = sum(loss["packets"]["sent"].values())
@@ -201,22 +229,12 @@ async def _measure(
             "max": latencies[-1] if latencies else None,
             "samples": len(latencies),
         },
-        "generator_cpu_percent": round(100 * (gen1 - gen0) / elapsed, 1),
-        "machine": {
-            "cores": os.cpu_count(),
-            "busy_percent_of_all_cores": round(
-                100 * (busy1 - busy0) / max(total1 - total0, 1e-9), 1
-            ),
-            # CPU used by processes other than this benchmark's: contention skews every figure
-            "others_cpu_percent_approx": round(
-                100 * ((busy1 - busy0) - server_cpu - (gen1 - gen0)) / elapsed, 1
-            ),
-            "load_average_1m": [load0, load1],
-        },
+        "generator_cpu_percent": round(100 * generators_cpu / elapsed, 1),
+        "machine": _machine(edge0, edge1, server_cpu, generators_cpu, elapsed),
         "server_counters_delta": {
-            k: stats1[k] - stats0[k]
+            k: edge1.stats[k] - edge0.stats[k]
             for k in ("keyframe_requests", "nacks_received", "retransmitted_packets")
-            if k in stats0 and k in stats1
+            if k in edge0.stats and k in edge1.stats
         },
         "window_s": round(elapsed, 3),
         "errors": [e for r in results for e in r["errors"]],

@@ -207,6 +207,58 @@ async def _chat_phase(
     }
 
 
+async def _join(
+    args: argparse.Namespace,
+    server: Server,
+    work: Path,
+    links: list[str],
+    count: int,
+    clients: int,
+    generators: list[Generator],
+) -> tuple[list[dict[str, Any]], float]:
+    """Start ``count`` generators (appended to ``generators``, for the caller to stop)
+    sharing ``links`` among ``clients`` sessions; returns what each reports once its
+    sessions joined, and how long that took."""
+    profiler = await _profile(args, server, "join", 3600)
+    setup_started = time.monotonic()
+    for index in range(count):
+        generator = Generator(index, work / f"siogen-{index}.log", "bench.siogen")
+        generators.append(generator)
+        await generator.start(
+            {
+                "url": server.base_url,
+                "links": links[index::count],
+                "concurrency": args.concurrency,
+                "index": index,
+            }
+        )
+    ready = [await g.receive(timeout=clients * 0.5 + 120) for g in generators]
+    setup_s = time.monotonic() - setup_started
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
+        await profiler.wait()
+    return ready, setup_s
+
+
+def _server_memory(server: Server) -> dict[str, float]:
+    """The server's process tree's memory in MiB, and its main process's RSS."""
+    memory = tree_memory_mib(server.pid)
+    return {
+        **{k: round(v, 1) for k, v in memory.items()},
+        "main_rss_mib": round(memory_mib(server.pid)[0], 1),
+    }
+
+
+def _config(args: argparse.Namespace, generators: int) -> dict[str, Any]:
+    """What the run was configured with."""
+    return {
+        "database": "sqlite" if args.database == "sqlite" else "postgresql",
+        "redis": bool(args.redis),
+        "generators": generators,
+        "sfu_workers": args.workers if args.workers is not None else "default",
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """One run; returns the JSON report."""
     clients = max(args.clients, args.chat_room)
@@ -236,24 +288,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 room_ids.append(room["room"]["id"])
                 links += [room["join_link"]] * size
             count = max(1, min(args.generators, len(links)))
-            profiler = await _profile(args, server, "join", 3600)
-            setup_started = time.monotonic()
-            for index in range(count):
-                generator = Generator(index, work / f"siogen-{index}.log", "bench.siogen")
-                generators.append(generator)
-                await generator.start(
-                    {
-                        "url": server.base_url,
-                        "links": links[index::count],
-                        "concurrency": args.concurrency,
-                        "index": index,
-                    }
-                )
-            ready = [await g.receive(timeout=clients * 0.5 + 120) for g in generators]
-            setup_s = time.monotonic() - setup_started
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
-                await profiler.wait()
+            ready, setup_s = await _join(args, server, work, links, count, clients, generators)
             joined = sum(r["joined"] for r in ready)
             await asyncio.sleep(SETTLE_S)
             stats = await server.stats(session)
@@ -279,11 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["ping"] = await _ping_phase(args, generators, meter, idle)
             if args.chat_room:
                 report["chat"] = await _chat_phase(args, generators, meter, idle, room_ids[0])
-            memory = tree_memory_mib(server.pid)
-            report["server_memory_mib"] = {
-                **{k: round(v, 1) for k, v in memory.items()},
-                "main_rss_mib": round(memory_mib(server.pid)[0], 1),
-            }
+            report["server_memory_mib"] = _server_memory(server)
             for generator in generators:
                 await generator.send({"cmd": "stop"})
             for generator in generators:
@@ -297,12 +328,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await server.stop()
         if db_name is not None:
             await drop_database(args.database, db_name)
-    report["config"] = {
-        "database": "sqlite" if args.database == "sqlite" else "postgresql",
-        "redis": bool(args.redis),
-        "generators": len(generators),
-        "sfu_workers": args.workers if args.workers is not None else "default",
-    }
+    report["config"] = _config(args, len(generators))
     report["machine"] = {"load_average_1m_at_end": load_average(), "cores": _cores()}
     report["goal"] = {"clients": 2000, "chat_room": 200, "chat_p99_ms": 100}
     return report
