@@ -8,6 +8,7 @@ bound with room to spare: on time-out the test fails, saying what it waited for.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 
@@ -15,9 +16,15 @@ from collections.abc import Callable
 async def until(
     predicate: Callable[[], object], timeout: float = 10.0, what: str = "", interval: float = 0.05
 ) -> None:
-    """Return as soon as ``predicate()`` is true; fail after ``timeout`` seconds."""
+    """Return as soon as ``predicate()`` (awaited if it is a coroutine) is true; fail after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what or predicate}")
         await asyncio.sleep(interval)
