@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import RunningServer
+from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
 
 Connect = Callable[[], Any]
@@ -225,13 +227,17 @@ async def test_joining_twice_on_one_connection_is_refused(
     assert server.stats()["participants"] == 1
 
 
-async def test_room_full(tmp_path: Any) -> None:
-    from tests.conftest import start_server, stop_server
+async def test_room_full(tmp_path: Path) -> None:
+    # A server of its own (in this event loop: tests/loopback.py) for its smaller limit.
+    async with loopback_server(tmp_path, PULSEROOM_MAX_PARTICIPANTS=2) as server:
+        await room_full(server)
 
-    server = start_server(tmp_path, PULSEROOM_MAX_PARTICIPANTS="2")
+
+async def room_full(server: Loopback) -> None:
     clients = [await Client(server.url).connect() for _ in range(4)]
     try:
-        host_link, join_link = links(server)
+        room = await server.create_room("Spin")
+        host_link, join_link = str(room["host_link"]), str(room["join_link"])
         assert (await clients[0].join(join_link, "A"))["ok"]
         assert (await clients[1].join(join_link, "B"))["ok"]
         ack = await clients[2].join(join_link, "C")
@@ -242,7 +248,6 @@ async def test_room_full(tmp_path: Any) -> None:
     finally:
         for client in clients:
             await client.close()
-        stop_server(server)
 
 
 async def test_ended_class_refuses_everyone(server: RunningServer, connect: Connect) -> None:
@@ -259,15 +264,11 @@ async def test_ended_class_refuses_everyone(server: RunningServer, connect: Conn
     assert (await newcomer.join(host_link, "Coach"))["error"]["code"] == "room_ended"
 
 
-def test_links_follow_the_public_url_when_set(tmp_path: Any) -> None:
-    from tests.conftest import start_server, stop_server
-
-    server = start_server(tmp_path, PULSEROOM_PUBLIC_URL="https://classes.example.com/")
-    try:
-        room = server.create_room()
+async def test_links_follow_the_public_url_when_set(tmp_path: Path) -> None:
+    public = "https://classes.example.com/"
+    async with loopback_server(tmp_path, PULSEROOM_PUBLIC_URL=public) as server:
+        room = await server.create_room()
         assert str(room["join_link"]).startswith("https://classes.example.com/r/")
-    finally:
-        stop_server(server)
 
 
 def test_links_follow_the_request_address_by_default(server: RunningServer) -> None:
