@@ -161,8 +161,20 @@ async def test_metrics_follow_a_live_class(server: RunningServer) -> None:
     assert value(samples, "process_resident_memory_bytes") > 10e6
 
 
+def value_or_zero(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value, 0 when it is not exposed yet (nothing counted)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.mark.shared_server  # counters compared before and after (tests/conftest.py)
 async def test_refusals_are_counted_by_event_and_code(server: RunningServer) -> None:
     """A chat before joining and a malformed join show up under their codes."""
+    figures = (
+        ("pulseroom_signaling_errors_total", {"event": "chat", "code": "not_joined"}),
+        ("pulseroom_signaling_errors_total", {"event": "join", "code": "bad_request"}),
+        ("pulseroom_signaling_events_total", {"event": "chat"}),
+    )
+    _types, before = parse(scrape(server)[0])
     client = await Client(server.url).connect()
     try:
         assert not (await client.call("chat", {"v": 1, "text": "hi"}))["ok"]
@@ -170,13 +182,16 @@ async def test_refusals_are_counted_by_event_and_code(server: RunningServer) -> 
     finally:
         await client.close()
     _types, samples = parse(scrape(server)[0])
-    chat = value(samples, "pulseroom_signaling_errors_total", event="chat", code="not_joined")
+    chat, bad, chats = (
+        value(samples, name, **labels) - value_or_zero(before, name, **labels)
+        for name, labels in figures
+    )
     assert chat == 1
-    bad = value(samples, "pulseroom_signaling_errors_total", event="join", code="bad_request")
     assert bad == 1
-    assert value(samples, "pulseroom_signaling_events_total", event="chat") == 1
+    assert chats == 1
 
 
+@pytest.mark.shared_server
 def test_openmetrics_when_asked(server: RunningServer) -> None:
     """A scraper asking for OpenMetrics gets it, and it parses as OpenMetrics."""
     response = httpx.get(
