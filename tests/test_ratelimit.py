@@ -12,6 +12,10 @@ from signaling.ratelimit import RateLimit
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.sio_client import Client
 
+# The limits are per session and participant: one server for the tests of events; the
+# limit on creating classes (per address) gets a server of its own.
+pytestmark = pytest.mark.shared_server
+
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
     now = [0.0]
