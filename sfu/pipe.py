@@ -11,6 +11,12 @@ the other end a ``PipeProducer`` feeds that worker's consumers exactly as a loca
 What flows back — keyframe requests, bandwidth estimates, and whether anyone there
 shows the video at all — goes over the same link, merged and rate-limited.
 
+Ownership, as mediasoup's router owns its pipe transports: a worker's ``SfuServer``
+owns its ``Links`` (the sockets, shared by every class split across the same two
+workers), and each ``Room`` owns its pipes' ends on this worker (``Room.pipe_in`` /
+``pipe_out``), closing them once when the pool ends a pipe, when their link is lost, or
+when the room closes. A link only routes datagrams to the pipes registered on it.
+
 Datagrams, all big-endian, first byte the type:
 
 - ``RTP`` (origin → other): pipe id, flags (padding 0x20 | simulcast layer << 2 |
@@ -38,14 +44,14 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
-from .backend import Role, SfuError
+from .backend import SfuError
 from .forwarder import Codec, Producer, Source
-from .room import Room
 from .stats import ForwardingStats
 from .stream import Stream
-from .worker_protocol import LinkFrame, PipeInArgs, PipeOutArgs, TrackParams
+from .worker_protocol import LinkFrame, TrackParams
 
 logger = logging.getLogger(__name__)
 
@@ -111,16 +117,24 @@ def params_of(producer: Producer) -> TrackParams:
 
 
 class Link:
-    """This worker's end of a socket pair to another worker: every pipe between them."""
+    """This worker's end of a socket pair to another worker: routes datagrams to the
+    pipes registered on it (their rooms own them). ``on_failed`` tells its owner when
+    the socket fails, so that the pipes on it are closed."""
 
     def __init__(
-        self, link_id: int, peer: int, sock: socket.socket, stats: ForwardingStats
+        self,
+        link_id: int,
+        peer: int,
+        sock: socket.socket,
+        stats: ForwardingStats,
+        on_failed: Callable[[Link], None] | None = None,
     ) -> None:
         self.id = link_id
         self.peer = peer
         self.incoming: dict[int, PipeProducer] = {}  # copies of the peer's tracks
         self.outgoing: dict[int, PipeSink] = {}  # our tracks going to the peer
         self.stats = stats
+        self.on_failed = on_failed
         self.send = sock.send  # the hot path calls it directly
         self._sock = sock
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,6 +161,8 @@ class Link:
                 return
             except OSError as exc:
                 logger.error("pipe link %d to worker %d failed: %s", self.id, self.peer, exc)
+                if self.on_failed is not None:
+                    self.on_failed(self)  # its owner closes the pipes on it, then it
                 self.close()
                 return
             if len(data) < _KEYFRAME.size:
@@ -200,16 +216,13 @@ class Link:
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
-        """Close every pipe on the link, then the socket (idempotent)."""
+        """Stop reading and close the socket (idempotent). The pipes on it are their
+        rooms' to close: a pipe left on a closed link sends nothing."""
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self._sock.fileno())
-        for sink in list(self.outgoing.values()):
-            sink.close()
-        for producer in list(self.incoming.values()):
-            producer.close()
         for task in self._tasks:
             task.cancel()
         self._sock.close()
@@ -282,23 +295,16 @@ class PipeSink:
 
 
 class PipeProducer(Source):
-    """A copy of a track published on another worker: a Producer to consumers here."""
+    """A copy of a track published on another worker: a Producer to consumers here.
+    Made and closed by its room (``Room.pipe_in``)."""
 
-    def __init__(
-        self,
-        pipe_id: int,
-        link: Link,
-        owner_id: str,
-        track: TrackParams,
-        room: Room,
-    ) -> None:
+    def __init__(self, pipe_id: int, link: Link, owner_id: str, track: TrackParams) -> None:
         super().__init__(
             track.producer_id, owner_id, track.kind, codec_of(track), link.stats,
             track.max_bitrate, tuple(track.rids),
         )  # fmt: skip
         self.pipe_id = pipe_id
         self._link = link
-        self._room = room
         self._showing: bool | None = None
         self._showing_said_at = 0.0
         # Per layer, the sequence number the pipe should bring next.
@@ -377,22 +383,23 @@ class PipeProducer(Source):
             self._link.send_control(_ESTIMATE.pack(T_ESTIMATE, self.pipe_id, bitrate))
 
     def close(self) -> None:
-        """Stop routing this copy, close its consumers, leave the link (idempotent)."""
+        """Close its consumers and leave the link (idempotent; its room has stopped
+        routing it)."""
         if self.closed:
             return
-        self._room.remove_remote(self)
         super().close()
         if self._link.incoming.get(self.pipe_id) is self:
             del self._link.incoming[self.pipe_id]
 
 
-class PipeHub:
-    """A worker's links to the other workers and the pipes on them, as the pool sets
-    them up: ``rooms`` is the worker's ``SfuServer.rooms``."""
+class Links:
+    """A worker's links to the other workers, as the pool hands them over; owned by
+    the worker's ``SfuServer``, which ``on_lost`` tells whenever a link ends (its peer
+    died, its socket failed) so that its rooms close the pipes on it."""
 
-    def __init__(self, rooms: dict[str, Room], stats: ForwardingStats) -> None:
-        self._rooms = rooms
+    def __init__(self, stats: ForwardingStats, on_lost: Callable[[int], None]) -> None:
         self._stats = stats
+        self._on_lost = on_lost
         self._links: dict[int, Link] = {}
         self._waiting: dict[int, asyncio.Future[Link]] = {}
         self._channel: socket.socket | None = None
@@ -432,16 +439,15 @@ class PipeHub:
 
     def add_link(self, link_id: int, peer: int, sock: socket.socket) -> Link:
         """Start using one end of a socket pair to worker ``peer``."""
-        old = self._links.pop(link_id, None)
-        if old is not None:
-            old.close()
-        link = self._links[link_id] = Link(link_id, peer, sock, self._stats)
+        self.unlink(link_id)  # a link of the same id before it is gone, with its pipes
+        link = self._links[link_id] = Link(link_id, peer, sock, self._stats, self._failed)
         waiting = self._waiting.pop(link_id, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(link)
         return link
 
-    async def _link(self, link_id: int) -> Link:
+    async def get(self, link_id: int) -> Link:
+        """The link ``link_id``, once it has arrived (SfuError if it does not in time)."""
         # The socket travels on another channel than the operation naming it: wait.
         link = self._links.get(link_id)
         if link is not None:
@@ -455,63 +461,23 @@ class PipeHub:
             self._waiting.pop(link_id, None)
             raise SfuError("media_failed", f"link {link_id} never arrived") from None
 
-    def _room(self, room_id: str) -> Room:
-        room = self._rooms.get(room_id)
-        if room is None:
-            raise SfuError("not_joined", "this class has no media session on this worker")
-        return room
-
-    async def pipe_in(self, args: PipeInArgs) -> None:
-        """Hold a copy of another worker's track for this worker's subscribers."""
-        link = await self._link(args.link_id)
-        room = self._room(args.room_id)
-        if args.pipe_id in link.incoming:
-            return  # already there (idempotent)
-        role: Role = args.owner_role
-        producer = PipeProducer(args.pipe_id, link, args.owner_id, args.track, room)
-        try:
-            room.add_remote(args.owner_id, role, producer)
-        except SfuError:
-            producer.close()
-            raise
-        producer.showing_changed()  # nobody yet: the origin may hold it back
-
-    async def pipe_out(self, args: PipeOutArgs) -> None:
-        """Send a local track's packets to another worker."""
-        link = await self._link(args.link_id)
-        participant = self._room(args.room_id).participants.get(args.owner_id)
-        producer = next(
-            (p for p in participant.producers.values() if p.id == args.producer_id), None
-        ) if participant is not None else None  # fmt: skip
-        if producer is None:
-            raise SfuError("not_found", f"no track {args.producer_id} on this worker")
-        if args.pipe_id not in link.outgoing:
-            PipeSink(args.pipe_id, producer, link)
-
-    def pipe_close(self, link_id: int, pipe_id: int) -> None:
-        """End a pipe at whichever end this worker holds (idempotent)."""
-        link = self._links.get(link_id)
-        if link is None:
-            return
-        sink = link.outgoing.get(pipe_id)
-        if sink is not None:
-            sink.close()
-        producer = link.incoming.get(pipe_id)
-        if producer is not None:
-            producer.close()
+    def _failed(self, link: Link) -> None:
+        if self._links.get(link.id) is link:
+            self.unlink(link.id)
 
     def unlink(self, link_id: int) -> None:
-        """Close a link (its peer died) and every pipe on it."""
+        """End a link: the owner closes the pipes on it, then its socket closes."""
         link = self._links.pop(link_id, None)
         if link is not None:
+            self._on_lost(link_id)
             link.close()
 
-    def links(self) -> int:
+    def count(self) -> int:
         """Links open now."""
         return len(self._links)
 
     def close(self) -> None:
-        """Close every link (idempotent)."""
+        """Close every link (idempotent; the rooms, and so the pipes, closed before)."""
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._channel.fileno())

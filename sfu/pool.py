@@ -379,7 +379,7 @@ class WorkerPool:
             wanted = plan.wanted_pipes()
             gone = [plan.pipes.pop(key) for key in list(plan.pipes) if key not in wanted]
             new = [key for key in wanted if key not in plan.pipes]
-            await self._close_pipes(gone)
+            await self._close_pipes(room_id, gone)
             await asyncio.gather(*(self._open_pipe(plan, *key) for key in new))
 
     async def _open_pipe(self, plan: ClassPlan, track_id: str, destination: int) -> None:
@@ -414,17 +414,17 @@ class WorkerPool:
             logger.info("class %s: pipe for %s not set up: %s", plan.room_id, track_id, exc)
             if plan.pipes.get((track_id, destination)) is pipe:
                 del plan.pipes[(track_id, destination)]
-            await self._close_pipe(pipe)
+            await self._close_pipe(plan.room_id, pipe)
 
-    async def _close_pipes(self, pipes: list[Pipe]) -> None:
-        await asyncio.gather(*(self._close_pipe(pipe) for pipe in pipes))
+    async def _close_pipes(self, room_id: str, pipes: list[Pipe]) -> None:
+        await asyncio.gather(*(self._close_pipe(room_id, pipe) for pipe in pipes))
 
-    async def _close_pipe(self, pipe: Pipe) -> None:
+    async def _close_pipe(self, room_id: str, pipe: Pipe) -> None:
         for index in (pipe.origin, pipe.destination):
             with contextlib.suppress(SfuError):
                 await self._call(
                     self._workers[index], PIPE_CLOSE,
-                    PipeCloseArgs(link_id=pipe.link_id, pipe_id=pipe.pipe_id),
+                    PipeCloseArgs(room_id=room_id, link_id=pipe.link_id, pipe_id=pipe.pipe_id),
                 )  # fmt: skip
 
     # -- MediaBackend -------------------------------------------------------------------
@@ -484,7 +484,7 @@ class WorkerPool:
             # there with it: forget them now (a newcomer there gets new ones), close the
             # other ends.
             stale = [k for k, p in plan.pipes.items() if member.worker in (p.origin, p.destination)]
-            self._own(self._close_pipes([plan.pipes.pop(k) for k in stale]))
+            self._own(self._close_pipes(room_id, [plan.pipes.pop(k) for k in stale]))
         if not plan.members:
             del self._classes[room_id]
             self._syncing.pop(room_id, None)

@@ -3,7 +3,9 @@
 When a class spans worker processes (sfu/pipe.py), a Room holds the participants on
 this worker, plus a ``RemotePublisher`` for each publisher on another worker whose
 tracks someone here receives (their tracks arrive as PipeProducers), and reports its
-loudest publisher to the pool instead of electing the active speaker alone.
+loudest publisher to the pool instead of electing the active speaker alone. The room
+owns its pipes' ends on this worker (copies coming in, its tracks going out), as a
+mediasoup router owns its pipe transports: it makes them, and closes each once.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from aiortc import RTCConfiguration
 from .backend import PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
 from .forwarder import Producer, Source
 from .peer import Participant
+from .pipe import Link, PipeProducer, PipeSink
 from .stats import ForwardingStats
 from .topology import receives
+from .worker_protocol import TrackParams
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,8 @@ class Room:
         self.spotlight: str | None = None  # the participant everyone receives
         self.participants: dict[str, Participant] = {}
         self.remote: dict[str, RemotePublisher] = {}  # publishers on other workers
+        # This worker's end of each pipe of the class, by (link id, pipe id).
+        self._pipes: dict[tuple[int, int], PipeProducer | PipeSink] = {}
         # Set while the class spans workers: windows are reported, not decided, here.
         self.on_speaker_candidate: CandidateCallback | None = None
         self._election = SpeakerElection()
@@ -170,18 +176,56 @@ class Room:
     def _on_producer(self, _producer: Producer) -> None:
         self._route_all()
 
-    def add_remote(self, owner_id: str, role: Role, producer: Source) -> None:
-        """A track published on another worker, now held here (a PipeProducer)."""
+    # -- pipes: this worker's ends of the class's tracks piped between workers ---------
+
+    def pipe_in(
+        self, link: Link, pipe_id: int, owner_id: str, role: Role, track: TrackParams
+    ) -> PipeProducer:
+        """Hold a copy of a track published on another worker, routed like a local
+        one (idempotent)."""
         if self._closed:
             raise SfuError("room_ended", "this class has ended")
+        held = self._pipes.get((link.id, pipe_id))
+        if isinstance(held, PipeProducer):
+            return held
+        producer = PipeProducer(pipe_id, link, owner_id, track)
+        self._pipes[(link.id, pipe_id)] = producer
         publisher = self.remote.get(owner_id)
         if publisher is None:
             publisher = self.remote[owner_id] = RemotePublisher(owner_id, role)
         publisher.producers[producer.kind] = producer
         self._route_all()
+        producer.showing_changed()  # nobody yet: the origin may hold it back
+        return producer
 
-    def remove_remote(self, producer: Source) -> None:
-        """Stop routing a remote track (its pipe is closing; idempotent)."""
+    def pipe_out(self, link: Link, pipe_id: int, owner_id: str, producer_id: str) -> PipeSink:
+        """Send a local track's packets over ``link`` too (idempotent)."""
+        if self._closed:
+            raise SfuError("room_ended", "this class has ended")
+        held = self._pipes.get((link.id, pipe_id))
+        if isinstance(held, PipeSink):
+            return held
+        producer = next((p for p in self.published(owner_id) if p.id == producer_id), None)
+        if producer is None:
+            raise SfuError("not_found", f"no track {producer_id} on this worker")
+        sink = self._pipes[(link.id, pipe_id)] = PipeSink(pipe_id, producer, link)
+        return sink
+
+    def close_pipe(self, link_id: int, pipe_id: int) -> None:
+        """End this worker's end of a pipe (idempotent; a sink whose track ended closed
+        with it already)."""
+        end = self._pipes.pop((link_id, pipe_id), None)
+        if isinstance(end, PipeProducer):
+            self._unroute(end)
+        if end is not None:
+            end.close()
+
+    def close_pipes_on(self, link_id: int) -> None:
+        """End every pipe on a link that is gone."""
+        for key in [key for key in self._pipes if key[0] == link_id]:
+            self.close_pipe(*key)
+
+    def _unroute(self, producer: PipeProducer) -> None:
         publisher = self.remote.get(producer.owner_id)
         if publisher is None or publisher.producers.get(producer.kind) is not producer:
             return
@@ -253,7 +297,8 @@ class Room:
         self.participants.clear()
         for participant in participants:
             await participant.close()
-        remote = [p for publisher in self.remote.values() for p in publisher.producers.values()]
         self.remote.clear()
-        for producer in remote:
-            producer.close()
+        pipes = list(self._pipes.values())
+        self._pipes.clear()
+        for end in pipes:
+            end.close()

@@ -1,4 +1,5 @@
-"""The SFU's root object: owns every room; the signaling layer talks only to this."""
+"""The SFU's root object: owns every room (and, in a worker, its links to the other
+workers); the signaling layer talks only to this."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from . import aiortc_adapter
 from .backend import FailureCallback, PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
 from .forwarder import Producer
 from .peer import Participant
+from .pipe import Links
 from .room import CandidateCallback, Publisher, Room
 from .stats import ForwardingStats
+from .worker_protocol import TrackParams
 
 
 class SfuServer:
-    """server → room → participant → producer / consumer; ``close()`` cascades down."""
+    """server → room → participant → producer / consumer, and room → pipe (a worker's
+    ends of its class's pipes, over the server's ``links``); ``close()`` cascades down."""
 
     def __init__(
         self,
@@ -45,6 +49,9 @@ class SfuServer:
         self.on_telemetry: TelemetryCallback | None = None
         # A class split across workers reports each speaker window here (set by a worker).
         self.on_speaker_candidate: CandidateCallback | None = None
+        # Links to the other workers (sfu/pipe.py): a worker hands them over with
+        # ``links.listen``; the pipes on them belong to the rooms.
+        self.links = Links(self.stats_counters, on_lost=self._link_lost)
         self._closed = False
 
     def room(self, room_id: str) -> Room:
@@ -79,6 +86,48 @@ class SfuServer:
         room = self.rooms.get(room_id)
         if room is not None:
             room.on_speaker_candidate = self._speaker_candidate if split else None
+
+    # -- pipes between workers (sfu/pipe.py), as a worker's pool sets them up ------------
+
+    def _room_here(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise SfuError("not_joined", "this class has no media session on this worker")
+        return room
+
+    async def pipe_in(
+        self,
+        room_id: str,
+        link_id: int,
+        pipe_id: int,
+        owner_id: str,
+        owner_role: Role,
+        track: TrackParams,
+    ) -> None:
+        """Hold a copy of another worker's track for this worker's subscribers."""
+        link = await self.links.get(link_id)
+        self._room_here(room_id).pipe_in(link, pipe_id, owner_id, owner_role, track)
+
+    async def pipe_out(
+        self, room_id: str, link_id: int, pipe_id: int, owner_id: str, producer_id: str
+    ) -> None:
+        """Send a local track's packets to another worker."""
+        link = await self.links.get(link_id)
+        self._room_here(room_id).pipe_out(link, pipe_id, owner_id, producer_id)
+
+    def pipe_close(self, room_id: str, link_id: int, pipe_id: int) -> None:
+        """End a pipe at whichever end this worker holds (idempotent)."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.close_pipe(link_id, pipe_id)
+
+    def unlink(self, link_id: int) -> None:
+        """Close a link (its peer died) and every pipe on it."""
+        self.links.unlink(link_id)
+
+    def _link_lost(self, link_id: int) -> None:
+        for room in self.rooms.values():
+            room.close_pipes_on(link_id)
 
     async def close_room(self, room_id: str) -> None:
         """Close a room and everyone in it."""
@@ -203,7 +252,7 @@ class SfuServer:
         }
 
     async def close(self) -> None:
-        """Close every room (idempotent)."""
+        """Close every room (and their pipes), then the links (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -211,3 +260,4 @@ class SfuServer:
         self.rooms.clear()
         for room in rooms:
             await room.close()
+        self.links.close()

@@ -24,7 +24,7 @@ from runtime.collector import tune_for_latency
 from runtime.logs import configure_logging, log_context
 
 from .backend import SfuError, TrackInfo
-from .pipe import PipeHub, params_of
+from .pipe import params_of
 from .server import SfuServer
 from .worker_protocol import (
     ADD_ICE_CANDIDATE,
@@ -87,12 +87,10 @@ class Channel:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         sfu: SfuServer,
-        pipes: PipeHub | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._sfu = sfu
-        self._pipes = pipes or PipeHub(sfu.rooms, sfu.stats_counters)
         self._tasks: set[asyncio.Task[None]] = set()
         sfu.on_active_speaker = self._speaker
         sfu.on_telemetry = self._telemetry
@@ -238,24 +236,28 @@ class Channel:
 
     async def _stats(self, _args: NoArgs) -> StatsResult:
         return StatsResult(
-            counters={**await self._sfu.stats(), "pipe_links": self._pipes.links()},
+            counters={**await self._sfu.stats(), "pipe_links": self._sfu.links.count()},
             event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def _pipe_in(self, args: PipeInArgs) -> Done:
-        await self._pipes.pipe_in(args)
+        await self._sfu.pipe_in(
+            args.room_id, args.link_id, args.pipe_id, args.owner_id, args.owner_role, args.track
+        )
         return Done()
 
     async def _pipe_out(self, args: PipeOutArgs) -> Done:
-        await self._pipes.pipe_out(args)
+        await self._sfu.pipe_out(
+            args.room_id, args.link_id, args.pipe_id, args.owner_id, args.producer_id
+        )
         return Done()
 
     async def _pipe_close(self, args: PipeCloseArgs) -> Done:
-        self._pipes.pipe_close(args.link_id, args.pipe_id)
+        self._sfu.pipe_close(args.room_id, args.link_id, args.pipe_id)
         return Done()
 
     async def _unlink(self, args: UnlinkArgs) -> Done:
-        self._pipes.unlink(args.link_id)
+        self._sfu.unlink(args.link_id)
         return Done()
 
     async def _set_split(self, args: SetSplitArgs) -> Done:
@@ -320,14 +322,12 @@ async def run(
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME_BYTES)
     servers = [RTCIceServer(urls=url) for url in stun_urls]
     sfu = SfuServer(ice_servers=servers, video_bitrate_cap=video_bitrate_cap)
-    pipes = PipeHub(sfu.rooms, sfu.stats_counters)
     if links_fd is not None:
-        pipes.listen(socket.socket(fileno=links_fd))
+        sfu.links.listen(socket.socket(fileno=links_fd))
     try:
-        await Channel(reader, writer, sfu, pipes).serve()
+        await Channel(reader, writer, sfu).serve()
     finally:
-        await sfu.close()
-        pipes.close()
+        await sfu.close()  # its rooms, their pipes, then its links
         writer.close()
 
 

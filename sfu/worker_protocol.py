@@ -267,6 +267,7 @@ class PipeOutArgs(_Frame):
 class PipeCloseArgs(_Frame):
     """``pipe_close``: end a pipe, at whichever end this worker holds (idempotent)."""
 
+    room_id: str
     link_id: int
     pipe_id: int
 

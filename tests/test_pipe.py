@@ -189,8 +189,7 @@ async def piped() -> AsyncIterator[Piped]:
     room = Room("r", RTCConfiguration(iceServers=[]), stats_b)
     origin = Origin(stats_a)
     sink = PipeSink(7, origin, link_a)
-    copy = PipeProducer(7, link_b, "pub", track_params("pub:video", "video"), room)
-    room.add_remote("pub", "participant", copy)
+    copy = room.pipe_in(link_b, 7, "pub", "participant", track_params("pub:video", "video"))
     viewer = Subscriber()
     copy.consumers.append(viewer)  # type: ignore[arg-type]
     copy.showing_changed()
@@ -237,8 +236,8 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Pipe
     assert viewer.got[2][2] == 2, "nothing was piped while paused"
     assert stats_a.piped_packets == 3
 
-    copy.close()  # the pipe's end on B: routing and the link forget it
-    assert "pub" not in room.remote and 7 not in link_b.incoming
+    room.close_pipe(1, 7)  # the pipe's end on B: routing and the link forget it
+    assert "pub" not in room.remote and 7 not in link_b.incoming and copy.closed
     origin.close()  # the track ends at the origin: its pipes go too
     assert sink not in origin.pipes and 7 not in link_a.outgoing
 
@@ -467,12 +466,10 @@ async def test_a_layered_track_is_piped_layer_by_layer() -> None:
     stats_a, stats_b = ForwardingStats(), ForwardingStats()
     end_a, end_b = socket_pair()
     link_a, link_b = Link(1, 1, end_a, stats_a), Link(1, 0, end_b, stats_b)
-    room = Room("r", RTCConfiguration(iceServers=[]), stats_b)
     origin = LayeredOrigin(stats_a)
     sink = PipeSink(9, origin, link_a)
     params = track_params("pub:video", "video").model_copy(update={"rids": ["q", "h"]})
-    copy = PipeProducer(9, link_b, "pub", params, room)
-    room.add_remote("pub", "participant", copy)
+    copy = PipeProducer(9, link_b, "pub", params)
     low, high = Subscriber(), Subscriber()
     copy.streams[0].consumers.append(low)  # type: ignore[arg-type]
     copy.streams[1].consumers.append(high)  # type: ignore[arg-type]
@@ -506,6 +503,6 @@ async def test_a_layered_track_is_piped_layer_by_layer() -> None:
         await until(lambda: sink.wanted == 0b10, what="the wanted layers, a set")
         assert origin.wanted_layers() == 0b11  # the lowest always stays on
     finally:
+        copy.close()
         link_a.close()
         link_b.close()
-        await room.close()
