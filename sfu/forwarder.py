@@ -307,6 +307,12 @@ class Source:
         for stream in self.streams:
             stream.clear()
 
+    async def wait_closed(self) -> None:
+        """After ``close()``: wait until the tasks it cancelled have ended (awaited by
+        whoever closed it: its participant, or for a pipe's copy its room)."""
+        if self.closed:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
 
 class Producer(Source):
     """One track published by a participant on this worker: the source of forwarded packets.

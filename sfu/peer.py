@@ -409,6 +409,10 @@ class Participant:
         for consumer, _transceiver in self._consumers.values():
             consumer.close()
         self._consumers.clear()
+        # What the closes above cancelled ends before this does.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for producer in self.producers.values():
+            await producer.wait_closed()
         for pc in (self._publish_pc, self._subscribe_pc):
             if pc is not None:
                 await pc.close()

@@ -44,7 +44,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from .backend import SfuError
@@ -227,6 +227,11 @@ class Link:
             task.cancel()
         self._sock.close()
 
+    async def wait_closed(self) -> None:
+        """After ``close()``: wait until the tasks it cancelled have ended."""
+        if self._closed:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
 
 class PipeSink:
     """A local track's copy going to another worker (the origin end of a pipe)."""
@@ -397,12 +402,13 @@ class Links:
     the worker's ``SfuServer``, which ``on_lost`` tells whenever a link ends (its peer
     died, its socket failed) so that its rooms close the pipes on it."""
 
-    def __init__(self, stats: ForwardingStats, on_lost: Callable[[int], None]) -> None:
+    def __init__(self, stats: ForwardingStats, on_lost: Callable[[int], Awaitable[None]]) -> None:
         self._stats = stats
         self._on_lost = on_lost
         self._links: dict[int, Link] = {}
         self._waiting: dict[int, asyncio.Future[Link]] = {}
         self._channel: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # links that failed, being ended
 
     def listen(self, channel: socket.socket) -> None:
         """Take links from ``channel``: LinkFrames with one socket each (SCM_RIGHTS)."""
@@ -439,7 +445,9 @@ class Links:
 
     def add_link(self, link_id: int, peer: int, sock: socket.socket) -> Link:
         """Start using one end of a socket pair to worker ``peer``."""
-        self.unlink(link_id)  # a link of the same id before it is gone, with its pipes
+        old = self._links.get(link_id)
+        if old is not None:  # a link of the same id before: it ends, with its pipes
+            self._failed(old)
         link = self._links[link_id] = Link(link_id, peer, sock, self._stats, self._failed)
         waiting = self._waiting.pop(link_id, None)
         if waiting is not None and not waiting.done():
@@ -462,33 +470,49 @@ class Links:
             raise SfuError("media_failed", f"link {link_id} never arrived") from None
 
     def _failed(self, link: Link) -> None:
-        if self._links.get(link.id) is link:
-            self.unlink(link.id)
+        """End a link from a callback: now for routing, its pipes in a task owned here."""
+        if self._links.get(link.id) is not link:
+            return
+        del self._links[link.id]
+        link.close()
+        task = asyncio.create_task(self._end(link), name=f"unlink-{link.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def unlink(self, link_id: int) -> None:
+    async def unlink(self, link_id: int) -> None:
         """End a link: the owner closes the pipes on it, then its socket closes."""
         link = self._links.pop(link_id, None)
         if link is not None:
-            self._on_lost(link_id)
+            await self._end(link)
+
+    async def _end(self, link: Link) -> None:
+        try:
+            await self._on_lost(link.id)
+        finally:
             link.close()
+            await link.wait_closed()
 
     def count(self) -> int:
         """Links open now."""
         return len(self._links)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close every link (idempotent; the rooms, and so the pipes, closed before)."""
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._channel.fileno())
             self._channel.close()
             self._channel = None
-        for link in list(self._links.values()):
-            link.close()
+        links = list(self._links.values())
         self._links.clear()
+        for link in links:
+            link.close()
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for link in links:
+            await link.wait_closed()
 
 
 def send_link(channel: socket.socket, link_id: int, peer: int, end: socket.socket) -> None:

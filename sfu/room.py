@@ -211,19 +211,21 @@ class Room:
         sink = self._pipes[(link.id, pipe_id)] = PipeSink(pipe_id, producer, link)
         return sink
 
-    def close_pipe(self, link_id: int, pipe_id: int) -> None:
+    async def close_pipe(self, link_id: int, pipe_id: int) -> None:
         """End this worker's end of a pipe (idempotent; a sink whose track ended closed
         with it already)."""
         end = self._pipes.pop((link_id, pipe_id), None)
         if isinstance(end, PipeProducer):
             self._unroute(end)
-        if end is not None:
+            end.close()
+            await end.wait_closed()
+        elif end is not None:
             end.close()
 
-    def close_pipes_on(self, link_id: int) -> None:
+    async def close_pipes_on(self, link_id: int) -> None:
         """End every pipe on a link that is gone."""
         for key in [key for key in self._pipes if key[0] == link_id]:
-            self.close_pipe(*key)
+            await self.close_pipe(*key)
 
     def _unroute(self, producer: PipeProducer) -> None:
         publisher = self.remote.get(producer.owner_id)
@@ -302,3 +304,6 @@ class Room:
         self._pipes.clear()
         for end in pipes:
             end.close()
+        for end in pipes:
+            if isinstance(end, PipeProducer):
+                await end.wait_closed()

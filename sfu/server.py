@@ -115,19 +115,19 @@ class SfuServer:
         link = await self.links.get(link_id)
         self._room_here(room_id).pipe_out(link, pipe_id, owner_id, producer_id)
 
-    def pipe_close(self, room_id: str, link_id: int, pipe_id: int) -> None:
+    async def pipe_close(self, room_id: str, link_id: int, pipe_id: int) -> None:
         """End a pipe at whichever end this worker holds (idempotent)."""
         room = self.rooms.get(room_id)
         if room is not None:
-            room.close_pipe(link_id, pipe_id)
+            await room.close_pipe(link_id, pipe_id)
 
-    def unlink(self, link_id: int) -> None:
+    async def unlink(self, link_id: int) -> None:
         """Close a link (its peer died) and every pipe on it."""
-        self.links.unlink(link_id)
+        await self.links.unlink(link_id)
 
-    def _link_lost(self, link_id: int) -> None:
-        for room in self.rooms.values():
-            room.close_pipes_on(link_id)
+    async def _link_lost(self, link_id: int) -> None:
+        for room in list(self.rooms.values()):
+            await room.close_pipes_on(link_id)
 
     async def close_room(self, room_id: str) -> None:
         """Close a room and everyone in it."""
@@ -260,4 +260,4 @@ class SfuServer:
         self.rooms.clear()
         for room in rooms:
             await room.close()
-        self.links.close()
+        await self.links.close()

@@ -253,11 +253,11 @@ class Channel:
         return Done()
 
     async def _pipe_close(self, args: PipeCloseArgs) -> Done:
-        self._sfu.pipe_close(args.room_id, args.link_id, args.pipe_id)
+        await self._sfu.pipe_close(args.room_id, args.link_id, args.pipe_id)
         return Done()
 
     async def _unlink(self, args: UnlinkArgs) -> Done:
-        self._sfu.unlink(args.link_id)
+        await self._sfu.unlink(args.link_id)
         return Done()
 
     async def _set_split(self, args: SetSplitArgs) -> Done:

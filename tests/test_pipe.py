@@ -236,7 +236,7 @@ async def test_a_link_carries_packets_one_way_and_feedback_the_other(piped: Pipe
     assert viewer.got[2][2] == 2, "nothing was piped while paused"
     assert stats_a.piped_packets == 3
 
-    room.close_pipe(1, 7)  # the pipe's end on B: routing and the link forget it
+    await room.close_pipe(1, 7)  # the pipe's end on B: routing and the link forget it
     assert "pub" not in room.remote and 7 not in link_b.incoming and copy.closed
     origin.close()  # the track ends at the origin: its pipes go too
     assert sink not in origin.pipes and 7 not in link_a.outgoing

@@ -3,6 +3,7 @@ a link or ending a pipe closes each end once, in this process with real sockets.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -88,8 +89,8 @@ async def test_closing_a_room_closes_its_pipes_once(worker: Worker) -> None:
     assert [v.closes for v in viewers] == [1, 1]
     assert set(link.incoming) == {9}, "the link routes only what is still held"
     # The pool's pipe_close and the link's loss come after: nothing is closed twice.
-    sfu.pipe_close("a", 1, 7)
-    sfu.unlink(1)
+    await sfu.pipe_close("a", 1, 7)
+    await sfu.unlink(1)
     assert [v.closes for v in viewers] == [1, 1]
     assert other.closed and other.closes == 1 and "cat" not in sfu.rooms["b"].remote
 
@@ -102,25 +103,25 @@ async def test_a_lost_link_closes_the_pipes_on_it_in_every_room(worker: Worker) 
     await sfu.pipe_in("b", 2, 20, "dan", "participant", track_params("dan:audio", "audio"))
     assert sfu.links.count() == 2
 
-    sfu.unlink(1)  # the worker at the other end died
+    await sfu.unlink(1)  # the worker at the other end died
     assert all(c.closed and c.closes == 1 for c in copies)
     assert "ann" not in sfu.rooms["a"].remote and "bob" not in sfu.rooms["b"].remote
     assert "dan" in sfu.rooms["b"].remote, "a pipe on another link stays"
     assert sfu.links.count() == 1
-    sfu.unlink(1)  # idempotent
+    await sfu.unlink(1)  # idempotent
     theirs.close()
 
 
 async def test_a_pipe_ends_once_at_the_room_that_holds_it(worker: Worker) -> None:
     sfu, link = worker.sfu, worker.link
     copy = await held(sfu, "a", 7, "ann")
-    sfu.pipe_close("b", 1, 7)  # another room: not its pipe
+    await sfu.pipe_close("b", 1, 7)  # another room: not its pipe
     assert not copy.closed
-    sfu.pipe_close("a", 1, 7)
-    sfu.pipe_close("a", 1, 7)
+    await sfu.pipe_close("a", 1, 7)
+    await sfu.pipe_close("a", 1, 7)
     assert copy.closed and copy.closes == 1 and 7 not in link.incoming
     assert "ann" not in sfu.rooms["a"].remote
-    sfu.pipe_close("gone", 1, 7)  # a room this worker no longer holds: nothing to do
+    await sfu.pipe_close("gone", 1, 7)  # a room this worker no longer holds: nothing to do
 
 
 async def test_pipes_are_refused_where_their_owner_is_missing(worker: Worker) -> None:
@@ -145,3 +146,45 @@ async def test_closing_the_server_closes_rooms_then_links(worker: Worker) -> Non
     with pytest.raises(OSError):
         link.send(b"x")  # its socket is closed
     await sfu.close()  # idempotent
+
+
+def running(name: str) -> list[asyncio.Task[object]]:
+    """Tasks still running a coroutine called ``name``."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and t.get_coro().__name__ == name  # type: ignore[union-attr]
+    ]
+
+
+async def test_owners_await_the_tasks_a_close_cancelled(worker: Worker) -> None:
+    """A layered copy measures its layers in a task, a link sends estimates in tasks:
+    once their owner's close returns, none of those runs on."""
+    sfu, link = worker.sfu, worker.link
+    params = track_params("ann:video", "video").model_copy(update={"rids": ["q", "h"]})
+    await sfu.pipe_in("a", 1, 7, "ann", "participant", params)
+    await sfu.pipe_in("b", 1, 8, "bob", "participant", params.model_copy(
+        update={"producer_id": "bob:video"}
+    ))  # fmt: skip
+    assert len(running("_measure_layers")) == 2
+
+    await sfu.pipe_close("a", 1, 7)
+    assert len(running("_measure_layers")) == 1, "the closed copy's task has ended"
+
+    async def estimate() -> None:
+        await asyncio.sleep(60)
+
+    link.spawn(estimate())
+    assert running("estimate")
+    await sfu.unlink(1)  # the room's copy on it, then the link and its task
+    assert running("_measure_layers") == [] and running("estimate") == []
+
+
+async def test_a_failing_link_ends_its_pipes_through_its_owner(worker: Worker) -> None:
+    sfu, link = worker.sfu, worker.link
+    copy = await held(sfu, "a", 7, "ann")
+    assert link.on_failed is not None
+    link.on_failed(link)  # what its reader does when the socket fails
+    assert sfu.links.count() == 0, "no longer routed, at once"
+    await asyncio.wait_for(sfu.links.close(), 5)  # awaits the pipes' end
+    assert copy.closed and copy.closes == 1 and "ann" not in sfu.rooms["a"].remote
