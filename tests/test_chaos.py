@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -25,11 +24,12 @@ from tests.wire import Impairment, WireLink
 T = TypeVar("T")
 
 
-@pytest.fixture
-def open_server(tmp_path: Path) -> Any:
-    """A server listening on every address, so namespaced hosts reach it too."""
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A server listening on every address, so namespaced hosts reach it too; one for the
+    module (each test makes its own class and counts the server's figures as growth)."""
     require_netns()
-    server = start_server(tmp_path, PULSEROOM_HOST="0.0.0.0")
+    server = start_server(tmp_path_factory.mktemp("chaos"), PULSEROOM_HOST="0.0.0.0")
     yield server
     stop_server(server)
 
