@@ -25,8 +25,9 @@ from runtime.logs import (
     log_context,
     set_log_context,
 )
-from tests.conftest import ROOT, start_server, stop_server
+from tests.conftest import ROOT, RunningServer, start_server, stop_server
 from tests.sio_client import Client
+from tests.waiting import until
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -81,24 +82,22 @@ async def test_server_logs_json_with_class_and_participant(tmp_path: Path) -> No
     assert any(r.get("response_status") == 201 for r in access)  # POST /api/rooms
 
 
-async def test_text_logs_carry_the_ids_too(tmp_path: Path) -> None:
+@pytest.mark.shared_server  # the default text format; its own class's ids are looked for
+async def test_text_logs_carry_the_ids_too(server: RunningServer) -> None:
     """The default text format appends [class=… participant=…] to lines about someone."""
-    server = start_server(tmp_path)
+    room = server.create_room()
+    client = await Client(server.url).connect()
     try:
-        room = server.create_room()
-        client = await Client(server.url).connect()
-        try:
-            ack = await client.join(str(room["join_link"]), "Ben")
-        finally:
-            await client.close()
-        room_id, participant_id = room["room"]["id"], ack["you"]["id"]  # type: ignore[index]
-        wanted = f"[class={room_id} participant={participant_id}]"
-        for _ in range(200):  # the disconnect's "left" line, on a loaded machine too
-            if any("left" in line and wanted in line for line in server.log().splitlines()):
-                break
-            await asyncio.sleep(0.05)
+        ack = await client.join(str(room["join_link"]), "Ben")
     finally:
-        stop_server(server)
+        await client.close()
+    room_id, participant_id = room["room"]["id"], ack["you"]["id"]  # type: ignore[index]
+    wanted = f"[class={room_id} participant={participant_id}]"
+    await until(  # the disconnect's "left" line, on a loaded machine too
+        lambda: any("left" in line and wanted in line for line in server.log().splitlines()),
+        10,
+        "the left line",
+    )
     lines = [line for line in server.log().splitlines() if wanted in line]
     assert any("joined" in line for line in lines), server.log()[-2000:]
     assert any("left" in line for line in lines), server.log()[-2000:]
