@@ -21,6 +21,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from pulseroom.hr_link import HeartRateLink
 from telemetry.hrm import HeartRateMeasurement
 from tests.conftest import RunningServer, free_port, start_server, stop_server
+from tests.loopback import loopback_server
 from tests.sio_client import Client
 
 Connect = Callable[[], Any]
@@ -496,9 +497,9 @@ async def test_database_restart_mid_class_loses_nothing(tmp_path: Path, pg_clust
     crash) and started again mid-class. Every reading sent is stored exactly once."""
     from telemetry.simulate import SimulatedStrap
 
-    server = start_server(tmp_path, DATABASE_URL=pg_cluster.url)
-    try:
-        room = server.create_room()
+    # The server in this event loop (tests/loopback.py): the outage is the database's.
+    async with loopback_server(tmp_path, DATABASE_URL=pg_cluster.url) as server:
+        room = await server.create_room()
         room_id = str(room["room"]["id"])
         links = [HeartRateLink(str(room["join_link"]), name=f"rider {i}") for i in range(4)]
         tasks = [await _link_task(link) for link in links]
@@ -515,7 +516,7 @@ async def test_database_restart_mid_class_loses_nothing(tmp_path: Path, pg_clust
         await ride(1.5)
         await asyncio.to_thread(pg_cluster.stop, "immediate")
         await ride(2.0)  # the server keeps accepting: memory, then its spool
-        down_stats = server.stats()["heart_rate"]["writer"]
+        down_stats = (await server.stats())["heart_rate"]["writer"]
         await asyncio.to_thread(pg_cluster.start)
         await ride(1.5)
         for link in links:
@@ -533,8 +534,6 @@ async def test_database_restart_mid_class_loses_nothing(tmp_path: Path, pg_clust
             )
         finally:
             await conn.close()
-    finally:
-        stop_server(server)
     assert down_stats["db_errors"] > 0  # the outage was real and seen
     assert down_stats["pending"] > 0  # readings waited for the database meanwhile
     assert len(rows) == sent
