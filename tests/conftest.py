@@ -146,14 +146,13 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSe
     """A server on the embedded default (SQLite, in-memory Socket.IO manager).
 
     Marked ``shared_server`` (a module's ``pytestmark``), the test gets the session's
-    shared server once the participants of the tests before it have left, so counts of
-    participants start from zero; counters that only grow are compared before and after.
-    Otherwise the test gets a server of its own.
+    shared server: it makes classes of its own, compares counters that only grow before
+    and after, and a test that counts the server's participants first waits for the
+    tests before it to have left (``wait_for_no_participants``). Otherwise the test gets
+    a server of its own.
     """
     if request.node.get_closest_marker("shared_server"):
-        shared: RunningServer = request.getfixturevalue("shared_server")
-        until_sync(lambda: shared.stats()["participants"] == 0, 20, "no participant left")
-        yield shared
+        yield request.getfixturevalue("shared_server")
         return
     # A folder of its own: a test may start a second server in tmp_path beside it.
     home = tmp_path / "default-server"
@@ -161,6 +160,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSe
     running = start_server(home)
     yield running
     stop_server(running)
+
+
+def wait_for_no_participants(server: RunningServer) -> None:
+    """Until the participants of the tests before this one have left a shared server."""
+    until_sync(lambda: server.stats()["participants"] == 0, 20, "no participant left")
 
 
 def _admin_dsn() -> str:

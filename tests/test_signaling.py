@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, wait_for_no_participants
 from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
 
@@ -100,6 +100,7 @@ async def test_disconnect_counts_as_leave(server: RunningServer, connect: Connec
 async def test_forged_tokens_are_refused(
     server: RunningServer, connect: Connect, mangle: Callable[[str], str], code: str
 ) -> None:
+    wait_for_no_participants(server)  # the count below is the server's
     _, join_link = links(server)
     client = await connect()
     room, token = join_link.split("/r/")[1].split("#t=")
@@ -219,6 +220,7 @@ async def test_only_the_host_controls_the_class(server: RunningServer, connect: 
 async def test_joining_twice_on_one_connection_is_refused(
     server: RunningServer, connect: Connect
 ) -> None:
+    wait_for_no_participants(server)  # the count below is the server's
     _, join_link = links(server)
     client = await connect()
     await client.join(join_link, "Ann")
