@@ -1,7 +1,9 @@
 """A participant made of aiortc: joins by link, publishes, subscribes, reports what arrived.
 
-Implements the client side of docs/protocol.md, like the browser client does. Used to
-check a deployment, to play a recorded workout into a class, and by the tests.
+Speaks docs/protocol.md through ``client`` (joining on the class's node, rejoining,
+publishing, answering subscribe offers); what is its own is the media it sends and what
+it measures of the media it receives. Used to check a deployment, to play a recorded
+workout into a class, and by the tests.
 """
 
 from __future__ import annotations
