@@ -4,11 +4,11 @@
 least-loaded worker; each participant (both their connections) is placed on one worker
 of their class, and a class bigger than ``worker_participants`` spills onto other
 workers (sfu/placement.py), its tracks piped between them like mediasoup's
-pipeToRouter (sfu/pipe.py: the pool makes the links and tells each worker which pipes
-to hold). Every call about a participant goes to their worker over its socket
-(sfu/worker_protocol.py). A worker that dies ends only the classes with someone on it
-(reported through ``on_room_failed``; their parts on other workers are closed) and is
-replaced.
+pipeToRouter (sfu/pipe.py; the pool's ``Piping``, sfu/piping.py, makes the links and
+tells each worker which pipes to hold). Every call about a participant goes to their
+worker over its socket (sfu/worker_protocol.py). A worker that dies ends only the
+classes with someone on it (reported through ``on_room_failed``; their parts on other
+workers are closed) and is replaced.
 """
 
 from __future__ import annotations
@@ -33,20 +33,16 @@ from .backend import (
     TelemetryCallback,
     TrackInfo,
 )
-from .pipe import send_link, socket_pair
-from .placement import ClassPlan, Member, Pipe
+from .piping import Piping
+from .placement import ClassPlan, Member
 from .worker_protocol import (
     ADD_ICE_CANDIDATE,
     CLOSE_ROOM,
     JOIN,
     LEAVE,
     MAX_FRAME_BYTES,
-    PIPE_CLOSE,
-    PIPE_IN,
-    PIPE_OUT,
     PUBLISH,
     SET_GALLERY,
-    SET_SPLIT,
     SET_SPOTLIGHT,
     SET_VISIBLE,
     STATS,
@@ -60,15 +56,11 @@ from .worker_protocol import (
     OfferEvent,
     Op,
     ParticipantArgs,
-    PipeCloseArgs,
-    PipeInArgs,
-    PipeOutArgs,
     PublishArgs,
     R,
     Response,
     RoomArgs,
     SetGalleryArgs,
-    SetSplitArgs,
     SetSpotlightArgs,
     SetVisibleArgs,
     SpeakerCandidateEvent,
@@ -140,12 +132,9 @@ class WorkerPool:
         self._stun_urls = stun_urls
         self._workers: list[Worker] = []
         self._classes: dict[str, ClassPlan] = {}
-        self._syncing: dict[str, asyncio.Lock] = {}  # one pipe update at a time per class
-        self._links: dict[frozenset[int], int] = {}  # worker pair -> link id
+        self._piping = Piping(self)  # links between the workers, split classes' pipes
         self._signals: dict[tuple[str, str], PeerSignal] = {}
         self._ids = itertools.count(1)
-        self._link_ids = itertools.count(1)
-        self._pipe_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -254,7 +243,7 @@ class WorkerPool:
         ended = [r for r, plan in self._classes.items() if worker.index in plan.workers()]
         for room_id in ended:
             plan = self._classes.pop(room_id)
-            self._syncing.pop(room_id, None)
+            self._piping.forget(room_id)
             for key in [k for k in self._signals if k[0] == room_id]:
                 del self._signals[key]
             if self.on_room_failed is not None:
@@ -266,11 +255,9 @@ class WorkerPool:
                 with contextlib.suppress(SfuError):
                     await self._call(other, CLOSE_ROOM, RoomArgs(room_id=room_id))
         worker.rooms.clear()
-        for pair in [pair for pair in self._links if worker.index in pair]:
-            link_id = self._links.pop(pair)
-            for index in pair - {worker.index}:
-                with contextlib.suppress(SfuError):
-                    await self._call(self._workers[index], UNLINK, UnlinkArgs(link_id=link_id))
+        for index, link_id in self._piping.drop_worker(worker.index):
+            with contextlib.suppress(SfuError):
+                await self._call(self._workers[index], UNLINK, UnlinkArgs(link_id=link_id))
         if not self._closed:
             self.restarts += 1
             self._workers[worker.index] = await self._spawn(worker.index)
@@ -326,25 +313,19 @@ class WorkerPool:
         plan = self._classes.get(room_id)
         return [self._workers[i] for i in sorted(plan.workers())] if plan is not None else []
 
-    # -- pipes ----------------------------------------------------------------------------
+    # -- pipes (sfu/piping.py) --------------------------------------------------------
 
-    def _link(self, a: int, b: int) -> int:
-        """The link between two workers, made (and handed to both) on first use."""
-        pair = frozenset((a, b))
-        link_id = self._links.get(pair)
-        if link_id is None:
-            link_id = next(self._link_ids)
-            end_a, end_b = socket_pair()
-            try:
-                send_link(self._workers[a].links, link_id, b, end_a)
-                send_link(self._workers[b].links, link_id, a, end_b)
-            except OSError as exc:
-                raise SfuError("media_failed", f"no link between media workers: {exc}") from None
-            finally:
-                end_a.close()  # the workers hold their own copies now
-                end_b.close()
-            self._links[pair] = link_id
-        return link_id
+    async def call_worker(self, index: int, op: Op[A, R], args: A) -> R:
+        """Run an operation on worker ``index`` (for the pool's ``Piping``)."""
+        return await self._call(self._workers[index], op, args)
+
+    def link_channel(self, index: int) -> socket.socket:
+        """Where worker ``index`` takes its ends of links (for the pool's ``Piping``)."""
+        return self._workers[index].links
+
+    def class_plan(self, room_id: str) -> ClassPlan | None:
+        """A class as placed now (for the pool's ``Piping``)."""
+        return self._classes.get(room_id)
 
     def _resync(self, room_id: str) -> None:
         """Update a class's pipes in the background: a join or publish must not wait for
@@ -354,78 +335,9 @@ class WorkerPool:
 
     async def _sync_logged(self, room_id: str) -> None:
         try:
-            await self._sync(room_id)
+            await self._piping.sync(room_id)
         except Exception:
             logger.exception("class %s: updating its pipes failed", room_id)
-
-    async def _sync(self, room_id: str) -> None:
-        """Make a class's workers hold exactly the pipes its members need now."""
-        lock = self._syncing.setdefault(room_id, asyncio.Lock())
-        async with lock:
-            plan = self._classes.get(room_id)
-            if plan is None:
-                return
-            workers = plan.workers()
-            split = len(workers) > 1
-            for index in sorted(workers | plan.split_workers):
-                want = split and index in workers
-                if want != (index in plan.split_workers):
-                    (plan.split_workers.add if want else plan.split_workers.discard)(index)
-                    with contextlib.suppress(SfuError):
-                        await self._call(
-                            self._workers[index], SET_SPLIT,
-                            SetSplitArgs(room_id=room_id, split=want),
-                        )  # fmt: skip
-            wanted = plan.wanted_pipes()
-            gone = [plan.pipes.pop(key) for key in list(plan.pipes) if key not in wanted]
-            new = [key for key in wanted if key not in plan.pipes]
-            await self._close_pipes(room_id, gone)
-            await asyncio.gather(*(self._open_pipe(plan, *key) for key in new))
-
-    async def _open_pipe(self, plan: ClassPlan, track_id: str, destination: int) -> None:
-        entry = plan.tracks.get(track_id)
-        owner = plan.members.get(entry[0]) if entry is not None else None
-        if entry is None or owner is None:
-            return  # its publisher left while the update ran
-        owner_id, track = entry
-        try:
-            link_id = self._link(owner.worker, destination)
-        except SfuError as exc:
-            logger.error("class %s: cannot pipe %s: %s", plan.room_id, track_id, exc.message)
-            return
-        pipe = Pipe(next(self._pipe_ids), link_id, owner.worker, destination)
-        plan.pipes[(track_id, destination)] = pipe
-        try:
-            # The receiving end first: packets for a pipe nobody holds yet are dropped.
-            await self._call(
-                self._workers[destination], PIPE_IN, PipeInArgs(
-                    room_id=plan.room_id, link_id=link_id, pipe_id=pipe.pipe_id,
-                    owner_id=owner_id, owner_role=owner.role, track=track,
-                ),
-            )  # fmt: skip
-            await self._call(
-                self._workers[owner.worker], PIPE_OUT, PipeOutArgs(
-                    room_id=plan.room_id, link_id=link_id, pipe_id=pipe.pipe_id,
-                    owner_id=owner_id, producer_id=track_id,
-                ),
-            )  # fmt: skip
-        except SfuError as exc:
-            # Someone left meanwhile: the next update (their leave's) settles it.
-            logger.info("class %s: pipe for %s not set up: %s", plan.room_id, track_id, exc)
-            if plan.pipes.get((track_id, destination)) is pipe:
-                del plan.pipes[(track_id, destination)]
-            await self._close_pipe(plan.room_id, pipe)
-
-    async def _close_pipes(self, room_id: str, pipes: list[Pipe]) -> None:
-        await asyncio.gather(*(self._close_pipe(room_id, pipe) for pipe in pipes))
-
-    async def _close_pipe(self, room_id: str, pipe: Pipe) -> None:
-        for index in (pipe.origin, pipe.destination):
-            with contextlib.suppress(SfuError):
-                await self._call(
-                    self._workers[index], PIPE_CLOSE,
-                    PipeCloseArgs(room_id=room_id, link_id=pipe.link_id, pipe_id=pipe.pipe_id),
-                )  # fmt: skip
 
     # -- MediaBackend -------------------------------------------------------------------
 
@@ -484,10 +396,10 @@ class WorkerPool:
             # there with it: forget them now (a newcomer there gets new ones), close the
             # other ends.
             stale = [k for k, p in plan.pipes.items() if member.worker in (p.origin, p.destination)]
-            self._own(self._close_pipes(room_id, [plan.pipes.pop(k) for k in stale]))
+            self._own(self._piping.close_pipes(room_id, [plan.pipes.pop(k) for k in stale]))
         if not plan.members:
             del self._classes[room_id]
-            self._syncing.pop(room_id, None)
+            self._piping.forget(room_id)
 
     async def leave(self, room_id: str, participant_id: str) -> None:
         """Remove a participant; their worker closes its part of the class when it empties."""
@@ -586,7 +498,7 @@ class WorkerPool:
         workers = self._class_workers(room_id)
         if self._classes.pop(room_id, None) is None:
             return
-        self._syncing.pop(room_id, None)
+        self._piping.forget(room_id)
         for key in [k for k in self._signals if k[0] == room_id]:
             del self._signals[key]
         for worker in workers:
