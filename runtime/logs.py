@@ -1,7 +1,7 @@
 """Log output: plain text for a terminal, or one JSON object per line for a collector.
 
 Every record carries the class and participant it is about, when there is one: set for
-the duration of a Socket.IO event (``set_log_context`` in signaling/server.py) or of an SFU
+the duration of a Socket.IO event (``set_log_context`` in signaling/dispatch.py) or of an SFU
 worker operation, or given explicitly with ``extra={"class_id": ..., "participant_id":
 ...}``. The ids live in ``contextvars``, so each asyncio task sees its own and a task
 inherits those of the code that created it.

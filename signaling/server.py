@@ -1,8 +1,8 @@
-"""Socket.IO event handlers: validate, act as the session's own participant, answer.
+"""The class-level behaviour behind the Socket.IO events of docs/protocol.md.
 
-Every event is declared once in ``_EVENTS`` (name → model, handler, who may send it);
-one wrapper validates the payload, finds the session's member, turns every refusal
-into an ack plus an ``error`` event, and never lets an exception reach python-socketio.
+Each event is declared once in ``SignalingServer._events`` (name → model, handler, who
+may send it, its rate limit); ``signaling/dispatch.py`` validates, checks and answers,
+and calls the handlers here as the session's own participant.
 """
 
 from __future__ import annotations
@@ -11,23 +11,19 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import socketio
-from pydantic import BaseModel, ValidationError
 
 from runtime.logs import set_log_context
-from sfu.backend import MediaBackend, SfuError
-from storage.store import Store
+from sfu.backend import MediaBackend
+from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
 from .class_control import ClassControl
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
+from .dispatch import Dispatcher, Elsewhere, Event
 from .errors import SignalError
 from .heart_rate import HeartRateRelay
 from .messages import (
@@ -56,38 +52,10 @@ from .presence import Member, Presence
 from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .relay import Relay
-from .tokens import TokenError, TokenSigner
+from .tokens import Grant, TokenSigner
 from .turn import TurnIssuer
 
 logger = logging.getLogger(__name__)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "payload"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
-Handler = Callable[[str, Any, Any], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    model: type[BaseModel]
-    handler: Handler
-    joined: bool  # the session must have joined first
-    host_only: bool = False
-    device: bool = False  # a strap bridge's session may send it too
-
-
-class Elsewhere(Exception):
-    """Relay routing: the class is held by node ``holder``, so its join goes there."""
-
-    def __init__(self, holder: str) -> None:
-        super().__init__(holder)
-        self.holder = holder
 
 
 class SignalingServer:
@@ -129,195 +97,78 @@ class SignalingServer:
             else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        # For /metrics: events handled, and refusals by event and error code.
-        self.event_counts: Counter[str] = Counter()
-        self.error_counts: Counter[tuple[str, str]] = Counter()
         sfu.on_active_speaker = self._active_speaker_changed
         sfu.on_room_failed = self._media_failed
         sfu.on_telemetry = self.heart_rate.receive
-        events: dict[str, _Event] = {
-            "join": _Event(JoinIn, self._join, joined=False),
-            "publish": _Event(PublishIn, self._publish, joined=True, device=True),
-            "subscribe_answer": _Event(
+        self.dispatch = Dispatcher(
+            sio, self.presence, self._events(), self.relay, self._session_gone
+        )
+        # The whole client→server surface (tests cover every event), and for /metrics:
+        # events handled, and refusals by event and error code.
+        self.events = self.dispatch.events
+        self.event_counts = self.dispatch.event_counts
+        self.error_counts = self.dispatch.error_counts
+
+    def _events(self) -> dict[str, Event]:
+        """Every client→server event: model, handler, who may send it, its rate limit."""
+        controls = self.controls  # the instructor's controls (signaling/class_control.py)
+
+        def limit(rate: float, burst: float) -> RateLimit:
+            return RateLimit(rate=rate, burst=burst)
+
+        return {
+            "join": Event(JoinIn, self._join, joined=False, limit=limit(0.2, 5)),
+            "publish": Event(
+                PublishIn, self._publish, joined=True, device=True, limit=limit(0.2, 3)
+            ),
+            "subscribe_answer": Event(
                 SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True
             ),
-            "ice": _Event(IceIn, self._ice, joined=True, device=True),
-            "chat": _Event(ChatIn, self._chat, joined=True),
-            "media_state": _Event(MediaStateIn, self._media_state, joined=True),
-            "visibility": _Event(VisibilityIn, self._visibility, joined=True),
-            "profile": _Event(ProfileIn, self._profile, joined=True),
-            "gallery": _Event(GalleryIn, self._gallery, joined=True, host_only=True),
-            "end_class": _Event(EmptyIn, self._end_class, joined=True, host_only=True),
-            # The instructor's controls (signaling/class_control.py).
-            "lock": _Event(LockIn, self.controls.lock, joined=True, host_only=True),
-            "mute": _Event(MuteIn, self.controls.mute, joined=True, host_only=True),
-            "remove": _Event(RemoveIn, self.controls.remove, joined=True, host_only=True),
-            "spotlight": _Event(SpotlightIn, self.controls.spotlight, joined=True, host_only=True),
-            "timer": _Event(TimerIn, self.controls.timer, joined=True, host_only=True),
-            "clock": _Event(ClockIn, self.controls.clock, joined=True, host_only=True),
-            "time": _Event(EmptyIn, self.controls.time, joined=True),
-            "leave": _Event(EmptyIn, self._leave, joined=True, device=True),
-            "ping": _Event(EmptyIn, self.controls.time, joined=False, device=True),
+            "ice": Event(IceIn, self._ice, joined=True, device=True),
+            "chat": Event(ChatIn, self._chat, joined=True, limit=limit(1.0, 5)),
+            "media_state": Event(
+                MediaStateIn, self._media_state, joined=True, limit=limit(2.0, 10)
+            ),
+            "visibility": Event(VisibilityIn, self._visibility, joined=True, limit=limit(5.0, 20)),
+            "profile": Event(ProfileIn, self._profile, joined=True, limit=limit(1.0, 5)),
+            "gallery": Event(
+                GalleryIn, self._gallery, joined=True, host_only=True, limit=limit(1.0, 5)
+            ),
+            "end_class": Event(EmptyIn, self._end_class, joined=True, host_only=True),
+            "lock": Event(LockIn, controls.lock, joined=True, host_only=True, limit=limit(2.0, 10)),
+            "mute": Event(MuteIn, controls.mute, joined=True, host_only=True, limit=limit(2.0, 10)),
+            "remove": Event(
+                RemoveIn, controls.remove, joined=True, host_only=True, limit=limit(2.0, 10)
+            ),
+            "spotlight": Event(
+                SpotlightIn, controls.spotlight, joined=True, host_only=True, limit=limit(2.0, 10)
+            ),
+            "timer": Event(
+                TimerIn, controls.timer, joined=True, host_only=True, limit=limit(2.0, 10)
+            ),
+            "clock": Event(
+                ClockIn, controls.clock, joined=True, host_only=True, limit=limit(2.0, 10)
+            ),
+            "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
+            "leave": Event(EmptyIn, self._leave, joined=True, device=True),
+            "ping": Event(EmptyIn, controls.time, joined=False, device=True),
         }
-        # Per session: what a person does by hand is far below these; a script is not.
-        self._limits = {
-            "join": RateLimit(rate=0.2, burst=5),
-            "chat": RateLimit(rate=1.0, burst=5),
-            "profile": RateLimit(rate=1.0, burst=5),
-            "publish": RateLimit(rate=0.2, burst=3),
-            "media_state": RateLimit(rate=2.0, burst=10),
-            "gallery": RateLimit(rate=1.0, burst=5),
-            "visibility": RateLimit(rate=5.0, burst=20),
-            "time": RateLimit(rate=2.0, burst=10),
-            **{
-                name: RateLimit(rate=2.0, burst=10)
-                for name in ("lock", "mute", "remove", "spotlight", "timer", "clock")
-            },
-        }
-        self._flood = RateLimit(rate=50.0, burst=300)  # every event, trickled ICE included
-        # Refusals for rate limits: a person never collects this many. A script that keeps
-        # sending regardless is disconnected: answering it would cost more than it does.
-        self._strikes = RateLimit(rate=5.0, burst=200)
-        self._handlers = {name: self._wrap(name, event) for name, event in events.items()}
-        for name, handler in self._handlers.items():
-            sio.on(name, handler)
-        sio.on("*", self._unknown_event)
-        sio.on("disconnect", self._on_disconnect)
-        # Read-only: the whole client→server surface, so tests can cover every event.
-        self.events: Mapping[str, _Event] = MappingProxyType(events)
-
-    def _wrap(self, name: str, event: _Event) -> Callable[..., Awaitable[dict[str, Any]]]:
-        async def _handle(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
-            # python-socketio runs each event in a task of its own (async_handlers), so
-            # the ids set here name this event's log records only.
-            known = self.presence.by_sid.get(sid)
-            if known is not None:
-                set_log_context(known.room_id, known.id)
-            holder = self.relay.holder_of(sid) if self.relay is not None else None
-            if holder is not None:
-                return await self._forward(sid, holder, name, event, data)
-            self.event_counts[name] += 1
-            try:
-                limit = self._limits.get(name)
-                if not self._flood.allow(sid) or (limit is not None and not limit.allow(sid)):
-                    raise SignalError("rate_limited", f"too many '{name}' requests: slow down")
-                payload = event.model.model_validate(data)
-                member = self.presence.by_sid.get(sid)
-                if event.joined and member is None:
-                    raise SignalError("not_joined", "join a class first")
-                if event.host_only and (member is None or member.role != "host"):
-                    raise SignalError("forbidden", "only the instructor can do this")
-                if member is not None and member.role == "device" and not event.device:
-                    raise SignalError("forbidden", "a heart-rate device can only send readings")
-                result = await event.handler(sid, member, payload)
-                return {"ok": True, **result}
-            except ValidationError as exc:
-                code, message = "bad_request", _validation_message(exc)
-            except Elsewhere as exc:  # relay routing: the join goes to the class's node
-                return await self._join_elsewhere(sid, exc.holder, data)
-            except (SignalError, SfuError, TokenError) as exc:
-                code, message = exc.code, exc.message
-                if isinstance(exc, Moved):  # the client connects there and joins again
-                    error = {"code": code, "message": message, "url": exc.url}
-                    return {"ok": False, "error": error}
-            except Exception:
-                logger.exception("event %s failed", name)
-                code, message = "internal", "the server could not handle this request"
-            self.error_counts[(name, code)] += 1
-            return await self._refuse(sid, name, code, message)
-
-        return _handle
-
-    async def _forward(
-        self, sid: str, holder: str, name: str, event: _Event, data: Any
-    ) -> dict[str, Any]:
-        """An event of a relayed session: checked here, handled by the class's node."""
-        assert self.relay is not None
-        try:
-            if not self._flood.allow(sid):
-                raise SignalError("rate_limited", f"too many '{name}' requests: slow down")
-            event.model.model_validate(data)  # malformed input never reaches Redis
-            return await self.relay.forward(holder, sid, name, data)
-        except ValidationError as exc:
-            code, message = "bad_request", _validation_message(exc)
-        except SignalError as exc:
-            code, message = exc.code, exc.message
-        self.error_counts[(name, code)] += 1
-        return await self._refuse(sid, name, code, message)
-
-    async def _join_elsewhere(self, sid: str, holder: str, data: Any) -> dict[str, Any]:
-        """Join a class held by another node: the session stays here, relayed there."""
-        assert self.relay is not None
-        if self.relay.edge_of(sid) is not None:
-            # Relayed to us, and the class moved on meanwhile: no chains of relays.
-            message = "this class is moving to another server: rejoin"
-            return await self._refuse(sid, "join", "unavailable", message)
-        self.relay.bind(sid, holder)  # before sending: a disconnect meanwhile is relayed too
-        try:
-            ack = await self.relay.forward(holder, sid, "join", data)
-        except SignalError as exc:
-            self.relay.unbind(sid)
-            return await self._refuse(sid, "join", exc.code, exc.message)
-        if not ack.get("ok"):
-            self.relay.unbind(sid)  # the holder has sent its own error event
-        return ack
 
     async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:
         """As the class's node: an event of a session connected to another node."""
-        handler = self._handlers.get(name)
-        if handler is None:
-            return {"ok": False, "error": {"code": "bad_request", "message": "unknown event"}}
-        return await handler(sid, data)
+        return await self.dispatch.serve_relayed(sid, name, data)
 
     async def _drop_relayed(self, sid: str) -> None:
         """The node holding this session's class died: the client rejoins (as after a
         node's death, without an error to show: the class is placed again)."""
         await self.sio.disconnect(sid)
 
-    async def _refuse(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
-        """The ``error`` event and the ack of a refusal; a session flooding on is cut off."""
-        if code == "rate_limited" and not self._strikes.allow(sid):
-            logger.warning("session %s kept flooding (%s): disconnected", sid, event)
-            message = "too many requests after being rate limited: disconnected"
-            await self.sio.emit("error", error_payload(code, message, event), to=sid)
-            await self.sio.disconnect(sid)
-        else:
-            await self.sio.emit("error", error_payload(code, message, event), to=sid)
-        return {"ok": False, "error": {"code": code, "message": message}}
-
-    async def _unknown_event(self, *args: Any) -> dict[str, Any]:
-        """An event the protocol does not have: refused, not left without an answer."""
-        # python-socketio passes (event, sid, data…), but for an event named "*" itself
-        # (sid, data…). The ack reaches the sender either way; the side effects (error
-        # event, rate limit) need the sender's sid, so an ambiguous call gets none.
-        first, second = (*args, None, None)[:2]
-        if self._connected(second) and not self._connected(first):
-            event, sid = first, str(second)
-        elif self._connected(first) and not self._connected(second):
-            event, sid = "*", str(first)
-        else:
-            return {"ok": False, "error": {"code": "bad_request", "message": "unknown event"}}
-        name = str(event)[:64]
-        if not self._flood.allow(sid):
-            return await self._refuse(sid, name, "rate_limited", "too many requests: slow down")
-        return await self._refuse(sid, name, "bad_request", f"unknown event {name!r}")
-
-    def _connected(self, sid: Any) -> bool:
-        return isinstance(sid, str) and bool(self.sio.manager.is_connected(sid, "/"))
-
     # -- events -------------------------------------------------------------------------
 
     async def _join(self, sid: str, member: Member | None, msg: JoinIn) -> dict[str, Any]:
         if member is not None:
             raise SignalError("already_joined", "this connection has already joined a class")
-        grant = self.signer.verify(msg.token, room_id=msg.room)
-        room = await self.store.get_room(grant.room_id)
-        if room is None:
-            raise SignalError("room_not_found", "this class does not exist")
-        if room.ended_at is not None:
-            raise SignalError("room_ended", "this class has ended")
-        await self._check_holder(room.id)
-        self.controls.admit(room.id, grant.role, grant.participant_id)
+        grant, room = await self._admit(msg)
         if grant.role == "device":
             return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
         chat = await self.store.recent_chat(room.id)
@@ -389,6 +240,18 @@ class SignalingServer:
             **(await self.controls.joined(member)),
             **(await self._nodes()),
         }
+
+    async def _admit(self, msg: JoinIn) -> tuple[Grant, RoomRecord]:
+        """What a join's token grants, in which class, if that class takes it here."""
+        grant = self.signer.verify(msg.token, room_id=msg.room)
+        room = await self.store.get_room(grant.room_id)
+        if room is None:
+            raise SignalError("room_not_found", "this class does not exist")
+        if room.ended_at is not None:
+            raise SignalError("room_ended", "this class has ended")
+        await self._check_holder(room.id)
+        self.controls.admit(room.id, grant.role, grant.participant_id)
+        return grant, room
 
     async def _join_device(
         self, sid: str, msg: JoinIn, room_id: str, participant_id: str
@@ -588,20 +451,9 @@ class SignalingServer:
         await self.controls.left(member)
         return {}
 
-    async def _on_disconnect(self, sid: str, *_reason: Any) -> dict[str, Any] | None:
-        if self.sio.manager.is_connected(sid, "/"):
-            # A client's own event named "disconnect", not the real one: it must neither
-            # reset the session's rate limits nor take it out of its class.
-            return await self._unknown_event("disconnect", sid)
-        await self._session_gone(sid)
-        return None
-
     async def _session_gone(self, sid: str) -> None:
         """A session's client went away (here, or on the node it is relayed from)."""
-        self._flood.forget(sid)
-        self._strikes.forget(sid)
-        for limit in self._limits.values():
-            limit.forget(sid)
+        self.dispatch.forget(sid)
         if self.relay is not None and self.relay.holder_of(sid) is not None:
             await self.relay.left(sid)  # its class's node takes it out
             return

@@ -1,4 +1,4 @@
-"""The packages' imports point one way (docs/architecture.md, README's layout table).
+"""The packages' imports point one way (the layout table in README.md).
 
 From the bottom up: the leaves ``runtime/`` (logging, the collector's schedule) and
 ``storage/`` (the store, migrations) import no other PulseRoom package; ``telemetry/``
