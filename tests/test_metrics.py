@@ -85,7 +85,8 @@ async def test_metrics_follow_a_live_class(server: RunningServer) -> None:
     assert total(samples, "pulseroom_sfu_forwarded_packets_total") == 0
 
     bots = [await start_bot(host_link, "Coach", 40)]
-    await asyncio.sleep(1.5)
+    # The coach first (once a 1.5 s sleep, which a loaded machine could outlast).
+    await until(lambda: server.stats()["participants"] == 1, 40, "the coach joined")
     bots.append(await start_bot(join_link, "Ann", 40))
     link = HeartRateLink(join_link, name="Ben's strap")
     link_task = asyncio.create_task(link.run())
