@@ -254,6 +254,20 @@ class Room:
         for participant in self.participants.values():
             self._route(participant)
 
+    def subscriber_loss(self) -> tuple[int, float, int]:
+        """Subscriber streams here, the sum of their latest reported loss ratios, and
+        how many report 5 % or more."""
+        streams = lossy = 0
+        loss_sum = 0.0
+        publishers: list[Publisher] = [*self.participants.values(), *self.remote.values()]
+        for publisher in publishers:
+            for producer in publisher.producers.values():
+                for consumer in producer.consumers:
+                    streams += 1
+                    loss_sum += consumer.fraction_lost / 256
+                    lossy += consumer.fraction_lost >= 13  # 13/256 ≈ 5 %
+        return streams, loss_sum, lossy
+
     def pick_speaker(self, now: float) -> str | None:
         """Close one loudness window: who speaks now (with hold time), resetting counters."""
         return self._election.decide(self.loudest()[0], now, self.participants)

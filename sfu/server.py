@@ -12,7 +12,7 @@ from .backend import FailureCallback, PeerSignal, Role, SfuError, SpeakerCallbac
 from .forwarder import Producer
 from .peer import Participant
 from .pipe import Links
-from .room import CandidateCallback, Publisher, Room
+from .room import CandidateCallback, Room
 from .stats import ForwardingStats
 from .worker_protocol import TrackParams
 
@@ -235,13 +235,10 @@ class SfuServer:
         streams = lossy = 0
         loss_sum = 0.0
         for room in self.rooms.values():
-            publishers: list[Publisher] = [*room.participants.values(), *room.remote.values()]
-            for publisher in publishers:
-                for producer in publisher.producers.values():
-                    for consumer in producer.consumers:
-                        streams += 1
-                        loss_sum += consumer.fraction_lost / 256
-                        lossy += consumer.fraction_lost >= 13  # 13/256 ≈ 5 %
+            room_streams, room_loss, room_lossy = room.subscriber_loss()
+            streams += room_streams
+            loss_sum += room_loss
+            lossy += room_lossy
         return {
             "rooms": len(self.rooms),
             "participants": self.participant_count,
