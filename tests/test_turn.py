@@ -24,6 +24,7 @@ from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol
 from signaling.turn import turn_password
 from tests.conftest import start_server, stop_server
 from tests.coturn import CONF, Coturn, running_coturn
+from tests.loopback import loopback_server
 from tests.netns import Host, local_address, netns_host
 from tests.peers import join, run_bot
 from tests.sio_client import Client
@@ -180,21 +181,20 @@ async def test_credentials_from_the_join_ack_get_relays_over_udp_and_tcp(
     coturn: Coturn, tmp_path: Path
 ) -> None:
     urls = [coturn.url("udp"), coturn.url("tcp")]
-    server = start_server(
+    # The server in this event loop (tests/loopback.py): only its join ack is looked at.
+    async with loopback_server(
         tmp_path,
-        PULSEROOM_TURN_URLS=json.dumps(urls),
+        PULSEROOM_TURN_URLS=urls,
         PULSEROOM_TURN_SECRET=coturn.secret,
-        PULSEROOM_TURN_TTL="600",
-        PULSEROOM_SFU_WORKERS="0",
-    )
-    client = Client(server.url)
-    try:
-        room = server.create_room("TURN")
-        await client.connect()
-        ack = await client.join(str(room["join_link"]), "Ann")
-    finally:
-        await client.close()
-        stop_server(server)
+        PULSEROOM_TURN_TTL=600,
+    ) as server:
+        client = Client(server.url)
+        try:
+            room = await server.create_room("TURN")
+            await client.connect()
+            ack = await client.join(str(room["join_link"]), "Ann")
+        finally:
+            await client.close()
     assert ack["ok"], ack
     (entry,) = [s for s in ack["ice_servers"] if s.get("username")]
     assert entry["urls"] == urls
