@@ -17,12 +17,9 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import httpx
 import pytest
-from aiohttp import web
 
-from pulseroom.app import SFU, create_app
-from pulseroom.settings import load_settings
 from sfu.server import SfuServer
-from tests.conftest import free_port
+from tests.loopback import loopback_server
 from tests.peers import run_bot
 
 
@@ -47,17 +44,9 @@ class CodecWatch:
 
 @pytest.fixture
 async def inprocess_server(tmp_path: Path) -> AsyncIterator[tuple[str, SfuServer]]:
-    port = free_port()
     # In-process SFU (no workers), so this process can watch its codec factories.
-    settings = load_settings(
-        PULSEROOM_DATA_DIR=str(tmp_path), PULSEROOM_PORT=port, PULSEROOM_SFU_WORKERS=0
-    )
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}", app[SFU]
-    await runner.cleanup()
+    async with loopback_server(tmp_path) as server:
+        yield server.url, server.sfu
 
 
 def decoder_threads() -> list[str]:
