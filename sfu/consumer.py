@@ -54,7 +54,7 @@ LOSS_WINDOW_S = 0.5  # NACKed packets are counted over this window ...
 LOSS_BURST = 8  # ... and this many, an eighth of what was sent in it, mean congestion
 
 EstimateCallback = Callable[[int], None]
-LossCallback = Callable[[], None]
+LossCallback = Callable[[], bool]  # True: shed (False: the loss was the probe's)
 # Where an m-line's numbering stands: (sequence number, timestamp, when last sent, RTX
 # sequence number), handed from a closed consumer to the next one on the same m-line.
 Numbering = tuple[int, int, float, int]
@@ -446,9 +446,8 @@ class Consumer:
         sent = self.packets_out - sent_then
         if nacked >= LOSS_BURST and nacked * 8 >= sent and self.producer.layered:
             self._loss_window = (now, self.packets_out, 0)
-            self.shed()
-            if self._on_loss is not None:
-                self._on_loss()
+            if self._on_loss is None or self._on_loss():
+                self.shed()
 
     def _retransmit(self, out_seq: int) -> int:
         """Send ``out_seq`` again from the layer's cache; returns bytes sent (0: not had)."""

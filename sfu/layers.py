@@ -182,11 +182,18 @@ class LayerControl:
         elif falling:
             self._wake.set()  # re-allocate: the estimate may rule without a proven rate
 
-    def on_loss(self) -> None:
-        """A burst of NACKs from the subscriber: its link is losing what is sent."""
+    def on_loss(self) -> bool:
+        """A burst of NACKs from the subscriber: its link is losing what is sent. While
+        probing, the padding overfilled it: the probe ends and the videos keep their
+        layers (False). Otherwise the budget is capped below what was sent and the
+        consumer sheds its upper temporal layers at once (True)."""
+        if self._probing_since:
+            self._congested()
+            return False
         self._loss_cap = int(self.sent_rate * LOSS_CAP)
         self._loss_until = time.monotonic() + LOSS_HOLD_S
         self._congested()
+        return True
 
     def _congested(self) -> None:
         """The link shows congestion: what probes proved no longer holds."""

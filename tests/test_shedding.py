@@ -219,16 +219,20 @@ async def test_a_switch_down_ends_shedding_at_the_smaller_layers_keyframe(
     track.close()
 
 
-async def test_a_burst_of_loss_sheds_at_once_and_tells_the_layer_control(
+async def test_a_burst_of_loss_sheds_at_once_unless_it_was_the_probes(
     transceiver: RTCRtpTransceiver,
 ) -> None:
     stats = ForwardingStats()
     track = _Track(stats)
     wire = Wire()
     told: list[bool] = []
-    consumer = Consumer(
-        track, "sub", transceiver, 96, stats, layer=1, on_loss=lambda: told.append(True)
-    )
+    probing = [True]
+
+    def on_loss() -> bool:
+        told.append(True)
+        return not probing[0]  # the layer control: padding overfilled the link
+
+    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1, on_loss=on_loss)
     consumer._egress = wire.egress()
     high = Publisher(track, layer=1)
     high.picture(keyframe=True)
@@ -237,7 +241,10 @@ async def test_a_burst_of_loss_sheds_at_once_and_tells_the_layer_control(
     consumer._count_loss(3)  # a little loss is not congestion
     assert not told and not consumer.shedding
     consumer._count_loss(LOSS_BURST - 3)
-    assert told == [True] and consumer.shedding
+    assert told == [True] and not consumer.shedding  # the probe ends instead
+    probing[0] = False
+    consumer._count_loss(LOSS_BURST)
+    assert told == [True, True] and consumer.shedding
     high.picture(keyframe=True)  # not a switch: it stays shed until told otherwise
     assert consumer.shedding
     consumer.close()
