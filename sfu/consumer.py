@@ -52,6 +52,7 @@ BASE_TEMPORAL = 1  # ... that lets only the base layer's (TID 0) through
 EPOCHS_MAX = 64  # sequence-number offsets kept for NACKs while pictures are dropped
 LOSS_WINDOW_S = 0.5  # NACKed packets are counted over this window ...
 LOSS_BURST = 8  # ... and this many, an eighth of what was sent in it, mean congestion
+KEYFRAME_RETRY_S = 1.0  # a keyframe waited for this long is asked for again
 
 EstimateCallback = Callable[[int], None]
 LossCallback = Callable[[], bool]  # True: shed (False: the loss was the probe's)
@@ -104,6 +105,7 @@ class Consumer:
         self.stream: Stream | None = None  # the layer it is fed from
         self.target: Stream | None = None  # the layer it waits to switch to
         self.congested_at = 0.0  # when its queue last overflowed (monotonic)
+        self._keyframe_asked_at = 0.0  # when it last asked for the keyframe it waits for
         self._on_estimate = on_estimate
         self._on_loss = on_loss
         self._pacer = pacer  # the subscriber's (None: sent as forwarded)
@@ -203,6 +205,7 @@ class Consumer:
             self._tid_wanted = ALL_TEMPORAL
             if self._tid_limit != ALL_TEMPORAL:
                 self._want_keyframe()
+                self._keyframe_asked_at = time.monotonic()
             else:
                 self._shedding = False
 
@@ -224,6 +227,21 @@ class Consumer:
         self.target = stream
         stream.joining.append(self)
         stream.want_keyframe()
+        self._keyframe_asked_at = time.monotonic()
+
+    def nudge(self, now: float) -> None:
+        """Ask again for a keyframe waited for KEYFRAME_RETRY_S in vain (a switch, or every
+        temporal layer back): a request can be lost, and a browser ignores one that comes
+        within its own interval (libwebrtc: 300 ms per sender, all layers together)."""
+        if now - self._keyframe_asked_at < KEYFRAME_RETRY_S:
+            return
+        if self.target is not None:
+            self.target.want_keyframe()
+        elif self._tid_wanted == ALL_TEMPORAL and self._tid_limit != ALL_TEMPORAL:
+            self._want_keyframe()
+        else:
+            return
+        self._keyframe_asked_at = now
 
     def enter(self, stream: Stream) -> None:
         """Called by ``stream`` at its keyframe: from this packet on, this is our layer."""

@@ -243,6 +243,7 @@ class LayerControl:
         ):
             self._congested()
         for consumer in videos:
+            consumer.nudge(now)
             heights = [s.height for s in consumer.producer.streams]
             consumer.preferred = preferred_layer(
                 heights, self.shown.get(consumer.producer.owner_id), self.cap
@@ -299,7 +300,11 @@ class LayerControl:
             return
         videos = [c for c in self._videos() if c.producer.layered and not c.paused]
         carrier = next((c for c in videos if c.stream is not None), None)
-        if carrier is None:
+        if carrier is None or any(c.shedding for c in videos):
+            # Nothing to pad with, or the link is full: no probe now (and one under way
+            # ends, or this task would spin: a probe's period is spent padding).
+            if self._probing_since:
+                self._end_probe(now, success=False)
             return
         if not self._probing_since:
             self._probing_since = self._pad_at = now

@@ -278,3 +278,34 @@ async def test_shedding_again_much_later_still_sends_the_base_layer(
     continuous(wire.media()[-40:])
     consumer.close()
     track.close()
+
+
+async def test_a_keyframe_waited_for_in_vain_is_asked_for_again(
+    transceiver: RTCRtpTransceiver,
+) -> None:
+    """A browser ignores a keyframe request within 300 ms of another for the same sender
+    (any layer), and RTCP can be lost: a switch must not wait forever."""
+    stats = ForwardingStats()
+    track = _Track(stats)
+    wire = Wire()
+    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
+    consumer._egress = wire.egress()
+    low, high = Publisher(track, layer=0, seq=40000, picture_id=5), Publisher(track, layer=1)
+    low.picture(keyframe=True)
+    high.picture(keyframe=True)
+    await asyncio.sleep(0.35)  # past the stream's own request interval
+    consumer.switch_to(track.streams[0])
+    asked = track.keyframe_requests
+    assert asked >= 1
+    low.picture()  # no keyframe: the request went unanswered
+    consumer.nudge(time.monotonic())
+    assert track.keyframe_requests == asked  # not yet: a keyframe takes a while
+    await asyncio.sleep(0.35)
+    consumer.nudge(time.monotonic() + 1.0)
+    assert track.keyframe_requests == asked + 1
+    low.picture(keyframe=True)
+    assert consumer.layer == 0
+    consumer.nudge(time.monotonic() + 5.0)  # nothing awaited: nothing asked
+    assert track.keyframe_requests == asked + 1
+    consumer.close()
+    track.close()
