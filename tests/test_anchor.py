@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pylibsrtp
 import pytest
-from aiortc import RTCPeerConnection
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +12,7 @@ from sfu import packet as rtp
 from sfu.consumer import Consumer
 from sfu.forwarder import Source, anchor
 from sfu.stats import ForwardingStats
+from tests.sender_pair import connected_sender
 
 U16 = st.integers(0, 0xFFFF)
 U32 = st.integers(0, 0xFFFFFFFF)
@@ -71,18 +68,7 @@ async def test_a_copy_far_behind_is_dropped_not_refused_by_srtp() -> None:
     """A retransmission from before a pause maps far behind the subscriber's newest
     packet: aiortc's SRTP refuses such an index (replay window 1,024), so the consumer
     drops and counts it instead of raising on the forwarding path."""
-    publisher, subscriber = RTCPeerConnection(), RTCPeerConnection()
-    transceiver = publisher.addTransceiver("video", direction="sendonly")
-    adapter.prepare_sender(transceiver, stream_id="pub")
-    await publisher.setLocalDescription(await publisher.createOffer())
-    await subscriber.setRemoteDescription(publisher.localDescription)
-    await subscriber.setLocalDescription(await subscriber.createAnswer())
-    await publisher.setRemoteDescription(subscriber.localDescription)
-    try:
-        deadline = time.monotonic() + 10
-        while adapter.egress(transceiver.sender.transport) is None:
-            assert time.monotonic() < deadline, "the pair did not connect"
-            await asyncio.sleep(0.05)
+    async with connected_sender() as transceiver:
         stats = ForwardingStats()
         consumer = Consumer(_Track(stats), "sub", transceiver, 96, stats)
         payload = memoryview(b"\x10" + bytes(300))
@@ -104,6 +90,3 @@ async def test_a_copy_far_behind_is_dropped_not_refused_by_srtp() -> None:
         assert consumer.send(0, 1, 2200, 6_600_000, b"", payload) > 0
         assert stats.stale_packets == 2
         consumer.close()
-    finally:
-        await publisher.close()
-        await subscriber.close()

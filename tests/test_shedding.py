@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 
 from sfu import aiortc_adapter as adapter
@@ -23,6 +23,7 @@ from sfu import vp8
 from sfu.consumer import LOSS_BURST, Consumer
 from sfu.forwarder import Codec, Source
 from sfu.stats import ForwardingStats
+from tests.sender_pair import connected_sender
 
 PATTERN = (0, 2, 1, 2)  # Chromium's L1T3: temporal index of each picture in turn
 
@@ -102,20 +103,20 @@ class Wire:
 
 @pytest.fixture(name="transceiver")
 async def transceiver_fixture() -> AsyncIterator[RTCRtpTransceiver]:
-    publisher, subscriber = RTCPeerConnection(), RTCPeerConnection()
-    transceiver = publisher.addTransceiver("video", direction="sendonly")
-    adapter.prepare_sender(transceiver, stream_id="pub")
-    await publisher.setLocalDescription(await publisher.createOffer())
-    await subscriber.setRemoteDescription(publisher.localDescription)
-    await subscriber.setLocalDescription(await subscriber.createAnswer())
-    await publisher.setRemoteDescription(subscriber.localDescription)
-    deadline = time.monotonic() + 10
-    while adapter.egress(transceiver.sender.transport) is None:
-        assert time.monotonic() < deadline, "the pair did not connect"
-        await asyncio.sleep(0.05)
-    yield transceiver
-    await publisher.close()
-    await subscriber.close()
+    async with connected_sender() as transceiver:
+        yield transceiver
+
+
+def consumer_on(
+    transceiver: RTCRtpTransceiver, **options: Any
+) -> tuple[ForwardingStats, _Track, Wire, Consumer]:
+    """A consumer of a new two-layer track, on the high layer, its wire read back."""
+    stats = ForwardingStats()
+    track = _Track(stats)
+    wire = Wire()
+    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1, **options)
+    consumer._egress = wire.egress()
+    return stats, track, wire, consumer
 
 
 def numbers(packets: list[RtpPacket]) -> list[tuple[int, int, int, int]]:
@@ -141,11 +142,7 @@ def continuous(packets: list[RtpPacket]) -> None:
 async def test_shedding_sends_base_pictures_with_numbering_closed_up(
     transceiver: RTCRtpTransceiver,
 ) -> None:
-    stats = ForwardingStats()
-    track = _Track(stats)
-    wire = Wire()
-    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
-    consumer._egress = wire.egress()
+    stats, track, wire, consumer = consumer_on(transceiver)
     high = Publisher(track, layer=1)
     high.picture(keyframe=True)
     for _ in range(7):
@@ -194,11 +191,7 @@ async def test_shedding_sends_base_pictures_with_numbering_closed_up(
 async def test_a_switch_down_ends_shedding_at_the_smaller_layers_keyframe(
     transceiver: RTCRtpTransceiver,
 ) -> None:
-    stats = ForwardingStats()
-    track = _Track(stats)
-    wire = Wire()
-    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
-    consumer._egress = wire.egress()
+    stats, track, wire, consumer = consumer_on(transceiver)
     low, high = Publisher(track, layer=0, seq=40000, picture_id=5), Publisher(track, layer=1)
     high.picture(keyframe=True)
     low.picture(keyframe=True)
@@ -222,9 +215,6 @@ async def test_a_switch_down_ends_shedding_at_the_smaller_layers_keyframe(
 async def test_a_burst_of_loss_sheds_at_once_unless_it_was_the_probes(
     transceiver: RTCRtpTransceiver,
 ) -> None:
-    stats = ForwardingStats()
-    track = _Track(stats)
-    wire = Wire()
     told: list[bool] = []
     probing = [True]
 
@@ -232,8 +222,7 @@ async def test_a_burst_of_loss_sheds_at_once_unless_it_was_the_probes(
         told.append(True)
         return not probing[0]  # the layer control: padding overfilled the link
 
-    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1, on_loss=on_loss)
-    consumer._egress = wire.egress()
+    _stats, track, _wire, consumer = consumer_on(transceiver, on_loss=on_loss)
     high = Publisher(track, layer=1)
     high.picture(keyframe=True)
     for _ in range(30):
@@ -256,11 +245,7 @@ async def test_shedding_again_much_later_still_sends_the_base_layer(
 ) -> None:
     """The newest source number seen while shedding is forgotten when shedding ends: half a
     sequence-number cycle later, an old one would make every packet look late."""
-    stats = ForwardingStats()
-    track = _Track(stats)
-    wire = Wire()
-    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
-    consumer._egress = wire.egress()
+    _stats, track, wire, consumer = consumer_on(transceiver)
     high = Publisher(track, layer=1)
     high.picture(keyframe=True)
     consumer.shed()
@@ -285,11 +270,7 @@ async def test_a_keyframe_waited_for_in_vain_is_asked_for_again(
 ) -> None:
     """A browser ignores a keyframe request within 300 ms of another for the same sender
     (any layer), and RTCP can be lost: a switch must not wait forever."""
-    stats = ForwardingStats()
-    track = _Track(stats)
-    wire = Wire()
-    consumer = Consumer(track, "sub", transceiver, 96, stats, layer=1)
-    consumer._egress = wire.egress()
+    _stats, track, _wire, consumer = consumer_on(transceiver)
     low, high = Publisher(track, layer=0, seq=40000, picture_id=5), Publisher(track, layer=1)
     low.picture(keyframe=True)
     high.picture(keyframe=True)
