@@ -187,13 +187,12 @@ class LayerControl:
         probing, the padding overfilled it: the probe ends and the videos keep their
         layers (False). Otherwise the budget is capped below what was sent and the
         consumer sheds its upper temporal layers at once (True)."""
-        if self._probing_since:
-            self._congested()
-            return False
-        self._loss_cap = int(self.sent_rate * LOSS_CAP)
-        self._loss_until = time.monotonic() + LOSS_HOLD_S
-        self._congested()
-        return True
+        probing = bool(self._probing_since)
+        if not probing:
+            self._loss_cap = int(self.sent_rate * LOSS_CAP)
+            self._loss_until = time.monotonic() + LOSS_HOLD_S
+        self._congested()  # ends the probe, if any
+        return not probing
 
     def _congested(self) -> None:
         """The link shows congestion: what probes proved no longer holds."""

@@ -105,7 +105,7 @@ class Stream:
                 pass  # a truncated descriptor: forwarded as it is
             if keyframe:
                 self.height = keyframe
-            self.starts_frame = bool(payload[0] & vp8.S_BIT) and not payload[0] & vp8.PART_ID
+            self.starts_frame = vp8.starts_frame(payload)
         self.keyframe = keyframe
         if self.joining and keyframe:
             for consumer in self.joining:
