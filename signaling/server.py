@@ -210,7 +210,6 @@ class SignalingServer:
             # The session went away while the media side was being set up.
             await self.sfu.leave(room.id, participant_id)
             raise SignalError("not_joined", "the connection closed while joining")
-        others = [m for m in self.presence.people(room.id) if m is not member]
         await self.sio.enter_room(sid, room.id)
         await self.sio.emit(
             "participant_joined",
@@ -224,6 +223,11 @@ class SignalingServer:
         )  # fmt: skip
         rejoin_token, _ = self.signer.issue(room.id, grant.role, participant_id=participant_id)
         device_token, _ = self.signer.issue(room.id, "device", participant_id=participant_id)
+        late = {**(await self.controls.joined(member)), **(await self._nodes())}
+        # The roster is read after the last await: anyone who joined or left while this
+        # join awaited was announced to this session already (it is in the socket.io room),
+        # and the client replaces its roster with this list when the ack arrives.
+        others = [m for m in self.presence.people(room.id) if m is not member]
         return {
             "v": PROTOCOL_VERSION,
             "you": member.out().model_dump(),
@@ -237,8 +241,7 @@ class SignalingServer:
             "heart_rates": self.heart_rate.latest(
                 room.id, None if grant.role == "host" else participant_id
             ),
-            **(await self.controls.joined(member)),
-            **(await self._nodes()),
+            **late,
         }
 
     async def _admit(self, msg: JoinIn) -> tuple[Grant, RoomRecord]:
