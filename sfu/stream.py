@@ -128,8 +128,15 @@ class Stream:
         KEYFRAME_INTERVAL_S; requests inside the window merge into one sent by the
         first packet after it."""
         source = self.source
-        if source.kind != "video" or self.media_ssrc is None or source.closed:
+        if source.kind != "video" or source.closed:
             self.keyframe_wanted = False
+            return
+        if self.media_ssrc is None:
+            # No packet yet (a pipe just made, or a layer not started): the first one
+            # sends the request. Dropped here, a subscriber that joined a track before its
+            # first packet could wait for a keyframe for ever (aiortc's encoder makes one
+            # only when asked), as one did across a pipe on a loaded machine.
+            self.keyframe_wanted = True
             return
         now = time.monotonic()
         if now - self._last_keyframe_request < KEYFRAME_INTERVAL_S:

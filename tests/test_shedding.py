@@ -173,6 +173,9 @@ async def test_shedding_sends_base_pictures_with_numbering_closed_up(
     # Back to every picture only from a keyframe: an upper picture may refer to one
     # the subscriber never got.
     requests = track.keyframe_requests
+    # The switch's own request went with the layer's first packet, a moment ago: open
+    # the publisher's request window as the passing of time would.
+    track.streams[1]._last_keyframe_request = 0.0
     consumer.unshed()
     for _ in range(4):
         high.picture()
@@ -289,4 +292,17 @@ async def test_a_keyframe_waited_for_in_vain_is_asked_for_again(
     consumer.nudge(time.monotonic() + 5.0)  # nothing awaited: nothing asked
     assert track.keyframe_requests == asked + 1
     consumer.close()
+    track.close()
+
+
+async def test_a_keyframe_asked_for_before_the_first_packet_goes_with_that_packet() -> None:
+    """A subscriber can join a track before its first packet (a pipe just made): the
+    request waits for that packet instead of being dropped (aiortc's encoder makes a
+    keyframe only when asked, so a dropped one left the subscriber without a picture)."""
+    track = _Track(ForwardingStats())
+    low = track.streams[0]
+    low.want_keyframe()
+    assert track.keyframe_requests == 0 and low.keyframe_wanted
+    Publisher(track, layer=0).picture()
+    assert track.keyframe_requests == 1 and not low.keyframe_wanted
     track.close()
