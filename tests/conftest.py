@@ -131,6 +131,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "shared_server: the `server` fixture is one server shared by every test so marked "
         "(each test makes its own classes and waits for no one else's participants)",
     )
+    config.addinivalue_line(
+        "markers",
+        "alone: judges video as a viewer sees it (frame sizes, frame rates, freezes on a "
+        "limited link), which needs the machine's cores to itself: scripts/test runs these "
+        "after the rest, one at a time, while the rest run in parallel (pytest-xdist)",
+    )
 
 
 @pytest.fixture(scope="session")

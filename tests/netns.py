@@ -17,7 +17,7 @@ import random
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +29,26 @@ from tests.wire import Impairment, WireLink
 
 def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=20)
+
+
+def _unused(slots: int, address: Callable[[int], str]) -> int:
+    """A slot (of ``slots``) whose address no interface of the root namespace has yet.
+
+    Under pytest-xdist each worker draws from its own share of the slots, so two workers
+    making hosts at the same moment never pick the same subnet.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = slots // workers
+    taken = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=20
+    ).stdout  # fmt: skip
+    mine = list(range(worker * share, (worker + 1) * share))
+    random.shuffle(mine)
+    for slot in mine:
+        if f" {address(slot)}/" not in taken and f" {address(slot)} " not in taken:
+            return slot
+    raise RuntimeError("no free test subnet left (namespaces of an earlier run not removed?)")
 
 
 NETNS_MISSING = "network namespaces need root, iproute2 and nftables (scripts/test installs them)"
@@ -173,7 +193,7 @@ def local_address() -> Iterator[str]:
     require_netns()
     tag = f"{os.getpid() % 10000}{random.randint(0, 999)}"
     one, other = f"pr{tag}l", f"pr{tag}m"
-    address = f"203.0.113.{random.randint(1, 254)}"
+    address = f"203.0.113.{_unused(254, lambda slot: f'203.0.113.{slot + 1}') + 1}"
     _run("ip", "link", "add", one, "type", "veth", "peer", "name", other)
     try:
         _run("ip", "addr", "add", f"{address}/32", "dev", one)
@@ -209,7 +229,7 @@ def netns_host(
         pytest.skip("the wire link needs TUN devices (/dev/net/tun)")
     tag = f"{os.getpid() % 10000}{random.randint(0, 999)}"
     name, outside, inside = f"pr{tag}", f"pr{tag}a", f"pr{tag}b"
-    subnet = random.randint(0, 63) * 4
+    subnet = _unused(64, lambda slot: f"198.51.100.{slot * 4 + 1}") * 4
     gateway, address = f"198.51.100.{subnet + 1}", f"198.51.100.{subnet + 2}"
     wire: WireLink | None = None
     _run("ip", "netns", "add", name)

@@ -150,6 +150,7 @@ async def received(tab: Tab, host: Host, publisher: str, seconds: float) -> dict
 # neither Chromium nor an event loop.
 @NEEDS_NETNS
 @NEEDS_CHROMIUM
+@pytest.mark.alone
 @pytest.mark.asyncio(loop_scope="module")
 async def test_participant_on_a_slow_line_gets_the_instructors_video(
     netns_server: RunningServer, playwright: Any, tmp_path: Path

@@ -15,7 +15,7 @@ from tests.browser_fixtures import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from tests.simulcast_pages import new_peer, wait_for
 from tests.y4m import cached_clip
 
-pytestmark = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module"), pytest.mark.alone]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="camera_browser")

@@ -48,6 +48,7 @@ pytestmark = [
     pytest.mark.skipif(netns_unavailable() is not None, reason=netns_unavailable() or ""),
     NEEDS_CHROMIUM,
     pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.alone,
 ]
 
 LIMIT_KBIT = 400
@@ -77,6 +78,9 @@ async def until(tab: Tab, publisher: str, test: Any, timeout: float) -> list[Vid
 async def join_limited(tab: Tab, link: str, name: str, limit: Any) -> None:
     """Load the page at full speed (the client is ~300 KB), then limit, then join."""
     await tab.page.goto(link)
+    # Loaded means ready to join: the form shows once the page's own requests are done,
+    # which then need not cross the limited link (once, under load, 15 s were not enough).
+    await tab.page.get_by_test_id("name-input").wait_for(timeout=JOIN_TIMEOUT_MS)
     limit()
     await tab.page.get_by_test_id("name-input").fill(name)
     await tab.page.get_by_test_id("join-button").click()

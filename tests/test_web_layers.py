@@ -38,7 +38,7 @@ from tests.browser_fixtures import (
 from tests.conftest import RunningServer
 from tests.webdriver import FIREFOX, firefox, wait_for
 
-pytestmark = [*BROWSER_MODULE, pytest.mark.timeout(180)]
+pytestmark = [*BROWSER_MODULE, pytest.mark.timeout(180), pytest.mark.alone]
 
 # Whether the server takes the new `visibility` fields yet (the SFU side of issue 14
 # lands in parallel): until it does, it refuses them as bad_request.
