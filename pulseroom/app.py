@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
+from signaling.accounts_api import AccountsApi, page_link
 from signaling.cluster import Cluster, ClusterError
 from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.health import HealthApi
@@ -25,6 +26,7 @@ from signaling.tokens import TokenSigner
 from signaling.transport import ProtocolServer
 from signaling.turn import TurnIssuer
 from storage import migrations
+from storage.accounts import AccountStore
 from storage.store import Store, create_engine
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
@@ -40,6 +42,7 @@ class StartupError(Exception):
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
+ACCOUNTS = web.AppKey("accounts", AccountStore)
 SFU = web.AppKey("sfu", SfuServer)  # only with PULSEROOM_SFU_WORKERS=0
 MEDIA = web.AppKey("media", MediaBackend)
 SIGNALING = web.AppKey("signaling", SignalingServer)
@@ -93,11 +96,14 @@ def create_app(settings: Settings) -> web.Application:
     RoomsApi(
         store, media, signer, settings.public_url, hr_stats, settings.rooms_per_minute
     ).add_routes(app)
+    accounts = app[ACCOUNTS] = AccountStore(store.engine)
+    AccountsApi(accounts, secure_cookies=settings.base_url.startswith("https://")).add_routes(app)
     SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 
     app.cleanup_ctx.append(_database(store, writer))
+    app.cleanup_ctx.append(_first_run(accounts, settings.base_url))
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     return app
 
@@ -166,6 +172,24 @@ def _database(store: Store, writer: HeartRateWriter) -> CleanupContext:
         await store.engine.dispose()
 
     return database
+
+
+def _first_run(accounts: AccountStore, base_url: str) -> CleanupContext:
+    """While no admin exists, a one-time setup link for the first one, in the log."""
+
+    async def first_run(_app: web.Application) -> AsyncIterator[None]:
+        await accounts.prune()
+        if not await accounts.has_admin():
+            token = await accounts.issue_link("setup")
+            # WARNING, not INFO: it must show at any log level, once per start.
+            logger.warning(
+                "no admin yet: open %s to create one (valid 24 h, once; restart for a new"
+                " link, or run: pulseroom user add EMAIL --role admin)",
+                page_link(base_url, "setup", token),
+            )
+        yield
+
+    return first_run
 
 
 def _media_side(

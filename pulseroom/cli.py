@@ -1,4 +1,4 @@
-"""The ``pulseroom`` command: serve, migrate, bot, hr-bridge, doctor."""
+"""The ``pulseroom`` command: serve, migrate, user, bot, hr-bridge, doctor."""
 
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _user(args: argparse.Namespace) -> int:
+    from . import user_admin
+
+    return user_admin.main(_settings_or_exit(), args)
+
+
 def _bot(args: argparse.Namespace) -> int:
     from client.protocol import ClientError
 
@@ -120,6 +126,27 @@ def _hr_bridge(args: argparse.Namespace) -> int:
     return hr_bridge.main(args)
 
 
+def _add_user_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``pulseroom user add|reset|disable|enable``."""
+    user = commands.add_parser(
+        "user",
+        help="add users, print password links, disable or enable users",
+        description="Accounts from the shell, with the server's settings and database: "
+        "no mail server needed, the one-time links are printed (send them yourself).",
+    )
+    user.set_defaults(func=_user)
+    actions = user.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create a user and print their set-password link")
+    add.add_argument("email")
+    add.add_argument("--role", choices=["admin", "instructor"], required=True)
+    for name, help_text in (
+        ("reset", "print a new one-time password link (earlier ones stop working)"),
+        ("disable", "refuse the user's logins and end their sessions"),
+        ("enable", "let a disabled user log in again"),
+    ):
+        actions.add_parser(name, help=help_text).add_argument("email")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -132,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=_migrate)
+
+    _add_user_parser(commands)
 
     bot = commands.add_parser("bot", help="join a class as a participant and report what arrives")
     bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")

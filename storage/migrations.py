@@ -71,17 +71,25 @@ async def _applied(conn: AsyncConnection) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-async def pending(engine: AsyncEngine) -> list[Migration]:
-    """Migrations not yet applied."""
+async def pending(engine: AsyncEngine, target: int | None = None) -> list[Migration]:
+    """Migrations not yet applied (up to version ``target`` when given)."""
     async with engine.begin() as conn:
         done = await _applied(conn)
-    return [m for m in discover(engine.dialect.name) if m.version not in done]
+    return [
+        m
+        for m in discover(engine.dialect.name)
+        if m.version not in done and (target is None or m.version <= target)
+    ]
 
 
-async def migrate(engine: AsyncEngine) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; returns those applied."""
+async def migrate(engine: AsyncEngine, target: int | None = None) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction; returns those applied.
+
+    ``target`` stops after that version: the upgrade tests build a database as an
+    older release left it.
+    """
     applied: list[Migration] = []
-    for migration in await pending(engine):
+    for migration in await pending(engine, target):
         async with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 # Two servers starting at once must not both apply the same version.

@@ -1,0 +1,72 @@
+"""``pulseroom user add|reset|disable|enable``: accounts from the shell, no mail server needed.
+
+Same settings and database as ``pulseroom migrate`` (the schema is brought up to date
+first, so this works on a fresh data directory before the server ever ran). Links are
+printed on a line of their own, for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from signaling.accounts_api import page_link, valid_email
+from storage import migrations
+from storage.accounts import LINK_TTL, AccountError, AccountStore
+from storage.store import create_engine
+
+from .settings import Settings
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await migrations.migrate(engine)
+        return await _command(AccountStore(engine), settings.base_url, args)
+    finally:
+        await engine.dispose()
+
+
+async def _command(accounts: AccountStore, base_url: str, args: argparse.Namespace) -> int:
+    email = valid_email(args.email)
+    if email is None:
+        return _fail(f"not an email address: {args.email!r}")
+    if args.action == "add":
+        try:
+            user = await accounts.create_user(email, args.role)
+        except AccountError as exc:
+            return _fail(f"{exc.message} (pulseroom user reset EMAIL gives a new link)")
+        token = await accounts.issue_link("invite", user.id)
+        days = LINK_TTL["invite"] // 86400
+        print(f"added {user.email} ({user.role}); they set a password, once, within {days} days:")
+        print(page_link(base_url, "password", token))
+        return 0
+    found = await accounts.user_by_email(email)
+    if found is None:
+        return _fail(f"no account for {email}")
+    if args.action == "reset":
+        if found.disabled:
+            return _fail(f"{email} is disabled: pulseroom user enable {email} first")
+        token = await accounts.issue_link("reset", found.id)
+        hours = LINK_TTL["reset"] // 3600
+        print(f"new password link for {email} (once, within {hours} h; earlier links are void):")
+        print(page_link(base_url, "password", token))
+        return 0
+    disabled = args.action == "disable"
+    await accounts.set_disabled(email, disabled)
+    if disabled:
+        print(f"disabled {email}: logged out everywhere, their links are void")
+    else:
+        print(f"enabled {email}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"pulseroom user: {message}", file=sys.stderr)
+    return 1
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one ``pulseroom user`` action; 0 on success, 1 with a message on stderr."""
+    return asyncio.run(_run(settings, args))
