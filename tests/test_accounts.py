@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from signaling.login_throttle import FailureWindow
 from storage import migrations
 from storage.accounts import AccountError, AccountStore, secret_hash
 from storage.store import ProfileRecord, Store, create_engine
@@ -183,6 +184,22 @@ async def test_upgrade_to_accounts_keeps_classes_and_participants(database_url: 
         await engine.dispose()
 
 
+def test_failures_are_counted_in_a_sliding_window() -> None:
+    now = [1000.0]
+    window = FailureWindow(limit=3, window=60, clock=lambda: now[0])
+    assert [window.attempt("a") for _ in range(3)] == [0, 0, 0]
+    now[0] += 10
+    assert window.attempt("a") == 50  # until the first failure is a minute old
+    assert window.attempt("b") == 0  # keys are apart
+    window.forgive("a")  # the last attempt succeeded: two failures left
+    assert window.attempt("a") == 0
+    assert window.attempt("a") == 50
+    now[0] += 50
+    assert window.attempt("a") == 0  # the first has left the window
+    window.forgive("a", everything=True)
+    assert [window.attempt("a") for _ in range(4)] == [0, 0, 0, 60]
+
+
 # -- the server and the command line --------------------------------------------------------
 
 
@@ -273,6 +290,10 @@ def test_setup_link_login_csrf_and_logout(home: Path) -> None:
 
 def _setup_link_works_once(server: RunningServer) -> None:
     token = setup_token(server)
+    for page in ("setup", "password", "login"):
+        response = httpx.get(f"{server.url}/{page}")
+        assert response.status_code == 200 and "/static/account.js" in response.text, page
+    assert httpx.get(f"{server.url}/static/account.js").status_code == 200
     assert account_rows(server)["users"] == []
     before = account_rows(server)
     for body, says in BAD_SETUP_BODIES:

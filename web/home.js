@@ -22,14 +22,23 @@ async function readError(response) {
   return `The server could not create the class (HTTP ${response.status}).`;
 }
 
+function postRoom(title, headers = {}) {
+  return fetch('/api/rooms', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ title }),
+  });
+}
+
 async function createClass(title) {
   let response;
   try {
-    response = await fetch('/api/rooms', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ title }),
-    });
+    response = await postRoom(title);
+    // Logged in (a session cookie): a state change needs the session's CSRF token.
+    if (response.status === 403 && (await response.clone().json()).error?.code === 'csrf_failed') {
+      const me = await fetch('/api/auth/me');
+      if (me.ok) response = await postRoom(title, { 'X-CSRF-Token': (await me.json()).csrf_token });
+    }
   } catch {
     throw new Error('Could not reach the server. Check your connection and try again.');
   }

@@ -1,0 +1,86 @@
+// The account page: /setup (first admin, from the link the server logs at start),
+// /password (a one-time link from `pulseroom user add|reset`) and /login.
+// The link's token is in the fragment (#token=…), so it never reaches server logs.
+
+const page = location.pathname.replace(/\/+$/, '').split('/').pop();
+const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+// Drop the token from the address bar (and from history) once read.
+if (token) history.replaceState(null, '', location.pathname);
+
+const form = document.getElementById('account-form');
+const emailInput = document.getElementById('email-input');
+const passwordInput = document.getElementById('password-input');
+const button = document.getElementById('account-button');
+const errorText = document.getElementById('account-error');
+
+const PAGES = {
+  setup: {
+    title: 'Create the admin account',
+    lead: 'This server has no admin yet. The first account made with this link becomes its admin.',
+    button: 'Create admin',
+    email: true,
+    url: '/api/auth/setup',
+    body: () => ({ token, email: emailInput.value, password: passwordInput.value }),
+    done: (data) => [`You are the admin, logged in as ${data.email}.`, '/'],
+  },
+  password: {
+    title: 'Set your password',
+    lead: 'This link works once.',
+    button: 'Set password',
+    email: false,
+    url: '/api/auth/password',
+    body: () => ({ token, password: passwordInput.value }),
+    done: (data) => [`Password set for ${data.email}. You can log in now.`, '/login'],
+  },
+  login: {
+    title: 'Log in',
+    lead: '',
+    button: 'Log in',
+    email: true,
+    url: '/api/auth/login',
+    body: () => ({ email: emailInput.value, password: passwordInput.value }),
+    done: (data) => [`Logged in as ${data.email} (${data.role}).`, '/'],
+  },
+};
+const mode = PAGES[page] || PAGES.login;
+
+document.getElementById('account-title').textContent = mode.title;
+document.getElementById('account-lead').textContent = mode.lead;
+document.getElementById('email-field').hidden = !mode.email;
+document.getElementById('password-hint').hidden = page === 'login';
+passwordInput.autocomplete = page === 'login' ? 'current-password' : 'new-password';
+button.textContent = mode.button;
+
+function showError(message) {
+  errorText.textContent = message;
+  errorText.hidden = false;
+}
+
+if (page !== 'login' && !token) showError('This page needs the whole link, with its #token=… part.');
+
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  errorText.hidden = true;
+  button.disabled = true;
+  try {
+    const response = await fetch(mode.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(mode.body()),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      showError((data.error && data.error.message) || `The server refused (HTTP ${response.status}).`);
+      return;
+    }
+    const [text, next] = mode.done(data);
+    document.getElementById('account-done-text').textContent = text;
+    document.getElementById('account-next').href = next;
+    form.hidden = true;
+    document.getElementById('account-done').hidden = false;
+  } catch {
+    showError('Could not reach the server. Check your connection and try again.');
+  } finally {
+    button.disabled = false;
+  }
+});
