@@ -327,6 +327,19 @@ def _setup_link_works_once(server: RunningServer) -> None:
 def _login_csrf_and_logout(server: RunningServer) -> None:
     url = server.url
     assert error_code(httpx.get(f"{url}/api/auth/me"), 401) == "unauthorized"
+    before = account_rows(server)
+    for body in (
+        {"email": "amy@example.com"},
+        {"email": "amy@example.com", "password": ""},
+        {"email": "amy", "password": PASSWORD},
+        {"email": ["amy@example.com"], "password": PASSWORD},
+        {"email": "amy@example.com", "password": PASSWORD, "remember": True},
+        "amy@example.com",
+    ):
+        response = httpx.post(f"{url}/api/auth/login", json=body)
+        assert error_code(response, 400) == "bad_request", body
+        assert "set-cookie" not in response.headers
+    assert account_rows(server) == before
     for email, password in (("amy@example.com", PASSWORD + "!"), ("zed@example.com", PASSWORD)):
         response = httpx.post(f"{url}/api/auth/login", json={"email": email, "password": password})
         assert error_code(response, 401) == "bad_credentials"
