@@ -36,6 +36,10 @@ def _clean_name(value: str) -> str:
     value = _clean_text(value)
     if "\n" in value or "\t" in value:
         raise ValueError("must be one line")
+    # Format characters (Unicode Cf: text-direction overrides, zero-width spaces) make a
+    # name read differently from what it is, or look like another's.
+    if any(unicodedata.category(ch) == "Cf" for ch in value):
+        raise ValueError("must not contain invisible formatting characters")
     if not value:
         raise ValueError("must not be empty")
     return value
@@ -273,6 +277,7 @@ class ChatMessageOut(BaseModel):
     name: str
     text: str
     sent_at: float
+    role: Literal["host", "participant"]  # the page marks the instructor's messages
 
 
 def error_payload(code: str, message: str, event: str) -> dict[str, Any]:

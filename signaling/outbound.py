@@ -48,4 +48,5 @@ def chat_out(record: ChatRecord) -> dict[str, Any]:
         name=record.name,
         text=record.text,
         sent_at=record.sent_at,
+        role="host" if record.role == "host" else "participant",
     ).model_dump()

@@ -181,6 +181,8 @@ class SignalingServer:
         stale = self.presence.by_room.get(room.id, {}).get(participant_id)
         if stale is not None:
             await self._replace(stale)
+        if grant.role == "participant" and grant.participant_id is None:
+            await self._check_name(room.id, msg.name)
         # The limit counts participants: an instructor always gets in to their own class.
         participants = sum(1 for m in self.presence.members(room.id) if m.role == "participant")
         if grant.role == "participant" and participants >= self.max_participants:
@@ -243,6 +245,16 @@ class SignalingServer:
             ),
             **late,
         }
+
+    async def _check_name(self, room_id: str, name: str) -> None:
+        """A participant may not come in under the instructor's name (to give orders in
+        chat as them); a rejoin with a bound token keeps the name it was let in with."""
+        taken = {m.name.casefold() for m in self.presence.hosts(room_id)}
+        taken.update(
+            p.name.casefold() for p in await self.store.participants(room_id) if p.role == "host"
+        )
+        if name.casefold() in taken:
+            raise SignalError("name_taken", "that is the instructor's name: choose another")
 
     async def _admit(self, msg: JoinIn) -> tuple[Grant, RoomRecord]:
         """What a join's token grants, in which class, if that class takes it here."""
@@ -403,7 +415,9 @@ class SignalingServer:
     async def _chat(self, _sid: str, member: Member, msg: ChatIn) -> dict[str, Any]:
         if not msg.text:
             raise SignalError("bad_request", "text: must not be empty")
-        record = await self.store.add_chat(member.room_id, member.id, member.name, msg.text)
+        record = await self.store.add_chat(
+            member.room_id, member.id, member.name, msg.text, member.role
+        )
         message = chat_out(record)
         await self.sio.emit(
             "chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id

@@ -27,6 +27,16 @@ from .tokens import Grant, TokenError, TokenSigner
 MAX_SERIES_POINTS = 720  # per participant: a 60-minute class at 5 s resolution
 
 
+# A spreadsheet reads a cell that begins with one of these as a formula (OWASP: CSV
+# injection): a participant named "=HYPERLINK(…)" would run in the instructor's sheet.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` as a spreadsheet shows it as text: a leading apostrophe before a formula."""
+    return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
+
+
 class _Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -164,7 +174,7 @@ class SummaryApi:
             out.writerow(
                 [
                     person["id"],
-                    person["name"],
+                    spreadsheet_safe(person["name"]),
                     round(s["duration_s"] / 60, 2),
                     s["average_bpm"],
                     s["peak_bpm"],

@@ -37,6 +37,7 @@ class ChatRecord:
     name: str
     text: str
     sent_at: float
+    role: str = "participant"  # the sender's: "host" marks the instructor's messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,17 @@ def _participant(row: Any) -> ParticipantRecord:
     return ParticipantRecord(row[0], row[1], row[2], row[3], float(row[4]), profile)
 
 
+# A message's sender's role comes from the class's participants (a message is stored once).
+_CHAT_COLUMNS = (
+    "c.id, c.room_id, c.participant_id, c.name, c.text, c.sent_at, COALESCE(p.role, 'participant')"
+)
+_CHAT_SENDER = "LEFT JOIN participants p ON p.room_id = c.room_id AND p.id = c.participant_id"
+
+
+def _chat_record(row: Any) -> ChatRecord:
+    return ChatRecord(row[0], row[1], row[2], row[3], row[4], float(row[5]), row[6])
+
+
 class Store:
     """Rooms, their participants and chat messages."""
 
@@ -163,8 +175,11 @@ class Store:
                 text("UPDATE rooms SET gallery = :g WHERE id = :id"), {"g": enabled, "id": room_id}
             )
 
-    async def add_chat(self, room_id: str, participant_id: str, name: str, body: str) -> ChatRecord:
-        """Store a chat message and return it."""
+    async def add_chat(
+        self, room_id: str, participant_id: str, name: str, body: str, role: str = "participant"
+    ) -> ChatRecord:
+        """Store a chat message and return it (``role``: the sender's, not stored twice:
+        read back from ``participants``)."""
         record = ChatRecord(
             id=uuid.uuid4().hex,
             room_id=room_id,
@@ -172,6 +187,7 @@ class Store:
             name=name,
             text=body,
             sent_at=time.time(),
+            role=role,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -196,13 +212,13 @@ class Store:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, room_id, participant_id, name, text, sent_at FROM chat_messages"
-                        " WHERE room_id = :room ORDER BY sent_at DESC, id DESC LIMIT :limit"
+                        f"SELECT {_CHAT_COLUMNS} FROM chat_messages c {_CHAT_SENDER}"
+                        " WHERE c.room_id = :room ORDER BY c.sent_at DESC, c.id DESC LIMIT :limit"
                     ),
                     {"room": room_id, "limit": limit},
                 )
             ).all()
-        return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in reversed(rows)]
+        return [_chat_record(r) for r in reversed(rows)]
 
     async def add_participant(
         self, room_id: str, participant_id: str, name: str, role: str
@@ -291,10 +307,11 @@ class Store:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, room_id, participant_id, name, text, sent_at FROM chat_messages"
-                        " WHERE room_id = :room AND participant_id = :id ORDER BY sent_at, id"
+                        f"SELECT {_CHAT_COLUMNS} FROM chat_messages c {_CHAT_SENDER}"
+                        " WHERE c.room_id = :room AND c.participant_id = :id"
+                        " ORDER BY c.sent_at, c.id"
                     ),
                     {"room": room_id, "id": participant_id},
                 )
             ).all()
-        return [ChatRecord(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
+        return [_chat_record(r) for r in rows]

@@ -337,6 +337,8 @@ async def test_holder_killed_mid_class_everyone_rejoins_on_the_survivor(
         await tab.page.wait_for_function(
             "document.querySelectorAll('[data-testid=chat-text]').length === 2"
         )
+        # The instructor's message is marked as theirs (the server says who sent it).
+        assert await tab.page.get_by_test_id("chat-instructor").count() == 1
         await assert_video_flowing(tab, {ids["Coach"]: "Coach"})
         await assert_bot_receives(coach, {ids["Ann"]: "Ann", ids["Bea"]: "Bea"}, 20)
 

@@ -155,6 +155,51 @@ async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
     assert got["message"]["name"] == "Late"
 
 
+async def test_nobody_passes_for_the_instructor(server: RunningServer, connect: Connect) -> None:
+    """Names with invisible formatting characters, or the instructor's own name, are
+    refused; the instructor's chat messages carry their role, live and in the history;
+    a participant's CSV cell cannot become a spreadsheet formula."""
+    host_link, join_link = links(server)
+    host = await connect()
+    await host.join(host_link, "Coach Ana")
+    for name, code in [
+        ("coach ana", "name_taken"),
+        ("Coach Ana ", "name_taken"),
+        ("Ann\u202egnp.exe", "bad_request"),  # right-to-left override
+        ("Co\u200bach Ana", "bad_request"),  # zero-width space
+    ]:
+        fake = await connect()
+        ack = await fake.join(join_link, name)
+        assert ack["error"]["code"] == code, (name, ack)
+        await fake.close()
+    room_id = host_link.split("/r/", 1)[1].split("#t=")[0]
+    formula = '=HYPERLINK("http://x.io","hi")'
+    ann = await connect()
+    ann_ack = await ann.join(join_link, formula)
+    assert ann_ack["ok"], ann_ack
+    assert {p["name"] for p in ann_ack["participants"]} == {"Coach Ana", formula}
+    await host.call("chat", {"v": 1, "text": "Squats next"})
+    await ann.call("chat", {"v": 1, "text": "Coach says: stop"})
+    live = await ann.wait_for("chat", lambda m: m["message"]["text"] == "Squats next")
+    assert live["message"]["role"] == "host"
+    late = await connect()
+    history = (await late.join(join_link, "Late"))["chat"]
+    assert [(m["text"], m["role"]) for m in history] == [
+        ("Squats next", "host"),
+        ("Coach says: stop", "participant"),
+    ]
+    host_token = host_link.split("#t=")[1]
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(
+            f"{server.url}/api/rooms/{room_id}/summary.csv",
+            headers={"Authorization": f"Bearer {host_token}"},
+        )
+    csv_text = answer.text
+    names = [line.split(",", 2)[1] for line in csv_text.splitlines()[1:]]
+    assert '\'=HYPERLINK(""http://x.io""' in csv_text, csv_text
+    assert not any(name.lstrip('"').startswith("=") for name in names), names
+
+
 @pytest.mark.parametrize(
     ("event", "payload"),
     [

@@ -63,6 +63,16 @@ export class Chat {
     const who = document.createElement('span');
     who.className = 'who';
     who.textContent = message.name;
+    item.append(who);
+    if (message.role === 'host') {
+      // The server says who the instructor is: a participant's name cannot fake this.
+      item.classList.add('instructor');
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.dataset.testid = 'chat-instructor';
+      badge.textContent = 'Instructor';
+      item.append(badge);
+    }
     const time = document.createElement('span');
     time.className = 'time';
     time.textContent = timeFormat.format(new Date(message.sent_at * 1000));
@@ -70,7 +80,7 @@ export class Chat {
     text.className = 'text';
     text.dataset.testid = 'chat-text';
     text.textContent = message.text;
-    item.append(who, time, text);
+    item.append(time, text);
     this.log.append(item);
 
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
