@@ -16,6 +16,7 @@ from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
 from signaling.cluster import Cluster, ClusterError
 from signaling.fanout import FanoutManager, FanoutRedisManager
+from signaling.headers import add_security_headers
 from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
 from signaling.messages import MAX_SUBSCRIBE_SDP
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     # Request bodies: a class title is a few bytes; nothing needs more than this.
     app = web.Application(client_max_size=256 * 1024, middlewares=[json_errors])
     app[SETTINGS] = settings
+    add_security_headers(app, https=(settings.public_url or "").startswith("https://"))
     store = Store(create_engine(settings.effective_database_url))
     media = _media_backend(settings)
     if isinstance(media, SfuServer):

@@ -110,9 +110,15 @@ async def open_tab(
     *,
     viewport: tuple[int, int] = (1280, 800),
     init_script: str | None = None,
+    enforce_csp: bool = False,
 ) -> Tab:
     """A new context and page that record page errors and console output."""
-    context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    # Playwright's wait_for_function evaluates its text with `new Function` inside the page,
+    # which the server's Content-Security-Policy forbids (no eval): the test's own code is
+    # exempt, the page's is not (test_browser checks that the class runs under the policy).
+    context = await browser.new_context(
+        viewport={"width": viewport[0], "height": viewport[1]}, bypass_csp=not enforce_csp
+    )
     context.set_default_timeout(15_000)
     if init_script:
         await context.add_init_script(init_script)

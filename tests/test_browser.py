@@ -162,6 +162,46 @@ async def test_live_class_host_and_two_participants(
             await tab.close()
 
 
+async def test_the_class_runs_under_the_content_security_policy(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """Pages as the server sends them, policy enforced (the other tests bypass it for
+    Playwright's own waits): join, video, chat, the summary page; nothing is refused.
+    Only locator waits and page.evaluate here: Playwright's wait_for_function needs eval."""
+    room = browser_server.create_room("Strict")
+    host = await open_tab(browser, "host (CSP)", enforce_csp=True)
+    ann = await open_tab(browser, "participant (CSP)", enforce_csp=True)
+    tabs = [host, ann]
+    try:
+        joins = ((host, room["host_link"], "Coach"), (ann, room["join_link"], "Ann"))
+        for tab, link, name in joins:
+            await tab.page.goto(str(link))
+            await tab.page.get_by_test_id("name-input").fill(name)
+            await tab.page.get_by_test_id("join-button").click()
+            await tab.page.locator("body[data-state=joined]").wait_for(timeout=20_000)
+        host_id = await host.page.evaluate("window.pulseroom.you.id")
+        await tile(ann, host_id).locator("video").wait_for(timeout=10_000)
+        deadline = time.monotonic() + 15
+        while await ann.page.evaluate(
+            f"(document.querySelector('{TILE.format(host_id)} video')"
+            "?.getVideoPlaybackQuality().totalVideoFrames ?? 0) < 10"
+        ):
+            assert time.monotonic() < deadline, ann.diagnostics()
+            await asyncio.sleep(0.2)
+        await host.page.get_by_test_id("chat-input").fill("Welcome")
+        await host.page.get_by_test_id("chat-send").click()
+        await ann.page.get_by_test_id("chat-instructor").wait_for(timeout=5_000)
+        await host.page.goto(browser_server.url + "/")
+        await host.page.get_by_test_id("title-input").wait_for()
+        for tab in tabs:
+            assert not tab.errors, tab.diagnostics()
+            refused = [line for line in tab.console if "Content Security Policy" in line]
+            assert not refused, tab.diagnostics()
+    finally:
+        for tab in tabs:
+            await tab.close()
+
+
 async def test_ended_class_refuses_to_join(browser: Any, browser_server: RunningServer) -> None:
     room = browser_server.create_room("Short class")
     host = await open_tab(browser, "host")

@@ -155,6 +155,36 @@ async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
     assert got["message"]["name"] == "Late"
 
 
+async def test_every_answer_carries_the_security_headers(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Pages, files, API answers and errors: CSP without inline script, no framing, no
+    sniffing, no referrer, no version in Server; HSTS only behind an https public URL."""
+    room_id = server.create_room()["room"]["id"]
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        answers = [
+            await http.get(path)
+            for path in ("/", f"/r/{room_id}", "/static/room.js", "/api/stats", "/no-such-page")
+        ]
+    for answer in answers:
+        headers = answer.headers
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["server"] == "PulseRoom", headers["server"]
+        assert "strict-transport-security" not in headers  # the shared server is http
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 404]
+    async with (
+        loopback_server(tmp_path, PULSEROOM_PUBLIC_URL="https://class.example") as https,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        answer = await http.get(f"{https.url}/api/stats")
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
+
+
 async def test_nobody_passes_for_the_instructor(server: RunningServer, connect: Connect) -> None:
     """Names with invisible formatting characters, or the instructor's own name, are
     refused; the instructor's chat messages carry their role, live and in the history;
