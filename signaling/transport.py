@@ -14,6 +14,8 @@ from typing import Any
 
 import socketio
 
+from .socketio_compat import check_compatibility
+
 logger = logging.getLogger(__name__)
 
 # What decoding or dispatching a malformed packet raises (RecursionError: deep JSON).
@@ -22,6 +24,12 @@ MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, Recurs
 
 class ProtocolServer(socketio.AsyncServer):  # type: ignore[misc]
     """An ``AsyncServer`` that disconnects a session sending a malformed packet."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Its overrides (and fanout's) rest on python-socketio's internals: refuse to
+        # start on a release where they are not what they were written against.
+        check_compatibility()
+        super().__init__(*args, **kwargs)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
