@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def _serve(_args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
+    settings.prepare_data_dir()
     tune_for_latency()  # GC pauses were the whole p99 of a chat line (runtime/collector.py)
     banner = (
         f"PulseRoom on {settings.base_url}  (data: {settings.data_dir.resolve()}, "
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "video", "synthetic") not in ("synthetic",) and not Path(args.video).exists():
         print(f"pulseroom bot: no such file: {args.video}", file=sys.stderr)
         return 2
+    # Whatever a command writes (the data directory, SQLite's database and WAL, the
+    # heart-rate spool, the secret) is its user's alone: health data and the key to
+    # every link must not be readable by other accounts on the host.
+    os.umask(0o077)
     result: int = args.func(args)
     return result
 

@@ -6,6 +6,7 @@ SQLite under the data directory, the in-memory Socket.IO manager and no TURN.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -193,13 +194,31 @@ class Settings(BaseSettings):
         if self.secret:
             return self.secret.encode()
         path = self.data_dir / "secret"
-        if path.exists():
-            return path.read_text().strip().encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        path.write_text(value)
-        path.chmod(0o600)
-        return value.encode()
+        if not path.exists():
+            self.prepare_data_dir()
+            # Written whole and private before it has its name: no reader ever sees a
+            # partial or world-readable secret, and of two processes starting at once
+            # the first to link its file wins and the other reads that one.
+            scratch = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, secrets.token_urlsafe(32).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            with contextlib.suppress(FileExistsError):
+                os.link(scratch, path)
+            scratch.unlink()
+        return path.read_text().strip().encode()
+
+    def prepare_data_dir(self) -> None:
+        """The data directory, made private (0700): it holds the signing secret, the
+        SQLite database and the heart-rate spool. One that exists with looser modes is
+        tightened when it is ours (a volume made by a container runtime, say)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = self.data_dir.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            self.data_dir.chmod(0o700)
 
 
 def load_settings(**overrides: object) -> Settings:
