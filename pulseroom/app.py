@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
         ),
         cluster=cluster,
         relay=settings.cluster_routing == "relay",
+        join_timeout=settings.join_timeout,
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_participants: Annotated[
         int, Field(ge=2, le=1000, validation_alias="PULSEROOM_MAX_PARTICIPANTS")
     ] = 100
+    # A Socket.IO connection that has not joined a class this long after connecting is
+    # closed (it would hold a socket and memory for nothing).
+    join_timeout: Annotated[
+        float, Field(ge=1, le=300, validation_alias="PULSEROOM_JOIN_TIMEOUT")
+    ] = 10.0
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     # With REDIS_URL: every key and the Socket.IO channel start with this, so several

@@ -9,6 +9,7 @@ is held by another node has its events checked here and handled there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +32,8 @@ from .relay import Relay
 from .tokens import TokenError
 
 logger = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 10.0  # a connection that has not joined by then is closed
 
 Handler = Callable[[str, Any, Any], Awaitable[dict[str, Any]]]  # (sid, member, payload)
 Gone = Callable[[str], Awaitable[None]]  # a session's client went away
@@ -76,6 +79,7 @@ class Dispatcher:
         events: Mapping[str, Event],
         relay: Relay | None,
         on_gone: Gone,
+        join_timeout: float = JOIN_TIMEOUT_S,
     ) -> None:
         self.sio = sio
         self.presence = presence
@@ -94,7 +98,11 @@ class Dispatcher:
         for name, handler in self._handlers.items():
             sio.on(name, handler)
         sio.on("*", self.unknown_event)
+        sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
+        self._join_timeout = join_timeout
+        self._join_deadlines: dict[str, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def forget(self, sid: str) -> None:
         """A session ended: its rate limits go."""
@@ -218,10 +226,33 @@ class Dispatcher:
     def _connected(self, sid: Any) -> bool:
         return isinstance(sid, str) and bool(self.sio.manager.is_connected(sid, "/"))
 
+    async def _on_connect(self, sid: str, *_args: Any) -> None:
+        """A new connection has ``join_timeout`` seconds to join a class (here, or relayed
+        to the class's node): one that never joins would hold a socket, memory and a
+        place in the rate limits for as long as it likes."""
+        if sid not in self._join_deadlines:  # a client's own "connect" event changes nothing
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(self._join_timeout, self._join_overdue, sid)
+            self._join_deadlines[sid] = handle
+
+    def _join_overdue(self, sid: str) -> None:
+        self._join_deadlines.pop(sid, None)
+        joined = sid in self.presence.by_sid
+        relayed = self.relay is not None and self.relay.holder_of(sid) is not None
+        if joined or relayed or not self._connected(sid):
+            return
+        logger.info("session %s did not join within %g s: disconnected", sid, self._join_timeout)
+        task = asyncio.ensure_future(self.sio.disconnect(sid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _on_disconnect(self, sid: str, *_reason: Any) -> dict[str, Any] | None:
         if self.sio.manager.is_connected(sid, "/"):
             # A client's own event named "disconnect", not the real one: it must neither
             # reset the session's rate limits nor take it out of its class.
             return await self.unknown_event("disconnect", sid)
+        deadline = self._join_deadlines.pop(sid, None)
+        if deadline is not None:
+            deadline.cancel()
         await self._on_gone(sid)
         return None

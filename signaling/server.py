@@ -23,7 +23,7 @@ from telemetry.zones import Profile
 
 from .class_control import ClassControl
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
-from .dispatch import Dispatcher, Elsewhere, Event
+from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event
 from .errors import SignalError
 from .heart_rate import HeartRateRelay
 from .messages import (
@@ -58,6 +58,10 @@ from .turn import TurnIssuer
 logger = logging.getLogger(__name__)
 
 
+# An instructor on a laptop, a phone and a studio screen, with co-instructors: enough.
+MAX_HOST_SESSIONS = 5
+
+
 class SignalingServer:
     """The class-level behaviour behind the Socket.IO events of docs/protocol.md."""
 
@@ -73,6 +77,7 @@ class SignalingServer:
         turn: TurnIssuer | None = None,
         cluster: Cluster | None = None,
         relay: bool = False,
+        join_timeout: float = JOIN_TIMEOUT_S,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -101,7 +106,7 @@ class SignalingServer:
         sfu.on_room_failed = self._media_failed
         sfu.on_telemetry = self.heart_rate.receive
         self.dispatch = Dispatcher(
-            sio, self.presence, self._events(), self.relay, self._session_gone
+            sio, self.presence, self._events(), self.relay, self._session_gone, join_timeout
         )
         # The whole client→server surface (tests cover every event), and for /metrics:
         # events handled, and refusals by event and error code.
@@ -188,6 +193,12 @@ class SignalingServer:
         if grant.role == "participant" and participants >= self.max_participants:
             raise SignalError(
                 "room_full", f"this class is full ({self.max_participants} participants)"
+            )
+        # The instructor's sessions have a limit of their own: the instructor always gets
+        # in past a full class, but a leaked host link must not let in any number.
+        if grant.role == "host" and len(self.presence.hosts(room.id)) >= MAX_HOST_SESSIONS:
+            raise SignalError(
+                "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
             )
         member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
         # Counted in before the await below, so concurrent joins cannot overfill the class.

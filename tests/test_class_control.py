@@ -369,18 +369,21 @@ async def test_bad_payloads_are_refused_and_change_nothing(
 ) -> None:
     host_link, join_link = links(control_server)
     host = await connect()
-    await host.join(host_link, "Coach")
+    token = (await host.join(host_link, "Coach"))["token"]
+    # The same instructor on a new connection (it replaces the old session: instructor
+    # sessions are limited in number).
+    bound = host_link.split("#t=")[0] + f"#t={token}"
     ann = await connect()
     first = await ann.join(join_link, "Ann")
     # Refusals count against the per-session rate limit too: a fresh window every few.
     for index, (event, payload) in enumerate(BAD_PAYLOADS):
         if index and index % 5 == 0:
             host = await connect()
-            await host.join(host_link, "Coach")
+            await host.join(bound, "Coach")
         ack = await host.call(event, payload)
         refused(ack, "bad_request")
     host = await connect()
-    await host.join(host_link, "Coach")
+    await host.join(bound, "Coach")
     # Well-formed but impossible now: also refused, also no change.
     for action in ("pause", "resume", "stop"):
         refused(await send(host, "timer", {"action": action}), "bad_request")

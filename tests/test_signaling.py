@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import RunningServer, wait_for_no_participants
 from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
+from tests.waiting import until
 
 Connect = Callable[[], Any]
 
@@ -277,6 +279,43 @@ async def test_events_before_join_are_refused(server: RunningServer, connect: Co
     ]:
         ack = await client.call(event, payload)
         assert ack["error"]["code"] == "not_joined"
+
+
+async def test_a_connection_that_never_joins_is_closed(tmp_path: Path) -> None:
+    """PULSEROOM_JOIN_TIMEOUT after connecting, a session that has not joined is cut off;
+    one that joined in time stays, well past it."""
+    async with loopback_server(tmp_path, PULSEROOM_JOIN_TIMEOUT=1) as server:
+        room = await server.create_room()
+        idle, joiner = Client(server.url), Client(server.url)
+        await idle.connect()
+        await joiner.connect()
+        try:
+            assert (await joiner.join(str(room["join_link"]), "Ann"))["ok"]
+            await until(lambda: not idle.sio.connected, 5, "the idle connection is closed")
+            await asyncio.sleep(1.2)  # past the joiner's own deadline
+            assert joiner.sio.connected
+            assert (await joiner.call("chat", {"v": 1, "text": "still here"}))["ok"]
+        finally:
+            await idle.close()
+            await joiner.close()
+
+
+async def test_instructor_sessions_are_limited_too(server: RunningServer, connect: Connect) -> None:
+    """A leaked host link does not let any number of sessions in: five instructor
+    sessions at most, and a rejoin with a bound token still replaces its own."""
+    host_link, join_link = links(server)
+    hosts = [await connect() for _ in range(5)]
+    acks = [await host.join(host_link, f"Coach {i}") for i, host in enumerate(hosts)]
+    assert all(ack["ok"] for ack in acks), acks
+    extra = await connect()
+    refused = await extra.join(host_link, "Coach 5")
+    assert refused["error"]["code"] == "room_full", refused
+    room_id = host_link.split("/r/", 1)[1].split("#t=")[0]
+    bound = f"{server.url}/r/{room_id}#t={acks[0]['token']}"
+    again = await connect()
+    assert (await again.join(bound, "Coach 0"))["ok"]  # replaces its own stale session
+    participant = await connect()
+    assert (await participant.join(join_link, "Ann"))["ok"]
 
 
 async def test_only_the_host_controls_the_class(server: RunningServer, connect: Connect) -> None:
