@@ -288,6 +288,11 @@ class SignalingServer:
             raise SignalError("not_found", "the participant of this device link never joined")
         if sid in self.presence.by_sid:
             raise SignalError("already_joined", "this connection has already joined a class")
+        # One bridge per device link at a time: a second would double every reading (or a
+        # copied link would feed someone else's). A bridge retries; once the first is gone
+        # (or the server noticed its connection dead), it gets in.
+        if any(m.role == "device" for m in self.presence.acting_for(room_id, participant_id)):
+            raise SignalError("device_in_use", "another heart-rate bridge is using this link")
         member = Member(
             id=uuid.uuid4().hex[:12],
             sid=sid,

@@ -303,6 +303,21 @@ async def test_a_device_can_only_send_readings(server: RunningServer, connect: C
         assert ack["error"]["code"] == "forbidden", event
     assert ann.received["chat"] == []
 
+    # One bridge per device link at a time; the next gets in once the first is gone.
+    join = {"v": 1, "token": ann_ack["device_token"], "name": "copy", "room": room_id}
+    second = await connect()
+    assert (await second.call("join", join))["error"]["code"] == "device_in_use"
+    await device.close()
+    third = await connect()
+
+    async def third_joins() -> bool:
+        return bool((await third.call("join", join)).get("ok"))
+
+    deadline = time.monotonic() + 5
+    while not await third_joins():
+        assert time.monotonic() < deadline, "the device link stayed taken after its bridge left"
+        await asyncio.sleep(0.3)  # joins are limited to bursts of 5 per connection
+
 
 def _get(server: RunningServer, room_id: str, path: str, token: str | None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
