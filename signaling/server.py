@@ -234,8 +234,14 @@ class SignalingServer:
             "participant %s joined room %s as %s", participant_id, room.id, grant.role,
             extra={"class_id": room.id, "participant_id": participant_id, "role": grant.role},
         )  # fmt: skip
-        rejoin_token, _ = self.signer.issue(room.id, grant.role, participant_id=participant_id)
-        device_token, _ = self.signer.issue(room.id, "device", participant_id=participant_id)
+        # Both expire with the link they came from: a rejoin must not renew it, or an
+        # unended class could be re-entered for ever from one link.
+        rejoin_token, _ = self.signer.issue(
+            room.id, grant.role, participant_id=participant_id, expires_at=grant.expires_at
+        )
+        device_token, _ = self.signer.issue(
+            room.id, "device", participant_id=participant_id, expires_at=grant.expires_at
+        )
         late = {**(await self.controls.joined(member)), **(await self._nodes())}
         # The roster is read after the last await: anyone who joined or left while this
         # join awaited was announced to this session already (it is in the socket.io room),

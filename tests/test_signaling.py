@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,30 @@ async def test_expired_token_is_refused(server: RunningServer, connect: Connect)
     ack = await client.call("join", {"v": 1, "token": token, "name": "Late", "room": room_id})
     assert ack["error"]["code"] == "token_expired"
     assert "expired" in ack["error"]["message"]
+
+
+async def test_a_rejoin_token_expires_with_its_link(
+    server: RunningServer, connect: Connect
+) -> None:
+    """The bound and device tokens a join hands out expire when the link did: rejoining
+    does not renew a link (else an unended class could be re-entered for ever)."""
+    from signaling.tokens import TokenSigner
+    from tests.conftest import SHARED_SECRET
+
+    signer = TokenSigner(SHARED_SECRET.encode(), 3600)
+    room_id = str(server.create_room()["room"]["id"])  # type: ignore[index]
+    link_expiry = int(time.time()) + 90
+    token, _ = signer.issue(room_id, "participant", expires_at=link_expiry)
+    client = await connect()
+    ack = await client.call("join", {"v": 1, "token": token, "name": "Ann", "room": room_id})
+    assert ack["ok"], ack
+    for bound in (ack["token"], ack["device_token"]):
+        grant = signer.verify(bound, room_id=room_id)
+        assert grant.expires_at == link_expiry and grant.participant_id == ack["you"]["id"]
+    rejoin = await connect()
+    payload = {"v": 1, "token": ack["token"], "name": "Ann", "room": room_id}
+    again = await rejoin.call("join", payload)
+    assert signer.verify(again["token"]).expires_at == link_expiry
 
 
 async def test_chat_is_persisted_and_late_joiners_get_the_last_100(
