@@ -227,10 +227,13 @@ class ClassControl:
         return {"muted": [t.id for t in targets]}
 
     async def remove(self, _sid: str, member: Member, msg: RemoveIn) -> dict[str, Any]:
-        """``remove``: disconnect a participant, and refuse their bound token from now on."""
+        """``remove``: disconnect a participant (or another instructor session, say one
+        opened from a leaked host link), and refuse their bound token from now on."""
         target = self._target(member.room_id, msg.participant_id)
-        if target.role != "participant":
-            raise SignalError("bad_request", "only participants can be removed")
+        if target.id == member.id:
+            raise SignalError("bad_request", "you cannot remove yourself: leave instead")
+        if target.role not in ("participant", "host"):
+            raise SignalError("bad_request", "only participants and instructors can be removed")
         state = self.state(member.room_id)
         state.removed.add(target.id)
         if state.spotlight == target.id:

@@ -282,6 +282,15 @@ async def test_removed_participant_is_out_and_stays_out(
     refused(await send(host, "remove", {"participant_id": host_id}), "bad_request")
     refused(await send(host, "remove", {"participant_id": ann_id}), "not_found")
 
+    # Another instructor session (a host link that went where it should not): removed
+    # too, its bound token refused; the instructor who removed it carries on.
+    intruder = await connect()
+    intruder_ack = await intruder.join(host_link, "Not the coach")
+    assert (await send(host, "remove", {"participant_id": intruder_ack["you"]["id"]}))["ok"]
+    assert (await intruder.wait_for("error"))["code"] == "removed"
+    refused(await (await connect()).join(bound(host_link, intruder_ack), "x"), "removed")
+    assert (await send(host, "chat", {"text": "where were we"}))["ok"]
+
 
 # -- who may, and what is malformed ----------------------------------------------------
 
