@@ -187,7 +187,7 @@ def test_coturn_conf_is_hardened() -> None:
     options = {line.partition("=")[0].strip() for line in active}
     for flag in ("use-auth-secret", "fingerprint", "no-multicast-peers", "no-cli"):
         assert flag in options, flag
-    for setting in ("realm", "user-quota", "total-quota", "max-bps"):
+    for setting in ("realm", "user-quota", "total-quota", "max-bps", "bps-capacity"):
         values = [line.partition("=")[2] for line in active if line.startswith(f"{setting}=")]
         assert values and values[0].strip(), setting
     assert not any(line.startswith("static-auth-secret") for line in active), (
@@ -202,10 +202,8 @@ def test_coturn_denies_relaying_to_private_addresses() -> None:
         if line.startswith("denied-peer-ip="):
             first, _, last = line.partition("=")[2].partition("-")
             denied.append((ipaddress.ip_address(first), ipaddress.ip_address(last or first)))
-    for network in (
-        "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-        "100.64.0.0/10", "::1/128", "fc00::/7", "fe80::/10",
-    ):  # fmt: skip
+    # Every address: only allowed-peer-ip (the media server, from .env) gets through.
+    for network in ("0.0.0.0/0", "::/0"):
         net = ipaddress.ip_network(network)
         assert any(
             first.version == net.version
@@ -213,6 +211,15 @@ def test_coturn_denies_relaying_to_private_addresses() -> None:
             and net.broadcast_address <= last  # type: ignore[operator]
             for first, last in denied
         ), f"{network} is not in a denied-peer-ip range"
+
+
+def test_coturn_relays_only_to_the_media_server() -> None:
+    """compose lets exactly the media server's address(es) through coturn's deny-all."""
+    allowed = [a for a in SERVICES["coturn"]["command"] if a.startswith("--allowed-peer-ip=")]
+    assert len(allowed) == 1, SERVICES["coturn"]["command"]
+    assert variable_name(allowed[0].partition("=")[2]) == "SFU_PUBLIC_IP"
+    active, _ = _coturn_conf()
+    assert not any(line.startswith("allowed-peer-ip") for line in active)  # only from .env
 
 
 def test_coturn_documents_a_tls_listener() -> None:
