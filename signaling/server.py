@@ -186,20 +186,7 @@ class SignalingServer:
         stale = self.presence.by_room.get(room.id, {}).get(participant_id)
         if stale is not None:
             await self._replace(stale)
-        if grant.role == "participant" and grant.participant_id is None:
-            await self._check_name(room.id, msg.name)
-        # The limit counts participants: an instructor always gets in to their own class.
-        participants = sum(1 for m in self.presence.members(room.id) if m.role == "participant")
-        if grant.role == "participant" and participants >= self.max_participants:
-            raise SignalError(
-                "room_full", f"this class is full ({self.max_participants} participants)"
-            )
-        # The instructor's sessions have a limit of their own: the instructor always gets
-        # in past a full class, but a leaked host link must not let in any number.
-        if grant.role == "host" and len(self.presence.hosts(room.id)) >= MAX_HOST_SESSIONS:
-            raise SignalError(
-                "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
-            )
+        await self._check_room(room.id, grant, msg.name)
         member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
         # Counted in before the await below, so concurrent joins cannot overfill the class.
         self.presence.add(member)
@@ -234,14 +221,6 @@ class SignalingServer:
             "participant %s joined room %s as %s", participant_id, room.id, grant.role,
             extra={"class_id": room.id, "participant_id": participant_id, "role": grant.role},
         )  # fmt: skip
-        # Both expire with the link they came from: a rejoin must not renew it, or an
-        # unended class could be re-entered for ever from one link.
-        rejoin_token, _ = self.signer.issue(
-            room.id, grant.role, participant_id=participant_id, expires_at=grant.expires_at
-        )
-        device_token, _ = self.signer.issue(
-            room.id, "device", participant_id=participant_id, expires_at=grant.expires_at
-        )
         late = {**(await self.controls.joined(member)), **(await self._nodes())}
         # The roster is read after the last await: anyone who joined or left while this
         # join awaited was announced to this session already (it is in the socket.io room),
@@ -254,14 +233,41 @@ class SignalingServer:
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
-            "token": rejoin_token,
-            "device_token": device_token,
+            **self._bound_tokens(room.id, grant, participant_id),
             "profile": profile_out(profile),
             "heart_rates": self.heart_rate.latest(
                 room.id, None if grant.role == "host" else participant_id
             ),
             **late,
         }
+
+    async def _check_room(self, room_id: str, grant: Grant, name: str) -> None:
+        """Whether the class takes this joiner now: their name, and its limits."""
+        if grant.role == "participant" and grant.participant_id is None:
+            await self._check_name(room_id, name)
+        # The limit counts participants: an instructor always gets in to their own class.
+        participants = sum(1 for m in self.presence.members(room_id) if m.role == "participant")
+        if grant.role == "participant" and participants >= self.max_participants:
+            raise SignalError(
+                "room_full", f"this class is full ({self.max_participants} participants)"
+            )
+        # The instructor's sessions have a limit of their own: the instructor always gets
+        # in past a full class, but a leaked host link must not let in any number.
+        if grant.role == "host" and len(self.presence.hosts(room_id)) >= MAX_HOST_SESSIONS:
+            raise SignalError(
+                "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
+            )
+
+    def _bound_tokens(self, room_id: str, grant: Grant, participant_id: str) -> dict[str, str]:
+        """The join ack's rejoin and device tokens. Both expire with the link they came
+        from: a rejoin must not renew it, or an unended class could be re-entered for ever."""
+        issue = self.signer.issue
+        return {
+            "token": issue(room_id, grant.role, participant_id=participant_id,
+                           expires_at=grant.expires_at)[0],
+            "device_token": issue(room_id, "device", participant_id=participant_id,
+                                  expires_at=grant.expires_at)[0],
+        }  # fmt: skip
 
     async def _check_name(self, room_id: str, name: str) -> None:
         """A participant may not come in under the instructor's name (to give orders in
