@@ -252,9 +252,7 @@ DENIED_IPV4 = [
 DENIED_IPV6 = ["::1", "fd00::5", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1"]
 
 
-async def test_relays_go_to_the_media_server_only(
-    coturn: Coturn, media_address: str
-) -> None:
+async def test_relays_go_to_the_media_server_only(coturn: Coturn, media_address: str) -> None:
     credentials = coturn.issuer().issue("ann1234567890")
     user, password = credentials["username"], credentials["credential"]
     async with allocation((coturn.address, coturn.port), user, password) as (client, _, _):
