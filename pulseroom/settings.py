@@ -7,6 +7,7 @@ SQLite under the data directory, the in-memory Socket.IO manager and no TURN.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from pathlib import Path
@@ -14,6 +15,26 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAKE_A_SECRET = "generate one with `openssl rand -hex 32`"
+# 32 random bytes carry 256 bits; an estimate a little below that still takes
+# `secrets.token_urlsafe(32)` (43 characters, 6 bits each at most).
+MIN_SECRET_BITS = 240
+_SECRET_NAMES = frozenset({"PULSEROOM_SECRET", "PULSEROOM_TURN_SECRET", "secret", "turn_secret"})
+
+
+def secret_strength(value: str) -> int:
+    """Bits a secret of this length and these kinds of characters carries at most (as if
+    each character were drawn at random from every character of the kinds it uses):
+    `openssl rand -hex 32` is 331, a 30-character phrase of lower-case words ~141."""
+    kinds = (
+        (str.islower, 26),
+        (str.isupper, 26),
+        (str.isdigit, 10),
+        (lambda ch: not ch.isalnum(), 33),
+    )
+    alphabet = sum(size for test, size in kinds if any(test(ch) for ch in value))
+    return int(len(value) * math.log2(max(alphabet, 2)))
 
 
 class ConfigError(Exception):
@@ -135,6 +156,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("secret", "turn_secret")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if "change-me" in value.lower():
+            raise ValueError(f"is still the .env.example placeholder: {MAKE_A_SECRET}")
+        bits = secret_strength(value)
+        if bits < MIN_SECRET_BITS or len(set(value)) < 10:  # "abab…": long, not random
+            raise ValueError(
+                f"is too weak (about {bits} bits; 32 random bytes are 256): {MAKE_A_SECRET}"
+            )
+        return value
+
     @field_validator("sfu_stun_urls")
     @classmethod
     def _check_sfu_stun_urls(cls, value: list[str]) -> list[str]:
@@ -234,5 +269,7 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
-            lines.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+            # A secret is never echoed (not even a weak one): logs outlive the fix.
+            shown = "hidden" if name in _SECRET_NAMES else repr(error.get("input"))
+            lines.append(f"{name}: {error['msg']} (got {shown})")
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None

@@ -40,7 +40,8 @@ NEEDS_CHROMIUM = pytest.mark.skipif(
     "(the README's test command does)",
 )
 BROWSER_MODULE = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module")]
-SECRET = "browser-tests-secret-0123456789"  # so a test can sign an expired token
+# Known to the tests, so a test can sign an expired token (as strong as the app demands).
+SECRET = "a3e7c1f09b2d4e68f5a0c7b93d1e2f46b8c05a7d9e3f1b2c4d6e8a0f7b9c1d3e"
 JOIN_TIMEOUT_MS = 20_000
 TILE = '[data-testid=tile][data-participant-id="{}"]'  # a participant's tile, by id
 

@@ -19,7 +19,7 @@ import redis
 
 from tests.conftest import REDIS_URL, RunningServer, start_server, stop_server
 
-SECRET = "cluster-tests-secret-0123456789"
+SECRET = "c0b1d2e3f4a5968778695a4b3c2d1e0f9e8d7c6b5a49382716051f2e3d4c5b6a"
 
 
 @dataclass

@@ -29,7 +29,7 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # The shared server's signing secret, so a test can sign a token of its own (an expired one).
-SHARED_SECRET = "shared-server-secret-0123456789abcdef"
+SHARED_SECRET = "5f2a9c0d7e41b8a3c6f90e12d4b7a85c3e0f6d19a2b4c7e8f01d3a5b6c9e2f47"
 
 
 def free_port() -> int:

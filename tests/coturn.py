@@ -174,7 +174,7 @@ def start_coturn(
     if binary is None:
         pytest.fail("turnserver is not installed (apt-get install coturn; scripts/test does)")
     port = free_port(listen[0])
-    secret = secrets.token_urlsafe(24)
+    secret = secrets.token_hex(32)  # as self-hosters make it (the app refuses weak ones)
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"coturn-{port}.log"
     args = [

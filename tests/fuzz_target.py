@@ -31,7 +31,8 @@ from signaling.server import SignalingServer
 from tests.conftest import ROOT, RunningServer, fresh_database, start_server, stop_server
 from tests.sio_client import Client
 
-SECRET = "fuzz-secret-0123456789abcdef"  # known to the tests, so they can forge tokens
+# Known to the tests, so they can forge tokens.
+SECRET = "9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa0f1e2d3c4b5a"
 # A liveness probe: end of ICE candidates for the subscribe connection every member has.
 # It crosses the whole path (validation, presence, the SFU worker) and changes nothing.
 PROBE = ("ice", {"v": 1, "pc": "subscribe", "candidate": ""})

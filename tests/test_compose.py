@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from pulseroom.settings import Settings, load_settings
+from pulseroom.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -78,6 +79,15 @@ def test_app_environment_loads_with_the_example_values(monkeypatch: pytest.Monke
     for name in setting_aliases():
         monkeypatch.delenv(name, raising=False)
     example = env_example()
+    for name, value in APP_ENV.items():
+        monkeypatch.setenv(name, interpolate(str(value), example))
+    # As copied, the placeholders stop the app: a self-hoster must make real secrets.
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    named = set(re.findall(r"\w+", str(refused.value)))
+    assert {"PULSEROOM_SECRET", "PULSEROOM_TURN_SECRET"} <= named
+    # Made as .env.example says (`openssl rand -hex 32`), everything loads.
+    example = {k: secrets.token_hex(32) if "change-me" in v else v for k, v in example.items()}
     for name, value in APP_ENV.items():
         monkeypatch.setenv(name, interpolate(str(value), example))
     settings = load_settings()
@@ -235,3 +245,10 @@ def test_self_hosting_guide_matches_the_relay_range() -> None:
     guide = (ROOT / "docs" / "self-hosting.md").read_text()
     assert f"{values['min-port']}-{values['max-port']}" in guide
     assert values["listening-port"] in guide
+
+
+def test_the_env_file_stays_out_of_git_and_the_image() -> None:
+    """`.env` holds the secrets: the Dockerfile's COPY and a commit must not take it."""
+    for ignore in (".gitignore", ".dockerignore"):
+        lines = {line.strip() for line in (ROOT / ignore).read_text().splitlines()}
+        assert ".env" in lines, ignore

@@ -73,7 +73,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, database: str) -> Itera
             "PULSEROOM_PORT": str(port),
             "PULSEROOM_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PULSEROOM_DATA_DIR": str(tmp / "data"),
-            "PULSEROOM_SECRET": "doctor-test-signing-secret-0123456789",
+            "PULSEROOM_SECRET": "0d1c2b3a49586776a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2",
             "PULSEROOM_SFU_WORKERS": "1",
             "DATABASE_URL": database,
             "REDIS_URL": REDIS_URL,
@@ -139,8 +139,11 @@ def test_everything_right_passes(deployment: Deployment) -> None:
     assert not any(secret in out for secret in secrets_of(deployment.env))
 
 
+WRONG_TURN_SECRET = "e1d2c3b4a59687f0e1d2c3b4a59687f0notthesecretcoturnhas0123456789ab"
+
+
 def test_turn_secret_differing_from_coturns_fails(deployment: Deployment) -> None:
-    env = {**deployment.env, "PULSEROOM_TURN_SECRET": "not-the-secret-coturn-has-0123"}
+    env = {**deployment.env, "PULSEROOM_TURN_SECRET": WRONG_TURN_SECRET}
     code, results, out = run_doctor(env)
     assert code == 1
     port = deployment.coturn.port
@@ -150,7 +153,7 @@ def test_turn_secret_differing_from_coturns_fails(deployment: Deployment) -> Non
         assert results[name].status == "FAIL"
         assert "secret differs from coturn's static-auth-secret" in results[name].detail
         assert "static-auth-secret" in results[name].fix
-    assert "not-the-secret-coturn-has-0123" not in out
+    assert WRONG_TURN_SECRET not in out
 
 
 def test_coturn_down_fails(deployment: Deployment) -> None:
@@ -371,7 +374,7 @@ def test_unready_when_redis_and_turn_are_down(tmp_path: Path) -> None:
         tmp_path,
         REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0",
         PULSEROOM_TURN_URLS=json.dumps([f"turn:127.0.0.1:{free_udp_tcp_port('127.0.0.1')}"]),
-        PULSEROOM_TURN_SECRET="turn-secret-not-to-show-0123",
+        PULSEROOM_TURN_SECRET="7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2dturnsecretnottoshow0123456789",
         PULSEROOM_SFU_WORKERS="1",
     )
     try:

@@ -51,6 +51,11 @@ def test_environment_switches_to_real_services(monkeypatch: pytest.MonkeyPatch) 
         ("REDIS_URL", "http://x"),
         ("PULSEROOM_LINK_TTL", "5"),
         ("PULSEROOM_SECRET", "short"),
+        ("PULSEROOM_SECRET", "change-me-to-64-hex-characters-from-openssl"),
+        ("PULSEROOM_SECRET", "my-spin-studio-secret-2026"),
+        ("PULSEROOM_SECRET", "ab" * 40),
+        ("PULSEROOM_TURN_SECRET", "change-me-to-64-hex-characters-too"),
+        ("PULSEROOM_TURN_SECRET", "turnsecret" * 4),
         ("PULSEROOM_PUBLIC_URL", "ftp://x"),
         ("PULSEROOM_SFU_STUN_URLS", '["turn:turn.example.com"]'),
         ("PULSEROOM_TURN_URLS", '["stun:x"]'),
@@ -98,5 +103,27 @@ def test_turn_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert "PULSEROOM_TURN_SECRET" in str(err.value)
-    monkeypatch.setenv("PULSEROOM_TURN_SECRET", "s" * 32)
+    monkeypatch.setenv("PULSEROOM_TURN_SECRET", "a1b2c3d4e5f60718293a4b5c6d7e8f90" * 2)
     assert load_settings().turn_urls == ["turn:turn.example.com:3478"]
+
+
+def test_a_weak_secret_stops_the_server_and_is_not_echoed(tmp_path: Path) -> None:
+    """The .env.example placeholder or a guessable secret: `pulseroom serve` exits at
+    once saying how to make one, without printing the secret."""
+    import os
+    import subprocess
+    import sys
+
+    for name, weak in [
+        ("PULSEROOM_SECRET", "change-me-to-64-hex-characters-from-openssl"),
+        ("PULSEROOM_TURN_SECRET", "our-studio-turn-password-1"),
+    ]:
+        env = {**os.environ, "PULSEROOM_DATA_DIR": str(tmp_path), name: weak}
+        done = subprocess.run(
+            [sys.executable, "-m", "pulseroom.cli", "serve"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done
+        assert name in done.stderr and "openssl rand -hex 32" in done.stderr, done.stderr
+        assert weak not in done.stderr + done.stdout
+    assert not any(tmp_path.iterdir())  # nothing was started, nothing written
