@@ -28,7 +28,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
-from . import simulcast
+from . import candidates, simulcast
 from .backend import PeerSignal, Role, SfuError, TrackInfo
 from .consumer import Consumer, Numbering
 from .forwarder import Codec, Ingress, Producer, Source
@@ -135,7 +135,8 @@ class Participant:
         self._publish_pc = pc
         pc.on("datachannel", self._on_datachannel)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            offer = RTCSessionDescription(sdp=candidates.strip_refused(offer_sdp), type="offer")
+            await pc.setRemoteDescription(offer)
         except Exception as exc:
             self._publish_pc = None
             await pc.close()
@@ -318,6 +319,7 @@ class Participant:
         self._answer = asyncio.get_running_loop().create_future()
         await self._signal.send_offer(str(pc.localDescription.sdp), tracks)
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
+        answer = candidates.strip_refused(answer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._idle += retiring
 
@@ -378,6 +380,8 @@ class Participant:
             raise SfuError("bad_request", f"no {target} connection yet")
         if not candidate:
             return  # end of candidates: aiortc needs no marker
+        if candidates.refused_candidate(candidate):
+            return  # loopback, link-local, multicast: no client is there (sfu/candidates.py)
         text = candidate.removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)
