@@ -152,6 +152,19 @@ def test_coturn_and_app_share_the_turn_secret() -> None:
     assert "/etc/coturn/turnserver.conf" in SERVICES["coturn"]["command"]
 
 
+def test_caddy_serves_the_public_url_in_front_of_the_app() -> None:
+    """The HTTPS proxy's site is the app's public URL and its upstream the app's port."""
+    caddy = SERVICES["caddy"]
+    assert caddy["network_mode"] == "host"
+    env = caddy["environment"]
+    assert variable_name(env["SITE_ADDRESS"]) == variable_name(APP_ENV["PULSEROOM_PUBLIC_URL"])
+    assert env["UPSTREAM"] == f"{APP_ENV['PULSEROOM_HOST']}:{APP_ENV['PULSEROOM_PORT']}"
+    assert "./caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+    assert "/data" in {str(v).split(":")[1] for v in caddy["volumes"]}  # certificates kept
+    caddyfile = (ROOT / "caddy" / "Caddyfile").read_text()
+    assert "{$SITE_ADDRESS}" in caddyfile and "reverse_proxy {$UPSTREAM" in caddyfile
+
+
 def test_every_variable_has_an_example() -> None:
     used = {m[1] for m in VARIABLE.finditer(COMPOSE_TEXT)}
     assert used, "no ${VAR} found: the pattern is broken"
