@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,6 +34,7 @@ from storage.store import Store, create_engine
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
 
+from .retention import sweep as retention_sweep
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -101,12 +104,15 @@ def create_app(settings: Settings) -> web.Application:
     ).add_routes(app)
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
     AccountsApi(accounts, secure_cookies=settings.base_url.startswith("https://")).add_routes(app)
-    SummaryApi(store, HeartRateHistory(store.engine), writer, signer).add_routes(app)
+    history = HeartRateHistory(store.engine)
+    SummaryApi(store, history, writer, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 
     app.cleanup_ctx.append(_database(store, writer))
     app.cleanup_ctx.append(_first_run(accounts, settings.base_url))
+    if settings.retention_days is not None:
+        app.cleanup_ctx.append(_retention(store, history, settings.retention_days))
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     return app
 
@@ -193,6 +199,19 @@ def _first_run(accounts: AccountStore, base_url: str) -> CleanupContext:
         yield
 
     return first_run
+
+
+def _retention(store: Store, history: HeartRateHistory, days: float) -> CleanupContext:
+    """PULSEROOM_RETENTION_DAYS: classes past it are erased, at start and every hour."""
+
+    async def retention(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(retention_sweep(store, history, days), name="retention")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return retention
 
 
 def _media_side(

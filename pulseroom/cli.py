@@ -77,6 +77,20 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase(args: argparse.Namespace) -> int:
+    from .retention import erase_in
+
+    settings = _settings_or_exit()
+    erased = asyncio.run(erase_in(settings.effective_database_url, args.klass, args.participant))
+    if erased is None:
+        print(f"pulseroom erase: no class {args.klass!r}", file=sys.stderr)
+        return 1
+    who = f"participant {args.participant}" if args.participant else "everyone"
+    print(f"erased {who} in class {args.klass}: {erased.readings} heart-rate readings, "
+          f"{erased.rows} chat and participant rows")  # fmt: skip
+    return 0
+
+
 def _user(args: argparse.Namespace) -> int:
     from . import user_admin
 
@@ -161,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=_migrate)
+
+    erase = commands.add_parser(
+        "erase",
+        help="erase a class's (or one participant's) heart rate, chat and profile",
+        description="Deletes without a live token, e.g. on a participant's request by mail. "
+        "The class itself (title, times) stays. PULSEROOM_RETENTION_DAYS does this for every "
+        "class past its time.",
+    )
+    erase.add_argument("--class", dest="klass", required=True, help="the class id (…/r/ID)")
+    erase.add_argument("--participant", help="only this participant's data (their id)")
+    erase.set_defaults(func=_erase)
 
     _add_user_parser(commands)
 

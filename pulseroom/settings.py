@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_participants: Annotated[
         int, Field(ge=2, le=1000, validation_alias="PULSEROOM_MAX_PARTICIPANTS")
     ] = 100
+    # Heart rate, chat and participants of classes that ended this many days ago are
+    # erased (pulseroom/retention.py); unset keeps them.
+    retention_days: Annotated[
+        float | None, Field(ge=1, le=36500, validation_alias="PULSEROOM_RETENTION_DAYS")
+    ] = None
     # A Socket.IO connection that has not joined a class this long after connecting is
     # closed (it would hold a socket and memory for nothing).
     join_timeout: Annotated[

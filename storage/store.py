@@ -289,6 +289,31 @@ class Store:
             ).all()
         return [_participant(r) for r in rows]
 
+    async def forget_chat(self, room_id: str) -> int:
+        """Delete every chat message of a class; returns how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text("DELETE FROM chat_messages WHERE room_id = :room"), {"room": room_id}
+            )
+        return int(result.rowcount)
+
+    async def classes_before(self, cutoff: float) -> list[str]:
+        """Classes that ended (or, never ended, began) before ``cutoff`` (unix seconds)
+        and still hold participants or chat: what retention has left to erase."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id FROM rooms WHERE COALESCE(ended_at, created_at) < :cutoff"
+                        " AND (EXISTS (SELECT 1 FROM participants p WHERE p.room_id = rooms.id)"
+                        " OR EXISTS (SELECT 1 FROM chat_messages c WHERE c.room_id = rooms.id))"
+                        " ORDER BY id"
+                    ),
+                    {"cutoff": cutoff},
+                )
+            ).all()
+        return [str(r[0]) for r in rows]
+
     async def forget_participant(self, room_id: str, participant_id: str) -> int:
         """Delete a participant's profile and chat messages; returns rows deleted."""
         deleted = 0

@@ -105,8 +105,9 @@ class HeartRateHistory:
             ).scalar_one()
         return int(value)
 
-    async def delete_participant(self, room_id: str, participant_id: str) -> int:
-        """Delete one participant's readings in a class; returns how many were deleted."""
+    async def delete_participant(self, room_id: str, participant_id: str | None) -> int:
+        """Delete one participant's readings in a class (None: everyone's); returns how
+        many were deleted. On TimescaleDB the per-minute aggregate follows."""
         where, params = _where(room_id, participant_id)
         if not self._postgres:
             async with self.engine.begin() as conn:
