@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -17,8 +18,13 @@ from typing import IO, Any
 
 import aiohttp
 
+from signaling.accounts_api import CSRF_HEADER, SESSION_COOKIE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The account a bench run creates classes with: the first admin of its fresh server.
+BENCH_EMAIL = "bench@pulseroom.test"
+BENCH_PASSWORD = "bench-password-0123"
 
 
 class BenchError(Exception):
@@ -228,6 +234,8 @@ class Server:
     cpus: set[int] | None = None  # pinned from exec on (its children inherit it)
     process: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = None
+    # The bench's login here (cookie secret, CSRF token), made by the first class.
+    _login: tuple[str, str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -285,9 +293,35 @@ class Server:
             body: dict[str, Any] = await response.json()
             return body
 
+    async def _log_in(self, session: aiohttp.ClientSession) -> tuple[str, str]:
+        """Become the server's first admin by the setup link it logged at start (or log
+        in, when its data directory has that admin already): cookie secret, CSRF token.
+
+        The cookie is kept here and sent by hand: aiohttp's cookie jar ignores cookies
+        of a bare IP address such as 127.0.0.1.
+        """
+        credentials = {"email": BENCH_EMAIL, "password": BENCH_PASSWORD}
+        tokens = re.findall(r"/setup#token=([A-Za-z0-9_-]+)", self.log_tail(1 << 20))
+        attempts = [("/api/auth/setup", {"token": t, **credentials}, 201) for t in tokens[-1:]]
+        attempts.append(("/api/auth/login", credentials, 200))
+        for path, body, status in attempts:
+            async with session.post(f"{self.base_url}{path}", json=body) as response:
+                if response.status == status:
+                    csrf = str((await response.json())["csrf_token"])
+                    return response.cookies[SESSION_COOKIE].value, csrf
+                failure = f"{path} answered {response.status}: {await response.text()}"
+        raise BenchError(f"cannot log in to create classes: {failure}")
+
     async def create_room(self, session: aiohttp.ClientSession, title: str) -> dict[str, Any]:
-        """``POST /api/rooms``: host and join links."""
-        async with session.post(f"{self.base_url}/api/rooms", json={"title": title}) as response:
+        """``POST /api/rooms`` as the bench's instructor (logged in once): the links."""
+        if self._login is None:
+            self._login = await self._log_in(session)
+        secret, csrf = self._login
+        async with session.post(
+            f"{self.base_url}/api/rooms",
+            json={"title": title},
+            headers={"Cookie": f"{SESSION_COOKIE}={secret}", CSRF_HEADER: csrf},
+        ) as response:
             if response.status != 201:
                 raise BenchError(
                     f"POST /api/rooms answered {response.status}: {await response.text()}"

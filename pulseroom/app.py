@@ -16,6 +16,7 @@ from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
+from signaling.classes import ClassesApi
 from signaling.cluster import Cluster, ClusterError
 from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.headers import add_security_headers
@@ -99,9 +100,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats
-    RoomsApi(
-        store, media, signer, settings.public_url, hr_stats, settings.rooms_per_minute
-    ).add_routes(app)
+    RoomsApi(media, hr_stats).add_routes(app)
+    ClassesApi(store, signer, settings.public_url, settings.rooms_per_minute).add_routes(app)
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
     AccountsApi(accounts, secure_cookies=settings.base_url.startswith("https://")).add_routes(app)
     history = HeartRateHistory(store.engine)

@@ -1,4 +1,4 @@
-"""The ``pulseroom`` command: serve, migrate, user, bot, hr-bridge, doctor."""
+"""The ``pulseroom`` command: serve, migrate, user, class, bot, hr-bridge, doctor."""
 
 from __future__ import annotations
 
@@ -97,6 +97,12 @@ def _user(args: argparse.Namespace) -> int:
     return user_admin.main(_settings_or_exit(), args)
 
 
+def _class(args: argparse.Namespace) -> int:
+    from . import class_admin
+
+    return class_admin.main(_settings_or_exit(), args)
+
+
 def _bot(args: argparse.Namespace) -> int:
     from client.protocol import ClientError
 
@@ -163,6 +169,29 @@ def _add_user_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         actions.add_parser(name, help=help_text).add_argument("email")
 
 
+def _add_class_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``pulseroom class create``."""
+    klass = commands.add_parser(
+        "class",
+        help="create a class for an instructor and print its links",
+        description="Classes from the shell, with the server's settings, database and "
+        "secret: the links work on the running server.",
+    )
+    klass.set_defaults(func=_class)
+    actions = klass.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a class and print its two links")
+    create.add_argument("title", help="the class title (1-120 characters)")
+    create.add_argument(
+        "--instructor",
+        required=True,
+        metavar="EMAIL",
+        help="the account that owns it (an enabled instructor or admin)",
+    )
+    create.add_argument(
+        "--json", action="store_true", help='print {"host_link": ..., "join_link": ...}'
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -188,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     erase.set_defaults(func=_erase)
 
     _add_user_parser(commands)
+    _add_class_parser(commands)
 
     bot = commands.add_parser("bot", help="join a class as a participant and report what arrives")
     bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")

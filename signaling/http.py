@@ -1,4 +1,4 @@
-"""REST endpoints and the browser pages: create a class, serve the client."""
+"""REST basics and the browser pages: JSON errors, stats, serving the client."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from sfu.backend import MediaBackend
-from storage.store import Store
-
-from .messages import CreateRoomIn
-from .ratelimit import RateLimit
-from .tokens import TokenSigner
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 logger = logging.getLogger(__name__)
@@ -48,65 +42,15 @@ async def json_errors(
 
 
 class RoomsApi:
-    """``POST /api/rooms``, ``GET /api/stats`` and the static pages."""
+    """``GET /api/stats`` and the pages (creating a class: ``signaling/classes.py``)."""
 
     def __init__(
         self,
-        store: Store,
         sfu: MediaBackend,
-        signer: TokenSigner,
-        public_url: str | None,
         heart_rate_stats: Callable[[], dict[str, Any]] | None = None,
-        rooms_per_minute: int = 10,
     ) -> None:
         self.heart_rate_stats = heart_rate_stats
-        # Per client address. Behind a proxy every request shares the proxy's address:
-        # generous enough for a gym's worth of instructors, not for a script.
-        self._room_creation = RateLimit(rate=rooms_per_minute / 60, burst=rooms_per_minute)
-        self.store = store
         self.sfu = sfu
-        self.signer = signer
-        self.public_url = public_url
-
-    def link(self, request: web.Request, room_id: str, token: str) -> str:
-        """A class link: the token rides in the fragment, so it never reaches server logs.
-
-        Without a configured public URL, links use the address the request came to, so
-        a class created over the LAN gets LAN links.
-        """
-        base = self.public_url or str(request.url.origin())
-        return f"{base}/r/{room_id}#t={token}"
-
-    async def create_room(self, request: web.Request) -> web.Response:
-        """Create a class; answer with its host and join links."""
-        if not self._room_creation.allow(request.remote or "unknown"):
-            return json_error(
-                429, "rate_limited", "too many classes created: try again in a minute"
-            )
-        if request.content_type != "application/json":
-            return json_error(415, "bad_request", 'send JSON: {"title": "..."}')
-        try:
-            body: Any = await request.json()
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-            return json_error(400, "bad_request", "the body is not valid JSON")
-        try:
-            payload = CreateRoomIn.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return json_error(400, "bad_request", f"{where}: {first['msg']}")
-        room = await self.store.create_room(payload.title)
-        host_token, expires_at = self.signer.issue(room.id, "host")
-        join_token, _ = self.signer.issue(room.id, "participant")
-        return web.json_response(
-            {
-                "room": {"id": room.id, "title": room.title},
-                "host_link": self.link(request, room.id, host_token),
-                "join_link": self.link(request, room.id, join_token),
-                "expires_at": expires_at,
-            },
-            status=201,
-        )
 
     async def stats(self, _request: web.Request) -> web.Response:
         """Aggregate counters (no names, no ids)."""
@@ -131,6 +75,5 @@ class RoomsApi:
 
         app.router.add_get("/r/{room_id}", room_page)
         app.router.add_get("/r/{room_id}/summary", summary_page)
-        app.router.add_post("/api/rooms", self.create_room)
         app.router.add_get("/api/stats", self.stats)
         app.router.add_static("/static/", WEB_DIR, show_index=False)

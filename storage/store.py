@@ -25,6 +25,7 @@ class RoomRecord:
     created_at: float
     ended_at: float | None
     gallery: bool
+    owner_id: str | None = None  # the account that created it (None before accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,26 +122,28 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create_room(self, title: str) -> RoomRecord:
-        """Store a new class and return it."""
+    async def create_room(self, title: str, owner_id: str | None = None) -> RoomRecord:
+        """Store a new class (owned by the account ``owner_id``) and return it."""
         room = RoomRecord(
             id=uuid.uuid4().hex[:12],
             title=title,
             created_at=time.time(),
             ended_at=None,
             gallery=False,
+            owner_id=owner_id,
         )
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "INSERT INTO rooms (id, title, created_at, ended_at, gallery)"
-                    " VALUES (:id, :title, :created_at, NULL, :gallery)"
+                    "INSERT INTO rooms (id, title, created_at, ended_at, gallery, owner_id)"
+                    " VALUES (:id, :title, :created_at, NULL, :gallery, :owner)"
                 ),
                 {
                     "id": room.id,
                     "title": room.title,
                     "created_at": room.created_at,
                     "gallery": False,
+                    "owner": owner_id,
                 },
             )
         return room
@@ -151,14 +154,15 @@ class Store:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT id, title, created_at, ended_at, gallery FROM rooms WHERE id = :id"
+                        "SELECT id, title, created_at, ended_at, gallery, owner_id"
+                        " FROM rooms WHERE id = :id"
                     ),
                     {"id": room_id},
                 )
             ).first()
         if row is None:
             return None
-        return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]))
+        return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5])
 
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 # A hook, found by its name here: in CI (CI=true) a skipped test fails.
 from tests.ci_skips import pytest_make_collect_report, pytest_runtest_makereport
+from tests.instructor import LoggedIn
 from tests.waiting import until_sync
 
 __all__ = ["pytest_make_collect_report", "pytest_runtest_makereport"]
@@ -47,6 +48,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     data_dir: Path
+    # The test instructor's session here, opened by the first class (tests/instructor.py).
+    _instructor: LoggedIn | None = field(default=None, repr=False)
 
     def stored_rooms(self) -> int:
         """How many classes the embedded SQLite database holds."""
@@ -55,12 +58,15 @@ class RunningServer:
         with sqlite3.connect(self.data_dir / "pulseroom.db") as db:
             return int(db.execute("SELECT count(*) FROM rooms").fetchone()[0])
 
+    def instructor(self) -> LoggedIn:
+        """The test instructor logged in here (the first admin, by the setup link)."""
+        if self._instructor is None:
+            self._instructor = LoggedIn.open(self.url, self.log())
+        return self._instructor
+
     def create_room(self, title: str = "Spin class") -> dict[str, object]:
-        """POST /api/rooms and return the JSON answer."""
-        response = httpx.post(f"{self.url}/api/rooms", json={"title": title}, timeout=10)
-        response.raise_for_status()
-        data: dict[str, object] = response.json()
-        return data
+        """POST /api/rooms as the logged-in test instructor and return the JSON answer."""
+        return dict(self.instructor().create_room(title))
 
     def stats(self) -> dict[str, int]:
         """GET /api/stats."""
@@ -116,6 +122,9 @@ def start_server(tmp: Path, **env: str) -> RunningServer:
 
 def stop_server(server: RunningServer) -> None:
     """Stop the subprocess (SIGTERM, then SIGKILL)."""
+    if server._instructor is not None:
+        server._instructor.close()
+        server._instructor = None
     server.process.terminate()
     try:
         server.process.wait(timeout=10)

@@ -8,6 +8,7 @@ port, and peers made with ``tests.peers.join``: real signaling, ICE, DTLS and RT
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pulseroom.app import SFU, create_app
 from pulseroom.settings import load_settings
 from sfu.server import SfuServer
 from tests.conftest import free_port
+from tests.instructor import AsyncLoggedIn, setup_tokens
 
 
 @dataclass
@@ -29,14 +31,11 @@ class Loopback:
 
     url: str
     sfu: SfuServer
+    instructor: AsyncLoggedIn  # the test instructor's session (tests/instructor.py)
 
     async def create_room(self, title: str = "Spin class") -> dict[str, Any]:
-        """POST /api/rooms and return the JSON answer (asynchronously: the server is here)."""
-        async with httpx.AsyncClient() as client:
-            response = await client.post(f"{self.url}/api/rooms", json={"title": title})
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
+        """POST /api/rooms as the test instructor and return the JSON answer."""
+        return await self.instructor.create_room(title)
 
     async def stats(self) -> dict[str, Any]:
         """GET /api/stats."""
@@ -59,9 +58,32 @@ async def loopback_server(data_dir: Path, **settings: object) -> AsyncIterator[L
         )
     )
     runner = web.AppRunner(app)
-    await runner.setup()
+    # The setup link the server logs at start, read as a self-hoster reads the output.
+    started = _Lines()
+    logging.getLogger("pulseroom.app").addHandler(started)
+    try:
+        await runner.setup()
+    finally:
+        logging.getLogger("pulseroom.app").removeHandler(started)
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield Loopback(f"http://127.0.0.1:{port}", app[SFU])
+        url = f"http://127.0.0.1:{port}"
+        tokens = setup_tokens("\n".join(started.lines))
+        instructor = await AsyncLoggedIn.open(url, tokens[-1] if tokens else None)
+        try:
+            yield Loopback(url, app[SFU], instructor)
+        finally:
+            await instructor.aclose()
     finally:
         await runner.cleanup()
+
+
+class _Lines(logging.Handler):
+    """Keeps the messages logged while the app starts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())

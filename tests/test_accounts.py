@@ -364,8 +364,10 @@ def _login_csrf_and_logout(server: RunningServer) -> None:
         assert browser.get("/api/auth/me").status_code == 200  # still logged in
         created = browser.post("/api/rooms", json={"title": "Spin"}, headers={"X-CSRF-Token": csrf})
         assert created.status_code == 201 and server.stored_rooms() == rooms + 1
-        # Without a session cookie, anonymous class creation is as before (this slice).
-        assert httpx.post(f"{url}/api/rooms", json={"title": "Spin"}).status_code == 201
+        # Without a session cookie, no class: log in first.
+        response = httpx.post(f"{url}/api/rooms", json={"title": "Spin"})
+        assert error_code(response, 401) == "login_required"
+        assert server.stored_rooms() == rooms + 1
 
         secret = browser.cookies["pulseroom_session"]
         response = browser.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})

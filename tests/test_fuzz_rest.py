@@ -70,7 +70,8 @@ class Api:
     """A class with a joined participant (so there is data to protect), the database."""
 
     target: Target
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # anonymous
+    instructor: httpx.AsyncClient  # the test instructor's session and CSRF token
     db: Database
     room_id: str
     host_token: str
@@ -129,10 +130,16 @@ async def api(target: Target) -> AsyncIterator[Api]:
     assert (await ann.call("chat", {"v": 1, "text": "my data"}))["ok"]
     db = await Database(target.database_url).open()
     target.mark_log()
-    async with httpx.AsyncClient(base_url=target.url, timeout=30) as http:
+    async with (
+        httpx.AsyncClient(base_url=target.url, timeout=30) as http,
+        httpx.AsyncClient(
+            base_url=target.url, timeout=30, headers=target.server.instructor().headers()
+        ) as instructor,
+    ):
         yield Api(
             target,
             http,
+            instructor,
             db,
             str(room["room"]["id"]),
             token_of(str(room["host_link"])),
@@ -192,9 +199,12 @@ async def test_create_room_refuses_malformed_bodies(
     if _is_valid_create(body, content_type):
         return  # a class would rightly be created: not this test's business
     before = await api.db.snapshot()
-    response = await api.http.post(
-        "/api/rooms", content=body, headers={"content-type": content_type} if content_type else {}
-    )
+    headers = {"content-type": content_type} if content_type else {}
+    # Anonymous: refused for the missing login, whatever the body.
+    response = await api.http.post("/api/rooms", content=body, headers=headers)
+    assert response.status_code == 401
+    assert assert_api_error(response) == "login_required"
+    response = await api.instructor.post("/api/rooms", content=body, headers=headers)
     assert assert_api_error(response) == "bad_request"
     assert await api.db.snapshot() == before
 
@@ -204,7 +214,7 @@ async def test_bodies_past_the_limit_are_cut_off(api: Api) -> None:
     before = await api.db.snapshot()
     title = "x" * (300 * 1024)
     for content in (json.dumps({"title": title}).encode(), b" " * (4 * 1024 * 1024)):
-        response = await api.http.post(
+        response = await api.instructor.post(
             "/api/rooms", content=content, headers={"content-type": "application/json"}
         )
         assert response.status_code == 413
@@ -214,7 +224,7 @@ async def test_bodies_past_the_limit_are_cut_off(api: Api) -> None:
         for _ in range(64):  # 4 MiB without a Content-Length
             yield b" " * 65536
 
-    response = await api.http.post(
+    response = await api.instructor.post(
         "/api/rooms", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413

@@ -15,11 +15,9 @@ from typing import Any
 import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-import httpx
 import pytest
 
-from sfu.server import SfuServer
-from tests.loopback import loopback_server
+from tests.loopback import Loopback, loopback_server
 from tests.peers import run_bot
 
 
@@ -43,10 +41,10 @@ class CodecWatch:
 
 
 @pytest.fixture
-async def inprocess_server(tmp_path: Path) -> AsyncIterator[tuple[str, SfuServer]]:
+async def inprocess_server(tmp_path: Path) -> AsyncIterator[Loopback]:
     # In-process SFU (no workers), so this process can watch its codec factories.
     async with loopback_server(tmp_path) as server:
-        yield server.url, server.sfu
+        yield server
 
 
 def decoder_threads() -> list[str]:
@@ -55,12 +53,11 @@ def decoder_threads() -> list[str]:
 
 @pytest.mark.timeout(120)
 async def test_no_codec_is_created_while_forwarding(
-    monkeypatch: pytest.MonkeyPatch, inprocess_server: tuple[str, SfuServer]
+    monkeypatch: pytest.MonkeyPatch, inprocess_server: Loopback
 ) -> None:
-    url, sfu = inprocess_server
+    sfu = inprocess_server.sfu
     watch = CodecWatch(monkeypatch)
-    async with httpx.AsyncClient() as client:
-        room = (await client.post(f"{url}/api/rooms", json={"title": "No codecs"})).json()
+    room = await inprocess_server.create_room("No codecs")
     peers = [
         asyncio.create_task(run_bot(room["host_link"], "Coach", 10, "--gallery")),
         asyncio.create_task(run_bot(room["join_link"], "Ann", 9)),

@@ -72,11 +72,15 @@ async def test_join_attempts_are_limited_per_session(server: RunningServer) -> N
 def test_room_creation_is_limited_per_address(tmp_path: Path) -> None:
     server = start_server(tmp_path, PULSEROOM_ROOMS_PER_MINUTE="3")
     try:
+        instructor = server.instructor()
         statuses = [
-            httpx.post(f"{server.url}/api/rooms", json={"title": "x"}, timeout=10).status_code
-            for _ in range(5)
+            instructor.post("/api/rooms", json={"title": "x"}).status_code for _ in range(5)
         ]
         assert statuses == [201, 201, 201, 429, 429]
+        assert server.stored_rooms() == 3
+        # Anonymous requests are refused before they are counted: no class, no 429.
+        anonymous = httpx.post(f"{server.url}/api/rooms", json={"title": "x"}, timeout=10)
+        assert anonymous.status_code == 401
         assert server.stored_rooms() == 3
     finally:
         stop_server(server)

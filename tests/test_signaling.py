@@ -28,7 +28,7 @@ def links(server: RunningServer, title: str = "Spin") -> tuple[str, str]:
 
 
 def test_create_room_gives_signed_links(server: RunningServer) -> None:
-    response = httpx.post(f"{server.url}/api/rooms", json={"title": "  Tabata  "})
+    response = server.instructor().post("/api/rooms", json={"title": "  Tabata  "})
     assert response.status_code == 201
     body = response.json()
     assert body["room"]["title"] == "Tabata"
@@ -55,8 +55,8 @@ def test_bad_room_requests_are_refused(
     server: RunningServer, body: str, content_type: str, status: int
 ) -> None:
     before = server.stored_rooms()
-    response = httpx.post(
-        f"{server.url}/api/rooms", content=body, headers={"content-type": content_type}
+    response = server.instructor().post(
+        "/api/rooms", content=body, headers={"content-type": content_type}
     )
     assert response.status_code == status
     assert response.json()["error"]["code"] == "bad_request"
@@ -414,7 +414,7 @@ async def test_links_follow_the_public_url_when_set(tmp_path: Path) -> None:
 
 def test_links_follow_the_request_address_by_default(server: RunningServer) -> None:
     port = server.url.rsplit(":", 1)[1]
-    response = httpx.post(f"http://localhost:{port}/api/rooms", json={"title": "LAN"})
+    response = server.instructor().post(f"http://localhost:{port}/api/rooms", json={"title": "LAN"})
     assert response.json()["join_link"].startswith(f"http://localhost:{port}/r/")
 
 

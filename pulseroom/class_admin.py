@@ -1,0 +1,66 @@
+"""``pulseroom class create``: a class for an instructor, from the shell (scripts, bots).
+
+The class is stored and its links signed by ``signaling.classes.create_class``, as
+``POST /api/rooms`` does, with the server's secret (``PULSEROOM_SECRET``, else the one
+kept in the data directory) and links on ``PULSEROOM_PUBLIC_URL`` (else the listening
+address), so they work on the running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from pydantic import ValidationError
+
+from signaling.accounts_api import valid_email
+from signaling.classes import create_class, creator_refusal
+from signaling.messages import CreateRoomIn
+from signaling.tokens import TokenSigner
+from storage import migrations
+from storage.accounts import AccountStore
+from storage.store import Store, create_engine
+
+from .settings import Settings
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    try:  # the same rules as POST /api/rooms (1-120 characters, cleaned)
+        payload = CreateRoomIn.model_validate({"title": args.title})
+    except ValidationError as exc:
+        return _fail(f"title: {exc.errors()[0]['msg']}")
+    email = valid_email(args.instructor)
+    if email is None:
+        return _fail(f"not an email address: {args.instructor!r}")
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await migrations.migrate(engine)
+        user = await AccountStore(engine).user_by_email(email)
+        if user is None:
+            return _fail(f"no account for {email} (pulseroom user add {email} --role instructor)")
+        refusal = creator_refusal(user)
+        if refusal is not None:
+            return _fail(f"{email}: {refusal[2]}")
+        signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
+        created = await create_class(Store(engine), signer, settings.base_url, payload.title, user)
+    finally:
+        await engine.dispose()
+    if args.json:
+        print(json.dumps({"host_link": created["host_link"], "join_link": created["join_link"]}))
+    else:
+        print(f"class “{payload.title}” for {email}")
+        print(f"instructor link (keep it private): {created['host_link']}")
+        print(f"participant link (share this):     {created['join_link']}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"pulseroom class: {message}", file=sys.stderr)
+    return 1
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``pulseroom class create``; 0 on success, 1 with a message on stderr."""
+    return asyncio.run(_run(settings, args))

@@ -1,0 +1,113 @@
+"""Creating a class: ``POST /api/rooms`` for a logged-in instructor, and the links.
+
+``create_class`` is the one place a class is stored and its host and join links signed,
+for the REST endpoint and for ``pulseroom class create`` alike, so a link made from the
+shell is the same as one made in the browser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from storage.accounts import Role, UserRecord
+from storage.store import Store
+
+from .accounts_api import SESSION
+from .http import json_error
+from .messages import CreateRoomIn
+from .ratelimit import RateLimit
+from .tokens import TokenSigner
+
+# Who may create classes; participants' accounts only keep their own data.
+CREATORS: frozenset[Role] = frozenset({"instructor", "admin"})
+
+
+def class_link(base_url: str, room_id: str, token: str) -> str:
+    """A class link: the token rides in the fragment, so it never reaches server logs."""
+    return f"{base_url}/r/{room_id}#t={token}"
+
+
+async def create_class(
+    store: Store, signer: TokenSigner, base_url: str, title: str, owner: UserRecord
+) -> dict[str, Any]:
+    """Store a class owned by ``owner``; its description with host and join links."""
+    room = await store.create_room(title, owner_id=owner.id)
+    host_token, expires_at = signer.issue(room.id, "host")
+    join_token, _ = signer.issue(room.id, "participant")
+    return {
+        "room": {"id": room.id, "title": room.title},
+        "host_link": class_link(base_url, room.id, host_token),
+        "join_link": class_link(base_url, room.id, join_token),
+        "expires_at": expires_at,
+    }
+
+
+def creator_refusal(user: UserRecord | None) -> tuple[int, str, str] | None:
+    """Why ``user`` may not create a class (status, code, message), or None if they may."""
+    if user is None:
+        return 401, "login_required", "log in as an instructor to create a class (/login)"
+    if user.disabled:
+        return 403, "account_disabled", "this account is disabled"
+    if user.role not in CREATORS:
+        return 403, "forbidden", "only instructors and admins create classes"
+    return None
+
+
+class ClassesApi:
+    """``POST /api/rooms``: only a logged-in instructor (or admin) creates a class."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: TokenSigner,
+        public_url: str | None,
+        rooms_per_minute: int = 10,
+    ) -> None:
+        # Per client address. Behind a proxy every request shares the proxy's address:
+        # generous enough for a gym's worth of instructors, not for a script.
+        self._room_creation = RateLimit(rate=rooms_per_minute / 60, burst=rooms_per_minute)
+        self.store = store
+        self.signer = signer
+        self.public_url = public_url
+
+    def base_url(self, request: web.Request) -> str:
+        """Where links point: the public URL, else the address the request came to (so a
+        class created over the LAN gets LAN links)."""
+        return self.public_url or str(request.url.origin())
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        """Create a class; answer with its host and join links."""
+        # The session was resolved (and its CSRF token checked) by AccountsApi.csrf_guard;
+        # a disabled user's session does not resolve.
+        session = request.get(SESSION)
+        refusal = creator_refusal(None if session is None else session.user)
+        if refusal is not None:
+            return json_error(*refusal)
+        assert session is not None
+        if not self._room_creation.allow(request.remote or "unknown"):
+            return json_error(
+                429, "rate_limited", "too many classes created: try again in a minute"
+            )
+        if request.content_type != "application/json":
+            return json_error(415, "bad_request", 'send JSON: {"title": "..."}')
+        try:
+            body: Any = await request.json()
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+            return json_error(400, "bad_request", "the body is not valid JSON")
+        try:
+            payload = CreateRoomIn.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return json_error(400, "bad_request", f"{where}: {first['msg']}")
+        created = await create_class(
+            self.store, self.signer, self.base_url(request), payload.title, session.user
+        )
+        return web.json_response(created, status=201)
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the endpoint on ``app``."""
+        app.router.add_post("/api/rooms", self.create_room)
