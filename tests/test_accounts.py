@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signaling.login_throttle import FailureWindow
 from storage import migrations
@@ -163,25 +164,48 @@ async def test_upgrade_to_accounts_keeps_classes_and_participants(database_url: 
     engine = create_engine(database_url)
     try:
         assert [m.version for m in await migrations.migrate(engine, target=2)] == [1, 2]
+        # The class as that release stored it (its INSERT: no owner column yet).
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO rooms (id, title, created_at, ended_at, gallery)"
+                    " VALUES ('e345d2987fc5', 'Tuesday spin', 1796616212.5, NULL, FALSE)"
+                )
+            )
         store = Store(engine)
-        room = await store.create_room("Tuesday spin")
-        await store.add_participant(room.id, "p1", "Ann", "participant")
+        room_id = "e345d2987fc5"
+        await store.add_participant(room_id, "p1", "Ann", "participant")
         profile = ProfileRecord(age=41, max_hr=181, resting_hr=55, sex="female")
-        await store.set_profile(room.id, "p1", profile)
-        chat = await store.add_chat(room.id, "p1", "Ann", "hello")
-        await store.end_room(room.id)
-        before = await store.get_room(room.id)
+        await store.set_profile(room_id, "p1", profile)
+        chat = await store.add_chat(room_id, "p1", "Ann", "hello")
+        await store.end_room(room_id)
+        before = await _room_row(engine, room_id)
 
-        assert [m.version for m in await migrations.migrate(engine)] == [3]
-        assert await store.get_room(room.id) == before
-        [ann] = await store.participants(room.id)
+        assert [m.version for m in await migrations.migrate(engine, target=3)] == [3]
+        assert await _room_row(engine, room_id) == before
+        assert [m.version for m in await migrations.migrate(engine)] == [4]
+        room = await store.get_room(room_id)
+        assert room is not None and room.owner_id is None  # made before accounts
+        assert (room.id, room.title, room.created_at, room.ended_at, room.gallery) == before
+        [ann] = await store.participants(room_id)
         assert (ann.id, ann.name, ann.role, ann.profile) == ("p1", "Ann", "participant", profile)
-        assert await store.recent_chat(room.id) == [chat]
+        assert await store.recent_chat(room_id) == [chat]
         user = await AccountStore(engine).create_user("ann@example.com", "participant")
         assert user.role == "participant"
         assert await migrations.pending(engine) == []
     finally:
         await engine.dispose()
+
+
+async def _room_row(engine: AsyncEngine, room_id: str) -> tuple[Any, ...]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT id, title, created_at, ended_at, gallery FROM rooms WHERE id = :id"),
+                {"id": room_id},
+            )
+        ).one()
+    return (row[0], row[1], float(row[2]), row[3], bool(row[4]))
 
 
 def test_failures_are_counted_in_a_sliding_window() -> None:

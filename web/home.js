@@ -1,15 +1,67 @@
-// Home page: create a class (POST /api/rooms) and show its two links.
+// Home page: who is logged in (GET /api/auth/me); for an instructor, create a class
+// (POST /api/rooms, with the session's CSRF token) and show its two links.
 
 const form = document.getElementById('create-form');
 const titleInput = document.getElementById('title-input');
 const createButton = document.getElementById('create-button');
 const errorText = document.getElementById('create-error');
 const result = document.getElementById('result');
+const loginNeeded = document.getElementById('login-needed');
+const account = document.getElementById('account');
+
+// Roles that may create classes (docs/protocol.md, POST /api/rooms).
+const CREATORS = new Set(['instructor', 'admin']);
+let csrfToken = '';
 
 function showError(message) {
   errorText.textContent = message;
   errorText.hidden = false;
 }
+
+// Logged out (or a session that ended): say so, link to /login, hide the form.
+function showLoggedOut(text) {
+  csrfToken = '';
+  account.hidden = true;
+  form.hidden = true;
+  if (text) document.getElementById('login-needed-text').textContent = text;
+  loginNeeded.hidden = false;
+}
+
+function showAccount(me) {
+  csrfToken = me.csrf_token;
+  document.getElementById('account-email').textContent = `${me.email} (${me.role})`;
+  account.hidden = false;
+  if (CREATORS.has(me.role)) {
+    loginNeeded.hidden = true;
+    form.hidden = false;
+  } else {
+    showLoggedOut(`Logged in as ${me.email}: only instructors create classes.`);
+    account.hidden = false;
+  }
+}
+
+async function loadAccount() {
+  try {
+    const response = await fetch('/api/auth/me');
+    if (response.ok) {
+      showAccount(await response.json());
+      return;
+    }
+  } catch {
+    // the server is unreachable: the form would fail too, so show the login prompt
+  }
+  showLoggedOut();
+}
+
+document.getElementById('logout-button').addEventListener('click', async () => {
+  try {
+    await fetch('/api/auth/logout', { method: 'POST', headers: { 'X-CSRF-Token': csrfToken } });
+  } catch {
+    // offline: the page still forgets the session; the cookie ends with its expiry
+  }
+  result.hidden = true;
+  showLoggedOut('You are logged out.');
+});
 
 // The API answers errors as {"error": {"code", "message"}}; anything else is unexpected.
 async function readError(response) {
@@ -22,25 +74,21 @@ async function readError(response) {
   return `The server could not create the class (HTTP ${response.status}).`;
 }
 
-function postRoom(title, headers = {}) {
-  return fetch('/api/rooms', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ title }),
-  });
-}
-
 async function createClass(title) {
   let response;
   try {
-    response = await postRoom(title);
-    // Logged in (a session cookie): a state change needs the session's CSRF token.
-    if (response.status === 403 && (await response.clone().json()).error?.code === 'csrf_failed') {
-      const me = await fetch('/api/auth/me');
-      if (me.ok) response = await postRoom(title, { 'X-CSRF-Token': (await me.json()).csrf_token });
-    }
+    response = await fetch('/api/rooms', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'X-CSRF-Token': csrfToken },
+      body: JSON.stringify({ title }),
+    });
   } catch {
     throw new Error('Could not reach the server. Check your connection and try again.');
+  }
+  if (response.status === 401) {
+    // The session ended meanwhile (logged out elsewhere, disabled, expired).
+    showLoggedOut('Your session has ended: log in again to create a class.');
+    throw new Error('Log in again to create a class.');
   }
   if (!response.ok) throw new Error(await readError(response));
   return response.json();
@@ -103,3 +151,5 @@ for (const button of document.querySelectorAll('[data-copy]')) {
     setTimeout(() => { button.textContent = 'Copy'; }, 2000);
   });
 }
+
+loadAccount();
