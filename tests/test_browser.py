@@ -24,6 +24,8 @@ from tests.browser_fixtures import (
     screenshot,
 )
 from tests.conftest import RunningServer
+from tests.instructor import EMAIL as INSTRUCTOR_EMAIL
+from tests.instructor import PASSWORD as INSTRUCTOR_PASSWORD
 
 pytestmark = BROWSER_MODULE
 
@@ -302,10 +304,27 @@ async def test_join_without_camera_when_access_is_denied(
 
 
 async def test_home_page_creates_a_class(browser: Any, browser_server: RunningServer) -> None:
+    browser_server.instructor()  # the test instructor's account exists (the first admin)
     tab = await open_tab(browser, "home")
     page = tab.page
     try:
         await page.goto(browser_server.url + "/")
+        # Logged out: the page says so and links to the login page, not to a form.
+        await page.get_by_test_id("login-needed").wait_for(state="visible", timeout=5_000)
+        assert not await page.get_by_test_id("create-form").is_visible()
+        await page.get_by_test_id("login-link").click()
+        await page.wait_for_url(f"{browser_server.url}/login", timeout=5_000)
+        await page.get_by_test_id("email-input").fill(INSTRUCTOR_EMAIL)
+        await page.get_by_test_id("password-input").fill(INSTRUCTOR_PASSWORD)
+        await page.get_by_test_id("account-button").click()
+        await page.get_by_test_id("account-done").wait_for(state="visible", timeout=10_000)
+        await page.goto(browser_server.url + "/")
+        # Logged in: who, a way out, and the form.
+        await page.get_by_test_id("create-form").wait_for(state="visible", timeout=5_000)
+        who = await page.get_by_test_id("account-email").text_content() or ""
+        assert INSTRUCTOR_EMAIL in who
+        assert await page.get_by_test_id("logout-button").is_visible()
+        assert not await page.get_by_test_id("login-needed").is_visible()
         # The API's refusal is shown as its message.
         await page.get_by_test_id("title-input").fill("Spin\u0007class")
         await page.get_by_test_id("create-button").click()
@@ -326,6 +345,12 @@ async def test_home_page_creates_a_class(browser: Any, browser_server: RunningSe
         # The link works: the class page opens ready to join.
         response = await page.request.get(host_link.split("#")[0])
         assert response.status == 200
+        # Logging out ends the session: the login prompt is back, and so is the 401.
+        await page.get_by_test_id("logout-button").click()
+        await page.get_by_test_id("login-needed").wait_for(state="visible", timeout=5_000)
+        assert not await page.get_by_test_id("create-form").is_visible()
+        me = await page.evaluate("fetch('/api/auth/me').then((r) => r.status)")
+        assert me == 401
         assert not tab.errors, tab.diagnostics()
     finally:
         await tab.close()

@@ -74,14 +74,23 @@ async function readError(response) {
   return `The server could not create the class (HTTP ${response.status}).`;
 }
 
+function postRoom(title) {
+  return fetch('/api/rooms', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'X-CSRF-Token': csrfToken },
+    body: JSON.stringify({ title }),
+  });
+}
+
 async function createClass(title) {
   let response;
   try {
-    response = await fetch('/api/rooms', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'X-CSRF-Token': csrfToken },
-      body: JSON.stringify({ title }),
-    });
+    response = await postRoom(title);
+    // Logged in again in another tab: a new session, a new CSRF token. Ask once more.
+    if (response.status === 403 && (await response.clone().json()).error?.code === 'csrf_failed') {
+      await loadAccount();
+      if (csrfToken) response = await postRoom(title);
+    }
   } catch {
     throw new Error('Could not reach the server. Check your connection and try again.');
   }
