@@ -193,6 +193,14 @@ async def test_the_class_runs_under_the_content_security_policy(
         await host.page.get_by_test_id("chat-input").fill("Welcome")
         await host.page.get_by_test_id("chat-send").click()
         await ann.page.get_by_test_id("chat-instructor").wait_for(timeout=5_000)
+        # The home page and the login page run under the policy too: log in, then the form.
+        await host.page.goto(browser_server.url + "/")
+        await host.page.get_by_test_id("login-needed").wait_for()
+        await host.page.goto(browser_server.url + "/login")
+        await host.page.get_by_test_id("email-input").fill(INSTRUCTOR_EMAIL)
+        await host.page.get_by_test_id("password-input").fill(INSTRUCTOR_PASSWORD)
+        await host.page.get_by_test_id("account-button").click()
+        await host.page.get_by_test_id("account-done").wait_for(timeout=10_000)
         await host.page.goto(browser_server.url + "/")
         await host.page.get_by_test_id("title-input").wait_for()
         for tab in tabs:
