@@ -192,6 +192,30 @@ def _add_class_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
 
 
+def _add_bot_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``pulseroom bot LINK``."""
+    bot = commands.add_parser("bot", help="join a class as a participant and report what arrives")
+    bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")
+    bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay (default 10)")
+    bot.add_argument(
+        "--video",
+        default="synthetic",
+        help="'synthetic' (default) or a media file to publish "
+        "(VP8/Opus is sent without re-encoding)",
+    )
+    bot.add_argument("--name", default="bot", help="display name (default 'bot')")
+    bot.add_argument("--json", action="store_true", help="print the report as JSON")
+    bot.add_argument(
+        "--codec", choices=["vp8", "h264"], default="vp8", help="video codec to offer (default vp8)"
+    )
+    bot.add_argument(
+        "--gallery",
+        action="store_true",
+        help="with a host link: turn gallery mode on after joining",
+    )
+    bot.set_defaults(func=_bot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -219,26 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_user_parser(commands)
     _add_class_parser(commands)
 
-    bot = commands.add_parser("bot", help="join a class as a participant and report what arrives")
-    bot.add_argument("join_link", help="a class link (…/r/ROOM#t=TOKEN)")
-    bot.add_argument("--seconds", type=float, default=10.0, help="how long to stay (default 10)")
-    bot.add_argument(
-        "--video",
-        default="synthetic",
-        help="'synthetic' (default) or a media file to publish "
-        "(VP8/Opus is sent without re-encoding)",
-    )
-    bot.add_argument("--name", default="bot", help="display name (default 'bot')")
-    bot.add_argument("--json", action="store_true", help="print the report as JSON")
-    bot.add_argument(
-        "--codec", choices=["vp8", "h264"], default="vp8", help="video codec to offer (default vp8)"
-    )
-    bot.add_argument(
-        "--gallery",
-        action="store_true",
-        help="with a host link: turn gallery mode on after joining",
-    )
-    bot.set_defaults(func=_bot)
+    _add_bot_parser(commands)
 
     bridge = commands.add_parser(
         "hr-bridge",
