@@ -143,8 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "alone: judges video as a viewer sees it (frame sizes, frame rates, freezes on a "
-        "limited link), which needs the machine's cores to itself: scripts/test runs these "
-        "after the rest, one at a time, while the rest run in parallel (pytest-xdist)",
+        "limited link) or holds a deadline in wall time, which needs the machine's cores to "
+        "itself: scripts/test runs these after the rest, one at a time, while the rest run "
+        "in parallel (pytest-xdist)",
     )
 
 

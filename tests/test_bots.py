@@ -53,6 +53,7 @@ async def test_instructor_mode_topology(server: RunningServer) -> None:
     assert server.stats()["forwarded_packets"] > 2000
 
 
+@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
 @pytest.mark.timeout(120)
 async def test_gallery_mode_topology(tmp_path: Path) -> None:
     server = start_server(tmp_path)

@@ -465,6 +465,7 @@ def uncut(host: Host) -> None:
     )
 
 
+@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
 @pytest.mark.timeout(180)
 async def test_network_drop_of_10s_media_and_heart_rate_recover(tmp_path: Path) -> None:
     """A participant's network is gone for 10 s: no reload, media back, readings stored once."""

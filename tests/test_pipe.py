@@ -400,6 +400,7 @@ async def test_a_class_across_two_workers(split_server: RunningServer) -> None:
             await bot.stop()
 
 
+@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
 @pytest.mark.timeout(240)
 async def test_a_dead_worker_ends_the_split_class_and_only_it(split_server: RunningServer) -> None:
     server = split_server

@@ -90,6 +90,7 @@ def binomial_bound(n: int, p: float, sigmas: float = 4.5) -> tuple[float, float]
     return n * p - spread, n * p + spread
 
 
+@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
 def test_ping_through_the_wire_shows_the_configured_round_trip() -> None:
     with netns_host(link="wire", delay_ms=100) as host:
         symmetric = ping(host.address, count=40, interval=0.025)
