@@ -123,6 +123,7 @@ async def media_flowing(wire: WireLink, timeout: float = 45.0) -> bool:
     return False
 
 
+@pytest.mark.alone  # delays measured in wall time: the cores to itself
 @pytest.mark.timeout(150)
 async def test_lossy_delayed_subscriber_recovers_through_nack_and_does_not_hurt_the_others(
     open_server: RunningServer,
