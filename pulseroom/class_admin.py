@@ -21,7 +21,7 @@ from signaling.messages import CreateRoomIn
 from signaling.tokens import TokenSigner
 from storage import migrations
 from storage.accounts import AccountStore
-from storage.store import Store, create_engine
+from storage.store import Store
 
 from .settings import Settings
 
@@ -34,9 +34,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     email = valid_email(args.instructor)
     if email is None:
         return _fail(f"not an email address: {args.instructor!r}")
-    engine = create_engine(settings.effective_database_url)
-    try:
-        await migrations.migrate(engine)
+    async with migrations.migrated(settings.effective_database_url) as engine:
         user = await AccountStore(engine).user_by_email(email)
         if user is None:
             return _fail(f"no account for {email} (pulseroom user add {email} --role instructor)")
@@ -45,8 +43,6 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return _fail(f"{email}: {refusal[2]}")
         signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
         created = await create_class(Store(engine), signer, settings.base_url, payload.title, user)
-    finally:
-        await engine.dispose()
     if args.json:
         print(json.dumps({"host_link": created["host_link"], "join_link": created["join_link"]}))
     else:

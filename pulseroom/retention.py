@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from storage.migrations import migrated
 from storage.store import Store
 from telemetry.history import HeartRateHistory
 
@@ -39,12 +40,8 @@ async def erase_participant(
 
 async def erase_class(store: Store, history: HeartRateHistory, room_id: str) -> Erased:
     """Everyone's data in one class."""
-    erased = Erased(await history.delete_participant(room_id, None))
-    for person in await store.participants(room_id):
-        erased.rows += await store.forget_participant(room_id, person.id)
-    # Chat of someone with no participant row (none today; cheap to be sure).
-    erased.rows += await store.forget_chat(room_id)
-    return erased
+    readings = await history.delete_participant(room_id, None)
+    return Erased(readings, await store.forget_class(room_id))
 
 
 async def expire(
@@ -76,17 +73,10 @@ async def sweep(store: Store, history: HeartRateHistory, days: float) -> None:
 async def erase_in(database_url: str, room_id: str, participant_id: str | None) -> Erased | None:
     """``pulseroom erase``: on the database at ``database_url`` (migrated first); None
     when there is no such class."""
-    from storage import migrations
-    from storage.store import create_engine
-
-    engine = create_engine(database_url)
-    try:
-        await migrations.migrate(engine)
+    async with migrated(database_url) as engine:
         store, history = Store(engine), HeartRateHistory(engine)
         if await store.get_room(room_id) is None:
             return None
         if participant_id is None:
             return await erase_class(store, history, room_id)
         return await erase_participant(store, history, room_id, participant_id)
-    finally:
-        await engine.dispose()

@@ -14,18 +14,13 @@ import sys
 from signaling.accounts_api import page_link, valid_email
 from storage import migrations
 from storage.accounts import LINK_TTL, AccountError, AccountStore
-from storage.store import create_engine
 
 from .settings import Settings
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.effective_database_url)
-    try:
-        await migrations.migrate(engine)
+    async with migrations.migrated(settings.effective_database_url) as engine:
         return await _command(AccountStore(engine), settings.base_url, args)
-    finally:
-        await engine.dispose()
 
 
 async def _command(accounts: AccountStore, base_url: str, args: argparse.Namespace) -> int:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .store import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(postgresql|sqlite))?\.sql$")
@@ -106,3 +110,16 @@ async def migrate(engine: AsyncEngine, target: int | None = None) -> list[Migrat
             )
         applied.append(migration)
     return applied
+
+
+@asynccontextmanager
+async def migrated(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``database_url`` with the schema brought up to date, disposed after:
+    what a shell command (``pulseroom user``, ``class``, ``erase``) works on, so it also
+    works on a fresh data directory before the server ever ran."""
+    engine = create_engine(database_url)
+    try:
+        await migrate(engine)
+        yield engine
+    finally:
+        await engine.dispose()

@@ -293,13 +293,17 @@ class Store:
             ).all()
         return [_participant(r) for r in rows]
 
-    async def forget_chat(self, room_id: str) -> int:
-        """Delete every chat message of a class; returns how many."""
+    async def forget_class(self, room_id: str) -> int:
+        """Delete every participant (profiles) and chat message of a class; returns rows
+        deleted. The class itself stays."""
+        deleted = 0
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                text("DELETE FROM chat_messages WHERE room_id = :room"), {"room": room_id}
-            )
-        return int(result.rowcount)
+            for table in ("chat_messages", "participants"):
+                result = await conn.execute(
+                    text(f"DELETE FROM {table} WHERE room_id = :room"), {"room": room_id}
+                )
+                deleted += result.rowcount
+        return deleted
 
     async def classes_before(self, cutoff: float) -> list[str]:
         """Classes that ended (or, never ended, began) before ``cutoff`` (unix seconds)

@@ -216,6 +216,16 @@ def postgres_url() -> Iterator[str]:
     yield from fresh_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind the store supports: an SQLite file, then a
+    PostgreSQL database on the real server (``postgres_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'pulseroom.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
 async def connect(server: RunningServer) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     """Makes Socket.IO test clients connected to ``server``; closes them afterwards."""

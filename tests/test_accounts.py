@@ -30,14 +30,6 @@ PASSWORD = "correct horse battery"
 ACCOUNT_TABLES = ("users", "login_sessions", "one_time_links")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'pulseroom.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def accounts(database_url: str) -> AsyncIterator[AccountStore]:
     engine = create_engine(database_url)

@@ -43,14 +43,6 @@ ROWS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'pulseroom.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def history(database_url: str, tmp_path: Path) -> AsyncIterator[HeartRateHistory]:
     engine = create_engine(database_url)

@@ -22,14 +22,6 @@ from telemetry.writer import HeartRateRow, HeartRateWriter
 DAY = 86400.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'pulseroom.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def stores(database_url: str) -> AsyncIterator[tuple[Store, HeartRateHistory]]:
     engine = create_engine(database_url)

@@ -12,14 +12,6 @@ from storage import migrations
 from storage.store import Store, create_engine
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'pulseroom.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     engine = create_engine(database_url)
