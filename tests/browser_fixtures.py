@@ -32,6 +32,22 @@ CHROMIUM_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
+# The test rig's own CPU is not the product's: several browsers, their encoders and the
+# server share two cores, and Chromium's CPU adaptation then shrinks or drops the
+# publisher's layers at moments of its choosing, which no assertion about the SFU's
+# choice of layer can allow for. Publishing tabs of media-quality tests add this script:
+# each sender keeps its resolution and frame rate as configured (the encoder may still
+# drop a frame it has no time for). The product itself keeps Chromium's default.
+FIXED_ENCODER_JS = """(() => {
+  const add = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (...args) {
+    const transceiver = add.apply(this, args);
+    const params = transceiver.sender.getParameters();
+    params.degradationPreference = 'maintain-framerate-and-resolution';
+    transceiver.sender.setParameters(params).catch(() => {});
+    return transceiver;
+  };
+})();"""
 # What a module of browser tests declares: skipped without Chromium, and one event loop
 # for the module, since the browser fixture lives as long as the module.
 NEEDS_CHROMIUM = pytest.mark.skipif(

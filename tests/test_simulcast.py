@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from sfu.server import SfuServer
-from tests.browser_fixtures import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+from tests.browser_fixtures import CHROMIUM, CHROMIUM_ARGS, FIXED_ENCODER_JS, NEEDS_CHROMIUM
 from tests.simulcast_pages import new_peer, wait_for
 from tests.y4m import cached_clip
 
@@ -45,6 +45,7 @@ async def test_each_subscriber_gets_the_layer_its_view_calls_for(camera_browser:
     sfu = SfuServer()
     # wait_for_function needs eval, which the server's policy forbids (browser_fixtures).
     context = await camera_browser.new_context(bypass_csp=True)
+    await context.add_init_script(FIXED_ENCODER_JS)
     try:
         coach = await new_peer(sfu, context, "spin", "coach", "host")
         answer = await coach.publish()
@@ -92,6 +93,7 @@ async def test_a_layer_nobody_wants_is_switched_off_at_the_publisher(camera_brow
     sfu = SfuServer()
     # wait_for_function needs eval, which the server's policy forbids (browser_fixtures).
     context = await camera_browser.new_context(bypass_csp=True)
+    await context.add_init_script(FIXED_ENCODER_JS)
     try:
         coach = await new_peer(sfu, context, "yoga", "coach", "host")
         await coach.publish()
@@ -135,6 +137,7 @@ async def test_a_publisher_without_layers_works_as_before(camera_browser: Any) -
     sfu = SfuServer()
     # wait_for_function needs eval, which the server's policy forbids (browser_fixtures).
     context = await camera_browser.new_context(bypass_csp=True)
+    await context.add_init_script(FIXED_ENCODER_JS)
     try:
         coach = await new_peer(sfu, context, "pilates", "coach", "host")
         answer = await coach.publish(None)

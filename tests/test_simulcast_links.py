@@ -21,6 +21,7 @@ import pytest
 
 from tests.browser_fixtures import (
     ARTIFACTS,
+    FIXED_ENCODER_JS,
     JOIN_TIMEOUT_MS,
     NEEDS_CHROMIUM,
     TILE,
@@ -61,6 +62,17 @@ async def video_of(tab: Tab, publisher: str, seconds: float = MEASURE_S) -> Vide
     rates = [r for r in (await video_rates(tab, seconds)).values() if r.publisher == publisher]
     assert len(rates) == 1, rates
     return rates[0]
+
+
+async def received_and_sent(
+    viewer: Tab, publisher_tab: Tab, publisher: str
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """What ``viewer`` received of ``publisher``'s video and what each of its layers sent,
+    over the same MEASURE_S."""
+    received, sent = await asyncio.gather(
+        video_of(viewer, publisher), sent_rates(publisher_tab, MEASURE_S)
+    )
+    return asdict(received), sent
 
 
 async def until(tab: Tab, publisher: str, test: Any, timeout: float) -> list[VideoRate]:
@@ -105,7 +117,7 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
     studio = await launch(playwright, clip=cached_clip())
     record: dict[str, Any] = {}
     try:
-        coach = await open_tab(studio, "instructor")
+        coach = await open_tab(studio, "instructor", init_script=FIXED_ENCODER_JS)
         coach_id = await join(coach, str(room["host_link"]), "Coach Ana")
         amy = await open_tab(studio, "participant on a good link")
         await join(amy, str(room["join_link"]), "Amy")
@@ -121,8 +133,8 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
         climb = await until(amy, coach_id, settled, 60)
         record["amy_climb"] = [asdict(r) for r in climb]
         assert settled(climb[-1]), record
-        record["amy_before"] = before = asdict(await video_of(amy, coach_id))
-        record["instructor_sends"] = await sent_rates(coach, 3.0)
+        before, sends_before = await received_and_sent(amy, coach, coach_id)
+        record["amy_before"], record["instructor_sends"] = before, sends_before
         with netns_host() as host:
             slow = await launch(
                 playwright, host=host, scripts=tmp_path,
@@ -141,7 +153,8 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
                 record["amy_resettle"] = [
                     asdict(r) for r in await until(amy, coach_id, settled, 30)
                 ]
-                record["amy_after"] = after = asdict(await video_of(amy, coach_id))
+                after, sends_after = await received_and_sent(amy, coach, coach_id)
+                record["amy_after"], record["instructor_sends_after"] = after, sends_after
                 # Lifted: the slow participant goes up a layer, without freezing.
                 host.unlimit()
                 up = await until(ben, coach_id, lambda r: r.frame_height >= 360, 60)
@@ -166,9 +179,16 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
     # The slow line: the lowest layer at 15 fps or more, within its link.
     assert limited["frame_height"] <= 180 and limited["fps"] >= 15, limited
     assert limited["kbps"] < LIMIT_KBIT, limited
-    # The good link is not dragged down: 540p or better, at ≥ 90 % of its bitrate.
+    # The good link is not dragged down: 540p or better before and after; the SFU lets
+    # the instructor's top layer keep ≥ 90 % of its target (no lowest-of-all estimate
+    # reaches the encoder), and forwards ≥ 90 % of what that layer sends meanwhile.
+    # (What the encoder sends also follows the two cores' load: a third browser makes
+    # it drop frames. So the viewer's rate is held to the sender's, measured together.)
     assert before["frame_height"] >= 540 and after["frame_height"] >= 540, (before, after)
-    assert after["kbps"] >= 0.9 * before["kbps"], (before, after)
+    top_before, top_after = sends_before["f"], sends_after["f"]
+    assert top_after["target_kbps"] >= 0.9 * top_before["target_kbps"], (top_before, top_after)
+    assert after["kbps"] >= 0.9 * top_after["kbps"], (after, top_after)
+    assert before["kbps"] >= 0.9 * top_before["kbps"], (before, top_before)
     # Up a layer once the limit is lifted, with no freeze on the way.
     assert up[-1].frame_height >= 360, record["ben_unlimited"]
     assert sum(r.freezes for r in up) == 0, record["ben_unlimited"]
@@ -189,13 +209,13 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
     room = netns_server.create_room("Gallery")
     studio = await launch(playwright, clip=cached_clip())
     try:
-        coach = await open_tab(studio, "instructor")
+        coach = await open_tab(studio, "instructor", init_script=FIXED_ENCODER_JS)
         await join(coach, str(room["host_link"]), "Coach Ana")
         ids = []
         for name in ("Amy", "Ben", "Cas"):
             # The participants pick 180p ("data saver") for what they receive: four pages
             # decoding 720p would leave the two cores no time to measure anything else.
-            tab = await open_tab(studio, name, init_script=DATA_SAVER)
+            tab = await open_tab(studio, name, init_script=f"{DATA_SAVER};\n{FIXED_ENCODER_JS}")
             ids.append(await join(tab, str(room["join_link"]), name))
         for pid in ids:
             await wait_for_video(coach, pid, timeout=30)
