@@ -17,6 +17,7 @@ from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
 from signaling.classes import ClassesApi
+from signaling.client_address import ClientAddress, ConnectionCap
 from signaling.cluster import Cluster, ClusterError
 from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.headers import add_security_headers
@@ -64,7 +65,11 @@ def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
 def create_app(settings: Settings) -> web.Application:
     """A ready-to-run aiohttp application for ``settings``."""
     # Request bodies: a class title is a few bytes; nothing needs more than this.
-    app = web.Application(client_max_size=256 * 1024, middlewares=[json_errors])
+    # Outermost, the client's address behind a trusted proxy (signaling/client_address.py).
+    client_address = ClientAddress(settings.trusted_proxies)
+    app = web.Application(
+        client_max_size=256 * 1024, middlewares=[client_address.middleware, json_errors]
+    )
     app[SETTINGS] = settings
     add_security_headers(app, https=(settings.public_url or "").startswith("https://"))
     store = Store(create_engine(settings.effective_database_url))
@@ -97,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
         cluster=cluster,
         relay=settings.cluster_routing == "relay",
         join_timeout=settings.join_timeout,
+        connection_cap=ConnectionCap(settings.max_connections_per_address),
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats

@@ -7,6 +7,7 @@ SQLite under the data directory, the in-memory Socket.IO manager and no TURN.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import secrets
@@ -67,6 +68,15 @@ class Settings(BaseSettings):
     join_timeout: Annotated[
         float, Field(ge=1, le=300, validation_alias="PULSEROOM_JOIN_TIMEOUT")
     ] = 10.0
+    # Behind a reverse proxy: its address(es) or ranges, e.g. ["127.0.0.1", "::1"]. Only
+    # requests from these have their X-Forwarded-For believed (the client's address for
+    # rate limits and the connection cap); unset, no header is.
+    trusted_proxies: Annotated[list[str], Field(validation_alias="PULSEROOM_TRUSTED_PROXIES")] = []
+    # Live Socket.IO connections one client address may hold (a gym's class may share
+    # one NAT address: keep it above the class size).
+    max_connections_per_address: Annotated[
+        int, Field(ge=1, le=100_000, validation_alias="PULSEROOM_MAX_CONNECTIONS_PER_ADDRESS")
+    ] = 200
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
     # With REDIS_URL: every key and the Socket.IO channel start with this, so several
@@ -181,6 +191,16 @@ class Settings(BaseSettings):
         for url in value:
             if not url.startswith("stun:"):
                 raise ValueError(f"{url!r}: the SFU takes stun: URLs only")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or range") from None
         return value
 
     @field_validator("turn_urls")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from runtime.logs import set_log_context
 from sfu.backend import SfuError
 
+from .client_address import ConnectionCap
 from .cluster import Moved
 from .errors import SignalError
 from .messages import error_payload
@@ -34,6 +35,7 @@ from .tokens import TokenError
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 10.0  # a connection that has not joined by then is closed
+DEFAULT_CONNECTIONS_PER_ADDRESS = 200  # a gym's whole class may share one NAT address
 
 Handler = Callable[[str, Any, Any], Awaitable[dict[str, Any]]]  # (sid, member, payload)
 Gone = Callable[[str], Awaitable[None]]  # a session's client went away
@@ -80,6 +82,7 @@ class Dispatcher:
         relay: Relay | None,
         on_gone: Gone,
         join_timeout: float = JOIN_TIMEOUT_S,
+        connection_cap: ConnectionCap | None = None,
     ) -> None:
         self.sio = sio
         self.presence = presence
@@ -101,6 +104,7 @@ class Dispatcher:
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         self._join_timeout = join_timeout
+        self.connection_cap = connection_cap or ConnectionCap(DEFAULT_CONNECTIONS_PER_ADDRESS)
         self._join_deadlines: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -226,11 +230,23 @@ class Dispatcher:
     def _connected(self, sid: Any) -> bool:
         return isinstance(sid, str) and bool(self.sio.manager.is_connected(sid, "/"))
 
-    async def _on_connect(self, sid: str, *_args: Any) -> None:
-        """A new connection has ``join_timeout`` seconds to join a class (here, or relayed
-        to the class's node): one that never joins would hold a socket, memory and a
-        place in the rate limits for as long as it likes."""
+    async def _on_connect(self, sid: str, environ: Any = None, *_args: Any) -> None:
+        """A new connection counts against its address's cap (refused past it), and has
+        ``join_timeout`` seconds to join a class (here, or relayed to the class's node):
+        one that never joins would hold a socket, memory and a place in the rate limits
+        for as long as it likes."""
         if sid not in self._join_deadlines:  # a client's own "connect" event changes nothing
+            request = environ.get("aiohttp.request") if isinstance(environ, dict) else None
+            address = str(getattr(request, "remote", None) or "unknown")
+            if not self.connection_cap.admit(sid, address):
+                logger.warning(
+                    "refused a connection from %s: %d connections from that address already",
+                    address, self.connection_cap.limit,
+                )  # fmt: skip
+                raise socketio.exceptions.ConnectionRefusedError(
+                    {"code": "too_many_connections", "message": "too many connections from "
+                     "your address: close another tab or device first"}
+                )  # fmt: skip
             loop = asyncio.get_running_loop()
             handle = loop.call_later(self._join_timeout, self._join_overdue, sid)
             self._join_deadlines[sid] = handle
@@ -254,5 +270,6 @@ class Dispatcher:
         deadline = self._join_deadlines.pop(sid, None)
         if deadline is not None:
             deadline.cancel()
+        self.connection_cap.release(sid)
         await self._on_gone(sid)
         return None

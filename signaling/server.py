@@ -22,6 +22,7 @@ from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
 from .class_control import ClassControl
+from .client_address import ConnectionCap
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
 from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event
 from .errors import SignalError
@@ -78,6 +79,7 @@ class SignalingServer:
         cluster: Cluster | None = None,
         relay: bool = False,
         join_timeout: float = JOIN_TIMEOUT_S,
+        connection_cap: ConnectionCap | None = None,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -106,8 +108,9 @@ class SignalingServer:
         sfu.on_room_failed = self._media_failed
         sfu.on_telemetry = self.heart_rate.receive
         self.dispatch = Dispatcher(
-            sio, self.presence, self._events(), self.relay, self._session_gone, join_timeout
-        )
+            sio, self.presence, self._events(), self.relay, self._session_gone, join_timeout,
+            connection_cap,
+        )  # fmt: skip
         # The whole client→server surface (tests cover every event), and for /metrics:
         # events handled, and refusals by event and error code.
         self.events = self.dispatch.events
