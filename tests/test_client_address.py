@@ -105,17 +105,19 @@ async def test_without_a_trusted_proxy_the_header_changes_nothing(
 async def test_failed_logins_are_counted_per_forwarded_address(tmp_path: Path) -> None:
     """Behind the proxy, one address's guessing does not lock out everyone else's logins
     (all of them reach the app from the proxy's address)."""
-    async with loopback_server(tmp_path, PULSEROOM_TRUSTED_PROXIES=["127.0.0.1"]) as server:
-        async with httpx.AsyncClient(base_url=server.url) as http:
+    async with (
+        loopback_server(tmp_path, PULSEROOM_TRUSTED_PROXIES=["127.0.0.1"]) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
 
-            async def login(n: int, address: str) -> int:
-                response = await http.post(
-                    "/api/auth/login",
-                    json={"email": f"guess{n}@example.com", "password": "wrong password"},
-                    headers={"X-Forwarded-For": address},
-                )
-                return response.status_code
+        async def login(n: int, address: str) -> int:
+            response = await http.post(
+                "/api/auth/login",
+                json={"email": f"guess{n}@example.com", "password": "wrong password"},
+                headers={"X-Forwarded-For": address},
+            )
+            return response.status_code
 
-            assert [await login(n, "198.51.100.1") for n in range(20)] == [401] * 20
-            assert await login(20, "198.51.100.1") == 429
-            assert await login(21, "198.51.100.2") == 401
+        assert [await login(n, "198.51.100.1") for n in range(20)] == [401] * 20
+        assert await login(20, "198.51.100.1") == 429
+        assert await login(21, "198.51.100.2") == 401
