@@ -53,7 +53,7 @@ from .presence import Member, Presence
 from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .relay import Relay
-from .tokens import Grant, TokenSigner
+from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,8 @@ class SignalingServer:
                            expires_at=grant.expires_at)[0],
             "device_token": issue(room_id, "device", participant_id=participant_id,
                                   expires_at=grant.expires_at)[0],
+            "summary_token": issue(room_id, grant.role, participant_id=participant_id,
+                                   expires_at=grant.expires_at, summary_only=True)[0],
         }  # fmt: skip
 
     async def _check_name(self, room_id: str, name: str) -> None:
@@ -285,6 +287,10 @@ class SignalingServer:
     async def _admit(self, msg: JoinIn) -> tuple[Grant, RoomRecord]:
         """What a join's token grants, in which class, if that class takes it here."""
         grant = self.signer.verify(msg.token, room_id=msg.room)
+        if grant.summary_only:
+            raise TokenError(
+                "invalid_token", "This link opens the class summary only: join with the class link."
+            )
         room = await self.store.get_room(grant.room_id)
         if room is None:
             raise SignalError("room_not_found", "this class does not exist")

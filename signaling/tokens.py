@@ -40,6 +40,7 @@ class Grant:
     role: Role
     expires_at: int
     participant_id: str | None = None  # a bound token acts for this participant only
+    summary_only: bool = False  # reads the class summary; joins nothing
 
 
 def _b64(data: bytes) -> str:
@@ -69,11 +70,14 @@ class TokenSigner:
         now: float | None = None,
         participant_id: str | None = None,
         expires_at: int | None = None,
+        summary_only: bool = False,
     ) -> tuple[str, int]:
         """A token for ``role`` in ``room_id`` and its expiry (unix seconds).
 
         With ``participant_id`` the token is bound to that participant; ``expires_at``
         overrides the default lifetime (a bound token never outlives its link).
+        ``summary_only``: the token reads the class summary with ``role``'s rights and
+        cannot join (a summary URL gets shared; the host's rejoin token must not be).
         """
         if role == "device" and participant_id is None:
             raise ValueError("a device token acts for one participant")
@@ -82,6 +86,8 @@ class TokenSigner:
         fields: dict[str, object] = {"r": room_id, "role": role, "exp": expires_at}
         if participant_id is not None:
             fields["p"] = participant_id
+        if summary_only:
+            fields["s"] = 1
         payload = json.dumps(fields, separators=(",", ":"))
         body = _b64(payload.encode())
         return f"{body}.{self._mac(body)}", expires_at
@@ -110,6 +116,7 @@ class TokenSigner:
                 role=payload["role"],
                 expires_at=int(payload["exp"]),
                 participant_id=None if bound is None else str(bound),
+                summary_only=payload.get("s") == 1,
             )
         except (ValueError, KeyError, TypeError):
             raise TokenError(

@@ -161,6 +161,9 @@ async def join(tab: Tab, link: str, name: str) -> str:
             f"{tab.name} did not join within {JOIN_TIMEOUT_MS} ms: {await tab.state()}\n"
             + tab.diagnostics()
         ) from None
+    # The link's token is taken out of the address bar once read (signaling/headers.py's
+    # policy keeps it out of Referer; this keeps it out of screen shares and history).
+    assert "#t=" not in page.url, page.url
     participant_id: str = await page.evaluate("window.pulseroom.you.id")
     return participant_id
 

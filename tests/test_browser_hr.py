@@ -365,9 +365,18 @@ async def test_summary_page_after_class(hr_class: HrClass, browser_server: Runni
 
     # The instructor's summary: everyone, a chart over zone bands for each with readings.
     page = c.host.page
+    # The summary link carries a summary-only token (it may be shared or bookmarked),
+    # not the instructor's rejoin token.
+    href = await page.get_by_test_id("notice-action").get_attribute("href") or ""
+    assert f"/r/{c.room_id}/summary#t=" in href, href
+    summary_grant = token_payload(href.split("#t=", 1)[1])
+    assert summary_grant.get("s") == 1 and summary_grant["role"] == "host", summary_grant
     await page.get_by_test_id("notice-action").click()
     await page.wait_for_function("document.body.dataset.state === 'loaded'", timeout=10_000)
-    assert f"/r/{c.room_id}/summary#t=" in page.url
+    # Read, the token leaves the address bar; the tab keeps it for a reload.
+    assert page.url.endswith(f"/r/{c.room_id}/summary"), page.url
+    await page.reload()
+    await page.wait_for_function("document.body.dataset.state === 'loaded'", timeout=10_000)
     assert await page.get_by_test_id("person").count() == 3
     charts = page.get_by_test_id("hr-chart")
     assert await charts.count() == 2

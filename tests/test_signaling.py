@@ -343,6 +343,38 @@ async def test_instructor_sessions_are_limited_too(server: RunningServer, connec
     assert (await participant.join(join_link, "Ann"))["ok"]
 
 
+async def test_the_summary_token_reads_the_summary_and_joins_nothing(
+    server: RunningServer, connect: Connect
+) -> None:
+    """The join ack's summary token (what the page puts in the summary URL, which may be
+    shared) reads the summary with the joiner's rights, but joins as no one: the host's
+    would otherwise hand the class to whoever got the URL."""
+    host_link, join_link = links(server)
+    room_id = host_link.split("/r/", 1)[1].split("#t=")[0]
+    host = await connect()
+    ack = await host.join(host_link, "Coach")
+    ann = await connect()
+    ann_ack = await ann.join(join_link, "Ann")
+    assert ack["summary_token"] not in (ack["token"], host_link.split("#t=")[1])
+    for token in (ack["summary_token"], ann_ack["summary_token"]):
+        thief = await connect()
+        refused = await thief.join(f"{server.url}/r/{room_id}#t={token}", "Coach")
+        assert refused["error"]["code"] == "invalid_token", refused
+        assert "summary only" in refused["error"]["message"]
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def summary(token: str) -> list[str]:
+            answer = await http.get(
+                f"{server.url}/api/rooms/{room_id}/summary",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert answer.status_code == 200, answer.text
+            return sorted(p["name"] for p in answer.json()["participants"])
+
+        assert await summary(ack["summary_token"]) == ["Ann", "Coach"]
+        assert await summary(ann_ack["summary_token"]) == ["Ann"]
+
+
 async def test_only_the_host_controls_the_class(server: RunningServer, connect: Connect) -> None:
     host_link, join_link = links(server)
     host = await connect()

@@ -74,3 +74,11 @@ def test_any_bit_flip_is_detected(garbage: bytes, position: int) -> None:
     tampered = token[:index] + replacement + token[index + 1 :]
     with pytest.raises(TokenError):
         signer.verify(tampered)
+
+
+def test_a_summary_token_says_so_and_plain_tokens_do_not() -> None:
+    signer = TokenSigner(SECRET, ttl_seconds=600)
+    summary, _ = signer.issue("room1", "host", now=1000, participant_id="p1", summary_only=True)
+    plain, _ = signer.issue("room1", "host", now=1000, participant_id="p1")
+    assert signer.verify(summary, now=1001).summary_only
+    assert not signer.verify(plain, now=1001).summary_only

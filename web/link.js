@@ -5,6 +5,7 @@
 // network drop) comes back as the same participant, with their heart-rate history.
 
 const BOUND_PREFIX = 'pulseroom.bound.';
+const LINK_PREFIX = 'pulseroom.link.';
 
 // What to tell a person whose join was refused, by protocol error code.
 const BAD_LINK_BODY = 'Check that you opened the whole link, or ask the instructor to send it again.';
@@ -24,11 +25,26 @@ export const JOIN_HINTS = {
 // A bound token that stopped working (the server's secret changed): join with the link.
 export const BOUND_REFUSED = new Set(['invalid_token', 'token_expired', 'wrong_room', 'not_found']);
 
-/** The room id of a class page (or its summary page) and the token in the fragment. */
+/**
+ * The room id of a class page (or its summary page) and the token in the fragment.
+ * The token then leaves the address bar (screen shares, synced history and photos of a
+ * screen would show it) and stays in this tab's sessionStorage, where a reload finds it.
+ */
 export function readLink() {
-  const token = new URLSearchParams(location.hash.slice(1)).get('t');
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get('t') || null;
   const match = location.pathname.match(/^\/r\/([^/]+)(\/summary)?\/?$/);
-  return { token: token || null, roomId: match ? decodeURIComponent(match[1]) : null };
+  if (!match) return { token: fromUrl, roomId: null };
+  const key = LINK_PREFIX + match[1] + (match[2] || '');
+  let token = fromUrl;
+  try {
+    if (fromUrl) sessionStorage.setItem(key, fromUrl);
+    else token = sessionStorage.getItem(key);
+  } catch {
+    // storage unavailable: the token stays in the address bar, or a reload would lose it
+    return { token, roomId: decodeURIComponent(match[1]) };
+  }
+  if (fromUrl) history.replaceState(null, '', location.pathname + location.search);
+  return { token, roomId: decodeURIComponent(match[1]) };
 }
 
 /**

@@ -413,17 +413,18 @@ const CLOSED = Object.freeze({
   ended(page, { bound }) {
     page.hr.stop({ ended: true });
     setStatus('Class ended');
-    // The bound token reads this participant's summary (the instructor's: everyone's).
+    // The summary token reads this participant's summary (the instructor's: everyone's).
+    const summaryToken = page.session.summaryToken;
     showNotice({
       title: 'The class has ended',
-      body: bound
+      body: bound && summaryToken
         ? 'Thanks for taking part. Your heart-rate summary is ready.'
         : 'Thanks for taking part. See you next time!',
       code: 'class_ended',
-      action: bound
-        ? { text: 'See your summary', href: summaryLink(page.session.roomId, page.session.token) }
+      action: bound && summaryToken
+        ? { text: 'See your summary', href: summaryLink(page.session.roomId, summaryToken) }
         : { text: 'Back to PulseRoom', href: '/' },
-      secondary: bound ? { text: 'Back to PulseRoom', href: '/' } : null,
+      secondary: bound && summaryToken ? { text: 'Back to PulseRoom', href: '/' } : null,
     });
   },
   replaced(page) {

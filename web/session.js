@@ -58,6 +58,7 @@ export class Session {
     this.roomId = roomId;
     this.linkToken = linkToken;
     this.token = token; // what the next join sends: the bound token once the server gave one
+    this.summaryToken = null; // reads the summary only (the join ack's)
     this.name = '';
     this.phase = 'loading';
     this.socket = null;
@@ -316,6 +317,9 @@ export class Session {
       this.token = ack.token;
       saveBoundToken(this.roomId, this.linkToken, ack.token);
     }
+    // Reads this participant's summary (the instructor's: everyone's) and nothing else:
+    // the summary URL may be shared or bookmarked, unlike the rejoin token.
+    if (ack.summary_token) this.summaryToken = ack.summary_token;
     if (Array.isArray(ack.nodes)) this.nodes = ack.nodes;
     this.you = { ...ack.you, ...this.local.state() };
     this.room = ack.room;
