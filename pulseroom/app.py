@@ -13,6 +13,7 @@ from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from sfu.backend import MediaBackend
+from sfu.candidates import CandidatePolicy
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
@@ -134,10 +135,12 @@ def _media_backend(settings: Settings) -> SfuServer | WorkerPool:
             log_format=settings.log_format,
             worker_participants=settings.sfu_worker_participants,
             event_loop=settings.sfu_event_loop,
+            private_candidates=settings.sfu_private_candidates,
         )
     return SfuServer(
         ice_servers=[RTCIceServer(urls=url) for url in settings.sfu_stun_urls],
         video_bitrate_cap=settings.video_kbps * 1000,
+        candidate_policy=CandidatePolicy(private=settings.sfu_private_candidates),
     )
 
 

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     # STUN for the SFU itself: on a host behind 1:1 NAT (a cloud VM with a private
     # interface address) its server-reflexive candidates carry the public address.
     sfu_stun_urls: Annotated[list[str], Field(validation_alias="PULSEROOM_SFU_STUN_URLS")] = []
+    # Whether the SFU tries clients' ICE candidates in private ranges (10/8, 172.16/12,
+    # 192.168/16, fc00::/7, 100.64/10). A LAN deployment needs them; an internet-facing
+    # server can refuse them, so a client cannot point its checks into the server's own
+    # network (loopback, link-local and multicast are always refused).
+    sfu_private_candidates: Annotated[
+        bool, Field(validation_alias="PULSEROOM_SFU_PRIVATE_CANDIDATES")
+    ] = True
     # TURN (coturn with use-auth-secret): the URLs handed to clients, e.g.
     # ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp",
     #  "turns:turn.example.com:443?transport=tcp"], and the secret shared with coturn's

@@ -96,8 +96,10 @@ class Participant:
         on_producer: Callable[[Producer], None],
         max_bitrate: dict[str, int] | None = None,
         on_telemetry: TelemetryCallback | None = None,
+        candidate_policy: candidates.CandidatePolicy = candidates.LAN_POLICY,
     ) -> None:
         self.id = participant_id
+        self._candidates = candidate_policy
         self.role: Role = role
         self.producers: dict[str, Producer] = {}
         self._signal = signal
@@ -135,7 +137,7 @@ class Participant:
         self._publish_pc = pc
         pc.on("datachannel", self._on_datachannel)
         try:
-            offer = RTCSessionDescription(sdp=candidates.strip_refused(offer_sdp), type="offer")
+            offer = RTCSessionDescription(sdp=self._candidates.strip(offer_sdp), type="offer")
             await pc.setRemoteDescription(offer)
         except Exception as exc:
             self._publish_pc = None
@@ -319,7 +321,7 @@ class Participant:
         self._answer = asyncio.get_running_loop().create_future()
         await self._signal.send_offer(str(pc.localDescription.sdp), tracks)
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
-        answer = candidates.strip_refused(answer)
+        answer = self._candidates.strip(answer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._idle += retiring
 
@@ -380,8 +382,8 @@ class Participant:
             raise SfuError("bad_request", f"no {target} connection yet")
         if not candidate:
             return  # end of candidates: aiortc needs no marker
-        if candidates.refused_candidate(candidate):
-            return  # loopback, link-local, multicast: no client is there (sfu/candidates.py)
+        if self._candidates.refuses(candidate):
+            return  # loopback, link-local, multicast (sfu/candidates.py): no client is there
         text = candidate.removeprefix("candidate:")
         try:
             parsed = candidate_from_sdp(text)

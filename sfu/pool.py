@@ -114,6 +114,7 @@ class WorkerPool:
         log_format: str = "text",
         worker_participants: int = WORKER_PARTICIPANTS,
         event_loop: str = "uvloop",
+        private_candidates: bool = True,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -130,6 +131,7 @@ class WorkerPool:
         self.restarts = 0  # workers replaced after dying
         self._video_bitrate_cap = video_bitrate_cap
         self._stun_urls = stun_urls
+        self._private_candidates = private_candidates
         self._workers: list[Worker] = []
         self._classes: dict[str, ClassPlan] = {}
         self._piping = Piping(self)  # links between the workers, split classes' pipes
@@ -155,6 +157,7 @@ class WorkerPool:
                 "--video-bitrate-cap", str(self._video_bitrate_cap),
                 "--event-loop", self._event_loop,
                 *[arg for url in self._stun_urls for arg in ("--stun", url)],
+                *([] if self._private_candidates else ["--refuse-private-candidates"]),
                 pass_fds=[child.fileno(), links_child.fileno()],
             )  # fmt: skip
         except BaseException:

@@ -21,6 +21,7 @@ from typing import Protocol
 from aiortc import RTCConfiguration
 
 from .backend import PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
+from .candidates import LAN_POLICY, CandidatePolicy
 from .forwarder import Producer, Source
 from .peer import Participant
 from .pipe import Link, PipeProducer, PipeSink
@@ -96,8 +97,10 @@ class Room:
         on_active_speaker: SpeakerCallback | None = None,
         max_bitrate: dict[str, int] | None = None,
         on_telemetry: TelemetryCallback | None = None,
+        candidate_policy: CandidatePolicy = LAN_POLICY,
     ) -> None:
         self.id = room_id
+        self.candidate_policy = candidate_policy
         self.on_telemetry = on_telemetry
         self.max_bitrate = max_bitrate
         self.gallery = False
@@ -135,6 +138,7 @@ class Room:
             on_producer=self._on_producer,
             max_bitrate=self.max_bitrate,
             on_telemetry=self._telemetry,
+            candidate_policy=self.candidate_policy,
         )
         self.participants[participant_id] = participant
         self._route(participant)

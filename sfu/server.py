@@ -9,6 +9,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import aiortc_adapter
 from .backend import FailureCallback, PeerSignal, Role, SfuError, SpeakerCallback, TelemetryCallback
+from .candidates import LAN_POLICY, CandidatePolicy
 from .forwarder import Producer
 from .peer import Participant
 from .pipe import Links
@@ -26,8 +27,10 @@ class SfuServer:
         ice_servers: list[RTCIceServer] | None = None,
         on_active_speaker: SpeakerCallback | None = None,
         video_bitrate_cap: int = 2_500_000,
+        candidate_policy: CandidatePolicy = LAN_POLICY,
     ) -> None:
         aiortc_adapter.check_compatibility()
+        self.candidate_policy = candidate_policy
         for server in ice_servers or []:
             urls = [server.urls] if isinstance(server.urls, str) else server.urls
             if any(url.startswith(("turn:", "turns:")) for url in urls):
@@ -65,6 +68,7 @@ class SfuServer:
                 self._active_speaker,
                 self.max_bitrate,
                 on_telemetry=self._telemetry,
+                candidate_policy=self.candidate_policy,
             )
         return room
 

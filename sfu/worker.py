@@ -24,6 +24,7 @@ from runtime.collector import tune_for_latency
 from runtime.logs import configure_logging, log_context
 
 from .backend import SfuError, TrackInfo
+from .candidates import CandidatePolicy
 from .pipe import params_of
 from .server import SfuServer
 from .worker_protocol import (
@@ -315,13 +316,21 @@ class _RemoteSignal:
 
 
 async def run(
-    fd: int, video_bitrate_cap: int, stun_urls: tuple[str, ...] = (), links_fd: int | None = None
+    fd: int,
+    video_bitrate_cap: int,
+    stun_urls: tuple[str, ...] = (),
+    links_fd: int | None = None,
+    private_candidates: bool = True,
 ) -> None:
     """Serve the socket ``fd`` until it closes, then close every room and link."""
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_FRAME_BYTES)
     servers = [RTCIceServer(urls=url) for url in stun_urls]
-    sfu = SfuServer(ice_servers=servers, video_bitrate_cap=video_bitrate_cap)
+    sfu = SfuServer(
+        ice_servers=servers,
+        video_bitrate_cap=video_bitrate_cap,
+        candidate_policy=CandidatePolicy(private=private_candidates),
+    )
     if links_fd is not None:
         sfu.links.listen(socket.socket(fileno=links_fd))
     try:
@@ -341,13 +350,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video-bitrate-cap", type=int, default=2_500_000)
     parser.add_argument("--stun", action="append", default=[], help="a STUN URL (repeatable)")
     parser.add_argument(
+        "--refuse-private-candidates", action="store_true",
+        help="ignore clients' ICE candidates in private address ranges",
+    )  # fmt: skip
+    parser.add_argument(
         "--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
         help="uvloop (default; falls back to asyncio where it is not installed) or asyncio",
     )  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format, process_label="sfu-worker")
     tune_for_latency()  # a full collection stops forwarding for its length
-    main_task = run(args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd)
+    main_task = run(
+        args.fd, args.video_bitrate_cap, tuple(args.stun), args.links_fd,
+        private_candidates=not args.refuse_private_candidates,
+    )  # fmt: skip
     event_loop = args.event_loop
     if event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
         logger.warning("uvloop is not installed; using asyncio's loop")

@@ -1,13 +1,17 @@
-"""The SFU never tries remote candidates on loopback, link-local or multicast addresses."""
+"""The SFU never tries remote candidates on loopback, link-local or multicast addresses,
+nor, when told so, in private ranges."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
 
-from sfu.candidates import refused, strip_refused
+from pulseroom.app import SFU, create_app
+from pulseroom.settings import load_settings
+from sfu.candidates import CandidatePolicy, refused, strip_refused
 from sfu.server import SfuServer
 
 
@@ -83,6 +87,64 @@ async def test_the_sfu_tries_only_the_candidates_it_may() -> None:
         assert peer._publish_pc is not None
         transport = peer._publish_pc.getTransceivers()[0].receiver.transport.transport
         assert {c.ip for c in transport.getRemoteCandidates()} == {"10.9.8.7"}
+    finally:
+        await client.close()
+        await sfu.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "is_refused"),
+    [
+        ("10.0.0.5", True), ("172.16.3.4", True), ("192.168.1.20", True), ("fd00::5", True),
+        ("100.64.1.1", True), ("::ffff:192.168.1.20", True), ("127.0.0.1", True),
+        ("203.0.113.7", False), ("2001:db8::7", False), ("172.32.0.1", False),
+        ("host-1234.local", False),
+    ],
+)  # fmt: skip
+def test_an_internet_facing_server_refuses_private_ranges_too(
+    address: str, is_refused: bool
+) -> None:
+    assert refused(address, private=False) is is_refused
+    assert (
+        CandidatePolicy(private=False).refuses(
+            f"candidate:1 1 udp 2122260223 {address} 50000 typ host"
+        )
+        is is_refused
+    )
+
+
+async def test_the_setting_reaches_the_sfus_peers(tmp_path: Path) -> None:
+    """PULSEROOM_SFU_PRIVATE_CANDIDATES=false: the server's SFU drops a trickled private
+    candidate and keeps a public one."""
+    app = create_app(
+        load_settings(
+            PULSEROOM_DATA_DIR=str(tmp_path), PULSEROOM_SFU_WORKERS=0,
+            PULSEROOM_SFU_PRIVATE_CANDIDATES="false",
+        )
+    )  # fmt: skip
+    sfu = app[SFU]
+    assert sfu.candidate_policy == CandidatePolicy(private=False)
+    client = RTCPeerConnection()
+    try:
+        client.addTransceiver("audio", direction="sendonly")
+        await client.setLocalDescription(await client.createOffer())
+        offer = "\r\n".join(
+            line
+            for line in client.localDescription.sdp.split("\r\n")
+            if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )  # trickled below instead
+        await sfu.join("room", "ann", "participant", _Quiet(), False)
+        await sfu.publish("room", "ann", offer)
+        for address in ("192.168.1.20", "203.0.113.7"):
+            await sfu.add_ice_candidate(
+                "room", "ann", "publish", f"candidate:9 1 udp 2122260223 {address} 50000 typ host",
+                "0", 0,
+            )  # fmt: skip
+        peer = sfu.rooms["room"].participants["ann"]
+        assert peer._publish_pc is not None
+        transport = peer._publish_pc.getTransceivers()[0].receiver.transport.transport
+        remote = {c.ip for c in transport.getRemoteCandidates()}
+        assert "203.0.113.7" in remote and "192.168.1.20" not in remote, remote
     finally:
         await client.close()
         await sfu.close()
