@@ -1,4 +1,5 @@
-"""Creating a class: ``POST /api/rooms`` for a logged-in instructor, and the links.
+"""Creating a class: ``POST /api/rooms`` for a logged-in instructor, and the links;
+``GET /api/classes``, the instructor's own classes with links minted for them then.
 
 ``create_class`` is the one place a class is stored and its host and join links signed,
 for the REST endpoint and for ``pulseroom class create`` alike, so a link made from the
@@ -43,6 +44,11 @@ async def create_class(
         "join_link": class_link(base_url, room.id, join_token),
         "expires_at": expires_at,
     }
+
+
+def summary_link(base_url: str, room_id: str, token: str) -> str:
+    """The after-class page of a class (the token: a summary-only one)."""
+    return f"{base_url}/r/{room_id}/summary#t={token}"
 
 
 def creator_refusal(user: UserRecord | None) -> tuple[int, str, str] | None:
@@ -108,6 +114,35 @@ class ClassesApi:
         )
         return web.json_response(created, status=201)
 
+    async def list_classes(self, request: web.Request) -> web.Response:
+        """The logged-in instructor's classes, newest first. Links are minted now, for
+        them: the host link of a class that has not ended is what their login gets them
+        (not a bearer secret kept for hours in a chat app), and every class has a
+        summary link whose token reads the summary only."""
+        session = request.get(SESSION)
+        refusal = creator_refusal(None if session is None else session.user)
+        if refusal is not None:
+            return json_error(*refusal)
+        assert session is not None
+        base = self.base_url(request)
+        classes = []
+        for room, joined in await self.store.rooms_of(session.user.id):
+            summary_token, _ = self.signer.issue(room.id, "host", summary_only=True)
+            entry: dict[str, Any] = {
+                "id": room.id, "title": room.title, "created_at": room.created_at,
+                "ended_at": room.ended_at, "participants": joined,
+                "summary_link": summary_link(base, room.id, summary_token),
+            }  # fmt: skip
+            if room.ended_at is None:
+                host_token, expires_at = self.signer.issue(room.id, "host")
+                join_token, _ = self.signer.issue(room.id, "participant")
+                entry["host_link"] = class_link(base, room.id, host_token)
+                entry["join_link"] = class_link(base, room.id, join_token)
+                entry["expires_at"] = expires_at
+            classes.append(entry)
+        return web.json_response({"classes": classes})
+
     def add_routes(self, app: web.Application) -> None:
-        """Register the endpoint on ``app``."""
+        """Register the endpoints on ``app``."""
         app.router.add_post("/api/rooms", self.create_room)
+        app.router.add_get("/api/classes", self.list_classes)

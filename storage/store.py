@@ -164,6 +164,26 @@ class Store:
             return None
         return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5])
 
+    async def rooms_of(self, owner_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
+        """The classes ``owner_id`` created, newest first, each with how many
+        participants (not instructors) joined it."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT r.id, r.title, r.created_at, r.ended_at, r.gallery, r.owner_id,"
+                        " (SELECT COUNT(*) FROM participants p"
+                        "  WHERE p.room_id = r.id AND p.role = 'participant')"
+                        " FROM rooms r WHERE r.owner_id = :owner"
+                        " ORDER BY r.created_at DESC, r.id LIMIT :limit"
+                    ),
+                    {"owner": owner_id, "limit": limit},
+                )
+            ).all()
+        return [
+            (RoomRecord(r[0], r[1], float(r[2]), r[3], bool(r[4]), r[5]), int(r[6])) for r in rows
+        ]
+
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""
         async with self.engine.begin() as conn:

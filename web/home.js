@@ -8,6 +8,7 @@ const errorText = document.getElementById('create-error');
 const result = document.getElementById('result');
 const loginNeeded = document.getElementById('login-needed');
 const account = document.getElementById('account');
+const classes = document.getElementById('classes');
 
 // Roles that may create classes (docs/protocol.md, POST /api/rooms).
 const CREATORS = new Set(['instructor', 'admin']);
@@ -23,6 +24,7 @@ function showLoggedOut(text) {
   csrfToken = '';
   account.hidden = true;
   form.hidden = true;
+  classes.hidden = true;
   if (text) document.getElementById('login-needed-text').textContent = text;
   loginNeeded.hidden = false;
 }
@@ -34,6 +36,7 @@ function showAccount(me) {
   if (CREATORS.has(me.role)) {
     loginNeeded.hidden = true;
     form.hidden = false;
+    loadClasses();
   } else {
     showLoggedOut(`Logged in as ${me.email}: only instructors create classes.`);
     account.hidden = false;
@@ -103,6 +106,57 @@ async function createClass(title) {
   return response.json();
 }
 
+const when = (unix) => new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+
+function element(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+// One class: its title and state, and what the instructor can do with it now. Links
+// are minted by the server for this login (GET /api/classes): nothing to keep.
+function classItem(c) {
+  const item = element('li', { className: 'class-item' });
+  item.dataset.testid = 'class-item';
+  item.dataset.classId = c.id;
+  const people = `${c.participants} participant${c.participants === 1 ? '' : 's'}`;
+  const state = c.ended_at ? `ended ${when(c.ended_at)}` : `created ${when(c.created_at)}`;
+  item.append(element('span', { className: 'class-name' },
+    element('strong', { textContent: c.title }), element('span', { className: 'hint', textContent: `${state} · ${people}` })));
+  if (c.host_link) {
+    const open = element('a', { className: 'button primary', href: c.host_link, textContent: 'Open as instructor' });
+    open.dataset.testid = 'class-open';
+    const share = element('button', { type: 'button', textContent: 'Copy participant link' });
+    share.dataset.testid = 'class-copy-join';
+    share.addEventListener('click', async () => {
+      const input = element('input', { value: c.join_link, readOnly: true });
+      const ok = await copy(input);
+      share.textContent = ok ? 'Copied!' : c.join_link;
+      setTimeout(() => { share.textContent = 'Copy participant link'; }, 2000);
+    });
+    item.append(open, share);
+  }
+  const summary = element('a', { className: 'button', href: c.summary_link, textContent: 'Summary' });
+  summary.dataset.testid = 'class-summary';
+  item.append(summary);
+  return item;
+}
+
+async function loadClasses() {
+  let list;
+  try {
+    const response = await fetch('/api/classes');
+    if (!response.ok) return; // logged out meanwhile: loadAccount says so
+    list = (await response.json()).classes;
+  } catch {
+    return; // offline: the list stays as it was
+  }
+  document.getElementById('class-list').replaceChildren(...list.map(classItem));
+  document.getElementById('classes-empty').hidden = list.length > 0;
+  classes.hidden = false;
+}
+
 function showResult(data) {
   document.getElementById('result-title').textContent = `“${data.room.title}” is ready`;
   document.getElementById('host-link').value = data.host_link;
@@ -127,6 +181,7 @@ form.addEventListener('submit', async (event) => {
   createButton.textContent = 'Creating…';
   try {
     showResult(await createClass(title));
+    loadClasses();
   } catch (error) {
     showError(error.message);
   } finally {
