@@ -58,9 +58,7 @@ def test_offered_parameters_reads_the_opus_fmtp_of_each_audio_section() -> None:
             "maxaveragebitrate": "128000",
         }
     }
-    assert opus.offered_parameters(CHROMIUM_AUDIO) == {
-        "0": {"minptime": "10", "useinbandfec": "1"}
-    }
+    assert opus.offered_parameters(CHROMIUM_AUDIO) == {"0": {"minptime": "10", "useinbandfec": "1"}}
     # No Opus in the section: nothing to say about it.
     assert opus.offered_parameters(CHROMIUM_AUDIO.replace("opus/48000/2", "PCMU/8000")) == {}
 
