@@ -108,14 +108,32 @@ export class MusicMode {
     }
     if (processingMatches(track.getSettings(), wanted)) return;
     const deviceId = track.getSettings().deviceId;
-    const fresh = await navigator.mediaDevices.getUserMedia({
-      audio: deviceId ? { ...wanted, deviceId: { exact: deviceId } } : wanted,
-    });
-    const next = fresh.getAudioTracks()[0];
+    const open = async (constraints) => {
+      const fresh = await navigator.mediaDevices.getUserMedia({
+        audio: deviceId ? { ...constraints, deviceId: { exact: deviceId } } : constraints,
+      });
+      return fresh.getAudioTracks()[0];
+    };
+    let next;
+    let failure = null;
+    try {
+      next = await open(wanted);
+    } catch {
+      // Some systems open a microphone once at a time: let go of it and try again, and
+      // if that fails too, take it back as it was rather than leave the class silent.
+      track.stop();
+      try {
+        next = await open(wanted);
+      } catch (error) {
+        failure = error;
+        next = await open(this.on ? AUDIO_CONSTRAINTS : MUSIC_CONSTRAINTS);
+      }
+    }
     stream.removeTrack(track);
     track.stop();
     stream.addTrack(next);
     await this.onSwitched('audio', next);
+    if (failure) throw failure;
   }
 
   paint() {
