@@ -128,6 +128,12 @@ SPECTRUM_JS = """() => {
 }"""
 
 
+DEBUG_JS = """() => ({
+  toasts: [...document.querySelectorAll('[data-testid=toast]')].map((t) => t.innerText),
+  music: window.pulseroom.music, local: window.pulseroom.local, mics: (window.__mics || []).length,
+})"""
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
 async def browser_fixture() -> AsyncIterator[Any]:
     """Chromium as in browser_fixtures, with audio allowed to play without a click (the
@@ -221,6 +227,7 @@ async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: Run
     except BaseException:
         for tab in (host, ben):
             print(tab.diagnostics())
+            print(await tab.page.evaluate(DEBUG_JS))
         raise
     finally:
         await asyncio.gather(host.close(), ben.close())

@@ -110,7 +110,8 @@ export class MusicMode {
     const deviceId = track.getSettings().deviceId;
     const open = async (constraints) => {
       const fresh = await navigator.mediaDevices.getUserMedia({
-        audio: deviceId ? { ...constraints, deviceId: { exact: deviceId } } : constraints,
+        // ideal, not exact: a track that is no device (WebAudio) has an id no device has.
+        audio: deviceId ? { ...constraints, deviceId: { ideal: deviceId } } : constraints,
       });
       return fresh.getAudioTracks()[0];
     };

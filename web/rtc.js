@@ -152,9 +152,16 @@ export class Publisher {
       this.videoSender = transceiver.sender;
     }
     const offer = await pc.createOffer();
-    await pc.setLocalDescription(this.stereo ? { type: 'offer', sdp: offerMusic(offer.sdp) } : offer);
+    try {
+      await pc.setLocalDescription(this.stereo ? { type: 'offer', sdp: offerMusic(offer.sdp) } : offer);
+    } catch (error) {
+      if (!this.stereo) throw error;
+      // A browser that refuses an edited offer: the SFU's answer alone still makes it send stereo.
+      await pc.setLocalDescription(offer);
+    }
     await waitForGathering(pc);
-    const sdp = pc.localDescription.sdp; // read and mark in one go: no candidate can slip between
+    // Read and mark in one go: no candidate can slip between.
+    const sdp = this.stereo ? offerMusic(pc.localDescription.sdp) : pc.localDescription.sdp;
     this.offerSdp = sdp;
     this.trickle.sent();
     const ack = await this.signal('publish', { type: 'offer', sdp });
@@ -243,7 +250,13 @@ export class Subscriber {
     await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
     // Stereo tracks (the instructor's music) are decoded in stereo only if we say so.
     const answer = await pc.createAnswer();
-    await pc.setLocalDescription({ type: 'answer', sdp: answerStereo(offer.sdp, answer.sdp) });
+    const stereo = answerStereo(offer.sdp, answer.sdp);
+    try {
+      await pc.setLocalDescription(stereo === answer.sdp ? answer : { type: 'answer', sdp: stereo });
+    } catch (error) {
+      if (stereo === answer.sdp) throw error;
+      await pc.setLocalDescription(answer); // a browser that refuses an edited answer plays it in mono
+    }
     await waitForGathering(pc);
     if (this.closed) return;
     const sdp = pc.localDescription.sdp;
