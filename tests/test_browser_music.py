@@ -27,6 +27,7 @@ from tests.browser_fixtures import (
     BROWSER_MODULE,
     CHROMIUM,
     CHROMIUM_ARGS,
+    Tab,
     browser_server_fixture,  # noqa: F401 (fixture "browser_server")
     join,
     open_tab,
@@ -79,6 +80,7 @@ OPUS_FMTP_JS = """(sdp) => {
 
 INSTRUCTOR_STATE_JS = """() => {
   const pc = window.pulseroom.publishPc;
+  if (!pc || !pc.remoteDescription) return null;
   const sender = pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
   const mic = window.__mics[window.__mics.length - 1].getSettings();
   return {
@@ -153,77 +155,104 @@ async def browser_fixture() -> AsyncIterator[Any]:
             await instance.close()
 
 
-@pytest.mark.timeout(90)
+async def instructor_state(tab: Tab, bitrate: int, mics: int) -> dict[str, Any]:
+    """The instructor's publish SDP, audio sender cap and microphone settings, once its
+    sender is capped at ``bitrate`` and ``mics`` microphones were opened."""
+    state: dict[str, Any] | None = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = await tab.page.evaluate(INSTRUCTOR_STATE_JS)
+        if state and state["maxBitrate"] == bitrate and state["mics"] >= mics:
+            return state
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no sender capped at {bitrate} with {mics} microphones: {state}")
+
+
+async def music_state(tab: Tab, mics: int) -> dict[str, Any]:
+    """The instructor's state in music mode (``instructor_state``), checked."""
+    state = await instructor_state(tab, 128_000, mics)
+    offer = await tab.page.evaluate(OPUS_FMTP_JS, state["offer"])
+    answer = await tab.page.evaluate(OPUS_FMTP_JS, state["answer"])
+    for name, fmtp in (("publish offer", offer), ("publish answer", answer)):
+        (params,) = fmtp.values()
+        assert params.get("stereo") == "1", (name, fmtp)
+        assert params.get("maxaveragebitrate") == "128000", (name, fmtp)
+    assert next(iter(offer.values())).get("sprop-stereo") == "1"
+    for setting in ("echoCancellation", "noiseSuppression", "autoGainControl"):
+        assert state["mic"][setting] is False, state["mic"]
+    assert state["music"]["constraints"]["channelCount"] == 2, state["music"]
+    return state
+
+
+async def listen(tab: Tab, host_id: str) -> str:
+    """Start analysing the instructor's audio at ``tab``; check its subscribe SDP says
+    stereo for it. Returns the m-line's mid."""
+    mid = None
+    deadline = time.monotonic() + 15
+    while mid is None and time.monotonic() < deadline:
+        mid = await tab.page.evaluate(LISTEN_JS, host_id)
+        if mid is None:
+            await asyncio.sleep(0.3)
+    assert mid is not None, "the participant never received the instructor's audio"
+    subscribe = await tab.page.evaluate(
+        "({ offer: window.pulseroom.subscribePc.remoteDescription.sdp,"
+        " answer: window.pulseroom.subscribePc.localDescription.sdp })"
+    )
+    for name in ("offer", "answer"):
+        params = (await tab.page.evaluate(OPUS_FMTP_JS, subscribe[name]))[mid]
+        assert params.get("stereo") == "1", (f"subscribe {name}", params)
+        assert params.get("maxaveragebitrate") == "128000", (f"subscribe {name}", params)
+    return str(mid)
+
+
+async def assert_two_channels(tab: Tab) -> list[dict[str, float]]:
+    """440 Hz dominates the left channel at ``tab``, 880 Hz the right, each at least
+    20 dB over the other's tone."""
+    spectrum: list[dict[str, float]] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        spectrum = await tab.page.evaluate(SPECTRUM_JS)
+        left, right = spectrum
+        if abs(left["peak_hz"] - 440) < 12 and abs(right["peak_hz"] - 880) < 12:
+            break
+    left, right = spectrum
+    assert abs(left["peak_hz"] - 440) < 12, spectrum
+    assert abs(right["peak_hz"] - 880) < 12, spectrum
+    assert left["db440"] - left["db880"] > 20, spectrum
+    assert right["db880"] - right["db440"] > 20, spectrum
+    return spectrum
+
+
+@pytest.mark.timeout(120)
 async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: RunningServer) -> None:
-    assert CHROMIUM.exists()
     room = browser_server.create_room("Spin to the beat")
     host = await open_tab(browser, "instructor", init_script=STEREO_TONE_JS)
     ben = await open_tab(browser, "participant Ben")
+    music_on = "document.querySelector('[data-testid=music-button]').dataset.music === 'on'"
     try:
         host_id = await join(host, str(room["host_link"]), "Coach Ana")
         await join(ben, str(room["join_link"]), "Ben")
         button = host.page.get_by_test_id("music-button")
         assert await button.get_attribute("aria-pressed") == "false"
         assert await ben.page.get_by_test_id("music-button").is_hidden()
+        voice = await instructor_state(host, 40_000, mics=1)
+        assert voice["mic"]["echoCancellation"] is True, voice
         await button.click()
-        await host.page.wait_for_function(
-            "document.querySelector('[data-testid=music-button]').dataset.music === 'on'"
-        )
-
-        # (a) what was negotiated, and how the microphone runs
-        # The microphone was opened again without processing, and its sender capped.
-        state: dict[str, Any] = {}
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            state = await host.page.evaluate(INSTRUCTOR_STATE_JS)
-            if state["maxBitrate"] == 128000 and state["mics"] >= 2:
-                break
-            await asyncio.sleep(0.2)
-        assert state["maxBitrate"] == 128000, state
-        offer = await host.page.evaluate(OPUS_FMTP_JS, state["offer"])
-        answer = await host.page.evaluate(OPUS_FMTP_JS, state["answer"])
-        for name, fmtp in (("publish offer", offer), ("publish answer", answer)):
-            (params,) = fmtp.values()
-            assert params.get("stereo") == "1", (name, fmtp)
-            assert params.get("maxaveragebitrate") == "128000", (name, fmtp)
-        assert next(iter(offer.values())).get("sprop-stereo") == "1"
-        assert state["mic"]["echoCancellation"] is False, state["mic"]
-        assert state["mic"]["noiseSuppression"] is False, state["mic"]
-        assert state["mic"]["autoGainControl"] is False, state["mic"]
-        assert state["music"]["constraints"]["channelCount"] == 2, state["music"]
-
-        mid = None
-        deadline = time.monotonic() + 15
-        while mid is None and time.monotonic() < deadline:
-            mid = await ben.page.evaluate(LISTEN_JS, host_id)
-            if mid is None:
-                await asyncio.sleep(0.3)
-        assert mid is not None, "the participant never received the instructor's audio"
-        subscribe = await ben.page.evaluate(
-            "({ offer: window.pulseroom.subscribePc.remoteDescription.sdp,"
-            " answer: window.pulseroom.subscribePc.localDescription.sdp })"
-        )
-        for name in ("offer", "answer"):
-            params = (await ben.page.evaluate(OPUS_FMTP_JS, subscribe[name]))[mid]
-            assert params.get("stereo") == "1", (f"subscribe {name}", params)
-            assert params.get("maxaveragebitrate") == "128000", (f"subscribe {name}", params)
-
+        await host.page.wait_for_function(music_on)
+        # (a) negotiated stereo; the microphone opened again without processing
+        await music_state(host, mics=2)
+        await listen(ben, host_id)
         # (b) the tone arrives as two channels: 440 Hz on the left, 880 Hz on the right
-        spectrum: list[dict[str, float]] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            spectrum = await ben.page.evaluate(SPECTRUM_JS)
-            left, right = spectrum
-            if abs(left["peak_hz"] - 440) < 12 and abs(right["peak_hz"] - 880) < 12:
-                break
-        left, right = spectrum
-        assert abs(left["peak_hz"] - 440) < 12, spectrum
-        assert abs(right["peak_hz"] - 880) < 12, spectrum
-        # Each channel carries its own tone, the other's at least 20 dB under it.
-        assert left["db440"] - left["db880"] > 20, spectrum
-        assert right["db880"] - right["db440"] > 20, spectrum
+        await assert_two_channels(ben)
         await screenshot(host, "music-instructor")
+
+        # Music mode stays on for the class in this tab: after a reload the microphone
+        # opens without processing straight away.
+        await host.page.reload()
+        await join(host, str(room["host_link"]), "Coach Ana")
+        await host.page.wait_for_function(music_on)
+        await music_state(host, mics=1)
     except BaseException:
         for tab in (host, ben):
             print(tab.diagnostics())
