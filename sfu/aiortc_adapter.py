@@ -183,6 +183,18 @@ def keep_first_codec(transceiver: RTCRtpTransceiver) -> None:
     ]
 
 
+def add_codec_parameters(transceiver: RTCRtpTransceiver, parameters: dict[str, str | int]) -> None:
+    """Add ``parameters`` to the fmtp of a received transceiver's first codec.
+
+    Call before ``createAnswer()``: aiortc answers with its own codec parameters, not
+    the offer's, so what the answer should say beyond them (stereo Opus) goes in here.
+    The transceiver's codecs are its own copies; aiortc's capabilities stay untouched.
+    """
+    media = [c for c in transceiver._codecs if c.mimeType.lower() != "video/rtx"]
+    if media and parameters:
+        media[0].parameters = {**media[0].parameters, **parameters}
+
+
 def bind_ssrc(transport: RTCDtlsTransport, receiver: RTCRtpReceiver, ssrc: int) -> None:
     """Route RTCP about ``ssrc`` (sender reports, BYE) to ``receiver``.
 

@@ -28,7 +28,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_adapter as adapter
-from . import candidates, simulcast
+from . import candidates, opus, simulcast
 from .backend import PeerSignal, Role, SfuError, TrackInfo
 from .consumer import Consumer, Numbering
 from .forwarder import Codec, Ingress, Producer, Source
@@ -152,6 +152,7 @@ class Participant:
             raise SfuError(
                 "bad_sdp", "publish at most one audio and one video track (or data only)"
             )
+        opus_offered = opus.offered_parameters(offer_sdp)
         for transceiver in transceivers:
             adapter.keep_first_codec(transceiver)
             if not adapter.negotiated_codecs(transceiver):
@@ -160,6 +161,10 @@ class Participant:
                 raise SfuError(
                     "bad_sdp", f"no {transceiver.kind} codec in common (need Opus, VP8 or H.264)"
                 )
+            if transceiver.kind == "audio":
+                # Stereo and its rate, as offered (music): aiortc's answer would drop them.
+                offered = opus_offered.get(transceiver.mid or "", {})
+                adapter.add_codec_parameters(transceiver, opus.publish_parameters(offered))
         layers = self._simulcast_layers(offer_sdp, transceivers)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
@@ -318,8 +323,15 @@ class Participant:
         owners = {t.mid: p for p, t, _n in added}
         owners.update({t.mid: c.producer for c, t in self._consumers.values()})
         tracks = [TrackInfo(mid, p.owner_id, p.kind) for mid, p in owners.items() if mid]
+        # aiortc offers its own Opus parameters: say which tracks are stereo (sfu/opus.py).
+        stereo = {
+            mid: opus.stereo_parameters(p.codec.parameters)
+            for mid, p in owners.items()
+            if mid and p.kind == "audio" and p.codec is not None
+        }
+        sdp = opus.describe_tracks(str(pc.localDescription.sdp), stereo)
         self._answer = asyncio.get_running_loop().create_future()
-        await self._signal.send_offer(str(pc.localDescription.sdp), tracks)
+        await self._signal.send_offer(sdp, tracks)
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
         answer = self._candidates.strip(answer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

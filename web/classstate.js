@@ -11,15 +11,15 @@ export class ClassState {
    * bar: the clock/timer section; panel: the instructor's panel; grid: the tiles.js Grid;
    * request(event, payload, timeoutMs): the page's acked emit; people(): Map id -> p;
    * readingOf(id): latest heart-rate reading; render(): redraw tiles (who is visible
-   * changes with the spotlight); toast(message, kind, ms).
+   * changes with the spotlight); toast(message, kind, ms); extras: rows for the panel.
    */
-  constructor({ bar, panel, grid, request, people, readingOf, render, toast }) {
+  constructor({ bar, panel, grid, request, people, readingOf, render, toast, extras = [] }) {
     this.grid = grid;
     this.render = render;
     this.controls = null;
     this.clock = new ServerClock(request);
     this.bar = new ClassBar(bar, this.clock);
-    this.host = new HostControls({ panel, grid, request, clock: this.clock, people, readingOf, toast });
+    this.host = new HostControls({ panel, grid, request, clock: this.clock, people, readingOf, toast, extras });
   }
 
   /** Who everyone sees large now (null: the instructor). */

@@ -56,10 +56,11 @@ export class HostControls {
    * panel: the (empty) host panel; grid: the tiles.js Grid; request(event, payload): the
    * page's acked emit; clock: a ServerClock; people(): the participants (Map id -> p);
    * readingOf(id): the latest heart-rate reading of a participant, or undefined;
-   * toast(message, kind): a short notice.
+   * toast(message, kind): a short notice; extras: rows of the instructor's own controls
+   * (music mode) shown after the first row.
    */
-  constructor({ panel, grid, request, clock, people, readingOf, toast }) {
-    Object.assign(this, { panel, grid, request, clock, people, readingOf, toast });
+  constructor({ panel, grid, request, clock, people, readingOf, toast, extras = [] }) {
+    Object.assign(this, { panel, grid, request, clock, people, readingOf, toast, extras });
     this.enabled = false;
     this.controls = null;
     this.sort = 'join';
@@ -108,7 +109,7 @@ export class HostControls {
     this.clockStop.addEventListener('click', () => this.send('clock', { action: 'stop' }));
     clockRow.append(this.clockButton, this.clockStop);
 
-    panel.replaceChildren(title, row, sortRow, clockRow, this.buildTimerForm());
+    panel.replaceChildren(title, row, ...this.extras, sortRow, clockRow, this.buildTimerForm());
   }
 
   buildTimerForm() {

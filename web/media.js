@@ -10,9 +10,10 @@ export const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: tru
  * Ask for camera and microphone. Never throws: without them one can still join and
  * watch, so the result is a (possibly empty) stream and a message saying what is missing.
  * `preferred` ({audio, video} device ids, from prejoin.js) are tried first, not required.
- * `video`: the camera constraints of the role's layer plan (layers.js).
+ * `video`: the camera constraints of the role's layer plan (layers.js); `audio`: the
+ * microphone's (voice, or music for an instructor in music mode: music.js).
  */
-export async function openMedia(preferred = {}, video = VIDEO_CONSTRAINTS) {
+export async function openMedia(preferred = {}, video = VIDEO_CONSTRAINTS, audio = AUDIO_CONSTRAINTS) {
   if (!hasWebRtc()) {
     // Nothing could send the camera anywhere: do not ask for it.
     return { stream: new MediaStream(), message: 'This browser cannot send or receive live video and sound (it has no WebRTC). You can still join for the chat, the people list and heart rate; for video, open this link in a current Chrome, Edge, Firefox or Safari.' };
@@ -26,7 +27,7 @@ export async function openMedia(preferred = {}, video = VIDEO_CONSTRAINTS) {
     const exactly = (constraints, id) => (id ? { ...constraints, deviceId: { exact: id } } : constraints);
     try {
       const stream = await md.getUserMedia({
-        audio: exactly(AUDIO_CONSTRAINTS, preferred.audio), video: exactly(video, preferred.video),
+        audio: exactly(audio, preferred.audio), video: exactly(video, preferred.video),
       });
       return { stream, message: '' };
     } catch {
@@ -34,14 +35,14 @@ export async function openMedia(preferred = {}, video = VIDEO_CONSTRAINTS) {
     }
   }
   try {
-    return { stream: await md.getUserMedia({ audio: AUDIO_CONSTRAINTS, video }), message: '' };
+    return { stream: await md.getUserMedia({ audio, video }), message: '' };
   } catch (error) {
     if (error.name === 'NotAllowedError' || error.name === 'SecurityError') {
       return { stream: new MediaStream(), message: 'Camera/microphone access was denied. You can still join and watch; to be seen and heard, allow access in your browser\'s site settings and reload.' };
     }
     // One device is missing or busy: try each alone and keep what works.
     for (const [constraints, message] of [
-      [{ audio: AUDIO_CONSTRAINTS }, 'No camera is available: you will join with your microphone only.'],
+      [{ audio }, 'No camera is available: you will join with your microphone only.'],
       [{ video }, 'No microphone is available: you will join with your camera only.'],
     ]) {
       try {

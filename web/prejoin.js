@@ -46,10 +46,11 @@ export class DevicePicker {
   /**
    * container: where the two selects go; stream(): the page's local MediaStream;
    * onSwitched(kind, track): the stream now has `track` instead of the old one;
-   * toast(message, kind): a short notice; video: the camera constraints of the role.
+   * toast(message, kind): a short notice; video: the camera constraints of the role;
+   * audio(): the microphone's constraints now (music mode changes them: music.js).
    */
-  constructor({ container, stream, onSwitched, toast, video = VIDEO_CONSTRAINTS }) {
-    Object.assign(this, { container, stream, onSwitched, toast, video });
+  constructor({ container, stream, onSwitched, toast, video = VIDEO_CONSTRAINTS, audio = () => AUDIO_CONSTRAINTS }) {
+    Object.assign(this, { container, stream, onSwitched, toast, video, audio });
     this.box = document.createElement('div');
     this.box.className = 'device-picker';
     this.box.dataset.testid = 'device-picker';
@@ -130,7 +131,7 @@ export class DevicePicker {
   /** Open the chosen device and put it in place of the current one. */
   async choose(kind, deviceId) {
     if (!deviceId) return;
-    const constraints = kind === 'video' ? this.video : AUDIO_CONSTRAINTS;
+    const constraints = kind === 'video' ? this.video : this.audio();
     const select = this.selects[kind];
     select.disabled = true;
     this.status.textContent = '';

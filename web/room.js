@@ -10,6 +10,7 @@ import { planFor, videoConstraints } from './layers.js';
 import { JOIN_ERRORS, JOIN_HINTS, loadBoundToken, peekToken, readLink, summaryLink } from './link.js';
 import { LocalMedia } from './localmedia.js';
 import { openMedia } from './media.js';
+import { MusicMode } from './music.js';
 import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
 import { QualityPicker } from './quality.js';
 import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
@@ -46,7 +47,7 @@ class ClassPage {
       origin: location.origin,
       io: (url, options) => io(url, options),
       rtc: { enabled: WEBRTC, Publisher, Subscriber },
-      local: { stream: () => this.local.stream, state: () => this.local.state() },
+      local: { stream: () => this.local.stream, state: () => this.local.state(), audioBitrate: () => this.music.bitrate() },
       view: this.viewHooks(),
     });
     this.session = session;
@@ -63,12 +64,18 @@ class ClassPage {
       log: $('chat-log'), form: $('chat-form'), input: $('chat-input'), button: $('chat-send'),
       send: (text) => this.sendChat(text),
     });
+    this.local = new LocalMedia({ micButton: this.els.micButton, camButton: this.els.camButton });
+    // The instructor's microphone as a music source (music.js), in the controls panel.
+    this.music = new MusicMode({
+      roomId, stream: () => this.local.stream, publisher: () => session.publisher, toast,
+      onSwitched: (kind, track) => this.switchedDevice(kind, track),
+    });
     // Clock, interval timer, spotlight, lock, and the instructor's controls (classstate.js).
     this.classState = new ClassState({
       bar: $('class-bar'), panel: $('host-panel'), grid: this.grid, request, toast, render: () => this.render(),
       people: () => session.participants, readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
+      extras: [this.music.row],
     });
-    this.local = new LocalMedia({ micButton: this.els.micButton, camButton: this.els.camButton });
     window.pulseroom = this.testHooks();
   }
 
@@ -134,6 +141,7 @@ class ClassPage {
       get node() { return session.nodeUrl; },
       get rejoins() { return session.rejoins.slice(); },
       get controls() { return classState.hook(); },
+      get music() { return page.music.hook(); },
       get local() { return page.local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
       get layers() {
         const p = session.publisher;
@@ -237,6 +245,7 @@ class ClassPage {
 
     grid.clear();
     for (const track of this.local.stream.getTracks()) grid.addTrack(you.id, track);
+    this.music.setEnabled(isHost);
     this.classState.joined(ack, isHost);
     this.visibility.resend();
   }
@@ -351,12 +360,13 @@ class ClassPage {
   openCamera(payload) {
     const { els, local } = this;
     const video = videoConstraints(planFor(payload?.role));
+    this.music.setEnabled(payload?.role === 'host'); // music mode kept from earlier in this tab
     const picker = new DevicePicker({
-      container: $('device-home'), stream: () => local.stream, toast, video,
+      container: $('device-home'), stream: () => local.stream, toast, video, audio: () => this.music.constraints(),
       onSwitched: (kind, track) => this.switchedDevice(kind, track),
     });
     picker.bindDialog({ button: $('devices-button'), dialog: $('devices-dialog'), body: $('devices-dialog-body'), close: $('devices-close') });
-    this.mediaReady = openMedia(preferredDevices(), video).then(({ stream, message }) => {
+    this.mediaReady = openMedia(preferredDevices(), video, this.music.constraints()).then(({ stream, message }) => {
       local.stream = stream;
       els.preview.srcObject = stream.getVideoTracks().length ? stream : null;
       els.mediaMessage.textContent = message;

@@ -6,6 +6,7 @@
 // the ack (it throws when the server refuses), so this file knows nothing about sockets.
 
 import { LayerSwitch, addLayeredVideo, describeEncodings } from './layers.js';
+import { answerStereo, offerMusic } from './opus.js';
 
 const GATHER_TIMEOUT_MS = 2000;
 
@@ -110,9 +111,14 @@ export class Publisher {
    * `this.channel`). It is created here, before the offer, so that the offer has its
    * m=application section: the SFU takes a publish offer once per join.
    * `layers` names the simulcast plan of the camera (layers.js): 'instructor' | 'participant'.
+   * `stereo`: offer stereo Opus at up to 128 kbit/s (opus.js), which music mode uses: the
+   * publish connection is negotiated once per join, so it is asked for up front.
+   * `audioBitrate()`: the most the microphone may send (bit/s), or null for the browser's
+   * choice; read once connected and again by applyAudioBitrate().
    */
   constructor({
     iceServers, stream, signal, emitIce, telemetry = false, onFailed = null, layers = 'participant',
+    stereo = false, audioBitrate = () => null,
   }) {
     this.stream = stream;
     this.signal = signal;
@@ -124,6 +130,9 @@ export class Publisher {
     this.plan = layers;
     this.layers = new LayerSwitch(layers);
     this.videoSender = null;
+    this.audioSender = null;
+    this.stereo = stereo;
+    this.audioBitrate = audioBitrate;
     this.offerSdp = null; // the publish offer as sent, for tests and debugging
   }
 
@@ -135,23 +144,50 @@ export class Publisher {
       if (!track) continue;
       const init = { direction: 'sendonly', streams: [this.stream] };
       if (kind === 'audio') {
-        pc.addTransceiver(track, init);
+        this.audioSender = pc.addTransceiver(track, init).sender;
         continue;
       }
       const transceiver = addLayeredVideo(pc, track, init, this.plan);
       preferVp8(transceiver);
       this.videoSender = transceiver.sender;
     }
-    await pc.setLocalDescription(await pc.createOffer());
+    const offer = await pc.createOffer();
+    try {
+      await pc.setLocalDescription(this.stereo ? { type: 'offer', sdp: offerMusic(offer.sdp) } : offer);
+    } catch (error) {
+      if (!this.stereo) throw error;
+      // A browser that refuses an edited offer: the SFU's answer alone still makes it send stereo.
+      await pc.setLocalDescription(offer);
+    }
     await waitForGathering(pc);
-    const sdp = pc.localDescription.sdp; // read and mark in one go: no candidate can slip between
+    // Read and mark in one go: no candidate can slip between.
+    const sdp = this.stereo ? offerMusic(pc.localDescription.sdp) : pc.localDescription.sdp;
     this.offerSdp = sdp;
     this.trickle.sent();
     const ack = await this.signal('publish', { type: 'offer', sdp });
     if (pc.signalingState === 'closed') return;
     await pc.setRemoteDescription({ type: 'answer', sdp: ack.sdp });
     this.trickle.ready();
+    await this.applyAudioBitrate();
     if (this.videoSender) await this.layers.attach(this.videoSender);
+  }
+
+  /** Hold the microphone's sender to audioBitrate() (null: lift the cap). */
+  async applyAudioBitrate() {
+    const sender = this.audioSender;
+    if (!sender || this.pc.signalingState === 'closed') return;
+    const params = sender.getParameters();
+    if (!params.encodings?.length) return; // not negotiated yet: start() applies it
+    const bitrate = this.audioBitrate();
+    for (const encoding of params.encodings) {
+      if (bitrate) encoding.maxBitrate = bitrate;
+      else delete encoding.maxBitrate;
+    }
+    try {
+      await sender.setParameters(params);
+    } catch (error) {
+      console.warn('could not set the microphone bitrate', error);
+    }
   }
 
   /** The video encodings being sent (rid, active, scale, bitrate), for tests and debugging. */
@@ -212,7 +248,15 @@ export class Subscriber {
     if (!this.pc) this.pc = this.createPc();
     const pc = this.pc;
     await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
+    // Stereo tracks (the instructor's music) are decoded in stereo only if we say so.
+    const answer = await pc.createAnswer();
+    const stereo = answerStereo(offer.sdp, answer.sdp);
+    try {
+      await pc.setLocalDescription(stereo === answer.sdp ? answer : { type: 'answer', sdp: stereo });
+    } catch (error) {
+      if (stereo === answer.sdp) throw error;
+      await pc.setLocalDescription(answer); // a browser that refuses an edited answer plays it in mono
+    }
     await waitForGathering(pc);
     if (this.closed) return;
     const sdp = pc.localDescription.sdp;

@@ -49,7 +49,8 @@ export class Session {
    * roomId, linkToken: from the page's link; token: what the first join sends (a bound
    * token kept from an earlier visit, or the link's). origin: this page's node.
    * io(url, options): socket.io's client. rtc: {enabled, Publisher, Subscriber} (rtc.js).
-   * local: {stream(), state()}: the camera and microphone and whether each is on.
+   * local: {stream(), state(), audioBitrate?()}: the camera and microphone, whether each is on,
+   *   and the most the microphone may send (bit/s, or null: music.js).
    * view: the page's side (VIEW_HOOKS). sleep(ms): between recovery rounds.
    */
   constructor({ roomId, linkToken, token, origin, io, rtc, local, view, sleep = defaultSleep }) {
@@ -367,6 +368,8 @@ export class Session {
     const publisher = new this.rtc.Publisher({
       iceServers: this.iceServers, stream, signal: this.request, emitIce: (payload) => this.emitIce(payload),
       telemetry: true, onFailed: () => this.mediaConnectionFailed(publisher), layers: planFor(this.you.role),
+      // The instructor may switch to music at any time (music.js): stereo is negotiated now.
+      stereo: this.you.role === 'host', audioBitrate: () => this.local.audioBitrate?.() ?? null,
     });
     this.publisher = publisher;
     if (this.layers) publisher.layers.want(this.layers.active);

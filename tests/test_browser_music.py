@@ -1,0 +1,262 @@
+"""Music mode in real headless Chromium, through a real ``pulseroom serve``.
+
+The instructor switches music mode on in the controls panel; then (a) the publish
+offer and the SFU's answer carry stereo Opus at 128 kbit/s, the microphone runs
+without echo cancellation, noise suppression or automatic gain, and its sender is
+capped at 128 kbit/s; a participant's subscribe offer and answer say stereo too;
+(b) a stereo test tone (440 Hz left, 880 Hz right) arrives at the participant as two
+different channels.
+
+Chromium's fake microphone is a mono beep, so the instructor's page gets its audio
+from a WebAudio graph instead (``STEREO_TONE_JS``): its getUserMedia still opens the
+fake microphone with the constraints the page asked for (kept in ``window.__mics`` to
+read their settings), and hands the page the tone in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.browser_fixtures import (
+    BROWSER_MODULE,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Tab,
+    browser_server_fixture,  # noqa: F401 (fixture "browser_server")
+    join,
+    open_tab,
+    screenshot,
+)
+from tests.conftest import RunningServer
+
+pytestmark = BROWSER_MODULE
+
+STEREO_TONE_JS = """(() => {
+  const md = navigator.mediaDevices;
+  const open = md.getUserMedia.bind(md);
+  window.__mics = [];
+  md.getUserMedia = async (constraints = {}) => {
+    const stream = await open(constraints);
+    const real = stream.getAudioTracks()[0];
+    if (!real) return stream;
+    window.__mics.push(real); // not stopped: its settings stay readable
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    const merger = ctx.createChannelMerger(2);
+    for (const [hz, channel] of [[440, 0], [880, 1]]) {
+      const tone = ctx.createOscillator();
+      tone.frequency.value = hz;
+      const gain = ctx.createGain();
+      gain.gain.value = 0.3;
+      tone.connect(gain).connect(merger, 0, channel);
+      tone.start();
+    }
+    const out = ctx.createMediaStreamDestination();
+    out.channelCount = 2;
+    merger.connect(out);
+    stream.removeTrack(real);
+    stream.addTrack(out.stream.getAudioTracks()[0]);
+    return stream;
+  };
+})();"""
+
+# The Opus fmtp parameters of each audio m-section, by mid.
+OPUS_FMTP_JS = """(sdp) => {
+  const out = {};
+  for (const section of sdp.split(/(?=^m=)/m)) {
+    if (!section.startsWith('m=audio')) continue;
+    const mid = (section.match(/^a=mid:(\\S+)/m) || [])[1];
+    const pt = (section.match(/^a=rtpmap:(\\d+) opus\\//mi) || [])[1];
+    const fmtp = (section.match(new RegExp(`^a=fmtp:${pt} (.*)$`, 'm')) || [])[1] || '';
+    out[mid] = Object.fromEntries(fmtp.trim().split(';').map((kv) => kv.trim().split('=')));
+  }
+  return out;
+}"""
+
+INSTRUCTOR_STATE_JS = """() => {
+  const pc = window.pulseroom.publishPc;
+  if (!pc || !pc.remoteDescription) return null;
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+  const mic = window.__mics[window.__mics.length - 1].getSettings();
+  return {
+    offer: pc.localDescription.sdp, answer: pc.remoteDescription.sdp,
+    maxBitrate: sender.getParameters().encodings[0].maxBitrate ?? null,
+    mic: { echoCancellation: mic.echoCancellation, noiseSuppression: mic.noiseSuppression,
+           autoGainControl: mic.autoGainControl, channelCount: mic.channelCount },
+    mics: window.__mics.length, music: window.pulseroom.music,
+  };
+}"""
+
+# At the participant: the instructor's audio through a ChannelSplitter into one
+# AnalyserNode per channel; returns the mid it found.
+LISTEN_JS = """(hostId) => {
+  const pr = window.pulseroom;
+  const owners = pr.tracks;
+  const t = pr.subscribePc.getTransceivers().find((x) => x.receiver.track.kind === 'audio'
+    && owners[x.mid] && owners[x.mid].participant_id === hostId);
+  if (!t) return null;
+  const ctx = new AudioContext({ sampleRate: 48000 });
+  const source = ctx.createMediaStreamSource(new MediaStream([t.receiver.track]));
+  const split = ctx.createChannelSplitter(2);
+  source.connect(split);
+  const analysers = [0, 1].map((channel) => {
+    const a = ctx.createAnalyser();
+    a.fftSize = 8192;
+    a.smoothingTimeConstant = 0.5;
+    split.connect(a, channel);
+    return a;
+  });
+  window.__listen = { ctx, source, analysers };
+  return t.mid;
+}"""
+
+# Per channel: the dominant frequency and the level (dB) at 440 and 880 Hz.
+SPECTRUM_JS = """() => {
+  const { ctx, analysers } = window.__listen;
+  return analysers.map((a) => {
+    const bins = new Float32Array(a.frequencyBinCount);
+    a.getFloatFrequencyData(bins);
+    const hz = ctx.sampleRate / a.fftSize;
+    let peak = 0;
+    for (let i = 1; i < bins.length; i += 1) if (bins[i] > bins[peak]) peak = i;
+    const level = (f) => Math.max(...[-1, 0, 1].map((d) => bins[Math.round(f / hz) + d]));
+    return { peak_hz: peak * hz, peak_db: bins[peak], db440: level(440), db880: level(880) };
+  });
+}"""
+
+
+DEBUG_JS = """() => ({
+  toasts: [...document.querySelectorAll('[data-testid=toast]')].map((t) => t.innerText),
+  music: window.pulseroom.music, local: window.pulseroom.local, mics: (window.__mics || []).length,
+})"""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def browser_fixture() -> AsyncIterator[Any]:
+    """Chromium as in browser_fixtures, with audio allowed to play without a click (the
+    participant's tile and both pages' AudioContexts start at once)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+            timeout=30_000,
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+async def instructor_state(tab: Tab, bitrate: int, mics: int) -> dict[str, Any]:
+    """The instructor's publish SDP, audio sender cap and microphone settings, once its
+    sender is capped at ``bitrate`` and ``mics`` microphones were opened."""
+    state: dict[str, Any] | None = None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = await tab.page.evaluate(INSTRUCTOR_STATE_JS)
+        if state and state["maxBitrate"] == bitrate and state["mics"] >= mics:
+            return state
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no sender capped at {bitrate} with {mics} microphones: {state}")
+
+
+async def music_state(tab: Tab, mics: int) -> dict[str, Any]:
+    """The instructor's state in music mode (``instructor_state``), checked."""
+    state = await instructor_state(tab, 128_000, mics)
+    offer = await tab.page.evaluate(OPUS_FMTP_JS, state["offer"])
+    answer = await tab.page.evaluate(OPUS_FMTP_JS, state["answer"])
+    for name, fmtp in (("publish offer", offer), ("publish answer", answer)):
+        (params,) = fmtp.values()
+        assert params.get("stereo") == "1", (name, fmtp)
+        assert params.get("maxaveragebitrate") == "128000", (name, fmtp)
+    assert next(iter(offer.values())).get("sprop-stereo") == "1"
+    for setting in ("echoCancellation", "noiseSuppression", "autoGainControl"):
+        assert state["mic"][setting] is False, state["mic"]
+    assert state["music"]["constraints"]["channelCount"] == 2, state["music"]
+    return state
+
+
+async def listen(tab: Tab, host_id: str) -> str:
+    """Start analysing the instructor's audio at ``tab``; check its subscribe SDP says
+    stereo for it. Returns the m-line's mid."""
+    mid = None
+    deadline = time.monotonic() + 15
+    while mid is None and time.monotonic() < deadline:
+        mid = await tab.page.evaluate(LISTEN_JS, host_id)
+        if mid is None:
+            await asyncio.sleep(0.3)
+    assert mid is not None, "the participant never received the instructor's audio"
+    subscribe = await tab.page.evaluate(
+        "({ offer: window.pulseroom.subscribePc.remoteDescription.sdp,"
+        " answer: window.pulseroom.subscribePc.localDescription.sdp })"
+    )
+    for name in ("offer", "answer"):
+        params = (await tab.page.evaluate(OPUS_FMTP_JS, subscribe[name]))[mid]
+        assert params.get("stereo") == "1", (f"subscribe {name}", params)
+        assert params.get("maxaveragebitrate") == "128000", (f"subscribe {name}", params)
+    return str(mid)
+
+
+async def assert_two_channels(tab: Tab) -> list[dict[str, float]]:
+    """440 Hz dominates the left channel at ``tab``, 880 Hz the right, each at least
+    20 dB over the other's tone."""
+    spectrum: list[dict[str, float]] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        spectrum = await tab.page.evaluate(SPECTRUM_JS)
+        left, right = spectrum
+        if abs(left["peak_hz"] - 440) < 12 and abs(right["peak_hz"] - 880) < 12:
+            break
+    left, right = spectrum
+    assert abs(left["peak_hz"] - 440) < 12, spectrum
+    assert abs(right["peak_hz"] - 880) < 12, spectrum
+    assert left["db440"] - left["db880"] > 20, spectrum
+    assert right["db880"] - right["db440"] > 20, spectrum
+    return spectrum
+
+
+@pytest.mark.timeout(120)
+async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: RunningServer) -> None:
+    room = browser_server.create_room("Spin to the beat")
+    host = await open_tab(browser, "instructor", init_script=STEREO_TONE_JS)
+    ben = await open_tab(browser, "participant Ben")
+    music_on = "document.querySelector('[data-testid=music-button]').dataset.music === 'on'"
+    try:
+        host_id = await join(host, str(room["host_link"]), "Coach Ana")
+        await join(ben, str(room["join_link"]), "Ben")
+        button = host.page.get_by_test_id("music-button")
+        assert await button.get_attribute("aria-pressed") == "false"
+        assert await ben.page.get_by_test_id("music-button").is_hidden()
+        voice = await instructor_state(host, 40_000, mics=1)
+        assert voice["mic"]["echoCancellation"] is True, voice
+        await button.click()
+        await host.page.wait_for_function(music_on)
+        # (a) negotiated stereo; the microphone opened again without processing
+        await music_state(host, mics=2)
+        await listen(ben, host_id)
+        # (b) the tone arrives as two channels: 440 Hz on the left, 880 Hz on the right
+        await assert_two_channels(ben)
+        await screenshot(host, "music-instructor")
+
+        # Music mode stays on for the class in this tab: after a reload the microphone
+        # opens without processing straight away.
+        await host.page.reload()
+        await join(host, str(room["host_link"]), "Coach Ana")
+        await host.page.wait_for_function(music_on)
+        await music_state(host, mics=1)
+    except BaseException:
+        for tab in (host, ben):
+            print(tab.diagnostics())
+            print(await tab.page.evaluate(DEBUG_JS))
+        raise
+    finally:
+        await asyncio.gather(host.close(), ben.close())
