@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -12,6 +11,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
 
+from runtime.shutdown import end_within, run_within
 from sfu.backend import MediaBackend
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
@@ -39,6 +39,11 @@ from .retention import sweep as retention_sweep
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# Closing the database pool at shutdown: a connection broken by a database restart must
+# not hold the server (runtime/shutdown.py).
+DISPOSE_TIMEOUT_S = 1.0
 
 
 class StartupError(Exception):
@@ -177,8 +182,10 @@ def _database(store: Store, writer: HeartRateWriter) -> CleanupContext:
             logger.info("applied migration %04d_%s", migration.version, migration.name)
         await writer.start()
         yield
-        await writer.close()  # after the sessions (media_side's cleanup runs first)
-        await store.engine.dispose()
+        # After the sessions (media_side's cleanup runs first). Both are bounded: what
+        # the database does not take within seconds goes to the spool.
+        await writer.close()
+        await run_within("closing the database pool", store.engine.dispose(), DISPOSE_TIMEOUT_S)
 
     return database
 
@@ -207,9 +214,9 @@ def _retention(store: Store, history: HeartRateHistory, days: float) -> CleanupC
     async def retention(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(retention_sweep(store, history, days), name="retention")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Cancelled at once; bounded because a sweep may be waiting on the database.
+        if not await end_within(task, 0):
+            logger.error("the retention sweep did not end when cancelled; going on")
 
     return retention
 
