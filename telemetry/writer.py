@@ -205,7 +205,7 @@ class HeartRateWriter:
                 else:
                     task.cancel()
                 stuck = not await self._bounded(task, deadline)
-            if not stuck:
+            if not stuck and time.monotonic() < deadline:
                 final = asyncio.create_task(
                     self._round(force=True, need=self._put_total), name="heart-rate writer close"
                 )
