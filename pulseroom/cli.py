@@ -29,9 +29,11 @@ def _settings_or_exit() -> Settings:
 # past this the watchdog ends the process anyway. Under the 10 s `docker compose stop`
 # and most service managers wait before they kill.
 SHUTDOWN_DEADLINE_S = 9.0
-# How long HTTP requests in flight at SIGTERM may take to finish (aiohttp's default is
-# 60 s); Socket.IO's WebSockets are closed by the signaling server's own close.
-REQUEST_GRACE_S = 2.0
+# How long HTTP requests in flight at SIGTERM may take to finish before aiohttp cancels
+# them (and as long again to end): its default is 60 s. The sessions' WebSockets are
+# closed first (pulseroom/app.py: _end_sessions), but a client that does not answer the
+# close held one for the whole wait (measured: 4 s with 2 s here).
+REQUEST_GRACE_S = 1.0
 
 
 def _serve(_args: argparse.Namespace) -> int:
