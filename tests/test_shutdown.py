@@ -36,7 +36,7 @@ from tests.pg_cluster import PgCluster, running_cluster
 # "Within a few seconds": the server's own bounds (1 s + 1 s for requests in flight, the
 # writer's 3 s, the pool's 1 s) stay under this; its watchdog fires at 9 s (exit 70).
 EXIT_DEADLINE_S = 6.0
-RUNS = 4
+RUNS = 3  # about 20 s each: a server start, a class with an outage, the stop
 
 
 async def _holds_on_to_cancellation(release: asyncio.Event) -> None:
@@ -213,7 +213,7 @@ async def test_sigterm_after_a_database_restart_exits_promptly_and_keeps_every_r
         server = await asyncio.to_thread(start_server, home, DATABASE_URL=cluster.url)
         bridges: list[asyncio.Task[None]] = []
         try:
-            room_id, sent = await _class_through_a_restart(server, cluster, 2.0 + run, bridges)
+            room_id, sent = await _class_through_a_restart(server, cluster, 1.5 + run, bridges)
             started = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             try:
