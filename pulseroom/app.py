@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
 
+from runtime.shutdown import end_within, run_within
 from sfu.backend import MediaBackend
 from sfu.candidates import CandidatePolicy
 from sfu.pool import WorkerPool
@@ -41,6 +41,11 @@ from .retention import sweep as retention_sweep
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# Closing the database pool at shutdown: a connection broken by a database restart must
+# not hold the server (runtime/shutdown.py).
+DISPOSE_TIMEOUT_S = 1.0
 
 
 class StartupError(Exception):
@@ -121,6 +126,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.retention_days is not None:
         app.cleanup_ctx.append(_retention(store, history, settings.retention_days))
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
+    app.on_shutdown.append(_end_sessions(app[SIGNALING], cluster))
     return app
 
 
@@ -186,8 +192,11 @@ def _database(store: Store, writer: HeartRateWriter) -> CleanupContext:
             logger.info("applied migration %04d_%s", migration.version, migration.name)
         await writer.start()
         yield
-        await writer.close()  # after the sessions (media_side's cleanup runs first)
-        await store.engine.dispose()
+        # After the sessions (media_side's cleanup runs first). Both are bounded: what
+        # the database does not take within seconds goes to the spool.
+        await writer.close()
+        await run_within("closing the database pool", store.engine.dispose(), DISPOSE_TIMEOUT_S)
+        logger.info("shutting down: database closed")
 
     return database
 
@@ -216,11 +225,32 @@ def _retention(store: Store, history: HeartRateHistory, days: float) -> CleanupC
     async def retention(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(retention_sweep(store, history, days), name="retention")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Cancelled at once; bounded because a sweep may be waiting on the database.
+        if not await end_within(task, 0):
+            logger.error("the retention sweep did not end when cancelled; going on")
 
     return retention
+
+
+def _end_sessions(
+    signaling: SignalingServer, cluster: Cluster | None
+) -> Callable[[web.Application], Awaitable[None]]:
+    """At shutdown, close the sessions before aiohttp waits for the requests in flight.
+
+    A Socket.IO WebSocket is a request in flight until its client leaves: left to the
+    cleanup contexts (which run after that wait), every connected browser or bridge held
+    the server for its ping timeout (20 s) or aiohttp's shutdown timeout. Closing them
+    here also stops new readings before the heart-rate writer's last round. Both closes
+    are idempotent: ``_media_side`` calls them again for a start that failed midway.
+    """
+
+    async def end_sessions(_app: web.Application) -> None:
+        logger.info("shutting down: closing the sessions")
+        if cluster is not None:
+            await cluster.close()  # first: this node's classes can be taken over at once
+        await signaling.close()
+
+    return end_sessions
 
 
 def _media_side(
@@ -240,8 +270,10 @@ def _media_side(
         yield
         if cluster is not None:
             await cluster.close()  # first: this node's classes can be taken over at once
-        # Reverse order of start: sessions first, then the media they used.
+        # Reverse order of start: sessions first (already closed by _end_sessions when
+        # the server ran), then the media they used.
         await signaling.close()
         await media.close()
+        logger.info("shutting down: SFU workers stopped")
 
     return media_side

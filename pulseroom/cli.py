@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from runtime.collector import tune_for_latency
+from runtime.shutdown import Watchdog
 
 from .settings import ConfigError, Settings, load_settings
 
@@ -21,6 +22,18 @@ def _settings_or_exit() -> Settings:
     except ConfigError as exc:
         print(f"pulseroom: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+# SIGTERM to exit: every step of the shutdown is bounded (the heart-rate writer spools
+# what the database does not take within 3 s, the SFU workers are killed after 5 s);
+# past this the watchdog ends the process anyway. Under the 10 s `docker compose stop`
+# and most service managers wait before they kill.
+SHUTDOWN_DEADLINE_S = 9.0
+# How long HTTP requests in flight at SIGTERM may take to finish before aiohttp cancels
+# them (and as long again to end): its default is 60 s. The sessions' WebSockets are
+# closed first (pulseroom/app.py: _end_sessions), but a client that does not answer the
+# close held one for the whole wait (measured: 4 s with 2 s here).
+REQUEST_GRACE_S = 1.0
 
 
 def _serve(_args: argparse.Namespace) -> int:
@@ -44,8 +57,21 @@ def _serve(_args: argparse.Namespace) -> int:
         logging.getLogger("pulseroom").info(banner)
     else:
         print(banner, flush=True)
+    app = create_app(settings)
+    watchdog = Watchdog(SHUTDOWN_DEADLINE_S)
+
+    async def arm_watchdog(_app: web.Application) -> None:
+        watchdog.arm()
+
+    app.on_shutdown.insert(0, arm_watchdog)  # first: whatever hangs after it is bounded
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=REQUEST_GRACE_S,
+        )
     except StartupError as exc:
         failure = f"pulseroom: {exc}"
     except OSError as exc:

@@ -28,12 +28,19 @@ from typing import IO
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from runtime.shutdown import end_within
+
 from .rows import PG_INSERT, SQLITE_INSERT, HeartRateRow, is_data_error, pg_arrays, sqlite_params
 from .spool import append_spool, fsync_dir, read_spool, spool_line
 
 __all__ = ["HeartRateRow", "HeartRateWriter"]
 
 log = logging.getLogger(__name__)
+
+# At close, how long the database may take the rows left before they are spooled (a
+# round cancelled then gets runtime.shutdown.CANCEL_GRACE_S more): well inside the
+# 10 s a service manager or `docker compose stop` waits before killing the server.
+CLOSE_TIMEOUT_S = 3.0
 
 
 def _describe(exc: BaseException) -> str:
@@ -110,6 +117,7 @@ class HeartRateWriter:
         self._db_ok = True
         self._next_retry = 0.0
         self._drain_offset = 0
+        self._given_up: set[asyncio.Task[None]] = set()  # see close()
 
         self._written = 0
         self._duplicates = 0
@@ -175,24 +183,36 @@ class HeartRateWriter:
         self._wake.set()
         await future
 
-    async def close(self) -> None:
-        """Stop the task and write what is left: to the database if reachable, else spool.
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop the task and make what is left durable: stored if the database takes it
+        within ``timeout`` seconds, spooled otherwise (written at the next start).
 
-        Idempotent. A batch in flight is finished, not cancelled.
+        Idempotent. A batch in flight gets the same time to finish. Nothing here waits on
+        the database past ``timeout`` and a short grace, even when a driver holds on to
+        the cancellation (``runtime.shutdown``): a stopping server must not hang on a
+        database that went away.
         """
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + timeout
         task, self._task = self._task, None
-        if task is not None:
-            if self._busy:
-                self._wake.set()  # _closed makes the loop end after this round
-            else:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         try:
-            await self._round(force=True, need=self._put_total)
+            stuck = False
+            if task is not None:
+                if self._busy:
+                    self._wake.set()  # _closed makes the loop end after this round
+                else:
+                    task.cancel()
+                stuck = not await self._bounded(task, deadline)
+            if not stuck and time.monotonic() < deadline:
+                final = asyncio.create_task(
+                    self._round(force=True, need=self._put_total), name="heart-rate writer close"
+                )
+                await self._bounded(final, deadline)
+            if self._pending:
+                # The database did not take them in time: the spool keeps them.
+                await self._spill(len(self._pending))
         finally:
             if self._pending:
                 log.error(
@@ -209,6 +229,33 @@ class HeartRateWriter:
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the flock
                 self._lock_file = None
+
+    async def _bounded(self, task: asyncio.Task[None], deadline: float) -> bool:
+        """Wait for ``task`` until ``deadline`` (then cancel it: ``end_within``).
+
+        False when it did not end even then: it is given up (``_gave_up_on_me``) and
+        close goes on without it, spooling what it held.
+        """
+        if not await end_within(task, deadline - time.monotonic()):
+            log.error(
+                "heart-rate writer: %s did not end when cancelled; its rows go to the spool",
+                task.get_name(),
+            )
+            self._given_up.add(task)
+            return False
+        if time.monotonic() > deadline and task.cancelled():
+            log.warning(
+                "heart-rate writer: the database took too long at close; rows go to the spool"
+            )
+        elif not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("heart-rate writer: %s failed", task.get_name(), exc_info=exc)
+        return True
+
+    def _gave_up_on_me(self) -> bool:
+        """Whether close went on without the task running this, which must then change
+        nothing: close spooled the rows it held (a late insert of them is a duplicate
+        the database ignores when the spool is written)."""
+        return asyncio.current_task() in self._given_up
 
     def stats(self) -> dict[str, float | int]:
         """Counters since start; ``lag_s`` is put-to-commit of the oldest row in the last
@@ -311,6 +358,8 @@ class HeartRateWriter:
             size = min(remaining, self._batch_max, len(self._pending))
             batch = list(islice(self._pending, size))
             refused = await self._insert(batch)
+            if self._gave_up_on_me():
+                return
             now = time.monotonic()
             lag = now - self._put_at[0]
             # Only now do the rows leave memory: a failure above keeps them queued.
@@ -382,6 +431,8 @@ class HeartRateWriter:
                 )
             self._spool_failing = True
             return
+        if self._gave_up_on_me():
+            return
         if self._spool_failing:
             log.warning("heart-rate spool %s writable again", self._spool)
             self._spool_failing = False
@@ -414,6 +465,8 @@ class HeartRateWriter:
                 self._spool_skipped += skipped
                 if rows:
                     refused = await self._insert(rows)
+                    if self._gave_up_on_me():
+                        return  # the next start writes the file again
                     self._unspooled += len(rows) - len(refused)
                 if offset == self._drain_offset:
                     break
