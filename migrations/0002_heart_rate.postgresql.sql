@@ -51,27 +51,48 @@ CREATE TABLE IF NOT EXISTS participants (
 --   makes rows not yet materialized show up in queries at once.
 -- * CREATE EXTENSION timescaledb is only attempted when the library is preloaded:
 --   without shared_preload_libraries it fails with FATAL, which ends the session and
---   cannot be caught. Without the privilege to create it, the plain path is taken.
+--   cannot be caught. Without the privilege to create it, the plain path is taken; a
+--   role that cannot read shared_preload_libraries (it needs pg_read_all_settings)
+--   gets a warning that says so, not one about creating the extension.
+-- * Under TimescaleDB's Apache licence (the -oss images, timescaledb.license =
+--   'apache') continuous aggregates, compression and retention policies do not exist:
+--   the plain path is taken, with a warning, instead of failing the migration.
 -- * Timescale-only DDL goes through EXECUTE so that plain PostgreSQL never parses it.
 DO $$
 DECLARE
     timescale BOOLEAN := FALSE;
+    preloaded TEXT;
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         timescale := TRUE;
     ELSIF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
         BEGIN
-            IF position('timescaledb' IN current_setting('shared_preload_libraries')) > 0 THEN
-                CREATE EXTENSION IF NOT EXISTS timescaledb;
-                timescale := TRUE;
-            ELSE
-                RAISE WARNING 'timescaledb is installed but not in shared_preload_libraries: '
-                    'heart_rate stays a plain table';
-            END IF;
+            preloaded := current_setting('shared_preload_libraries');
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE WARNING 'no privilege to create the timescaledb extension: '
-                'heart_rate stays a plain table';
+            RAISE WARNING 'cannot read shared_preload_libraries (grant pg_read_all_settings, '
+                'or create the timescaledb extension as a superuser): heart_rate stays a '
+                'plain table';
         END;
+        IF preloaded IS NOT NULL THEN
+            BEGIN
+                IF position('timescaledb' IN preloaded) > 0 THEN
+                    CREATE EXTENSION IF NOT EXISTS timescaledb;
+                    timescale := TRUE;
+                ELSE
+                    RAISE WARNING 'timescaledb is installed but not in '
+                        'shared_preload_libraries: heart_rate stays a plain table';
+                END IF;
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'no privilege to create the timescaledb extension: '
+                    'heart_rate stays a plain table';
+            END;
+        END IF;
+    END IF;
+    IF timescale AND current_setting('timescaledb.license', true) = 'apache' THEN
+        RAISE WARNING 'timescaledb runs under its Apache licence (an -oss build): continuous '
+            'aggregates, compression and retention policies need the community licence '
+            '(timescaledb.license = timescale); heart_rate stays a plain table';
+        timescale := FALSE;
     END IF;
 
     IF timescale THEN

@@ -22,7 +22,13 @@ from signaling.health import url_passwords
 from storage.store import create_engine
 
 from .doctor_context import Check, Context, Result, is_local_host, redact_url
-from .doctor_services import check_database, check_migrations, check_redis, check_secret
+from .doctor_services import (
+    check_database,
+    check_migrations,
+    check_redis,
+    check_secret,
+    check_timescale_jobs,
+)
 from .doctor_turn import check_turn_config, check_turn_servers
 from .doctor_web import check_https, check_public_address, check_readyz, check_websocket
 from .settings import ConfigError, Settings, load_settings
@@ -35,6 +41,7 @@ CHECKS: tuple[Check, ...] = (
     check_secret,
     check_database,
     check_migrations,
+    check_timescale_jobs,
     check_redis,
     check_turn_config,
     check_turn_servers,

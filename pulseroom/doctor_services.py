@@ -71,6 +71,42 @@ async def check_database(ctx: Context) -> Result:
     return Result("database", "PASS", f"{flavour} at {where}")
 
 
+JOB_ERRORS_SQL = """
+SELECT count(*), max(finish_time), string_agg(DISTINCT proc_name, ', '),
+       (array_agg(err_message ORDER BY finish_time DESC))[1]
+FROM timescaledb_information.job_errors
+WHERE finish_time > now() - interval '1 day'
+"""
+
+
+async def check_timescale_jobs(ctx: Context) -> list[Result]:
+    """TimescaleDB's background jobs (the aggregate's refresh, compression, retention)
+    recorded no failures in the last day. Nothing to say without TimescaleDB."""
+    if ctx.engine.dialect.name != "postgresql":
+        return []
+    try:
+        async with asyncio.timeout(DATABASE_TIMEOUT_S), ctx.engine.connect() as conn:
+            view = "to_regclass('timescaledb_information.job_errors')"
+            if (await conn.execute(text(f"SELECT {view} IS NOT NULL"))).scalar() is not True:
+                return []
+            failures, last, jobs, message = (await conn.execute(text(JOB_ERRORS_SQL))).one()
+    except Exception as exc:
+        return [Result("timescaledb jobs", "WARN", f"cannot read job_errors: {ctx.error(exc)}")]
+    if not failures:
+        return [Result("timescaledb jobs", "PASS", "no job failed in the last day")]
+    return [
+        Result(
+            "timescaledb jobs",
+            "WARN",
+            f"{failures} job run(s) failed in the last day ({jobs}; last at {last}: {message})",
+            "read timescaledb_information.job_errors and job_stats; on some PostgreSQL builds "
+            "every policy job is recorded as failed while its work is committed: check that "
+            "heart_rate_1m keeps up (SELECT max(bucket) FROM heart_rate_1m) and that old "
+            "chunks get compressed (timescaledb_information.chunks)",
+        )
+    ]
+
+
 async def check_migrations(ctx: Context) -> Result:
     """No migration is waiting."""
     try:

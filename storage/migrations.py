@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .store import create_engine
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(postgresql|sqlite))?\.sql$")
@@ -75,26 +79,51 @@ async def _applied(conn: AsyncConnection) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-async def pending(engine: AsyncEngine, target: int | None = None) -> list[Migration]:
+async def pending(
+    engine: AsyncEngine, target: int | None = None, directory: Path = MIGRATIONS_DIR
+) -> list[Migration]:
     """Migrations not yet applied (up to version ``target`` when given)."""
     async with engine.begin() as conn:
         done = await _applied(conn)
     return [
         m
-        for m in discover(engine.dialect.name)
+        for m in discover(engine.dialect.name, directory)
         if m.version not in done and (target is None or m.version <= target)
     ]
 
 
-async def migrate(engine: AsyncEngine, target: int | None = None) -> list[Migration]:
+def _log_server_message(_conn: object, message: Any) -> None:
+    logger.warning("database: %s", getattr(message, "message", message))
+
+
+@asynccontextmanager
+async def _server_warnings(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Log what PostgreSQL says while a migration runs (RAISE WARNING: which path the
+    schema took, e.g. no TimescaleDB): asyncpg drops such messages without a listener."""
+    raw = None
+    if conn.dialect.name == "postgresql":
+        raw = (await conn.get_raw_connection()).driver_connection
+    if raw is None or not hasattr(raw, "add_log_listener"):
+        yield
+        return
+    raw.add_log_listener(_log_server_message)
+    try:
+        yield
+    finally:
+        raw.remove_log_listener(_log_server_message)
+
+
+async def migrate(
+    engine: AsyncEngine, target: int | None = None, directory: Path = MIGRATIONS_DIR
+) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; returns those applied.
 
     ``target`` stops after that version: the upgrade tests build a database as an
     older release left it.
     """
     applied: list[Migration] = []
-    for migration in await pending(engine, target):
-        async with engine.begin() as conn:
+    for migration in await pending(engine, target, directory):
+        async with engine.begin() as conn, _server_warnings(conn):
             if engine.dialect.name == "postgresql":
                 # Two servers starting at once must not both apply the same version.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(7461707)"))

@@ -401,3 +401,44 @@ def test_unready_when_redis_and_turn_are_down(tmp_path: Path) -> None:
         assert "0002_heart_rate" in checks["migrations"]["error"]
     finally:
         stop_server(server)
+
+
+async def test_timescaledb_job_failures_are_reported(postgres_url: str, tmp_path: Path) -> None:
+    """Without TimescaleDB the check says nothing. TimescaleDB is not packaged on this
+    machine, so its catalog view is stood in for by a table with the columns TimescaleDB
+    documents for timescaledb_information.job_errors: a failure in the last day is a
+    WARN naming the job and its error; one older than that is not."""
+    from pulseroom.doctor_context import Context
+    from pulseroom.doctor_services import check_timescale_jobs
+    from pulseroom.settings import load_settings
+    from storage.store import create_engine
+
+    engine = create_engine(postgres_url)
+    ctx = Context(load_settings(PULSEROOM_DATA_DIR=str(tmp_path)), "http://127.0.0.1", engine, [])
+    try:
+        assert await check_timescale_jobs(ctx) == []
+        async with engine.begin() as conn:
+            for statement in (
+                "CREATE SCHEMA timescaledb_information",
+                "CREATE TABLE timescaledb_information.job_errors (job_id int, proc_schema"
+                " name, proc_name name, pid int, start_time timestamptz, finish_time"
+                " timestamptz, sqlerrcode text, err_message text)",
+                "INSERT INTO timescaledb_information.job_errors VALUES (1000, '_timescaledb"
+                "_functions', 'policy_refresh_continuous_aggregate', 1, now() - interval"
+                " '3 days', now() - interval '3 days', 'XX000', 'old trouble')",
+            ):
+                await conn.exec_driver_sql(statement)
+        [result] = await check_timescale_jobs(ctx)
+        assert result.status == "PASS", result
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "INSERT INTO timescaledb_information.job_errors VALUES (1001, '_timescaledb"
+                "_functions', 'policy_compression', 2, now() - interval '1 hour', now() -"
+                " interval '1 hour', '57014', 'canceling statement due to statement timeout')"
+            )
+        [result] = await check_timescale_jobs(ctx)
+        assert result.status == "WARN", result
+        assert "1 job run(s) failed" in result.detail and "policy_compression" in result.detail
+        assert "statement timeout" in result.detail and "job_errors" in result.fix
+    finally:
+        await engine.dispose()

@@ -92,3 +92,26 @@ async def test_chat_keeps_the_last_100_in_order(store: Store) -> None:
 async def test_chat_for_unknown_room_is_refused(store: Store) -> None:
     with pytest.raises(Exception, match=r"(?i)foreign key|violates"):
         await store.add_chat("no-such-room", "p1", "Ann", "hello")
+
+
+async def test_what_postgresql_says_during_a_migration_is_logged(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A migration's RAISE WARNING (e.g. 0002 saying heart_rate stays a plain table, and
+    why) reaches the server's log; asyncpg alone would drop it."""
+    (tmp_path / "0001_warns.postgresql.sql").write_text(
+        "DO $$\nBEGIN\n    RAISE WARNING 'the plain path, because of %', 'reasons';\nEND\n$$;\n"
+    )
+    engine = create_engine(postgres_url)
+    try:
+        caplog.set_level("WARNING", logger="storage.migrations")
+        applied = await migrations.migrate(engine, directory=tmp_path)
+        assert [m.name for m in applied] == ["warns"]
+        assert "database: the plain path, because of reasons" in caplog.text
+        # The listener went with the migration: the pooled connection logs nothing more.
+        caplog.clear()
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("DO $$ BEGIN RAISE WARNING 'later'; END $$")
+        assert "later" not in caplog.text
+    finally:
+        await engine.dispose()
