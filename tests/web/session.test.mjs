@@ -54,7 +54,7 @@ test('joining: the class, ourselves with our real media state, then both connect
   // The server assumes the camera is on: it is told otherwise.
   assert.deepEqual(network.sent('media_state'), [{ v: 1, audio: true, video: false }]);
   const hooks = view.calls.map(([name]) => name);
-  assert.deepEqual(hooks.slice(hooks.indexOf('entered')), ['entered', 'gallery', 'telemetryJoined', 'attachTelemetry']);
+  assert.deepEqual(hooks.slice(hooks.indexOf('entered')), ['entered', 'gallery', 'recording', 'telemetryJoined', 'attachTelemetry']);
   assert.equal(made.subscribers.length, 1);
   assert.deepEqual(made.subscribers[0].options.iceServers, [{ urls: 'stun:example.org' }]);
   assert.equal(made.publishers.length, 1);
