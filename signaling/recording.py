@@ -22,7 +22,7 @@ from typing import Any, Literal
 import socketio
 from aiohttp import web
 
-from sfu.backend import MediaBackend
+from sfu.backend import MediaBackend, SfuError
 from storage.recordings import RecordingFiles
 
 from .errors import SignalError
@@ -73,11 +73,15 @@ class Recording:
         if member.role != "host" or self.mode == "off":
             return
         room_id = member.room_id
-        if self.mode == "always" and room_id not in self._started:
-            self._started.add(room_id)
-            await self._set(room_id, True)
-        elif room_id in self._on:
-            await self._set(room_id, True)
+        try:
+            if self.mode == "always" and room_id not in self._started:
+                self._started.add(room_id)
+                await self._set(room_id, True)
+            elif room_id in self._on:
+                await self._set(room_id, True)
+        except SfuError as exc:
+            # The join itself stands: a class that cannot record is still a class.
+            logger.error("room %s cannot record: %s", room_id, exc.message)
 
     async def _set(self, room_id: str, on: bool) -> None:
         assert self._files is not None  # mode "off" without files
