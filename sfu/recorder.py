@@ -1,10 +1,11 @@
 """Recording a class: the instructor's best video layer and audio into one WebM file,
 from the packets the SFU forwards, without decoding or re-encoding.
 
-The recorder is a subscriber inside the SFU: each of its ``RecordingTap`` s sits in a
+The recorder is a subscriber inside the SFU: each ``RecordingTap`` of it sits in a
 Stream's consumer list beside the class's Consumers and gets the same packets through
-the same ``send`` call (after the Producer's NACKs upstream have had their chance), so
-it costs no connection, no SRTP and no copy on the way. Like a Consumer, a video tap
+the same ``send`` call (retransmissions the Producer asks the publisher for come the
+same way, and fill the holes of its reorder window), so it costs no connection and no
+SRTP. Like a Consumer, a video tap
 takes one simulcast layer at a time (the best one arriving), enters a layer only at
 its keyframe, asks for a keyframe when it starts and after loss it cannot repair, and
 keeps the layers it wants switched on at the publisher (``preferred``).
