@@ -1,20 +1,27 @@
 """The recorder's parts alone: RTP packets back into frames (reordered, duplicated,
-lost), and frames into a WebM file that a real demuxer and decoder read back.
+lost), frames into a WebM file that a real demuxer and decoder read back, and the
+recorder on a simulcast track fed through its real Streams (layer choice, fallback).
 
 Real VP8 from libvpx, packetized by aiortc's own VP8 payloader (what a bot sends).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from aiortc.codecs.vpx import Vp8Encoder
 
 from sfu.depacketize import Frame, FrameAssembler, keyframe_size
+from sfu.forwarder import Codec, Source
+from sfu.recorder import Recorder
+from sfu.stats import ForwardingStats
 from sfu.webm_writer import WebmWriter, new_path
 
 Packet = tuple[int, int, int, bytes]  # seq, timestamp, marker, payload
@@ -79,7 +86,7 @@ def test_reordered_and_duplicated_packets_give_every_picture_once() -> None:
 
 
 def test_a_lost_packet_marks_the_frames_after_it_until_given_up() -> None:
-    pictures = vp8_pictures(200)
+    pictures = vp8_pictures(120)
     packets = packetize(pictures, first_seq=10)
     lost = next(i for i, p in enumerate(packets) if p[1] == 50 * 3000)  # picture 50
     assembler = FrameAssembler(video=True)
@@ -129,3 +136,92 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
         assert (video.codec_context.width, video.codec_context.height) == (320, 240)
         decoded = sum(1 for _ in container.decode(video=0))
     assert decoded == len(pictures)
+
+
+class _LayeredTrack(Source):
+    """A two-layer VP8 track with no publisher connection behind it: packets are fed by
+    hand through its real Streams (as tests/test_shedding.py does)."""
+
+    def __init__(self) -> None:
+        codec = Codec("video/VP8", 90000, None, {})
+        super().__init__(
+            "pub:video", "pub", "video", codec, ForwardingStats(), 2_000_000, ("q", "h")
+        )
+        self.keyframe_requests: list[int] = []  # the layer asked for, by SSRC
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        self.keyframe_requests.append(media_ssrc)
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        pass
+
+
+def sized_pictures(width: int, height: int, count: int, gop: int) -> list[bytes]:
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, 30)
+    codec.gop_size = gop
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    codec.open()
+    noise = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out: list[bytes] = []
+    for i in range(count):
+        frame = av.VideoFrame.from_ndarray(np.roll(noise, i * 2, axis=1), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        out += [bytes(p) for p in codec.encode(frame)]
+    return out + [bytes(p) for p in codec.encode(None)]
+
+
+@pytest.mark.timeout(60)
+async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
+    tmp_path: Path,
+) -> None:
+    """Both layers for 1.33 s, then only the small one (the publisher switched the top
+    off): the file has the top layer from its first keyframe, then the small one from
+    its keyframe once the top has been silent for a second, every picture decoding, on
+    one clock."""
+    track = _LayeredTrack()
+    small = sized_pictures(320, 180, 105, gop=15)
+    large = sized_pictures(640, 360, 45, gop=15)[5:]  # joins mid-GOP: wait for a keyframe
+    recorder = Recorder("room", tmp_path)
+    recorder.follow({"video": track})
+    (tap,) = recorder.taps.values()
+    assert tap.wanted == 1 and tap.layer == -1  # waiting for the top layer's keyframe
+    payloaders = [Vp8Encoder(), Vp8Encoder()]
+    seqs, bases = [1000, 30000], [12345, 987654321]
+    started = time.monotonic()
+    for i in range(len(small)):
+        layers = [(0, small[i]), (1, large[i])] if i < len(large) else [(0, small[i])]
+        for index, picture in layers:
+            stream = track.streams[index]
+            stream.media_ssrc = 5000 + index
+            payloads = payloaders[index]._packetize(picture, i)
+            for n, payload in enumerate(payloads):
+                marker = int(n == len(payloads) - 1)
+                timestamp = (bases[index] + i * 3000) & 0xFFFFFFFF
+                stream.fan_out(payload, memoryview(payload), 0, marker, seqs[index],
+                               timestamp, 0, b"")  # fmt: skip
+                seqs[index] = (seqs[index] + 1) & 0xFFFF
+        await asyncio.sleep(max(0.0, started + (i + 1) / 30 - time.monotonic()))
+    assert tap.layer == 0  # fell back to the small layer
+    assert 5001 in track.keyframe_requests and 5000 in track.keyframe_requests
+    path = recorder.writer.path
+    recorder.close()
+    await recorder.wait_closed()
+    assert track.consumers == [] and recorder.taps == {}
+    with av.open(str(path)) as container:
+        stamps, sizes = [], []
+        for frame in container.decode(video=0):
+            stamps.append(float(frame.time))
+            sizes.append((frame.width, frame.height))
+    large_written = sizes.count((640, 360))
+    assert sizes == [(640, 360)] * large_written + [(320, 180)] * (len(sizes) - large_written)
+    assert large_written == 30  # from its first keyframe (frame 10) to its last (39)
+    # The small layer from its first keyframe after the top has been silent for 1 s
+    # (frame 75, or 90 if the switch came late on a loaded machine) to the end.
+    assert len(sizes) - large_written in (15, 30)
+    assert stamps == sorted(stamps) and stamps[0] == 0.0
+    # One clock across both layers: the last picture (104) is where it was sent.
+    assert abs(stamps[-1] - (104 - 10) / 30) < 0.2
+    assert stamps[large_written] - stamps[large_written - 1] < 1.8
