@@ -199,6 +199,15 @@ test('the page’s own events pass through to the view', async () => {
   assert.deepEqual(view.named('gallery').at(-1), [true]);
 });
 
+test('recording: off from the join ack, then as the server says', async () => {
+  const { session, socket, view } = await joined();
+  assert.deepEqual(view.named('recording'), [[false]]);
+  socket.fire('recording', { v: 1, on: true });
+  assert.equal(session.recording, true);
+  socket.fire('recording', { v: 1, on: false });
+  assert.deepEqual(view.named('recording'), [[false], [true], [false]]);
+});
+
 test('`layers` goes to the publisher, and to a publisher made later', async () => {
   const { session, socket, made } = await joined();
   socket.fire('layers', { active: ['q', 'h'] });
