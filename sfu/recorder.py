@@ -107,10 +107,15 @@ class RecordingTap:
 
     def switch_to(self, stream: Stream) -> None:
         """Take ``stream`` from its next keyframe on (asked for at once)."""
-        if self.closed or stream is self.stream or stream is self.target:
+        if self.closed or stream is self.target:
             return
-        if self.target is not None and self in self.target.joining:
-            self.target.joining.remove(self)
+        if self.target is not None:
+            # A switch still waiting for its keyframe is called off.
+            if self in self.target.joining:
+                self.target.joining.remove(self)
+            self.target = None
+        if stream is self.stream:
+            return
         self.target = stream
         stream.joining.append(self)
         stream.want_keyframe()
@@ -187,6 +192,7 @@ class Recorder:
         self.writer = WebmWriter(new_path(directory, stem))
         self.taps: dict[str, RecordingTap] = {}
         self.origin: float | None = None  # monotonic time of the file's zero
+        self._refused: set[str] = set()  # tracks already warned about
         self.closed = False
         self._task = asyncio.create_task(self._tick(), name=f"recorder-{room_id}")
         logger.info("recording room %s into %s", room_id, self.writer.path.name)
@@ -196,11 +202,7 @@ class Recorder:
         if self.closed:
             return
         for kind, mime in RECORDED_MIME.items():
-            source = sources.get(kind)
-            if source is not None and (
-                source.closed or source.codec is None or source.codec.mime_type.lower() != mime
-            ):
-                source = None
+            source = self._recordable(sources.get(kind), mime)
             tap = self.taps.get(kind)
             if tap is not None and tap.source is source and not tap.closed:
                 continue
@@ -209,6 +211,18 @@ class Recorder:
                 del self.taps[kind]
             if source is not None:
                 self.taps[kind] = RecordingTap(self, source)
+
+    def _recordable(self, source: Source | None, mime: str) -> Source | None:
+        """``source`` if this recording can take it (a codec it muxes; H.264 is later)."""
+        if source is None or source.closed:
+            return None
+        codec = source.codec.mime_type if source.codec is not None else "unknown"
+        if codec.lower() != mime:
+            if source.id not in self._refused:
+                self._refused.add(source.id)
+                logger.warning("room %s: cannot record %s (%s)", self.room_id, source.id, codec)
+            return None
+        return source
 
     def write(self, tap: RecordingTap, frame: Frame) -> None:
         """One complete frame of ``tap``'s track, onto the file's timeline."""

@@ -225,3 +225,27 @@ async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
     # One clock across both layers: the last picture (104) is where it was sent.
     assert abs(stamps[-1] - (104 - 10) / 30) < 0.2
     assert stamps[large_written] - stamps[large_written - 1] < 1.8
+
+
+async def test_a_layer_switch_waiting_for_its_keyframe_is_called_off_when_the_top_returns(
+    tmp_path: Path,
+) -> None:
+    track = _LayeredTrack()
+    recorder = Recorder("room", tmp_path)
+    recorder.follow({"video": track})
+    (tap,) = recorder.taps.values()
+    top, low = track.streams[1], track.streams[0]
+    top.media_ssrc = 7
+    payloads = Vp8Encoder()._packetize(sized_pictures(64, 48, 1, gop=1)[0], 1)
+    for seq, payload in enumerate(payloads):
+        marker = int(seq == len(payloads) - 1)
+        top.fan_out(payload, memoryview(payload), 0, marker, seq, 0, 0, b"")
+    assert tap.stream is top and tap.target is None  # entered at its keyframe
+    tap.switch_to(low)  # the top went quiet: wait for the low layer's keyframe…
+    assert tap.target is low and low.joining == [tap]
+    tap.switch_to(top)  # …but the top came back first
+    assert tap.stream is top and tap.target is None and low.joining == []
+    recorder.close()
+    await recorder.wait_closed()
+    assert track.consumers == [] and top.consumers == []
+    assert recorder.writer.path.exists()  # one keyframe written, the file finished
