@@ -26,6 +26,7 @@ from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
+from signaling.recording import RecordingsApi
 from signaling.server import SignalingServer
 from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
@@ -33,6 +34,7 @@ from signaling.transport import ProtocolServer
 from signaling.turn import TurnIssuer
 from storage import migrations
 from storage.accounts import AccountStore
+from storage.recordings import RecordingFiles
 from storage.store import Store, create_engine
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
@@ -91,6 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     )
 
     sio, cluster = _socketio(settings)
+    recordings = RecordingFiles(settings.data_dir / "recordings")
     sio.attach(app)
     app[SIGNALING] = SignalingServer(
         sio,
@@ -109,6 +112,8 @@ def create_app(settings: Settings) -> web.Application:
         relay=settings.cluster_routing == "relay",
         join_timeout=settings.join_timeout,
         connection_cap=ConnectionCap(settings.max_connections_per_address),
+        recordings=recordings,
+        recording_mode=settings.recording,
     )
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats
@@ -118,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     AccountsApi(accounts, secure_cookies=settings.base_url.startswith("https://")).add_routes(app)
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer).add_routes(app)
+    RecordingsApi(recordings, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     retention_days: Annotated[
         float | None, Field(ge=1, le=36500, validation_alias="PULSEROOM_RETENTION_DAYS")
     ] = None
+    # Whether classes are recorded (signaling/recording.py): never, when the instructor
+    # asks, or every class; files go in DATA_DIR/recordings.
+    recording: Annotated[
+        Literal["off", "on-request", "always"], Field(validation_alias="PULSEROOM_RECORDING")
+    ] = "on-request"
     # A Socket.IO connection that has not joined a class this long after connecting is
     # closed (it would hold a socket and memory for nothing).
     join_timeout: Annotated[

@@ -41,7 +41,7 @@ from .stats import ForwardingStats
 from .stream import Stream
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .stream import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Source:
         self.owner_id = owner_id
         self.kind = kind
         self.codec = codec
-        self.consumers: list[Consumer] = []
+        self.consumers: list[Subscription] = []
         self.pipes: list[PipeOut] = []  # copies going to other workers (local tracks only)
         self.packets_in = 0
         self.max_bitrate = max_bitrate

@@ -43,6 +43,7 @@ from .worker_protocol import (
     MAX_FRAME_BYTES,
     PUBLISH,
     SET_GALLERY,
+    SET_RECORDING,
     SET_SPOTLIGHT,
     SET_VISIBLE,
     STATS,
@@ -61,6 +62,7 @@ from .worker_protocol import (
     Response,
     RoomArgs,
     SetGalleryArgs,
+    SetRecordingArgs,
     SetSpotlightArgs,
     SetVisibleArgs,
     SpeakerCandidateEvent,
@@ -495,6 +497,25 @@ class WorkerPool:
                 SetSpotlightArgs(room_id=room_id, participant_id=participant_id),
             )  # fmt: skip
         self._resync(room_id)
+
+    async def set_recording(self, room_id: str, directory: str | None) -> None:
+        """Record on the worker of the class's (first) instructor, where their tracks
+        are local; the class's other workers are told to stop, so one file is written.
+        An instructor who comes back on another worker is recorded there once signaling
+        calls again (it does at each instructor join)."""
+        plan = self._classes.get(room_id)
+        if plan is None:
+            return
+        hosts = [m.worker for m in plan.members.values() if m.role == "host"]
+        workers = self._class_workers(room_id)
+        chosen = self._workers[hosts[0]] if hosts and directory is not None else None
+        for worker in workers:
+            if worker is not chosen:
+                args = SetRecordingArgs(room_id=room_id, directory=None)
+                await self._call(worker, SET_RECORDING, args)
+        if chosen is not None:
+            args = SetRecordingArgs(room_id=room_id, directory=directory)
+            await self._call(chosen, SET_RECORDING, args)
 
     async def close_room(self, room_id: str) -> None:
         """End a class's media side on every worker holding part of it (pipes end with it)."""

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from aiortc import RTCConfiguration
@@ -25,6 +26,7 @@ from .candidates import LAN_POLICY, CandidatePolicy
 from .forwarder import Producer, Source
 from .peer import Participant
 from .pipe import Link, PipeProducer, PipeSink
+from .recorder import Recorder
 from .stats import ForwardingStats
 from .topology import receives
 from .worker_protocol import TrackParams
@@ -116,6 +118,7 @@ class Room:
         self._stats = stats
         self._on_active_speaker = on_active_speaker
         self._speaker_task: asyncio.Task[None] | None = None
+        self.recorder: Recorder | None = None  # while the class is being recorded here
         self._closed = False
 
     @property
@@ -172,6 +175,31 @@ class Room:
         if participant_id != self.spotlight:
             self.spotlight = participant_id
             self._route_all()
+
+    async def record(self, directory: Path | None) -> None:
+        """Record the instructor into a new file in ``directory`` (nothing if this room
+        records already), or stop recording (None)."""
+        if directory is not None:
+            if self._closed:
+                raise SfuError("room_ended", "this class has ended")
+            if self.recorder is None:
+                self.recorder = Recorder(self.id, directory)
+                self._follow_instructor()
+            return
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()
+            await recorder.wait_closed()
+
+    def _follow_instructor(self) -> None:
+        """Point the recorder at the instructor's tracks (the first instructor session
+        publishing video, else audio; none while no instructor publishes)."""
+        if self.recorder is None:
+            return
+        publishers: list[Publisher] = [*self.participants.values(), *self.remote.values()]
+        hosts = [p for p in publishers if p.role == "host" and p.producers]
+        best = max(hosts, key=lambda p: "video" in p.producers, default=None)
+        self.recorder.follow(best.producers if best is not None else {})
 
     def _telemetry(self, participant_id: str, message: str) -> None:
         if self.on_telemetry is not None:
@@ -257,6 +285,7 @@ class Room:
     def _route_all(self) -> None:
         for participant in self.participants.values():
             self._route(participant)
+        self._follow_instructor()
 
     def subscriber_loss(self) -> tuple[int, float, int]:
         """Subscriber streams here, the sum of their latest reported loss ratios, and
@@ -309,6 +338,7 @@ class Room:
         if self._closed:
             return
         self._closed = True
+        await self.record(None)  # the file is finished before the tracks go
         if self._speaker_task is not None:
             self._speaker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

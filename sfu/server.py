@@ -3,6 +3,7 @@ workers); the signaling layer talks only to this."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
@@ -228,6 +229,13 @@ class SfuServer:
         room = self.rooms.get(room_id)
         if room is not None:
             room.set_spotlight(participant_id)
+
+    async def set_recording(self, room_id: str, directory: str | None) -> None:
+        """Record a room's instructor into ``directory``, or stop (a room with no one in
+        it: nothing to record)."""
+        room = self.rooms.get(room_id)
+        if room is not None:
+            await room.record(Path(directory) if directory is not None else None)
 
     async def stats(self) -> dict[str, Any]:
         """Rooms, participants, the forwarding counters and subscribers' reported loss.

@@ -10,18 +10,57 @@ at its next keyframe, so a subscriber's decoder never starts mid-picture.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import vp8
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
     from .forwarder import Source
 
 KEYFRAME_INTERVAL_S = 0.3  # at most one PLI upstream per stream in this window
 CACHE_SIZE = 1024  # packets kept per stream for answering NACKs (power of two)
 CACHE_MASK = CACHE_SIZE - 1
 ARRIVING_S = 1.0  # a layer with no packet for this long is not being sent
+
+
+class Subscription(Protocol):
+    """What a stream feeds: a subscriber's ``Consumer`` (sfu/consumer.py), or a
+    recording's ``RecordingTap`` (sfu/recorder.py), which takes the same packets the
+    same way but writes them to a file."""
+
+    remb: int  # its bandwidth estimate (0: none)
+    fraction_lost: int  # of its latest receiver report, out of 256
+    preferred: int  # the layer it would take if it could
+
+    @property
+    def paused(self) -> bool:
+        """Whether it takes nothing now."""
+
+    @property
+    def layer(self) -> int:
+        """The layer it is fed from (-1: none yet)."""
+
+    @property
+    def wanted(self) -> int:
+        """The layer it is fed from, or is switching to."""
+
+    def send(
+        self, padding: int, marker: int, seq: int, timestamp: int, shared: bytes,
+        payload: memoryview,
+    ) -> int:  # fmt: skip
+        """Take one source packet; returns the bytes sent on (0: none)."""
+
+    def enter(self, stream: Stream) -> None:
+        """At ``stream``'s keyframe: from this packet on, it is fed from ``stream``."""
+
+    def resync(self) -> None:
+        """The source's numbering jumped (a new SSRC)."""
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """The publisher's sender report for the stream it is fed from."""
+
+    def close(self) -> None:
+        """Detach (idempotent)."""
 
 
 class Stream:
@@ -33,13 +72,13 @@ class Stream:
     consumers waiting for it (``joining``) in at its next keyframe.
     """
 
-    def __init__(self, source: Source, index: int, rid: str, consumers: list[Consumer]) -> None:
+    def __init__(self, source: Source, index: int, rid: str, consumers: list[Subscription]) -> None:
         self.source = source
         self.index = index
         self.rid = rid
         self.media_ssrc: int | None = None
         self.consumers = consumers  # fed from this stream (the track's own list if alone)
-        self.joining: list[Consumer] = []  # switching here at the next keyframe
+        self.joining: list[Subscription] = []  # switching here at the next keyframe
         self.keyframe_wanted = False
         self.newest_seq = -1
         self.octets = 0  # bytes in since the last bitrate measurement (layered only)

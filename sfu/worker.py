@@ -38,6 +38,7 @@ from .worker_protocol import (
     PIPE_OUT,
     PUBLISH,
     SET_GALLERY,
+    SET_RECORDING,
     SET_SPLIT,
     SET_SPOTLIGHT,
     SET_VISIBLE,
@@ -63,6 +64,7 @@ from .worker_protocol import (
     Response,
     RoomArgs,
     SetGalleryArgs,
+    SetRecordingArgs,
     SetSplitArgs,
     SetSpotlightArgs,
     SetVisibleArgs,
@@ -113,6 +115,7 @@ class Channel:
                 bind(PIPE_CLOSE, self._pipe_close),
                 bind(UNLINK, self._unlink),
                 bind(SET_SPLIT, self._set_split),
+                bind(SET_RECORDING, self._set_recording),
             ]
         )
 
@@ -229,6 +232,10 @@ class Channel:
 
     async def _set_spotlight(self, args: SetSpotlightArgs) -> Done:
         await self._sfu.set_spotlight(args.room_id, args.participant_id)
+        return Done()
+
+    async def _set_recording(self, args: SetRecordingArgs) -> Done:
+        await self._sfu.set_recording(args.room_id, args.directory)
         return Done()
 
     async def _close_room(self, args: RoomArgs) -> Done:

@@ -44,6 +44,7 @@ OpName = Literal[
     "pipe_close",
     "unlink",
     "set_split",
+    "set_recording",
 ]
 
 
@@ -227,6 +228,14 @@ class SetSpotlightArgs(_Frame):
     participant_id: str | None
 
 
+class SetRecordingArgs(_Frame):
+    """``set_recording``: record the instructor into a new file in ``directory``, or stop
+    (None)."""
+
+    room_id: str
+    directory: str | None
+
+
 class RoomArgs(_Frame):
     """``close_room``: one room."""
 
@@ -322,12 +331,14 @@ PIPE_OUT = Op("pipe_out", PipeOutArgs, Done)
 PIPE_CLOSE = Op("pipe_close", PipeCloseArgs, Done)
 UNLINK = Op("unlink", UnlinkArgs, Done)
 SET_SPLIT = Op("set_split", SetSplitArgs, Done)
+SET_RECORDING = Op("set_recording", SetRecordingArgs, Done)
 
 OPERATIONS: dict[str, Op[Any, Any]] = {
     op.name: op
     for op in (
         JOIN, LEAVE, PUBLISH, SUBSCRIBE_ANSWER, ADD_ICE_CANDIDATE, SET_VISIBLE, SET_GALLERY,
         SET_SPOTLIGHT, CLOSE_ROOM, STATS, PIPE_IN, PIPE_OUT, PIPE_CLOSE, UNLINK, SET_SPLIT,
+        SET_RECORDING,
     )
 }  # fmt: skip
 

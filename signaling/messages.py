@@ -124,6 +124,12 @@ class GalleryIn(Inbound):
     enabled: bool
 
 
+class RecordIn(Inbound):
+    """``record``: the host starts or stops recording the class."""
+
+    on: bool
+
+
 class ProfileIn(Inbound):
     """``profile``: what zones and calories need; every field optional."""
 

@@ -17,6 +17,7 @@ import socketio
 
 from runtime.logs import set_log_context
 from sfu.backend import MediaBackend
+from storage.recordings import RecordingFiles
 from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
@@ -40,6 +41,7 @@ from .messages import (
     MuteIn,
     ProfileIn,
     PublishIn,
+    RecordIn,
     RemoveIn,
     RoomOut,
     SpotlightIn,
@@ -52,6 +54,7 @@ from .outbound import SocketSignal, chat_out
 from .presence import Member, Presence
 from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
+from .recording import Recording, RecordingMode
 from .relay import Relay
 from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
@@ -80,6 +83,8 @@ class SignalingServer:
         relay: bool = False,
         join_timeout: float = JOIN_TIMEOUT_S,
         connection_cap: ConnectionCap | None = None,
+        recordings: RecordingFiles | None = None,
+        recording_mode: RecordingMode = "on-request",
     ) -> None:
         self.sio = sio
         self.store = store
@@ -91,6 +96,7 @@ class SignalingServer:
         self.presence = Presence()
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
         self.controls = ClassControl(sio, self.presence, sfu, self._remove)
+        self.recording = Recording(sio, sfu, recordings, recording_mode)
         # With REDIS_URL: several nodes; a class's sessions all live on its holder.
         self.cluster = cluster
         if cluster is not None:
@@ -156,6 +162,13 @@ class SignalingServer:
             ),
             "clock": Event(
                 ClockIn, controls.clock, joined=True, host_only=True, limit=limit(2.0, 10)
+            ),
+            "record": Event(
+                RecordIn,
+                self.recording.record,
+                joined=True,
+                host_only=True,
+                limit=limit(0.5, 4),
             ),
             "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
             "leave": Event(EmptyIn, self._leave, joined=True, device=True),
@@ -224,6 +237,7 @@ class SignalingServer:
             "participant %s joined room %s as %s", participant_id, room.id, grant.role,
             extra={"class_id": room.id, "participant_id": participant_id, "role": grant.role},
         )  # fmt: skip
+        await self.recording.joined(member)
         late = {**(await self.controls.joined(member)), **(await self._nodes())}
         # The roster is read after the last await: anyone who joined or left while this
         # join awaited was announced to this session already (it is in the socket.io room),
@@ -238,6 +252,7 @@ class SignalingServer:
             "ice_servers": self._ice_servers(participant_id),
             **self._bound_tokens(room.id, grant, participant_id),
             "profile": profile_out(profile),
+            "recording": self.recording.on(room.id),
             "heart_rates": self.heart_rate.latest(
                 room.id, None if grant.role == "host" else participant_id
             ),
@@ -394,6 +409,7 @@ class SignalingServer:
             self.heart_rate.forget_session(member.sid)
         self.heart_rate.forget_room(room_id)
         self.controls.forget(room_id)
+        self.recording.forget(room_id)
         await self.sfu.close_room(room_id)
         for member in members:
             await self.sio.disconnect(member.sid)
@@ -497,6 +513,7 @@ class SignalingServer:
             await self.sio.leave_room(other.sid, room_id)
         self.heart_rate.forget_room(room_id)
         self.controls.forget(room_id)
+        self.recording.forget(room_id)
         logger.info("room %s ended by %s", room_id, member.id)
         return {}
 

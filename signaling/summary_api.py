@@ -37,7 +37,9 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """A request refused: ``response`` is the JSON error to answer with."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.response = json_error(status, code, message)
@@ -59,6 +61,26 @@ def _series(rows: list[HeartRateRow]) -> list[list[float]]:
     return [[round(t / n, 3), round(b / n, 1)] for t, b, n in buckets.values()]
 
 
+def class_grant(signer: TokenSigner, request: web.Request) -> Grant:
+    """What the request's ``Authorization: Bearer`` token grants in the class of its URL:
+    the instructor's token, or a participant's bound one (the class summary's rights).
+    Raises ``Refused``: 401 without a token, 403 for another class's, a device's, or the
+    unbound class link."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise Refused(401, "unauthorized", "send your class token: Authorization: Bearer …")
+    room_id = request.match_info["room_id"]
+    try:
+        grant = signer.verify(header.removeprefix("Bearer ").strip(), room_id=room_id)
+    except TokenError as exc:
+        raise Refused(403, exc.code, exc.message) from None
+    if grant.role == "device":
+        raise Refused(403, "forbidden", "a device link cannot read class data")
+    if grant.role == "participant" and grant.participant_id is None:
+        raise Refused(403, "forbidden", "join the class first: this is the class link, not yours")
+    return grant
+
+
 class SummaryApi:
     """``/api/rooms/{room_id}/summary`` and friends."""
 
@@ -75,26 +97,12 @@ class SummaryApi:
         self.signer = signer
 
     def _grant(self, request: web.Request) -> Grant:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            raise _Refused(401, "unauthorized", "send your class token: Authorization: Bearer …")
-        room_id = request.match_info["room_id"]
-        try:
-            grant = self.signer.verify(header.removeprefix("Bearer ").strip(), room_id=room_id)
-        except TokenError as exc:
-            raise _Refused(403, exc.code, exc.message) from None
-        if grant.role == "device":
-            raise _Refused(403, "forbidden", "a device link cannot read heart-rate data")
-        if grant.role == "participant" and grant.participant_id is None:
-            raise _Refused(
-                403, "forbidden", "join the class first: this is the class link, not yours"
-            )
-        return grant
+        return class_grant(self.signer, request)
 
     async def _people(self, request: web.Request, grant: Grant) -> list[ParticipantRecord]:
         room = await self.store.get_room(grant.room_id)
         if room is None:
-            raise _Refused(404, "room_not_found", "this class does not exist")
+            raise Refused(404, "room_not_found", "this class does not exist")
         people = await self.store.participants(grant.room_id)
         if grant.role == "host":
             wanted = request.query.get("participant")
@@ -137,7 +145,7 @@ class SummaryApi:
         """JSON summary per participant, with a heart-rate series for charts."""
         try:
             grant, people = await self._summaries(request)
-        except _Refused as exc:
+        except Refused as exc:
             return exc.response
         room = await self.store.get_room(grant.room_id)
         assert room is not None  # checked in _people
@@ -153,7 +161,7 @@ class SummaryApi:
         """The summaries as CSV, one participant a row."""
         try:
             _grant, people = await self._summaries(request)
-        except _Refused as exc:
+        except Refused as exc:
             return exc.response
         buffer = io.StringIO()
         out = csv.writer(buffer)
@@ -194,7 +202,7 @@ class SummaryApi:
         try:
             grant = self._grant(request)
             people = await self._people(request, grant)
-        except _Refused as exc:
+        except Refused as exc:
             return exc.response
         await self.writer.flush()
         buffer = io.StringIO()
@@ -222,14 +230,14 @@ class SummaryApi:
     def _own(self, request: web.Request) -> Grant:
         grant = self._grant(request)
         if grant.participant_id is None:
-            raise _Refused(403, "forbidden", "use the token you got when you joined")
+            raise Refused(403, "forbidden", "use the token you got when you joined")
         return grant
 
     async def export_own(self, request: web.Request) -> web.Response:
         """Everything stored about the caller in this class, as JSON."""
         try:
             grant = self._own(request)
-        except _Refused as exc:
+        except Refused as exc:
             return exc.response
         participant_id = str(grant.participant_id)
         person = await self.store.participant(grant.room_id, participant_id)
@@ -267,7 +275,7 @@ class SummaryApi:
         """Delete the caller's heart rate, profile and chat messages in this class."""
         try:
             grant = self._own(request)
-        except _Refused as exc:
+        except Refused as exc:
             return exc.response
         participant_id = str(grant.participant_id)
         # Readings still in flight are written first, so none survives the deletion.

@@ -16,6 +16,7 @@ EVENTS = (
     "chat",
     "subscribe_offer",
     "gallery",
+    "recording",
     "class_ended",
     "error",
     "media_failed",

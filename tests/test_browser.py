@@ -10,6 +10,8 @@ import asyncio
 import time
 from typing import Any
 
+import av
+
 from signaling.tokens import TokenSigner
 from tests.browser_fixtures import (
     BROWSER_MODULE,
@@ -88,6 +90,12 @@ async def test_live_class_host_and_two_participants(
             )
             assert await tab.page.get_by_test_id("people-count").text_content() == "3"
 
+        # The instructor records the class (their simulcast video's top layer and audio):
+        # every page says so.
+        await host.page.get_by_test_id("record-button").click()
+        for tab in tabs:
+            await tab.page.get_by_test_id("recording-badge").wait_for(timeout=5_000)
+
         # Video is decoded on every page from everyone else, and keeps coming.
         samples = await asyncio.gather(
             *(
@@ -99,6 +107,16 @@ async def test_live_class_host_and_two_participants(
         print("framesDecoded (before, after 1.5 s):", by_page)
         await screenshot(host, "browser-host")
         await screenshot(ben, "browser-participant")
+        await host.page.get_by_test_id("record-button").click()
+        for tab in tabs:
+            badge = tab.page.get_by_test_id("recording-badge")
+            await badge.wait_for(state="hidden", timeout=5_000)
+        room_id = str(room["room"]["id"])  # type: ignore[index]
+        (recording,) = (browser_server.data_dir / "recordings" / room_id).glob("*.webm")
+        with av.open(str(recording)) as container:
+            heights = [frame.height for frame in container.decode(video=0)]
+        print(f"recorded {len(heights)} pictures of heights {sorted(set(heights))}")
+        assert len(heights) >= 10 and max(heights) >= 240
 
         # Chat reaches all three pages, as text (markup in it stays text).
         message = "Great pace! <b>bold</b> & <img src=x onerror=alert(1)>"

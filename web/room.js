@@ -33,6 +33,7 @@ class ClassPage {
       nameInput: $('name-input'), joinButton: $('join-button'), joinError: $('join-error'),
       prejoinRole: $('prejoin-role'), title: $('class-title'), roleBadge: $('role-badge'),
       micButton: $('mic-button'), camButton: $('cam-button'), galleryButton: $('gallery-button'),
+      recordButton: $('record-button'), recordingBadge: $('recording-badge'),
       galleryBanner: $('gallery-banner'), endButton: $('end-button'), leaveButton: $('leave-button'),
       endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
     };
@@ -91,6 +92,7 @@ class ClassPage {
       render: () => this.render(),
       participantGone: (id) => this.grid.remove(id),
       gallery: (enabled) => this.paintGallery(enabled),
+      recording: (on) => this.paintRecording(on),
       trackAdded: (participantId, track) => {
         this.grid.addTrack(participantId, track);
         this.render();
@@ -239,6 +241,7 @@ class ClassPage {
     const isHost = you.role === 'host';
     els.roleBadge.hidden = !isHost;
     els.galleryButton.hidden = !isHost;
+    els.recordButton.hidden = !isHost;
     els.endButton.hidden = !isHost;
     this.chat.reset(ack.chat || [], you.id);
     this.chat.setEnabled(true);
@@ -289,6 +292,25 @@ class ClassPage {
     setButton(els.galleryButton, 'grid', enabled ? 'Gallery mode: on' : 'Gallery mode: off');
     els.galleryButton.setAttribute('aria-pressed', String(enabled));
     this.render();
+  }
+
+  paintRecording(on) {
+    // Everyone sees it: a class being recorded says so on every page.
+    this.els.recordingBadge.hidden = !on;
+    this.els.recordButton.textContent = on ? 'Stop recording' : 'Record';
+    this.els.recordButton.setAttribute('aria-pressed', String(on));
+  }
+
+  async toggleRecording() {
+    const button = this.els.recordButton;
+    button.disabled = true;
+    try {
+      await this.session.request('record', { on: !this.session.recording });
+    } catch {
+      // shown by the `error` event
+    } finally {
+      button.disabled = false;
+    }
   }
 
   async toggleGallery() {
@@ -386,6 +408,7 @@ class ClassPage {
     els.camButton.addEventListener('click', () => this.toggle('video'));
     els.leaveButton.addEventListener('click', () => this.leave());
     els.galleryButton.addEventListener('click', () => this.toggleGallery());
+    els.recordButton.addEventListener('click', () => this.toggleRecording());
     els.endButton.addEventListener('click', () => els.endDialog.showModal());
     els.endCancel.addEventListener('click', () => els.endDialog.close());
     els.endConfirm.addEventListener('click', () => this.endClass());

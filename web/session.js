@@ -28,6 +28,7 @@ export const VIEW_HOOKS = Object.freeze([
   'render', // (): participants, `you` or the gallery changed
   'participantGone', // (id): drop their tile at once
   'gallery', // (enabled): gallery mode changed
+  'recording', // (on): the class is being recorded, or no longer
   'trackAdded', // (participantId, track)
   'trackGone', // (track)
   'offline', // ({stopLocal}): the connections are gone; stop the camera too if told
@@ -71,6 +72,7 @@ export class Session {
     this.iceServers = [];
     this.participants = new Map(); // id -> Participant, in join order
     this.gallery = false;
+    this.recording = false;
     this.publisher = null;
     this.subscriber = null;
     this.pendingOffers = []; // subscribe offers that arrived before the join ack
@@ -147,6 +149,7 @@ export class Session {
         else this.pendingOffers.push(offer);
       },
       gallery: ({ enabled }) => this.setGallery(enabled),
+      recording: ({ on }) => this.setRecording(Boolean(on)),
       media_failed: ({ message }) => {
         // The class moved to another media server: drop the old connections, join again.
         if (socket !== this.socket || this.phase !== 'joined') return;
@@ -199,6 +202,11 @@ export class Session {
   setGallery(enabled) {
     this.gallery = enabled;
     this.view.gallery(enabled);
+  }
+
+  setRecording(on) {
+    this.recording = on;
+    this.view.recording(on);
   }
 
   // -- joining ------------------------------------------------------------------------
@@ -330,6 +338,7 @@ export class Session {
     this.setPhase('joined');
     this.view.entered(ack);
     this.setGallery(ack.room.gallery);
+    this.setRecording(Boolean(ack.recording));
     // The server assumes microphone and camera on; say what is really the case.
     if (!this.you.audio || !this.you.video) this.request('media_state', this.local.state()).catch(() => {});
     this.view.telemetryJoined(ack);

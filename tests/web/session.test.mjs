@@ -54,7 +54,7 @@ test('joining: the class, ourselves with our real media state, then both connect
   // The server assumes the camera is on: it is told otherwise.
   assert.deepEqual(network.sent('media_state'), [{ v: 1, audio: true, video: false }]);
   const hooks = view.calls.map(([name]) => name);
-  assert.deepEqual(hooks.slice(hooks.indexOf('entered')), ['entered', 'gallery', 'telemetryJoined', 'attachTelemetry']);
+  assert.deepEqual(hooks.slice(hooks.indexOf('entered')), ['entered', 'gallery', 'recording', 'telemetryJoined', 'attachTelemetry']);
   assert.equal(made.subscribers.length, 1);
   assert.deepEqual(made.subscribers[0].options.iceServers, [{ urls: 'stun:example.org' }]);
   assert.equal(made.publishers.length, 1);
@@ -197,6 +197,15 @@ test('the page’s own events pass through to the view', async () => {
   assert.equal(view.named('muted').length, 1);
   assert.deepEqual(view.named('telemetryAck'), [[{ acks: [1] }]]);
   assert.deepEqual(view.named('gallery').at(-1), [true]);
+});
+
+test('recording: off from the join ack, then as the server says', async () => {
+  const { session, socket, view } = await joined();
+  assert.deepEqual(view.named('recording'), [[false]]);
+  socket.fire('recording', { v: 1, on: true });
+  assert.equal(session.recording, true);
+  socket.fire('recording', { v: 1, on: false });
+  assert.deepEqual(view.named('recording'), [[false], [true], [false]]);
 });
 
 test('`layers` goes to the publisher, and to a publisher made later', async () => {

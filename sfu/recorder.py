@@ -1,0 +1,307 @@
+"""Recording a class: the instructor's best video layer and audio into one WebM file,
+from the packets the SFU forwards, without decoding or re-encoding.
+
+The recorder is a subscriber inside the SFU: each ``RecordingTap`` of it sits in a
+Stream's consumer list beside the class's Consumers and gets the same packets through
+the same ``send`` call (retransmissions the Producer asks the publisher for come the
+same way, and fill the holes of its reorder window), so it costs no connection and no
+SRTP. Like a Consumer, a video tap
+takes one simulcast layer at a time (the best one arriving), enters a layer only at
+its keyframe, asks for a keyframe when it starts and after loss it cannot repair, and
+keeps the layers it wants switched on at the publisher (``preferred``).
+
+Each tap turns packets into frames (sfu/depacketize.py) and puts them on one timeline:
+a *segment* of a track (from its first frame, a new SSRC or a layer switch, until the
+next) is anchored on the arrival time of its first frame, and its frames follow by RTP
+timestamp. Audio and video share the wall clock, so they stay in sync across a layer
+switch or the instructor leaving and coming back (the file then holds a pause). The
+file starts at the first video keyframe; audio before it is not written, so both
+tracks start together.
+
+``Room`` owns the recorder and tells it whose tracks to follow (``follow``), each time
+the class's tracks change. Leaving the design open: H.264 needs another depacketizer
+and Matroska; excluding music needs a second audio track from the instructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .depacketize import Frame, FrameAssembler, keyframe_size
+from .forwarder import Source
+from .stream import Stream
+from .webm_writer import WebmWriter, new_path
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.25  # how often layers and waited-for keyframes are looked at
+KEYFRAME_RETRY_S = 1.0  # a keyframe waited for this long is asked for again
+ARRIVING_S = 1.0  # a layer with no packet for this long is not being sent
+REANCHOR_S = 0.5  # a frame this far from where its segment puts it starts a new one
+RECORDED_MIME = {"video": "video/vp8", "audio": "audio/opus"}
+
+
+class RecordingTap:
+    """The recording's subscription to one track (a ``Subscription``, sfu/stream.py)."""
+
+    def __init__(self, recorder: Recorder, source: Source) -> None:
+        self.recorder = recorder
+        self.source = source
+        self.kind = source.kind
+        self.video = source.kind == "video"
+        self.remb = 0  # never an estimate: a file has no bandwidth to hold the track to
+        self.fraction_lost = 0
+        self.preferred = len(source.streams) - 1  # the best layer
+        self.stream: Stream | None = None
+        self.target: Stream | None = None
+        self.need_keyframe = self.video
+        self.closed = False
+        self.clock_rate = source.codec.clock_rate if source.codec else 90000
+        self.anchor: tuple[int, float] | None = None  # (RTP timestamp, arrival) of a segment
+        self.assembler = FrameAssembler(self.video)
+        self._keyframe_asked_at = 0.0
+        source.consumers.append(self)
+        if source.layered:
+            self.switch_to(source.streams[-1])
+        else:
+            self.stream = source.streams[0]  # its consumer list is the track's own
+            self._ask_keyframe(time.monotonic())
+        source.showing_changed()
+
+    @property
+    def paused(self) -> bool:
+        """Never: a recording takes everything it is sent."""
+        return False
+
+    @property
+    def layer(self) -> int:
+        """The layer it is fed from (-1 before its first keyframe)."""
+        return self.stream.index if self.stream is not None else -1
+
+    @property
+    def wanted(self) -> int:
+        """The layer it is fed from, or is switching to."""
+        stream = self.target or self.stream
+        return stream.index if stream is not None else -1
+
+    def send(
+        self, padding: int, marker: int, seq: int, timestamp: int, shared: bytes,
+        payload: memoryview,
+    ) -> int:  # fmt: skip
+        """One source packet: reorder it into frames and hand the complete ones on."""
+        if self.closed:
+            return 0
+        end = len(payload)
+        if padding and end:
+            end = max(0, end - payload[end - 1])
+        frames = self.assembler.push(seq, timestamp, marker, bytes(payload[:end]), time.monotonic())
+        for frame in frames:
+            self.recorder.write(self, frame)
+        return 0  # nothing went out on the network
+
+    def switch_to(self, stream: Stream) -> None:
+        """Take ``stream`` from its next keyframe on (asked for at once)."""
+        if self.closed or stream is self.target:
+            return
+        if self.target is not None:
+            # A switch still waiting for its keyframe is called off.
+            if self in self.target.joining:
+                self.target.joining.remove(self)
+            self.target = None
+        if stream is self.stream:
+            return
+        self.target = stream
+        stream.joining.append(self)
+        stream.want_keyframe()
+        self._keyframe_asked_at = time.monotonic()
+
+    def enter(self, stream: Stream) -> None:
+        """Called by ``stream`` at its keyframe: this is our layer now, a new segment."""
+        old = self.stream
+        if old is not None and self in old.consumers:
+            old.consumers.remove(self)
+        self.stream = stream
+        self.target = None
+        stream.consumers.append(self)
+        self.resync()
+
+    def resync(self) -> None:
+        """A new SSRC or layer: another numbering and timestamp base, a new segment."""
+        self.assembler.reset()
+        self.anchor = None
+        if self.video:
+            self.need_keyframe = True
+
+    def source_report(self, ntp_time: int, rtp_timestamp: int) -> None:
+        """Not used yet: segments are anchored on arrival times."""
+
+    def tick(self, now: float) -> None:
+        """Take the best layer arriving; ask again for a keyframe waited for in vain."""
+        if self.closed:
+            return
+        if self.source.layered:
+            arriving = [s for s in self.source.streams if now - s.last_packet_at < ARRIVING_S]
+            if arriving and arriving[-1] is not (self.target or self.stream):
+                self.switch_to(arriving[-1])
+        if (self.need_keyframe or self.target is not None) and (
+            now - self._keyframe_asked_at >= KEYFRAME_RETRY_S
+        ):
+            self._ask_keyframe(now)
+
+    def _ask_keyframe(self, now: float) -> None:
+        stream = self.target or self.stream
+        if stream is not None and self.video:
+            stream.want_keyframe()
+            self._keyframe_asked_at = now
+
+    def lost(self) -> None:
+        """A frame could not be repaired: wait for (and ask for) the next keyframe."""
+        self.need_keyframe = True
+        self._ask_keyframe(time.monotonic())
+
+    def close(self) -> None:
+        """Detach from the track and its layers (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        for stream in (self.stream, self.target):
+            if stream is not None:
+                if self in stream.joining:
+                    stream.joining.remove(self)
+                if self in stream.consumers:
+                    stream.consumers.remove(self)
+        self.stream = self.target = None
+        if self in self.source.consumers:
+            self.source.consumers.remove(self)
+            self.source.showing_changed()
+
+
+class Recorder:
+    """One recording of one class, into ``directory``: owned by its Room, which closes it."""
+
+    def __init__(self, room_id: str, directory: Path) -> None:
+        self.room_id = room_id
+        self.directory = directory
+        stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.writer = WebmWriter(new_path(directory, stem))
+        self.taps: dict[str, RecordingTap] = {}
+        self.origin: float | None = None  # monotonic time of the file's zero
+        self._refused: set[str] = set()  # tracks already warned about
+        self.closed = False
+        self._task = asyncio.create_task(self._tick(), name=f"recorder-{room_id}")
+        logger.info("recording room %s into %s", room_id, self.writer.path.name)
+
+    def follow(self, sources: Mapping[str, Source]) -> None:
+        """Record these tracks (the instructor's, by kind) from now on; none: pause."""
+        if self.closed:
+            return
+        for kind, mime in RECORDED_MIME.items():
+            source = self._recordable(sources.get(kind), mime)
+            tap = self.taps.get(kind)
+            if tap is not None and tap.source is source and not tap.closed:
+                continue
+            if tap is not None:
+                tap.close()
+                del self.taps[kind]
+            if source is not None:
+                self.taps[kind] = RecordingTap(self, source)
+
+    def _recordable(self, source: Source | None, mime: str) -> Source | None:
+        """``source`` if this recording can take it (a codec it muxes; H.264 is later)."""
+        if source is None or source.closed:
+            return None
+        codec = source.codec.mime_type if source.codec is not None else "unknown"
+        if codec.lower() != mime:
+            if source.id not in self._refused:
+                self._refused.add(source.id)
+                logger.warning("room %s: cannot record %s (%s)", self.room_id, source.id, codec)
+            return None
+        return source
+
+    def write(self, tap: RecordingTap, frame: Frame) -> None:
+        """One complete frame of ``tap``'s track, onto the file's timeline."""
+        if tap.video:
+            if frame.after_loss and not frame.keyframe:
+                tap.lost()
+            if tap.need_keyframe and not frame.keyframe:
+                return
+            tap.need_keyframe = False
+        at = self._place(tap, frame)
+        writer = self.writer
+        if not writer.opened:
+            size = keyframe_size(frame.data) if tap.video else None
+            if size is None or not self._open(size, at):
+                return  # the file starts at the first video keyframe
+        assert self.origin is not None
+        pts = round((at - self.origin) * 1000)
+        if pts < 0:
+            return  # audio from before the file's first picture
+        try:
+            if tap.video:
+                writer.write_video(pts, frame.data, frame.keyframe)
+            else:
+                writer.write_audio(pts, frame.data)
+        except Exception:
+            # A full disk or a muxer's refusal ends this recording, not the class.
+            logger.exception("recording of room %s failed", self.room_id)
+            self.close()
+
+    def _open(self, size: tuple[int, int], at: float) -> bool:
+        try:
+            self.writer.open(*size)
+        except Exception:
+            logger.exception("cannot create the recording of room %s", self.room_id)
+            self.close()
+            return False
+        self.origin = at
+        return True
+
+    @staticmethod
+    def _place(tap: RecordingTap, frame: Frame) -> float:
+        """When ``frame`` was captured, on the monotonic clock, by its segment's anchor."""
+        anchor = tap.anchor
+        if anchor is not None:
+            delta = (frame.timestamp - anchor[0]) & 0xFFFFFFFF
+            if delta >= 0x80000000:
+                delta -= 0x100000000
+            at = anchor[1] + delta / tap.clock_rate
+            if abs(at - frame.arrived) < REANCHOR_S:
+                return at
+        # The first frame of a segment, or the publisher's timestamps jumped.
+        tap.anchor = (frame.timestamp, frame.arrived)
+        return frame.arrived
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for tap in list(self.taps.values()):
+                try:
+                    tap.tick(now)
+                except Exception:
+                    logger.exception("recording tap of room %s failed", self.room_id)
+
+    def close(self) -> None:
+        """Stop: detach from the tracks and finish the file (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._task.cancel()
+        for tap in self.taps.values():
+            tap.close()
+        self.taps.clear()
+        try:
+            self.writer.close()
+        except Exception:
+            logger.exception("cannot finish the recording of room %s", self.room_id)
+
+    async def wait_closed(self) -> None:
+        """After ``close()``: wait until its task has ended."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,155 @@
+"""Recording a class: the instructor's ``record`` event, the ``recording`` broadcast, and
+the recordings' HTTP API.
+
+``PULSEROOM_RECORDING`` says what a class may do: ``off`` (never recorded),
+``on-request`` (the instructor starts and stops it) or ``always`` (recorded from the
+instructor's first arrival to the end, and not stopped by hand). Which classes are being
+recorded is signaling's state, per class on this node; the SFU writes the file
+(``MediaBackend.set_recording``). The media side of a class goes when its last member
+leaves, finishing the file; so each instructor join re-arms a recording that is on (the
+SFU starts a new file only if it has none), and the class's recordings are its files.
+
+``GET /api/rooms/{id}/recordings`` lists them, ``GET …/recordings/{rec}`` serves one
+(byte ranges: seekable), both with the rights of the class's summary (the instructor's
+token, or a participant's bound one); ``DELETE …/recordings/{rec}`` is the instructor's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import socketio
+from aiohttp import web
+
+from sfu.backend import MediaBackend, SfuError
+from storage.recordings import RecordingFiles
+
+from .errors import SignalError
+from .http import json_error
+from .messages import PROTOCOL_VERSION, RecordIn
+from .presence import Member
+from .summary_api import Refused, class_grant
+from .tokens import TokenSigner
+
+logger = logging.getLogger(__name__)
+
+RecordingMode = Literal["off", "on-request", "always"]
+
+
+class Recording:
+    """Which classes on this node are being recorded, and the ``record`` event."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sfu: MediaBackend,
+        files: RecordingFiles | None,
+        mode: RecordingMode = "on-request",
+    ) -> None:
+        self._sio = sio
+        self._sfu = sfu
+        self._files = files
+        self.mode: RecordingMode = mode if files is not None else "off"
+        self._on: set[str] = set()  # room ids being recorded
+        self._started: set[str] = set()  # classes ``always`` has started once
+
+    def on(self, room_id: str) -> bool:
+        """Whether a class is being recorded."""
+        return room_id in self._on
+
+    async def record(self, _sid: str, member: Member, msg: RecordIn) -> dict[str, Any]:
+        """``record``: the instructor starts (``on``) or stops recording the class."""
+        if self.mode == "off":
+            raise SignalError("recording_off", "this server does not record classes")
+        if not msg.on and self.mode == "always":
+            raise SignalError("bad_request", "this server records every class")
+        await self._set(member.room_id, msg.on)
+        return {"recording": msg.on}
+
+    async def joined(self, member: Member) -> None:
+        """A member joined: an instructor (re)starts a recording that is on, or with
+        ``always`` the class's first one."""
+        if member.role != "host" or self.mode == "off":
+            return
+        room_id = member.room_id
+        try:
+            if self.mode == "always" and room_id not in self._started:
+                self._started.add(room_id)
+                await self._set(room_id, True)
+            elif room_id in self._on:
+                await self._set(room_id, True)
+        except SfuError as exc:
+            # The join itself stands: a class that cannot record is still a class.
+            logger.error("room %s cannot record: %s", room_id, exc.message)
+
+    async def _set(self, room_id: str, on: bool) -> None:
+        assert self._files is not None  # mode "off" without files
+        directory = str(self._files.directory(room_id)) if on else None
+        await self._sfu.set_recording(room_id, directory)
+        if on == (room_id in self._on):
+            return
+        if on:
+            self._on.add(room_id)
+        else:
+            self._on.discard(room_id)
+        logger.info("room %s recording %s", room_id, "started" if on else "stopped")
+        await self._sio.emit("recording", {"v": PROTOCOL_VERSION, "on": on}, room=room_id)
+
+    def forget(self, room_id: str) -> None:
+        """The class ended (its media side, and so its file, closed with it)."""
+        self._on.discard(room_id)
+        self._started.discard(room_id)
+
+
+class RecordingsApi:
+    """``/api/rooms/{room_id}/recordings``: list, fetch, delete."""
+
+    def __init__(self, files: RecordingFiles, signer: TokenSigner) -> None:
+        self.files = files
+        self.signer = signer
+
+    async def list(self, request: web.Request) -> web.Response:
+        """The class's recordings, oldest first."""
+        try:
+            grant = class_grant(self.signer, request)
+        except Refused as exc:
+            return exc.response
+        recordings = [
+            {"id": r.id, "bytes": r.bytes, "complete": r.complete, "modified_at": r.modified_at}
+            for r in self.files.list(grant.room_id)
+        ]
+        return web.json_response({"recordings": recordings})
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        """One finished recording (``Range`` requests answered with 206)."""
+        try:
+            grant = class_grant(self.signer, request)
+        except Refused as exc:
+            return exc.response
+        path = self.files.path(grant.room_id, request.match_info["recording_id"])
+        if path is None:
+            return json_error(404, "not_found", "no finished recording with this id")
+        return web.FileResponse(path, headers={"Content-Type": "video/webm"})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete a finished recording: the instructor only."""
+        try:
+            grant = class_grant(self.signer, request)
+        except Refused as exc:
+            return exc.response
+        if grant.role != "host":
+            return json_error(403, "forbidden", "only the instructor deletes a recording")
+        recording_id = request.match_info["recording_id"]
+        if self.files.in_progress(grant.room_id, recording_id):
+            return json_error(409, "in_progress", "stop recording before deleting it")
+        if not self.files.delete(grant.room_id, recording_id):
+            return json_error(404, "not_found", "no finished recording with this id")
+        logger.info("recording %s of room %s deleted", recording_id, grant.room_id)
+        return web.json_response({})
+
+    def add_routes(self, app: web.Application) -> None:
+        """Register the endpoints on ``app``."""
+        app.router.add_get("/api/rooms/{room_id}/recordings", self.list)
+        app.router.add_get("/api/rooms/{room_id}/recordings/{recording_id}", self.get)
+        app.router.add_delete("/api/rooms/{room_id}/recordings/{recording_id}", self.delete)

@@ -1,0 +1,89 @@
+"""Where a class's recordings are kept: one directory per class under ``recordings/``.
+
+The SFU writes each recording as ``STAMP.webm.part`` and renames it ``STAMP.webm`` when
+it is finished (sfu/webm_writer.py); this module lists, finds and deletes them for the
+HTTP API. Names come from the server (a UTC time stamp), never from a request: a class
+id or recording id that is not of the server's own form is refused before any path is
+made of it. Object storage (a later slice) can take this interface's place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RECORDING_ID = re.compile(r"\d{8}T\d{6}Z(?:-\d{1,3})?")
+PART = ".part"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    """One recording of a class."""
+
+    id: str
+    bytes: int
+    complete: bool  # finished; False while it is being made (or if its writer died)
+    modified_at: float  # unix seconds
+
+
+class RecordingFiles:
+    """The recordings under one directory (``DATA_DIR/recordings``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def directory(self, room_id: str) -> Path:
+        """Where a class's recordings go (ValueError for an id not of the server's form)."""
+        if not _ROOM_ID.fullmatch(room_id):
+            raise ValueError("not a class id")
+        return self.root / room_id
+
+    def list(self, room_id: str) -> list[RecordingInfo]:
+        """A class's recordings, oldest first."""
+        try:
+            directory = self.directory(room_id)
+            entries = list(directory.iterdir())
+        except (ValueError, FileNotFoundError):
+            return []
+        found = []
+        for path in entries:
+            name = path.name.removesuffix(PART)
+            if not name.endswith(".webm") or not _RECORDING_ID.fullmatch(name[:-5]):
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # renamed or deleted meanwhile
+            found.append(
+                RecordingInfo(name[:-5], info.st_size, not path.name.endswith(PART), info.st_mtime)
+            )
+        return sorted(found, key=lambda r: r.id)
+
+    def path(self, room_id: str, recording_id: str) -> Path | None:
+        """The finished file of one recording (None: no such finished recording)."""
+        if not _RECORDING_ID.fullmatch(recording_id):
+            return None
+        try:
+            path = self.directory(room_id) / f"{recording_id}.webm"
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
+    def in_progress(self, room_id: str, recording_id: str) -> bool:
+        """Whether this recording is still being written."""
+        if not _RECORDING_ID.fullmatch(recording_id):
+            return False
+        try:
+            return (self.directory(room_id) / f"{recording_id}.webm{PART}").is_file()
+        except ValueError:
+            return False
+
+    def delete(self, room_id: str, recording_id: str) -> bool:
+        """Delete a finished recording; False if there was none."""
+        path = self.path(room_id, recording_id)
+        if path is None:
+            return False
+        path.unlink(missing_ok=True)
+        return True
