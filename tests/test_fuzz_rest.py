@@ -46,8 +46,9 @@ ROOM_ROUTES = [
     for m, p in ROUTES
     if p.startswith("/api/") and "{room_id}" in p
 ]
-# Who am I answers 401 without a login (test_accounts.py): open, but not a 200.
-LOGIN_GETS = {"/api/auth/me"}
+# Who am I and the instructor's classes answer 401 without a login (test_accounts.py,
+# test_class_list.py): open, but not a 200.
+LOGIN_GETS = {"/api/auth/me", "/api/classes"}
 OPEN_GETS = [
     p
     for m, p in ROUTES

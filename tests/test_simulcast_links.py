@@ -146,7 +146,8 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
                 await join_limited(ben, link, "Ben", lambda: host.limit(LIMIT_KBIT))
                 await wait_for_video(ben, coach_id, timeout=30)
                 await asyncio.sleep(8)  # the slow line settles on its layer
-                record["ben_limited"] = limited = asdict(await video_of(ben, coach_id))
+                limited, sends_limited = await received_and_sent(ben, coach, coach_id)
+                record["ben_limited"], record["instructor_sends_limited"] = limited, sends_limited
                 # A third browser starting on these two cores can make Amy's estimate dip
                 # (CPU, not her link): let her settle as before, then measure.
                 steady.clear()
@@ -176,8 +177,11 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
         (ARTIFACTS / "simulcast-links.json").write_text(json.dumps(record, indent=1) + "\n")
         await studio.close()
     print(json.dumps({k: v for k, v in record.items() if not isinstance(v, list)}, indent=1))
-    # The slow line: the lowest layer at 15 fps or more, within its link.
-    assert limited["frame_height"] <= 180 and limited["fps"] >= 15, limited
+    # The slow line: the lowest layer at 15 fps or more, within its link. (When the two
+    # cores leave the instructor's encoder short, it sends that layer at fewer frames a
+    # second itself: then what it sends, all but 10 %, is what the SFU must deliver.)
+    floor = min(15.0, 0.9 * sends_limited["q"]["fps"])
+    assert limited["frame_height"] <= 180 and limited["fps"] >= floor, (limited, sends_limited)
     assert limited["kbps"] < LIMIT_KBIT, limited
     # The good link is not dragged down: 540p or better before and after; the SFU lets
     # the instructor's top layer keep ≥ 90 % of its target (no lowest-of-all estimate
