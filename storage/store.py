@@ -88,6 +88,11 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
+def _room(row: Any) -> RoomRecord:
+    """A row of (id, title, created_at, ended_at, gallery, owner_id, ...)."""
+    return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5])
+
+
 _PARTICIPANT_COLUMNS = (
     "room_id, id, name, role, joined_at, age, max_hr, resting_hr, weight_kg, sex, zone_method"
 )
@@ -162,7 +167,7 @@ class Store:
             ).first()
         if row is None:
             return None
-        return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5])
+        return _room(row)
 
     async def rooms_of(self, owner_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
         """The classes ``owner_id`` created, newest first, each with how many
@@ -180,9 +185,7 @@ class Store:
                     {"owner": owner_id, "limit": limit},
                 )
             ).all()
-        return [
-            (RoomRecord(r[0], r[1], float(r[2]), r[3], bool(r[4]), r[5]), int(r[6])) for r in rows
-        ]
+        return [(_room(r), int(r[6])) for r in rows]
 
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""
