@@ -48,6 +48,7 @@ PROBE_RAMP_S = 1.0  # padding grows to its full rate over this long: a link that
 PROBE_HOLD_S = 1.5  # padding carried this long at full rate, without congestion, proves it
 LOSS_LIMIT = 13  # fraction lost (of 256) in a receiver report that counts as congestion
 PROBE_BACKOFF_S = (4.0, 8.0, 15.0)  # waits after probes that led nowhere
+PROBE_AFTERMATH_S = 1.0  # NACKs this soon after a failed probe still report its loss
 PROBE_MAX_BPS = 2_000_000
 PROBE_GROWTH = 1.6  # a probe goes at most this far beyond the estimate or proven rate
 LOSS_CAP = 0.6  # after a burst of loss, the budget is at most this share of what was sent
@@ -157,6 +158,7 @@ class LayerControl:
         self._backoff = 0
         self._loss_cap = 0  # bits/s the budget is held to after a burst of loss (0: none)
         self._loss_until = 0.0
+        self._aftermath_until = 0.0  # a failed probe's loss may still be reported until then
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="layers")
 
@@ -184,10 +186,12 @@ class LayerControl:
 
     def on_loss(self) -> bool:
         """A burst of NACKs from the subscriber: its link is losing what is sent. While
-        probing, the padding overfilled it: the probe ends and the videos keep their
-        layers (False). Otherwise the budget is capped below what was sent and the
-        consumer sheds its upper temporal layers at once (True)."""
-        probing = bool(self._probing_since)
+        probing, or within PROBE_AFTERMATH_S of a failed probe (the NACKs for what the
+        padding's overflow lost arrive a round trip and a queue later), the padding
+        overfilled it: the probe ends and the videos keep their layers (False).
+        Otherwise the budget is capped below what was sent and the consumer sheds its
+        upper temporal layers at once (True)."""
+        probing = bool(self._probing_since) or time.monotonic() < self._aftermath_until
         if not probing:
             self._loss_cap = int(self.sent_rate * LOSS_CAP)
             self._loss_until = time.monotonic() + LOSS_HOLD_S
@@ -349,6 +353,7 @@ class LayerControl:
         if success:
             self._backoff = 0
             return
+        self._aftermath_until = now + PROBE_AFTERMATH_S
         self._next_probe_at = now + PROBE_BACKOFF_S[min(self._backoff, len(PROBE_BACKOFF_S) - 1)]
         self._backoff += 1
 

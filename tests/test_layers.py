@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sfu import layers as layers_module
 from sfu import packet as rtp
 from sfu import simulcast, vp8
 from sfu.layers import UP_MARGIN, Demand, allocate, preferred_layer, shortfall
+from sfu.stats import ForwardingStats
 
 OFFER = "\r\n".join([
     "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0 1",
@@ -185,3 +188,25 @@ def test_a_remb_is_unpacked_once_for_all_the_streams_it_names() -> None:
     assert remb_of(packet) is first
     bad = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"REMB")
     assert remb_of(bad) == (0, frozenset())
+
+
+async def test_nacks_right_after_a_failed_probe_do_not_shed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loss a probe's padding caused is NACKed a round trip and a queue later: a
+    burst then ends nothing more and sheds nothing (the slow line in
+    test_simulcast_links lost 40 % of its frame rate to such shedding); a burst after
+    PROBE_AFTERMATH_S is the link's own again."""
+    clock = [1000.0]
+    monkeypatch.setattr(layers_module.time, "monotonic", lambda: clock[0])
+    control = layers_module.LayerControl(list, ForwardingStats())
+    try:
+        assert control.on_loss() is True  # no probe: the media sheds
+        control._probing_since = clock[0]  # a probe is padding (as _probe starts one)
+        assert control.on_loss() is False and not control.probing  # it ends, nothing shed
+        clock[0] += layers_module.PROBE_AFTERMATH_S / 2
+        assert control.on_loss() is False  # the overflow's NACKs arriving late
+        clock[0] += layers_module.PROBE_AFTERMATH_S
+        assert control.on_loss() is True
+    finally:
+        await control.aclose()
