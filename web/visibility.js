@@ -3,6 +3,10 @@
 // background tab, and picks each publisher's simulcast layer by the drawn height.
 
 const DEBOUNCE_MS = 300;
+// A tile out of view counts as gone only after this long: one the page moves (to the
+// stage when spotlighted, into a new layout) is out of view for a frame or two, and
+// telling the server would stop its video and restart it at a keyframe (a stall).
+const HIDE_MS = 1500;
 const MAX_HEIGHT = 4320;
 // A tile growing or shrinking by less than this keeps its layer: not worth a message.
 const SIZE_TOLERANCE = 0.1;
@@ -30,6 +34,7 @@ export function sizesChanged(before, after, tolerance = SIZE_TOLERANCE) {
  */
 export function watchVisibility(container, send) {
   const onScreen = new Set();
+  const leaving = new Map(); // id -> timer: out of view, still counted for HIDE_MS
   const observed = new Set(); // tiles, let go once they leave the page
   let timer = null;
   let last = null; // {key, sizes} as last sent
@@ -49,11 +54,21 @@ export function watchVisibility(container, send) {
     timer = setTimeout(flush, DEBOUNCE_MS);
   };
 
+  const gone = (id) => {
+    leaving.delete(id);
+    onScreen.delete(id);
+    schedule();
+  };
   const io = new IntersectionObserver((entries) => {
     for (const entry of entries) {
       const id = entry.target.dataset.participantId;
-      if (entry.isIntersecting && entry.target.isConnected) onScreen.add(id);
-      else onScreen.delete(id);
+      if (entry.isIntersecting && entry.target.isConnected) {
+        clearTimeout(leaving.get(id));
+        leaving.delete(id);
+        onScreen.add(id);
+      } else if (onScreen.has(id) && !leaving.has(id)) {
+        leaving.set(id, setTimeout(() => gone(id), HIDE_MS));
+      }
     }
     schedule();
   }, { threshold: 0.05 });
@@ -62,7 +77,10 @@ export function watchVisibility(container, send) {
 
   const scan = () => {
     for (const id of [...onScreen]) {
-      if (!container.querySelector(`.tile[data-participant-id="${CSS.escape(id)}"]`)) onScreen.delete(id);
+      if (!container.querySelector(`.tile[data-participant-id="${CSS.escape(id)}"]`)) {
+        clearTimeout(leaving.get(id));
+        gone(id);
+      }
     }
     for (const tile of [...observed]) {
       if (tile.isConnected) continue;
