@@ -147,11 +147,11 @@ async def open_tab(
 
 
 async def open_class_page(tab: Tab, link: str) -> None:
-    """Open a class link and wait for its join form. A browser in a network namespace
-    sometimes never receives some of the page's scripts over the veth link (the server
-    never logs those requests as answered; seen in about 1 run in 10 since sendfile is
-    off, 2 in 3 before: pulseroom/__init__.py; the cause below that is not found): the
-    page state is printed and the page loaded once more."""
+    """Open a class link and wait for its join form. If it never shows (a page whose
+    scripts failed to load: Chromium in a network namespace aborted them all with
+    net::ERR_NETWORK_CHANGED when the veth's IPv6 address settled; tests/netns.py now
+    turns IPv6 off there), the page state is printed and the page loaded once more
+    (reload: a goto to the same URL with a fragment would load nothing)."""
     page = tab.page
     await page.goto(link)
     form = page.get_by_test_id("name-input")
@@ -159,7 +159,7 @@ async def open_class_page(tab: Tab, link: str) -> None:
         await form.wait_for(timeout=JOIN_TIMEOUT_MS)
     except Exception:
         print(f"{tab.name}: join form hidden after 20 s: {await tab.state()}\n{tab.diagnostics()}")
-        await page.goto(link)
+        await page.reload()
         await form.wait_for(timeout=JOIN_TIMEOUT_MS)
 
 

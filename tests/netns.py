@@ -247,6 +247,13 @@ def netns_host(
         else:
             _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
             _run("ip", "link", "set", inside, "netns", name)
+            # IPv4 only here too: the IPv6 link-local address a veth gets when it comes up
+            # turns usable (DAD) a second or two later, which Chromium in the namespace
+            # takes for a network change: it aborts every request in flight
+            # (net::ERR_NETWORK_CHANGED), and a class page whose scripts are among them
+            # never starts (CI runs here, 2 of 3 runs of test_browser_netns).
+            _run("ip", "netns", "exec", name, "sh", "-c",
+                 f"echo 1 > /proc/sys/net/ipv6/conf/{inside}/disable_ipv6")  # fmt: skip
             _run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
             local, peer = f"{address}/30", ""
         _run("ip", "link", "set", outside, "up")

@@ -111,7 +111,6 @@ def test_turn_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_weak_secret_stops_the_server_and_is_not_echoed(tmp_path: Path) -> None:
     """The .env.example placeholder or a guessable secret: `pulseroom serve` exits at
     once saying how to make one, without printing the secret."""
-    import os
     import subprocess
     import sys
 
@@ -128,14 +127,3 @@ def test_a_weak_secret_stops_the_server_and_is_not_echoed(tmp_path: Path) -> Non
         assert name in done.stderr and "openssl rand -hex 32" in done.stderr, done.stderr
         assert weak not in done.stderr + done.stdout
     assert not any(tmp_path.iterdir())  # nothing was started, nothing written
-
-
-def test_the_server_process_sends_files_without_sendfile() -> None:
-    """`pulseroom` processes import the package first, which turns aiohttp's sendfile off
-    before aiohttp reads the switch (pulseroom/__init__.py says why)."""
-    env = {k: v for k, v in os.environ.items() if k != "AIOHTTP_NOSENDFILE"}
-    code = "import pulseroom.cli, aiohttp.web_fileresponse as f; print(f.NOSENDFILE)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "True", out
