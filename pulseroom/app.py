@@ -17,6 +17,7 @@ from sfu.candidates import CandidatePolicy
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
+from signaling.activity_api import ActivityApi
 from signaling.admin_api import AdminApi
 from signaling.classes import ClassesApi
 from signaling.client_address import ClientAddress, ConnectionCap
@@ -38,6 +39,7 @@ from storage.accounts import AccountStore
 from storage.audit import AuditLog
 from storage.recordings import RecordingFiles
 from storage.store import Store, create_engine
+from storage.timer_events import TimerEvents
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
 
@@ -128,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
+    ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
     RecordingsApi(recordings, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)

@@ -13,6 +13,7 @@ without the server sending ticks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import socketio
 
 from sfu.backend import MediaBackend, Role, SfuError
+from storage.timer_events import TimerEventRecord, TimerEvents
 
 from .errors import SignalError
 from .interval_timer import IntervalTimer, Phase, Program
@@ -44,6 +46,7 @@ from .messages import (
 from .presence import Member, Presence
 
 logger = logging.getLogger(__name__)
+TIMER_LOG_TIMEOUT_S = 1.0  # a timer change waits at most this long for the database
 
 RemoveSession = Callable[[str], Awaitable[None]]
 
@@ -98,8 +101,10 @@ class ClassControl:
         sfu: MediaBackend,
         remove_session: RemoveSession,
         clock: Callable[[], float] = time.time,
+        timer_log: TimerEvents | None = None,
     ) -> None:
         self._sio = sio
+        self._timer_log = timer_log  # where the timer's history is kept (laps of exports)
         self._presence = presence
         self._sfu = sfu
         self._remove_session = remove_session  # the server's own leave path for a session
@@ -283,7 +288,19 @@ class ClassControl:
         else:
             running.resume(now)
         await self._broadcast(member.room_id)
+        program = msg.program.model_dump() if msg.program is not None else None
+        await self._log_timer(member.room_id, TimerEventRecord(now, msg.action, program))
         return {}
+
+    async def _log_timer(self, room_id: str, event: TimerEventRecord) -> None:
+        """Keep the change for the laps of exported activities; the class does not
+        wait for a database that is away (the timer runs on, without those laps)."""
+        if self._timer_log is None:
+            return
+        try:
+            await asyncio.wait_for(self._timer_log.add(room_id, event), TIMER_LOG_TIMEOUT_S)
+        except Exception:
+            logger.exception("the timer's %s in class %s was not stored", event.action, room_id)
 
     async def clock(self, _sid: str, member: Member, msg: ClockIn) -> dict[str, Any]:
         """``clock``: start the class clock from zero, or stop it."""

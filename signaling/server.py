@@ -19,6 +19,7 @@ from runtime.logs import set_log_context
 from sfu.backend import MediaBackend
 from storage.recordings import RecordingFiles
 from storage.store import RoomRecord, Store
+from storage.timer_events import TimerEvents
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
@@ -95,7 +96,9 @@ class SignalingServer:
         self.turn = turn
         self.presence = Presence()
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
-        self.controls = ClassControl(sio, self.presence, sfu, self._remove)
+        self.controls = ClassControl(
+            sio, self.presence, sfu, self._remove, timer_log=TimerEvents(store.engine)
+        )
         self.recording = Recording(sio, sfu, recordings, recording_mode)
         # With REDIS_URL: several nodes; a class's sessions all live on its holder.
         self.cluster = cluster

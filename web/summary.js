@@ -14,7 +14,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   title: $('class-title'), sub: $('summary-sub'), status: $('summary-status'), error: $('summary-error'),
   people: $('people'), csv: $('download-csv'), readings: $('download-readings'),
-  exportMine: $('export-mine'), deleteMine: $('delete-mine'), dialog: $('delete-dialog'),
+  exportMine: $('export-mine'), tcx: $('download-tcx'), fit: $('download-fit'), deleteMine: $('delete-mine'), dialog: $('delete-dialog'),
   deleteCancel: $('delete-cancel'), deleteConfirm: $('delete-confirm'),
 };
 
@@ -177,6 +177,10 @@ async function load() {
     els.deleteMine.hidden = true;
     els.people.append(note);
   }
+  if (!people.some((p) => p.readings > 0)) {
+    els.tcx.hidden = true; // nothing to put in a workout file
+    els.fit.hidden = true;
+  }
   setState('loaded');
 }
 
@@ -205,10 +209,14 @@ function init() {
   els.csv.hidden = !host;
   els.readings.hidden = !host;
   els.exportMine.hidden = !own;
+  els.tcx.hidden = !own;
+  els.fit.hidden = !own;
   els.deleteMine.hidden = !own;
   guard(els.csv, () => saveAs('/summary.csv', 'class-summary.csv'));
   guard(els.readings, () => saveAs('/heart-rate.csv', 'heart-rate.csv'));
   guard(els.exportMine, () => saveAs('/me/export', 'my-pulseroom-data.json'));
+  guard(els.tcx, () => saveAs('/me/activity.tcx', 'pulseroom-class.tcx'));
+  guard(els.fit, () => saveAs('/me/activity.fit', 'pulseroom-class.fit'));
   els.deleteMine.addEventListener('click', () => els.dialog.showModal());
   els.deleteCancel.addEventListener('click', () => els.dialog.close());
   guard(els.deleteConfirm, async () => {
