@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,9 @@ from .ratelimit import RateLimit
 from .tokens import TokenSigner
 
 logger = logging.getLogger(__name__)
+
+# What a class id looks like (storage/store.py makes 12 hex digits; allow some room).
+_ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Who may create classes; participants' accounts only keep their own data.
 CREATORS: frozenset[Role] = frozenset({"instructor", "admin"})
@@ -157,7 +161,9 @@ class ClassesApi:
         if refusal is not None:
             return json_error(*refusal)
         assert session is not None
-        room = await self.store.get_room(request.match_info["room_id"])
+        room_id = request.match_info["room_id"]
+        # Only what a class id can be reaches the database (PostgreSQL refuses a NUL).
+        room = await self.store.get_room(room_id) if _ROOM_ID.fullmatch(room_id) else None
         if room is None:
             return json_error(404, "room_not_found", "this class does not exist")
         if room.owner_id != session.user.id:
