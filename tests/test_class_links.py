@@ -330,6 +330,11 @@ async def test_removal_and_replacement_survive_a_restart(database_url: str, tmp_
             bob_ack = await (await connect()).join(join_link, "Bob")
             removal = {"v": 1, "participant_id": ann_ack["you"]["id"]}
             assert (await coach.call("remove", removal))["ok"]
+            # Another instructor session (the host link went where it should not): removed
+            # too. Its bound host token would outlive a link replacement; not a removal.
+            intruder = await (await connect()).join(str(created["host_link"]), "Not the coach")
+            removal = {"v": 1, "participant_id": intruder["you"]["id"]}
+            assert (await coach.call("remove", removal))["ok"]
         room_id = created["room"]["id"]
         answer = first.instructor().post(f"/api/rooms/{room_id}/links")
         assert answer.status_code == 200, answer.text
@@ -343,6 +348,7 @@ async def test_removal_and_replacement_survive_a_restart(database_url: str, tmp_
             # Ann: removed (her rejoin and device tokens both); Bob: his link was replaced.
             refused(await (await connect()).join(bound(join_link, ann_ack), "Ann"), "removed")
             refused(await join_device(await connect(), ann_ack), "removed")
+            refused(await (await connect()).join(bound(join_link, intruder), "x"), "removed")
             refused(await (await connect()).join(bound(join_link, bob_ack), "Bob"), "link_replaced")
             refused(await (await connect()).join(join_link, "Eve"), "link_replaced")
             # The instructor comes back; the new link lets people in.
