@@ -10,20 +10,24 @@ sessions carry on. On real SQLite and PostgreSQL, with real servers: in this eve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from signaling.tokens import TokenSigner
 from storage import migrations
 from storage.accounts import AccountStore
 from storage.store import Store, create_engine
+from tests.cluster_nodes import Cluster, cluster_fixture, link_on
 from tests.conftest import start_server, stop_server
 from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
@@ -357,3 +361,59 @@ async def test_removal_and_replacement_survive_a_restart(database_url: str, tmp_
             assert (await (await connect()).join(new_join, "Bob"))["ok"]
     finally:
         stop_server(second)
+
+
+# -- on another node ----------------------------------------------------------------------
+
+
+@pytest.fixture(name="cluster")
+def cluster_(tmp_path: Path, postgres_url: str) -> Iterator[Cluster]:
+    yield from cluster_fixture(tmp_path, postgres_url)
+
+
+async def test_another_node_refuses_what_the_holder_was_told(cluster: Cluster) -> None:
+    """Two nodes on one PostgreSQL and Redis: a removal made on the class's node and a
+    link replaced through the other hold on the other when it takes the class over."""
+    a, b = cluster.start_node("a"), cluster.start_node("b")
+    await _until(lambda: len(cluster.live()) == 2, "both nodes beat")
+    created = a.create_room("Two nodes")
+    room_id, join_link = str(created["room"]["id"]), str(created["join_link"])
+    async with clients(a.url) as connect:
+        coach = await connect()
+        coach_ack = await coach.join(str(created["host_link"]), "Coach")
+        assert coach_ack["ok"] and cluster.holder(room_id) == cluster.node_id(a)
+        ann_ack = await (await connect()).join(join_link, "Ann")
+        bob_ack = await (await connect()).join(join_link, "Bob")
+        removal = {"v": 1, "participant_id": ann_ack["you"]["id"]}
+        assert (await coach.call("remove", removal))["ok"]
+        # The links are replaced through the node that does not hold the class.
+        answer = b.instructor().post(f"/api/rooms/{room_id}/links")
+        assert answer.status_code == 200, answer.text
+        new_join = link_on(answer.json()["join_link"], b)
+        cluster.kill(a)
+
+    async with clients(b.url) as connect:
+
+        async def join(link: str, name: str) -> dict[str, Any]:
+            """Join through b once it has taken the class over from the dead a."""
+            for _ in range(100):
+                ack = await (await connect()).join(link_on(link, b), name)
+                if ack.get("error", {}).get("code") != "moved":
+                    return ack
+                await asyncio.sleep(0.1)
+            raise AssertionError("b never took the class over")
+
+        refused(await join(bound(join_link, ann_ack), "Ann"), "removed")
+        assert cluster.holder(room_id) == cluster.node_id(b)
+        refused(await join(bound(join_link, bob_ack), "Bob"), "link_replaced")
+        refused(await join(join_link, "Eve"), "link_replaced")
+        back = await join(bound(join_link, coach_ack), "Coach")
+        assert back["ok"] and back["you"]["id"] == coach_ack["you"]["id"], back
+        assert (await join(new_join, "Bob"))["ok"]
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
