@@ -395,12 +395,16 @@ async def test_home_page_creates_a_class(browser: Any, browser_server: RunningSe
         )
         shown = await item.get_by_test_id("class-replace-link").text_content() or ""
         assert shown == "New link copied!" or shown.startswith(f"{browser_server.url}/r/"), shown
-        eve = await Client(browser_server.url).connect()
+        new_link = await page.get_by_test_id("join-link").input_value()  # the panel too
+        assert new_link != join_link and new_link.startswith(f"{browser_server.url}/r/{room_id}#t=")
+        eve, fay = Client(browser_server.url), Client(browser_server.url)
         try:
-            ack = await eve.join(join_link, "Eve")
+            ack = await (await eve.connect()).join(join_link, "Eve")
             assert ack["error"]["code"] == "link_replaced", ack
+            assert (await (await fay.connect()).join(new_link, "Fay"))["ok"]
         finally:
             await eve.close()
+            await fay.close()
         # Logging out ends the session: the login prompt is back, and so is the 401.
         await page.get_by_test_id("logout-button").click()
         await page.get_by_test_id("login-needed").wait_for(state="visible", timeout=5_000)

@@ -164,6 +164,7 @@ function classItem(c) {
       try {
         Object.assign(c, await replaceLinks(c.id));
         open.href = c.host_link;
+        if (result.dataset.classId === c.id) showLinks(c); // the panel shows the old ones
         const ok = await copy(element('input', { value: c.join_link, readOnly: true }));
         replace.textContent = ok ? 'New link copied!' : c.join_link;
       } catch (error) {
@@ -195,14 +196,19 @@ async function loadClasses() {
   classes.hidden = false;
 }
 
-function showResult(data) {
-  document.getElementById('result-title').textContent = `“${data.room.title}” is ready`;
+function showLinks(data) {
   document.getElementById('host-link').value = data.host_link;
   document.getElementById('join-link').value = data.join_link;
   document.getElementById('open-host').href = data.host_link;
   const expires = new Date(data.expires_at * 1000);
   document.getElementById('expires').textContent =
     `Both links work until ${expires.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}.`;
+}
+
+function showResult(data) {
+  document.getElementById('result-title').textContent = `“${data.room.title}” is ready`;
+  showLinks(data);
+  result.dataset.classId = data.room.id;
   result.hidden = false;
 }
 
