@@ -17,6 +17,7 @@ from sfu.candidates import CandidatePolicy
 from sfu.pool import WorkerPool
 from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
+from signaling.admin_api import AdminApi
 from signaling.classes import ClassesApi
 from signaling.client_address import ClientAddress, ConnectionCap
 from signaling.cluster import Cluster, ClusterError
@@ -34,6 +35,7 @@ from signaling.transport import ProtocolServer
 from signaling.turn import TurnIssuer
 from storage import migrations
 from storage.accounts import AccountStore
+from storage.audit import AuditLog
 from storage.recordings import RecordingFiles
 from storage.store import Store, create_engine
 from telemetry.history import HeartRateHistory
@@ -118,11 +120,14 @@ def create_app(settings: Settings) -> web.Application:
     writer.on_durable = app[SIGNALING].heart_rate.durable
     hr_stats = app[SIGNALING].heart_rate.stats
     RoomsApi(media, hr_stats).add_routes(app)
-    ClassesApi(store, signer, settings.public_url, settings.rooms_per_minute).add_routes(app)
+    audit = AuditLog(store.engine)
+    ClassesApi(store, signer, audit, settings.public_url, settings.rooms_per_minute).add_routes(app)
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
-    AccountsApi(accounts, secure_cookies=settings.base_url.startswith("https://")).add_routes(app)
+    secure_cookies = settings.base_url.startswith("https://")
+    AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
+    AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
-    SummaryApi(store, history, writer, signer).add_routes(app)
+    SummaryApi(store, history, writer, signer, audit).add_routes(app)
     RecordingsApi(recordings, signer).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
@@ -130,7 +135,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database(store, writer))
     app.cleanup_ctx.append(_first_run(accounts, settings.base_url))
     if settings.retention_days is not None:
-        app.cleanup_ctx.append(_retention(store, history, settings.retention_days))
+        app.cleanup_ctx.append(_retention(store, history, settings.retention_days, audit))
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     app.on_shutdown.append(_end_sessions(app[SIGNALING], cluster))
     return app
@@ -225,11 +230,13 @@ def _first_run(accounts: AccountStore, base_url: str) -> CleanupContext:
     return first_run
 
 
-def _retention(store: Store, history: HeartRateHistory, days: float) -> CleanupContext:
+def _retention(
+    store: Store, history: HeartRateHistory, days: float, audit: AuditLog
+) -> CleanupContext:
     """PULSEROOM_RETENTION_DAYS: classes past it are erased, at start and every hour."""
 
     async def retention(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(retention_sweep(store, history, days), name="retention")
+        task = asyncio.create_task(retention_sweep(store, history, days, audit), name="retention")
         yield
         # Cancelled at once; bounded because a sweep may be waiting on the database.
         if not await end_within(task, 0):

@@ -21,6 +21,7 @@ from signaling.messages import CreateRoomIn
 from signaling.tokens import TokenSigner
 from storage import migrations
 from storage.accounts import AccountStore
+from storage.audit import SHELL, AuditLog
 from storage.store import Store
 
 from .settings import Settings
@@ -43,6 +44,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return _fail(f"{email}: {refusal[2]}")
         signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
         created = await create_class(Store(engine), signer, settings.base_url, payload.title, user)
+        await AuditLog(engine).record(
+            "class_created", SHELL, f"class {created['room']['id']}", title=payload.title,
+            instructor=email,
+        )  # fmt: skip
     if args.json:
         print(json.dumps({"host_link": created["host_link"], "join_link": created["join_link"]}))
     else:

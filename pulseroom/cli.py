@@ -1,4 +1,4 @@
-"""The ``pulseroom`` command: serve, migrate, user, class, bot, hr-bridge, doctor."""
+"""The ``pulseroom`` command: serve, migrate, erase, user, class, audit, bot, hr-bridge, doctor."""
 
 from __future__ import annotations
 
@@ -162,6 +162,12 @@ def _bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from .audit_admin import show
+
+    return show(_settings_or_exit(), args.limit, args.action, as_json=args.json)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from . import doctor
 
@@ -175,7 +181,7 @@ def _hr_bridge(args: argparse.Namespace) -> int:
 
 
 def _add_user_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``pulseroom user add|reset|disable|enable``."""
+    """``pulseroom user add|reset|disable|enable|role``."""
     user = commands.add_parser(
         "user",
         help="add users, print password links, disable or enable users",
@@ -193,6 +199,9 @@ def _add_user_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         ("enable", "let a disabled user log in again"),
     ):
         actions.add_parser(name, help=help_text).add_argument("email")
+    role = actions.add_parser("role", help="give a user another role")
+    role.add_argument("email")
+    role.add_argument("role", choices=["admin", "instructor", "participant"])
 
 
 def _add_class_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -268,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_user_parser(commands)
     _add_class_parser(commands)
+
+    audit = commands.add_parser(
+        "audit",
+        help="print the audit log: logins, account changes, classes, removals, erasures",
+        description="Newest first, from the server's database (as admins see it at /admin).",
+    )
+    audit.add_argument("--limit", type=int, default=50, help="how many entries (default 50)")
+    audit.add_argument("--action", help="only this kind, e.g. login_failed")
+    audit.add_argument("--json", action="store_true", help="print the entries as JSON")
+    audit.set_defaults(func=_audit)
 
     _add_bot_parser(commands)
 

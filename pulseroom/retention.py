@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from storage.audit import SERVER, SHELL, AuditLog
 from storage.migrations import migrated
 from storage.store import Store
 from telemetry.history import HeartRateHistory
@@ -45,9 +46,14 @@ async def erase_class(store: Store, history: HeartRateHistory, room_id: str) -> 
 
 
 async def expire(
-    store: Store, history: HeartRateHistory, days: float, now: float | None = None
+    store: Store,
+    history: HeartRateHistory,
+    days: float,
+    now: float | None = None,
+    audit: AuditLog | None = None,
 ) -> list[str]:
-    """Erase every class that ended more than ``days`` ago; returns their ids."""
+    """Erase every class that ended more than ``days`` ago (in ``audit``, by "server",
+    when given); returns their ids."""
     cutoff = (now if now is not None else time.time()) - days * 86400
     classes = await store.classes_before(cutoff)
     for room_id in classes:
@@ -56,15 +62,20 @@ async def expire(
             "retention: class %s erased (%d readings, %d rows)", room_id, erased.readings,
             erased.rows, extra={"class_id": room_id},
         )  # fmt: skip
+        if audit is not None:
+            await audit.record(
+                "data_erased", SERVER, f"class {room_id}", retention_days=days,
+                heart_rate=erased.readings, other=erased.rows,
+            )  # fmt: skip
     return classes
 
 
-async def sweep(store: Store, history: HeartRateHistory, days: float) -> None:
+async def sweep(store: Store, history: HeartRateHistory, days: float, audit: AuditLog) -> None:
     """``expire`` now and every SWEEP_INTERVAL_S until cancelled; a failure is logged and
     tried again next time (a database away for a while)."""
     while True:
         try:
-            await expire(store, history, days)
+            await expire(store, history, days, audit=audit)
         except Exception:
             logger.exception("retention sweep failed; trying again in %g s", SWEEP_INTERVAL_S)
         await asyncio.sleep(SWEEP_INTERVAL_S)
@@ -78,5 +89,11 @@ async def erase_in(database_url: str, room_id: str, participant_id: str | None) 
         if await store.get_room(room_id) is None:
             return None
         if participant_id is None:
-            return await erase_class(store, history, room_id)
-        return await erase_participant(store, history, room_id, participant_id)
+            erased = await erase_class(store, history, room_id)
+        else:
+            erased = await erase_participant(store, history, room_id, participant_id)
+        await AuditLog(engine).record(
+            "data_erased", SHELL, f"class {room_id}", participant=participant_id,
+            heart_rate=erased.readings, other=erased.rows,
+        )  # fmt: skip
+        return erased

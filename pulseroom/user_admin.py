@@ -1,4 +1,5 @@
-"""``pulseroom user add|reset|disable|enable``: accounts from the shell, no mail server needed.
+"""``pulseroom user add|reset|disable|enable|role``: accounts from the shell, no mail server
+needed. Each change is in the audit log, by "shell".
 
 Same settings and database as ``pulseroom migrate`` (the schema is brought up to date
 first, so this works on a fresh data directory before the server ever ran). Links are
@@ -13,17 +14,20 @@ import sys
 
 from signaling.accounts_api import page_link, valid_email
 from storage import migrations
-from storage.accounts import LINK_TTL, AccountError, AccountStore
+from storage.accounts import LINK_TTL, AccountError, AccountStore, UserRecord
+from storage.audit import SHELL, AuditLog
 
 from .settings import Settings
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     async with migrations.migrated(settings.effective_database_url) as engine:
-        return await _command(AccountStore(engine), settings.base_url, args)
+        return await _command(AccountStore(engine), AuditLog(engine), settings.base_url, args)
 
 
-async def _command(accounts: AccountStore, base_url: str, args: argparse.Namespace) -> int:
+async def _command(
+    accounts: AccountStore, audit: AuditLog, base_url: str, args: argparse.Namespace
+) -> int:
     email = valid_email(args.email)
     if email is None:
         return _fail(f"not an email address: {args.email!r}")
@@ -33,6 +37,7 @@ async def _command(accounts: AccountStore, base_url: str, args: argparse.Namespa
         except AccountError as exc:
             return _fail(f"{exc.message} (pulseroom user reset EMAIL gives a new link)")
         token = await accounts.issue_link("invite", user.id)
+        await audit.record("user_added", SHELL, user.email, role=user.role)
         days = LINK_TTL["invite"] // 86400
         print(f"added {user.email} ({user.role}); they set a password, once, within {days} days:")
         print(page_link(base_url, "password", token))
@@ -44,17 +49,38 @@ async def _command(accounts: AccountStore, base_url: str, args: argparse.Namespa
         if found.disabled:
             return _fail(f"{email} is disabled: pulseroom user enable {email} first")
         token = await accounts.issue_link("reset", found.id)
+        await audit.record("password_link", SHELL, email)
         hours = LINK_TTL["reset"] // 3600
         print(f"new password link for {email} (once, within {hours} h; earlier links are void):")
         print(page_link(base_url, "password", token))
         return 0
+    if args.action == "role":
+        # The shell may take the last admin's role (it can give it back): said, not refused.
+        await accounts.set_role(email, args.role, keep_admin=False)
+        if args.role != found.role:
+            await audit.record("role_changed", SHELL, email, before=found.role, after=args.role)
+        print(f"{email} is now {args.role}")
+        _warn_without_admin(await accounts.users())
+        return 0
     disabled = args.action == "disable"
-    await accounts.set_disabled(email, disabled)
+    await accounts.set_disabled(email, disabled, keep_admin=False)
+    if disabled != found.disabled:
+        await audit.record("user_disabled" if disabled else "user_enabled", SHELL, email)
     if disabled:
         print(f"disabled {email}: logged out everywhere, their links are void")
     else:
         print(f"enabled {email}")
+    _warn_without_admin(await accounts.users())
     return 0
+
+
+def _warn_without_admin(users: list[UserRecord]) -> None:
+    if not any(u.role == "admin" and not u.disabled for u in users):
+        print(
+            "note: no enabled admin is left, so nobody manages accounts in the browser; "
+            "pulseroom user role EMAIL admin (or enable) makes one",
+            file=sys.stderr,
+        )
 
 
 def _fail(message: str) -> int:

@@ -24,8 +24,10 @@ from storage.accounts import (
     AccountError,
     AccountStore,
     SessionRecord,
+    UserRecord,
     normalize_email,
 )
+from storage.audit import Actor, AuditLog
 from storage.passwords import MAX_LENGTH, MIN_LENGTH
 
 from .http import WEB_DIR, json_error
@@ -46,6 +48,7 @@ _REFUSALS: dict[str, tuple[int, str]] = {
     "setup_done": (409, "setup_done"),
     "bad_credentials": (401, "bad_credentials"),
     "account_disabled": (403, "account_disabled"),
+    "last_admin": (409, "last_admin"),
 }
 
 
@@ -123,7 +126,13 @@ async def read_body(request: web.Request, model: type[Body]) -> Body | web.Respo
         return json_error(400, "bad_request", f"{where}: {message}")
 
 
-def _refusal(error: AccountError) -> web.Response:
+def actor_of(user: UserRecord) -> Actor:
+    """An account as the audit log names it."""
+    return Actor(user.email, user.id)
+
+
+def refusal(error: AccountError) -> web.Response:
+    """An ``AccountError`` as its HTTP answer."""
     status, code = _REFUSALS[error.reason]
     return json_error(status, code, error.message)
 
@@ -134,12 +143,14 @@ class AccountsApi:
     def __init__(
         self,
         accounts: AccountStore,
+        audit: AuditLog,
         secure_cookies: bool,
         account_failures: int = 5,
         address_failures: int = 20,
         window: float = 15 * 60,
     ) -> None:
         self.accounts = accounts
+        self.audit = audit
         self.secure_cookies = secure_cookies
         self._per_account = FailureWindow(account_failures, window)
         # Higher than per account: behind the TLS proxy every login shares one address.
@@ -205,11 +216,15 @@ class AccountsApi:
             user = await self.accounts.authenticate(payload.email, payload.password)
         except AccountError as exc:
             logger.info("failed login for %s from %s: %s", payload.email, address, exc.reason)
-            return _refusal(exc)
+            await self.audit.record(
+                "login_failed", Actor(payload.email), payload.email, address, reason=exc.reason
+            )
+            return refusal(exc)
         self._per_account.forgive(payload.email, everything=True)
         self._per_address.forgive(address)
         secret, session = await self.accounts.create_session(user)
         logger.info("login: %s from %s", user.email, address)
+        await self.audit.record("login", actor_of(user), user.email, address)
         return self._logged_in(self._me(session), secret)
 
     @staticmethod
@@ -225,6 +240,8 @@ class AccountsApi:
         if SECRET not in request:
             return json_error(401, "unauthorized", "not logged in")
         await self.accounts.end_session(request[SECRET])
+        user = request[SESSION].user
+        await self.audit.record("logout", actor_of(user), user.email, request.remote)
         response = web.json_response({"ok": True})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
@@ -243,8 +260,9 @@ class AccountsApi:
         try:
             user = await self.accounts.set_password(payload.token, payload.password)
         except AccountError as exc:
-            return _refusal(exc)
+            return refusal(exc)
         logger.info("password set by link: %s", user.email)
+        await self.audit.record("password_set", actor_of(user), user.email, request.remote)
         return web.json_response({"email": user.email, "role": user.role})
 
     async def setup(self, request: web.Request) -> web.Response:
@@ -255,8 +273,9 @@ class AccountsApi:
         try:
             user = await self.accounts.setup_admin(payload.token, payload.email, payload.password)
         except AccountError as exc:
-            return _refusal(exc)
+            return refusal(exc)
         logger.warning("first admin created by the setup link: %s", user.email)
+        await self.audit.record("setup", actor_of(user), user.email, request.remote)
         secret, session = await self.accounts.create_session(user)
         return self._logged_in(self._me(session, status=201), secret)
 

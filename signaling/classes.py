@@ -18,9 +18,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from storage.accounts import Role, UserRecord
+from storage.audit import AuditLog
 from storage.store import RoomRecord, Store
 
-from .accounts_api import SESSION
+from .accounts_api import SESSION, actor_of
 from .http import json_error
 from .messages import CreateRoomIn
 from .ratelimit import RateLimit
@@ -82,9 +83,11 @@ class ClassesApi:
         self,
         store: Store,
         signer: TokenSigner,
+        audit: AuditLog,
         public_url: str | None,
         rooms_per_minute: int = 10,
     ) -> None:
+        self.audit = audit
         # Per client address. Behind a proxy every request shares the proxy's address:
         # generous enough for a gym's worth of instructors, not for a script.
         self._room_creation = RateLimit(rate=rooms_per_minute / 60, burst=rooms_per_minute)
@@ -125,6 +128,10 @@ class ClassesApi:
         created = await create_class(
             self.store, self.signer, self.base_url(request), payload.title, session.user
         )
+        await self.audit.record(
+            "class_created", actor_of(session.user), f"class {created['room']['id']}",
+            request.remote, title=payload.title,
+        )  # fmt: skip
         return web.json_response(created, status=201)
 
     async def list_classes(self, request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.audit import Actor, AuditLog
 from storage.store import ParticipantRecord, Store
 from telemetry.history import HeartRateHistory
 from telemetry.summary import summarize
@@ -90,7 +91,9 @@ class SummaryApi:
         history: HeartRateHistory,
         writer: HeartRateWriter,
         signer: TokenSigner,
+        audit: AuditLog,
     ) -> None:
+        self.audit = audit
         self.store = store
         self.history = history
         self.writer = writer
@@ -246,6 +249,10 @@ class SummaryApi:
         await self.writer.flush()
         rows = await self.history.readings(grant.room_id, participant_id)
         chat = await self.store.chat_of(grant.room_id, participant_id)
+        await self.audit.record(
+            "data_exported", Actor(f"{person.name} (participant {participant_id}, by link)"),
+            f"class {grant.room_id}", request.remote,
+        )  # fmt: skip
         return web.json_response(
             {
                 "participant": {
@@ -282,6 +289,10 @@ class SummaryApi:
         await self.writer.flush()
         readings = await self.history.delete_participant(grant.room_id, participant_id)
         other = await self.store.forget_participant(grant.room_id, participant_id)
+        await self.audit.record(
+            "data_deleted", Actor(f"participant {participant_id} (by link)"),
+            f"class {grant.room_id}", request.remote, heart_rate=readings, other=other,
+        )  # fmt: skip
         return web.json_response({"deleted": {"heart_rate": readings, "other": other}})
 
     def add_routes(self, app: web.Application) -> None:

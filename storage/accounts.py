@@ -37,7 +37,12 @@ class AccountError(Exception):
     def __init__(
         self,
         reason: Literal[
-            "email_taken", "invalid_link", "setup_done", "bad_credentials", "account_disabled"
+            "email_taken",
+            "invalid_link",
+            "setup_done",
+            "bad_credentials",
+            "account_disabled",
+            "last_admin",
         ],
         message: str,
     ) -> None:
@@ -133,23 +138,63 @@ class AccountStore:
             ).first()
         return None if row is None else _user(row)
 
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        """The user with this id, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_USER_COLUMNS} FROM users WHERE id = :id"), {"id": user_id}
+                )
+            ).first()
+        return None if row is None else _user(row)
+
+    async def users(self) -> list[UserRecord]:
+        """Every user, admins first, then by address."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_USER_COLUMNS} FROM users"
+                        " ORDER BY CASE role WHEN 'admin' THEN 0 WHEN 'instructor' THEN 1"
+                        " ELSE 2 END, email"
+                    )
+                )
+            ).all()
+        return [_user(r) for r in rows]
+
+    async def set_role(self, email: str, role: Role, keep_admin: bool = True) -> UserRecord | None:
+        """Give a user another role (None: no such user). ``last_admin`` if that would
+        leave no enabled admin (nobody could then manage accounts from the browser),
+        unless ``keep_admin`` is off (the shell, which can always undo it)."""
+        async with self.engine.begin() as conn:
+            user = await _locked_user(conn, email)
+            if user is None:
+                return None
+            if keep_admin and user.role == "admin" and role != "admin" and not user.disabled:
+                await _keep_an_admin(conn, user.id)
+            await conn.execute(
+                text("UPDATE users SET role = :role WHERE id = :id"), {"role": role, "id": user.id}
+            )
+        return UserRecord(
+            user.id, user.email, role, user.disabled, user.created_at, user.has_password
+        )
+
     async def has_admin(self) -> bool:
         """Whether any admin exists (disabled or not): then setup links are refused."""
         async with self.engine.connect() as conn:
             return await _has_admin(conn)
 
-    async def set_disabled(self, email: str, disabled: bool = True) -> UserRecord | None:
-        """Disable (or enable) a user; disabling ends their sessions and voids their links."""
+    async def set_disabled(
+        self, email: str, disabled: bool = True, keep_admin: bool = True
+    ) -> UserRecord | None:
+        """Disable (or enable) a user; disabling ends their sessions and voids their links.
+        ``last_admin`` as for ``set_role``."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    text(f"SELECT {_USER_COLUMNS} FROM users WHERE email = :email"),
-                    {"email": normalize_email(email)},
-                )
-            ).first()
-            if row is None:
+            user = await _locked_user(conn, email)
+            if user is None:
                 return None
-            user = _user(row)
+            if keep_admin and disabled and user.role == "admin" and not user.disabled:
+                await _keep_an_admin(conn, user.id)
             await conn.execute(
                 text("UPDATE users SET disabled = :d WHERE id = :id"),
                 {"d": disabled, "id": user.id},
@@ -305,6 +350,35 @@ class AccountStore:
                 text("DELETE FROM one_time_links WHERE expires_at <= :now"), {"now": now}
             )
         return int(sessions.rowcount) + int(links.rowcount)
+
+
+async def _locked_user(conn: AsyncConnection, email: str) -> UserRecord | None:
+    """The user by address, inside a transaction that changes users: on PostgreSQL the
+    advisory lock makes two admins demoting each other at once run one after the other
+    (on SQLite the transaction's first write does; see ``_keep_an_admin``)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK})"))
+    row = (
+        await conn.execute(
+            text(f"SELECT {_USER_COLUMNS} FROM users WHERE email = :email"),
+            {"email": normalize_email(email)},
+        )
+    ).first()
+    return None if row is None else _user(row)
+
+
+async def _keep_an_admin(conn: AsyncConnection, leaving: str) -> None:
+    """Refuse (``last_admin``) unless an enabled admin other than ``leaving`` remains."""
+    # A no-op write first: on SQLite it takes the database's write lock before the read.
+    await conn.execute(text("UPDATE users SET role = role WHERE id = :id"), {"id": leaving})
+    row = (
+        await conn.execute(
+            text("SELECT 1 FROM users WHERE role = 'admin' AND NOT disabled AND id <> :id LIMIT 1"),
+            {"id": leaving},
+        )
+    ).first()
+    if row is None:
+        raise AccountError("last_admin", "this is the only enabled admin: make another admin first")
 
 
 async def _has_admin(conn: AsyncConnection) -> bool:

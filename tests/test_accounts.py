@@ -175,7 +175,8 @@ async def test_upgrade_to_accounts_keeps_classes_and_participants(database_url: 
 
         assert [m.version for m in await migrations.migrate(engine, target=3)] == [3]
         assert await _room_row(engine, room_id) == before
-        assert [m.version for m in await migrations.migrate(engine)] == [4, 5]
+        # 0004 (and whatever came after it) applies to the database with data in it.
+        assert [m.version for m in await migrations.migrate(engine)][:1] == [4]
         room = await store.get_room(room_id)
         assert room is not None and room.owner_id is None  # made before accounts
         assert (room.id, room.title, room.created_at, room.ended_at, room.gallery) == before

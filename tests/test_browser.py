@@ -416,6 +416,56 @@ async def test_home_page_creates_a_class(browser: Any, browser_server: RunningSe
         await tab.close()
 
 
+async def test_the_admin_page_invites_an_instructor_and_shows_the_audit_log(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    browser_server.instructor()  # the first admin exists
+    tab = await open_tab(browser, "admin", enforce_csp=True)  # the page runs under the policy
+    page = tab.page
+    try:
+        await page.goto(browser_server.url + "/admin")
+        await page.get_by_test_id("admin-needed").wait_for(state="visible", timeout=5_000)
+        assert not await page.get_by_test_id("users").is_visible()
+        await page.goto(browser_server.url + "/login")
+        await page.get_by_test_id("email-input").fill(INSTRUCTOR_EMAIL)
+        await page.get_by_test_id("password-input").fill(INSTRUCTOR_PASSWORD)
+        await page.get_by_test_id("account-button").click()
+        await page.get_by_test_id("account-done").wait_for(state="visible", timeout=10_000)
+        await page.goto(browser_server.url + "/")
+        await page.get_by_test_id("admin-link").click()
+        await page.get_by_test_id("users").wait_for(state="visible", timeout=5_000)
+        # A bad address: the API's message, nothing added.
+        await page.get_by_test_id("invite-email").fill("not an address")
+        await page.get_by_test_id("invite-button").click()
+        error = page.get_by_test_id("users-error")
+        await error.wait_for(state="visible", timeout=5_000)
+        assert "email" in (await error.text_content() or ""), await error.text_content()
+        await page.get_by_test_id("invite-email").fill("new.coach@example.com")
+        await page.get_by_test_id("invite-button").click()
+        await page.get_by_test_id("link-box").wait_for(state="visible", timeout=5_000)
+        link = await page.get_by_test_id("new-link").input_value()
+        assert link.startswith(f"{browser_server.url}/password#token="), link
+        row = page.locator('[data-testid=user-row][data-email="new.coach@example.com"]')
+        await row.wait_for(timeout=5_000)
+        assert "invited" in (await row.text_content() or "")
+        # The audit log shows the invitation by this admin, newest first.
+        first = page.get_by_test_id("audit-row").first
+        await first.wait_for(timeout=5_000)
+        assert await first.get_attribute("data-action") == "user_added"
+        text = await first.text_content() or ""
+        assert INSTRUCTOR_EMAIL in text and "new.coach@example.com" in text, text
+        audit_text = await page.get_by_test_id("audit-table").text_content() or ""
+        assert link.split("#token=")[1] not in audit_text, "a secret in the audit log"
+        # Disabling from the page: the row says so.
+        await row.get_by_test_id("user-disable").click()
+        await row.get_by_test_id("user-enable").wait_for(timeout=5_000)
+        assert "disabled" in (await row.text_content() or "")
+        await screenshot(tab, "browser-admin")
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+
+
 async def test_reconnects_after_the_connection_drops(
     browser: Any, browser_server: RunningServer
 ) -> None:

@@ -49,9 +49,9 @@ ROOM_ROUTES = [
     for m, p in ROUTES
     if p.startswith("/api/") and "{room_id}" in p and (m, p) not in LOGIN_ROOM_ROUTES
 ]
-# Who am I and the instructor's classes answer 401 without a login (test_accounts.py,
-# test_class_list.py): open, but not a 200.
-LOGIN_GETS = {"/api/auth/me", "/api/classes"}
+# Who am I, the instructor's classes and the admin's endpoints answer 401 without a login
+# (test_accounts.py, test_class_list.py, test_audit.py): open, but not a 200.
+LOGIN_GETS = {"/api/auth/me", "/api/classes", "/api/admin/users", "/api/admin/audit"}
 OPEN_GETS = [
     p
     for m, p in ROUTES

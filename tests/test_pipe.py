@@ -316,7 +316,16 @@ async def decoding(bot: Bot, name: str, timeout: float = 30.0) -> None:
     def both() -> bool:
         return frames_from(bot, name, "audio") > 5 and frames_from(bot, name, "video") > 5
 
-    await until(both, timeout, f"{bot.name} decodes {name}")
+    try:
+        await until(both, timeout, f"{bot.name} decodes {name}")
+    except AssertionError as error:
+        # What did arrive (an intermittent CI failure here gave nothing else to go on).
+        arrived = [
+            (t.mid, t.kind, bot.names.get(t.publisher_id), t.packets, t.frames, t.codec,
+             t.retransmissions, t.first_frame_at is not None)
+            for t in bot.tracks.values()
+        ]  # fmt: skip
+        raise AssertionError(f"{error}; (mid, kind, from, packets, frames...): {arrived}") from None
     before = frames_from(bot, name, "video")
     await until(lambda: frames_from(bot, name, "video") > before + 3, 20, f"{name} keeps going")
 

@@ -33,6 +33,7 @@ function showAccount(me) {
   csrfToken = me.csrf_token;
   document.getElementById('account-email').textContent = `${me.email} (${me.role})`;
   account.hidden = false;
+  document.getElementById('admin-link').hidden = me.role !== 'admin';
   if (CREATORS.has(me.role)) {
     loginNeeded.hidden = true;
     form.hidden = false;
