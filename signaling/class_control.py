@@ -25,6 +25,7 @@ from typing import Any
 import socketio
 
 from sfu.backend import MediaBackend, SfuError
+from storage.audit import Actor, AuditLog
 from storage.store import RoomRecord, Store
 
 from .errors import SignalError
@@ -105,6 +106,7 @@ class ClassControl:
     ) -> None:
         self._sio = sio
         self._store = store
+        self._audit = AuditLog(store.engine)  # what it writes to is the store's database
         self._presence = presence
         self._sfu = sfu
         self._remove_session = remove_session  # the server's own leave path for a session
@@ -256,6 +258,10 @@ class ClassControl:
         if target.role not in ("participant", "host"):
             raise SignalError("bad_request", "only participants and instructors can be removed")
         await self._store.remove_participant(member.room_id, target.id, member.id)
+        await self._audit.record(
+            "participant_removed", Actor(f"host {member.id} of class {member.room_id}"),
+            f"{target.role} {target.id} of class {member.room_id}",
+        )  # fmt: skip
         state = self.state(member.room_id)
         if state.spotlight == target.id:
             await self._unspotlight(member.room_id, state)

@@ -10,7 +10,6 @@ shell is the same as one made in the browser.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from typing import Any
 
@@ -26,8 +25,6 @@ from .http import json_error
 from .messages import CreateRoomIn
 from .ratelimit import RateLimit
 from .tokens import TokenSigner
-
-logger = logging.getLogger(__name__)
 
 # What a class id looks like (storage/store.py makes 12 hex digits; allow some room).
 _ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -182,9 +179,10 @@ class ClassesApi:
         generation = await self.store.replace_links(room.id)
         if generation is None:  # ended meanwhile
             return json_error(409, "room_ended", "this class has ended: its links let no one in")
-        logger.info(
-            "links of room %s replaced by %s (generation %d)", room.id, session.user.id, generation
-        )
+        await self.audit.record(
+            "link_rotated", actor_of(session.user), f"class {room.id}", request.remote,
+            generation=generation,
+        )  # fmt: skip
         room = dataclasses.replace(room, generation=generation)
         return web.json_response(
             {

@@ -26,9 +26,11 @@ from sqlalchemy import text
 from signaling.tokens import TokenSigner
 from storage import migrations
 from storage.accounts import AccountStore
+from storage.audit import AuditEntry, AuditLog
 from storage.store import Store, create_engine
 from tests.cluster_nodes import Cluster, cluster_fixture, link_on
 from tests.conftest import start_server, stop_server
+from tests.instructor import EMAIL as INSTRUCTOR
 from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
 
@@ -178,6 +180,9 @@ async def test_upgrade_keeps_classes_and_their_links_working(
         store = Store(engine)
         assert await store.is_removed(room_id, "ann000000001")
         assert await _generation(store, room_id) == 0
+        [entry] = await AuditLog(engine).entries(action="participant_removed")
+        assert entry.actor_label == f"host coach0000001 of class {room_id}"
+        assert entry.target == f"participant ann000000001 of class {room_id}"
     finally:
         await engine.dispose()
 
@@ -249,6 +254,18 @@ async def test_replaced_links_and_their_tokens_are_refused(
         assert (await replace(server, room_id)).status_code == 200
         refused(await (await connect()).join(new_join, "Eve"), "link_replaced")
         refused(await (await connect()).join(bound(new_join, ben_back), "Ben"), "link_replaced")
+    # Each replacement is in the audit log: who, which class, which generation.
+    assert [(e.actor_label, e.target, e.detail) for e in await _audit(database_url)] == [
+        (INSTRUCTOR, f"class {room_id}", {"generation": g}) for g in (2, 1)
+    ]
+
+
+async def _audit(database_url: str, action: str = "link_rotated") -> list[AuditEntry]:
+    engine = create_engine(database_url)
+    try:
+        return await AuditLog(engine).entries(action=action)
+    finally:
+        await engine.dispose()
 
 
 async def test_bad_callers_cannot_replace_links(database_url: str, tmp_path: Path) -> None:
@@ -306,6 +323,7 @@ async def test_bad_callers_cannot_replace_links(database_url: str, tmp_path: Pat
             assert await _generation(Store(engine), room_id) == 0
         finally:
             await engine.dispose()
+        assert await _audit(database_url) == []
 
 
 @asynccontextmanager
