@@ -2,7 +2,9 @@
 
 One ``ClassState`` per class on this node, owned by ``ClassControl``, which also holds
 the host-only event handlers (registered in signaling/server.py's event table) and the
-admission rule ``admit`` that ``join`` applies. Every change is broadcast as one
+admission rule ``admit`` that ``join`` applies. Removals and the class's link generation
+are stored (storage/store.py), so they hold across reconnects, restarts and nodes; the
+rest is the live class's and lives here. Every change is broadcast as one
 ``class_state`` event carrying the whole state and the server's time; the join ack
 carries the same, so a late joiner or a rejoin sees what everyone sees.
 
@@ -18,12 +20,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
 
-from sfu.backend import MediaBackend, Role, SfuError
+from sfu.backend import MediaBackend, SfuError
+from storage.audit import Actor, AuditLog
+from storage.store import RoomRecord, Store
 from storage.timer_events import TimerEventRecord, TimerEvents
 
 from .errors import SignalError
@@ -44,6 +48,7 @@ from .messages import (
     error_payload,
 )
 from .presence import Member, Presence
+from .tokens import Grant
 
 logger = logging.getLogger(__name__)
 TIMER_LOG_TIMEOUT_S = 1.0  # a timer change waits at most this long for the database
@@ -60,10 +65,9 @@ class ClassState:
     clock_started_at: float | None = None
     clock_ever_started: bool = False  # the class clock starts by itself only once
     timer: IntervalTimer | None = None
-    removed: set[str] = field(default_factory=set)  # participant ids refused from now on
 
     def out(self) -> ClassStateOut:
-        """The public view (the removed list stays on the server)."""
+        """The public view."""
         timer = None
         if self.timer is not None:
             program = self.timer.program
@@ -99,12 +103,14 @@ class ClassControl:
         sio: socketio.AsyncServer,
         presence: Presence,
         sfu: MediaBackend,
+        store: Store,
         remove_session: RemoveSession,
         clock: Callable[[], float] = time.time,
-        timer_log: TimerEvents | None = None,
     ) -> None:
         self._sio = sio
-        self._timer_log = timer_log  # where the timer's history is kept (laps of exports)
+        self._store = store
+        self._audit = AuditLog(store.engine)  # what it writes to is the store's database
+        self._timer_log = TimerEvents(store.engine)  # the timer's history: laps of exports
         self._presence = presence
         self._sfu = sfu
         self._remove_session = remove_session  # the server's own leave path for a session
@@ -125,22 +131,37 @@ class ClassControl:
         state = self._rooms.get(room_id)
         return state.spotlight if state is not None else None
 
-    def admit(self, room_id: str, role: Role, participant_id: str | None) -> None:
-        """Refuse a join the controls forbid; ``participant_id`` is the token's binding.
+    async def admit(self, room: RoomRecord, grant: Grant) -> None:
+        """Refuse a join the controls forbid.
 
-        A removed participant stays out (their devices too). A locked class takes no
-        one new, but the instructor, and anyone coming back with the bound token of an
+        A removed participant stays out (their devices too). A link the instructor
+        replaced lets no one in, nor do the rejoin and device tokens it gave, but the
+        instructor's own sessions (their bound tokens) keep working. A locked class takes
+        no one new, but the instructor, and anyone coming back with the bound token of an
         earlier join (a reload, a network drop), still get in.
         """
-        state = self._rooms.get(room_id)
-        if state is None:
-            return
-        if participant_id is not None and participant_id in state.removed:
+        bound = grant.participant_id
+        if bound is not None and await self._store.is_removed(room.id, bound):
             raise SignalError("removed", "the instructor removed you from this class")
-        if state.locked and role == "participant" and participant_id is None:
+        if grant.generation != room.generation and not await self._instructors_own(room, grant):
+            raise SignalError(
+                "link_replaced",
+                "this link was replaced by the instructor: ask them for the new one",
+            )
+        state = self._rooms.get(room.id)
+        if state is not None and state.locked and grant.role == "participant" and bound is None:
             raise SignalError(
                 "room_locked", "the instructor has locked this class: no one new can join"
             )
+
+    async def _instructors_own(self, room: RoomRecord, grant: Grant) -> bool:
+        """Whether a token is bound to an instructor's session (or its strap bridge)."""
+        if grant.participant_id is None or grant.role == "participant":
+            return False
+        if grant.role == "host":
+            return True
+        record = await self._store.participant(room.id, grant.participant_id)
+        return record is not None and record.role == "host"
 
     async def joined(self, member: Member) -> dict[str, Any]:
         """A member joined: the class clock starts with the instructor's first arrival.
@@ -233,14 +254,19 @@ class ClassControl:
 
     async def remove(self, _sid: str, member: Member, msg: RemoveIn) -> dict[str, Any]:
         """``remove``: disconnect a participant (or another instructor session, say one
-        opened from a leaked host link), and refuse their bound token from now on."""
+        opened from a leaked host link), and refuse their bound tokens for good (stored
+        first: if the database refuses, nothing changed)."""
         target = self._target(member.room_id, msg.participant_id)
         if target.id == member.id:
             raise SignalError("bad_request", "you cannot remove yourself: leave instead")
         if target.role not in ("participant", "host"):
             raise SignalError("bad_request", "only participants and instructors can be removed")
+        await self._store.remove_participant(member.room_id, target.id, member.id)
+        await self._audit.record(
+            "participant_removed", Actor(f"host {member.id} of class {member.room_id}"),
+            f"{target.role} {target.id} of class {member.room_id}",
+        )  # fmt: skip
         state = self.state(member.room_id)
-        state.removed.add(target.id)
         if state.spotlight == target.id:
             await self._unspotlight(member.room_id, state)
         # Their strap bridges go too: a device link acts for the participant.
@@ -295,8 +321,6 @@ class ClassControl:
     async def _log_timer(self, room_id: str, event: TimerEventRecord) -> None:
         """Keep the change for the laps of exported activities; the class does not
         wait for a database that is away (the timer runs on, without those laps)."""
-        if self._timer_log is None:
-            return
         try:
             await asyncio.wait_for(self._timer_log.add(room_id, event), TIMER_LOG_TIMEOUT_S)
         except Exception:

@@ -1,5 +1,6 @@
 """Creating a class: ``POST /api/rooms`` for a logged-in instructor, and the links;
-``GET /api/classes``, the instructor's own classes with links minted for them then.
+``GET /api/classes``, the instructor's own classes with links minted for them then;
+``POST /api/rooms/{room_id}/links``, new links for a class, replacing the earlier ones.
 
 ``create_class`` is the one place a class is stored and its host and join links signed,
 for the REST endpoint and for ``pulseroom class create`` alike, so a link made from the
@@ -8,6 +9,8 @@ shell is the same as one made in the browser.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
 from aiohttp import web
@@ -15,13 +18,16 @@ from pydantic import ValidationError
 
 from storage.accounts import Role, UserRecord
 from storage.audit import AuditLog
-from storage.store import Store
+from storage.store import RoomRecord, Store
 
 from .accounts_api import SESSION, actor_of
 from .http import json_error
 from .messages import CreateRoomIn
 from .ratelimit import RateLimit
 from .tokens import TokenSigner
+
+# What a class id looks like (storage/store.py makes 12 hex digits; allow some room).
+_ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Who may create classes; participants' accounts only keep their own data.
 CREATORS: frozenset[Role] = frozenset({"instructor", "admin"})
@@ -37,10 +43,14 @@ async def create_class(
 ) -> dict[str, Any]:
     """Store a class owned by ``owner``; its description with host and join links."""
     room = await store.create_room(title, owner_id=owner.id)
-    host_token, expires_at = signer.issue(room.id, "host")
-    join_token, _ = signer.issue(room.id, "participant")
+    return {"room": {"id": room.id, "title": room.title}, **links(signer, base_url, room)}
+
+
+def links(signer: TokenSigner, base_url: str, room: RoomRecord) -> dict[str, Any]:
+    """A class's host and join links, of its current link generation, and their expiry."""
+    host_token, expires_at = signer.issue(room.id, "host", generation=room.generation)
+    join_token, _ = signer.issue(room.id, "participant", generation=room.generation)
     return {
-        "room": {"id": room.id, "title": room.title},
         "host_link": class_link(base_url, room.id, host_token),
         "join_link": class_link(base_url, room.id, join_token),
         "expires_at": expires_at,
@@ -141,15 +151,48 @@ class ClassesApi:
                 "summary_link": summary_link(base, room.id, summary_token),
             }  # fmt: skip
             if room.ended_at is None:
-                host_token, expires_at = self.signer.issue(room.id, "host")
-                join_token, _ = self.signer.issue(room.id, "participant")
-                entry["host_link"] = class_link(base, room.id, host_token)
-                entry["join_link"] = class_link(base, room.id, join_token)
-                entry["expires_at"] = expires_at
+                entry.update(links(self.signer, base, room))
             classes.append(entry)
         return web.json_response({"classes": classes})
+
+    async def replace_links(self, request: web.Request) -> web.Response:
+        """New host and join links for a class the logged-in instructor created: every
+        earlier link, and every rejoin and device token they gave, stops letting anyone
+        in ("link_replaced"); the instructor's own sessions in the class carry on. Who is
+        in the class now stays. The body, if any, is not read."""
+        session = request.get(SESSION)
+        refusal = creator_refusal(None if session is None else session.user)
+        if refusal is not None:
+            return json_error(*refusal)
+        assert session is not None
+        room_id = request.match_info["room_id"]
+        # Only what a class id can be reaches the database (PostgreSQL refuses a NUL).
+        room = await self.store.get_room(room_id) if _ROOM_ID.fullmatch(room_id) else None
+        if room is None:
+            return json_error(404, "room_not_found", "this class does not exist")
+        if room.owner_id != session.user.id:
+            return json_error(
+                403, "forbidden", "only the instructor who created this class can replace its link"
+            )
+        if room.ended_at is not None:
+            return json_error(409, "room_ended", "this class has ended: its links let no one in")
+        generation = await self.store.replace_links(room.id)
+        if generation is None:  # ended meanwhile
+            return json_error(409, "room_ended", "this class has ended: its links let no one in")
+        await self.audit.record(
+            "link_rotated", actor_of(session.user), f"class {room.id}", request.remote,
+            generation=generation,
+        )  # fmt: skip
+        room = dataclasses.replace(room, generation=generation)
+        return web.json_response(
+            {
+                "room": {"id": room.id, "title": room.title},
+                **links(self.signer, self.base_url(request), room),
+            }
+        )
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints on ``app``."""
         app.router.add_post("/api/rooms", self.create_room)
         app.router.add_get("/api/classes", self.list_classes)
+        app.router.add_post("/api/rooms/{room_id}/links", self.replace_links)

@@ -16,10 +16,9 @@ from typing import Any
 import socketio
 
 from runtime.logs import set_log_context
-from sfu.backend import MediaBackend
+from sfu.backend import MediaBackend, Role
 from storage.recordings import RecordingFiles
 from storage.store import RoomRecord, Store
-from storage.timer_events import TimerEvents
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
@@ -96,9 +95,7 @@ class SignalingServer:
         self.turn = turn
         self.presence = Presence()
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
-        self.controls = ClassControl(
-            sio, self.presence, sfu, self._remove, timer_log=TimerEvents(store.engine)
-        )
+        self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
         # With REDIS_URL: several nodes; a class's sessions all live on its holder.
         self.cluster = cluster
@@ -253,7 +250,7 @@ class SignalingServer:
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
-            **self._bound_tokens(room.id, grant, participant_id),
+            **self._bound_tokens(room, grant, participant_id),
             "profile": profile_out(profile),
             "recording": self.recording.on(room.id),
             "heart_rates": self.heart_rate.latest(
@@ -279,18 +276,22 @@ class SignalingServer:
                 "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
             )
 
-    def _bound_tokens(self, room_id: str, grant: Grant, participant_id: str) -> dict[str, str]:
+    def _bound_tokens(self, room: RoomRecord, grant: Grant, participant_id: str) -> dict[str, str]:
         """The join ack's rejoin and device tokens. Both expire with the link they came
-        from: a rejoin must not renew it, or an unended class could be re-entered for ever."""
-        issue = self.signer.issue
+        from: a rejoin must not renew it, or an unended class could be re-entered for ever.
+        They carry the class's link generation: replacing the link voids them too."""
+
+        def issue(role: Role, summary_only: bool = False) -> str:
+            return self.signer.issue(
+                room.id, role, participant_id=participant_id, expires_at=grant.expires_at,
+                summary_only=summary_only, generation=room.generation,
+            )[0]  # fmt: skip
+
         return {
-            "token": issue(room_id, grant.role, participant_id=participant_id,
-                           expires_at=grant.expires_at)[0],
-            "device_token": issue(room_id, "device", participant_id=participant_id,
-                                  expires_at=grant.expires_at)[0],
-            "summary_token": issue(room_id, grant.role, participant_id=participant_id,
-                                   expires_at=grant.expires_at, summary_only=True)[0],
-        }  # fmt: skip
+            "token": issue(grant.role),
+            "device_token": issue("device"),
+            "summary_token": issue(grant.role, summary_only=True),
+        }
 
     async def _check_name(self, room_id: str, name: str) -> None:
         """A participant may not come in under the instructor's name (to give orders in
@@ -315,7 +316,7 @@ class SignalingServer:
         if room.ended_at is not None:
             raise SignalError("room_ended", "this class has ended")
         await self._check_holder(room.id)
-        self.controls.admit(room.id, grant.role, grant.participant_id)
+        await self.controls.admit(room, grant)
         return grant, room
 
     async def _join_device(

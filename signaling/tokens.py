@@ -6,6 +6,10 @@ name one participant (``p``): the server hands each joiner such a *bound* token 
 rejoin (after a network drop or reload) keeps the same identity, and each participant
 a ``device`` token for their strap bridge, which can send only that participant's
 heart rate.
+
+Every token carries its class's link generation (``g``, 0 if absent: tokens signed before
+generations existed): when the instructor replaces the join link, the class's generation
+goes up and the server refuses tokens of earlier ones (signaling/class_control.py).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Grant:
     expires_at: int
     participant_id: str | None = None  # a bound token acts for this participant only
     summary_only: bool = False  # reads the class summary; joins nothing
+    generation: int = 0  # the class's link generation it was signed for
 
 
 def _b64(data: bytes) -> str:
@@ -71,6 +76,7 @@ class TokenSigner:
         participant_id: str | None = None,
         expires_at: int | None = None,
         summary_only: bool = False,
+        generation: int = 0,
     ) -> tuple[str, int]:
         """A token for ``role`` in ``room_id`` and its expiry (unix seconds).
 
@@ -78,12 +84,15 @@ class TokenSigner:
         overrides the default lifetime (a bound token never outlives its link).
         ``summary_only``: the token reads the class summary with ``role``'s rights and
         cannot join (a summary URL gets shared; the host's rejoin token must not be).
+        ``generation``: the class's link generation (``RoomRecord.generation``).
         """
         if role == "device" and participant_id is None:
             raise ValueError("a device token acts for one participant")
         if expires_at is None:
             expires_at = int(now if now is not None else time.time()) + self.ttl_seconds
         fields: dict[str, object] = {"r": room_id, "role": role, "exp": expires_at}
+        if generation:
+            fields["g"] = generation
         if participant_id is not None:
             fields["p"] = participant_id
         if summary_only:
@@ -117,6 +126,7 @@ class TokenSigner:
                 expires_at=int(payload["exp"]),
                 participant_id=None if bound is None else str(bound),
                 summary_only=payload.get("s") == 1,
+                generation=int(payload.get("g", 0)),
             )
         except (ValueError, KeyError, TypeError):
             raise TokenError(

@@ -26,6 +26,7 @@ class RoomRecord:
     ended_at: float | None
     gallery: bool
     owner_id: str | None = None  # the account that created it (None before accounts)
+    generation: int = 0  # its links' generation: replacing the join link adds one
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +89,12 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
+_ROOM_COLUMNS = "id, title, created_at, ended_at, gallery, owner_id, generation"
+
+
 def _room(row: Any) -> RoomRecord:
-    """A row of (id, title, created_at, ended_at, gallery, owner_id, ...)."""
-    return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5])
+    """A row of _ROOM_COLUMNS (and maybe more after them)."""
+    return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5], int(row[6]))
 
 
 _PARTICIPANT_COLUMNS = (
@@ -158,10 +162,7 @@ class Store:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text(
-                        "SELECT id, title, created_at, ended_at, gallery, owner_id"
-                        " FROM rooms WHERE id = :id"
-                    ),
+                    text(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = :id"),
                     {"id": room_id},
                 )
             ).first()
@@ -177,7 +178,7 @@ class Store:
                 await conn.execute(
                     text(
                         "SELECT r.id, r.title, r.created_at, r.ended_at, r.gallery, r.owner_id,"
-                        " (SELECT COUNT(*) FROM participants p"
+                        " r.generation, (SELECT COUNT(*) FROM participants p"
                         "  WHERE p.room_id = r.id AND p.role = 'participant')"
                         " FROM rooms r WHERE r.owner_id = :owner"
                         " ORDER BY r.created_at DESC, r.id LIMIT :limit"
@@ -185,7 +186,7 @@ class Store:
                     {"owner": owner_id, "limit": limit},
                 )
             ).all()
-        return [(_room(r), int(r[6])) for r in rows]
+        return [(_room(r), int(r[7])) for r in rows]
 
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""
@@ -194,6 +195,54 @@ class Store:
                 text("UPDATE rooms SET ended_at = :t WHERE id = :id AND ended_at IS NULL"),
                 {"t": time.time(), "id": room_id},
             )
+
+    async def replace_links(self, room_id: str) -> int | None:
+        """Start a new link generation for a class that has not ended: every link and
+        token of the earlier ones stops letting anyone in. The new generation, or None
+        when there is no such class (unknown, or ended: nothing changes)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE rooms SET generation = generation + 1"
+                    " WHERE id = :id AND ended_at IS NULL"
+                ),
+                {"id": room_id},
+            )
+            if result.rowcount != 1:
+                return None
+            row = (
+                await conn.execute(
+                    text("SELECT generation FROM rooms WHERE id = :id"), {"id": room_id}
+                )
+            ).one()
+        return int(row[0])
+
+    async def remove_participant(self, room_id: str, participant_id: str, by: str) -> None:
+        """The instructor ``by`` removed a participant: they stay out of the class for
+        good (idempotent: the first removal is kept)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO removed_participants"
+                    " (room_id, participant_id, removed_by, removed_at)"
+                    " VALUES (:room, :id, :by, :t) ON CONFLICT (room_id, participant_id) DO NOTHING"
+                ),
+                {"room": room_id, "id": participant_id, "by": by, "t": time.time()},
+            )
+
+    async def is_removed(self, room_id: str, participant_id: str) -> bool:
+        """Whether the instructor removed this participant from the class."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT 1 FROM removed_participants"
+                        " WHERE room_id = :room AND participant_id = :id"
+                    ),
+                    {"room": room_id, "id": participant_id},
+                )
+            ).first()
+        return row is not None
 
     async def set_gallery(self, room_id: str, enabled: bool) -> None:
         """Store the class's gallery mode."""

@@ -28,6 +28,7 @@ from tests.browser_fixtures import (
 from tests.conftest import RunningServer
 from tests.instructor import EMAIL as INSTRUCTOR_EMAIL
 from tests.instructor import PASSWORD as INSTRUCTOR_PASSWORD
+from tests.sio_client import Client
 
 pytestmark = BROWSER_MODULE
 
@@ -289,6 +290,17 @@ async def test_bad_links_say_so(browser: Any, browser_server: RunningServer) -> 
             assert await notice(sub) == (want_title, want_code), what
             assert not sub.errors, sub.diagnostics()
             await page.close()
+
+        # A link the instructor replaced says so in words (not as a bad link).
+        replaced = browser_server.create_room("Replaced link")
+        replaced_id = str(replaced["room"]["id"])  # type: ignore[index]
+        answer = browser_server.instructor().post(f"/api/rooms/{replaced_id}/links")
+        assert answer.status_code == 200, answer.text
+        await tab.page.goto(str(replaced["join_link"]))
+        await tab.page.get_by_test_id("name-input").fill("Eve")
+        await tab.page.get_by_test_id("join-button").click()
+        want = ("This link was replaced by the instructor", "link_replaced")
+        assert await notice(tab) == want
         assert not tab.errors, tab.diagnostics()
     finally:
         await tab.close()
@@ -371,6 +383,28 @@ async def test_home_page_creates_a_class(browser: Any, browser_server: RunningSe
         # The link works: the class page opens ready to join.
         response = await page.request.get(host_link.split("#")[0])
         assert response.status == 200
+        # A new participant link, from the list: copied, and the old one refused.
+        room_id = join_link.split("/r/", 1)[1].split("#")[0]
+        item = page.locator(f'[data-testid=class-item][data-class-id="{room_id}"]')
+        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await item.get_by_test_id("class-replace-link").click()
+        await page.wait_for_function(
+            "el => el.textContent !== 'New participant link'",
+            arg=await item.get_by_test_id("class-replace-link").element_handle(),
+            timeout=5_000,
+        )
+        shown = await item.get_by_test_id("class-replace-link").text_content() or ""
+        assert shown == "New link copied!" or shown.startswith(f"{browser_server.url}/r/"), shown
+        new_link = await page.get_by_test_id("join-link").input_value()  # the panel too
+        assert new_link != join_link and new_link.startswith(f"{browser_server.url}/r/{room_id}#t=")
+        eve, fay = Client(browser_server.url), Client(browser_server.url)
+        try:
+            ack = await (await eve.connect()).join(join_link, "Eve")
+            assert ack["error"]["code"] == "link_replaced", ack
+            assert (await (await fay.connect()).join(new_link, "Fay"))["ok"]
+        finally:
+            await eve.close()
+            await fay.close()
         # Logging out ends the session: the login prompt is back, and so is the 401.
         await page.get_by_test_id("logout-button").click()
         await page.get_by_test_id("login-needed").wait_for(state="visible", timeout=5_000)

@@ -280,6 +280,15 @@ async def test_instructor_controls_reach_the_class(
         title = await late.page.get_by_test_id("notice-title").text_content()
         assert title == "You were removed from this class"
         await tile(host, late_id).wait_for(state="detached", timeout=15_000)
+        # A reload comes back with this tab's bound token: refused (the removal is stored),
+        # and said in words.
+        await late.page.reload()
+        await late.page.get_by_test_id("name-input").fill("Late Lou")
+        await late.page.get_by_test_id("join-button").click()
+        await box.wait_for(state="visible", timeout=20_000)
+        assert await box.get_attribute("data-code") == "removed"
+        title = await late.page.get_by_test_id("notice-title").text_content()
+        assert title == "You were removed from this class"
 
         for tab in tabs:
             assert not tab.errors, tab.diagnostics()

@@ -39,12 +39,15 @@ from tests.fuzz_target import (
 from tests.sio_client import Client
 
 ROUTES = http_routes()
+# A class's routes that take the owner's login, not a class token (test_class_links.py):
+# anonymous callers get 401 login_required whatever they send.
+LOGIN_ROOM_ROUTES = [("POST", "/api/rooms/{room_id}/links")]
 # A route's other parameters (a recording's id) get a well-formed value: with its braces
 # left in, the path would match no route and the handler's checks never run.
 ROOM_ROUTES = [
     (m, re.sub(r"\{(?!room_id\})\w+\}", "20260101T000000Z", p))
     for m, p in ROUTES
-    if p.startswith("/api/") and "{room_id}" in p
+    if p.startswith("/api/") and "{room_id}" in p and (m, p) not in LOGIN_ROOM_ROUTES
 ]
 # Who am I, the instructor's classes and the admin's endpoints answer 401 without a login
 # (test_accounts.py, test_class_list.py, test_audit.py): open, but not a 200.
@@ -257,6 +260,39 @@ async def test_bad_tokens_and_hostile_ids_are_refused(
     # not_found: an id no route matches (braces, say) never reaches a handler.
     refusals = {"unauthorized", "invalid_token", "token_expired", "wrong_room", "forbidden"}
     assert code in refusals | {"not_found"}
+    assert await api.db.snapshot() == before
+
+
+def test_login_room_routes_exist() -> None:
+    """The list above names real routes (a renamed one would leave the fuzzer blind)."""
+    assert set(LOGIN_ROOM_ROUTES) <= set(ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path"), LOGIN_ROOM_ROUTES)
+@FUZZ
+@given(data=st.data())
+async def test_login_routes_refuse_class_tokens_and_hostile_ids(
+    api: Api, method: str, path: str, data: st.DataObject
+) -> None:
+    """A class token is no login; the owner's login with a hostile id finds no class."""
+    header = data.draw(
+        st.sampled_from([api.host_token, api.bound_token, api.device_token]).map(
+            lambda t: f"Bearer {t}"
+        )
+        | api.bad_tokens(),
+        label="authorization",
+    )
+    room = data.draw(st.just(api.room_id) | HOSTILE_IDS, label="room id")
+    headers = {} if header is None else {"Authorization": header}
+    before = await api.db.snapshot()
+    url = path.replace("{room_id}", room)
+    response = await api.http.request(method, url, headers=headers, content=b"{}")
+    # not_found: an id no route matches (braces, say) never reaches a handler.
+    wanted = {"login_required"} if room == api.room_id else {"login_required", "not_found"}
+    assert assert_api_error(response) in wanted
+    if room != api.room_id:
+        response = await api.instructor.request(method, url, headers=headers)
+        assert assert_api_error(response) in {"room_not_found", "not_found", "bad_request"}
     assert await api.db.snapshot() == before
 
 

@@ -68,14 +68,14 @@ document.getElementById('logout-button').addEventListener('click', async () => {
 });
 
 // The API answers errors as {"error": {"code", "message"}}; anything else is unexpected.
-async function readError(response) {
+async function readError(response, doing = 'create the class') {
   try {
     const body = await response.json();
     if (body && body.error && body.error.message) return body.error.message;
   } catch {
     // not JSON: fall through to a generic message
   }
-  return `The server could not create the class (HTTP ${response.status}).`;
+  return `The server could not ${doing} (HTTP ${response.status}).`;
 }
 
 function postRoom(title) {
@@ -107,6 +107,26 @@ async function createClass(title) {
   return response.json();
 }
 
+// New links for a class (POST /api/rooms/{id}/links): the earlier ones stop working.
+async function replaceLinks(classId) {
+  const send = () => fetch(`/api/rooms/${encodeURIComponent(classId)}/links`, {
+    method: 'POST', headers: { 'X-CSRF-Token': csrfToken },
+  });
+  let response;
+  try {
+    response = await send();
+    if (response.status === 403 && (await response.clone().json()).error?.code === 'csrf_failed') {
+      await loadAccount();
+      if (csrfToken) response = await send();
+    }
+  } catch {
+    throw new Error('Could not reach the server: the link was not replaced.');
+  }
+  if (!response.ok) throw new Error(await readError(response, 'replace the link'));
+  const { host_link: hostLink, join_link: joinLink, expires_at: expiresAt } = await response.json();
+  return { host_link: hostLink, join_link: joinLink, expires_at: expiresAt };
+}
+
 const when = (unix) => new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 
 function element(tag, props = {}, ...children) {
@@ -136,7 +156,26 @@ function classItem(c) {
       share.textContent = ok ? 'Copied!' : c.join_link;
       setTimeout(() => { share.textContent = 'Copy participant link'; }, 2000);
     });
-    item.append(open, share);
+    const replace = element('button', { type: 'button', textContent: 'New participant link' });
+    replace.dataset.testid = 'class-replace-link';
+    replace.title = 'Replace the participant link: the old one, and the rejoin links it gave, stop working. Those in the class stay.';
+    replace.addEventListener('click', async () => {
+      if (!confirm('Replace this class\'s participant link? The old link stops working, and so does rejoining with it. Those in the class now stay.')) return;
+      replace.disabled = true;
+      try {
+        Object.assign(c, await replaceLinks(c.id));
+        open.href = c.host_link;
+        if (result.dataset.classId === c.id) showLinks(c); // the panel shows the old ones
+        const ok = await copy(element('input', { value: c.join_link, readOnly: true }));
+        replace.textContent = ok ? 'New link copied!' : c.join_link;
+      } catch (error) {
+        replace.textContent = error.message;
+      } finally {
+        replace.disabled = false;
+        setTimeout(() => { replace.textContent = 'New participant link'; }, 4000);
+      }
+    });
+    item.append(open, share, replace);
   }
   const summary = element('a', { className: 'button', href: c.summary_link, textContent: 'Summary' });
   summary.dataset.testid = 'class-summary';
@@ -158,14 +197,19 @@ async function loadClasses() {
   classes.hidden = false;
 }
 
-function showResult(data) {
-  document.getElementById('result-title').textContent = `“${data.room.title}” is ready`;
+function showLinks(data) {
   document.getElementById('host-link').value = data.host_link;
   document.getElementById('join-link').value = data.join_link;
   document.getElementById('open-host').href = data.host_link;
   const expires = new Date(data.expires_at * 1000);
   document.getElementById('expires').textContent =
     `Both links work until ${expires.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}.`;
+}
+
+function showResult(data) {
+  document.getElementById('result-title').textContent = `“${data.room.title}” is ready`;
+  showLinks(data);
+  result.dataset.classId = data.room.id;
   result.hidden = false;
 }
 

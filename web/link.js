@@ -17,6 +17,7 @@ export const JOIN_ERRORS = {
   room_ended: { title: 'This class has ended', body: 'The instructor has ended this class. Thanks for coming!' },
   room_not_found: { title: 'Class not found', body: 'This class does not exist. Check the link, or ask the instructor for a new one.' },
   removed: { title: 'You were removed from this class', body: 'The instructor removed you from this class, so you cannot rejoin it.' },
+  link_replaced: { title: 'This link was replaced by the instructor', body: 'The instructor made a new link for this class. Ask them for the new one.' },
 };
 // Refusals one can retry from the join form, in words for people (else the server's message).
 export const JOIN_HINTS = {
