@@ -62,6 +62,8 @@ def weighted(readings: Sequence[tuple[float, int]]) -> Iterator[tuple[int, float
 
     Every time-weighted figure (minutes in zone, calories, TRIMP, effort points) uses
     this, so they agree on what a gap is worth."""
+    if not readings:
+        return
     for (t, bpm), (t_next, _) in zip(readings, [*readings[1:], readings[-1]], strict=True):
         yield bpm, (min(MAX_STEP_S, max(0.0, t_next - t)) if t_next != t else 1.0)
 
