@@ -251,9 +251,11 @@ class EffortSettingsIn(Inbound):
     target: EffortTargetIn | None
 
     @model_validator(mode="after")
-    def _some_points(self) -> EffortSettingsIn:
-        if not any(self.points_per_minute):
-            raise ValueError("points_per_minute: at least one zone must earn points")
+    def _reachable(self) -> EffortSettingsIn:
+        # Every zone at 0 turns points off; a target of points could then never be met.
+        target = self.target
+        if target is not None and target.kind == "points" and not any(self.points_per_minute):
+            raise ValueError("a target of points needs a zone that earns points")
         return self
 
 

@@ -110,6 +110,7 @@ def test_settings_are_validated() -> None:
     ok = EffortSettingsIn.model_validate(settings())
     assert ok.target is not None and ok.target.value == 12
     assert EffortSettingsIn.model_validate(settings(target=None)).target is None
+    assert EffortSettingsIn.model_validate(settings(points_per_minute=[0] * 6))
     bad = [
         settings(points_per_minute=[0, 1, 2, 3, 4]),  # five zones
         settings(points_per_minute=[0, 1, 2, 3, 4, 4, 4]),
@@ -118,7 +119,8 @@ def test_settings_are_validated() -> None:
         settings(points_per_minute=[0, 1, 2, 3, 4, True]),
         settings(points_per_minute=[0, 1, 2, 3, 4, "4"]),
         settings(points_per_minute=[0, 1, 2, 3, 4, float("inf")]),
-        settings(points_per_minute=[0, 0, 0, 0, 0, 0]),  # nobody could earn a point
+        # Points off (allowed), but then a target of points could never be met.
+        settings(points_per_minute=[0] * 6, target={"kind": "points", "value": 5}),
         settings(target={"kind": "zone_minutes", "value": 0}),
         settings(target={"kind": "zone_minutes", "value": 241}),
         settings(target={"kind": "zone_minutes", "value": 12, "from_zone": 0}),
