@@ -70,19 +70,20 @@ export class EffortPanel {
     details.append(el('summary', { text: 'Points and target', testid: 'effort-settings-toggle' }));
     const form = el('form', { testid: 'effort-form' });
     form.noValidate = true;
-    const zones = el('div', { className: 'row wrap' });
+    const zones = el('div', { className: 'effort-zones' });
     this.zoneInputs = ZONE_NAMES.map((name, zone) => {
       const input = el('input', { testid: `effort-zone-${zone}`, type: 'number' });
       Object.assign(input, { id: `effort-zone-${zone}`, min: '0', max: '20', step: '0.5', required: true });
-      const label = el('label', { text: `Zone ${zone}` });
+      const label = el('label', { text: `Z${zone}` });
       label.htmlFor = input.id;
-      label.title = name;
-      const wrap = el('div', { className: 'timer-field' });
+      label.title = `Zone ${zone}: ${name}`;
+      input.setAttribute('aria-label', `Points a minute in zone ${zone} (${name})`);
+      const wrap = el('div');
       wrap.append(label, input);
       zones.append(wrap);
       return input;
     });
-    this.kind = el('select', { testid: 'effort-target-kind' });
+    this.kind = el('select', { testid: 'effort-target-kind', className: 'target-kind' });
     for (const [value, text] of [['', 'No target'], ['zone_minutes', 'Minutes in zone'], ['points', 'Points']]) {
       const option = el('option', { text });
       option.value = value;
@@ -92,7 +93,7 @@ export class EffortPanel {
     this.value = el('input', { testid: 'effort-target-value', type: 'number' });
     Object.assign(this.value, { min: '0', step: '1', value: '12' });
     this.value.setAttribute('aria-label', 'Target value');
-    this.fromZone = el('select', { testid: 'effort-target-zone' });
+    this.fromZone = el('select', { testid: 'effort-target-zone', className: 'target-zone' });
     for (const zone of [1, 2, 3, 4, 5]) {
       const option = el('option', { text: `from zone ${zone}` });
       option.value = String(zone);
@@ -100,7 +101,7 @@ export class EffortPanel {
     }
     this.fromZone.value = '4';
     this.fromZone.setAttribute('aria-label', 'Counted from zone');
-    const targetRow = el('div', { className: 'row wrap' });
+    const targetRow = el('div', { className: 'row effort-target' });
     targetRow.append(this.kind, this.value, this.fromZone);
     const save = el('button', { testid: 'effort-save', type: 'submit', text: 'Set', className: 'primary' });
     form.append(el('p', { className: 'hint', text: 'Points a minute in each zone (Myzone: 0, 1, 2, 3, 4, 4).' }), zones, targetRow, save);
@@ -134,7 +135,7 @@ export class EffortPanel {
   }
 
   /** A `leaderboard` event (participants who are on it). */
-  onBoard(payload) {
+  onLeaderboard(payload) {
     if (this.isHost || !this.onBoard) return;
     this.entries = (payload && payload.entries) || [];
     this.paintBoard();

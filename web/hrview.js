@@ -154,8 +154,7 @@ export class HeartRateView {
       unit.textContent = 'bpm';
       const zone = el('span', 'hr-zone', 'hr-zone');
       const pct = el('span', 'hr-pct', 'hr-pct');
-      const points = el('span', 'hr-points', 'hr-points');
-      badge.append(heart, bpm, unit, zone, pct, points);
+      badge.append(heart, bpm, unit, zone, pct);
       badge.setAttribute('role', 'img');
       tile.append(badge);
     }
@@ -171,7 +170,12 @@ export class HeartRateView {
     zone.replaceChildren(`Z${reading.zone}`, name);
     zone.dataset.zone = String(reading.zone);
     badge.querySelector('.hr-pct').textContent = `${reading.pct_max}%`;
-    const points = badge.querySelector('.hr-points');
+    let points = tile.querySelector('.hr-points');
+    if (!points) {
+      points = el('span', 'hr-points', 'hr-points');
+      points.setAttribute('aria-hidden', 'true'); // the badge's label says it
+      tile.append(points);
+    }
     points.hidden = reading.effort_points == null;
     points.textContent = pointsText(reading);
     points.dataset.points = String(reading.effort_points ?? '');

@@ -126,7 +126,7 @@ class ClassPage {
         this.effort.readingsChanged();
       },
       effortSettings: (payload) => this.effort.onSettings(payload),
-      leaderboard: (payload) => this.effort.onBoard(payload),
+      leaderboard: (payload) => this.effort.onLeaderboard(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),
       telemetryRefused: (error) => this.hr.refused(error),
       wantsTelemetry: () => this.hr.wantsChannel(),
