@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 import socketio
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage.store import EffortRecord, Store
 from telemetry.effort import EffortMeter, EffortScheme, Target
@@ -72,6 +73,7 @@ class EffortBoard:
         self._schemes: dict[str, EffortScheme] = {}
         self._meters: dict[str, dict[str, EffortMeter]] = {}  # room → participant → meter
         self._opted_out: dict[str, set[str]] = {}  # room → participant ids
+        self._known: dict[str, set[str]] = {}  # room → participants whose choice is loaded
         self._sent: dict[str, list[dict[str, Any]]] = {}  # room → the board last sent
         self._task: asyncio.Task[None] | None = None
 
@@ -127,22 +129,34 @@ class EffortBoard:
 
     def forget_room(self, room_id: str) -> None:
         """The class ended (or moved): its meters, settings and boards go."""
-        for table in (self._schemes, self._meters, self._opted_out, self._sent):
+        for table in (self._schemes, self._meters, self._opted_out, self._known, self._sent):
             table.pop(room_id, None)
 
     # -- joins and events ---------------------------------------------------------------
 
     async def joined(self, member: Member) -> dict[str, Any]:
-        """A member joined: what its join ack says of effort points."""
+        """A member joined: what its join ack says of effort points.
+
+        The member is in the class already: a database that fails here must not fail
+        the join. The class then has Myzone's values until the next join reads them,
+        and a participant whose choice cannot be read is kept off the board (their
+        points never go out on a guess) until it can be.
+        """
         room_id = member.room_id
-        if room_id not in self._schemes:
-            self._schemes[room_id] = scheme_of(await self._store.effort_settings(room_id))
         opted_out = self._opted_out.setdefault(room_id, set())
-        if member.role == "participant":
-            if await self._store.board_opt_out(room_id, member.id):
-                opted_out.add(member.id)
-            else:
+        known = self._known.setdefault(room_id, set())
+        try:
+            if room_id not in self._schemes:
+                self._schemes[room_id] = scheme_of(await self._store.effort_settings(room_id))
+            if member.role == "participant" and member.id not in known:
                 opted_out.discard(member.id)
+                if await self._store.board_opt_out(room_id, member.id):
+                    opted_out.add(member.id)
+                known.add(member.id)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("room %s: effort settings not read (%s); defaults for now", room_id, exc)
+            if member.role == "participant" and member.id not in known:
+                opted_out.add(member.id)
         effort: dict[str, Any] = {"settings": scheme_out(self.scheme(room_id))}
         if member.role == "participant":
             on_board = member.id not in opted_out
@@ -179,6 +193,7 @@ class EffortBoard:
         if member.role != "participant":
             raise SignalError("bad_request", "only participants appear on the leaderboard")
         await self._store.set_board_opt_out(member.room_id, member.id, msg.opt_out)
+        self._known.setdefault(member.room_id, set()).add(member.id)
         opted_out = self._opted_out.setdefault(member.room_id, set())
         if msg.opt_out:
             opted_out.add(member.id)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from signaling.effort import scheme_of, scheme_out
+from signaling.effort import EffortBoard, scheme_of, scheme_out
 from signaling.messages import EffortSettingsIn
+from signaling.presence import Member, Presence
 from storage import migrations
 from storage.store import EffortRecord, Store, create_engine
 from telemetry.effort import MYZONE_POINTS, EffortMeter, EffortScheme, Target, zone_seconds
@@ -169,3 +172,18 @@ async def test_settings_and_opt_out_are_stored(upgraded: tuple[Store, str]) -> N
     await store.set_board_opt_out(room_id, "ann", True)
     assert await store.board_opt_out(room_id, "ann") is True
     assert await store.board_opt_out(room_id, "nobody") is False
+
+
+async def test_a_database_that_fails_at_join_keeps_the_participant_off_the_board(
+    tmp_path: Path,
+) -> None:
+    # A real SQLite file without the schema: every read fails as a broken database would.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    try:
+        board = EffortBoard(socketio.AsyncServer(), Presence(), Store(engine))
+        ann = Member(id="ann", sid="s1", room_id="r", name="Ann", role="participant")
+        ack = (await board.joined(ann))["effort"]
+        assert ack["settings"] == scheme_out(EffortScheme())  # Myzone's meanwhile
+        assert ack["on_board"] is False and ack["leaderboard"] is None  # never on a guess
+    finally:
+        await engine.dispose()
