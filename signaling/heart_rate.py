@@ -29,6 +29,7 @@ from telemetry.messages import Reading, TelemetryError, parse
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, Profile, percent_of_max, zone
 
+from .effort import EffortBoard
 from .messages import PROTOCOL_VERSION, error_payload
 from .presence import Presence
 
@@ -58,11 +59,13 @@ class HeartRateRelay:
         sio: socketio.AsyncServer,
         presence: Presence,
         writer: HeartRateWriter,
+        effort: EffortBoard,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sio = sio
         self._presence = presence
         self._writer = writer
+        self._effort = effort  # live effort points ride along with each shown reading
         self._clock = clock
         self._profiles: dict[tuple[str, str], Profile] = {}
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -81,12 +84,14 @@ class HeartRateRelay:
         self.fanout_lag: deque[float] = deque(maxlen=4096)  # receive → emit, seconds
 
     def start(self) -> None:
-        """Start the owned fan-out task."""
+        """Start the owned fan-out task, and the effort leaderboard's."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="heart-rate-fanout")
+        self._effort.start()
 
     async def close(self) -> None:
         """Stop the fan-out task (idempotent); the writer is closed by its owner."""
+        await self._effort.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,6 +114,7 @@ class HeartRateRelay:
 
     def forget_room(self, room_id: str) -> None:
         """Drop what is kept in memory for a class that ended."""
+        self._effort.forget_room(room_id)
         for key in [k for k in self._profiles if k[0] == room_id]:
             self._profiles.pop(key, None)
             self._latest.pop(key, None)
@@ -199,6 +205,7 @@ class HeartRateRelay:
             "t": reading.t,
             "contact": reading.contact,
             "received_at": received_at,
+            **self._effort.record(room_id, subject, reading.t / 1000, zone_number),
         }
 
     def _refuse(self, sid: str, message: str, now: float) -> None:

@@ -221,6 +221,50 @@ class ClockIn(Inbound):
     action: Literal["start", "stop"]
 
 
+# -- effort points (signaling/effort.py, telemetry/effort.py) -------------------------
+
+MAX_POINTS_PER_MINUTE = 20
+MAX_TARGET_MINUTES = 240
+MAX_TARGET_POINTS = 2000
+
+PointsPerMinute = Annotated[float, Field(ge=0, le=MAX_POINTS_PER_MINUTE, allow_inf_nan=False)]
+
+
+class EffortTargetIn(_Strict):
+    """A class's target: minutes in ``from_zone`` and above, or points."""
+
+    kind: Literal["zone_minutes", "points"]
+    value: Annotated[float, Field(gt=0, le=MAX_TARGET_POINTS, allow_inf_nan=False)]
+    from_zone: Annotated[int, Field(ge=1, le=5)] = 4
+
+    @model_validator(mode="after")
+    def _sensible(self) -> EffortTargetIn:
+        if self.kind == "zone_minutes" and self.value > MAX_TARGET_MINUTES:
+            raise ValueError(f"a target of minutes is at most {MAX_TARGET_MINUTES}")
+        return self
+
+
+class EffortSettingsIn(Inbound):
+    """``effort_settings``: points per minute in zones 0-5, and the target (null: none)."""
+
+    points_per_minute: Annotated[list[PointsPerMinute], Field(min_length=6, max_length=6)]
+    target: EffortTargetIn | None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> EffortSettingsIn:
+        # Every zone at 0 turns points off; a target of points could then never be met.
+        target = self.target
+        if target is not None and target.kind == "points" and not any(self.points_per_minute):
+            raise ValueError("a target of points needs a zone that earns points")
+        return self
+
+
+class LeaderboardOptOutIn(Inbound):
+    """``leaderboard_opt_out``: keep one's points off (or back on) the class's board."""
+
+    opt_out: bool
+
+
 class CreateRoomIn(BaseModel):
     """``POST /api/rooms`` body."""
 

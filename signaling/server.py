@@ -26,6 +26,7 @@ from .class_control import ClassControl
 from .client_address import ConnectionCap
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
 from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event
+from .effort import EffortBoard
 from .errors import SignalError
 from .heart_rate import HeartRateRelay
 from .messages import (
@@ -94,7 +95,8 @@ class SignalingServer:
         self.ice_servers = ice_servers
         self.turn = turn
         self.presence = Presence()
-        self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer)
+        self.effort = EffortBoard(sio, self.presence, store)
+        self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer, self.effort)
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
         # With REDIS_URL: several nodes; a class's sessions all live on its holder.
@@ -173,6 +175,7 @@ class SignalingServer:
             "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
             "leave": Event(EmptyIn, self._leave, joined=True, device=True),
             "ping": Event(EmptyIn, controls.time, joined=False, device=True),
+            **self.effort.events(),
         }
 
     async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:
@@ -239,6 +242,7 @@ class SignalingServer:
         )  # fmt: skip
         await self.recording.joined(member)
         late = {**(await self.controls.joined(member)), **(await self._nodes())}
+        late.update(await self.effort.joined(member))
         # The roster is read after the last await: anyone who joined or left while this
         # join awaited was announced to this session already (it is in the socket.io room),
         # and the client replaces its roster with this list when the ack arrives.

@@ -16,11 +16,13 @@ from aiohttp import web
 
 from storage.audit import Actor, AuditLog
 from storage.store import ParticipantRecord, Store
+from telemetry.effort import zone_seconds
 from telemetry.history import HeartRateHistory
 from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
+from .effort import scheme_of, scheme_out
 from .http import json_error
 from .profiles import profile_of, profile_out
 from .tokens import Grant, TokenError, TokenSigner
@@ -116,11 +118,14 @@ class SummaryApi:
         grant = self._grant(request)
         people = await self._people(request, grant)
         await self.writer.flush()  # what was received is in the answer
+        scheme = scheme_of(await self.store.effort_settings(grant.room_id))
         out = []
         for person in people:
             rows = await self.history.readings(grant.room_id, person.id)
             profile = profile_of(person.profile)
-            summary = summarize([(r.time, r.bpm) for r in rows], profile)
+            pairs = [(r.time, r.bpm) for r in rows]
+            summary = summarize(pairs, profile)
+            seconds = zone_seconds(pairs, profile)
             out.append(
                 {
                     "id": person.id,
@@ -138,6 +143,8 @@ class SummaryApi:
                         "minutes_in_zone": list(summary.minutes_in_zone),
                         "calories_kcal": summary.calories_kcal,
                         "trimp": summary.trimp,
+                        "effort_points": scheme.points(seconds),
+                        "effort_target_reached": scheme.reached(seconds),
                     },
                     "series": _series(rows),
                 }
@@ -152,10 +159,12 @@ class SummaryApi:
             return exc.response
         room = await self.store.get_room(grant.room_id)
         assert room is not None  # checked in _people
+        effort = scheme_out(scheme_of(await self.store.effort_settings(grant.room_id)))
         return web.json_response(
             {
                 "room": {"id": room.id, "title": room.title, "ended_at": room.ended_at},
                 "zones": list(ZONE_NAMES),
+                "effort": effort,
                 "participants": people,
             }
         )
@@ -178,6 +187,8 @@ class SummaryApi:
                 *[f"minutes_zone_{i}_{n.replace(' ', '_')}" for i, n in enumerate(ZONE_NAMES)],
                 "calories_kcal",
                 "trimp",
+                "effort_points",
+                "effort_target_reached",
             ]
         )
         for person in people:
@@ -192,6 +203,8 @@ class SummaryApi:
                     *s["minutes_in_zone"],
                     s["calories_kcal"],
                     s["trimp"],
+                    s["effort_points"],
+                    {True: "yes", False: "no", None: ""}[s["effort_target_reached"]],
                 ]
             )
         return web.Response(

@@ -59,6 +59,16 @@ class ProfileRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EffortRecord:
+    """A class's effort settings as stored (telemetry.effort.EffortScheme's fields)."""
+
+    points_per_minute: tuple[float, ...]  # zones 0-5
+    target_kind: Literal["zone_minutes", "points"] | None = None
+    target_value: float | None = None
+    target_from_zone: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantRecord:
     """Someone who joined a class, with the profile their zones and calories use."""
 
@@ -112,6 +122,9 @@ def _participant(row: Any) -> ParticipantRecord:
         method=row[10],
     )
     return ParticipantRecord(row[0], row[1], row[2], row[3], float(row[4]), profile)
+
+
+_EFFORT_POINTS = ", ".join(f"points_zone_{i}" for i in range(6))
 
 
 # A message's sender's role comes from the class's participants (a message is stored once).
@@ -364,6 +377,77 @@ class Store:
                 )
             ).all()
         return [_participant(r) for r in rows]
+
+    async def effort_settings(self, room_id: str) -> EffortRecord | None:
+        """The effort settings the instructor set for a class, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_EFFORT_POINTS}, target_kind, target_value, target_from_zone"
+                        " FROM effort_settings WHERE room_id = :room"
+                    ),
+                    {"room": room_id},
+                )
+            ).first()
+        if row is None:
+            return None
+        return EffortRecord(
+            points_per_minute=tuple(float(v) for v in row[:6]),
+            target_kind=row[6],
+            target_value=None if row[7] is None else float(row[7]),
+            target_from_zone=row[8],
+        )
+
+    async def set_effort_settings(self, room_id: str, record: EffortRecord) -> None:
+        """Store a class's effort settings (replacing earlier ones)."""
+        names = [f"points_zone_{i}" for i in range(6)]
+        params: dict[str, Any] = dict(zip(names, record.points_per_minute, strict=True))
+        params.update(
+            room=room_id,
+            kind=record.target_kind,
+            value=record.target_value,
+            from_zone=record.target_from_zone,
+            t=time.time(),
+        )
+        values = ", ".join(f":{n}" for n in names)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f"INSERT INTO effort_settings (room_id, {_EFFORT_POINTS}, target_kind,"
+                    " target_value, target_from_zone, updated_at)"
+                    f" VALUES (:room, {values}, :kind, :value, :from_zone, :t)"
+                    f" ON CONFLICT (room_id) DO UPDATE SET {updates},"
+                    " target_kind = excluded.target_kind, target_value = excluded.target_value,"
+                    " target_from_zone = excluded.target_from_zone,"
+                    " updated_at = excluded.updated_at"
+                ),
+                params,
+            )
+
+    async def board_opt_out(self, room_id: str, participant_id: str) -> bool:
+        """Whether a participant opted out of the class's leaderboard."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    text(
+                        "SELECT board_opt_out FROM participants WHERE room_id = :room AND id = :id"
+                    ),
+                    {"room": room_id, "id": participant_id},
+                )
+            ).scalar()
+        return bool(value)
+
+    async def set_board_opt_out(self, room_id: str, participant_id: str, opt_out: bool) -> None:
+        """Store whether a participant stays off the class's leaderboard."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE participants SET board_opt_out = :o WHERE room_id = :room AND id = :id"
+                ),
+                {"o": opt_out, "room": room_id, "id": participant_id},
+            )
 
     async def forget_class(self, room_id: str) -> int:
         """Delete every participant (profiles) and chat message of a class; returns rows

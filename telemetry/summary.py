@@ -14,7 +14,7 @@ HRr the heart-rate reserve share, k, b = 0.64, 1.92 (men) or 0.86, 1.67 (women).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .zones import Profile, zone
@@ -56,22 +56,33 @@ def _trimp_weight(bpm: float, profile: Profile) -> float:
     return share * k * math.exp(b * share)
 
 
+def weighted(readings: Sequence[tuple[float, int]]) -> Iterator[tuple[int, float]]:
+    """``(bpm, seconds)`` per reading: each counts until the next one, at most MAX_STEP_S;
+    the last one (and one sharing its time with the next) counts one second.
+
+    Every time-weighted figure (minutes in zone, calories, TRIMP, effort points) uses
+    this, so they agree on what a gap is worth."""
+    if not readings:
+        return
+    for (t, bpm), (t_next, _) in zip(readings, [*readings[1:], readings[-1]], strict=True):
+        yield bpm, (min(MAX_STEP_S, max(0.0, t_next - t)) if t_next != t else 1.0)
+
+
 def summarize(readings: Sequence[tuple[float, int]], profile: Profile) -> Summary:
     """Summary of ``(unix time, bpm)`` readings in time order."""
     if not readings:
         return Summary(0.0, 0.0, 0, (0.0,) * 6, 0.0, 0.0)
     minutes = [0.0] * 6
-    kj = trimp = weighted = total_s = 0.0
-    for (t, bpm), (t_next, _) in zip(readings, [*readings[1:], readings[-1]], strict=True):
-        step = min(MAX_STEP_S, max(0.0, t_next - t)) if t_next != t else 1.0
+    kj = trimp = weighted_bpm = total_s = 0.0
+    for bpm, step in weighted(readings):
         total_s += step
-        weighted += bpm * step
+        weighted_bpm += bpm * step
         minutes[zone(bpm, profile)] += step / 60
         kj += _kj_per_minute(bpm, profile) * step / 60
         trimp += _trimp_weight(bpm, profile) * step / 60
     return Summary(
         duration_s=readings[-1][0] - readings[0][0],
-        average_bpm=round(weighted / total_s, 1) if total_s else 0.0,
+        average_bpm=round(weighted_bpm / total_s, 1) if total_s else 0.0,
         peak_bpm=max(bpm for _, bpm in readings),
         minutes_in_zone=tuple(round(m, 2) for m in minutes),
         calories_kcal=round(kj / KJ_PER_KCAL, 1),

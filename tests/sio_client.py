@@ -23,6 +23,8 @@ EVENTS = (
     "active_speaker",
     "hr",
     "telemetry_ack",
+    "leaderboard",
+    "effort_settings",
 )
 
 

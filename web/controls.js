@@ -27,6 +27,8 @@ const SORTS = {
   effort: (a, b) => (b.pct ?? -1) - (a.pct ?? -1),
   zone: (a, b) => (b.zone ?? -1) - (a.zone ?? -1) || (b.pct ?? -1) - (a.pct ?? -1),
   name: (a, b) => a.name.localeCompare(b.name),
+  // Effort points earned in this class (docs/protocol.md, "Effort points").
+  points: (a, b) => (b.points ?? -1) - (a.points ?? -1),
 };
 const SORT_EVERY_MS = 2000; // tiles do not jump about with every beat
 
@@ -92,7 +94,7 @@ export class HostControls {
     const sortRow = el('div', { className: 'row host-row' });
     this.sortSelect = el('select', { testid: 'sort-select' });
     this.sortSelect.id = 'sort-select';
-    for (const [value, text] of [['join', 'Join order'], ['effort', 'Effort (% of max HR)'], ['zone', 'Heart-rate zone'], ['name', 'Name']]) {
+    for (const [value, text] of [['join', 'Join order'], ['effort', 'Effort (% of max HR)'], ['zone', 'Heart-rate zone'], ['points', 'Effort points'], ['name', 'Name']]) {
       const option = el('option', { text });
       option.value = value;
       this.sortSelect.append(option);
@@ -332,7 +334,7 @@ export class HostControls {
     if (this.enabled && compare) {
       const rows = [...this.people().values()].map((p, index) => {
         const reading = this.readingOf(p.id);
-        return { id: p.id, name: p.name, index, pct: reading?.pct_max, zone: reading?.zone };
+        return { id: p.id, name: p.name, index, pct: reading?.pct_max, zone: reading?.zone, points: reading?.effort_points };
       });
       rows.sort((a, b) => compare(a, b) || a.index - b.index);
       rows.forEach((row, rank) => this.ranks.set(row.id, rank + 1));

@@ -1,5 +1,5 @@
 // Showing heart rate in the class page: a badge on each participant's tile (bpm, zone,
-// %HRmax) and, for one's own heart rate, a large readout with a zone bar.
+// %HRmax, effort points) and, for one's own heart rate, a large readout with a zone bar.
 //
 // Readings come from `hr` events (batched) and from the join ack's `heart_rates`. The
 // server sends everyone's only to the instructor and one's own to oneself, so what this
@@ -16,6 +16,12 @@ function el(tag, className, testid) {
   if (className) node.className = className;
   if (testid) node.dataset.testid = testid;
   return node;
+}
+
+/** "12.3 pts" (and a tick once the class's target is reached). */
+function pointsText(reading) {
+  if (reading.effort_points == null) return '';
+  return `${reading.effort_points.toFixed(1)} pts${reading.target_progress >= 1 ? ' ✓' : ''}`;
 }
 
 export class HeartRateView {
@@ -47,7 +53,9 @@ export class HeartRateView {
     const detail = el('div', 'own-detail');
     this.ownZone = el('span', 'own-zone', 'own-hr-zone');
     this.ownPct = el('span', 'own-pct', 'own-hr-pct');
-    detail.append(this.ownZone, this.ownPct);
+    // Effort points so far, and how far towards the class's target (docs/protocol.md).
+    this.ownPoints = el('span', 'own-points', 'own-effort');
+    detail.append(this.ownZone, this.ownPct, this.ownPoints);
     // Six segments, zone 0 (under 50 % of max) to 5 (90 % and up), and a marker.
     const bar = el('div', 'zone-bar', 'own-zone-bar');
     bar.setAttribute('aria-hidden', 'true');
@@ -162,7 +170,18 @@ export class HeartRateView {
     zone.replaceChildren(`Z${reading.zone}`, name);
     zone.dataset.zone = String(reading.zone);
     badge.querySelector('.hr-pct').textContent = `${reading.pct_max}%`;
-    badge.setAttribute('aria-label', `Heart rate ${reading.bpm} bpm, zone ${reading.zone} (${zoneName}), ${reading.pct_max}% of maximum${stale ? ', no recent reading' : ''}`);
+    let points = tile.querySelector('.hr-points');
+    if (!points) {
+      points = el('span', 'hr-points', 'hr-points');
+      points.setAttribute('aria-hidden', 'true'); // the badge's label says it
+      tile.append(points);
+    }
+    points.hidden = reading.effort_points == null;
+    points.textContent = pointsText(reading);
+    points.dataset.points = String(reading.effort_points ?? '');
+    points.classList.toggle('target-met', reading.target_progress >= 1);
+    const effort = reading.effort_points == null ? '' : `, ${reading.effort_points} effort points`;
+    badge.setAttribute('aria-label', `Heart rate ${reading.bpm} bpm, zone ${reading.zone} (${zoneName}), ${reading.pct_max}% of maximum${effort}${stale ? ', no recent reading' : ''}`);
     badge.title = stale ? 'No reading for more than 10 seconds' : `Zone ${reading.zone}: ${zoneName}`;
   }
 
@@ -171,6 +190,7 @@ export class HeartRateView {
       this.ownBpm.textContent = '--';
       this.ownZone.textContent = 'Waiting for your strap…';
       this.ownPct.textContent = '';
+      this.ownPoints.textContent = '';
       this.own.dataset.zone = '';
       this.marker.hidden = true;
       for (const segment of this.segments) segment.classList.remove('active');
@@ -185,6 +205,7 @@ export class HeartRateView {
     const name = reading.zone_name || ZONE_NAMES[reading.zone] || '';
     this.ownZone.textContent = stale ? 'No recent reading' : `Zone ${reading.zone} · ${name}`;
     this.ownPct.textContent = `${reading.pct_max}% of max`;
+    this.ownPoints.textContent = reading.effort_points == null ? '' : `${pointsText(reading)}${reading.target_progress == null ? '' : ` · target ${Math.round(reading.target_progress * 100)}%`}`;
     this.segments.forEach((segment, zone) => segment.classList.toggle('active', zone === reading.zone));
     if (!stale && reading.zone !== this.announced) {
       this.announced = reading.zone;

@@ -5,6 +5,7 @@
 
 import { Chat } from './chat.js';
 import { ClassState } from './classstate.js';
+import { EffortPanel } from './effort.js';
 import { HeartRateRoom } from './hrroom.js';
 import { planFor, videoConstraints } from './layers.js';
 import { JOIN_ERRORS, JOIN_HINTS, loadBoundToken, peekToken, readLink, summaryLink } from './link.js';
@@ -77,6 +78,11 @@ class ClassPage {
       people: () => session.participants, readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
       extras: [this.music.row],
     });
+    // Effort points: the class's target and leaderboard, the instructor's settings.
+    this.effort = new EffortPanel({
+      panel: $('effort-panel'), request, toast, people: () => session.participants,
+      readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
+    });
     window.pulseroom = this.testHooks();
   }
 
@@ -117,7 +123,10 @@ class ClassPage {
       heartRate: (payload) => {
         this.hr.onHr(payload);
         this.classState.readingsChanged();
+        this.effort.readingsChanged();
       },
+      effortSettings: (payload) => this.effort.onSettings(payload),
+      leaderboard: (payload) => this.effort.onLeaderboard(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),
       telemetryRefused: (error) => this.hr.refused(error),
       wantsTelemetry: () => this.hr.wantsChannel(),
@@ -143,6 +152,7 @@ class ClassPage {
       get node() { return session.nodeUrl; },
       get rejoins() { return session.rejoins.slice(); },
       get controls() { return classState.hook(); },
+      get effort() { return page.effort.hook(); },
       get music() { return page.music.hook(); },
       get local() { return page.local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
       get layers() {
@@ -250,6 +260,7 @@ class ClassPage {
     for (const track of this.local.stream.getTracks()) grid.addTrack(you.id, track);
     this.music.setEnabled(isHost);
     this.classState.joined(ack, isHost);
+    this.effort.joined(ack, isHost);
     this.visibility.resend();
   }
 

@@ -39,6 +39,8 @@ export const VIEW_HOOKS = Object.freeze([
   'classState', // (payload)
   'muted', // ()
   'heartRate', // (payload): the `hr` event
+  'effortSettings', // (payload): the `effort_settings` event
+  'leaderboard', // (payload): the `leaderboard` event
   'telemetryAck', // (payload)
   'telemetryRefused', // (error)
   'wantsTelemetry', // (): whether heart rate needs a publish connection
@@ -170,6 +172,8 @@ export class Session {
       chat: ({ message }) => view.chat(message),
       active_speaker: ({ id }) => view.speaker(id),
       hr: (payload) => view.heartRate(payload),
+      effort_settings: (payload) => view.effortSettings(payload),
+      leaderboard: (payload) => view.leaderboard(payload),
       class_state: (payload) => view.classState(payload),
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),

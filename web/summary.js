@@ -1,6 +1,6 @@
 // The after-class page (/r/{room_id}/summary#t=TOKEN): each participant's heart rate
 // over the class against their zones, minutes per zone, average, peak, calories and
-// training load, from GET /api/rooms/{room_id}/summary (docs/protocol.md, "REST").
+// training load, effort points, from GET /api/rooms/{room_id}/summary (docs/protocol.md, "REST").
 //
 // The token goes in the Authorization header, never in a URL. The instructor's sees
 // everyone and may download the CSV; a participant's *bound* token (the one the class
@@ -8,6 +8,7 @@
 // only their own data.
 
 import { heartRateChart, zoneMinutes } from './chart.js';
+import { targetText } from './effort.js';
 import { loadBoundToken, peekToken, readLink } from './link.js';
 
 const $ = (id) => document.getElementById(id);
@@ -99,7 +100,14 @@ function figure(term, value, testid) {
   return wrap;
 }
 
-function personCard(person) {
+/** Effort points, and whether the class's target was reached. */
+function effortText(s, target) {
+  const points = `${(s.effort_points ?? 0).toFixed(1)} pts`;
+  if (s.effort_target_reached == null) return points;
+  return `${points} · target ${s.effort_target_reached ? 'reached' : 'not reached'} (${targetText(target)})`;
+}
+
+function personCard(person, effort) {
   const card = document.createElement('section');
   card.className = 'person';
   card.dataset.testid = 'person';
@@ -129,6 +137,7 @@ function personCard(person) {
     figure('Peak', `${s.peak_bpm} bpm`, 'peak-bpm'),
     figure('Calories', `${Math.round(s.calories_kcal)} kcal`, 'calories'),
     figure('Training load (TRIMP)', String(s.trimp), 'trimp'),
+    figure('Effort points', effortText(s, effort?.target), 'effort-points'),
     figure('Max HR used', `${person.hr_max} bpm`, 'hr-max'),
   );
   card.append(figures);
@@ -167,7 +176,7 @@ async function load() {
   els.sub.textContent = `${ended ? `Ended ${ended.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}. ` : 'Still running. '}`
     + (grant.role === 'host' ? `${count} of ${data.participants.length} with heart rate.` : 'Only you and the instructor see your heart rate.');
   const people = [...data.participants].sort((a, b) => (b.readings > 0) - (a.readings > 0));
-  els.people.replaceChildren(...people.map((p) => personCard(p)));
+  els.people.replaceChildren(...people.map((p) => personCard(p, data.effort)));
   if (!people.length) {
     const note = document.createElement('p');
     note.className = 'empty-note';
