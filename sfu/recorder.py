@@ -253,8 +253,10 @@ class Recorder:
             self.close()
 
     def _open(self, size: tuple[int, int], at: float) -> bool:
+        # The file's zero on the wall clock: the replay lines heart-rate readings up on it.
+        started_at = time.time() - (time.monotonic() - at)
         try:
-            self.writer.open(*size)
+            self.writer.open(*size, started_at)
         except Exception:
             logger.exception("cannot create the recording of room %s", self.room_id)
             self.close()

@@ -8,6 +8,7 @@ Real VP8 from libvpx, packetized by aiortc's own VP8 payloader (what a bot sends
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from fractions import Fraction
@@ -112,7 +113,7 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
     pictures = vp8_pictures(60, keyframe_every=30)
     path = new_path(tmp_path / "room", "20260101T000000Z")
     writer = WebmWriter(path)
-    writer.open(320, 240)
+    writer.open(320, 240, 1_767_225_600.25)
     opus = av.CodecContext.create("libopus", "w")
     opus.sample_rate, opus.layout, opus.format = 48000, "stereo", "s16"
     opus.open()
@@ -130,7 +131,10 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
     writer.close()  # idempotent
     assert path.exists() and not writer.part.exists()
     assert new_path(tmp_path / "room", "20260101T000000Z").name == "20260101T000000Z-2.webm"
+    # When the file's zero was, for the replay: beside it, and in it (Matroska's DateUTC).
+    assert json.loads(path.with_suffix(".json").read_text()) == {"started_at": 1_767_225_600.25}
     with av.open(str(path)) as container:
+        assert container.metadata["creation_time"] == "2026-01-01T00:00:00.250000Z"
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.codec_context.name, audio.codec_context.name) == ("vp8", "opus")
         assert (video.codec_context.width, video.codec_context.height) == (320, 240)
@@ -190,7 +194,7 @@ async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
     assert tap.wanted == 1 and tap.layer == -1  # waiting for the top layer's keyframe
     payloaders = [Vp8Encoder(), Vp8Encoder()]
     seqs, bases = [1000, 30000], [12345, 987654321]
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
     for i in range(len(small)):
         layers = [(0, small[i]), (1, large[i])] if i < len(large) else [(0, small[i])]
         for index, picture in layers:
@@ -225,6 +229,9 @@ async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
     # One clock across both layers: the last picture (104) is where it was sent.
     assert abs(stamps[-1] - (104 - 10) / 30) < 0.2
     assert stamps[large_written] - stamps[large_written - 1] < 1.8
+    # The file's zero on the wall clock is when its first picture (frame 10) came.
+    started_at = json.loads(path.with_suffix(".json").read_text())["started_at"]
+    assert abs(started_at - (wall_started + 10 / 30)) < 0.2
 
 
 async def test_a_layer_switch_waiting_for_its_keyframe_is_called_off_when_the_top_returns(

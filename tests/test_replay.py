@@ -1,0 +1,291 @@
+"""Replaying a class: a real recording (a bot as the instructor, 5 s) with a
+participant's heart rate sent meanwhile through her strap bridge's device link; then the
+recording's wall-clock start, its byte ranges and rights, the ticket a ``<video>``
+fetches it with, and the replay page in headless Chromium: the video plays and the
+participant's curve is drawn with a cursor that follows it.
+
+One server and one class for the module (about 15 s, most of it the bot's start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+import pytest_asyncio
+
+from pulseroom.hr_link import HeartRateLink
+from telemetry.hrm import HeartRateMeasurement
+from tests.browser_fixtures import (
+    NEEDS_CHROMIUM,
+    SECRET,
+    browser_fixture,  # noqa: F401 (fixture "browser")
+    open_tab,
+    screenshot,
+)
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.peers import run_bot
+from tests.sio_client import Client
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SENT_BPM = [110 + 4 * i for i in range(10)]  # one every half second while recording
+
+
+@dataclass
+class Replayed:
+    """The module's recorded class."""
+
+    server: RunningServer
+    room_id: str
+    recording_id: str
+    path: Path
+    started_at: float  # from the listing
+    asked_at: float  # unix s of the record ack
+    stopped_at: float  # unix s of the stop ack
+    series: list[list[float]]  # Ann's, from the summary API
+    host_summary_token: str
+    ann_token: str  # her bound token
+    ann_summary_token: str
+    stranger_token: str
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def replay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(
+        tmp_path_factory.mktemp("replay"), PULSEROOM_RECORDING="on-request", PULSEROOM_SECRET=SECRET
+    )
+    yield running
+    stop_server(running)
+
+
+async def record_with_heart_rate(server: RunningServer) -> Replayed:
+    room = server.create_room("Replayed ride")
+    room_id, host_link = str(room["room"]["id"]), str(room["host_link"])
+    host, ann, eve = [await Client(server.url).connect() for _ in range(3)]
+    try:
+        host_ack = await host.join(host_link, "Coach's desk")
+        ann_ack = await ann.join(str(room["join_link"]), "Ann")
+        other = server.create_room("Another class")
+        stranger_token = (await eve.join(str(other["join_link"]), "Eve"))["token"]
+        strap = HeartRateLink(f"{server.url}/r/{room_id}#t={ann_ack['device_token']}", "Ann's strap")
+        strap_task = asyncio.create_task(strap.run())
+        await strap.wait_open(20)
+        bot = asyncio.create_task(run_bot(host_link, "Coach", 8))
+        await ann.wait_for(
+            "participant_joined", lambda e: e["participant"]["name"] == "Coach", timeout=40
+        )
+        await asyncio.sleep(1.0)  # publishing
+        assert (await host.call("record", {"v": 1, "on": True}))["recording"] is True
+        asked_at = time.time()
+        for bpm in SENT_BPM:
+            strap.send(HeartRateMeasurement(bpm=bpm, contact=True, rr=(512,)))
+            await asyncio.sleep(0.5)
+        assert (await host.call("record", {"v": 1, "on": False}))["recording"] is False
+        stopped_at = time.time()
+        deadline = time.monotonic() + 10
+        while strap.counts["acked"] < len(SENT_BPM) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert strap.counts["acked"] == len(SENT_BPM), strap.counts
+        strap_task.cancel()
+        await asyncio.gather(strap_task, bot, return_exceptions=True)
+    finally:
+        for client in (host, ann, eve):
+            await client.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        api = f"{server.url}/api/rooms/{room_id}"
+        listing = await http.get(f"{api}/recordings", headers=auth(ann_ack["token"]))
+        summary = await http.get(f"{api}/summary", headers=auth(ann_ack["token"]))
+    (item,) = listing.json()["recordings"]
+    assert item["complete"], item
+    ((ann_summary),) = summary.json()["participants"]
+    assert [bpm for _t, bpm in ann_summary["series"]] == SENT_BPM
+    return Replayed(
+        server, room_id, item["id"], server.data_dir / "recordings" / room_id / f"{item['id']}.webm",
+        item["started_at"], asked_at, stopped_at, ann_summary["series"], host_ack["summary_token"],
+        ann_ack["token"],
+        ann_ack["summary_token"], stranger_token,
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def replayed(replay_server: RunningServer) -> AsyncIterator[Replayed]:
+    yield await record_with_heart_rate(replay_server)
+
+
+@pytest.mark.timeout(120)
+async def test_the_recording_knows_when_its_first_picture_was(replayed: Replayed) -> None:
+    # The file starts at the first keyframe after the record event: within a second or
+    # two of it (the recorder asks the publisher for one at once).
+    assert replayed.asked_at - 0.5 < replayed.started_at < replayed.asked_at + 3.0
+    with av.open(str(replayed.path)) as container:
+        duration = container.duration / 1_000_000
+        stamp = container.metadata["creation_time"]
+    # The same instant inside the file (Matroska DateUTC), for a downloaded copy.
+    assert abs(datetime.fromisoformat(stamp).timestamp() - replayed.started_at) < 0.002
+    # Its end is the stop: start + duration is the wall clock of the last picture.
+    assert abs(replayed.started_at + duration - replayed.stopped_at) < 1.0
+
+
+@pytest.mark.timeout(60)
+async def test_ranges_and_rights_of_the_file_and_its_ticket(replayed: Replayed) -> None:
+    base = f"{replayed.server.url}/api/rooms/{replayed.room_id}/recordings"
+    url = f"{base}/{replayed.recording_id}"
+    data = replayed.path.read_bytes()
+    async with httpx.AsyncClient(timeout=10) as http:
+        part = await http.get(url, headers={**auth(replayed.ann_token), "Range": "bytes=100-1099"})
+        assert part.status_code == 206 and part.content == data[100:1100]
+        assert part.headers["content-range"] == f"bytes 100-1099/{len(data)}"
+        tail = await http.get(url, headers={**auth(replayed.ann_token), "Range": "bytes=-500"})
+        assert tail.status_code == 206 and tail.content == data[-500:]
+        assert (await http.get(url, headers={"Range": "bytes=0-99"})).status_code == 401
+        stranger = {**auth(replayed.stranger_token), "Range": "bytes=0-99"}
+        assert (await http.get(url, headers=stranger)).status_code == 403
+        # The ticket: with the class token only, for a recording that exists.
+        assert (await http.post(f"{url}/ticket")).status_code == 401
+        assert (await http.post(f"{url}/ticket", headers=auth(replayed.stranger_token))).status_code == 403
+        missing = await http.post(f"{base}/20000101T000000Z/ticket", headers=auth(replayed.ann_token))
+        assert missing.status_code == 404
+        answer = await http.post(f"{url}/ticket", headers=auth(replayed.ann_summary_token))
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"]
+        for attribute in ("HttpOnly", "SameSite=Strict", f"Path=/api/rooms/{replayed.room_id}/recordings/{replayed.recording_id}"):
+            assert attribute in cookie, cookie
+        ticket = answer.cookies["pulseroom_replay"]
+    async with httpx.AsyncClient(timeout=10, cookies={"pulseroom_replay": ticket}) as video:
+        # What the <video> sends: the cookie and a range, no header.
+        ranged = await video.get(url, headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 206 and ranged.content == data[:100]
+        # Nothing else takes it: not the listing, not a deletion.
+        assert (await video.get(base)).status_code == 401
+        assert (await video.delete(url)).status_code == 401
+    # A bound (joining) token is no ticket; a forged one neither.
+    for value in (replayed.ann_token, ticket[:-2] + "xx"):
+        async with httpx.AsyncClient(timeout=10, cookies={"pulseroom_replay": value}) as video:
+            assert (await video.get(url)).status_code == 403
+
+
+REPLAY_STATE_JS = """() => {
+    const v = document.querySelector('[data-testid=replay-video]');
+    const line = document.querySelector('[data-testid=hr-line]');
+    const cursor = document.querySelector('[data-testid=hr-cursor]');
+    return {
+        state: document.body.dataset.state,
+        error: document.querySelector('[data-testid=replay-error]').textContent,
+        readyState: v.readyState, currentTime: v.currentTime, duration: v.duration,
+        points: line ? Number(line.dataset.points) : 0,
+        segments: line ? (line.getAttribute('d').match(/[ML]/g) || []).length : 0,
+        cursorX: cursor ? Number(cursor.getAttribute('x1')) : null,
+        bpm: document.querySelector('[data-testid=replay-bpm]').textContent,
+        people: [...document.querySelectorAll('[data-testid=person-select] option')].map((o) => o.textContent),
+    };
+}"""
+
+
+async def replay_state(tab: Any) -> dict[str, Any]:
+    state: dict[str, Any] = await tab.page.evaluate(REPLAY_STATE_JS)
+    return state
+
+
+async def until_state(tab: Any, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """The page's replay state once ``predicate`` holds (polled: the page's policy
+    forbids the eval that Playwright's wait_for_function needs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await replay_state(tab)
+        if predicate(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{tab.name}: {state}\n{tab.diagnostics()}")
+        await asyncio.sleep(0.1)
+
+
+def ready(state: dict[str, Any]) -> bool:
+    return bool(state["readyState"] >= 2 and state["cursorX"] is not None)
+
+
+def inside(replayed: Replayed, duration: float) -> int:
+    """How many of Ann's readings fall within the recording (the first may come before
+    its first picture)."""
+    start, end = replayed.started_at, replayed.started_at + duration
+    return sum(1 for t, _bpm in replayed.series if start <= t <= end)
+
+
+@NEEDS_CHROMIUM
+@pytest.mark.timeout(90)
+async def test_a_participant_replays_the_class_beside_her_heart_rate(
+    replayed: Replayed, browser: Any
+) -> None:
+    tab = await open_tab(browser, "ann-replay", enforce_csp=True)
+    try:
+        page = tab.page
+        # The summary page offers the replay; its link carries her summary token.
+        await page.goto(f"{replayed.server.url}/r/{replayed.room_id}/summary#t={replayed.ann_summary_token}")
+        link = page.get_by_test_id("replay-link")
+        await link.wait_for()
+        await link.click()
+        await page.wait_for_url(f"**/r/{replayed.room_id}/replay?rec={replayed.recording_id}")
+        video = page.get_by_test_id("replay-video")
+        before = await until_state(tab, ready)
+        assert before["state"] == "loaded", before
+        shown = inside(replayed, before["duration"])
+        assert shown >= len(SENT_BPM) - 2 and before["points"] == before["segments"] == shown, before
+        assert before["people"] == []  # a participant sees only herself: no one to pick
+        await video.evaluate("v => { v.muted = true; return v.play(); }")
+        await asyncio.sleep(1.5)
+        playing = await replay_state(tab)
+        assert playing["currentTime"] > before["currentTime"] + 0.5, (before, playing)
+        assert playing["cursorX"] > before["cursorX"], (before, playing)
+        # Sought to where she sent her 6th reading: the readout says it.
+        await video.evaluate("v => v.pause()")
+        at = 2.75 - (replayed.started_at - replayed.asked_at)  # reading 6 at ~2.5 s
+        await video.evaluate(f"v => {{ v.currentTime = {max(at, 0.1)}; }}")
+        sought = await until_state(tab, lambda s: abs(s["currentTime"] - max(at, 0.1)) < 0.01)
+        assert int(sought["bpm"]) in SENT_BPM[3:8], sought
+        await screenshot(tab, "replay-participant")
+        assert tab.errors == [], tab.diagnostics()
+    finally:
+        await tab.close()
+
+
+@NEEDS_CHROMIUM
+@pytest.mark.timeout(60)
+async def test_the_instructor_picks_whose_curve_and_no_token_reads_nothing(
+    replayed: Replayed, browser: Any
+) -> None:
+    tab = await open_tab(browser, "coach-replay")
+    try:
+        page = tab.page
+        await page.goto(
+            f"{replayed.server.url}/r/{replayed.room_id}/replay#t={replayed.host_summary_token}"
+        )
+        state = await until_state(tab, ready)
+        assert state["people"] == ["Ann"], state
+        assert state["points"] == inside(replayed, state["duration"]), state
+        assert "#t=" not in page.url  # the token left the address bar
+        # Another browser with no token, or another class's: an explanation, no video.
+        for fragment in ("", f"#t={replayed.stranger_token}"):
+            stranger = await open_tab(browser, "stranger-replay")
+            try:
+                await stranger.page.goto(
+                    f"{replayed.server.url}/r/{replayed.room_id}/replay{fragment}"
+                )
+                refused = await until_state(stranger, lambda s: s["state"] == "error")
+                assert refused["readyState"] == 0 and refused["points"] == 0, refused
+                assert refused["error"], refused
+            finally:
+                await stranger.close()
+    finally:
+        await tab.close()
