@@ -74,6 +74,7 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "summary.html")
 
         app.router.add_get("/r/{room_id}", room_page)
+
         async def replay_page(_request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "replay.html")
 

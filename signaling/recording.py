@@ -202,7 +202,5 @@ class RecordingsApi:
         """Register the endpoints on ``app``."""
         app.router.add_get("/api/rooms/{room_id}/recordings", self.list)
         app.router.add_get("/api/rooms/{room_id}/recordings/{recording_id}", self.get)
-        app.router.add_post(
-            "/api/rooms/{room_id}/recordings/{recording_id}/ticket", self.ticket
-        )
+        app.router.add_post("/api/rooms/{room_id}/recordings/{recording_id}/ticket", self.ticket)
         app.router.add_delete("/api/rooms/{room_id}/recordings/{recording_id}", self.delete)

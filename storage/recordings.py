@@ -1,10 +1,11 @@
 """Where a class's recordings are kept: one directory per class under ``recordings/``.
 
 The SFU writes each recording as ``STAMP.webm.part`` and renames it ``STAMP.webm`` when
-it is finished (sfu/webm_writer.py), with ``STAMP.json`` beside it saying when the file's
-zero was on the wall clock; this module lists, finds and deletes them for the HTTP API. Names come from the server (a UTC time stamp), never from a request: a class
-id or recording id that is not of the server's own form is refused before any path is
-made of it. Object storage (a later slice) can take this interface's place.
+it is finished (sfu/webm_writer.py), with ``STAMP.json`` beside it saying when the
+file's zero was on the wall clock; this module lists, finds and deletes them for the HTTP
+API. Names come from the server (a UTC time stamp), never from a request: a class id or
+recording id that is not of the server's own form is refused before any path is made of
+it. Object storage (a later slice) can take this interface's place.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from tests.browser_fixtures import (
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.peers import run_bot
 from tests.sio_client import Client
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -80,7 +81,9 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
         ann_ack = await ann.join(str(room["join_link"]), "Ann")
         other = server.create_room("Another class")
         stranger_token = (await eve.join(str(other["join_link"]), "Eve"))["token"]
-        strap = HeartRateLink(f"{server.url}/r/{room_id}#t={ann_ack['device_token']}", "Ann's strap")
+        strap = HeartRateLink(
+            f"{server.url}/r/{room_id}#t={ann_ack['device_token']}", "Ann's strap"
+        )
         strap_task = asyncio.create_task(strap.run())
         await strap.wait_open(20)
         bot = asyncio.create_task(run_bot(host_link, "Coach", 8))
@@ -95,10 +98,7 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
             await asyncio.sleep(0.5)
         assert (await host.call("record", {"v": 1, "on": False}))["recording"] is False
         stopped_at = time.time()
-        deadline = time.monotonic() + 10
-        while strap.counts["acked"] < len(SENT_BPM) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert strap.counts["acked"] == len(SENT_BPM), strap.counts
+        await until(lambda: strap.counts["acked"] == len(SENT_BPM), what=f"acks: {strap.counts}")
         strap_task.cancel()
         await asyncio.gather(strap_task, bot, return_exceptions=True)
     finally:
@@ -112,8 +112,9 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
     assert item["complete"], item
     ((ann_summary),) = summary.json()["participants"]
     assert [bpm for _t, bpm in ann_summary["series"]] == SENT_BPM
+    path = server.data_dir / "recordings" / room_id / f"{item['id']}.webm"
     return Replayed(
-        server, room_id, item["id"], server.data_dir / "recordings" / room_id / f"{item['id']}.webm",
+        server, room_id, item["id"], path,
         item["started_at"], asked_at, stopped_at, ann_summary["series"], host_ack["summary_token"],
         ann_ack["token"],
         ann_ack["summary_token"], stranger_token,
@@ -136,7 +137,7 @@ async def test_the_recording_knows_when_its_first_picture_was(replayed: Replayed
     # The same instant inside the file (Matroska DateUTC), for a downloaded copy.
     assert abs(datetime.fromisoformat(stamp).timestamp() - replayed.started_at) < 0.002
     # Its end is the stop: start + duration is the wall clock of the last picture.
-    assert abs(replayed.started_at + duration - replayed.stopped_at) < 1.0
+    assert abs(replayed.started_at + duration - replayed.stopped_at) < 1.5
 
 
 @pytest.mark.timeout(60)
@@ -155,13 +156,18 @@ async def test_ranges_and_rights_of_the_file_and_its_ticket(replayed: Replayed) 
         assert (await http.get(url, headers=stranger)).status_code == 403
         # The ticket: with the class token only, for a recording that exists.
         assert (await http.post(f"{url}/ticket")).status_code == 401
-        assert (await http.post(f"{url}/ticket", headers=auth(replayed.stranger_token))).status_code == 403
-        missing = await http.post(f"{base}/20000101T000000Z/ticket", headers=auth(replayed.ann_token))
+        assert (
+            await http.post(f"{url}/ticket", headers=auth(replayed.stranger_token))
+        ).status_code == 403
+        missing = await http.post(
+            f"{base}/20000101T000000Z/ticket", headers=auth(replayed.ann_token)
+        )
         assert missing.status_code == 404
         answer = await http.post(f"{url}/ticket", headers=auth(replayed.ann_summary_token))
         assert answer.status_code == 200
         cookie = answer.headers["set-cookie"]
-        for attribute in ("HttpOnly", "SameSite=Strict", f"Path=/api/rooms/{replayed.room_id}/recordings/{replayed.recording_id}"):
+        scope = f"Path=/api/rooms/{replayed.room_id}/recordings/{replayed.recording_id}"
+        for attribute in ("HttpOnly", "SameSite=Strict", scope):
             assert attribute in cookie, cookie
         ticket = answer.cookies["pulseroom_replay"]
     async with httpx.AsyncClient(timeout=10, cookies={"pulseroom_replay": ticket}) as video:
@@ -189,7 +195,8 @@ REPLAY_STATE_JS = """() => {
         segments: line ? (line.getAttribute('d').match(/[ML]/g) || []).length : 0,
         cursorX: cursor ? Number(cursor.getAttribute('x1')) : null,
         bpm: document.querySelector('[data-testid=replay-bpm]').textContent,
-        people: [...document.querySelectorAll('[data-testid=person-select] option')].map((o) => o.textContent),
+        people: [...document.querySelectorAll('[data-testid=person-select] option')]
+            .map((o) => o.textContent),
     };
 }"""
 
@@ -232,7 +239,9 @@ async def test_a_participant_replays_the_class_beside_her_heart_rate(
     try:
         page = tab.page
         # The summary page offers the replay; its link carries her summary token.
-        await page.goto(f"{replayed.server.url}/r/{replayed.room_id}/summary#t={replayed.ann_summary_token}")
+        await page.goto(
+            f"{replayed.server.url}/r/{replayed.room_id}/summary#t={replayed.ann_summary_token}"
+        )
         link = page.get_by_test_id("replay-link")
         await link.wait_for()
         await link.click()
@@ -241,7 +250,8 @@ async def test_a_participant_replays_the_class_beside_her_heart_rate(
         before = await until_state(tab, ready)
         assert before["state"] == "loaded", before
         shown = inside(replayed, before["duration"])
-        assert shown >= len(SENT_BPM) - 2 and before["points"] == before["segments"] == shown, before
+        assert shown >= len(SENT_BPM) - 2, before
+        assert before["points"] == before["segments"] == shown, before
         assert before["people"] == []  # a participant sees only herself: no one to pick
         await video.evaluate("v => { v.muted = true; return v.play(); }")
         await asyncio.sleep(1.5)
