@@ -62,6 +62,10 @@ class Recording:
         self.mode: RecordingMode = mode if files is not None else "off"
         self._on: set[str] = set()  # room ids being recorded
         self._started: set[str] = set()  # classes ``always`` has started once
+        # The instructor's music and voice are one audio track: a recording that leaves
+        # the music out leaves their audio out while an instructor's music mode is on.
+        self._without_music: set[str] = set()  # room ids recorded with music "exclude"
+        self._music: dict[str, set[str]] = {}  # room id → instructors with music mode on
 
     def on(self, room_id: str) -> bool:
         """Whether a class is being recorded."""
@@ -73,8 +77,39 @@ class Recording:
             raise SignalError("recording_off", "this server does not record classes")
         if not msg.on and self.mode == "always":
             raise SignalError("bad_request", "this server records every class")
-        await self._set(member.room_id, msg.on)
+        room_id = member.room_id
+        if msg.on and msg.music == "exclude":
+            self._without_music.add(room_id)
+        elif msg.on:
+            self._without_music.discard(room_id)
+        await self._set(room_id, msg.on)
         return {"recording": msg.on}
+
+    async def music(self, member: Member, on: bool) -> None:
+        """An instructor's music mode went on or off: a recording without music follows."""
+        room_id = member.room_id
+        musicians = self._music.setdefault(room_id, set())
+        if on == (member.id in musicians):
+            return
+        if on:
+            musicians.add(member.id)
+        else:
+            musicians.discard(member.id)
+        if room_id in self._on and room_id in self._without_music:
+            await self._set(room_id, True)
+
+    def left(self, member: Member) -> None:
+        """A member left: an instructor's music leaves with them (their page says it
+        again when it rejoins)."""
+        musicians = self._music.get(member.room_id)
+        if musicians is not None:
+            musicians.discard(member.id)
+            if not musicians:
+                del self._music[member.room_id]
+
+    def _audio(self, room_id: str) -> bool:
+        """Whether the instructor's audio goes into the class's recording now."""
+        return room_id not in self._without_music or not self._music.get(room_id)
 
     async def joined(self, member: Member) -> None:
         """A member joined: an instructor (re)starts a recording that is on, or with
@@ -95,7 +130,7 @@ class Recording:
     async def _set(self, room_id: str, on: bool) -> None:
         assert self._files is not None  # mode "off" without files
         directory = str(self._files.directory(room_id)) if on else None
-        await self._sfu.set_recording(room_id, directory)
+        await self._sfu.set_recording(room_id, directory, self._audio(room_id))
         if on == (room_id in self._on):
             return
         if on:
@@ -109,6 +144,8 @@ class Recording:
         """The class ended (its media side, and so its file, closed with it)."""
         self._on.discard(room_id)
         self._started.discard(room_id)
+        self._without_music.discard(room_id)
+        self._music.pop(room_id, None)
 
 
 class RecordingsApi:

@@ -8,6 +8,7 @@ Real VP8 from libvpx, packetized by aiortc's own VP8 payloader (what a bot sends
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -256,3 +257,56 @@ async def test_a_layer_switch_waiting_for_its_keyframe_is_called_off_when_the_to
     await recorder.wait_closed()
     assert track.consumers == [] and top.consumers == []
     assert recorder.writer.path.exists()  # one keyframe written, the file finished
+
+
+class _AudioTrack(Source):
+    """An Opus track fed by hand, like ``_LayeredTrack``."""
+
+    def __init__(self) -> None:
+        codec = Codec("audio/opus", 48000, 2, {})
+        super().__init__("pub:audio", "pub", "audio", codec, ForwardingStats(), 128_000)
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        pass
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+async def test_the_instructor_s_audio_is_left_out_while_music_is_excluded(
+    tmp_path: Path,
+) -> None:
+    """Music mode's audio excluded from 0.5 s to 1.0 s: the file's audio has a hole
+    there and only there; the pictures go on."""
+    video, audio = _LayeredTrack(), _AudioTrack()
+    recorder = Recorder("room", tmp_path)
+    recorder.follow({"video": video, "audio": audio})
+    pictures = sized_pictures(64, 48, 38, gop=15)  # one every other step
+    payloader = Vp8Encoder()
+    top, voice = video.streams[1], audio.streams[0]
+    seq = 0
+    started = time.monotonic()
+    for i in range(75):  # 20 ms steps: a picture every 40 ms, an Opus frame each step
+        recorder.audio = not 25 <= i < 50
+        if i % 2 == 0 and i // 2 < len(pictures):
+            for n, payload in enumerate(payloads := payloader._packetize(pictures[i // 2], i)):
+                marker = int(n == len(payloads) - 1)
+                top.fan_out(payload, memoryview(payload), 0, marker, seq, i * 1800, 0, b"")
+                seq += 1
+        frame = b"\xfc\xff\xfe"  # an Opus frame (TOC: 20 ms CELT), content irrelevant
+        voice.fan_out(frame, memoryview(frame), 0, 0, 100 + i, i * 960, 0, b"")
+        await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.monotonic()))
+    path = recorder.writer.path
+    recorder.close()
+    await recorder.wait_closed()
+    with av.open(str(path)) as container:
+        stamps = {"video": [], "audio": []}
+        for packet in container.demux():
+            if packet.pts is not None and packet.size:
+                stamps[packet.stream.type].append(float(packet.pts * packet.time_base))
+    heard = stamps["audio"]
+    assert len(heard) == 75 - 25  # every frame but those of the excluded half second
+    gaps = [b - a for a, b in itertools.pairwise(heard) if b - a > 0.1]
+    assert len(gaps) == 1 and abs(gaps[0] - 0.52) < 0.1, heard
+    assert len(stamps["video"]) == len(pictures)  # pictures throughout
