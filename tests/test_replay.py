@@ -10,6 +10,7 @@ One server and one class for the module (about 15 s, most of it the bot's start)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class Replayed:
     started_at: float  # from the listing
     asked_at: float  # unix s of the record ack
     stopped_at: float  # unix s of the stop ack
+    music: tuple[float, float]  # unix s of the instructor's music mode on and off
     series: list[list[float]]  # Ann's, from the summary API
     host_summary_token: str
     ann_token: str  # her bound token
@@ -91,10 +93,18 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
             "participant_joined", lambda e: e["participant"]["name"] == "Coach", timeout=40
         )
         await asyncio.sleep(1.0)  # publishing
-        assert (await host.call("record", {"v": 1, "on": True}))["recording"] is True
+        # Recorded without music: the instructor's audio is left out while their music
+        # mode is on (from the 4th reading to the 7th).
+        record = {"v": 1, "on": True, "music": "exclude"}
+        assert (await host.call("record", record))["recording"] is True
         asked_at = time.time()
-        for bpm in SENT_BPM:
+        music: list[float] = []
+        for i, bpm in enumerate(SENT_BPM):
             strap.send(HeartRateMeasurement(bpm=bpm, contact=True, rr=(512,)))
+            if i in (3, 6):
+                state = {"v": 1, "audio": True, "video": True, "music": i == 3}
+                assert (await host.call("media_state", state))["ok"]
+                music.append(time.time())
             await asyncio.sleep(0.5)
         assert (await host.call("record", {"v": 1, "on": False}))["recording"] is False
         stopped_at = time.time()
@@ -115,7 +125,8 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
     path = server.data_dir / "recordings" / room_id / f"{item['id']}.webm"
     return Replayed(
         server, room_id, item["id"], path,
-        item["started_at"], asked_at, stopped_at, ann_summary["series"], host_ack["summary_token"],
+        item["started_at"], asked_at, stopped_at, (music[0], music[1]), ann_summary["series"],
+        host_ack["summary_token"],
         ann_ack["token"],
         ann_ack["summary_token"], stranger_token,
     )  # fmt: skip
@@ -138,6 +149,25 @@ async def test_the_recording_knows_when_its_first_picture_was(replayed: Replayed
     assert abs(datetime.fromisoformat(stamp).timestamp() - replayed.started_at) < 0.002
     # Its end is the stop: start + duration is the wall clock of the last picture.
     assert abs(replayed.started_at + duration - replayed.stopped_at) < 1.5
+
+
+@pytest.mark.timeout(60)
+async def test_music_excluded_leaves_the_instructor_s_audio_out_while_it_is_on(
+    replayed: Replayed,
+) -> None:
+    with av.open(str(replayed.path)) as container:
+        heard = [
+            float(packet.pts * packet.time_base)
+            for packet in container.demux(audio=0)
+            if packet.pts is not None and packet.size
+        ]
+    # Audio throughout (a frame every 20 ms), but for one hole where the music was.
+    holes = [(a, b - a) for a, b in itertools.pairwise(heard) if b - a > 0.5]
+    on, off = (t - replayed.started_at for t in replayed.music)
+    assert len(holes) == 1, (holes, on, off)
+    ((at, length),) = holes
+    assert abs(at - on) < 0.3 and abs(at + length - off) < 0.3, (holes, on, off)
+    assert len(heard) > 0.8 * (heard[-1] - heard[0] - length) / 0.02
 
 
 @pytest.mark.timeout(60)
