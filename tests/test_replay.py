@@ -40,6 +40,7 @@ from tests.waiting import until
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SENT_BPM = [110 + 4 * i for i in range(10)]  # one every half second while recording
+FAKE_STRAP = (Path(__file__).parent / "fake_web_bluetooth.js").read_text()
 
 
 @dataclass
@@ -227,6 +228,9 @@ REPLAY_STATE_JS = """() => {
         bpm: document.querySelector('[data-testid=replay-bpm]').textContent,
         people: [...document.querySelectorAll('[data-testid=person-select] option')]
             .map((o) => o.textContent),
+        live: Number(document.querySelector('[data-testid=live-line]')?.dataset.points || 0),
+        liveBpm: document.querySelector('[data-testid=live-bpm]').textContent,
+        strapSent: window.__fakeStrap ? window.__fakeStrap.sent : [],
     };
 }"""
 
@@ -265,7 +269,7 @@ def inside(replayed: Replayed, duration: float) -> int:
 async def test_a_participant_replays_the_class_beside_her_heart_rate(
     replayed: Replayed, browser: Any
 ) -> None:
-    tab = await open_tab(browser, "ann-replay", enforce_csp=True)
+    tab = await open_tab(browser, "ann-replay", enforce_csp=True, init_script=FAKE_STRAP)
     try:
         page = tab.page
         # The summary page offers the replay; its link carries her summary token.
@@ -283,11 +287,16 @@ async def test_a_participant_replays_the_class_beside_her_heart_rate(
         assert shown >= len(SENT_BPM) - 2, before
         assert before["points"] == before["segments"] == shown, before
         assert before["people"] == []  # a participant sees only herself: no one to pick
+        # She rides along with her strap: its heart rate now, beside the recorded one.
+        await page.get_by_test_id("replay-pair").click()
+        paired = await until_state(tab, lambda s: s["liveBpm"].isdigit())
+        assert int(paired["liveBpm"]) in paired["strapSent"], paired
         await video.evaluate("v => { v.muted = true; return v.play(); }")
         await asyncio.sleep(1.5)
         playing = await replay_state(tab)
         assert playing["currentTime"] > before["currentTime"] + 0.5, (before, playing)
         assert playing["cursorX"] > before["cursorX"], (before, playing)
+        assert playing["live"] >= 2, playing  # a point every half second of video
         # Sought to where she sent her 6th reading: the readout says it.
         await video.evaluate("v => v.pause()")
         at = 2.75 - (replayed.started_at - replayed.asked_at)  # reading 6 at ~2.5 s

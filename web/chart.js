@@ -106,8 +106,8 @@ export function heartRateChart({
   if (shown.length === 1) d += `h2`;
   node('path', { d, class: 'hr-line', 'data-testid': 'hr-line', 'data-points': shown.length }, svg);
   if (cursor) {
-    svg.dataset.t0 = String(t0);
-    svg.dataset.span = String(span);
+    Object.assign(svg.dataset, { t0, span, lo, hi });
+    node('path', { d: '', class: 'live-line', 'data-testid': 'live-line', 'data-points': 0 }, svg);
     node('line', {
       class: 'hr-cursor', 'data-testid': 'hr-cursor', x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: PAD.top + plotH,
     }, svg);
@@ -124,6 +124,26 @@ export function moveCursor(svg, t) {
   const at = PAD.left + (Math.min(Math.max(t - t0, 0), span) / span) * (WIDTH - PAD.left - PAD.right);
   line.setAttribute('x1', at.toFixed(1));
   line.setAttribute('x2', at.toFixed(1));
+}
+
+/**
+ * Add a point to a chart's second line (heartRateChart with `cursor`): the heart rate a
+ * strap reads now, drawn at the replay's moment `t` (unix s) beside the recorded one.
+ */
+export function addLivePoint(svg, t, bpm) {
+  const line = svg.querySelector('.live-line');
+  if (!line) return;
+  const { t0, span, lo, hi } = Object.fromEntries(Object.entries(svg.dataset).map(([k, v]) => [k, Number(v)]));
+  if (t < t0 || t > t0 + span) return;
+  const plotH = HEIGHT - PAD.top - PAD.bottom;
+  const x = PAD.left + ((t - t0) / span) * (WIDTH - PAD.left - PAD.right);
+  const y = PAD.top + (1 - (Math.min(Math.max(bpm, lo), hi) - lo) / (hi - lo)) * plotH;
+  const last = line.dataset.lastT === undefined ? null : Number(line.dataset.lastT);
+  // A seek (or a pause longer than the line's gap) starts a new piece of line.
+  const joined = last !== null && t >= last && t - last <= GAP_S;
+  line.setAttribute('d', `${line.getAttribute('d')}${joined ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)}`);
+  line.dataset.lastT = String(t);
+  line.dataset.points = String(Number(line.dataset.points) + 1);
 }
 
 /** The time (unix s) under a click at `clientX` on a chart with a cursor, or null outside its plot. */

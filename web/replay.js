@@ -7,9 +7,12 @@
 // cannot send the token: a ticket (POST …/ticket) leaves a cookie that only this
 // recording's URL receives. The recording's `started_at` (when its first picture was, on
 // the server's clock) puts the readings, stamped by each participant's device, under it.
+// A viewer with a strap (Web Bluetooth) may ride along: its heart rate now is drawn beside
+// the recorded curve at the video's moment, on this page only (nothing is sent or kept).
 
 import { classApi } from './api.js';
-import { heartRateChart, moveCursor, timeAt } from './chart.js';
+import { Strap, hasWebBluetooth } from './bluetooth.js';
+import { addLivePoint, heartRateChart, moveCursor, timeAt } from './chart.js';
 import { peekToken, readingToken, readLink } from './link.js';
 import { bpmAt, pickRecording, recordingStart, videoTime, wallTime } from './timeline.js';
 
@@ -19,13 +22,17 @@ const els = {
   recordingPick: $('recording-pick'), recordingSelect: $('recording-select'),
   personPick: $('person-pick'), personSelect: $('person-select'),
   chart: $('replay-chart'), bpm: $('replay-bpm'), who: $('replay-who'), note: $('replay-note'),
+  pair: $('replay-pair'), strap: $('replay-strap'), liveWrap: $('live-wrap'), liveBpm: $('live-bpm'),
 };
+const LIVE_FRESH_MS = 5000; // a strap reading older than this is not drawn
+const LIVE_STEP_S = 0.5; // video seconds between two points of the live line
 
 const { token: linkToken, roomId } = readLink();
 const token = readingToken(roomId, linkToken);
 const grant = (token && peekToken(token)) || {};
 const call = classApi(roomId, token);
 const state = { recording: null, startedAt: null, person: null, people: [], svg: null, frame: 0 };
+const live = { bpm: null, at: 0, drawnAt: null };
 
 function showError(message) {
   els.error.textContent = message;
@@ -69,6 +76,7 @@ function drawChart() {
     if (t !== null) els.video.currentTime = videoTime(start, t, duration);
   });
   els.chart.append(state.svg);
+  live.drawnAt = null;
   follow();
 }
 
@@ -79,6 +87,29 @@ function follow() {
   moveCursor(state.svg, t);
   const bpm = bpmAt(state.person.series, t);
   els.bpm.textContent = bpm === null ? '–' : String(Math.round(bpm));
+  rideAlong(t);
+}
+
+/** While the video plays, the strap's fresh reading joins the live line every LIVE_STEP_S. */
+function rideAlong(t) {
+  if (live.bpm === null || els.video.paused || performance.now() - live.at > LIVE_FRESH_MS) return;
+  if (live.drawnAt !== null && t >= live.drawnAt && t - live.drawnAt < LIVE_STEP_S) return;
+  addLivePoint(state.svg, t, live.bpm);
+  live.drawnAt = t;
+}
+
+function setUpStrap() {
+  if (!hasWebBluetooth()) return; // the bridge cannot help here: it sends to a class
+  const strap = new Strap({
+    onReading: ({ bpm }) => {
+      Object.assign(live, { bpm, at: performance.now() });
+      els.liveBpm.textContent = String(bpm);
+      els.liveWrap.hidden = false;
+    },
+    onStatus: ({ text }) => { els.strap.textContent = text; },
+  });
+  els.pair.hidden = false;
+  els.pair.addEventListener('click', () => strap.pair().catch(() => { /* shown by onStatus */ }));
 }
 
 /** While playing, the cursor moves every frame (timeupdate alone fires ~4 times a second). */
@@ -147,6 +178,7 @@ function init() {
     showError('This link has no class token. Open the replay from the class summary page.');
     return;
   }
+  setUpStrap();
   els.video.addEventListener('loadedmetadata', drawChart);
   els.video.addEventListener('durationchange', drawChart);
   els.video.addEventListener('timeupdate', follow);
