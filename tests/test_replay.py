@@ -1,8 +1,10 @@
-"""Replaying a class: a real recording (a bot as the instructor, 5 s) with a
-participant's heart rate sent meanwhile through her strap bridge's device link; then the
-recording's wall-clock start, its byte ranges and rights, the ticket a ``<video>``
-fetches it with, and the replay page in headless Chromium: the video plays and the
-participant's curve is drawn with a cursor that follows it.
+"""Replaying a class: a real recording (a bot as the instructor, 5 s, music excluded
+while the instructor's music mode is on for 1.5 s of it) with a participant's heart
+rate sent meanwhile through her strap bridge's device link; then the recording's
+wall-clock start, the hole music left in its audio, its byte ranges and rights, the
+ticket a ``<video>`` fetches it with, and the replay page in headless Chromium: the
+video plays, the participant's curve is drawn with a cursor that follows it, her strap
+rides along; the owner, logged in, picks whose curve.
 
 One server and one class for the module (about 15 s, most of it the bot's start).
 """
@@ -56,7 +58,6 @@ class Replayed:
     stopped_at: float  # unix s of the stop ack
     music: tuple[float, float]  # unix s of the instructor's music mode on and off
     series: list[list[float]]  # Ann's, from the summary API
-    host_summary_token: str
     ann_token: str  # her bound token
     ann_summary_token: str
     stranger_token: str
@@ -80,7 +81,7 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
     room_id, host_link = str(room["room"]["id"]), str(room["host_link"])
     host, ann, eve = [await Client(server.url).connect() for _ in range(3)]
     try:
-        host_ack = await host.join(host_link, "Coach's desk")
+        assert (await host.join(host_link, "Coach's desk"))["ok"]
         ann_ack = await ann.join(str(room["join_link"]), "Ann")
         other = server.create_room("Another class")
         stranger_token = (await eve.join(str(other["join_link"]), "Eve"))["token"]
@@ -121,15 +122,13 @@ async def record_with_heart_rate(server: RunningServer) -> Replayed:
         summary = await http.get(f"{api}/summary", headers=auth(ann_ack["token"]))
     (item,) = listing.json()["recordings"]
     assert item["complete"], item
-    ((ann_summary),) = summary.json()["participants"]
+    (ann_summary,) = summary.json()["participants"]
     assert [bpm for _t, bpm in ann_summary["series"]] == SENT_BPM
     path = server.data_dir / "recordings" / room_id / f"{item['id']}.webm"
     return Replayed(
-        server, room_id, item["id"], path,
-        item["started_at"], asked_at, stopped_at, (music[0], music[1]), ann_summary["series"],
-        host_ack["summary_token"],
-        ann_ack["token"],
-        ann_ack["summary_token"], stranger_token,
+        server, room_id, item["id"], path, item["started_at"], asked_at, stopped_at,
+        (music[0], music[1]), ann_summary["series"], ann_ack["token"], ann_ack["summary_token"],
+        stranger_token,
     )  # fmt: skip
 
 
@@ -311,16 +310,28 @@ async def test_a_participant_replays_the_class_beside_her_heart_rate(
 
 @NEEDS_CHROMIUM
 @pytest.mark.timeout(60)
-async def test_the_instructor_picks_whose_curve_and_no_token_reads_nothing(
+async def test_the_owner_picks_whose_curve_and_no_token_reads_nothing(
     replayed: Replayed, browser: Any
 ) -> None:
-    tab = await open_tab(browser, "coach-replay")
+    # The class's owner, logged in: the summary link their class list gives them, in a
+    # browser holding their session (so the ticket's POST needs the session's CSRF token).
+    owner = replayed.server.instructor()
+    (listed,) = [
+        c for c in owner.client.get("/api/classes").json()["classes"] if c["id"] == replayed.room_id
+    ]
+    session = owner.client.headers["Cookie"].split("=", 1)[1]
+    tab = await open_tab(browser, "owner-replay")
     try:
         page = tab.page
-        await page.goto(
-            f"{replayed.server.url}/r/{replayed.room_id}/replay#t={replayed.host_summary_token}"
+        await tab.context.add_cookies(
+            [{"name": "pulseroom_session", "value": session, "url": replayed.server.url}]
         )
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        replay = str(listed["summary_link"]).replace("/summary#", "/replay#")
+        await page.goto(replay)
         state = await until_state(tab, ready)
+        assert any(url.endswith("/api/auth/me") for url in asked), asked  # the CSRF token
         assert state["people"] == ["Ann"], state
         assert state["points"] == inside(replayed, state["duration"]), state
         assert "#t=" not in page.url  # the token left the address bar
