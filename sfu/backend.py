@@ -108,11 +108,12 @@ class MediaBackend(Protocol):
     async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
         """Forward one participant to everyone in the room (None: nobody beyond the usual)."""
 
-    async def set_recording(self, room_id: str, directory: str | None) -> None:
+    async def set_recording(self, room_id: str, directory: str | None, audio: bool = True) -> None:
         """Record the class's instructor into a new WebM file in ``directory`` (nothing
         if the class is being recorded already), or stop recording (None). A class
         whose media side is not running (nobody in it) is not recorded: call again
-        when the instructor is back."""
+        when the instructor is back. ``audio`` False leaves the instructor's audio out
+        from now on (their music, excluded), True takes it again."""
 
     async def close_room(self, room_id: str) -> None:
         """End the room's media side and everyone's connections in it."""

@@ -498,7 +498,7 @@ class WorkerPool:
             )  # fmt: skip
         self._resync(room_id)
 
-    async def set_recording(self, room_id: str, directory: str | None) -> None:
+    async def set_recording(self, room_id: str, directory: str | None, audio: bool = True) -> None:
         """Record on the worker of the class's (first) instructor, where their tracks
         are local; the class's other workers are told to stop, so one file is written.
         An instructor who comes back on another worker is recorded there once signaling
@@ -514,7 +514,7 @@ class WorkerPool:
                 args = SetRecordingArgs(room_id=room_id, directory=None)
                 await self._call(worker, SET_RECORDING, args)
         if chosen is not None:
-            args = SetRecordingArgs(room_id=room_id, directory=directory)
+            args = SetRecordingArgs(room_id=room_id, directory=directory, audio=audio)
             await self._call(chosen, SET_RECORDING, args)
 
     async def close_room(self, room_id: str) -> None:

@@ -19,8 +19,11 @@ file starts at the first video keyframe; audio before it is not written, so both
 tracks start together.
 
 ``Room`` owns the recorder and tells it whose tracks to follow (``follow``), each time
-the class's tracks change. Leaving the design open: H.264 needs another depacketizer
-and Matroska; excluding music needs a second audio track from the instructor.
+the class's tracks change. The instructor's music goes out with their voice in one
+audio track (music mode is the microphone without speech processing), so leaving music
+out of a recording means leaving their audio out while music mode is on: ``audio``
+False drops the audio frames (the file has silence there) until it is True again.
+Leaving the design open: H.264 needs another depacketizer and Matroska.
 """
 
 from __future__ import annotations
@@ -192,6 +195,7 @@ class Recorder:
         self.writer = WebmWriter(new_path(directory, stem))
         self.taps: dict[str, RecordingTap] = {}
         self.origin: float | None = None  # monotonic time of the file's zero
+        self.audio = True  # False: the instructor's audio is left out (music excluded)
         self._refused: set[str] = set()  # tracks already warned about
         self.closed = False
         self._task = asyncio.create_task(self._tick(), name=f"recorder-{room_id}")
@@ -226,6 +230,8 @@ class Recorder:
 
     def write(self, tap: RecordingTap, frame: Frame) -> None:
         """One complete frame of ``tap``'s track, onto the file's timeline."""
+        if not tap.video and not self.audio:
+            return
         if tap.video:
             if frame.after_loss and not frame.keyframe:
                 tap.lost()
@@ -253,8 +259,10 @@ class Recorder:
             self.close()
 
     def _open(self, size: tuple[int, int], at: float) -> bool:
+        # The file's zero on the wall clock: the replay lines heart-rate readings up on it.
+        started_at = time.time() - (time.monotonic() - at)
         try:
-            self.writer.open(*size)
+            self.writer.open(*size, started_at)
         except Exception:
             logger.exception("cannot create the recording of room %s", self.room_id)
             self.close()

@@ -176,15 +176,17 @@ class Room:
             self.spotlight = participant_id
             self._route_all()
 
-    async def record(self, directory: Path | None) -> None:
+    async def record(self, directory: Path | None, audio: bool = True) -> None:
         """Record the instructor into a new file in ``directory`` (nothing if this room
-        records already), or stop recording (None)."""
+        records already; ``audio`` says whether their audio goes in from now on), or
+        stop recording (None)."""
         if directory is not None:
             if self._closed:
                 raise SfuError("room_ended", "this class has ended")
             if self.recorder is None:
                 self.recorder = Recorder(self.id, directory)
                 self._follow_instructor()
+            self.recorder.audio = audio
             return
         recorder, self.recorder = self.recorder, None
         if recorder is not None:

@@ -230,12 +230,12 @@ class SfuServer:
         if room is not None:
             room.set_spotlight(participant_id)
 
-    async def set_recording(self, room_id: str, directory: str | None) -> None:
-        """Record a room's instructor into ``directory``, or stop (a room with no one in
-        it: nothing to record)."""
+    async def set_recording(self, room_id: str, directory: str | None, audio: bool = True) -> None:
+        """Record a room's instructor into ``directory`` (their audio too, or not), or
+        stop (a room with no one in it: nothing to record)."""
         room = self.rooms.get(room_id)
         if room is not None:
-            await room.record(Path(directory) if directory is not None else None)
+            await room.record(Path(directory) if directory is not None else None, audio)
 
     async def stats(self) -> dict[str, Any]:
         """Rooms, participants, the forwarding counters and subscribers' reported loss.

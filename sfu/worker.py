@@ -235,7 +235,7 @@ class Channel:
         return Done()
 
     async def _set_recording(self, args: SetRecordingArgs) -> Done:
-        await self._sfu.set_recording(args.room_id, args.directory)
+        await self._sfu.set_recording(args.room_id, args.directory, args.audio)
         return Done()
 
     async def _close_room(self, args: RoomArgs) -> Done:

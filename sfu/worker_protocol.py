@@ -234,6 +234,7 @@ class SetRecordingArgs(_Frame):
 
     room_id: str
     directory: str | None
+    audio: bool = True  # False: the instructor's audio is left out (music excluded)
 
 
 class RoomArgs(_Frame):

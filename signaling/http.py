@@ -74,6 +74,11 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "summary.html")
 
         app.router.add_get("/r/{room_id}", room_page)
+
+        async def replay_page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "replay.html")
+
         app.router.add_get("/r/{room_id}/summary", summary_page)
+        app.router.add_get("/r/{room_id}/replay", replay_page)
         app.router.add_get("/api/stats", self.stats)
         app.router.add_static("/static/", WEB_DIR, show_index=False)

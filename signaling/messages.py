@@ -96,10 +96,12 @@ class ChatIn(Inbound):
 
 
 class MediaStateIn(Inbound):
-    """``media_state``: the client's microphone and camera state."""
+    """``media_state``: the client's microphone and camera state; an instructor's page
+    says whether its music mode is on (``music``), which a recording may leave out."""
 
     audio: bool
     video: bool
+    music: bool | None = None
 
 
 class VisibilityIn(Inbound):
@@ -125,9 +127,11 @@ class GalleryIn(Inbound):
 
 
 class RecordIn(Inbound):
-    """``record``: the host starts or stops recording the class."""
+    """``record``: the host starts or stops recording the class; ``music`` "exclude"
+    leaves the instructor's audio out while their music mode is on."""
 
     on: bool
+    music: Literal["include", "exclude"] = "include"
 
 
 class ProfileIn(Inbound):

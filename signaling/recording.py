@@ -12,11 +12,18 @@ SFU starts a new file only if it has none), and the class's recordings are its f
 ``GET /api/rooms/{id}/recordings`` lists them, ``GET …/recordings/{rec}`` serves one
 (byte ranges: seekable), both with the rights of the class's summary (the instructor's
 token, or a participant's bound one); ``DELETE …/recordings/{rec}`` is the instructor's.
+
+A ``<video>`` element cannot send an ``Authorization`` header, and a token never goes in
+a URL: ``POST …/recordings/{rec}/ticket`` (with the header) answers with a cookie that
+only that recording's URL receives (``Path``), ``HttpOnly`` and ``SameSite=Strict``,
+holding a summary-only token with the caller's own rights for a few hours. Only the
+file's GET reads it: it cannot delete, list, or join anything.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Literal
 
 import socketio
@@ -30,11 +37,13 @@ from .http import json_error
 from .messages import PROTOCOL_VERSION, RecordIn
 from .presence import Member
 from .summary_api import Refused, class_grant
-from .tokens import TokenSigner
+from .tokens import Grant, TokenError, TokenSigner
 
 logger = logging.getLogger(__name__)
 
 RecordingMode = Literal["off", "on-request", "always"]
+TICKET_COOKIE = "pulseroom_replay"
+TICKET_TTL_S = 4 * 3600  # a class's replay, watched (and paused) in one sitting
 
 
 class Recording:
@@ -53,6 +62,10 @@ class Recording:
         self.mode: RecordingMode = mode if files is not None else "off"
         self._on: set[str] = set()  # room ids being recorded
         self._started: set[str] = set()  # classes ``always`` has started once
+        # The instructor's music and voice are one audio track: a recording that leaves
+        # the music out leaves their audio out while an instructor's music mode is on.
+        self._without_music: set[str] = set()  # room ids recorded with music "exclude"
+        self._music: dict[str, set[str]] = {}  # room id → instructors with music mode on
 
     def on(self, room_id: str) -> bool:
         """Whether a class is being recorded."""
@@ -64,8 +77,39 @@ class Recording:
             raise SignalError("recording_off", "this server does not record classes")
         if not msg.on and self.mode == "always":
             raise SignalError("bad_request", "this server records every class")
-        await self._set(member.room_id, msg.on)
+        room_id = member.room_id
+        if msg.on and msg.music == "exclude":
+            self._without_music.add(room_id)
+        elif msg.on:
+            self._without_music.discard(room_id)
+        await self._set(room_id, msg.on)
         return {"recording": msg.on}
+
+    async def music(self, member: Member, on: bool) -> None:
+        """An instructor's music mode went on or off: a recording without music follows."""
+        room_id = member.room_id
+        musicians = self._music.setdefault(room_id, set())
+        if on == (member.id in musicians):
+            return
+        if on:
+            musicians.add(member.id)
+        else:
+            musicians.discard(member.id)
+        if room_id in self._on and room_id in self._without_music:
+            await self._set(room_id, True)
+
+    def left(self, member: Member) -> None:
+        """A member left: an instructor's music leaves with them (their page says it
+        again when it rejoins)."""
+        musicians = self._music.get(member.room_id)
+        if musicians is not None:
+            musicians.discard(member.id)
+            if not musicians:
+                del self._music[member.room_id]
+
+    def _audio(self, room_id: str) -> bool:
+        """Whether the instructor's audio goes into the class's recording now."""
+        return room_id not in self._without_music or not self._music.get(room_id)
 
     async def joined(self, member: Member) -> None:
         """A member joined: an instructor (re)starts a recording that is on, or with
@@ -86,7 +130,7 @@ class Recording:
     async def _set(self, room_id: str, on: bool) -> None:
         assert self._files is not None  # mode "off" without files
         directory = str(self._files.directory(room_id)) if on else None
-        await self._sfu.set_recording(room_id, directory)
+        await self._sfu.set_recording(room_id, directory, self._audio(room_id))
         if on == (room_id in self._on):
             return
         if on:
@@ -100,14 +144,19 @@ class Recording:
         """The class ended (its media side, and so its file, closed with it)."""
         self._on.discard(room_id)
         self._started.discard(room_id)
+        self._without_music.discard(room_id)
+        self._music.pop(room_id, None)
 
 
 class RecordingsApi:
     """``/api/rooms/{room_id}/recordings``: list, fetch, delete."""
 
-    def __init__(self, files: RecordingFiles, signer: TokenSigner) -> None:
+    def __init__(
+        self, files: RecordingFiles, signer: TokenSigner, secure_cookies: bool = False
+    ) -> None:
         self.files = files
         self.signer = signer
+        self.secure_cookies = secure_cookies
 
     async def list(self, request: web.Request) -> web.Response:
         """The class's recordings, oldest first."""
@@ -116,21 +165,59 @@ class RecordingsApi:
         except Refused as exc:
             return exc.response
         recordings = [
-            {"id": r.id, "bytes": r.bytes, "complete": r.complete, "modified_at": r.modified_at}
+            {
+                "id": r.id, "bytes": r.bytes, "complete": r.complete,
+                "modified_at": r.modified_at, "started_at": r.started_at,
+            }
             for r in self.files.list(grant.room_id)
-        ]
+        ]  # fmt: skip
         return web.json_response({"recordings": recordings})
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        """One finished recording (``Range`` requests answered with 206)."""
+        """One finished recording (``Range`` requests answered with 206), for the
+        ``Authorization`` header or the recording's ticket cookie."""
         try:
-            grant = class_grant(self.signer, request)
+            grant = self._file_grant(request)
         except Refused as exc:
             return exc.response
         path = self.files.path(grant.room_id, request.match_info["recording_id"])
         if path is None:
             return json_error(404, "not_found", "no finished recording with this id")
         return web.FileResponse(path, headers={"Content-Type": "video/webm"})
+
+    def _file_grant(self, request: web.Request) -> Grant:
+        ticket = request.cookies.get(TICKET_COOKIE)
+        if "Authorization" in request.headers or not ticket:
+            return class_grant(self.signer, request)
+        try:
+            grant = self.signer.verify(ticket, room_id=request.match_info["room_id"])
+        except TokenError as exc:
+            raise Refused(403, exc.code, exc.message) from None
+        if not grant.summary_only or grant.role == "device":
+            raise Refused(403, "forbidden", "not a replay ticket")
+        return grant
+
+    async def ticket(self, request: web.Request) -> web.Response:
+        """The cookie that lets this browser's ``<video>`` fetch one recording."""
+        try:
+            grant = class_grant(self.signer, request)
+        except Refused as exc:
+            return exc.response
+        room_id, recording_id = grant.room_id, request.match_info["recording_id"]
+        if self.files.path(room_id, recording_id) is None:
+            return json_error(404, "not_found", "no finished recording with this id")
+        expires_at = min(grant.expires_at, int(time.time()) + TICKET_TTL_S)
+        token, _ = self.signer.issue(
+            room_id, grant.role, participant_id=grant.participant_id, expires_at=expires_at,
+            summary_only=True,
+        )  # fmt: skip
+        response = web.json_response({"expires_at": expires_at})
+        response.set_cookie(
+            TICKET_COOKIE, token, max_age=max(0, expires_at - int(time.time())),
+            path=f"/api/rooms/{room_id}/recordings/{recording_id}", httponly=True,
+            samesite="Strict", secure=self.secure_cookies,
+        )  # fmt: skip
+        return response
 
     async def delete(self, request: web.Request) -> web.Response:
         """Delete a finished recording: the instructor only."""
@@ -152,4 +239,5 @@ class RecordingsApi:
         """Register the endpoints on ``app``."""
         app.router.add_get("/api/rooms/{room_id}/recordings", self.list)
         app.router.add_get("/api/rooms/{room_id}/recordings/{recording_id}", self.get)
+        app.router.add_post("/api/rooms/{room_id}/recordings/{recording_id}/ticket", self.ticket)
         app.router.add_delete("/api/rooms/{room_id}/recordings/{recording_id}", self.delete)

@@ -487,6 +487,8 @@ class SignalingServer:
 
     async def _media_state(self, _sid: str, member: Member, msg: MediaStateIn) -> dict[str, Any]:
         member.audio, member.video = msg.audio, msg.video
+        if msg.music is not None and member.role == "host":
+            await self.recording.music(member, msg.music)
         await self.sio.emit(
             "participant_updated",
             {"v": PROTOCOL_VERSION, "participant": member.out().model_dump()},
@@ -546,6 +548,7 @@ class SignalingServer:
         if member is None:
             return
         self.heart_rate.forget_session(sid)
+        self.recording.left(member)
         await self.sio.leave_room(sid, member.room_id)
         if member.role != "device":
             await self.sio.emit(

@@ -1,14 +1,16 @@
 """Where a class's recordings are kept: one directory per class under ``recordings/``.
 
 The SFU writes each recording as ``STAMP.webm.part`` and renames it ``STAMP.webm`` when
-it is finished (sfu/webm_writer.py); this module lists, finds and deletes them for the
-HTTP API. Names come from the server (a UTC time stamp), never from a request: a class
-id or recording id that is not of the server's own form is refused before any path is
-made of it. Object storage (a later slice) can take this interface's place.
+it is finished (sfu/webm_writer.py), with ``STAMP.json`` beside it saying when the
+file's zero was on the wall clock; this module lists, finds and deletes them for the HTTP
+API. Names come from the server (a UTC time stamp), never from a request: a class id or
+recording id that is not of the server's own form is refused before any path is made of
+it. Object storage (a later slice) can take this interface's place.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ class RecordingInfo:
     bytes: int
     complete: bool  # finished; False while it is being made (or if its writer died)
     modified_at: float  # unix seconds
+    # When the file's zero was (unix seconds); None for a file without its sidecar.
+    started_at: float | None = None
 
 
 class RecordingFiles:
@@ -56,9 +60,13 @@ class RecordingFiles:
                 info = path.stat()
             except FileNotFoundError:
                 continue  # renamed or deleted meanwhile
+            recording_id = name[:-5]
             found.append(
-                RecordingInfo(name[:-5], info.st_size, not path.name.endswith(PART), info.st_mtime)
-            )
+                RecordingInfo(
+                    recording_id, info.st_size, not path.name.endswith(PART), info.st_mtime,
+                    _started_at(directory / f"{recording_id}.json"),
+                )
+            )  # fmt: skip
         return sorted(found, key=lambda r: r.id)
 
     def path(self, room_id: str, recording_id: str) -> Path | None:
@@ -86,4 +94,16 @@ class RecordingFiles:
         if path is None:
             return False
         path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
         return True
+
+
+def _started_at(sidecar: Path) -> float | None:
+    """The ``started_at`` of a recording's sidecar; None if it is missing or damaged."""
+    try:
+        value = json.loads(sidecar.read_text())["started_at"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import av
 import pytest
 import pytest_asyncio
 
@@ -34,6 +35,7 @@ from tests.browser_fixtures import (
     screenshot,
 )
 from tests.conftest import RunningServer
+from tests.waiting import until
 
 pytestmark = BROWSER_MODULE
 
@@ -224,6 +226,42 @@ async def assert_two_channels(tab: Tab) -> list[dict[str, float]]:
     return spectrum
 
 
+async def record_without_music(tab: Tab, server: RunningServer, room_id: str) -> None:
+    """The instructor records with "leave music out" ticked, music mode on for 2 s, then
+    off for 2 s: the file has pictures from its start and the instructor's audio only
+    from when music mode went off."""
+    page = tab.page
+    await page.get_by_test_id("record-without-music").check()
+    await page.get_by_test_id("record-button").click()
+    await page.get_by_test_id("recording-badge").wait_for()
+    await asyncio.sleep(2.0)
+    await page.get_by_test_id("music-button").click()
+    await page.wait_for_function(
+        "document.querySelector('[data-testid=music-button]').dataset.music === 'off'"
+    )
+    await asyncio.sleep(2.0)
+    await page.get_by_test_id("record-button").click()
+    await page.get_by_test_id("recording-badge").wait_for(state="hidden")
+    directory = server.data_dir / "recordings" / room_id
+    # The file is finished after the stop's ack.
+    await until(lambda: list(directory.glob("*.webm")), what="the finished recording")
+    (path,) = directory.glob("*.webm")
+    firsts: dict[str, float] = {}
+    frames = {"audio": 0, "video": 0}
+    with av.open(str(path)) as container:
+        duration = container.duration / 1_000_000
+        for packet in container.demux():
+            if packet.pts is not None and packet.size:
+                firsts.setdefault(packet.stream.type, float(packet.pts * packet.time_base))
+                frames[packet.stream.type] += 1
+    print(f"recorded without music: {duration:.2f} s, first audio at {firsts.get('audio')} s")
+    assert firsts["video"] == 0.0, firsts
+    # Music mode went off ~2 s after the record click (the file starts at the first
+    # keyframe after it, within a second); the voice from then to the end, every 20 ms.
+    assert 1.0 < firsts["audio"] < duration - 1.0, (firsts, duration)
+    assert frames["audio"] > 0.8 * (duration - firsts["audio"]) / 0.02, (frames, firsts)
+
+
 @pytest.mark.timeout(120)
 async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: RunningServer) -> None:
     room = browser_server.create_room("Spin to the beat")
@@ -246,6 +284,9 @@ async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: Run
         # (b) the tone arrives as two channels: 440 Hz on the left, 880 Hz on the right
         await assert_two_channels(ben)
         await screenshot(host, "music-instructor")
+        await record_without_music(host, browser_server, str(room["room"]["id"]))
+        await button.click()  # music mode back on, for the reload below
+        await host.page.wait_for_function(music_on)
 
         # Music mode stays on for the class in this tab: after a reload the microphone
         # opens without processing straight away.

@@ -8,6 +8,8 @@ Real VP8 from libvpx, packetized by aiortc's own VP8 payloader (what a bot sends
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import random
 import time
 from fractions import Fraction
@@ -112,7 +114,7 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
     pictures = vp8_pictures(60, keyframe_every=30)
     path = new_path(tmp_path / "room", "20260101T000000Z")
     writer = WebmWriter(path)
-    writer.open(320, 240)
+    writer.open(320, 240, 1_767_225_600.25)
     opus = av.CodecContext.create("libopus", "w")
     opus.sample_rate, opus.layout, opus.format = 48000, "stereo", "s16"
     opus.open()
@@ -130,7 +132,10 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
     writer.close()  # idempotent
     assert path.exists() and not writer.part.exists()
     assert new_path(tmp_path / "room", "20260101T000000Z").name == "20260101T000000Z-2.webm"
+    # When the file's zero was, for the replay: beside it, and in it (Matroska's DateUTC).
+    assert json.loads(path.with_suffix(".json").read_text()) == {"started_at": 1_767_225_600.25}
     with av.open(str(path)) as container:
+        assert container.metadata["creation_time"] == "2026-01-01T00:00:00.250000Z"
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert (video.codec_context.name, audio.codec_context.name) == ("vp8", "opus")
         assert (video.codec_context.width, video.codec_context.height) == (320, 240)
@@ -190,7 +195,7 @@ async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
     assert tap.wanted == 1 and tap.layer == -1  # waiting for the top layer's keyframe
     payloaders = [Vp8Encoder(), Vp8Encoder()]
     seqs, bases = [1000, 30000], [12345, 987654321]
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
     for i in range(len(small)):
         layers = [(0, small[i]), (1, large[i])] if i < len(large) else [(0, small[i])]
         for index, picture in layers:
@@ -225,6 +230,9 @@ async def test_the_recorder_takes_the_best_layer_and_falls_back_when_it_stops(
     # One clock across both layers: the last picture (104) is where it was sent.
     assert abs(stamps[-1] - (104 - 10) / 30) < 0.2
     assert stamps[large_written] - stamps[large_written - 1] < 1.8
+    # The file's zero on the wall clock is when its first picture (frame 10) came.
+    started_at = json.loads(path.with_suffix(".json").read_text())["started_at"]
+    assert abs(started_at - (wall_started + 10 / 30)) < 0.2
 
 
 async def test_a_layer_switch_waiting_for_its_keyframe_is_called_off_when_the_top_returns(
@@ -249,3 +257,56 @@ async def test_a_layer_switch_waiting_for_its_keyframe_is_called_off_when_the_to
     await recorder.wait_closed()
     assert track.consumers == [] and top.consumers == []
     assert recorder.writer.path.exists()  # one keyframe written, the file finished
+
+
+class _AudioTrack(Source):
+    """An Opus track fed by hand, like ``_LayeredTrack``."""
+
+    def __init__(self) -> None:
+        codec = Codec("audio/opus", 48000, 2, {})
+        super().__init__("pub:audio", "pub", "audio", codec, ForwardingStats(), 128_000)
+
+    def _request_keyframe(self, media_ssrc: int) -> None:
+        pass
+
+    async def _send_estimate(self, bitrate: int) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+async def test_the_instructor_s_audio_is_left_out_while_music_is_excluded(
+    tmp_path: Path,
+) -> None:
+    """Music mode's audio excluded from 0.5 s to 1.0 s: the file's audio has a hole
+    there and only there; the pictures go on."""
+    video, audio = _LayeredTrack(), _AudioTrack()
+    recorder = Recorder("room", tmp_path)
+    recorder.follow({"video": video, "audio": audio})
+    pictures = sized_pictures(64, 48, 38, gop=15)  # one every other step
+    payloader = Vp8Encoder()
+    top, voice = video.streams[1], audio.streams[0]
+    seq = 0
+    started = time.monotonic()
+    for i in range(75):  # 20 ms steps: a picture every 40 ms, an Opus frame each step
+        recorder.audio = not 25 <= i < 50
+        if i % 2 == 0 and i // 2 < len(pictures):
+            for n, payload in enumerate(payloads := payloader._packetize(pictures[i // 2], i)):
+                marker = int(n == len(payloads) - 1)
+                top.fan_out(payload, memoryview(payload), 0, marker, seq, i * 1800, 0, b"")
+                seq += 1
+        frame = b"\xfc\xff\xfe"  # an Opus frame (TOC: 20 ms CELT), content irrelevant
+        voice.fan_out(frame, memoryview(frame), 0, 0, 100 + i, i * 960, 0, b"")
+        await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.monotonic()))
+    path = recorder.writer.path
+    recorder.close()
+    await recorder.wait_closed()
+    with av.open(str(path)) as container:
+        stamps = {"video": [], "audio": []}
+        for packet in container.demux():
+            if packet.pts is not None and packet.size:
+                stamps[packet.stream.type].append(float(packet.pts * packet.time_base))
+    heard = stamps["audio"]
+    assert len(heard) == 75 - 25  # every frame but those of the excluded half second
+    gaps = [b - a for a, b in itertools.pairwise(heard) if b - a > 0.1]
+    assert len(gaps) == 1 and abs(gaps[0] - 0.52) < 0.1, heard
+    assert len(stamps["video"]) == len(pictures)  # pictures throughout

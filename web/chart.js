@@ -41,15 +41,21 @@ function niceStep(span, steps) {
 /**
  * series: [[unix s, bpm], …] in time order. Returns an <svg> (role img, labelled) with
  * zone bands (rect[data-zone]), axis ticks and the heart-rate line (path.hr-line).
+ * With `start` and `end` (unix s) the chart spans them (a replay: the recording's span)
+ * and shows only the points inside; with `cursor`, a vertical line (line.hr-cursor)
+ * that `moveCursor` places.
  */
-export function heartRateChart({ series, hrMax, method = 'hrmax', restingHr = null, label = 'Heart rate' }) {
+export function heartRateChart({
+  series, hrMax, method = 'hrmax', restingHr = null, label = 'Heart rate', start = null, end = null, cursor = false,
+}) {
   const svg = node('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'data-testid': 'hr-chart' });
   node('title', {}, svg).textContent = label;
-  const t0 = series[0][0];
-  const t1 = series[series.length - 1][0];
-  const span = Math.max(t1 - t0, 10);
-  const bpms = series.map((p) => p[1]);
+  const shown = start === null || end === null ? series : series.filter(([t]) => t >= start && t <= end);
+  const t0 = start ?? series[0][0];
+  const t1 = end ?? series[series.length - 1][0];
+  const span = Math.max(t1 - t0, start === null || end === null ? 10 : 1);
   const floors = zoneFloors(hrMax, method, restingHr);
+  const bpms = shown.length ? shown.map((p) => p[1]) : [floors[0]];
   const lo = Math.max(0, Math.min(Math.floor((Math.min(...bpms) - 10) / 10) * 10, Math.floor(floors[0] / 10) * 10 - 10));
   const hi = Math.ceil((Math.max(hrMax, ...bpms) + 5) / 10) * 10;
   const plotW = WIDTH - PAD.left - PAD.right;
@@ -93,13 +99,61 @@ export function heartRateChart({ series, hrMax, method = 'hrmax', restingHr = nu
   // The line, broken where the strap was away.
   let d = '';
   let previous = null;
-  for (const [t, bpm] of series) {
+  for (const [t, bpm] of shown) {
     d += `${previous === null || t - previous > GAP_S ? 'M' : 'L'}${x(t).toFixed(1)},${y(bpm).toFixed(1)}`;
     previous = t;
   }
-  if (series.length === 1) d += `h2`;
-  node('path', { d, class: 'hr-line', 'data-testid': 'hr-line' }, svg);
+  if (shown.length === 1) d += `h2`;
+  node('path', { d, class: 'hr-line', 'data-testid': 'hr-line', 'data-points': shown.length }, svg);
+  if (cursor) {
+    Object.assign(svg.dataset, { t0, span, lo, hi });
+    node('path', { d: '', class: 'live-line', 'data-testid': 'live-line', 'data-points': 0 }, svg);
+    node('line', {
+      class: 'hr-cursor', 'data-testid': 'hr-cursor', x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: PAD.top + plotH,
+    }, svg);
+  }
   return svg;
+}
+
+/** Place a chart's cursor (heartRateChart with `cursor`) at `t` (unix s), within its span. */
+export function moveCursor(svg, t) {
+  const line = svg.querySelector('.hr-cursor');
+  if (!line) return;
+  const t0 = Number(svg.dataset.t0);
+  const span = Number(svg.dataset.span);
+  const at = PAD.left + (Math.min(Math.max(t - t0, 0), span) / span) * (WIDTH - PAD.left - PAD.right);
+  line.setAttribute('x1', at.toFixed(1));
+  line.setAttribute('x2', at.toFixed(1));
+}
+
+/**
+ * Add a point to a chart's second line (heartRateChart with `cursor`): the heart rate a
+ * strap reads now, drawn at the replay's moment `t` (unix s) beside the recorded one.
+ */
+export function addLivePoint(svg, t, bpm) {
+  const line = svg.querySelector('.live-line');
+  if (!line) return;
+  const { t0, span, lo, hi } = Object.fromEntries(Object.entries(svg.dataset).map(([k, v]) => [k, Number(v)]));
+  if (t < t0 || t > t0 + span) return;
+  const plotH = HEIGHT - PAD.top - PAD.bottom;
+  const x = PAD.left + ((t - t0) / span) * (WIDTH - PAD.left - PAD.right);
+  const y = PAD.top + (1 - (Math.min(Math.max(bpm, lo), hi) - lo) / (hi - lo)) * plotH;
+  const last = line.dataset.lastT === undefined ? null : Number(line.dataset.lastT);
+  // A seek (or a pause longer than the line's gap) starts a new piece of line.
+  const joined = last !== null && t >= last && t - last <= GAP_S;
+  line.setAttribute('d', `${line.getAttribute('d')}${joined ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)}`);
+  line.dataset.lastT = String(t);
+  line.dataset.points = String(Number(line.dataset.points) + 1);
+}
+
+/** The time (unix s) under a click at `clientX` on a chart with a cursor, or null outside its plot. */
+export function timeAt(svg, clientX) {
+  const box = svg.getBoundingClientRect();
+  if (!box.width) return null;
+  const plotX = ((clientX - box.left) / box.width) * WIDTH - PAD.left;
+  const plotW = WIDTH - PAD.left - PAD.right;
+  if (plotX < 0 || plotX > plotW) return null;
+  return Number(svg.dataset.t0) + (plotX / plotW) * Number(svg.dataset.span);
 }
 
 /** Minutes per zone as one stacked bar and a legend. */

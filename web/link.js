@@ -27,13 +27,13 @@ export const JOIN_HINTS = {
 export const BOUND_REFUSED = new Set(['invalid_token', 'token_expired', 'wrong_room', 'not_found']);
 
 /**
- * The room id of a class page (or its summary page) and the token in the fragment.
+ * The room id of a class page (or its summary or replay page) and the token in the fragment.
  * The token then leaves the address bar (screen shares, synced history and photos of a
  * screen would show it) and stays in this tab's sessionStorage, where a reload finds it.
  */
 export function readLink() {
   const fromUrl = new URLSearchParams(location.hash.slice(1)).get('t') || null;
-  const match = location.pathname.match(/^\/r\/([^/]+)(\/summary)?\/?$/);
+  const match = location.pathname.match(/^\/r\/([^/]+)(\/summary|\/replay)?\/?$/);
   if (!match) return { token: fromUrl, roomId: null };
   const key = LINK_PREFIX + match[1] + (match[2] || '');
   let token = fromUrl;
@@ -90,9 +90,25 @@ export function deviceLink(roomId, deviceToken) {
   return `${location.origin}/r/${encodeURIComponent(roomId)}#t=${deviceToken}`;
 }
 
+/**
+ * The token an after-class page reads the class with: the link's, unless it is a
+ * participant's class link (which reads nothing), then the bound token this tab got on
+ * joining.
+ */
+export function readingToken(roomId, token) {
+  const payload = token ? peekToken(token) : null;
+  if (!token || (payload && payload.role !== 'host' && !payload.p)) return (roomId && loadBoundToken(roomId, null)) || token;
+  return token;
+}
+
 /** The after-class page, with a token that may read the summary. */
 export function summaryLink(roomId, token) {
   return `/r/${encodeURIComponent(roomId)}/summary#t=${token}`;
+}
+
+/** The replay page of one recording, with a token that may read the summary. */
+export function replayLink(roomId, recordingId, token) {
+  return `/r/${encodeURIComponent(roomId)}/replay?rec=${encodeURIComponent(recordingId)}#t=${token}`;
 }
 
 /**

@@ -5,6 +5,10 @@
 // where the device has two channels, and lets Opus send up to 128 kbit/s; the publish
 // connection of an instructor always negotiates stereo (opus.js), so switching needs no
 // renegotiation. The choice is kept for the browser tab's session of the class.
+//
+// Music and voice are one track, so a recording that leaves the music out (the
+// instructor's choice here, sent with `record`) leaves their audio out while music mode
+// is on: the page tells the server (media_state's `music`) each time it switches.
 
 import { AUDIO_CONSTRAINTS } from './media.js';
 import { MUSIC_BITRATE } from './opus.js';
@@ -30,10 +34,11 @@ export class MusicMode {
    * roomId: the class (the choice is remembered per class in sessionStorage);
    * stream(): the page's local MediaStream; onSwitched(kind, track): a new microphone
    * track took the old one's place in that stream (the page shows and sends it);
-   * publisher(): the session's rtc.js Publisher, or null; toast(message, kind, ms).
+   * publisher(): the session's rtc.js Publisher, or null; toast(message, kind, ms);
+   * onChange(): music mode went on or off.
    */
-  constructor({ roomId, stream, onSwitched, publisher, toast }) {
-    Object.assign(this, { stream, onSwitched, publisher, toast });
+  constructor({ roomId, stream, onSwitched, publisher, toast, onChange = () => {} }) {
+    Object.assign(this, { stream, onSwitched, publisher, toast, onChange });
     this.key = `pulseroom.music.${roomId}`;
     this.enabled = false; // only an instructor has music mode
     this.on = false;
@@ -44,9 +49,16 @@ export class MusicMode {
     this.button.dataset.testid = 'music-button';
     this.button.title = 'Stereo sound without echo cancellation, noise suppression or automatic gain, for music. Use headphones: what your speakers play would be sent too.';
     this.button.addEventListener('click', () => this.set(!this.on));
+    this.leaveOut = document.createElement('input');
+    this.leaveOut.type = 'checkbox';
+    this.leaveOut.dataset.testid = 'record-without-music';
+    const label = document.createElement('label');
+    label.className = 'hint';
+    label.title = 'Your music and voice are one sound: while music mode is on, a recording started with this box ticked has no sound from you.';
+    label.append(this.leaveOut, ' Leave music out of recordings');
     this.row = document.createElement('div');
     this.row.className = 'row wrap host-row';
-    this.row.append(this.button);
+    this.row.append(this.button, label);
     this.paint();
   }
 
@@ -58,6 +70,11 @@ export class MusicMode {
 
   get active() {
     return this.enabled && this.on;
+  }
+
+  /** What a recording started now does with music (`record`'s `music`). */
+  recordMusic() {
+    return this.leaveOut.checked ? 'exclude' : 'include';
   }
 
   /** The microphone constraints to open it with now. */
@@ -81,6 +98,7 @@ export class MusicMode {
       await this.applyToMicrophone();
       try { sessionStorage.setItem(this.key, on ? 'on' : 'off'); } catch { /* private mode */ }
       await this.publisher()?.applyAudioBitrate();
+      this.onChange();
       this.toast(on ? 'Music mode on: stereo, no echo cancellation. Use headphones.' : 'Music mode off: your microphone is tuned for speech again.', 'info', 4000);
     } catch (error) {
       this.on = previous;
@@ -147,6 +165,6 @@ export class MusicMode {
 
   /** For tests and debugging (window.pulseroom.music). */
   hook() {
-    return { enabled: this.enabled, on: this.active, constraints: { ...this.constraints() }, bitrate: this.bitrate() };
+    return { enabled: this.enabled, on: this.active, constraints: { ...this.constraints() }, bitrate: this.bitrate(), recordMusic: this.recordMusic() };
   }
 }

@@ -49,7 +49,7 @@ class ClassPage {
       origin: location.origin,
       io: (url, options) => io(url, options),
       rtc: { enabled: WEBRTC, Publisher, Subscriber },
-      local: { stream: () => this.local.stream, state: () => this.local.state(), audioBitrate: () => this.music.bitrate() },
+      local: { stream: () => this.local.stream, state: () => this.mediaState(), audioBitrate: () => this.music.bitrate() },
       view: this.viewHooks(),
     });
     this.session = session;
@@ -71,6 +71,7 @@ class ClassPage {
     this.music = new MusicMode({
       roomId, stream: () => this.local.stream, publisher: () => session.publisher, toast,
       onSwitched: (kind, track) => this.switchedDevice(kind, track),
+      onChange: () => { if (session.you) session.sendOwnMedia(this.mediaState()); },
     });
     // Clock, interval timer, spotlight, lock, and the instructor's controls (classstate.js).
     this.classState = new ClassState({
@@ -176,10 +177,15 @@ class ClassPage {
 
   // -- camera and microphone ----------------------------------------------------------
 
+  /** What media_state says: microphone and camera, and an instructor's music mode. */
+  mediaState() {
+    return { ...this.local.state(), ...(this.music.enabled ? { music: this.music.active } : {}) };
+  }
+
   toggle(kind) {
     this.local.toggle(kind);
     if (this.session.you) {
-      this.session.sendOwnMedia(this.local.state());
+      this.session.sendOwnMedia(this.mediaState());
       this.render();
     }
   }
@@ -200,7 +206,7 @@ class ClassPage {
     this.grid.addTrack(session.you.id, track);
     if (!session.publisher) session.startPublisher(); // joined without camera and microphone
     else if (!(await replaceSent(session.publisher.pc, track))) toast('Rejoin the class to send it too.', 'info');
-    session.sendOwnMedia(local.state());
+    session.sendOwnMedia(this.mediaState());
   }
 
   stopLocalMedia() {
@@ -316,7 +322,7 @@ class ClassPage {
     const button = this.els.recordButton;
     button.disabled = true;
     try {
-      await this.session.request('record', { on: !this.session.recording });
+      await this.session.request('record', { on: !this.session.recording, music: this.music.recordMusic() });
     } catch {
       // shown by the `error` event
     } finally {

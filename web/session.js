@@ -343,8 +343,9 @@ export class Session {
     this.view.entered(ack);
     this.setGallery(ack.room.gallery);
     this.setRecording(Boolean(ack.recording));
-    // The server assumes microphone and camera on; say what is really the case.
-    if (!this.you.audio || !this.you.video) this.request('media_state', this.local.state()).catch(() => {});
+    // The server assumes microphone and camera on and no music; say what is really the case.
+    const media = this.local.state();
+    if (!this.you.audio || !this.you.video || media.music) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
     this.startSubscriber();
     this.startPublisher();

@@ -7,9 +7,10 @@
 // page got on join, also kept in this tab's sessionStorage) sees, exports and deletes
 // only their own data.
 
+import { classApi } from './api.js';
 import { heartRateChart, zoneMinutes } from './chart.js';
 import { targetText } from './effort.js';
-import { loadBoundToken, peekToken, readLink } from './link.js';
+import { peekToken, readingToken, readLink, replayLink } from './link.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -17,16 +18,11 @@ const els = {
   people: $('people'), csv: $('download-csv'), readings: $('download-readings'),
   exportMine: $('export-mine'), tcx: $('download-tcx'), fit: $('download-fit'), deleteMine: $('delete-mine'), dialog: $('delete-dialog'),
   deleteCancel: $('delete-cancel'), deleteConfirm: $('delete-confirm'),
+  recordings: $('recordings'), recordingList: $('recording-list'),
 };
 
 const { token: linkToken, roomId } = readLink();
-const api = `/api/rooms/${encodeURIComponent(roomId || '')}`;
-let token = linkToken;
-{
-  // A class link of a participant reads nothing: their bound token from the class page does.
-  const payload = token ? peekToken(token) : null;
-  if (!token || (payload && payload.role !== 'host' && !payload.p)) token = (roomId && loadBoundToken(roomId, null)) || token;
-}
+const token = readingToken(roomId, linkToken);
 const grant = (token && peekToken(token)) || {};
 
 function setState(state) {
@@ -38,34 +34,7 @@ function showError(message) {
   els.error.hidden = !message;
 }
 
-/** fetch with the token; throws Error(message of the API's error) on a refusal. */
-async function call(path, options = {}) {
-  let response;
-  try {
-    // The link's token is the credential here: no session cookie, so a logged-in
-    // instructor's DELETE is not refused for want of the session's CSRF token.
-    response = await fetch(`${api}${path}`, {
-      ...options,
-      credentials: 'omit',
-      headers: { Authorization: `Bearer ${token}` },
-    });
-  } catch {
-    throw new Error('Could not reach the server. Check your connection and try again.');
-  }
-  if (!response.ok) {
-    let message = `The server refused (HTTP ${response.status}).`;
-    try {
-      const body = await response.json();
-      if (body && body.error && body.error.message) message = body.error.message;
-    } catch {
-      // not JSON
-    }
-    const error = new Error(message);
-    error.status = response.status;
-    throw error;
-  }
-  return response;
-}
+const call = classApi(roomId, token);
 
 /** Save a response as a file through a Blob link (the token never appears in a URL). */
 async function saveAs(path, fallbackName) {
@@ -193,6 +162,27 @@ async function load() {
   setState('loaded');
 }
 
+/** Links to the class's finished recordings, if there are any (a replay each). */
+async function showRecordings() {
+  let recordings;
+  try {
+    recordings = (await (await call('/recordings')).json()).recordings.filter((r) => r.complete);
+  } catch {
+    return; // no recordings to offer: the summary stands alone
+  }
+  els.recordingList.replaceChildren(...recordings.map((r) => {
+    const item = document.createElement('li');
+    const link = document.createElement('a');
+    link.href = replayLink(roomId, r.id, token);
+    link.dataset.testid = 'replay-link';
+    const started = new Date((r.started_at ?? r.modified_at) * 1000);
+    link.textContent = `Watch the recording of ${started.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}`;
+    item.append(link);
+    return item;
+  }));
+  els.recordings.hidden = recordings.length === 0;
+}
+
 function guard(button, action) {
   button.addEventListener('click', async () => {
     button.disabled = true;
@@ -236,6 +226,7 @@ function init() {
     await load();
   });
   load();
+  showRecordings();
 }
 
 init();
