@@ -131,7 +131,7 @@ def create_app(settings: Settings) -> web.Application:
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
-    RecordingsApi(recordings, signer, secure_cookies=secure_cookies).add_routes(app)
+    RecordingsApi(recordings, signer, audit, secure_cookies=secure_cookies).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 

@@ -331,6 +331,14 @@ class Cluster:
         except (RedisError, OSError) as exc:
             raise ClusterError(f"Redis is not reachable: {exc}") from exc
 
+    async def fresh_node_urls(self) -> list[str]:
+        """``node_urls`` after ``refresh_live``, or as of the last beat if Redis is away:
+        a node that started a moment ago is on it, so a client that joined meanwhile
+        knows another node to rejoin on."""
+        with contextlib.suppress(ClusterError):
+            await self.refresh_live()
+        return self.node_urls()
+
     def node_urls(self) -> list[str]:
         """The URLs of the live nodes as of the last heartbeat (this node's first)."""
         others = [n.url for n in self._live if n.id != self.node_id]

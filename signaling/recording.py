@@ -30,6 +30,7 @@ import socketio
 from aiohttp import web
 
 from sfu.backend import MediaBackend, SfuError
+from storage.audit import Actor, AuditLog
 from storage.recordings import RecordingFiles
 
 from .errors import SignalError
@@ -152,9 +153,14 @@ class RecordingsApi:
     """``/api/rooms/{room_id}/recordings``: list, fetch, delete."""
 
     def __init__(
-        self, files: RecordingFiles, signer: TokenSigner, secure_cookies: bool = False
+        self,
+        files: RecordingFiles,
+        signer: TokenSigner,
+        audit: AuditLog,
+        secure_cookies: bool = False,
     ) -> None:
         self.files = files
+        self.audit = audit
         self.signer = signer
         self.secure_cookies = secure_cookies
 
@@ -233,6 +239,10 @@ class RecordingsApi:
         if not self.files.delete(grant.room_id, recording_id):
             return json_error(404, "not_found", "no finished recording with this id")
         logger.info("recording %s of room %s deleted", recording_id, grant.room_id)
+        await self.audit.record(
+            "recording_deleted", Actor(f"host of class {grant.room_id} (by link)"),
+            f"recording {recording_id} of class {grant.room_id}", request.remote,
+        )  # fmt: skip
         return web.json_response({})
 
     def add_routes(self, app: web.Application) -> None:

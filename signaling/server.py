@@ -8,7 +8,6 @@ and calls the handlers here as the session's own participant.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from typing import Any
@@ -392,17 +391,8 @@ class SignalingServer:
             raise Moved(holder.url)
 
     async def _nodes(self) -> dict[str, Any]:
-        """``nodes`` of a join ack: where to look for the class if this node goes away.
-
-        Asked of Redis now, not taken from the last heartbeat: a node that started a
-        moment ago must be on the list, or a client that joined meanwhile would know no
-        other node to rejoin on.
-        """
-        if self.cluster is None:
-            return {}
-        with contextlib.suppress(ClusterError):
-            await self.cluster.refresh_live()
-        return {"nodes": self.cluster.node_urls()}
+        """``nodes`` of a join ack: where to look for the class if this node goes away."""
+        return {} if self.cluster is None else {"nodes": await self.cluster.fresh_node_urls()}
 
     async def _class_taken_over(self, room_id: str, holder: NodeInfo | None) -> None:
         """Another node holds this class now (this one stalled past its heartbeat's TTL).

@@ -180,6 +180,13 @@ async def test_recordings_have_the_summary_s_rights_and_ranges(recorded: Recorde
         assert (await http.delete(one, headers=auth(recorded.host_token))).status_code == 200
         assert (await http.get(one, headers=auth(recorded.host_token))).status_code == 404
         assert (await http.get(url, headers=auth(recorded.host_token))).json() == {"recordings": []}
+    # The deletion is in the audit log, from where it came.
+    audit = recorded.server.instructor().client.get(
+        "/api/admin/audit", params={"action": "recording_deleted"}
+    )
+    assert [(e["target"], e["address"]) for e in audit.json()["entries"]] == [
+        (f"recording {item['id']} of class {recorded.room_id}", "127.0.0.1")
+    ]
 
 
 @pytest.mark.timeout(60)
