@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
         cluster=cluster,
         relay=settings.cluster_routing == "relay",
         join_timeout=settings.join_timeout,
+        idle_class_s=settings.idle_class_s,
         connection_cap=ConnectionCap(settings.max_connections_per_address),
         recordings=recordings,
         recording_mode=settings.recording,

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     join_timeout: Annotated[
         float, Field(ge=1, le=300, validation_alias="PULSEROOM_JOIN_TIMEOUT")
     ] = 10.0
+    # A class everyone has left has its in-memory state (controls, timer, live effort
+    # points) let go after this many seconds; what is stored stays (signaling/idle.py).
+    idle_class_s: Annotated[
+        float, Field(ge=1, le=7 * 86400, validation_alias="PULSEROOM_IDLE_CLASS_S")
+    ] = 900.0
     # Behind a reverse proxy: its address(es) or ranges, e.g. ["127.0.0.1", "::1"]. Only
     # requests from these have their X-Forwarded-For believed (the client's address for
     # rate limits and the connection cap); unset, no header is.

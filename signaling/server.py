@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import socketio
+from pydantic import BaseModel
 
 from runtime.logs import set_log_context
 from sfu.backend import MediaBackend, Role
@@ -24,10 +25,11 @@ from telemetry.zones import Profile
 from .class_control import ClassControl
 from .client_address import ConnectionCap
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
-from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event
+from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event, Handler
 from .effort import EffortBoard
 from .errors import SignalError
 from .heart_rate import HeartRateRelay
+from .idle import IDLE_CLASS_S, IdleClasses
 from .messages import (
     PROTOCOL_VERSION,
     ChatIn,
@@ -85,6 +87,7 @@ class SignalingServer:
         connection_cap: ConnectionCap | None = None,
         recordings: RecordingFiles | None = None,
         recording_mode: RecordingMode = "on-request",
+        idle_class_s: float = IDLE_CLASS_S,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -98,6 +101,9 @@ class SignalingServer:
         self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer, self.effort)
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
+        self.idle = IdleClasses(
+            idle_class_s, lambda room_id: not self.presence.members(room_id), self._forget_class
+        )
         # With REDIS_URL: several nodes; a class's sessions all live on its holder.
         self.cluster = cluster
         if cluster is not None:
@@ -131,6 +137,12 @@ class SignalingServer:
         def limit(rate: float, burst: float) -> RateLimit:
             return RateLimit(rate=rate, burst=burst)
 
+        def host(
+            model: type[BaseModel], handler: Handler, rate: float = 2.0, burst: float = 10
+        ) -> Event:
+            # An instructor's control: host sessions only, a person's pace.
+            return Event(model, handler, joined=True, host_only=True, limit=limit(rate, burst))
+
         return {
             "join": Event(JoinIn, self._join, joined=False, limit=limit(0.2, 5)),
             "publish": Event(
@@ -146,31 +158,15 @@ class SignalingServer:
             ),
             "visibility": Event(VisibilityIn, self._visibility, joined=True, limit=limit(5.0, 20)),
             "profile": Event(ProfileIn, self._profile, joined=True, limit=limit(1.0, 5)),
-            "gallery": Event(
-                GalleryIn, self._gallery, joined=True, host_only=True, limit=limit(1.0, 5)
-            ),
+            "gallery": host(GalleryIn, self._gallery, 1.0, 5),
             "end_class": Event(EmptyIn, self._end_class, joined=True, host_only=True),
-            "lock": Event(LockIn, controls.lock, joined=True, host_only=True, limit=limit(2.0, 10)),
-            "mute": Event(MuteIn, controls.mute, joined=True, host_only=True, limit=limit(2.0, 10)),
-            "remove": Event(
-                RemoveIn, controls.remove, joined=True, host_only=True, limit=limit(2.0, 10)
-            ),
-            "spotlight": Event(
-                SpotlightIn, controls.spotlight, joined=True, host_only=True, limit=limit(2.0, 10)
-            ),
-            "timer": Event(
-                TimerIn, controls.timer, joined=True, host_only=True, limit=limit(2.0, 10)
-            ),
-            "clock": Event(
-                ClockIn, controls.clock, joined=True, host_only=True, limit=limit(2.0, 10)
-            ),
-            "record": Event(
-                RecordIn,
-                self.recording.record,
-                joined=True,
-                host_only=True,
-                limit=limit(0.5, 4),
-            ),
+            "lock": host(LockIn, controls.lock),
+            "mute": host(MuteIn, controls.mute),
+            "remove": host(RemoveIn, controls.remove),
+            "spotlight": host(SpotlightIn, controls.spotlight),
+            "timer": host(TimerIn, controls.timer),
+            "clock": host(ClockIn, controls.clock),
+            "record": host(RecordIn, self.recording.record, 0.5, 4),
             "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
             "leave": Event(EmptyIn, self._leave, joined=True, device=True),
             "ping": Event(EmptyIn, controls.time, joined=False, device=True),
@@ -208,6 +204,7 @@ class SignalingServer:
         member = Member(id=participant_id, sid=sid, room_id=room.id, name=msg.name, role=grant.role)
         # Counted in before the await below, so concurrent joins cannot overfill the class.
         self.presence.add(member)
+        self.idle.joined(room.id)
         try:
             await self.store.add_participant(room.id, participant_id, msg.name, grant.role)
             record = await self.store.participant(room.id, participant_id)
@@ -347,6 +344,7 @@ class SignalingServer:
             acts_for=participant_id,
         )
         self.presence.add(member)
+        self.idle.joined(room_id)
         try:
             self.heart_rate.set_profile(room_id, participant_id, profile_of(record.profile))
             await self.sfu.join(room_id, member.id, "device", SocketSignal(self.sio, sid), False)
@@ -405,9 +403,7 @@ class SignalingServer:
         for member in members:
             self.presence.remove(member.sid)
             self.heart_rate.forget_session(member.sid)
-        self.heart_rate.forget_room(room_id)
-        self.controls.forget(room_id)
-        self.recording.forget(room_id)
+        self._forget_class(room_id)
         await self.sfu.close_room(room_id)
         for member in members:
             await self.sio.disconnect(member.sid)
@@ -511,9 +507,7 @@ class SignalingServer:
             self.presence.remove(other.sid)
             self.heart_rate.forget_session(other.sid)
             await self.sio.leave_room(other.sid, room_id)
-        self.heart_rate.forget_room(room_id)
-        self.controls.forget(room_id)
-        self.recording.forget(room_id)
+        self._forget_class(room_id)
         logger.info("room %s ended by %s", room_id, member.id)
         return {}
 
@@ -549,6 +543,15 @@ class SignalingServer:
             "participant %s left room %s", member.id, member.room_id,
             extra={"class_id": member.room_id, "participant_id": member.id},
         )  # fmt: skip
+        if not self.presence.members(member.room_id):
+            self.idle.emptied(member.room_id)
+
+    def _forget_class(self, room_id: str) -> None:
+        """Let go of what this node keeps in memory for a class (what is stored stays)."""
+        self.idle.joined(room_id)
+        self.heart_rate.forget_room(room_id)
+        self.controls.forget(room_id)
+        self.recording.forget(room_id)
 
     def _active_speaker_changed(self, room_id: str, participant_id: str | None) -> None:
         # Called from the SFU's detector loop, which must not wait on the network.
@@ -583,6 +586,7 @@ class SignalingServer:
 
     async def close(self) -> None:
         """Disconnect every session (the SFU and the writer are closed by their owners)."""
+        self.idle.close()
         await self.heart_rate.close()
         if self.relay is not None:
             await self.relay.close()
