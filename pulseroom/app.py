@@ -116,6 +116,8 @@ def create_app(settings: Settings) -> web.Application:
         relay=settings.cluster_routing == "relay",
         join_timeout=settings.join_timeout,
         idle_class_s=settings.idle_class_s,
+        max_chat=settings.max_chat_per_class,
+        max_readings=settings.max_readings_per_participant,
         connection_cap=ConnectionCap(settings.max_connections_per_address),
         recordings=recordings,
         recording_mode=settings.recording,

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     idle_class_s: Annotated[
         float, Field(ge=1, le=7 * 86400, validation_alias="PULSEROOM_IDLE_CLASS_S")
     ] = 900.0
+    # Rows a class may store: chat messages per class, heart-rate readings per participant
+    # per class (100,000 is a day at 1 Hz). Past them: refused with quota_exceeded.
+    max_chat_per_class: Annotated[
+        int, Field(ge=1, le=10_000_000, validation_alias="PULSEROOM_MAX_CHAT_PER_CLASS")
+    ] = 10_000
+    max_readings_per_participant: Annotated[
+        int,
+        Field(ge=1, le=100_000_000, validation_alias="PULSEROOM_MAX_READINGS_PER_PARTICIPANT"),
+    ] = 100_000
     # Behind a reverse proxy: its address(es) or ranges, e.g. ["127.0.0.1", "::1"]. Only
     # requests from these have their X-Forwarded-For believed (the client's address for
     # rate limits and the connection cap); unset, no header is.

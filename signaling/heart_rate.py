@@ -25,6 +25,7 @@ from typing import Any
 
 import socketio
 
+from telemetry.history import HeartRateHistory
 from telemetry.messages import Reading, TelemetryError, parse
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, Profile, percent_of_max, zone
@@ -49,6 +50,9 @@ ACK_INTERVAL_S = 2.0
 RECENT_SEQS = 256  # per participant, to show a re-sent reading once
 ERROR_INTERVAL_S = 1.0  # at most one refusal notice per session per second
 Ident = tuple[int, int]  # (seq, t): what makes a reading the same reading
+# PULSEROOM_MAX_READINGS_PER_PARTICIPANT: readings stored per participant and class. A
+# client that sends without end fills its quota, not the disk; 100,000 is a day at 1 Hz.
+MAX_READINGS = 100_000
 
 
 class HeartRateRelay:
@@ -60,6 +64,7 @@ class HeartRateRelay:
         presence: Presence,
         writer: HeartRateWriter,
         effort: EffortBoard,
+        max_readings: int = MAX_READINGS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sio = sio
@@ -67,6 +72,10 @@ class HeartRateRelay:
         self._writer = writer
         self._effort = effort  # live effort points ride along with each shown reading
         self._clock = clock
+        self._max_readings = max_readings
+        self._history = HeartRateHistory(writer.engine)
+        # Per participant: readings stored (from the database at their join, then counted).
+        self._stored: dict[tuple[str, str], int] = {}
         self._profiles: dict[tuple[str, str], Profile] = {}
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
         # Per participant: the last RECENT_SEQS (seq, t), as a set for the lookup and a
@@ -100,6 +109,13 @@ class HeartRateRelay:
 
     # -- state --------------------------------------------------------------------------
 
+    async def joined(self, room_id: str, participant_id: str, profile: Profile) -> None:
+        """A participant (or their strap bridge) joined: their zones from ``profile``, and
+        their quota counted on from what the database holds of them in this class."""
+        self.set_profile(room_id, participant_id, profile)
+        stored = await self._history.count(room_id, participant_id)
+        self._stored[(room_id, participant_id)] = stored
+
     def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
         """The profile zones are computed with, from now on."""
         self._profiles[(room_id, participant_id)] = profile
@@ -115,6 +131,8 @@ class HeartRateRelay:
     def forget_room(self, room_id: str) -> None:
         """Drop what is kept in memory for a class that ended."""
         self._effort.forget_room(room_id)
+        for key in [k for k in self._stored if k[0] == room_id]:
+            self._stored.pop(key, None)
         for key in [k for k in self._profiles if k[0] == room_id]:
             self._profiles.pop(key, None)
             self._latest.pop(key, None)
@@ -152,6 +170,14 @@ class HeartRateRelay:
             self._refused[key].append([reading.seq, reading.t])
             self._wake.set()
             return
+        stored = self._stored.get(key, 0)
+        if stored >= self._max_readings:
+            self.counts["rejected_quota"] += 1
+            message = f"{self._max_readings} readings are stored for you in this class"
+            self._refuse(member.sid, message, received_at, "quota_exceeded")
+            self._refused[key].append([reading.seq, reading.t])  # so it is not re-sent
+            self._wake.set()
+            return
         self._writer.put(
             HeartRateRow(
                 time=reading.t / 1000,
@@ -171,6 +197,7 @@ class HeartRateRelay:
             self.counts["duplicates"] += 1
             return
         seen.add(ident)
+        self._stored[key] = stored + 1
         order.append(ident)
         if len(order) > RECENT_SEQS:
             seen.discard(order.popleft())
@@ -208,11 +235,11 @@ class HeartRateRelay:
             **self._effort.record(room_id, subject, reading.t / 1000, zone_number),
         }
 
-    def _refuse(self, sid: str, message: str, now: float) -> None:
+    def _refuse(self, sid: str, message: str, now: float, code: str = "bad_reading") -> None:
         if now - self._last_error.get(sid, 0.0) < ERROR_INTERVAL_S:
             return
         self._last_error[sid] = now
-        payload = error_payload("bad_reading", message, "telemetry")
+        payload = error_payload(code, message, "telemetry")
         self._pending_errors.append((sid, payload))
         self._wake.set()
 

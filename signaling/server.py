@@ -22,13 +22,14 @@ from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
+from .chat import MAX_CHAT, Chat
 from .class_control import ClassControl
 from .client_address import ConnectionCap
 from .cluster import Cluster, ClusterError, Moved, NodeInfo
 from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event, Handler
 from .effort import EffortBoard
 from .errors import SignalError
-from .heart_rate import HeartRateRelay
+from .heart_rate import MAX_READINGS, HeartRateRelay
 from .idle import IDLE_CLASS_S, IdleClasses
 from .messages import (
     PROTOCOL_VERSION,
@@ -88,6 +89,8 @@ class SignalingServer:
         recordings: RecordingFiles | None = None,
         recording_mode: RecordingMode = "on-request",
         idle_class_s: float = IDLE_CLASS_S,
+        max_chat: int = MAX_CHAT,
+        max_readings: int = MAX_READINGS,
     ) -> None:
         self.sio = sio
         self.store = store
@@ -98,7 +101,10 @@ class SignalingServer:
         self.turn = turn
         self.presence = Presence()
         self.effort = EffortBoard(sio, self.presence, store)
-        self.heart_rate = HeartRateRelay(sio, self.presence, heart_rate_writer, self.effort)
+        self.chat = Chat(sio, store, max_chat)
+        self.heart_rate = HeartRateRelay(
+            sio, self.presence, heart_rate_writer, self.effort, max_readings
+        )
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
         self.idle = IdleClasses(
@@ -152,7 +158,7 @@ class SignalingServer:
                 SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True
             ),
             "ice": Event(IceIn, self._ice, joined=True, device=True),
-            "chat": Event(ChatIn, self._chat, joined=True, limit=limit(1.0, 5)),
+            "chat": Event(ChatIn, self.chat.send, joined=True, limit=limit(1.0, 5)),
             "media_state": Event(
                 MediaStateIn, self._media_state, joined=True, limit=limit(2.0, 10)
             ),
@@ -190,7 +196,7 @@ class SignalingServer:
         grant, room = await self._admit(msg)
         if grant.role == "device":
             return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
-        chat = await self.store.recent_chat(room.id)
+        chat = await self.chat.history(room.id)
         if sid in self.presence.by_sid:  # joined meanwhile, from the same session
             raise SignalError("already_joined", "this connection has already joined a class")
         # A bound token (from an earlier join) rejoins as the same participant: their
@@ -209,7 +215,7 @@ class SignalingServer:
             await self.store.add_participant(room.id, participant_id, msg.name, grant.role)
             record = await self.store.participant(room.id, participant_id)
             profile = profile_of(record.profile if record is not None else None)
-            self.heart_rate.set_profile(room.id, participant_id, profile)
+            await self.heart_rate.joined(room.id, participant_id, profile)
             await self.sfu.join(
                 room.id,
                 participant_id,
@@ -346,7 +352,7 @@ class SignalingServer:
         self.presence.add(member)
         self.idle.joined(room_id)
         try:
-            self.heart_rate.set_profile(room_id, participant_id, profile_of(record.profile))
+            await self.heart_rate.joined(room_id, participant_id, profile_of(record.profile))
             await self.sfu.join(room_id, member.id, "device", SocketSignal(self.sio, sid), False)
         except BaseException:
             self.presence.remove(sid)
@@ -458,18 +464,6 @@ class SignalingServer:
             member.room_id, member.id, msg.pc, msg.candidate, msg.sdpMid, msg.sdpMLineIndex
         )
         return {}
-
-    async def _chat(self, _sid: str, member: Member, msg: ChatIn) -> dict[str, Any]:
-        if not msg.text:
-            raise SignalError("bad_request", "text: must not be empty")
-        record = await self.store.add_chat(
-            member.room_id, member.id, member.name, msg.text, member.role
-        )
-        message = chat_out(record)
-        await self.sio.emit(
-            "chat", {"v": PROTOCOL_VERSION, "message": message}, room=member.room_id
-        )
-        return {"message": message}
 
     async def _media_state(self, _sid: str, member: Member, msg: MediaStateIn) -> dict[str, Any]:
         member.audio, member.video = msg.audio, msg.video

@@ -265,10 +265,17 @@ class Store:
             )
 
     async def add_chat(
-        self, room_id: str, participant_id: str, name: str, body: str, role: str = "participant"
-    ) -> ChatRecord:
+        self,
+        room_id: str,
+        participant_id: str,
+        name: str,
+        body: str,
+        role: str = "participant",
+        limit: int | None = None,
+    ) -> ChatRecord | None:
         """Store a chat message and return it (``role``: the sender's, not stored twice:
-        read back from ``participants``)."""
+        read back from ``participants``); None when the class already holds ``limit``
+        messages (a quota: nodes racing may pass it by a message or two)."""
         record = ChatRecord(
             id=uuid.uuid4().hex,
             room_id=room_id,
@@ -278,11 +285,16 @@ class Store:
             sent_at=time.time(),
             role=role,
         )
+        quota = (
+            ""
+            if limit is None
+            else " WHERE (SELECT count(*) FROM chat_messages WHERE room_id = :room_id) < :limit"
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(
+            stored = await conn.execute(
                 text(
                     "INSERT INTO chat_messages (id, room_id, participant_id, name, text, sent_at)"
-                    " VALUES (:id, :room_id, :participant_id, :name, :text, :sent_at)"
+                    " SELECT :id, :room_id, :participant_id, :name, :text, :sent_at" + quota
                 ),
                 {
                     "id": record.id,
@@ -291,9 +303,10 @@ class Store:
                     "name": name,
                     "text": body,
                     "sent_at": record.sent_at,
+                    "limit": limit,
                 },
             )
-        return record
+        return record if stored.rowcount else None
 
     async def recent_chat(self, room_id: str, limit: int = CHAT_HISTORY) -> list[ChatRecord]:
         """The last ``limit`` messages of a class, oldest first."""

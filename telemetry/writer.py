@@ -132,6 +132,11 @@ class HeartRateWriter:
         self._lag = 0.0
         self._max_lag = 0.0
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database the readings go to."""
+        return self._engine
+
     async def start(self) -> None:
         """Take the spool and start the writing task; a leftover spool is written first."""
         if self._closed:
