@@ -112,6 +112,9 @@ async def test_instructor_controls_reach_the_class(
         # -- interval timer: Tabata, started by the instructor -----------------------------
         await host.page.get_by_test_id("timer-preset").select_option("tabata")
         await host.page.get_by_test_id("timer-start").click()
+        # While it runs, "Restart timer" is no longer the primary button.
+        start_js = "document.querySelector('[data-testid=timer-start]').classList"
+        await host.page.wait_for_function(f"() => !{start_js}.contains('primary')", timeout=10_000)
         for tab in (ben, cleo):
             await tab.page.get_by_test_id("timer").wait_for(state="visible", timeout=15_000)
         # Each page's estimate of the server's clock is off by at most half its best round

@@ -206,7 +206,10 @@ export class HostControls {
     this.pauseButton.hidden = !timer || at.done;
     this.pauseButton.textContent = timer && timer.paused_at != null ? 'Resume' : 'Pause';
     this.stopButton.hidden = !timer;
-    this.startButton.textContent = timer && !at.done ? 'Restart timer' : 'Start timer';
+    const running = Boolean(timer && !at.done);
+    this.startButton.textContent = running ? 'Restart timer' : 'Start timer';
+    // While a timer runs, restarting it is not the obvious next step: not the primary button.
+    this.startButton.classList.toggle('primary', !running);
     for (const tile of this.grid.tiles.values()) this.paintTileButtons(tile);
   }
 
