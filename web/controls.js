@@ -89,7 +89,9 @@ export class HostControls {
     this.muteAllButton.addEventListener('click', () => this.muteAll());
     this.unspotButton = el('button', { testid: 'unspotlight-button', type: 'button', text: 'Spotlight: back to you' });
     this.unspotButton.addEventListener('click', () => this.send('spotlight', { participant_id: null }));
-    row.append(this.lockButton, this.muteAllButton, this.unspotButton);
+    this.inviteButton = el('button', { testid: 'invite-button', type: 'button', text: 'Copy participant link' });
+    this.inviteButton.addEventListener('click', () => this.copyInvite());
+    row.append(this.lockButton, this.muteAllButton, this.unspotButton, this.inviteButton);
 
     const sortRow = el('div', { className: 'row host-row' });
     this.sortSelect = el('select', { testid: 'sort-select' });
@@ -211,6 +213,18 @@ export class HostControls {
     // While a timer runs, restarting it is not the obvious next step: not the primary button.
     this.startButton.classList.toggle('primary', !running);
     for (const tile of this.grid.tiles.values()) this.paintTileButtons(tile);
+  }
+
+  /** The class link for participants (the join ack's `join_token`), to the clipboard. */
+  async copyInvite() {
+    if (!this.inviteLink) return;
+    try {
+      await navigator.clipboard.writeText(this.inviteLink);
+      this.toast('Participant link copied: share it with your class.', 'info', 3000);
+    } catch {
+      // No clipboard (http, or refused): show it to copy by hand.
+      window.prompt('The participant link of this class:', this.inviteLink);
+    }
   }
 
   /** Send a control event; a refusal arrives as an `error` event (a toast). */
