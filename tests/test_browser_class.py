@@ -105,6 +105,10 @@ async def test_instructor_controls_reach_the_class(
         )
         assert await host.page.get_by_test_id("host-panel").is_visible()
         assert await ben.page.get_by_test_id("host-panel").is_hidden()
+        # The instructor can invite from the class: the participant link, of this class.
+        assert await host.page.get_by_test_id("invite-button").is_visible()
+        invite = await host.page.evaluate("window.pulseroom.controls.inviteLink")
+        assert invite.startswith(join_link.split("#t=")[0] + "#t="), invite
         # The class clock started with the instructor; everyone sees it.
         for tab in (host, ben, cleo):
             await tab.page.get_by_test_id("clock-value").wait_for(state="visible")

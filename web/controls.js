@@ -374,6 +374,6 @@ export class HostControls {
 
   /** For tests and debugging (window.pulseroom.controls). */
   hook() {
-    return { sort: this.sort, ranks: Object.fromEntries(this.ranks), controls: this.controls };
+    return { sort: this.sort, ranks: Object.fromEntries(this.ranks), controls: this.controls, inviteLink: this.inviteLink };
   }
 }
