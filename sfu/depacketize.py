@@ -150,10 +150,18 @@ class FrameAssembler:
         """Skip the oldest hole, to the next packet that starts a frame."""
         self._lost = True
         self.lost_holes += 1
-        seq = self._next
+        # What is at ``_next`` cannot complete (a picture with a hole inside, or the
+        # hole itself): the whole picture goes, even a later packet of it that looks
+        # like a start (H.264's second slice, when the hole is in the first).
+        broken = self._packets.pop(self._next, None)
+        seq = (self._next + 1) & 0xFFFF
         while (self._newest - seq) & 0xFFFF < 0x8000:
             packet = self._packets.get(seq)
-            if packet is not None and (self.pictures is None or self.pictures.starts(packet[2])):
+            if (
+                packet is not None
+                and (broken is None or packet[0] != broken[0])
+                and (self.pictures is None or self.pictures.starts(packet[2]))
+            ):
                 break
             self._packets.pop(seq, None)
             seq = (seq + 1) & 0xFFFF

@@ -101,6 +101,18 @@ def test_a_lost_packet_marks_the_frames_after_it_until_given_up() -> None:
     assert stamps == sorted(stamps)
 
 
+def test_a_hole_inside_a_picture_whose_first_packet_came_is_given_up_once() -> None:
+    """The picture goes whole and the stream goes on (it used to stop there for good)."""
+    pictures = vp8_pictures(100, keyframe_every=60)
+    packets = packetize(pictures, first_seq=10)
+    assert packets[1][1] == 0  # the first picture spans several packets: lose its second
+    assembler = FrameAssembler(Vp8Pictures())
+    frames = assemble(assembler, packets[:1] + packets[2:])
+    assert assembler.lost_holes == 1
+    assert frames[0].timestamp == 3000 and frames[0].after_loss
+    assert [f.timestamp for f in frames] == [i * 3000 for i in range(1, len(pictures))]
+
+
 def test_audio_frames_are_one_packet_each_and_padding_only_packets_are_skipped() -> None:
     assembler = FrameAssembler(None)
     frames = assembler.push(5, 960, 0, b"b", 0.0)
