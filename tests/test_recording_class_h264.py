@@ -81,6 +81,13 @@ async def test_the_replay_page_plays_the_h264_recording(recorded: Recorded, brow
         await video.evaluate("v => { v.muted = true; return v.play(); }")
         await asyncio.sleep(1.0)
         assert (await video.evaluate(state))[2] > shown[2] + 0.5
+        # The file to download (a browser without H.264 or Matroska gets it this way),
+        # fetched with the ticket cookie alone.
+        fetched = await tab.page.get_by_test_id("replay-download").evaluate(
+            "async a => { const r = await fetch(a.href, {headers: {Range: 'bytes=0-3'}});"
+            " return [r.status, r.headers.get('content-type'), a.hidden]; }"
+        )
+        assert fetched == [206, "video/x-matroska", False]
         assert tab.errors == [], tab.diagnostics()
     finally:
         await tab.close()
