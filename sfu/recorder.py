@@ -29,7 +29,7 @@ False drops the audio frames (the file has silence there) until it is True again
 A file holds one video codec. An instructor who comes back publishing another one (a
 browser that prefers H.264 after one that sent VP8) starts the recording's next file
 at its first keyframe: the class's recordings are then two files, one after the other.
-H.264 is recorded from a track of one layer (the SFU forwards H.264 simulcast as one).
+H.264 comes as a track of one layer (the SFU accepts simulcast for VP8 only).
 """
 
 from __future__ import annotations
