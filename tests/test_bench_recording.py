@@ -19,7 +19,7 @@ def test_bench_recording_records_both_codecs_and_reports_its_cpu() -> None:
         figures = report[codec]
         assert figures["file"].endswith(suffix), figures
         assert figures["file_pictures"] == 2 * 30, figures  # every picture sent, written
-        assert 1.5 < figures["file_s"] < 3.0, figures
+        assert 1.5 < figures["file_s"] < 5.0, figures  # paced: a loaded machine lags
         assert figures["packets"] >= 60 + 100, figures  # pictures and 20 ms Opus frames
         assert 0 < figures["recorder_cpu_s"] < 2.0, figures
         assert figures["percent_of_a_core"] == pytest.approx(
