@@ -7,6 +7,7 @@ camera and microphone. Screenshots land in test-artifacts/ for a person to look 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -543,3 +544,47 @@ async def test_a_late_joiner_sees_the_newest_chat_and_a_cue_for_what_comes_below
         await tab.close()
         for client in clients:
             await client.close()
+
+
+async def test_keyboard_reaches_the_class_and_its_toolbar(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """After joining, focus is in the class (not back at the top of the page); a skip
+    link takes the keyboard past every tile to the toolbar; headings do not skip levels;
+    the red buttons' white text has 4.5:1 contrast."""
+    room = browser_server.create_room("Keyboard class")
+    host = await open_tab(browser, "keyboard host")
+    try:
+        await join(host, str(room["host_link"]), "Coach")
+        page = host.page
+        assert await page.evaluate("document.activeElement.id") == "class-heading"
+        levels = await page.evaluate(
+            """() => [...document.querySelectorAll('h1, h2, h3, h4')]
+                .filter((h) => h.closest('[hidden]') === null)
+                .map((h) => Number(h.tagName[1]))"""
+        )
+        assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
+        # The skip link is the first stop of the page: before the brand link in the header.
+        await page.focus(".topbar .brand")
+        await page.keyboard.press("Shift+Tab")
+        assert await page.evaluate("document.activeElement.dataset.testid") == "skip-link"
+        assert await page.get_by_test_id("skip-link").is_visible()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.dataset.testid") == "mic-button"
+        # White on the End class button: the contrast of its computed colours.
+        ratio = await page.evaluate(
+            """() => {
+                const lum = (rgb) => rgb.match(/\\d+/g).slice(0, 3).map(Number).map((c) => {
+                    const v = c / 255;
+                    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+                }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+                const style = getComputedStyle(document.querySelector('[data-testid=end-button]'));
+                const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
+                return (a + 0.05) / (b + 0.05);
+            }"""
+        )
+        assert ratio >= 4.5, ratio
+        assert not host.errors, host.diagnostics()
+    finally:
+        await host.close()

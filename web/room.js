@@ -86,6 +86,11 @@ class ClassPage {
       readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
     });
     this.shoutOuts = new ShoutOuts({ request, toast, you: () => session.you?.id });
+    // The skip link moves focus itself: the page's address keeps its fragment for the token.
+    $('skip-link').addEventListener('click', (event) => {
+      event.preventDefault();
+      $('toolbar').focus();
+    });
     window.pulseroom = this.testHooks();
   }
 
@@ -272,6 +277,9 @@ class ClassPage {
     this.classState.joined(ack, isHost);
     this.effort.joined(ack, isHost);
     this.visibility.resend();
+    // Focus into the class (it was on the join button, now hidden): a screen reader says
+    // where we are, and Tab goes on from here, not from the top of the page.
+    if (!$('classroom').contains(document.activeElement)) $('class-heading').focus({ preventScroll: true });
   }
 
   /** The connection was lost: only ourselves are shown until the session is back. */
