@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter, defaultdict, deque
@@ -120,6 +121,14 @@ class HeartRateRelay:
         self.set_profile(room_id, participant_id, profile)
         stored = await self._history.count(room_id, participant_id)
         self._stored[(room_id, participant_id)] = stored
+
+    def sent_profile(self, room_id: str, participant_id: str, profile: Profile) -> Profile:
+        """A profile the participant sent: a maximum learned in class stays learned when
+        it comes back unchanged (their page remembers it, and sends it on each join)."""
+        current = self._profiles.get((room_id, participant_id))
+        if current is not None and current.max_hr_learned and current.max_hr == profile.max_hr:
+            return dataclasses.replace(profile, max_hr_learned=True)
+        return profile
 
     def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
         """The profile zones are computed with, from now on."""

@@ -447,6 +447,7 @@ class SignalingServer:
             sex=msg.sex,
             method=msg.zone_method,
         )
+        profile = self.heart_rate.sent_profile(member.room_id, member.id, profile)
         await self.store.set_profile(member.room_id, member.id, record_of(profile))
         self.heart_rate.set_profile(member.room_id, member.id, profile)
         return {"profile": profile_out(profile)}

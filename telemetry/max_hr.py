@@ -4,7 +4,8 @@ A profile's maximum is often the age estimate (telemetry/zones.py), and for many
 too low: they sit in zone 5 all class. When a participant *holds* a heart rate above
 their maximum for ``HOLD_S`` seconds, the maximum is raised to the rate they held (the
 lowest of the hold), by at most ``MAX_STEP_BPM`` at a time: Myzone's rule, so one
-spike, or a strap gone wrong, cannot move it far. A raise starts a new hold: the next
+spike, or a strap gone wrong, cannot move it far; never past 230 bpm, the highest a
+profile may state. A raise starts a new hold: the next
 one needs another ``HOLD_S`` above the new maximum.
 
 Only a trusted signal holds: a reading without skin contact or with too many RR
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 HOLD_S = 30.0
 MAX_STEP_BPM = 10
 MAX_GAP_S = 5.0  # as summary.MAX_STEP_S: a longer gap is a dropped strap
+CEILING_BPM = 230  # the highest maximum a profile may state (the `profile` event)
 
 
 @dataclass(slots=True)
@@ -48,5 +50,5 @@ class MaxHrLearner:
             return None
         self.since = None  # the next raise needs a hold of its own
         current = round(hr_max)
-        raised = min(self.lowest, current + MAX_STEP_BPM)
+        raised = min(self.lowest, current + MAX_STEP_BPM, CEILING_BPM)
         return raised if raised > current else None

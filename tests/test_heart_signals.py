@@ -97,7 +97,11 @@ async def test_max_is_learned_and_signal_and_rmssd_reach_only_whom_hr_reaches(
     assert rows["Ann"]["rmssd_ms"] == "20.0" and rows["Ann"]["hr_recovery_bpm"] == "45"
     assert rows["Ben"]["rmssd_ms"] == "" and rows["Ben"]["hr_max_learned"] == "no"
 
-    # Setting her own maximum again makes it hers, not learned.
+    # Her page sends it back (on her next join): still learned. Setting another maximum
+    # makes it hers.
+    back = await ann.call("profile", {"v": 1, "max_hr": 158})
+    assert back["profile"]["max_hr_learned"] is True
+    assert _stored_profile(server, room_id, ann_id) == (158, 1)
     again = await ann.call("profile", {"v": 1, "max_hr": 170})
     assert again["profile"]["max_hr_learned"] is False
     assert _stored_profile(server, room_id, ann_id) == (170, 0)

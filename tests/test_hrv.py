@@ -124,6 +124,10 @@ def test_the_raise_is_capped_at_10_bpm() -> None:
     assert learner.add(31.0 + HOLD_S, 200, 190.0) == 200
 
 
+def test_never_past_the_profile_ceiling() -> None:
+    assert _hold(MaxHrLearner(), 0.0, int(HOLD_S), 240, 225.0) == [230]
+
+
 def test_the_raise_is_the_lowest_rate_of_the_hold() -> None:
     learner = MaxHrLearner()
     for second in range(int(HOLD_S)):

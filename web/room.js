@@ -128,6 +128,7 @@ class ClassPage {
       },
       effortSettings: (payload) => this.effort.onSettings(payload),
       leaderboard: (payload) => this.effort.onLeaderboard(payload),
+      maxHrRaised: (payload) => this.hr.onMaxRaised(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),
       telemetryRefused: (error) => this.hr.refused(error),
       wantsTelemetry: () => this.hr.wantsChannel(),

@@ -41,6 +41,7 @@ export const VIEW_HOOKS = Object.freeze([
   'heartRate', // (payload): the `hr` event
   'effortSettings', // (payload): the `effort_settings` event
   'leaderboard', // (payload): the `leaderboard` event
+  'maxHrRaised', // (payload): the `max_hr_raised` event
   'telemetryAck', // (payload)
   'telemetryRefused', // (error)
   'wantsTelemetry', // (): whether heart rate needs a publish connection
@@ -174,6 +175,7 @@ export class Session {
       hr: (payload) => view.heartRate(payload),
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
+      max_hr_raised: (payload) => view.maxHrRaised(payload),
       class_state: (payload) => view.classState(payload),
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),
