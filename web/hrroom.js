@@ -190,7 +190,7 @@ export class HeartRateRoom {
    */
   onMaxRaised(payload) {
     if (!payload || payload.participant_id !== this.view.selfId) return;
-    this.toast(payload.message || `Your max heart rate was raised to ${payload.hr_max} bpm`);
+    this.toast(payload.message || `Your max heart rate was raised to ${payload.hr_max} bpm`, 'info', 8000);
     const saved = this.profile.read({ quiet: true }) || this.profile.stored() || {};
     const profile = { ...saved, max_hr: payload.hr_max };
     this.profile.fill(profile);

@@ -58,6 +58,7 @@ export class HeartRateView {
     this.ownBpm = el('span', 'own-bpm', 'own-hr-bpm');
     this.ownBpm.textContent = '--';
     const unit = el('span', 'own-unit');
+    this.ownUnit = unit;
     unit.textContent = 'bpm';
     const heart = el('span', 'heart-icon');
     heart.setAttribute('aria-hidden', 'true');
@@ -229,10 +230,12 @@ export class HeartRateView {
     const name = reading.zone_name || ZONE_NAMES[reading.zone] || '';
     this.ownZone.textContent = stale ? 'No recent reading' : (cue ? SIGNAL_HINTS[reading.signal] : `Zone ${reading.zone} · ${name}`);
     this.ownRmssd.textContent = reading.rmssd_ms == null ? '' : `HRV ${Math.round(reading.rmssd_ms)} ms`;
-    this.ownPct.textContent = `${reading.pct_max}% of max`;
+    // A bad signal's %max and zone would be as wrong as its bpm.
+    this.ownUnit.hidden = Boolean(cue);
+    this.ownPct.textContent = cue ? '' : `${reading.pct_max}% of max`;
     this.ownPoints.textContent = reading.effort_points == null ? '' : `${pointsText(reading)}${reading.target_progress == null ? '' : ` · target ${Math.round(reading.target_progress * 100)}%`}`;
-    this.segments.forEach((segment, zone) => segment.classList.toggle('active', zone === reading.zone));
-    if (!stale && reading.zone !== this.announced) {
+    this.segments.forEach((segment, zone) => segment.classList.toggle('active', !cue && zone === reading.zone));
+    if (!stale && !cue && reading.zone !== this.announced) {
       this.announced = reading.zone;
       this.announcer.textContent = `Zone ${reading.zone}, ${name}`;
     }
@@ -240,7 +243,7 @@ export class HeartRateView {
     let position;
     if (this.ownMethod === 'karvonen') position = ((reading.zone + 0.5) / 6) * 100;
     else position = Math.min(100, Math.max(0, ((reading.pct_max - 40) / 60) * 100));
-    this.marker.hidden = false;
+    this.marker.hidden = Boolean(cue);
     this.marker.style.left = `${position}%`;
   }
 
