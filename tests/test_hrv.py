@@ -197,3 +197,16 @@ def test_recovery_after_the_peak_without_a_timer() -> None:
 def test_recovery_unknown_without_readings_near_the_moments() -> None:
     assert hr_recovery([], []) is None
     assert hr_recovery([(0.0, 180), (100.0, 120)], []) is None  # nothing near 60 s after
+
+
+# -- the benchmark ----------------------------------------------------------------------
+
+
+def test_the_benchmark_runs_and_reports_per_reading_cost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.heart_signals import main
+
+    result = main(["--participants", "10", "--readings", "2000", "--json"])
+    assert result["readings"] == 2000 and 0 < result["us_per_reading"] < 1000
+    assert '"us_per_reading"' in capsys.readouterr().out
