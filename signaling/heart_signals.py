@@ -65,8 +65,10 @@ class HeartSignals:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        try:
             await self._deliver()
+        except Exception:
+            logger.exception("max-HR raises not delivered at shutdown")
 
     # -- live (HeartRateRelay's hot path) -----------------------------------------------
 

@@ -15,7 +15,11 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from signaling.profiles import profile_of, profile_out, record_of
+from storage import migrations
+from storage.store import ProfileRecord, Store, create_engine
 from tests.conftest import RunningServer
 from tests.test_heart_rate import Connect, RawChannel, _get, _readings, _token, _until
 
@@ -128,3 +132,28 @@ async def test_artefacts_are_flagged_and_never_raise_the_max(
     shown = _readings(host, ann_ack["you"]["id"])
     assert shown[-1]["signal"] == "artefacts" and shown[-1]["rmssd_ms"] is None
     assert host.received["max_hr_raised"] == [] and ann.received["max_hr_raised"] == []
+
+
+async def test_learned_max_is_stored_on_both_databases_after_an_upgrade(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        # As a release before the learning maximum left it, with a profile set.
+        await migrations.migrate(engine, target=8)
+        store = Store(engine)
+        room = await store.create_room("Before the upgrade")
+        await store.add_participant(room.id, "ann", "Ann", "participant")
+        async with engine.begin() as conn:  # as that release's set_profile did
+            await conn.execute(
+                text("UPDATE participants SET age = 30, max_hr = 180 WHERE id = 'ann'")
+            )
+        await migrations.migrate(engine)
+        before = await store.participant(room.id, "ann")
+        assert before is not None and before.profile == ProfileRecord(age=30, max_hr=180)
+        learned = ProfileRecord(age=30, max_hr=190, max_hr_learned=True)
+        await store.set_profile(room.id, "ann", learned)
+        after = await store.participant(room.id, "ann")
+        assert after is not None and after.profile == learned
+        assert record_of(profile_of(after.profile)) == learned
+        assert profile_out(profile_of(after.profile))["max_hr_learned"] is True
+    finally:
+        await engine.dispose()
