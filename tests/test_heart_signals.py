@@ -134,6 +134,34 @@ async def test_artefacts_are_flagged_and_never_raise_the_max(
     assert host.received["max_hr_raised"] == [] and ann.received["max_hr_raised"] == []
 
 
+async def test_recovery_is_measured_from_the_end_of_the_timers_last_work_interval(
+    server: RunningServer, connect: Connect
+) -> None:
+    room = server.create_room()
+    room_id = str(room["room"]["id"])
+    host, ann = await connect(), await connect()
+    await host.join(str(room["host_link"]), "Coach")
+    await ann.join(str(room["join_link"]), "Ann")
+    program = {"title": "One", "rounds": 1, "phases": [
+        {"name": "Work", "seconds": 10, "kind": "work"},
+        {"name": "Rest", "seconds": 5, "kind": "rest"}]}  # fmt: skip
+    started = int(time.time() * 1000)
+    assert (await host.call("timer", {"v": 1, "action": "start", "program": program}))["ok"]
+    raw = await RawChannel(ann).open()
+    try:
+        # 170 through the work, 120 after it, and a peak of 190 later on: the peak rule
+        # would find nothing a minute after it, the timer's does.
+        for i in range(76):
+            bpm = 190 if i == 40 else (170 if i <= 11 else 120)
+            raw.send(_reading(i, started + i * 1000, bpm))
+        await _until(lambda: len(_readings(host)) == 76)
+    finally:
+        await raw.close()
+    people = _get(server, room_id, "summary", _token(str(room["host_link"]))).json()
+    ann_summary = next(p for p in people["participants"] if p["name"] == "Ann")["summary"]
+    assert ann_summary["hr_recovery_bpm"] == 170 - 120
+
+
 async def test_learned_max_is_stored_on_both_databases_after_an_upgrade(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
