@@ -60,6 +60,7 @@ from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .recording import Recording, RecordingMode
 from .relay import Relay
+from .shout_outs import ShoutOuts
 from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
 
@@ -179,6 +180,7 @@ class SignalingServer:
             "leave": Event(EmptyIn, self._leave, joined=True, device=True),
             "ping": Event(EmptyIn, controls.time, joined=False, device=True),
             **self.effort.events(),
+            **ShoutOuts(self.sio, self.presence).events(),
         }
 
     async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:

@@ -26,6 +26,8 @@ EVENTS = (
     "leaderboard",
     "effort_settings",
     "max_hr_raised",
+    "shout_out",
+    "milestone",
 )
 
 

@@ -187,6 +187,16 @@ async def test_instructor_controls_reach_the_class(
             timeout=20_000
         )
 
+        # -- shout-out: large on Cleo's page for a few seconds, nowhere else ------------------
+        await tile(host, cleo_id).get_by_test_id("tile-shout-out").click()
+        banner = cleo.page.get_by_test_id("shout-out")
+        await banner.wait_for(state="visible", timeout=10_000)
+        assert "Great push, Cleo!" in (await banner.text_content() or "")
+        assert "Coach Ana" in (await banner.text_content() or "")
+        await host.page.get_by_test_id("toast").filter(has_text="Shout-out sent to Cleo").wait_for()
+        assert await ben.page.get_by_test_id("shout-out").is_hidden()
+        await screenshot(cleo, "class-shout-out")
+
         # -- mute: one, then everyone; a participant may unmute themselves --------------------
         await tile(host, ben_id).get_by_test_id("tile-mute").click()
         await ben.page.wait_for_selector(

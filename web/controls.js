@@ -270,13 +270,20 @@ export class HostControls {
         const on = this.controls?.spotlight === p.id;
         this.send('spotlight', { participant_id: on ? null : p.id });
       });
+      const shout = el('button', { className: 'tile-action', testid: 'tile-shout-out', type: 'button' });
+      shout.append(icon('campaign'));
+      shout.title = 'Shout-out';
+      shout.setAttribute('aria-label', `Shout-out to ${p.name}`);
+      shout.addEventListener('click', async () => {
+        if (await this.send('shout_out', { participant_id: p.id })) this.toast(`Shout-out sent to ${box.dataset.name}.`, 'info', 2500);
+      });
       const mute = el('button', { className: 'tile-action', testid: 'tile-mute', type: 'button' });
       mute.append(icon('micOff'));
       mute.addEventListener('click', () => this.send('mute', { participant_id: p.id }));
       const remove = el('button', { className: 'tile-action danger', testid: 'tile-remove', type: 'button' });
       remove.append(icon('close'));
       remove.addEventListener('click', () => this.confirmRemove(tile.dataset.participantId));
-      box.append(spot, mute, remove);
+      box.append(spot, shout, mute, remove);
       tile.append(box);
     }
     box.dataset.name = p.name;

@@ -42,6 +42,8 @@ export const VIEW_HOOKS = Object.freeze([
   'effortSettings', // (payload): the `effort_settings` event
   'leaderboard', // (payload): the `leaderboard` event
   'maxHrRaised', // (payload): the `max_hr_raised` event
+  'shoutOut', // (payload): the `shout_out` event
+  'milestone', // (payload): the `milestone` event (instructor only)
   'telemetryAck', // (payload)
   'telemetryRefused', // (error)
   'wantsTelemetry', // (): whether heart rate needs a publish connection
@@ -176,6 +178,8 @@ export class Session {
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
       max_hr_raised: (payload) => view.maxHrRaised(payload),
+      shout_out: (payload) => view.shoutOut(payload),
+      milestone: (payload) => view.milestone(payload),
       class_state: (payload) => view.classState(payload),
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),
