@@ -74,6 +74,17 @@ async def test_tiles_show_no_contact_and_own_page_shows_hrv_and_the_raised_max(
         await ann.page.get_by_test_id("own-hr-bpm").filter(has_text="no contact").wait_for()
         await screenshot(host, "signal-host")
         await screenshot(ann, "signal-participant")
+
+        # After class, her summary says which maximum was used, and her HRV.
+        await host.page.get_by_test_id("end-button").click()
+        await host.page.get_by_test_id("end-confirm").click()
+        await ann.page.get_by_test_id("notice-action").click()
+        await ann.page.wait_for_function("document.body.dataset.state === 'loaded'")
+        card = ann.page.get_by_test_id("person")
+        assert await card.get_by_test_id("hr-max").text_content() == "190 bpm"
+        assert "Max HR used (learned in class)" in await card.inner_text()
+        assert await card.get_by_test_id("rmssd").text_content() == "20 ms"
+        await screenshot(ann, "signal-summary")
         for tab in (host, ann):
             assert not tab.errors, tab.diagnostics()
     finally:

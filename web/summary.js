@@ -108,7 +108,7 @@ function personCard(person, effort, intervals) {
     figure('Calories', `${Math.round(s.calories_kcal)} kcal`, 'calories'),
     figure('Training load (TRIMP)', String(s.trimp), 'trimp'),
     figure('Effort points', effortText(s, effort?.target), 'effort-points'),
-    figure('Max HR used', `${s.hr_max_used ?? person.hr_max} bpm${s.hr_max_learned ? ' (learned in class)' : ''}`, 'hr-max'),
+    figure(s.hr_max_learned ? 'Max HR used (learned in class)' : 'Max HR used', `${s.hr_max_used ?? person.hr_max} bpm`, 'hr-max'),
   );
   // Recovery figures: only for straps that send beat intervals (RMSSD), and only when
   // a reading was near the end of the work and a minute after it (HR recovery).
