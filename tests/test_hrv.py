@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from telemetry.hrv import MIN_PAIRS, WINDOW_S, HrvWindow, RrFilter, clean_pairs,
 from telemetry.laps import Lap
 from telemetry.max_hr import HOLD_S, MaxHrLearner
 from telemetry.recovery import hr_recovery, recovery_start
+from telemetry.simulate import ClassProfile, generate
 
 # -- artefacts --------------------------------------------------------------------------
 
@@ -96,6 +98,22 @@ def test_signal_quality() -> None:
     for second in range(11, 21):
         window.add(float(second), [800.0])
     assert window.signal(True) == "ok"  # ten clean ones later, trusted again
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_simulated_class_is_never_flagged_and_has_an_rmssd(seed: int) -> None:
+    # telemetry/simulate.py's straps beat with 2-4 % variability through intervals from
+    # rest to near max: real rhythm, which the 20 % rule must not call artefacts.
+    profile = ClassProfile.interval_class(seed)
+    window = HrvWindow()
+    verdicts = set()
+    readings = itertools.islice(generate(profile, seed=seed), int(profile.duration))
+    for second, measurement in enumerate(readings):
+        window.add(float(second), measurement.rr_ms)
+        verdicts.add(window.signal(measurement.contact))
+    assert verdicts == {"ok"}
+    value = window.rmssd()
+    assert value is not None and 5 < value < 60
 
 
 # -- the learning maximum ---------------------------------------------------------------
