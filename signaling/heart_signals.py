@@ -83,8 +83,7 @@ class HeartSignals:
             window = self._windows[key] = HrvWindow()
             self._learners[key] = MaxHrLearner()
         t = reading.t / 1000
-        if reading.rr:
-            window.add(t, reading.rr)
+        window.add(t, reading.rr)  # without intervals too: old artefacts age out
         signal = window.signal(reading.contact)
         shown = {"signal": signal, "rmssd_ms": window.rmssd() if signal == "ok" else None}
         raised = self._learners[key].add(t, reading.bpm, profile.hr_max, signal == "ok")

@@ -35,7 +35,8 @@ MEDIAN_OF = 5
 WINDOW_S = 60.0
 MIN_PAIRS = 20  # ~20 s of beats: fewer differences make an RMSSD that swings widely
 QUALITY_OF = 10  # the signal is judged on the last 10 intervals…
-BAD_SHARE = 0.3  # …and is "artefacts" when 3 or more of them were
+BAD_SHARE = 0.3  # …and is "artefacts" when 3 or more of them were…
+QUALITY_S = 15.0  # …of those of the last 15 s: a strap that stops sending them recovers
 MAX_GAP_S = 5.0  # intervals further apart than this are not successive
 
 Signal = Literal["ok", "no_contact", "artefacts"]
@@ -104,19 +105,19 @@ class HrvWindow:
     rr_filter: RrFilter = field(default_factory=RrFilter)
     squares: deque[tuple[float, float]] = field(default_factory=deque)  # (t, difference²)
     total: float = 0.0
-    quality: deque[bool] = field(default_factory=lambda: deque(maxlen=QUALITY_OF))
+    quality: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=QUALITY_OF))
     previous: tuple[float, float] | None = None  # last clean interval (t, rr)
     last_t: float | None = None
 
     def add(self, t: float, rr_intervals: Iterable[float]) -> None:
-        """A reading's intervals, at ``t`` (unix s); an older reading than the last one
-        (re-sent after a drop) is left out, as it is not successive."""
+        """A reading's intervals (maybe none), at ``t`` (unix s); an older reading than the
+        last one (re-sent after a drop) is left out, as it is not successive."""
         if self.last_t is not None and t < self.last_t:
             return
         self.last_t = t
         for rr in rr_intervals:
             ok = self.rr_filter.clean(rr)
-            self.quality.append(ok)
+            self.quality.append((t, ok))
             previous = self.previous
             if ok and previous is not None and t - previous[0] <= MAX_GAP_S:
                 square = (rr - previous[1]) ** 2
@@ -138,6 +139,8 @@ class HrvWindow:
         last intervals were, else "ok" (also for straps that send no intervals)."""
         if contact is False:
             return "no_contact"
-        if self.quality and self.quality.count(False) >= BAD_SHARE * QUALITY_OF:
+        since = (self.last_t or 0.0) - QUALITY_S
+        bad = sum(1 for t, ok in self.quality if not ok and t > since)
+        if bad >= BAD_SHARE * QUALITY_OF:
             return "artefacts"
         return "ok"

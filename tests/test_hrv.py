@@ -98,6 +98,10 @@ def test_signal_quality() -> None:
     for second in range(11, 21):
         window.add(float(second), [800.0])
     assert window.signal(True) == "ok"  # ten clean ones later, trusted again
+    window.add(21.0, [1700.0, 350.0, 1900.0])
+    assert window.signal(True) == "artefacts"
+    window.add(36.0, [])  # then no intervals for 15 s: the old artefacts no longer count
+    assert window.signal(True) == "ok"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
