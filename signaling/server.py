@@ -30,6 +30,7 @@ from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event, Handler
 from .effort import EffortBoard
 from .errors import SignalError
 from .heart_rate import MAX_READINGS, HeartRateRelay
+from .heart_signals import HeartSignals
 from .idle import IDLE_CLASS_S, IdleClasses
 from .messages import (
     PROTOCOL_VERSION,
@@ -103,8 +104,9 @@ class SignalingServer:
         self.presence = Presence()
         self.effort = EffortBoard(sio, self.presence, store)
         self.chat = Chat(sio, store, max_chat)
+        signals = HeartSignals(sio, self.presence, store)  # RMSSD, signal, learned max
         self.heart_rate = HeartRateRelay(
-            sio, self.presence, heart_rate_writer, self.effort, max_readings
+            sio, self.presence, heart_rate_writer, self.effort, signals, max_readings
         )
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
@@ -430,6 +432,7 @@ class SignalingServer:
             sex=msg.sex,
             method=msg.zone_method,
         )
+        profile = self.heart_rate.sent_profile(member.room_id, member.id, profile)
         await self.store.set_profile(member.room_id, member.id, record_of(profile))
         self.heart_rate.set_profile(member.room_id, member.id, profile)
         return {"profile": profile_out(profile)}

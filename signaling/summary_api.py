@@ -20,7 +20,9 @@ from storage.store import ParticipantRecord, Store
 from storage.timer_events import TimerEvents
 from telemetry.effort import zone_seconds
 from telemetry.history import HeartRateHistory
+from telemetry.hrv import clean_pairs, rmssd
 from telemetry.laps import timer_laps
+from telemetry.recovery import hr_recovery
 from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
@@ -109,7 +111,8 @@ class SummaryApi:
         self.history = history
         self.writer = writer
         self.signer = signer
-        self.timer_events = TimerEvents(store.engine)  # the timer as it ran: chart marks
+        # The timer as it ran: chart marks, and where the last work interval ended.
+        self.timer_events = TimerEvents(store.engine)
 
     def _grant(self, request: web.Request) -> Grant:
         return class_grant(self.signer, request)
@@ -129,6 +132,8 @@ class SummaryApi:
         people = await self._people(request, grant)
         await self.writer.flush()  # what was received is in the answer
         scheme = scheme_of(await self.store.effort_settings(grant.room_id))
+        events = await self.timer_events.of(grant.room_id)
+        laps = timer_laps((e.at, e.action, e.program) for e in events)
         out = []
         for person in people:
             rows = await self.history.readings(grant.room_id, person.id)
@@ -136,6 +141,7 @@ class SummaryApi:
             pairs = [(r.time, r.bpm) for r in rows]
             summary = summarize(pairs, profile)
             seconds = zone_seconds(pairs, profile)
+            intervals = [(r.time, rr) for r in rows for rr in r.rr_ms]
             out.append(
                 {
                     "id": person.id,
@@ -155,6 +161,10 @@ class SummaryApi:
                         "trimp": summary.trimp,
                         "effort_points": scheme.points(seconds),
                         "effort_target_reached": scheme.reached(seconds),
+                        "hr_max_used": round(profile.hr_max),
+                        "hr_max_learned": profile.max_hr_learned,
+                        "rmssd_ms": rmssd(clean_pairs(intervals)),
+                        "hr_recovery_bpm": hr_recovery(pairs, laps),
                     },
                     "series": _series(rows),
                 }
@@ -205,6 +215,10 @@ class SummaryApi:
                 "trimp",
                 "effort_points",
                 "effort_target_reached",
+                "hr_max_used",
+                "hr_max_learned",
+                "rmssd_ms",
+                "hr_recovery_bpm",
             ]
         )
         for person in people:
@@ -213,6 +227,9 @@ class SummaryApi:
                 round(s["duration_s"] / 60, 2), s["average_bpm"], s["peak_bpm"],
                 *s["minutes_in_zone"], s["calories_kcal"], s["trimp"], s["effort_points"],
                 {True: "yes", False: "no", None: ""}[s["effort_target_reached"]],
+                s["hr_max_used"], "yes" if s["hr_max_learned"] else "no",
+                "" if s["rmssd_ms"] is None else s["rmssd_ms"],
+                "" if s["hr_recovery_bpm"] is None else s["hr_recovery_bpm"],
             ]  # fmt: skip
             # Without readings there is nothing to average: empty cells, not zeros.
             blank = [""] * len(figures)

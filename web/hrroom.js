@@ -183,6 +183,20 @@ export class HeartRateRoom {
     this.view.update(payload && payload.readings);
   }
 
+  /**
+   * `max_hr_raised`: a hold above the maximum raised it. One's own: told, and the form
+   * remembers the new maximum, so the next join does not send the old one back. The
+   * instructor's page just sees the new %max on the tile.
+   */
+  onMaxRaised(payload) {
+    if (!payload || payload.participant_id !== this.view.selfId) return;
+    this.toast(payload.message || `Your max heart rate was raised to ${payload.hr_max} bpm`, 'info', 8000);
+    const saved = this.profile.read({ quiet: true }) || this.profile.stored() || {};
+    const profile = { ...saved, max_hr: payload.hr_max };
+    this.profile.fill(profile);
+    this.profile.remember(profile);
+  }
+
   onAck(payload) {
     // Refused readings (device clock far off) will never be stored: stop re-sending them too.
     this.sender.ack([...((payload && payload.acks) || []), ...((payload && payload.refused) || [])]);

@@ -135,6 +135,7 @@ class ClassPage {
       },
       effortSettings: (payload) => this.effort.onSettings(payload),
       leaderboard: (payload) => this.effort.onLeaderboard(payload),
+      maxHrRaised: (payload) => this.hr.onMaxRaised(payload),
       shoutOut: (payload) => this.shoutOuts.onShoutOut(payload),
       milestone: (payload) => this.shoutOuts.onMilestone(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),

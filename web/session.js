@@ -41,6 +41,7 @@ export const VIEW_HOOKS = Object.freeze([
   'heartRate', // (payload): the `hr` event
   'effortSettings', // (payload): the `effort_settings` event
   'leaderboard', // (payload): the `leaderboard` event
+  'maxHrRaised', // (payload): the `max_hr_raised` event
   'shoutOut', // (payload): the `shout_out` event
   'milestone', // (payload): the `milestone` event (instructor only)
   'telemetryAck', // (payload)
@@ -176,6 +177,7 @@ export class Session {
       hr: (payload) => view.heartRate(payload),
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
+      max_hr_raised: (payload) => view.maxHrRaised(payload),
       shout_out: (payload) => view.shoutOut(payload),
       milestone: (payload) => view.milestone(payload),
       class_state: (payload) => view.classState(payload),

@@ -108,8 +108,12 @@ function personCard(person, effort, intervals) {
     figure('Calories', `${Math.round(s.calories_kcal)} kcal`, 'calories'),
     figure('Training load (TRIMP)', String(s.trimp), 'trimp'),
     figure('Effort points', effortText(s, effort?.target), 'effort-points'),
-    figure('Max HR used', `${person.hr_max} bpm`, 'hr-max'),
+    figure(s.hr_max_learned ? 'Max HR used (learned in class)' : 'Max HR used', `${s.hr_max_used ?? person.hr_max} bpm`, 'hr-max'),
   );
+  // Recovery figures: only for straps that send beat intervals (RMSSD), and only when
+  // a reading was near the end of the work and a minute after it (HR recovery).
+  if (s.rmssd_ms != null) figures.append(figure('HRV (RMSSD, whole class)', `${Math.round(s.rmssd_ms)} ms`, 'rmssd'));
+  if (s.hr_recovery_bpm != null) figures.append(figure('HR recovery (60 s)', `${s.hr_recovery_bpm} bpm`, 'hr-recovery'));
   card.append(figures);
   if (person.series && person.series.length) {
     // Bands as the server computes zones (% of max, or of reserve with Karvonen).
