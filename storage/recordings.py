@@ -12,6 +12,7 @@ slice) can take this interface's place.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from dataclasses import dataclass
@@ -107,6 +108,21 @@ class RecordingFiles:
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
         return True
+
+    def expire(self, cutoff: float) -> builtins.list[tuple[str, str]]:
+        """Delete every finished recording last written before ``cutoff`` (unix s);
+        returns their (class id, recording id). One being made is never touched."""
+        gone: builtins.list[tuple[str, str]] = []
+        try:
+            directories = [d for d in self.root.iterdir() if _ROOM_ID.fullmatch(d.name)]
+        except FileNotFoundError:
+            return []
+        for directory in directories:
+            for info in self.list(directory.name):
+                old = info.complete and info.modified_at < cutoff
+                if old and self.delete(directory.name, info.id):
+                    gone.append((directory.name, info.id))
+        return gone
 
 
 def _started_at(sidecar: Path) -> float | None:
