@@ -477,6 +477,9 @@ async def test_without_web_bluetooth_the_page_offers_the_bridge(
         link.send(HeartRateMeasurement(bpm=133, contact=True))
         await page.get_by_test_id("own-hr-bpm").filter(has_text="133").wait_for(timeout=5_000)
         assert await page.get_by_test_id("own-hr-pct").text_content() == "74% of max"
+        # The panel says where the heart rate comes from, not "No strap paired".
+        status = page.locator("#strap-status")
+        assert "from your bridge: 133 bpm" in (await status.text_content() or "")
         assert not tab.errors, tab.diagnostics()
     finally:
         if task is not None:

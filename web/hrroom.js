@@ -180,7 +180,18 @@ export class HeartRateRoom {
   }
 
   onHr(payload) {
-    this.view.update(payload && payload.readings);
+    const readings = (payload && payload.readings) || [];
+    this.view.update(readings);
+    // Our own readings while no strap is paired here: they come from the bridge (or
+    // another device with our device link). Say so, instead of "No strap paired" and an
+    // old Bluetooth error.
+    const mine = readings.filter((r) => r.participant_id === this.view.selfId);
+    if (mine.length && this.strap.stopped) {
+      const status = this.els.strapStatus;
+      status.textContent = `Heart rate from your bridge: ${mine[mine.length - 1].bpm} bpm.`;
+      status.dataset.state = 'bridge';
+      this.view.setOwnStatus('');
+    }
   }
 
   /**
