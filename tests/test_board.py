@@ -145,11 +145,11 @@ async def test_a_board_can_only_watch(server: RunningServer, connect: Connect) -
 
     # A board link reads no class data (summaries, exports).
     board_token = _token(str(room["board_link"]))
-    summary = httpx.get(
-        f"{server.url}/api/rooms/{room_id}/summary",
-        headers={"Authorization": f"Bearer {board_token}"},
-        timeout=10,
-    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        summary = await http.get(
+            f"{server.url}/api/rooms/{room_id}/summary",
+            headers={"Authorization": f"Bearer {board_token}"},
+        )
     assert summary.status_code == 403 and summary.json()["error"]["code"] == "forbidden"
 
 
@@ -159,7 +159,8 @@ async def test_only_the_owner_gets_a_board_link(server: RunningServer, connect: 
     listed = server.instructor().client.get("/api/classes").json()["classes"]
     mine = next(c for c in listed if c["id"] == room_id)
     assert _token(mine["board_link"]).split(".")[0] and "/board#t=" in mine["board_link"]
-    assert httpx.get(f"{server.url}/api/classes", timeout=10).status_code == 401
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{server.url}/api/classes")).status_code == 401
 
     # A participant cannot make their link a board link: the role is signed.
     ann = await connect()
