@@ -174,3 +174,64 @@ async def test_the_board_shows_twelve_tinted_readable_tiles(
             await client.close()
         await host.close()
         await tv.close()
+
+
+# Every `visibility` the page sends, recorded (the page's own socket, wrapped).
+SPY_JS = """() => {
+  const socket = window.pulseroom.socket;
+  window.sentVisibility = [];
+  const emit = socket.emit.bind(socket);
+  socket.emit = (name, payload, ...rest) => {
+    if (name === 'visibility') window.sentVisibility.push(payload);
+    return emit(name, payload, ...rest);
+  };
+}"""
+
+
+async def test_past_25_the_board_has_pages_and_asks_only_for_the_shown_videos(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room: dict[str, Any] = browser_server.create_room("Big class")
+    clients = [await Client(browser_server.url).connect() for _ in range(27)]
+    tv = await open_tab(browser, "board", viewport=SCREEN)
+    try:
+        ids = []
+        for index, client in enumerate(clients):
+            ack = await client.join(str(room["join_link"]), f"P{index + 1:02d}")
+            ids.append(ack["you"]["id"])
+        await tv.page.goto(str(room["board_link"]))
+        await tv.page.wait_for_function("window.pulseroom.board.count === 27")
+        await tv.page.evaluate(SPY_JS)
+        layout = await tv.page.evaluate("window.pulseroom.board")
+        assert (layout["cols"], layout["rows"], layout["pages"], layout["page"]) == (5, 5, 2, 0)
+        assert len(await tv.page.evaluate(TILES_JS)) == 25
+        pager = tv.page.get_by_test_id("board-page")
+        assert await pager.inner_text() == "1 / 2"
+        await screenshot(tv, "board-tv-27-page1")
+
+        await tv.page.get_by_test_id("board-next").click()
+        await tv.page.wait_for_function("window.pulseroom.board.page === 1")
+        shown = await tv.page.evaluate(TILES_JS)
+        assert sorted(t["id"] for t in shown) == sorted(ids[25:])  # join order
+        # Two tiles on the last page: big ones, side by side.
+        assert all(t["w"] > 800 for t in shown), shown
+        # The page asks for the two videos it shows, at the height they are drawn at
+        # (the others went out of view: the server sends them no video).
+        await tv.page.wait_for_function(
+            """(want) => (window.sentVisibility || []).some((v) =>
+                 JSON.stringify([...v.visible].sort()) === JSON.stringify(want)
+                 && want.every((id) => v.sizes[id] > 400))""",
+            arg=sorted(ids[25:]),
+            timeout=10_000,
+        )
+        await screenshot(tv, "board-tv-27-page2")
+        # Someone on the first page leaves: still two pages, and the board stays on page 2.
+        await clients[0].call("leave", {"v": 1})
+        await tv.page.wait_for_function("window.pulseroom.board.count === 26")
+        layout = await tv.page.evaluate("window.pulseroom.board")
+        assert (layout["pages"], layout["page"]) == (2, 1)
+        assert not tv.errors, tv.diagnostics()
+    finally:
+        for client in clients:
+            await client.close()
+        await tv.close()
