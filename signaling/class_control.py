@@ -231,7 +231,12 @@ class ClassControl:
         itself); their own page is told to turn its microphone off.
         """
         if msg.participant_id is None:
-            targets = [m for m in self._presence.people(member.room_id) if m.role == "participant"]
+            # Those whose microphone is on: the already muted and audio-less sessions (a
+            # strap bridge joined by class link) are neither told again nor counted.
+            targets = [
+                m for m in self._presence.people(member.room_id)
+                if m.role == "participant" and m.audio
+            ]  # fmt: skip
         else:
             target = self._target(member.room_id, msg.participant_id)
             if target.role != "participant":

@@ -16,7 +16,7 @@ import socketio
 from pydantic import BaseModel
 
 from runtime.logs import set_log_context
-from sfu.backend import MediaBackend, Role
+from sfu.backend import MediaBackend
 from storage.recordings import RecordingFiles
 from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
@@ -60,6 +60,7 @@ from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .recording import Recording, RecordingMode
 from .relay import Relay
+from .shout_outs import ShoutOuts
 from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
 
@@ -182,6 +183,7 @@ class SignalingServer:
             "leave": Event(EmptyIn, self._leave, joined=True, device=True, board=True),
             "ping": Event(EmptyIn, controls.time, joined=False, device=True, board=True),
             **self.effort.events(),
+            **ShoutOuts(self.sio, self.presence).events(),
         }
 
     async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:
@@ -263,7 +265,7 @@ class SignalingServer:
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
-            **self._bound_tokens(room, grant, participant_id),
+            **self.signer.bound_tokens(room.id, room.generation, grant, participant_id),
             "profile": profile_out(profile),
             "recording": self.recording.on(room.id),
             "heart_rates": self.heart_rate.latest(
@@ -288,23 +290,6 @@ class SignalingServer:
             raise SignalError(
                 "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
             )
-
-    def _bound_tokens(self, room: RoomRecord, grant: Grant, participant_id: str) -> dict[str, str]:
-        """The join ack's rejoin and device tokens. Both expire with the link they came
-        from: a rejoin must not renew it, or an unended class could be re-entered for ever.
-        They carry the class's link generation: replacing the link voids them too."""
-
-        def issue(role: Role, summary_only: bool = False) -> str:
-            return self.signer.issue(
-                room.id, role, participant_id=participant_id, expires_at=grant.expires_at,
-                summary_only=summary_only, generation=room.generation,
-            )[0]  # fmt: skip
-
-        return {
-            "token": issue(grant.role),
-            "device_token": issue("device"),
-            "summary_token": issue(grant.role, summary_only=True),
-        }
 
     async def _check_name(self, room_id: str, name: str) -> None:
         """A participant may not come in under the instructor's name (to give orders in

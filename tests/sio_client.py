@@ -25,6 +25,8 @@ EVENTS = (
     "telemetry_ack",
     "leaderboard",
     "effort_settings",
+    "shout_out",
+    "milestone",
 )
 
 

@@ -495,3 +495,51 @@ async def test_reconnects_after_the_connection_drops(
     finally:
         await host.close()
         await fay.close()
+
+
+CHAT_LOG_JS = """() => {
+    const log = document.querySelector('[data-testid=chat-log]');
+    return {gap: log.scrollHeight - log.scrollTop - log.clientHeight, height: log.clientHeight};
+}"""
+
+
+async def test_a_late_joiner_sees_the_newest_chat_and_a_cue_for_what_comes_below(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """At 1366x768 with the instructor's controls open, the chat keeps a readable height,
+    opens at its newest message, and says when new ones arrive below where one reads."""
+    room = browser_server.create_room("Chatty class")
+    clients: list[Client] = []
+    tab = await open_tab(browser, "late instructor", viewport=(1366, 768))
+    try:
+        for i in range(6):  # 30 messages (5 each: the chat's burst per session)
+            client = await Client(browser_server.url).connect()
+            clients.append(client)
+            assert (await client.join(str(room["join_link"]), f"Talker {i}"))["ok"]
+            for k in range(5):
+                assert (await client.call("chat", {"v": 1, "text": f"message {i}-{k}"}))["ok"]
+        await join(tab, str(room["host_link"]), "Coach")
+        await tab.page.get_by_test_id("chat-message").nth(29).wait_for()
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap < 40", timeout=5_000)
+        assert (await tab.page.evaluate(CHAT_LOG_JS))["height"] >= 150
+        # Reading older messages: a new one does not pull the reader down; a cue says so.
+        await tab.page.get_by_test_id("chat-log").hover()
+        await tab.page.mouse.wheel(0, -3000)
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap > 100", timeout=5_000)
+        late = await Client(browser_server.url).connect()
+        clients.append(late)
+        assert (await late.join(str(room["join_link"]), "Latecomer"))["ok"]
+        assert (await late.call("chat", {"v": 1, "text": "hello from below"}))["ok"]
+        cue = tab.page.get_by_test_id("chat-unread")
+        await cue.wait_for(state="visible", timeout=5_000)
+        assert "new message" in (await cue.text_content() or "")
+        assert (await tab.page.evaluate(CHAT_LOG_JS))["gap"] > 40  # still where they read
+        await cue.click()
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap < 40", timeout=5_000)
+        assert await cue.is_hidden()
+        await screenshot(tab, "chat-late-joiner-1366")
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+        for client in clients:
+            await client.close()

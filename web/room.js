@@ -17,6 +17,7 @@ import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
 import { QualityPicker } from './quality.js';
 import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
 import { Session } from './session.js';
+import { ShoutOuts } from './shoutouts.js';
 import { ProtocolError } from './signal.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
@@ -87,6 +88,7 @@ class ClassPage {
       panel: $('effort-panel'), request, toast, people: () => session.participants,
       readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
     });
+    this.shoutOuts = new ShoutOuts({ request, toast, you: () => session.you?.id });
     window.pulseroom = this.testHooks();
   }
 
@@ -131,6 +133,8 @@ class ClassPage {
       },
       effortSettings: (payload) => this.effort.onSettings(payload),
       leaderboard: (payload) => this.effort.onLeaderboard(payload),
+      shoutOut: (payload) => this.shoutOuts.onShoutOut(payload),
+      milestone: (payload) => this.shoutOuts.onMilestone(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),
       telemetryRefused: (error) => this.hr.refused(error),
       wantsTelemetry: () => this.hr.wantsChannel(),

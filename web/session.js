@@ -41,6 +41,8 @@ export const VIEW_HOOKS = Object.freeze([
   'heartRate', // (payload): the `hr` event
   'effortSettings', // (payload): the `effort_settings` event
   'leaderboard', // (payload): the `leaderboard` event
+  'shoutOut', // (payload): the `shout_out` event
+  'milestone', // (payload): the `milestone` event (instructor only)
   'telemetryAck', // (payload)
   'telemetryRefused', // (error)
   'wantsTelemetry', // (): whether heart rate needs a publish connection
@@ -174,6 +176,8 @@ export class Session {
       hr: (payload) => view.heartRate(payload),
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
+      shout_out: (payload) => view.shoutOut(payload),
+      milestone: (payload) => view.milestone(payload),
       class_state: (payload) => view.classState(payload),
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),
