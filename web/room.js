@@ -416,6 +416,8 @@ class ClassPage {
   async startBoard() {
     document.body.classList.add('board-view');
     this.grid.silent = true;
+    // A TV's browser opens windowed: a double click (or a remote's select) fills the screen.
+    document.addEventListener('dblclick', () => document.documentElement.requestFullscreen?.().catch(() => {}));
     this.session.setPhase('prejoin');
     setStatus('Joining…');
     const error = await this.session.join('Class board', Promise.resolve());
