@@ -206,7 +206,7 @@ class ClassControl:
 
     def _target(self, room_id: str, participant_id: str) -> Member:
         target = self._presence.by_room.get(room_id, {}).get(participant_id)
-        if target is None or target.role == "device":
+        if target is None or target.role in ("device", "board"):
             raise SignalError("not_found", "no one with this id is in the class")
         return target
 

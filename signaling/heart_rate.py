@@ -3,7 +3,8 @@
 The media side hands over each raw message of a ``telemetry`` data channel with the
 participant it came from. Here it is validated (telemetry.messages), attributed to
 the participant the session acts for (a strap bridge acts for its participant), put
-to the writer, and shown: health data goes only to the class's instructor and to the
+to the writer, and shown: health data goes only to the class's instructor (their
+sessions, and the board their studio screen shows: signaling/board.py) and to the
 participant it belongs to, never to the rest of the class.
 
 Fan-out is batched per flush (``FLUSH_INTERVAL_S``): one ``hr`` event per receiving
@@ -300,7 +301,7 @@ class HeartRateRelay:
         for room_id, readings in outbox.items():
             if not readings:
                 continue
-            hosts = {m.sid for m in self._presence.hosts(room_id)}
+            hosts = {m.sid for m in self._presence.watchers(room_id)}
             for sid in hosts:
                 await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": readings}, to=sid)
             # Owners' own sessions (not their devices, not the hosts who got it above).

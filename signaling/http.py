@@ -89,6 +89,8 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "summary.html")
 
         app.router.add_get("/r/{room_id}", room_page)
+        # The studio TV's board: the class page, read-only (web/room.js, signaling/board.py).
+        app.router.add_get("/r/{room_id}/board", room_page)
 
         async def replay_page(_request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "replay.html")

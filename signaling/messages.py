@@ -290,7 +290,7 @@ class ParticipantOut(BaseModel):
 
     id: str
     name: str
-    role: Literal["host", "participant", "device"]
+    role: Literal["host", "participant", "device", "board"]
     audio: bool
     video: bool
 

@@ -22,6 +22,7 @@ from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
+from .board import Boards
 from .chat import MAX_CHAT, Chat
 from .class_control import ClassControl
 from .client_address import ConnectionCap
@@ -110,6 +111,8 @@ class SignalingServer:
         )
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.recording = Recording(sio, sfu, recordings, recording_mode)
+        self.boards = Boards(sio, self.presence, sfu, self.heart_rate, self.effort, self.controls,
+                             self._ice_servers, self._nodes, self.recording.on)  # fmt: skip
         self.idle = IdleClasses(
             idle_class_s, lambda room_id: not self.presence.members(room_id), self._forget_class
         )
@@ -158,14 +161,16 @@ class SignalingServer:
                 PublishIn, self._publish, joined=True, device=True, limit=limit(0.2, 3)
             ),
             "subscribe_answer": Event(
-                SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True
+                SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True, board=True
             ),
-            "ice": Event(IceIn, self._ice, joined=True, device=True),
+            "ice": Event(IceIn, self._ice, joined=True, device=True, board=True),
             "chat": Event(ChatIn, self.chat.send, joined=True, limit=limit(1.0, 5)),
             "media_state": Event(
                 MediaStateIn, self._media_state, joined=True, limit=limit(2.0, 10)
             ),
-            "visibility": Event(VisibilityIn, self._visibility, joined=True, limit=limit(5.0, 20)),
+            "visibility": Event(
+                VisibilityIn, self._visibility, joined=True, board=True, limit=limit(5.0, 20)
+            ),
             "profile": Event(ProfileIn, self._profile, joined=True, limit=limit(1.0, 5)),
             "gallery": host(GalleryIn, self._gallery, 1.0, 5),
             "end_class": Event(EmptyIn, self._end_class, joined=True, host_only=True),
@@ -176,9 +181,9 @@ class SignalingServer:
             "timer": host(TimerIn, controls.timer),
             "clock": host(ClockIn, controls.clock),
             "record": host(RecordIn, self.recording.record, 0.5, 4),
-            "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
-            "leave": Event(EmptyIn, self._leave, joined=True, device=True),
-            "ping": Event(EmptyIn, controls.time, joined=False, device=True),
+            "time": Event(EmptyIn, controls.time, joined=True, board=True, limit=limit(2.0, 10)),
+            "leave": Event(EmptyIn, self._leave, joined=True, device=True, board=True),
+            "ping": Event(EmptyIn, controls.time, joined=False, device=True, board=True),
             **self.effort.events(),
             **ShoutOuts(self.sio, self.presence).events(),
         }
@@ -200,6 +205,8 @@ class SignalingServer:
         grant, room = await self._admit(msg)
         if grant.role == "device":
             return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
+        if grant.role == "board":  # the studio TV's read-only view (signaling/board.py)
+            return await self.boards.join(sid, msg, room, self.idle.joined)
         chat = await self.chat.history(room.id)
         if sid in self.presence.by_sid:  # joined meanwhile, from the same session
             raise SignalError("already_joined", "this connection has already joined a class")
@@ -401,11 +408,9 @@ class SignalingServer:
         for member in members:
             await self.sio.disconnect(member.sid)
         logger.warning(
-            "room %s moved to node %s: let %d sessions go",
-            room_id,
-            holder.id if holder is not None else "?",
-            len(members),
-        )
+            "room %s moved to node %s: let %d sessions go", room_id,
+            holder.id if holder is not None else "?", len(members),
+        )  # fmt: skip
 
     def _ice_servers(self, participant_id: str) -> list[dict[str, Any]]:
         """STUN as configured, plus TURN credentials of this participant's own."""
@@ -516,7 +521,7 @@ class SignalingServer:
         self.heart_rate.forget_session(sid)
         self.recording.left(member)
         await self.sio.leave_room(sid, member.room_id)
-        if member.role != "device":
+        if member.role not in ("device", "board"):  # never announced as joined either
             await self.sio.emit(
                 "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
             )

@@ -90,6 +90,8 @@ def class_grant(signer: TokenSigner, request: web.Request) -> Grant:
         raise Refused(403, exc.code, exc.message) from None
     if grant.role == "device":
         raise Refused(403, "forbidden", "a device link cannot read class data")
+    if grant.role == "board":  # it shows the class live on a screen, and stores nothing
+        raise Refused(403, "forbidden", "a board link cannot read class data")
     if grant.role == "participant" and grant.participant_id is None:
         raise Refused(403, "forbidden", "join the class first: this is the class link, not yours")
     return grant

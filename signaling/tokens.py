@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from sfu.backend import Role
 
-ROLES: tuple[Role, ...] = ("host", "participant", "device")
+ROLES: tuple[Role, ...] = ("host", "participant", "device", "board")
 MAX_TOKEN_LENGTH = 512
 
 

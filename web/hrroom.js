@@ -155,7 +155,7 @@ export class HeartRateRoom {
       ? (this.bluetooth ? 'No strap paired.' : 'No strap paired in this browser.')
       : this.els.strapStatus.textContent;
     if (this.profile.form.parentElement === this.els.profileHome) this.profile.mount(this.els.zonesBody);
-    this.sendProfile(ack.profile);
+    if (ack.you.role !== 'board') this.sendProfile(ack.profile); // a board has no heart of its own
   }
 
   /** After a join: the form's profile goes to the server, or the server's fills the form. */

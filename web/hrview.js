@@ -177,6 +177,9 @@ export class HeartRateView {
       tile.append(badge);
     }
     const zoneName = reading.zone_name || ZONE_NAMES[reading.zone] || '';
+    // The whole tile takes the zone's colour on the class board (board.js, style.css).
+    tile.dataset.zone = stale ? '' : String(reading.zone);
+    tile.style.setProperty('--zone', ZONE_COLORS[reading.zone] || ZONE_COLORS[0]);
     badge.dataset.zone = String(reading.zone);
     badge.dataset.stale = String(stale);
     badge.classList.toggle('stale', stale);

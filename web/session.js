@@ -351,7 +351,8 @@ export class Session {
     this.setRecording(Boolean(ack.recording));
     // The server assumes microphone and camera on and no music; say what is really the case.
     const media = this.local.state();
-    if (!this.you.audio || !this.you.video || media.music) this.request('media_state', media).catch(() => {});
+    // A board (the studio TV) sends nothing: it has no media to tell of.
+    if (this.you.role !== 'board' && (!this.you.audio || !this.you.video || media.music)) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
     this.startSubscriber();
     this.startPublisher();
