@@ -1,8 +1,9 @@
 """Shout-outs: the instructor praises a participant ("Great push, Ben!") and their page
 shows it for a few seconds, as a studio coach calls a name over the music.
 
-A shout-out goes to the participant it names (every session acting for them) and to the
-class's instructor sessions, nobody else: praise is public in a studio, but a page that
+A shout-out goes to the participant it names (every session acting for them), to the
+class's instructor sessions and to its TV board (the studio's screen shows it), nobody
+else: praise is public in a studio, but a page that
 announced every shout-out to everyone would turn it into a feed. The moments worth one
 (``milestone`` events: a participant reaching the class's effort target, or zone 5 for
 the first time in the class) are suggested to the instructor by ``signaling/effort.py``.
@@ -54,7 +55,7 @@ class ShoutOuts:
         }
         payload = {"v": PROTOCOL_VERSION, "shout_out": shout}
         to = {m.sid for m in self._presence.acting_for(room_id, target.id)}
-        to |= {m.sid for m in self._presence.hosts(room_id)}
+        to |= {m.sid for m in self._presence.watchers(room_id)}  # the instructor, the TV board
         for sid in sorted(to):
             await self._sio.emit("shout_out", payload, to=sid)
         return {"shout_out": shout}

@@ -19,11 +19,14 @@ from tests.test_heart_rate import RawChannel, reading
 async def test_a_shout_out_reaches_its_participant_and_the_instructor_only(tmp_path: Path) -> None:
     async with loopback_server(tmp_path) as server:
         room = await server.create_room("Praise")
-        coach, ann, ben = [await Client(server.url).connect() for _ in range(3)]
+        coach, ann, ben, tv = [await Client(server.url).connect() for _ in range(4)]
         try:
             coach_id = (await coach.join(str(room["host_link"]), "Coach Ana"))["you"]["id"]
             ann_id = (await ann.join(str(room["join_link"]), "Ann"))["you"]["id"]
             assert (await ben.join(str(room["join_link"]), "Ben"))["ok"]
+            board_token = str(room["board_link"]).split("#t=", 1)[1]
+            joined = {"v": 1, "token": board_token, "name": "Studio TV", "room": room["room"]["id"]}
+            assert (await tv.call("join", joined))["ok"]
             sent = await coach.call("shout_out", {"v": 1, "participant_id": ann_id})
             assert sent["ok"] and sent["shout_out"]["text"] == "Great push, Ann!", sent
             custom = {"v": 1, "participant_id": ann_id, "text": "Strong finish!"}
@@ -33,9 +36,12 @@ async def test_a_shout_out_reaches_its_participant_and_the_instructor_only(tmp_p
             )
             assert got["shout_out"]["from"] == "Coach Ana" and got["shout_out"]["name"] == "Ann"
             await coach.wait_for("shout_out", lambda e: e["shout_out"]["text"] == "Strong finish!")
+            # The studio's TV board shows it too.
+            await tv.wait_for("shout_out", lambda e: e["shout_out"]["text"] == "Strong finish!")
             # Refused, and nothing sent: a participant, an unknown id, the instructor, bad text.
             refusals = [
                 (ben, {"participant_id": ann_id}, "forbidden"),
+                (tv, {"participant_id": ann_id}, "forbidden"),
                 (coach, {"participant_id": "nobody"}, "not_found"),
                 (coach, {"participant_id": coach_id}, "not_found"),
                 (coach, {"participant_id": ann_id, "text": "two\nlines"}, "bad_request"),
@@ -48,7 +54,7 @@ async def test_a_shout_out_reaches_its_participant_and_the_instructor_only(tmp_p
             await asyncio.sleep(0.3)
             assert len(ann.received["shout_out"]) == 2 and ben.received["shout_out"] == []
         finally:
-            for client in (coach, ann, ben):
+            for client in (coach, ann, ben, tv):
                 await client.close()
 
 

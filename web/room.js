@@ -88,7 +88,9 @@ class ClassPage {
       panel: $('effort-panel'), request, toast, people: () => session.participants,
       readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
     });
-    this.shoutOuts = new ShoutOuts({ request, toast, you: () => session.you?.id });
+    this.shoutOuts = new ShoutOuts({
+      request, toast, you: () => session.you?.id, board: () => session.you?.role === 'board',
+    });
     // The skip link moves focus itself: the page's address keeps its fragment for the token.
     $('skip-link').addEventListener('click', (event) => {
       event.preventDefault();

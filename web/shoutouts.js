@@ -7,9 +7,12 @@ import { icon } from './ui.js';
 const SHOWN_MS = 6000;
 
 export class ShoutOuts {
-  /** request(event, payload): the session's call; you(): our participant id; toast(text, kind, ms). */
-  constructor({ request, you, toast }) {
-    Object.assign(this, { request, you, toast });
+  /**
+   * request(event, payload): the session's call; you(): our participant id; board():
+   * whether this page is the class's TV board (it shows everyone's); toast(text, kind, ms).
+   */
+  constructor({ request, you, board = () => false, toast }) {
+    Object.assign(this, { request, you, board, toast });
     this.banner = document.createElement('div');
     this.banner.className = 'shout-out';
     this.banner.dataset.testid = 'shout-out';
@@ -40,9 +43,9 @@ export class ShoutOuts {
     }
   }
 
-  /** The `shout_out` event: ours is shown large; the instructor's pages just confirm it. */
+  /** The `shout_out` event: ours (or, on the TV board, anyone's) is shown large. */
   onShoutOut({ shout_out: shout }) {
-    if (!shout || shout.participant_id !== this.you()) return;
+    if (!shout || (shout.participant_id !== this.you() && !this.board())) return;
     this.text.textContent = shout.text;
     this.from.textContent = `— ${shout.from}`;
     this.banner.hidden = false;
