@@ -121,7 +121,10 @@ class HeartRateRelay:
         their quota counted on from what the database holds of them in this class."""
         self.set_profile(room_id, participant_id, profile)
         stored = await self._history.count(room_id, participant_id)
-        self._stored[(room_id, participant_id)] = stored
+        # Readings accepted here may still be on their way to the database (the writer
+        # batches): what this node counted stays the floor.
+        key = (room_id, participant_id)
+        self._stored[key] = max(stored, self._stored.get(key, 0))
 
     def sent_profile(self, room_id: str, participant_id: str, profile: Profile) -> Profile:
         """A profile the participant sent: a maximum learned in class stays learned when
