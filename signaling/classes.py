@@ -24,8 +24,8 @@ from storage.store import RoomRecord, ScheduleRecord, Store
 from .accounts_api import SESSION, actor_of
 from .http import json_error
 from .messages import CreateRoomIn
-from .schedule import DEFAULT_DURATION_S, next_start
 from .ratelimit import RateLimit
+from .schedule import DEFAULT_DURATION_S, next_start
 from .tokens import TokenSigner
 
 # What a class id looks like (storage/store.py makes 12 hex digits; allow some room).
