@@ -168,7 +168,8 @@ class ClassesApi:
         for room, _ in rows:
             if room.series_id is not None and room.ended_at is not None:
                 ended.setdefault(room.series_id, set()).add(room.occurrence or 0)
-        upcoming, past = [], []
+        upcoming: list[dict[str, Any]] = []
+        past: list[dict[str, Any]] = []
         for room, joined in rows:
             entry: dict[str, Any] = {
                 **room_summary(room), "created_at": room.created_at,
