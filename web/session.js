@@ -76,6 +76,7 @@ export class Session {
     this.gallery = false;
     this.recording = false;
     this.publisher = null;
+    this.started = true; // false in a scheduled class's lobby: nothing is sent until it starts
     this.subscriber = null;
     this.pendingOffers = []; // subscribe offers that arrived before the join ack
     this.layers = null; // this session's last `layers` event, for a publisher made later
@@ -174,7 +175,10 @@ export class Session {
       hr: (payload) => view.heartRate(payload),
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
-      class_state: (payload) => view.classState(payload),
+      class_state: (payload) => {
+        view.classState(payload);
+        this.classStarted(payload.state);
+      },
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),
     };
@@ -340,6 +344,7 @@ export class Session {
     this.participants = new Map(ack.participants.map((p) => [p.id, p]));
     this.participants.set(this.you.id, this.you);
     this.setPhase('joined');
+    this.started = !ack.controls || ack.controls.started !== false;
     this.view.entered(ack);
     this.setGallery(ack.room.gallery);
     this.setRecording(Boolean(ack.recording));
@@ -348,6 +353,13 @@ export class Session {
     if (!this.you.audio || !this.you.video || media.music) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
     this.startSubscriber();
+    this.startPublisher();
+  }
+
+  /** The instructor started the class (`class_state`): out of the lobby, send our media. */
+  classStarted(state) {
+    if (!state || state.started === false || this.started) return;
+    this.started = true;
     this.startPublisher();
   }
 
@@ -376,7 +388,7 @@ export class Session {
    * Watching without camera or microphone, it is made only once heart rate needs it.
    */
   async startPublisher() {
-    if (this.publisher || this.phase !== 'joined' || !this.rtc.enabled) return;
+    if (this.publisher || this.phase !== 'joined' || !this.rtc.enabled || !this.started) return;
     const stream = this.local.stream();
     if (!stream.getTracks().length && !this.view.wantsTelemetry()) return; // watching only
     const publisher = new this.rtc.Publisher({
@@ -421,6 +433,7 @@ export class Session {
     this.publisher?.close();
     this.subscriber?.close();
     this.publisher = null;
+    this.started = true; // false in a scheduled class's lobby: nothing is sent until it starts
     this.subscriber = null;
     this.pendingOffers = [];
     this.layers = null;
