@@ -25,6 +25,7 @@ EVENTS = (
     "telemetry_ack",
     "leaderboard",
     "effort_settings",
+    "class_state",
 )
 
 
