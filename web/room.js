@@ -125,7 +125,7 @@ class ClassPage {
       speaker: (id) => this.grid.setSpeaker(id),
       classState: (payload) => {
         this.classState.onState(payload);
-        this.lobby.apply(payload.state, { isHost: this.session.you?.role === 'host', description: this.session.room?.description });
+        this.paintLobby(payload.state, this.session.you?.role === 'host', this.session.room?.description);
       },
       muted: () => this.mutedByInstructor(),
       heartRate: (payload) => {
@@ -274,9 +274,16 @@ class ClassPage {
     for (const track of this.local.stream.getTracks()) grid.addTrack(you.id, track);
     this.music.setEnabled(isHost);
     this.classState.joined(ack, isHost);
-    this.lobby.apply(ack.controls, { isHost, description: ack.room.description });
+    this.paintLobby(ack.controls, isHost, ack.room.description);
     this.effort.joined(ack, isHost);
     this.visibility.resend();
+  }
+
+  /** A scheduled class not yet started shows its lobby (lobby.js) and says so in the status line. */
+  paintLobby(controls, isHost, description) {
+    this.lobby.apply(controls, { isHost, description });
+    if (controls && controls.started === false) setStatus('Waiting for the class to start');
+    else setStatus('Live', 'live');
   }
 
   /** The connection was lost: only ourselves are shown until the session is back. */
