@@ -25,7 +25,8 @@ EVENTS = (
     "telemetry_ack",
     "leaderboard",
     "effort_settings",
-    "class_state",
+    "shout_out",
+    "milestone",
 )
 
 

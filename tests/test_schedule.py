@@ -40,11 +40,14 @@ SECRET = "5e1f2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff"
 
 @asynccontextmanager
 async def clients(url: str) -> AsyncIterator[Any]:
-    """Makes connected Socket.IO clients; closes them all afterwards."""
+    """Makes connected Socket.IO clients that also record ``class_state``; closes them
+    all afterwards."""
     made: list[Client] = []
 
     async def make() -> Client:
-        client = await Client(url).connect()
+        client = Client(url)
+        client.sio.on("class_state", client._recorder("class_state"))
+        await client.connect()
         made.append(client)
         return client
 
