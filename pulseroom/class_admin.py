@@ -72,17 +72,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             "class_created", SHELL, f"class {created['room']['id']}", title=payload.title,
             instructor=email,
         )  # fmt: skip
-    room = created["room"]
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "id": room["id"], "host_link": created["host_link"],
-                    "join_link": created["join_link"], "starts_at": room["starts_at"],
-                    "weekly": room["weekly"],
-                }
-            )
-        )  # fmt: skip
+    if args.json:  # the same two keys as before schedules: scripts read them
+        print(json.dumps({"host_link": created["host_link"], "join_link": created["join_link"]}))
     else:
         print(f"class “{payload.title}” for {email}")
         if payload.starts_at is not None:

@@ -236,7 +236,7 @@ def _add_class_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     create.add_argument(
         "--json",
         action="store_true",
-        help='print {"id", "host_link", "join_link", "starts_at", "weekly"}',
+        help='print {"host_link": ..., "join_link": ...}',
     )
 
 

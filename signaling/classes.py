@@ -45,13 +45,15 @@ async def create_class(
 ) -> dict[str, Any]:
     """Store a class owned by ``owner`` (scheduled if ``payload`` says when); what it is,
     with host and join links (a weekly series': the same every week)."""
-    schedule = ScheduleRecord(
-        description=payload.description,
-        starts_at=payload.starts_at,
-        duration_s=payload.duration_s
-        or (None if payload.starts_at is None else DEFAULT_DURATION_S),
-        weekly=payload.weekly,
-    )
+    schedule = None
+    if payload.description or payload.starts_at is not None:
+        schedule = ScheduleRecord(
+            description=payload.description,
+            starts_at=payload.starts_at,
+            duration_s=payload.duration_s
+            or (None if payload.starts_at is None else DEFAULT_DURATION_S),
+            weekly=payload.weekly,
+        )
     room = await store.create_room(payload.title, owner_id=owner.id, schedule=schedule)
     return {"room": room_summary(room), **links(signer, base_url, room)}
 
