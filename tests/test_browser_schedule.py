@@ -4,7 +4,8 @@ A participant opens the link five minutes early: the join succeeds into the lobb
 which counts down to the start while their own camera shows and nothing is sent; the
 instructor's page has the "Start class" button, and one click brings the participant's
 page into the class by itself (its publish connection starts). A real ``pulseroom
-serve`` subprocess and headless Debian Chromium with its fake camera.
+serve`` subprocess and headless Debian Chromium with its fake camera. The home page's
+form schedules a weekly class, listed first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tests.browser_fixtures import (
     screenshot,
 )
 from tests.conftest import RunningServer
+from tests.instructor import EMAIL as INSTRUCTOR_EMAIL
+from tests.instructor import PASSWORD as INSTRUCTOR_PASSWORD
 
 pytestmark = BROWSER_MODULE
 
@@ -79,3 +82,65 @@ async def test_a_participant_waits_in_the_lobby_until_the_instructor_starts(
     finally:
         await ann.close()
         await coach.close()
+
+
+async def test_the_home_page_schedules_a_weekly_class(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """The create form's optional fields: a weekly class with a start, a duration and a
+    description, listed first among "Your classes" (upcoming before the rest)."""
+    browser_server.instructor()  # the test instructor's account exists
+    browser_server.create_room("An instant class, made earlier")
+    tab = await open_tab(browser, "home")
+    page = tab.page
+    try:
+        await page.goto(browser_server.url + "/login")
+        await page.get_by_test_id("email-input").fill(INSTRUCTOR_EMAIL)
+        await page.get_by_test_id("password-input").fill(INSTRUCTOR_PASSWORD)
+        await page.get_by_test_id("account-button").click()
+        await page.get_by_test_id("account-done").wait_for(state="visible")
+        await page.goto(browser_server.url + "/")
+        await page.get_by_test_id("create-form").wait_for(state="visible")
+        await page.get_by_test_id("title-input").fill("Thursday circuits")
+        # In the past: the server's refusal is shown, nothing is made.
+        await page.get_by_test_id("starts-input").fill("2001-01-04T18:30")
+        await page.get_by_test_id("create-button").click()
+        error = page.get_by_test_id("create-error")
+        await error.wait_for(state="visible")
+        assert "past" in (await error.text_content() or "")
+
+        starts = await page.evaluate(
+            """() => {
+                const d = new Date(Date.now() + 2 * 86400 * 1000);
+                d.setSeconds(0, 0);
+                const pad = (n) => String(n).padStart(2, '0');
+                return {
+                    local: `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+                        + `T${pad(d.getHours())}:${pad(d.getMinutes())}`,
+                    unix: d.getTime() / 1000,
+                };
+            }"""
+        )
+        await page.get_by_test_id("starts-input").fill(starts["local"])
+        await page.get_by_test_id("duration-input").fill("45")
+        await page.get_by_test_id("weekly-input").check()
+        await page.get_by_test_id("description-input").fill("Bring a towel.")
+        await page.get_by_test_id("create-button").click()
+        await page.get_by_test_id("result").wait_for(state="visible")
+        item = page.locator("[data-testid=class-item]", has_text="Thursday circuits")
+        await item.wait_for()
+        assert await item.get_attribute("data-upcoming") == "true"
+        assert "every week" in (await item.text_content() or "")
+        classes = browser_server.instructor().client.get("/api/classes").json()["classes"]
+        titles = [c["title"] for c in classes]
+        assert titles.count("Thursday circuits") == 1  # the refusal made none
+        # Upcoming first: before the instant class made earlier, as the page shows them.
+        assert titles.index("Thursday circuits") < titles.index("An instant class, made earlier")
+        shown = await page.locator("[data-testid=class-item] strong").all_text_contents()
+        assert shown == titles
+        made = classes[titles.index("Thursday circuits")]
+        assert made["weekly"] is True and made["description"] == "Bring a towel."
+        assert (made["starts_at"], made["duration_s"]) == (starts["unix"], 2700)
+        await screenshot(tab, "schedule-home")
+    finally:
+        await tab.close()
