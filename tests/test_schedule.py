@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +25,14 @@ from typing import Any
 
 from sqlalchemy import text
 
+from pulseroom.hr_link import HeartRateLink
 from signaling.schedule import OVERRUN_S, next_start, open_week
 from signaling.tokens import TokenSigner
 from storage import migrations
 from storage.accounts import AccountStore
 from storage.sessions import WEEK_S
 from storage.store import RoomRecord, Store, create_engine
+from telemetry.hrm import HeartRateMeasurement
 from tests.conftest import ROOT
 from tests.loopback import Loopback, loopback_server
 from tests.sio_client import Client
@@ -192,6 +194,47 @@ async def test_the_lobby_waits_for_the_instructor_to_start(
         assert (await stored_room(database_url, room_id)).started_at is not None
         late = await (await c()).join(created["join_link"], "Ben")
         assert late["controls"]["started"] is True
+
+
+async def test_strap_bridges_in_the_lobby(database_url: str, tmp_path: Path) -> None:
+    """A bridge joined by the class link waits in the lobby and sends once the class
+    starts; one with a participant's device link sends from the lobby on (heart rate,
+    no media, and only to the instructor)."""
+    settings = {"DATABASE_URL": database_url, "PULSEROOM_SECRET": SECRET}
+    async with loopback_server(tmp_path / "data", **settings) as server, clients(server.url) as c:
+        created = (await create(server, title="Early", starts_at=time.time() + 300)).json()
+        coach = await c()
+        await coach.join(created["host_link"], "Coach")
+        ann_ack = await (await c()).join(created["join_link"], "Ann")
+        ann_id = ann_ack["you"]["id"]
+        device = f"{server.url}/r/{created['room']['id']}#t={ann_ack['device_token']}"
+        statuses: list[str] = []
+        spare = HeartRateLink(created["join_link"], name="Spare strap", on_status=statuses.append)
+        anns = HeartRateLink(device, name="Ann's strap")
+        tasks = [asyncio.create_task(spare.run()), asyncio.create_task(anns.run())]
+        try:
+            await anns.wait_open(20)
+            anns.send(HeartRateMeasurement(bpm=121))
+            await coach.wait_for("hr", lambda p: p["readings"][0]["participant_id"] == ann_id, 10)
+            await until(lambda: any("lobby" in s for s in statuses), "the spare strap waits")
+            assert not any(s.startswith("sending") for s in statuses)
+
+            assert (await coach.call("start_class", {"v": 1}))["ok"]
+            await spare.wait_open(20)
+            spare.send(HeartRateMeasurement(bpm=99))
+            spare_id = spare.participant_id
+            await coach.wait_for("hr", lambda p: p["readings"][0]["participant_id"] == spare_id, 10)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
 
 
 # -- weekly series -------------------------------------------------------------------------
