@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +43,7 @@ from storage.timer_events import TimerEvents
 from telemetry.history import HeartRateHistory
 from telemetry.writer import HeartRateWriter
 
+from .retention import recording_sweep
 from .retention import sweep as retention_sweep
 from .settings import Settings
 
@@ -140,8 +141,12 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(_database(store, writer))
     app.cleanup_ctx.append(_first_run(accounts, settings.base_url))
-    if settings.retention_days is not None:
-        app.cleanup_ctx.append(_retention(store, history, settings.retention_days, audit))
+    if (days := settings.retention_days) is not None:
+        sweep = _sweeping("retention", lambda: retention_sweep(store, history, days, audit))
+        app.cleanup_ctx.append(sweep)
+    if (kept := settings.recording_retention_days) is not None:
+        sweep = _sweeping("recording-retention", lambda: recording_sweep(recordings, kept, audit))
+        app.cleanup_ctx.append(sweep)
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     app.on_shutdown.append(_end_sessions(app[SIGNALING], cluster))
     return app
@@ -236,19 +241,18 @@ def _first_run(accounts: AccountStore, base_url: str) -> CleanupContext:
     return first_run
 
 
-def _retention(
-    store: Store, history: HeartRateHistory, days: float, audit: AuditLog
-) -> CleanupContext:
-    """PULSEROOM_RETENTION_DAYS: classes past it are erased, at start and every hour."""
+def _sweeping(name: str, sweep: Callable[[], Coroutine[Any, Any, None]]) -> CleanupContext:
+    """A retention sweep (PULSEROOM_RETENTION_DAYS, PULSEROOM_RECORDING_RETENTION_DAYS):
+    at start and every hour, until the server stops."""
 
-    async def retention(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(retention_sweep(store, history, days, audit), name="retention")
+    async def sweeping(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sweep(), name=name)
         yield
         # Cancelled at once; bounded because a sweep may be waiting on the database.
         if not await end_within(task, 0):
-            logger.error("the retention sweep did not end when cancelled; going on")
+            logger.error("the %s sweep did not end when cancelled; going on", name)
 
-    return retention
+    return sweeping
 
 
 def _end_sessions(

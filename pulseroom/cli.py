@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--simulate", action="store_true", help="no strap: send a simulated interval class"
     )
     bridge.add_argument(
-        "--display-name", default="Heart-rate bridge", help="name when joining with a class link"
+        "--display-name",
+        help="your name, when joining with a class link (needed then: the class sees it)",
     )
     bridge.add_argument("--seconds", type=float, help="stop after this long (default: run on)")
     bridge.add_argument("--seed", type=int, help="random seed of the simulated strap")

@@ -9,6 +9,8 @@ class link the bridge joins as a participant of its own.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import sys
@@ -98,8 +100,29 @@ async def run_bridge(
     return report
 
 
+def is_device_link(link: str) -> bool:
+    """Whether ``link`` is a participant's device link (else a class link, or something
+    the server will refuse and say why). Read, not verified: the server verifies."""
+    body = link.partition("#t=")[2].split(".")[0]
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (ValueError, binascii.Error):
+        return True
+    return not isinstance(payload, dict) or payload.get("role") == "device"
+
+
 def main(args: Any) -> int:
     """The CLI entry (arguments parsed by pulseroom.cli)."""
+    if args.display_name is None and not is_device_link(args.join_link):
+        # With the class link the bridge is a participant of its own: the class, the
+        # summary and the CSV show this name, so it is the person's, not a default.
+        print(
+            "pulseroom hr-bridge: this is a class link, so the bridge joins as a participant "
+            "of its own: give --display-name 'Your Name' (how the class sees you), or use "
+            "your device link from the class page to put the readings on your own tile",
+            file=sys.stderr,
+        )
+        return 2
     try:
         report = asyncio.run(
             run_bridge(
@@ -108,7 +131,7 @@ def main(args: Any) -> int:
                 name=args.name,
                 simulate=args.simulate,
                 seconds=args.seconds,
-                display_name=args.display_name,
+                display_name=args.display_name or "Heart-rate bridge",
                 seed=args.seed,
             )
         )

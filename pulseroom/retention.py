@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from storage.audit import SERVER, SHELL, AuditLog
 from storage.migrations import migrated
+from storage.recordings import RecordingFiles
 from storage.store import Store
 from telemetry.history import HeartRateHistory
 
@@ -97,3 +98,30 @@ async def erase_in(database_url: str, room_id: str, participant_id: str | None) 
             heart_rate=erased.readings, other=erased.rows,
         )  # fmt: skip
         return erased
+
+
+async def expire_recordings(
+    files: RecordingFiles, days: float, audit: AuditLog, now: float | None = None
+) -> list[tuple[str, str]]:
+    """PULSEROOM_RECORDING_RETENTION_DAYS: delete recordings finished more than ``days``
+    ago (in ``audit``, by "server"); returns their (class id, recording id)."""
+    cutoff = (now if now is not None else time.time()) - days * 86400
+    gone: list[tuple[str, str]] = await asyncio.to_thread(files.expire, cutoff)  # off the loop
+    for room_id, recording_id in gone:
+        logger.info("retention: recording %s of class %s deleted", recording_id, room_id,
+                    extra={"class_id": room_id})  # fmt: skip
+        await audit.record(
+            "recording_deleted", SERVER, f"recording {recording_id} of class {room_id}",
+            retention_days=days,
+        )  # fmt: skip
+    return gone
+
+
+async def recording_sweep(files: RecordingFiles, days: float, audit: AuditLog) -> None:
+    """``expire_recordings`` now and every SWEEP_INTERVAL_S until cancelled."""
+    while True:
+        try:
+            await expire_recordings(files, days, audit)
+        except Exception:
+            logger.exception("recording retention failed; trying again in %g s", SWEEP_INTERVAL_S)
+        await asyncio.sleep(SWEEP_INTERVAL_S)

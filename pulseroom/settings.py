@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     retention_days: Annotated[
         float | None, Field(ge=1, le=36500, validation_alias="PULSEROOM_RETENTION_DAYS")
     ] = None
+    # Recordings finished this many days ago are deleted; unset keeps them.
+    recording_retention_days: Annotated[
+        float | None,
+        Field(ge=1, le=36500, validation_alias="PULSEROOM_RECORDING_RETENTION_DAYS"),
+    ] = None
     # Whether classes are recorded (signaling/recording.py): never, when the instructor
     # asks, or every class; files go in DATA_DIR/recordings.
     recording: Annotated[

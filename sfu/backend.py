@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Role = Literal["host", "participant", "device"]
+Role = Literal["host", "participant", "device", "board"]
 
 
 class SfuError(Exception):

@@ -84,7 +84,7 @@ class ClassPlan:
         for member in self.members.values():
             if member.worker != worker:
                 continue
-            if member.role != "device":
+            if member.role not in ("device", "board"):  # they publish no media
                 total += INGRESS_WEIGHT * 2  # audio and video
             for role, count in publishers.items():
                 if receives(member.role, role, self.gallery):

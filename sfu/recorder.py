@@ -1,5 +1,6 @@
-"""Recording a class: the instructor's best video layer and audio into one WebM file,
-from the packets the SFU forwards, without decoding or re-encoding.
+"""Recording a class: the instructor's best video layer and audio into one file (WebM
+for VP8, Matroska for H.264: sfu/recording_file.py), from the packets the SFU forwards,
+without decoding or re-encoding.
 
 The recorder is a subscriber inside the SFU: each ``RecordingTap`` of it sits in a
 Stream's consumer list beside the class's Consumers and gets the same packets through
@@ -10,7 +11,8 @@ takes one simulcast layer at a time (the best one arriving), enters a layer only
 its keyframe, asks for a keyframe when it starts and after loss it cannot repair, and
 keeps the layers it wants switched on at the publisher (``preferred``).
 
-Each tap turns packets into frames (sfu/depacketize.py) and puts them on one timeline:
+Each tap turns packets into frames (sfu/depacketize.py, sfu/h264.py) and puts them on
+one timeline:
 a *segment* of a track (from its first frame, a new SSRC or a layer switch, until the
 next) is anchored on the arrival time of its first frame, and its frames follow by RTP
 timestamp. Audio and video share the wall clock, so they stay in sync across a layer
@@ -23,7 +25,11 @@ the class's tracks change. The instructor's music goes out with their voice in o
 audio track (music mode is the microphone without speech processing), so leaving music
 out of a recording means leaving their audio out while music mode is on: ``audio``
 False drops the audio frames (the file has silence there) until it is True again.
-Leaving the design open: H.264 needs another depacketizer and Matroska.
+
+A file holds one video codec. An instructor who comes back publishing another one (a
+browser that prefers H.264 after one that sent VP8) starts the recording's next file
+at its first keyframe: the class's recordings are then two files, one after the other.
+H.264 comes as a track of one layer (the SFU accepts simulcast for VP8 only).
 """
 
 from __future__ import annotations
@@ -36,10 +42,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .depacketize import Frame, FrameAssembler, keyframe_size
+from .depacketize import Frame, FrameAssembler, pictures_for
 from .forwarder import Source
+from .recording_file import RecordingFile
 from .stream import Stream
-from .webm_writer import WebmWriter, new_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ TICK_S = 0.25  # how often layers and waited-for keyframes are looked at
 KEYFRAME_RETRY_S = 1.0  # a keyframe waited for this long is asked for again
 ARRIVING_S = 1.0  # a layer with no packet for this long is not being sent
 REANCHOR_S = 0.5  # a frame this far from where its segment puts it starts a new one
-RECORDED_MIME = {"video": "video/vp8", "audio": "audio/opus"}
+RECORDED_KINDS = ("video", "audio")
 
 
 class RecordingTap:
@@ -57,7 +63,10 @@ class RecordingTap:
         self.recorder = recorder
         self.source = source
         self.kind = source.kind
-        self.video = source.kind == "video"
+        mime_type = source.codec.mime_type.lower() if source.codec is not None else ""
+        self.pictures = pictures_for(mime_type) if source.kind == "video" else None
+        self.video = self.pictures is not None
+        self.codec = mime_type.removeprefix("video/")  # a file's video track: vp8 or h264
         self.remb = 0  # never an estimate: a file has no bandwidth to hold the track to
         self.fraction_lost = 0
         self.preferred = len(source.streams) - 1  # the best layer
@@ -67,7 +76,7 @@ class RecordingTap:
         self.closed = False
         self.clock_rate = source.codec.clock_rate if source.codec else 90000
         self.anchor: tuple[int, float] | None = None  # (RTP timestamp, arrival) of a segment
-        self.assembler = FrameAssembler(self.video)
+        self.assembler = FrameAssembler(self.pictures)
         self._keyframe_asked_at = 0.0
         source.consumers.append(self)
         if source.layered:
@@ -191,42 +200,44 @@ class Recorder:
     def __init__(self, room_id: str, directory: Path) -> None:
         self.room_id = room_id
         self.directory = directory
-        stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.writer = WebmWriter(new_path(directory, stem))
+        self.writer = self._new_file()
         self.taps: dict[str, RecordingTap] = {}
         self.origin: float | None = None  # monotonic time of the file's zero
         self.audio = True  # False: the instructor's audio is left out (music excluded)
         self._refused: set[str] = set()  # tracks already warned about
         self.closed = False
         self._task = asyncio.create_task(self._tick(), name=f"recorder-{room_id}")
-        logger.info("recording room %s into %s", room_id, self.writer.path.name)
+        logger.info("recording room %s into %s", room_id, directory)
+
+    def _new_file(self) -> RecordingFile:
+        return RecordingFile(self.directory, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
 
     def follow(self, sources: Mapping[str, Source]) -> None:
         """Record these tracks (the instructor's, by kind) from now on; none: pause."""
         if self.closed:
             return
-        for kind, mime in RECORDED_MIME.items():
-            source = self._recordable(sources.get(kind), mime)
+        for kind in RECORDED_KINDS:
+            source = sources.get(kind)
             tap = self.taps.get(kind)
             if tap is not None and tap.source is source and not tap.closed:
                 continue
             if tap is not None:
                 tap.close()
                 del self.taps[kind]
-            if source is not None:
+            if source is not None and self._recordable(source):
                 self.taps[kind] = RecordingTap(self, source)
 
-    def _recordable(self, source: Source | None, mime: str) -> Source | None:
-        """``source`` if this recording can take it (a codec it muxes; H.264 is later)."""
-        if source is None or source.closed:
-            return None
-        codec = source.codec.mime_type if source.codec is not None else "unknown"
-        if codec.lower() != mime:
-            if source.id not in self._refused:
-                self._refused.add(source.id)
-                logger.warning("room %s: cannot record %s (%s)", self.room_id, source.id, codec)
-            return None
-        return source
+    def _recordable(self, source: Source) -> bool:
+        """Whether this recording can take ``source``: Opus audio, VP8 or H.264 video."""
+        if source.closed:
+            return False
+        codec = source.codec.mime_type.lower() if source.codec is not None else "unknown"
+        if codec == "audio/opus" if source.kind == "audio" else pictures_for(codec) is not None:
+            return True
+        if source.id not in self._refused:
+            self._refused.add(source.id)
+            logger.warning("room %s: cannot record %s (%s)", self.room_id, source.id, codec)
+        return False
 
     def write(self, tap: RecordingTap, frame: Frame) -> None:
         """One complete frame of ``tap``'s track, onto the file's timeline."""
@@ -240,9 +251,11 @@ class Recorder:
             tap.need_keyframe = False
         at = self._place(tap, frame)
         writer = self.writer
+        if tap.video and writer.opened and tap.codec != writer.codec:
+            writer = self._next_file()  # a file holds one video codec
         if not writer.opened:
-            size = keyframe_size(frame.data) if tap.video else None
-            if size is None or not self._open(size, at):
+            size = tap.pictures.size(frame.data) if tap.pictures is not None else None
+            if size is None or not self._open(tap.codec, size, at):
                 return  # the file starts at the first video keyframe
         assert self.origin is not None
         pts = round((at - self.origin) * 1000)
@@ -258,17 +271,32 @@ class Recorder:
             logger.exception("recording of room %s failed", self.room_id)
             self.close()
 
-    def _open(self, size: tuple[int, int], at: float) -> bool:
+    def _open(self, codec: str, size: tuple[int, int], at: float) -> bool:
         # The file's zero on the wall clock: the replay lines heart-rate readings up on it.
         started_at = time.time() - (time.monotonic() - at)
         try:
-            self.writer.open(*size, started_at)
+            self.writer.open(codec, *size, started_at)
         except Exception:
             logger.exception("cannot create the recording of room %s", self.room_id)
             self.close()
             return False
         self.origin = at
+        assert self.writer.path is not None
+        logger.info("recording room %s into %s", self.room_id, self.writer.path.name)
         return True
+
+    def _next_file(self) -> RecordingFile:
+        """Finish this file and start the next (opened at its first keyframe)."""
+        self._finish()
+        self.writer = self._new_file()
+        self.origin = None
+        return self.writer
+
+    def _finish(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:
+            logger.exception("cannot finish the recording of room %s", self.room_id)
 
     @staticmethod
     def _place(tap: RecordingTap, frame: Frame) -> float:
@@ -304,10 +332,7 @@ class Recorder:
         for tap in self.taps.values():
             tap.close()
         self.taps.clear()
-        try:
-            self.writer.close()
-        except Exception:
-            logger.exception("cannot finish the recording of room %s", self.room_id)
+        self._finish()
 
     async def wait_closed(self) -> None:
         """After ``close()``: wait until its task has ended."""

@@ -7,9 +7,6 @@ data, and the file is theirs. Laps come from the instructor's interval timer as 
 
 from __future__ import annotations
 
-import datetime
-import re
-
 from aiohttp import web
 
 from storage.store import Store
@@ -19,7 +16,7 @@ from telemetry.history import HeartRateHistory
 from telemetry.laps import covering, timer_laps
 from telemetry.writer import HeartRateWriter
 
-from .http import json_error
+from .http import attachment, download_name, json_error
 from .profiles import profile_of
 from .summary_api import Refused, class_grant
 from .tokens import TokenSigner
@@ -28,13 +25,6 @@ _FORMATS = {
     "tcx": "application/vnd.garmin.tcx+xml",
     "fit": "application/vnd.ant.fit",
 }
-
-
-def file_name(title: str, started_at: float, extension: str) -> str:
-    """``pulseroom-2026-12-07-morning-spin.tcx``: the date and the title, file-safe."""
-    day = datetime.datetime.fromtimestamp(started_at, datetime.UTC).strftime("%Y-%m-%d")
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "class"
-    return f"pulseroom-{day}-{slug}.{extension}"
 
 
 class ActivityApi:
@@ -86,12 +76,8 @@ class ActivityApi:
         )
         figures = lap_figures(laps, readings, profile_of(person.profile))
         body = tcx(figures, room.title) if extension == "tcx" else fit(figures)
-        name = file_name(room.title, readings[0].time, extension)
-        return web.Response(
-            body=body,
-            content_type=_FORMATS[extension],
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        name = download_name(room.title, readings[0].time, f".{extension}")
+        return web.Response(body=body, content_type=_FORMATS[extension], headers=attachment(name))
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints on ``app``."""

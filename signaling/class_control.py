@@ -233,7 +233,7 @@ class ClassControl:
 
     def _target(self, room_id: str, participant_id: str) -> Member:
         target = self._presence.by_room.get(room_id, {}).get(participant_id)
-        if target is None or target.role == "device":
+        if target is None or target.role in ("device", "board"):
             raise SignalError("not_found", "no one with this id is in the class")
         return target
 
@@ -258,7 +258,12 @@ class ClassControl:
         itself); their own page is told to turn its microphone off.
         """
         if msg.participant_id is None:
-            targets = [m for m in self._presence.people(member.room_id) if m.role == "participant"]
+            # Those whose microphone is on: the already muted and audio-less sessions (a
+            # strap bridge joined by class link) are neither told again nor counted.
+            targets = [
+                m for m in self._presence.people(member.room_id)
+                if m.role == "participant" and m.audio
+            ]  # fmt: skip
         else:
             target = self._target(member.room_id, msg.participant_id)
             if target.role != "participant":

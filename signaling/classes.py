@@ -68,12 +68,16 @@ def room_summary(room: RoomRecord) -> dict[str, Any]:
 
 
 def links(signer: TokenSigner, base_url: str, room: RoomRecord) -> dict[str, Any]:
-    """A class's host and join links, of its current link generation, and their expiry."""
+    """A class's host, join and board links, of its current link generation, and their
+    expiry. Only the class's owner is ever given these (the board link shows everyone's
+    heart rate on a studio screen: signaling/board.py)."""
     host_token, expires_at = signer.issue(room.id, "host", generation=room.generation)
     join_token, _ = signer.issue(room.id, "participant", generation=room.generation)
+    board_token, _ = signer.issue(room.id, "board", generation=room.generation)
     return {
         "host_link": class_link(base_url, room.id, host_token),
         "join_link": class_link(base_url, room.id, join_token),
+        "board_link": f"{base_url}/r/{room.id}/board#t={board_token}",
         "expires_at": expires_at,
     }
 

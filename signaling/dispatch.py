@@ -50,6 +50,7 @@ class Event:
     joined: bool  # the session must have joined first
     host_only: bool = False
     device: bool = False  # a strap bridge's session may send it too
+    board: bool = False  # a studio TV's read-only board may send it too (signaling/board.py)
     # Per session: what a person does by hand is far below these; a script is not.
     limit: RateLimit | None = None
 
@@ -139,6 +140,8 @@ class Dispatcher:
                     raise SignalError("forbidden", "only the instructor can do this")
                 if member is not None and member.role == "device" and not event.device:
                     raise SignalError("forbidden", "a heart-rate device can only send readings")
+                if member is not None and member.role == "board" and not event.board:
+                    raise SignalError("forbidden", "the class board only shows the class")
                 result = await event.handler(sid, member, payload)
                 return {"ok": True, **result}
             except ValidationError as exc:

@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 BOARD_INTERVAL_S = 2.0
 BOARD_SIZE = 10  # the top of the class; everyone sees their own points on their page
+MILESTONES = {
+    "target_reached": "{name} reached the class target",
+    "zone_5": "{name} is in zone 5 for the first time today",
+}
 
 
 def scheme_of(record: EffortRecord | None) -> EffortScheme:
@@ -75,6 +79,10 @@ class EffortBoard:
         self._opted_out: dict[str, set[str]] = {}  # room → participant ids
         self._known: dict[str, set[str]] = {}  # room → participants whose choice is loaded
         self._sent: dict[str, list[dict[str, Any]]] = {}  # room → the board last sent
+        # Moments worth a shout-out, suggested to the instructor at the next round: once
+        # per participant and kind in a class ((participant, kind) seen; still to send).
+        self._milestones_seen: dict[str, set[tuple[str, str]]] = {}
+        self._milestones: dict[str, list[tuple[str, str]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -117,7 +125,19 @@ class EffortBoard:
         if meter is None:
             meter = meters[participant_id] = EffortMeter()
         meter.add(t, zone)
-        return self._shown(self.scheme(room_id), meter)
+        shown = self._shown(self.scheme(room_id), meter)
+        if zone == 5:
+            self._milestone(room_id, participant_id, "zone_5")
+        progress = shown["target_progress"]
+        if progress is not None and progress >= 1.0:
+            self._milestone(room_id, participant_id, "target_reached")
+        return shown
+
+    def _milestone(self, room_id: str, participant_id: str, kind: str) -> None:
+        seen = self._milestones_seen.setdefault(room_id, set())
+        if (participant_id, kind) not in seen:
+            seen.add((participant_id, kind))
+            self._milestones.setdefault(room_id, []).append((participant_id, kind))
 
     @staticmethod
     def _shown(scheme: EffortScheme, meter: EffortMeter) -> dict[str, Any]:
@@ -129,7 +149,10 @@ class EffortBoard:
 
     def forget_room(self, room_id: str) -> None:
         """The class ended (or moved): its meters, settings and boards go."""
-        for table in (self._schemes, self._meters, self._opted_out, self._known, self._sent):
+        for table in (
+            self._schemes, self._meters, self._opted_out, self._known, self._sent,
+            self._milestones_seen, self._milestones,
+        ):  # fmt: skip
             table.pop(room_id, None)
 
     # -- joins and events ---------------------------------------------------------------
@@ -234,7 +257,11 @@ class EffortBoard:
                 logger.exception("leaderboard round failed")
 
     async def send_boards(self) -> None:
-        """Send each class's board to its participants who are on it, if it changed."""
+        """Send each class's board to its participants who are on it, if it changed, and
+        the milestones since the last round to its instructor."""
+        for room_id, moments in list(self._milestones.items()):
+            self._milestones.pop(room_id, None)
+            await self._suggest(room_id, moments)
         for room_id in list(self._meters):
             board = self.board(room_id)
             if self._sent.get(room_id) == board:
@@ -245,3 +272,19 @@ class EffortBoard:
             for member in self._presence.people(room_id):
                 if member.role == "participant" and member.id not in opted_out:
                     await self._sio.emit("leaderboard", payload, to=member.sid)
+
+    async def _suggest(self, room_id: str, moments: list[tuple[str, str]]) -> None:
+        """``milestone`` to the instructor's sessions: a moment worth a shout-out."""
+        present = {m.id: m for m in self._presence.people(room_id)}
+        hosts = self._presence.hosts(room_id)
+        for participant_id, kind in moments:
+            member = present.get(participant_id)
+            if member is None:
+                continue
+            what = MILESTONES[kind].format(name=member.name)
+            payload = {
+                "v": PROTOCOL_VERSION, "participant_id": participant_id, "name": member.name,
+                "kind": kind, "text": what,
+            }  # fmt: skip
+            for host in hosts:
+                await self._sio.emit("milestone", payload, to=host.sid)

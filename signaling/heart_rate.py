@@ -3,7 +3,8 @@
 The media side hands over each raw message of a ``telemetry`` data channel with the
 participant it came from. Here it is validated (telemetry.messages), attributed to
 the participant the session acts for (a strap bridge acts for its participant), put
-to the writer, and shown: health data goes only to the class's instructor and to the
+to the writer, and shown: health data goes only to the class's instructor (their
+sessions, and the board their studio screen shows: signaling/board.py) and to the
 participant it belongs to, never to the rest of the class.
 
 Fan-out is batched per flush (``FLUSH_INTERVAL_S``): one ``hr`` event per receiving
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter, defaultdict, deque
@@ -31,6 +33,7 @@ from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, Profile, percent_of_max, zone
 
 from .effort import EffortBoard
+from .heart_signals import HeartSignals
 from .messages import PROTOCOL_VERSION, error_payload
 from .presence import Presence
 
@@ -64,6 +67,7 @@ class HeartRateRelay:
         presence: Presence,
         writer: HeartRateWriter,
         effort: EffortBoard,
+        signals: HeartSignals,
         max_readings: int = MAX_READINGS,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -71,6 +75,7 @@ class HeartRateRelay:
         self._presence = presence
         self._writer = writer
         self._effort = effort  # live effort points ride along with each shown reading
+        self._signals = signals  # and signal quality, RMSSD, the learning maximum
         self._clock = clock
         self._max_readings = max_readings
         self._history = HeartRateHistory(writer.engine)
@@ -93,14 +98,16 @@ class HeartRateRelay:
         self.fanout_lag: deque[float] = deque(maxlen=4096)  # receive → emit, seconds
 
     def start(self) -> None:
-        """Start the owned fan-out task, and the effort leaderboard's."""
+        """Start the owned fan-out task, the effort leaderboard's and the raises'."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="heart-rate-fanout")
         self._effort.start()
+        self._signals.start()
 
     async def close(self) -> None:
         """Stop the fan-out task (idempotent); the writer is closed by its owner."""
         await self._effort.close()
+        await self._signals.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +122,14 @@ class HeartRateRelay:
         self.set_profile(room_id, participant_id, profile)
         stored = await self._history.count(room_id, participant_id)
         self._stored[(room_id, participant_id)] = stored
+
+    def sent_profile(self, room_id: str, participant_id: str, profile: Profile) -> Profile:
+        """A profile the participant sent: a maximum learned in class stays learned when
+        it comes back unchanged (their page remembers it, and sends it on each join)."""
+        current = self._profiles.get((room_id, participant_id))
+        if current is not None and current.max_hr_learned and current.max_hr == profile.max_hr:
+            return dataclasses.replace(profile, max_hr_learned=True)
+        return profile
 
     def set_profile(self, room_id: str, participant_id: str, profile: Profile) -> None:
         """The profile zones are computed with, from now on."""
@@ -131,6 +146,7 @@ class HeartRateRelay:
     def forget_room(self, room_id: str) -> None:
         """Drop what is kept in memory for a class that ended."""
         self._effort.forget_room(room_id)
+        self._signals.forget_room(room_id)
         for key in [k for k in self._stored if k[0] == room_id]:
             self._stored.pop(key, None)
         for key in [k for k in self._profiles if k[0] == room_id]:
@@ -220,7 +236,11 @@ class HeartRateRelay:
     def _shown(
         self, room_id: str, subject: str, reading: Reading, received_at: float
     ) -> dict[str, Any]:
-        profile = self._profiles.get((room_id, subject), Profile())
+        key = (room_id, subject)
+        profile = self._profiles.get(key, Profile())
+        signals, raised = self._signals.record(room_id, subject, reading, profile)
+        if raised is not None:
+            profile = self._profiles[key] = raised  # this reading on: the new maximum
         zone_number = zone(reading.bpm, profile)
         return {
             "participant_id": subject,
@@ -231,6 +251,7 @@ class HeartRateRelay:
             "seq": reading.seq,
             "t": reading.t,
             "contact": reading.contact,
+            **signals,
             "received_at": received_at,
             **self._effort.record(room_id, subject, reading.t / 1000, zone_number),
         }
@@ -280,7 +301,7 @@ class HeartRateRelay:
         for room_id, readings in outbox.items():
             if not readings:
                 continue
-            hosts = {m.sid for m in self._presence.hosts(room_id)}
+            hosts = {m.sid for m in self._presence.watchers(room_id)}
             for sid in hosts:
                 await self._sio.emit("hr", {"v": PROTOCOL_VERSION, "readings": readings}, to=sid)
             # Owners' own sessions (not their devices, not the hosts who got it above).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,19 @@ from sfu.backend import MediaBackend
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 logger = logging.getLogger(__name__)
+
+
+def download_name(title: str, started_at: float, suffix: str) -> str:
+    """``pulseroom-2026-12-07-morning-spin-SUFFIX``: a downloaded file's name, with the
+    class's date and title (file-safe), so a folder of them sorts and reads."""
+    day = datetime.datetime.fromtimestamp(started_at, datetime.UTC).strftime("%Y-%m-%d")
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "class"
+    return f"pulseroom-{day}-{slug}{suffix}"
+
+
+def attachment(name: str) -> dict[str, str]:
+    """The header that makes a browser save a response as ``name``."""
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -74,6 +89,8 @@ class RoomsApi:
             return web.FileResponse(WEB_DIR / "summary.html")
 
         app.router.add_get("/r/{room_id}", room_page)
+        # The studio TV's board: the class page, read-only (web/room.js, signaling/board.py).
+        app.router.add_get("/r/{room_id}/board", room_page)
 
         async def replay_page(_request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "replay.html")

@@ -201,6 +201,14 @@ class RemoveIn(Inbound):
     participant_id: ParticipantId
 
 
+class ShoutOutIn(Inbound):
+    """``shout_out``: the instructor praises a participant, shown on their page for a few
+    seconds (``text`` one line; without it, "Great push, NAME!")."""
+
+    participant_id: ParticipantId
+    text: Title | None = None
+
+
 class SpotlightIn(Inbound):
     """``spotlight``: show one participant large to everyone (null: the instructor)."""
 
@@ -308,7 +316,7 @@ class ParticipantOut(BaseModel):
 
     id: str
     name: str
-    role: Literal["host", "participant", "device"]
+    role: Literal["host", "participant", "device", "board"]
     audio: bool
     video: bool
 

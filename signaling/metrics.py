@@ -28,7 +28,7 @@ from sfu.backend import MediaBackend
 
 from .server import SignalingServer
 
-ROLES = ("host", "participant", "device")
+ROLES = ("host", "participant", "device", "board")
 
 
 class _Source(NamedTuple):

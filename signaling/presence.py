@@ -61,8 +61,10 @@ class Presence:
         return list(self.by_room.get(room_id, {}).values())
 
     def people(self, room_id: str) -> list[Member]:
-        """Members of a class that others see: everyone but devices."""
-        return [m for m in self.by_room.get(room_id, {}).values() if m.role != "device"]
+        """Members of a class that others see: everyone but devices and boards."""
+        return [
+            m for m in self.by_room.get(room_id, {}).values() if m.role not in ("device", "board")
+        ]
 
     def acting_for(self, room_id: str, participant_id: str) -> list[Member]:
         """The sessions that act for a participant: theirs and their devices'."""
@@ -71,6 +73,14 @@ class Presence:
     def hosts(self, room_id: str) -> list[Member]:
         """The instructor's sessions in a class."""
         return [m for m in self.by_room.get(room_id, {}).values() if m.role == "host"]
+
+    def boards(self, room_id: str) -> list[Member]:
+        """The class's boards: read-only views on a studio screen (signaling/board.py)."""
+        return [m for m in self.by_room.get(room_id, {}).values() if m.role == "board"]
+
+    def watchers(self, room_id: str) -> list[Member]:
+        """The sessions that see everyone's heart rate: the instructor's and the boards."""
+        return [m for m in self.by_room.get(room_id, {}).values() if m.role in ("host", "board")]
 
     def count(self, room_id: str) -> int:
         """How many are in a class."""

@@ -19,6 +19,7 @@ def profile_of(record: ProfileRecord | None) -> Profile:
         weight_kg=record.weight_kg,
         sex=record.sex,
         method=record.method,
+        max_hr_learned=record.max_hr_learned,
     )
 
 
@@ -31,6 +32,7 @@ def record_of(profile: Profile) -> ProfileRecord:
         weight_kg=profile.weight_kg,
         sex=profile.sex,
         method=profile.method,
+        max_hr_learned=profile.max_hr_learned,
     )
 
 
@@ -44,4 +46,5 @@ def profile_out(profile: Profile) -> dict[str, Any]:
         "sex": profile.sex,
         "zone_method": profile.method,
         "hr_max": round(profile.hr_max),
+        "max_hr_learned": profile.max_hr_learned,
     }

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from sfu.backend import MediaBackend, SfuError
 from storage.audit import Actor, AuditLog
-from storage.recordings import RecordingFiles
+from storage.recordings import RecordingFiles, media_type
 
 from .errors import SignalError
 from .http import json_error
@@ -174,6 +174,7 @@ class RecordingsApi:
             {
                 "id": r.id, "bytes": r.bytes, "complete": r.complete,
                 "modified_at": r.modified_at, "started_at": r.started_at,
+                "content_type": r.media_type,
             }
             for r in self.files.list(grant.room_id)
         ]  # fmt: skip
@@ -189,7 +190,7 @@ class RecordingsApi:
         path = self.files.path(grant.room_id, request.match_info["recording_id"])
         if path is None:
             return json_error(404, "not_found", "no finished recording with this id")
-        return web.FileResponse(path, headers={"Content-Type": "video/webm"})
+        return web.FileResponse(path, headers={"Content-Type": media_type(path)})
 
     def _file_grant(self, request: web.Request) -> Grant:
         ticket = request.cookies.get(TICKET_COOKIE)

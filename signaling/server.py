@@ -17,12 +17,13 @@ import socketio
 from pydantic import BaseModel
 
 from runtime.logs import set_log_context
-from sfu.backend import MediaBackend, Role
+from sfu.backend import MediaBackend
 from storage.recordings import RecordingFiles
 from storage.store import RoomRecord, Store
 from telemetry.writer import HeartRateWriter
 from telemetry.zones import Profile
 
+from .board import Boards
 from .chat import MAX_CHAT, Chat
 from .class_control import ClassControl
 from .client_address import ConnectionCap
@@ -31,6 +32,7 @@ from .dispatch import JOIN_TIMEOUT_S, Dispatcher, Elsewhere, Event, Handler
 from .effort import EffortBoard
 from .errors import SignalError
 from .heart_rate import MAX_READINGS, HeartRateRelay
+from .heart_signals import HeartSignals
 from .idle import IDLE_CLASS_S, IdleClasses
 from .messages import (
     PROTOCOL_VERSION,
@@ -60,6 +62,7 @@ from .ratelimit import RateLimit
 from .recording import Recording, RecordingMode
 from .relay import Relay
 from .schedule import Schedule, room_out
+from .shout_outs import ShoutOuts
 from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
 
@@ -103,12 +106,15 @@ class SignalingServer:
         self.presence = Presence()
         self.effort = EffortBoard(sio, self.presence, store)
         self.chat = Chat(sio, store, max_chat)
+        signals = HeartSignals(sio, self.presence, store)  # RMSSD, signal, learned max
         self.heart_rate = HeartRateRelay(
-            sio, self.presence, heart_rate_writer, self.effort, max_readings
+            sio, self.presence, heart_rate_writer, self.effort, signals, max_readings
         )
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
         self.schedule = Schedule(store.engine)  # a series' link → this week's
         self.recording = Recording(sio, sfu, recordings, recording_mode)
+        self.boards = Boards(sio, self.presence, sfu, self.heart_rate, self.effort, self.controls,
+                             self._ice_servers, self._nodes, self.recording.on)  # fmt: skip
         self.idle = IdleClasses(
             idle_class_s, lambda room_id: not self.presence.members(room_id), self._forget_class
         )
@@ -157,14 +163,16 @@ class SignalingServer:
                 PublishIn, self._publish, joined=True, device=True, limit=limit(0.2, 3)
             ),
             "subscribe_answer": Event(
-                SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True
+                SubscribeAnswerIn, self._subscribe_answer, joined=True, device=True, board=True
             ),
-            "ice": Event(IceIn, self._ice, joined=True, device=True),
+            "ice": Event(IceIn, self._ice, joined=True, device=True, board=True),
             "chat": Event(ChatIn, self.chat.send, joined=True, limit=limit(1.0, 5)),
             "media_state": Event(
                 MediaStateIn, self._media_state, joined=True, limit=limit(2.0, 10)
             ),
-            "visibility": Event(VisibilityIn, self._visibility, joined=True, limit=limit(5.0, 20)),
+            "visibility": Event(
+                VisibilityIn, self._visibility, joined=True, board=True, limit=limit(5.0, 20)
+            ),
             "profile": Event(ProfileIn, self._profile, joined=True, limit=limit(1.0, 5)),
             "gallery": host(GalleryIn, self._gallery, 1.0, 5),
             "end_class": Event(EmptyIn, self._end_class, joined=True, host_only=True),
@@ -176,10 +184,11 @@ class SignalingServer:
             "timer": host(TimerIn, controls.timer),
             "clock": host(ClockIn, controls.clock),
             "record": host(RecordIn, self.recording.record, 0.5, 4),
-            "time": Event(EmptyIn, controls.time, joined=True, limit=limit(2.0, 10)),
-            "leave": Event(EmptyIn, self._leave, joined=True, device=True),
-            "ping": Event(EmptyIn, controls.time, joined=False, device=True),
+            "time": Event(EmptyIn, controls.time, joined=True, board=True, limit=limit(2.0, 10)),
+            "leave": Event(EmptyIn, self._leave, joined=True, device=True, board=True),
+            "ping": Event(EmptyIn, controls.time, joined=False, device=True, board=True),
             **self.effort.events(),
+            **ShoutOuts(self.sio, self.presence).events(),
         }
 
     async def _serve_relayed(self, sid: str, name: str, data: Any) -> dict[str, Any]:
@@ -199,6 +208,8 @@ class SignalingServer:
         grant, room = await self._admit(msg)
         if grant.role == "device":
             return await self._join_device(sid, msg, room.id, str(grant.participant_id))
+        if grant.role == "board":  # the studio TV's read-only view (signaling/board.py)
+            return await self.boards.join(sid, msg, room, self.idle.joined)
         chat = await self.chat.history(room.id)
         if sid in self.presence.by_sid:  # joined meanwhile, from the same session
             raise SignalError("already_joined", "this connection has already joined a class")
@@ -259,7 +270,9 @@ class SignalingServer:
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
-            **self._bound_tokens(room, grant, participant_id),
+            **self.signer.bound_tokens(
+                room.link_id, room.generation, grant, participant_id, room.id
+            ),
             "profile": profile_out(profile),
             "recording": self.recording.on(room.id),
             "heart_rates": self.heart_rate.latest(
@@ -284,25 +297,6 @@ class SignalingServer:
             raise SignalError(
                 "room_full", f"this class has its {MAX_HOST_SESSIONS} instructor sessions"
             )
-
-    def _bound_tokens(self, room: RoomRecord, grant: Grant, participant_id: str) -> dict[str, str]:
-        """The join ack's rejoin and device tokens. Both expire with the link they came
-        from: a rejoin must not renew it, or an unended class could be re-entered for ever.
-        They carry the class's link generation: replacing the link voids them too. A weekly
-        series' name the series, but the summary token: the session (signaling/schedule.py)."""
-
-        def issue(role: Role, summary_only: bool = False) -> str:
-            return self.signer.issue(
-                room.id if summary_only else room.link_id, role, participant_id=participant_id,
-                expires_at=grant.expires_at,
-                summary_only=summary_only, generation=room.generation,
-            )[0]  # fmt: skip
-
-        return {
-            "token": issue(grant.role),
-            "device_token": issue("device"),
-            "summary_token": issue(grant.role, summary_only=True),
-        }
 
     async def _check_name(self, room_id: str, name: str) -> None:
         """A participant may not come in under the instructor's name (to give orders in
@@ -420,11 +414,9 @@ class SignalingServer:
         for member in members:
             await self.sio.disconnect(member.sid)
         logger.warning(
-            "room %s moved to node %s: let %d sessions go",
-            room_id,
-            holder.id if holder is not None else "?",
-            len(members),
-        )
+            "room %s moved to node %s: let %d sessions go", room_id,
+            holder.id if holder is not None else "?", len(members),
+        )  # fmt: skip
 
     def _ice_servers(self, participant_id: str) -> list[dict[str, Any]]:
         """STUN as configured, plus TURN credentials of this participant's own."""
@@ -451,6 +443,7 @@ class SignalingServer:
             sex=msg.sex,
             method=msg.zone_method,
         )
+        profile = self.heart_rate.sent_profile(member.room_id, member.id, profile)
         await self.store.set_profile(member.room_id, member.id, record_of(profile))
         self.heart_rate.set_profile(member.room_id, member.id, profile)
         return {"profile": profile_out(profile)}
@@ -535,7 +528,7 @@ class SignalingServer:
         self.heart_rate.forget_session(sid)
         self.recording.left(member)
         await self.sio.leave_room(sid, member.room_id)
-        if member.role != "device":
+        if member.role not in ("device", "board"):  # never announced as joined either
             await self.sio.emit(
                 "participant_left", {"v": PROTOCOL_VERSION, "id": member.id}, room=member.room_id
             )

@@ -9,6 +9,7 @@ Tokens never go in URLs, where logs and browser history would keep them.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 from typing import Any
 
@@ -16,14 +17,18 @@ from aiohttp import web
 
 from storage.audit import Actor, AuditLog
 from storage.store import ParticipantRecord, Store
+from storage.timer_events import TimerEvents
 from telemetry.effort import zone_seconds
 from telemetry.history import HeartRateHistory
+from telemetry.hrv import clean_pairs, rmssd
+from telemetry.laps import timer_laps
+from telemetry.recovery import hr_recovery
 from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
 from .effort import scheme_of, scheme_out
-from .http import json_error
+from .http import attachment, download_name, json_error
 from .profiles import profile_of, profile_out
 from .tokens import Grant, TokenError, TokenSigner
 
@@ -46,6 +51,12 @@ class Refused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.response = json_error(status, code, message)
+
+
+def _utc(unix_s: float) -> str:
+    """A reading's time as a spreadsheet reads it: ISO 8601, UTC, milliseconds."""
+    moment = datetime.datetime.fromtimestamp(unix_s, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _series(rows: list[HeartRateRow]) -> list[list[float]]:
@@ -79,6 +90,8 @@ def class_grant(signer: TokenSigner, request: web.Request) -> Grant:
         raise Refused(403, exc.code, exc.message) from None
     if grant.role == "device":
         raise Refused(403, "forbidden", "a device link cannot read class data")
+    if grant.role == "board":  # it shows the class live on a screen, and stores nothing
+        raise Refused(403, "forbidden", "a board link cannot read class data")
     if grant.role == "participant" and grant.participant_id is None:
         raise Refused(403, "forbidden", "join the class first: this is the class link, not yours")
     return grant
@@ -100,6 +113,8 @@ class SummaryApi:
         self.history = history
         self.writer = writer
         self.signer = signer
+        # The timer as it ran: chart marks, and where the last work interval ended.
+        self.timer_events = TimerEvents(store.engine)
 
     def _grant(self, request: web.Request) -> Grant:
         return class_grant(self.signer, request)
@@ -119,6 +134,8 @@ class SummaryApi:
         people = await self._people(request, grant)
         await self.writer.flush()  # what was received is in the answer
         scheme = scheme_of(await self.store.effort_settings(grant.room_id))
+        events = await self.timer_events.of(grant.room_id)
+        laps = timer_laps((e.at, e.action, e.program) for e in events)
         out = []
         for person in people:
             rows = await self.history.readings(grant.room_id, person.id)
@@ -126,6 +143,7 @@ class SummaryApi:
             pairs = [(r.time, r.bpm) for r in rows]
             summary = summarize(pairs, profile)
             seconds = zone_seconds(pairs, profile)
+            intervals = [(r.time, rr) for r in rows for rr in r.rr_ms]
             out.append(
                 {
                     "id": person.id,
@@ -145,6 +163,10 @@ class SummaryApi:
                         "trimp": summary.trimp,
                         "effort_points": scheme.points(seconds),
                         "effort_target_reached": scheme.reached(seconds),
+                        "hr_max_used": round(profile.hr_max),
+                        "hr_max_learned": profile.max_hr_learned,
+                        "rmssd_ms": rmssd(clean_pairs(intervals)),
+                        "hr_recovery_bpm": hr_recovery(pairs, laps),
                     },
                     "series": _series(rows),
                 }
@@ -160,11 +182,17 @@ class SummaryApi:
         room = await self.store.get_room(grant.room_id)
         assert room is not None  # checked in _people
         effort = scheme_out(scheme_of(await self.store.effort_settings(grant.room_id)))
+        events = await self.timer_events.of(grant.room_id)
+        intervals = [
+            {"start": lap.start, "end": lap.end, "name": lap.name, "kind": lap.kind}
+            for lap in timer_laps((e.at, e.action, e.program) for e in events)
+        ]
         return web.json_response(
             {
                 "room": {"id": room.id, "title": room.title, "ended_at": room.ended_at},
                 "zones": list(ZONE_NAMES),
                 "effort": effort,
+                "intervals": intervals,
                 "participants": people,
             }
         )
@@ -172,7 +200,7 @@ class SummaryApi:
     async def summary_csv(self, request: web.Request) -> web.Response:
         """The summaries as CSV, one participant a row."""
         try:
-            _grant, people = await self._summaries(request)
+            grant, people = await self._summaries(request)
         except Refused as exc:
             return exc.response
         buffer = io.StringIO()
@@ -189,28 +217,35 @@ class SummaryApi:
                 "trimp",
                 "effort_points",
                 "effort_target_reached",
+                "hr_max_used",
+                "hr_max_learned",
+                "rmssd_ms",
+                "hr_recovery_bpm",
             ]
         )
         for person in people:
             s = person["summary"]
-            out.writerow(
-                [
-                    person["id"],
-                    spreadsheet_safe(person["name"]),
-                    round(s["duration_s"] / 60, 2),
-                    s["average_bpm"],
-                    s["peak_bpm"],
-                    *s["minutes_in_zone"],
-                    s["calories_kcal"],
-                    s["trimp"],
-                    s["effort_points"],
-                    {True: "yes", False: "no", None: ""}[s["effort_target_reached"]],
-                ]
-            )
+            figures = [
+                round(s["duration_s"] / 60, 2), s["average_bpm"], s["peak_bpm"],
+                *s["minutes_in_zone"], s["calories_kcal"], s["trimp"], s["effort_points"],
+                {True: "yes", False: "no", None: ""}[s["effort_target_reached"]],
+                s["hr_max_used"], "yes" if s["hr_max_learned"] else "no",
+                "" if s["rmssd_ms"] is None else s["rmssd_ms"],
+                "" if s["hr_recovery_bpm"] is None else s["hr_recovery_bpm"],
+            ]  # fmt: skip
+            # Without readings there is nothing to average: empty cells, not zeros.
+            blank = [""] * len(figures)
+            name = spreadsheet_safe(person["name"])
+            out.writerow([person["id"], name, *(figures if person["readings"] else blank)])
+        return await self._csv(grant, buffer, "-summary.csv")
+
+    async def _csv(self, grant: Grant, buffer: io.StringIO, suffix: str) -> web.Response:
+        """A CSV download named after the class's date and title."""
+        room = await self.store.get_room(grant.room_id)
+        assert room is not None  # checked in _people
+        name = download_name(room.title, room.created_at, suffix)
         return web.Response(
-            text=buffer.getvalue(),
-            content_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="class-summary.csv"'},
+            text=buffer.getvalue(), content_type="text/csv", headers=attachment(name)
         )
 
     async def readings_csv(self, request: web.Request) -> web.Response:
@@ -223,13 +258,19 @@ class SummaryApi:
         await self.writer.flush()
         buffer = io.StringIO()
         out = csv.writer(buffer)
-        out.writerow(["time", "participant_id", "seq", "bpm", "rr_ms", "energy_kj", "contact"])
+        out.writerow(
+            ["time", "time_utc", "participant_id", "name", "seq", "bpm", "rr_ms", "energy_kj",
+             "contact"]
+        )  # fmt: skip
         for person in people:
+            name = spreadsheet_safe(person.name)
             for row in await self.history.readings(grant.room_id, person.id):
                 out.writerow(
                     [
                         f"{row.time:.3f}",
+                        _utc(row.time),
                         row.participant_id,
+                        name,
                         row.seq,
                         row.bpm,
                         " ".join(f"{v:.1f}" for v in row.rr_ms),
@@ -237,11 +278,7 @@ class SummaryApi:
                         "" if row.contact is None else int(row.contact),
                     ]
                 )
-        return web.Response(
-            text=buffer.getvalue(),
-            content_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="heart-rate.csv"'},
-        )
+        return await self._csv(grant, buffer, "-heart-rate.csv")
 
     def _own(self, request: web.Request) -> Grant:
         grant = self._grant(request)

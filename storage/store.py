@@ -83,6 +83,7 @@ class ProfileRecord:
     weight_kg: float | None = None
     sex: Literal["female", "male"] | None = None
     method: Literal["hrmax", "karvonen"] = "hrmax"
+    max_hr_learned: bool = False  # raised by a hold above it in class (migration 0009)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,8 @@ def room_of_row(row: Any) -> RoomRecord:
 
 
 _PARTICIPANT_COLUMNS = (
-    "room_id, id, name, role, joined_at, age, max_hr, resting_hr, weight_kg, sex, zone_method"
+    "room_id, id, name, role, joined_at, age, max_hr, resting_hr, weight_kg, sex, zone_method,"
+    " max_hr_learned"
 )
 
 
@@ -154,6 +156,7 @@ def _participant(row: Any) -> ParticipantRecord:
         weight_kg=None if row[8] is None else float(row[8]),
         sex=row[9],
         method=row[10],
+        max_hr_learned=bool(row[11]),
     )
     return ParticipantRecord(row[0], row[1], row[2], row[3], float(row[4]), profile)
 
@@ -382,13 +385,15 @@ class Store:
             )
 
     async def set_profile(self, room_id: str, participant_id: str, profile: ProfileRecord) -> None:
-        """Store a participant's profile (age, maximum and resting HR, weight, sex, method)."""
+        """Store a participant's profile (age, maximum and resting HR, weight, sex, method,
+        whether the maximum was learned)."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
                     "UPDATE participants SET age = :age, max_hr = :max_hr,"
                     " resting_hr = :resting_hr, weight_kg = :weight_kg, sex = :sex,"
-                    " zone_method = :method WHERE room_id = :room AND id = :id"
+                    " zone_method = :method, max_hr_learned = :learned"
+                    " WHERE room_id = :room AND id = :id"
                 ),
                 {
                     "age": profile.age,
@@ -397,6 +402,7 @@ class Store:
                     "weight_kg": profile.weight_kg,
                     "sex": profile.sex,
                     "method": profile.method,
+                    "learned": profile.max_hr_learned,
                     "room": room_id,
                     "id": participant_id,
                 },

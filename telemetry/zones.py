@@ -35,6 +35,8 @@ class Profile:
     weight_kg: float | None = None
     sex: Literal["female", "male"] | None = None
     method: Literal["hrmax", "karvonen"] = "hrmax"
+    # max_hr was raised by telemetry.max_hr (a hold above it), not set by the participant
+    max_hr_learned: bool = False
 
     @property
     def hr_max(self) -> float:

@@ -25,6 +25,7 @@ EVENTS = (
     "telemetry_ack",
     "leaderboard",
     "effort_settings",
+    "max_hr_raised",
     "shout_out",
     "milestone",
 )

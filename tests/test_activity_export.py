@@ -244,3 +244,25 @@ async def test_a_participant_downloads_their_class_with_the_timer_as_laps(tmp_pa
             httpx.get, f"{server.url}/api/rooms/{room_id}/me/activity.gpx", timeout=10
         )
         assert answer.status_code == 404
+
+        # The summary marks the timer's phases; its CSVs name the people and the class.
+        host_token = room["host_link"].split("#t=", 1)[1]
+
+        def host_get(path: str) -> httpx.Response:
+            url = f"{server.url}/api/rooms/{room_id}/{path}"
+            return httpx.get(url, headers={"Authorization": f"Bearer {host_token}"}, timeout=10)
+
+        data = (await asyncio.to_thread(host_get, "summary")).json()
+        (push,) = data["intervals"]
+        assert (push["name"], push["kind"]) == ("Push", "work")
+        assert push["end"] - push["start"] == pytest.approx(2.0, abs=0.01)
+        csv_answer = await asyncio.to_thread(host_get, "summary.csv")
+        assert csv_answer.headers["Content-Disposition"] == (
+            f'attachment; filename="pulseroom-{day}-evening-hiit-summary.csv"'
+        )
+        rows = {r.split(",")[1]: r.split(",") for r in csv_answer.text.strip().splitlines()[1:]}
+        assert rows["Ann"][3] == "132.5" and set(rows["Ben"][2:]) == {""}, rows
+        readings = (await asyncio.to_thread(host_get, "heart-rate.csv")).text.splitlines()
+        assert readings[0].startswith("time,time_utc,participant_id,name,seq,bpm"), readings[0]
+        first = readings[1].split(",")
+        assert first[3] == "Ann" and first[1].startswith(day) and first[1].endswith("Z"), first

@@ -7,6 +7,7 @@ camera and microphone. Screenshots land in test-artifacts/ for a person to look 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -495,3 +496,95 @@ async def test_reconnects_after_the_connection_drops(
     finally:
         await host.close()
         await fay.close()
+
+
+CHAT_LOG_JS = """() => {
+    const log = document.querySelector('[data-testid=chat-log]');
+    return {gap: log.scrollHeight - log.scrollTop - log.clientHeight, height: log.clientHeight};
+}"""
+
+
+async def test_a_late_joiner_sees_the_newest_chat_and_a_cue_for_what_comes_below(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """At 1366x768 with the instructor's controls open, the chat keeps a readable height,
+    opens at its newest message, and says when new ones arrive below where one reads."""
+    room = browser_server.create_room("Chatty class")
+    clients: list[Client] = []
+    tab = await open_tab(browser, "late instructor", viewport=(1366, 768))
+    try:
+        for i in range(6):  # 30 messages (5 each: the chat's burst per session)
+            client = await Client(browser_server.url).connect()
+            clients.append(client)
+            assert (await client.join(str(room["join_link"]), f"Talker {i}"))["ok"]
+            for k in range(5):
+                assert (await client.call("chat", {"v": 1, "text": f"message {i}-{k}"}))["ok"]
+        await join(tab, str(room["host_link"]), "Coach")
+        await tab.page.get_by_test_id("chat-message").nth(29).wait_for()
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap < 40", timeout=5_000)
+        assert (await tab.page.evaluate(CHAT_LOG_JS))["height"] >= 150
+        # Reading older messages: a new one does not pull the reader down; a cue says so.
+        await tab.page.get_by_test_id("chat-log").hover()
+        await tab.page.mouse.wheel(0, -3000)
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap > 100", timeout=5_000)
+        late = await Client(browser_server.url).connect()
+        clients.append(late)
+        assert (await late.join(str(room["join_link"]), "Latecomer"))["ok"]
+        assert (await late.call("chat", {"v": 1, "text": "hello from below"}))["ok"]
+        cue = tab.page.get_by_test_id("chat-unread")
+        await cue.wait_for(state="visible", timeout=5_000)
+        assert "new message" in (await cue.text_content() or "")
+        assert (await tab.page.evaluate(CHAT_LOG_JS))["gap"] > 40  # still where they read
+        await cue.click()
+        await tab.page.wait_for_function(f"() => ({CHAT_LOG_JS})().gap < 40", timeout=5_000)
+        assert await cue.is_hidden()
+        await screenshot(tab, "chat-late-joiner-1366")
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+        for client in clients:
+            await client.close()
+
+
+async def test_keyboard_reaches_the_class_and_its_toolbar(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """After joining, focus is in the class (not back at the top of the page); a skip
+    link takes the keyboard past every tile to the toolbar; headings do not skip levels;
+    the red buttons' white text has 4.5:1 contrast."""
+    room = browser_server.create_room("Keyboard class")
+    host = await open_tab(browser, "keyboard host")
+    try:
+        await join(host, str(room["host_link"]), "Coach")
+        page = host.page
+        assert await page.evaluate("document.activeElement.id") == "class-heading"
+        levels = await page.evaluate(
+            """() => [...document.querySelectorAll('h1, h2, h3, h4')]
+                .filter((h) => h.closest('[hidden]') === null)
+                .map((h) => Number(h.tagName[1]))"""
+        )
+        assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), levels
+        # The skip link is the first stop of the page: before the brand link in the header.
+        await page.focus(".topbar .brand")
+        await page.keyboard.press("Shift+Tab")
+        assert await page.evaluate("document.activeElement.dataset.testid") == "skip-link"
+        assert await page.get_by_test_id("skip-link").is_visible()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.dataset.testid") == "mic-button"
+        # White on the End class button: the contrast of its computed colours.
+        ratio = await page.evaluate(
+            """() => {
+                const lum = (rgb) => rgb.match(/\\d+/g).slice(0, 3).map(Number).map((c) => {
+                    const v = c / 255;
+                    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+                }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+                const style = getComputedStyle(document.querySelector('[data-testid=end-button]'));
+                const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
+                return (a + 0.05) / (b + 0.05);
+            }"""
+        )
+        assert ratio >= 4.5, ratio
+        assert not host.errors, host.diagnostics()
+    finally:
+        await host.close()

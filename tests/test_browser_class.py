@@ -105,6 +105,10 @@ async def test_instructor_controls_reach_the_class(
         )
         assert await host.page.get_by_test_id("host-panel").is_visible()
         assert await ben.page.get_by_test_id("host-panel").is_hidden()
+        # The instructor can invite from the class: the participant link, of this class.
+        assert await host.page.get_by_test_id("invite-button").is_visible()
+        invite = await host.page.evaluate("window.pulseroom.controls.inviteLink")
+        assert invite.startswith(join_link.split("#t=")[0] + "#t="), invite
         # The class clock started with the instructor; everyone sees it.
         for tab in (host, ben, cleo):
             await tab.page.get_by_test_id("clock-value").wait_for(state="visible")
@@ -112,6 +116,9 @@ async def test_instructor_controls_reach_the_class(
         # -- interval timer: Tabata, started by the instructor -----------------------------
         await host.page.get_by_test_id("timer-preset").select_option("tabata")
         await host.page.get_by_test_id("timer-start").click()
+        # While it runs, "Restart timer" is no longer the primary button.
+        start_js = "document.querySelector('[data-testid=timer-start]').classList"
+        await host.page.wait_for_function(f"() => !{start_js}.contains('primary')", timeout=10_000)
         for tab in (ben, cleo):
             await tab.page.get_by_test_id("timer").wait_for(state="visible", timeout=15_000)
         # Each page's estimate of the server's clock is off by at most half its best round
@@ -186,6 +193,16 @@ async def test_instructor_controls_reach_the_class(
         await cleo.page.locator(f"[data-testid=spotlight] {TILE.format(host_id)}").wait_for(
             timeout=20_000
         )
+
+        # -- shout-out: large on Cleo's page for a few seconds, nowhere else ------------------
+        await tile(host, cleo_id).get_by_test_id("tile-shout-out").click()
+        banner = cleo.page.get_by_test_id("shout-out")
+        await banner.wait_for(state="visible", timeout=10_000)
+        assert "Great push, Cleo!" in (await banner.text_content() or "")
+        assert "Coach Ana" in (await banner.text_content() or "")
+        await host.page.get_by_test_id("toast").filter(has_text="Shout-out sent to Cleo").wait_for()
+        assert await ben.page.get_by_test_id("shout-out").is_hidden()
+        await screenshot(cleo, "class-shout-out")
 
         # -- mute: one, then everyone; a participant may unmute themselves --------------------
         await tile(host, ben_id).get_by_test_id("tile-mute").click()
@@ -280,6 +297,10 @@ async def test_instructor_controls_reach_the_class(
         title = await late.page.get_by_test_id("notice-title").text_content()
         assert title == "You were removed from this class"
         await tile(host, late_id).wait_for(state="detached", timeout=15_000)
+        # No raw protocol errors after it ("join a class first" from requests in flight).
+        await asyncio.sleep(2)
+        toasts = await late.page.get_by_test_id("toast").all_text_contents()
+        assert not [t for t in toasts if "join a class first" in t], toasts
         # A reload comes back with this tab's bound token: refused (the removal is stored),
         # and said in words.
         await late.page.reload()
@@ -380,6 +401,36 @@ async def test_without_devices_the_page_says_so(
         await eventually(camera.is_disabled, 15, "the camera list is disabled")
         assert await camera.text_content() == "No camera found"
         await join(tab, str(room["join_link"]), "Watcher")
+        assert not tab.errors, tab.diagnostics()
+    finally:
+        await tab.close()
+
+
+DENIED = """
+navigator.mediaDevices.getUserMedia = () =>
+    Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+navigator.mediaDevices.enumerateDevices = () => Promise.resolve([
+    {kind: 'videoinput', deviceId: '', label: '', groupId: ''},
+    {kind: 'audioinput', deviceId: '', label: '', groupId: ''},
+]);
+"""
+
+
+async def test_a_denied_camera_is_called_blocked_not_missing(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("Camera says no")
+    tab = await open_tab(browser, "denied", init_script=DENIED)
+    try:
+        await tab.page.goto(str(room["join_link"]))
+        message = tab.page.get_by_test_id("media-message")
+        await message.wait_for(state="visible", timeout=15_000)
+        assert "denied" in (await message.text_content() or "")
+        camera = tab.page.get_by_test_id("camera-select")
+        await eventually(camera.is_disabled, 15, "the camera list is disabled")
+        assert await camera.text_content() == "Camera blocked for this site"
+        await join(tab, str(room["join_link"]), "Private")
+        assert await camera.text_content() != "No camera found"
         assert not tab.errors, tab.diagnostics()
     finally:
         await tab.close()

@@ -377,7 +377,12 @@ async def test_summary_page_after_class(hr_class: HrClass, browser_server: Runni
     assert page.url.endswith(f"/r/{c.room_id}/summary"), page.url
     await page.reload()
     await page.wait_for_function("document.body.dataset.state === 'loaded'", timeout=10_000)
-    assert await page.get_by_test_id("person").count() == 3
+    # The class first: a table of the two with heart rate, the zones over time; then a
+    # card each for them, and the instructor (no strap) named once, not given a card.
+    assert await page.get_by_test_id("class-row").count() == 2
+    assert await page.get_by_test_id("zone-distribution").locator("polygon").count() >= 1
+    assert "Coach" in (await page.get_by_test_id("without-hr").text_content() or "")
+    assert await page.get_by_test_id("person").count() == 2
     charts = page.get_by_test_id("hr-chart")
     assert await charts.count() == 2
     for i in range(2):
@@ -392,7 +397,8 @@ async def test_summary_page_after_class(hr_class: HrClass, browser_server: Runni
     async with page.expect_download() as download_info:
         await page.get_by_test_id("download-csv").click()
     download = await download_info.value
-    assert download.suggested_filename == "class-summary.csv"
+    assert download.suggested_filename.startswith("pulseroom-20"), download.suggested_filename
+    assert download.suggested_filename.endswith("-summary.csv"), download.suggested_filename
     rows = (await downloaded(download)).strip().splitlines()
     assert rows[0].startswith("participant_id,name,duration_min,average_bpm,peak_bpm")
     assert len(rows) == 4
@@ -471,6 +477,9 @@ async def test_without_web_bluetooth_the_page_offers_the_bridge(
         link.send(HeartRateMeasurement(bpm=133, contact=True))
         await page.get_by_test_id("own-hr-bpm").filter(has_text="133").wait_for(timeout=5_000)
         assert await page.get_by_test_id("own-hr-pct").text_content() == "74% of max"
+        # The panel says where the heart rate comes from, not "No strap paired".
+        status = page.locator("#strap-status")
+        assert "from your bridge: 133 bpm" in (await status.text_content() or "")
         assert not tab.errors, tab.diagnostics()
     finally:
         if task is not None:

@@ -235,6 +235,11 @@ async def test_mute_one_then_everyone(control_server: RunningServer, connect: Co
         lambda e: e["participant"]["id"] == bob_id and e["participant"]["audio"] is False,
     )
     assert host.received["muted"] == []
+    # Again: nobody's microphone is on, so nobody is told or counted.
+    told_before = len(ann.received["muted"])
+    assert (await send(host, "mute", {"participant_id": None}))["muted"] == []
+    await asyncio.sleep(0.2)
+    assert len(ann.received["muted"]) == told_before
     roster = (await (await connect()).join(host_link, "Coach 2"))["participants"]
     audio = {p["name"]: p["audio"] for p in roster}
     assert audio == {"Coach": True, "Ann": False, "Bob": False, "Coach 2": True}

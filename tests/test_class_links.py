@@ -215,6 +215,11 @@ async def test_replaced_links_and_their_tokens_are_refused(
         ann = await connect()
         ann_ack = await ann.join(old_join, "Ann")
         assert (await join_device(await connect(), ann_ack))["ok"]
+        # The instructor's join ack carries the class link's token, to invite people from
+        # the class; a participant's does not.
+        assert "join_token" not in ann_ack
+        invited = await (await connect()).join(bound(old_join, coach_ack, "join_token"), "Cy")
+        assert invited["ok"] and invited["you"]["role"] == "participant", invited
 
         answer = await replace(server, room_id)
         assert answer.status_code == 200, answer.text
@@ -225,7 +230,12 @@ async def test_replaced_links_and_their_tokens_are_refused(
         assert signer.verify(new_join.split("#t=")[1]).generation == 1
 
         # The old links, and the rejoin and device tokens they gave, let no one in.
-        for link in (old_join, old_host, bound(old_join, ann_ack)):
+        for link in (
+            old_join,
+            old_host,
+            bound(old_join, ann_ack),
+            bound(old_join, coach_ack, "join_token"),
+        ):
             refused(await (await connect()).join(link, "Eve"), "link_replaced")
         refused(await join_device(await connect(), ann_ack), "link_replaced")
         # Those in the class stay; the instructor's own tokens keep working.
@@ -234,6 +244,8 @@ async def test_replaced_links_and_their_tokens_are_refused(
         coach_back = await (await connect()).join(bound(old_host, coach_ack), "Coach")
         assert coach_back["ok"] and coach_back["you"]["id"] == coach_ack["you"]["id"]
         assert (await join_device(await connect(), coach_back))["ok"]  # their strap too
+        # ... and the class link they are given now is the new one.
+        assert (await (await connect()).join(bound(old_host, coach_back, "join_token"), "Di"))["ok"]
 
         # The new links work; a rejoin token from them expires with the link it came from.
         ben = await (await connect()).join(new_join, "Ben")

@@ -48,6 +48,12 @@ def _stored(server: RunningServer, room_id: str) -> list[tuple[str, int, int]]:
     return [(str(p), int(s), int(b)) for p, s, b in rows]
 
 
+def _names(server: RunningServer, room_id: str) -> list[str]:
+    with sqlite3.connect(server.data_dir / "pulseroom.db") as db:
+        rows = db.execute("SELECT name FROM participants WHERE room_id = ?", (room_id,))
+        return sorted(str(name) for (name,) in rows.fetchall())
+
+
 def _readings(client: Client, participant_id: str | None = None) -> list[dict[str, Any]]:
     return [
         r
@@ -476,14 +482,22 @@ async def test_hr_bridge_command_simulates_a_strap(server: RunningServer) -> Non
 
     room = server.create_room()
     room_id = str(room["room"]["id"])
+    # With the class link the bridge is a participant of its own: it needs a name.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pulseroom.cli", "hr-bridge", str(room["join_link"]), "--simulate",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2 and b"--display-name" in err, err
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pulseroom.cli", "hr-bridge", str(room["join_link"]),
-        "--simulate", "--seconds", "4", "--seed", "7",
+        "--simulate", "--seconds", "4", "--seed", "7", "--display-name", "Dee",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
     report = json.loads(stdout)
+    assert _names(server, room_id) == ["Dee"]
     stored = _stored(server, room_id)
     assert report["unacknowledged"] == 0 and report["acked"] >= 2
     assert len(stored) == report["acked"]
@@ -493,6 +507,7 @@ async def test_hr_bridge_command_simulates_a_strap(server: RunningServer) -> Non
     expired = str(room["join_link"]).split("#t=")[0] + "#t=forged.token"
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pulseroom.cli", "hr-bridge", expired, "--simulate",
+        "--display-name", "Dee",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _out, err = await asyncio.wait_for(process.communicate(), 60)

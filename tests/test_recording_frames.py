@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from aiortc.codecs.vpx import Vp8Encoder
 
-from sfu.depacketize import Frame, FrameAssembler, keyframe_size
+from sfu.depacketize import Frame, FrameAssembler, Vp8Pictures, keyframe_size
 from sfu.forwarder import Codec, Source
 from sfu.recorder import Recorder
+from sfu.recording_file import RecordingFile, new_path
 from sfu.stats import ForwardingStats
-from sfu.webm_writer import WebmWriter, new_path
 
 Packet = tuple[int, int, int, bytes]  # seq, timestamp, marker, payload
 
@@ -80,7 +80,7 @@ def test_reordered_and_duplicated_packets_give_every_picture_once() -> None:
         window = packets[start : start + 6]
         rng.shuffle(window)
         shuffled += window + window[:1]  # and one duplicate each
-    frames = assemble(FrameAssembler(video=True), shuffled)
+    frames = assemble(FrameAssembler(Vp8Pictures()), shuffled)
     assert [f.data for f in frames] == pictures
     assert [f.timestamp for f in frames] == [i * 3000 for i in range(len(pictures))]
     assert frames[0].keyframe and keyframe_size(frames[0].data) == (320, 240)
@@ -91,7 +91,7 @@ def test_a_lost_packet_marks_the_frames_after_it_until_given_up() -> None:
     pictures = vp8_pictures(120)
     packets = packetize(pictures, first_seq=10)
     lost = next(i for i, p in enumerate(packets) if p[1] == 50 * 3000)  # picture 50
-    assembler = FrameAssembler(video=True)
+    assembler = FrameAssembler(Vp8Pictures())
     frames = assemble(assembler, packets[:lost] + packets[lost + 1 :])
     assert assembler.lost_holes == 1
     stamps = [f.timestamp for f in frames]
@@ -101,8 +101,20 @@ def test_a_lost_packet_marks_the_frames_after_it_until_given_up() -> None:
     assert stamps == sorted(stamps)
 
 
+def test_a_hole_inside_a_picture_whose_first_packet_came_is_given_up_once() -> None:
+    """The picture goes whole and the stream goes on (it used to stop there for good)."""
+    pictures = vp8_pictures(100, keyframe_every=60)
+    packets = packetize(pictures, first_seq=10)
+    assert packets[1][1] == 0  # the first picture spans several packets: lose its second
+    assembler = FrameAssembler(Vp8Pictures())
+    frames = assemble(assembler, packets[:1] + packets[2:])
+    assert assembler.lost_holes == 1
+    assert frames[0].timestamp == 3000 and frames[0].after_loss
+    assert [f.timestamp for f in frames] == [i * 3000 for i in range(1, len(pictures))]
+
+
 def test_audio_frames_are_one_packet_each_and_padding_only_packets_are_skipped() -> None:
-    assembler = FrameAssembler(video=False)
+    assembler = FrameAssembler(None)
     frames = assembler.push(5, 960, 0, b"b", 0.0)
     frames += assembler.push(4, 0, 0, b"a", 0.0)  # older than the first: too late
     frames += assembler.push(7, 2880, 0, b"d", 0.0)
@@ -112,9 +124,10 @@ def test_audio_frames_are_one_packet_each_and_padding_only_packets_are_skipped()
 
 def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> None:
     pictures = vp8_pictures(60, keyframe_every=30)
-    path = new_path(tmp_path / "room", "20260101T000000Z")
-    writer = WebmWriter(path)
-    writer.open(320, 240, 1_767_225_600.25)
+    writer = RecordingFile(tmp_path / "room", "20260101T000000Z")
+    writer.open("vp8", 320, 240, 1_767_225_600.25)
+    path = writer.path
+    assert path is not None and writer.part is not None and path.suffix == ".webm"
     opus = av.CodecContext.create("libopus", "w")
     opus.sample_rate, opus.layout, opus.format = 48000, "stereo", "s16"
     opus.open()
@@ -132,6 +145,8 @@ def test_frames_written_without_reencoding_demux_and_decode(tmp_path: Path) -> N
     writer.close()  # idempotent
     assert path.exists() and not writer.part.exists()
     assert new_path(tmp_path / "room", "20260101T000000Z").name == "20260101T000000Z-2.webm"
+    # Ids are unique across formats: an H.264 recording of the same second is -2 too.
+    assert new_path(tmp_path / "room", "20260101T000000Z", ".mkv").name == "20260101T000000Z-2.mkv"
     # When the file's zero was, for the replay: beside it, and in it (Matroska's DateUTC).
     assert json.loads(path.with_suffix(".json").read_text()) == {"started_at": 1_767_225_600.25}
     with av.open(str(path)) as container:

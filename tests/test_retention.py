@@ -109,3 +109,37 @@ def test_erase_command_removes_one_participant_then_a_class(tmp_path: Path) -> N
     assert asyncio.run(held(room_id)) == (0, 0, 0)
     missing = erase("--class", "no-such-class")
     assert missing.returncode == 1 and "no class" in missing.stderr
+
+
+async def test_recordings_past_their_retention_are_deleted_and_audited(tmp_path: Path) -> None:
+    from pulseroom.retention import expire_recordings
+    from storage.audit import AuditLog
+    from storage.recordings import RecordingFiles
+
+    files = RecordingFiles(tmp_path / "recordings")
+    now = time.time()
+    made = {
+        "old": ("c1", "20260101T100000Z", ".webm", 40),
+        "new": ("c1", "20260301T100000Z", ".mkv", 5),
+        "running": ("c2", "20260101T110000Z", ".webm.part", 40),  # still being written
+    }
+    for room_id, recording_id, suffix, days_ago in made.values():
+        directory = files.directory(room_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{recording_id}{suffix}"
+        path.write_bytes(b"\x1a\x45\xdf\xa3")
+        (directory / f"{recording_id}.json").write_text('{"started_at": 1767261600}')
+        os.utime(path, (now - days_ago * 86400, now - days_ago * 86400))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        await migrations.migrate(engine)
+        audit = AuditLog(engine)
+        assert await expire_recordings(files, 30, audit, now=now) == [("c1", "20260101T100000Z")]
+        assert [r.id for r in files.list("c1")] == ["20260301T100000Z"]
+        assert not (files.directory("c1") / "20260101T100000Z.json").exists()
+        assert [r.complete for r in files.list("c2")] == [False]  # untouched
+        [entry] = await audit.entries(action="recording_deleted")
+        assert entry.actor_label == "server" and entry.target.endswith("of class c1")
+        assert await expire_recordings(files, 30, audit, now=now) == []  # nothing left to do
+    finally:
+        await engine.dispose()

@@ -6,7 +6,7 @@ A weekly class is a series with one link: each week's session is a class of its 
 (its own participants and summary), made by the first join, and ending one week's
 session leaves the link leading to the next. Bad schedules are refused with a clear 400
 and store nothing, from the API and from ``pulseroom class create`` alike. A database
-from before migration 0009 keeps its classes working (instant: no lobby).
+from before migration 0010 keeps its classes working (instant: no lobby).
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ async def test_classes_from_before_the_upgrade_have_no_lobby(
     engine = create_engine(database_url)
     room_id = "c0ffee000001"
     try:
-        assert [m.version for m in await migrations.migrate(engine, target=8)] == list(range(1, 9))
+        assert [m.version for m in await migrations.migrate(engine, target=9)] == list(range(1, 10))
         async with engine.begin() as conn:
             await conn.execute(
                 text(

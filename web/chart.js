@@ -47,6 +47,7 @@ function niceStep(span, steps) {
  */
 export function heartRateChart({
   series, hrMax, method = 'hrmax', restingHr = null, label = 'Heart rate', start = null, end = null, cursor = false,
+  intervals = [],
 }) {
   const svg = node('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart', role: 'img', 'data-testid': 'hr-chart' });
   node('title', {}, svg).textContent = label;
@@ -82,6 +83,9 @@ export function heartRateChart({
     }
   }
 
+  // The instructor's timer: its work phases shaded over the class (summary JSON `intervals`).
+  markIntervals(svg, intervals, x, t0, t0 + span, PAD.top, plotH);
+
   // Axes: bpm every 20 (or so), time in m:ss.
   const axes = node('g', { class: 'axes' }, svg);
   const bpmStep = niceStep(hi - lo, [10, 20, 40, 50, 100]);
@@ -113,6 +117,20 @@ export function heartRateChart({
     }, svg);
   }
   return svg;
+}
+
+/** Shade the work phases of `intervals` ([{start, end, name, kind}], unix s) that fall in [t0, t1]. */
+export function markIntervals(svg, intervals, x, t0, t1, top, height) {
+  const group = node('g', { class: 'intervals' }, svg);
+  for (const phase of intervals) {
+    if (phase.kind !== 'work' || phase.end <= t0 || phase.start >= t1) continue;
+    const left = x(Math.max(phase.start, t0));
+    const band = node('rect', {
+      x: left, width: Math.max(1, x(Math.min(phase.end, t1)) - left), y: top, height,
+      class: 'interval-band', 'data-testid': 'interval-band',
+    }, group);
+    node('title', {}, band).textContent = phase.name;
+  }
 }
 
 /** Place a chart's cursor (heartRateChart with `cursor`) at `t` (unix s), within its span. */

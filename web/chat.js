@@ -13,6 +13,35 @@ export class Chat {
     this.send = send;
     this.seen = new Set(); // message ids: the sender gets its own message as an event too
     this.selfId = null;
+    // Following the newest message until the reader scrolls up; then a cue counts what
+    // arrived below, and takes them down when pressed.
+    this.pinned = true;
+    this.unread = 0;
+    this.cue = document.createElement('button');
+    this.cue.type = 'button';
+    this.cue.className = 'chat-unread';
+    this.cue.dataset.testid = 'chat-unread';
+    this.cue.hidden = true;
+    this.cue.addEventListener('click', () => this.toBottom());
+    log.after(this.cue);
+    // Only the reader unpins it (wheel, touch, keys, the scrollbar): layout changes that
+    // move the log (panels opening above, the window resized) do not.
+    this.reading = 0;
+    const intent = () => { this.reading = Date.now(); };
+    for (const type of ['wheel', 'touchmove', 'keydown', 'pointerdown']) log.addEventListener(type, intent, { passive: true });
+    log.addEventListener('scroll', () => {
+      if (this.atBottom()) {
+        this.pinned = true;
+        this.clearUnread();
+      } else if (Date.now() - this.reading < 1500) {
+        this.pinned = false;
+      }
+    });
+    // The log gets its size only once shown (and again when the window changes): a pinned
+    // log goes back to its newest message then, or a late joiner would see the oldest.
+    if (typeof ResizeObserver === 'function') {
+      new ResizeObserver(() => { if (this.pinned) this.log.scrollTop = this.log.scrollHeight; }).observe(log);
+    }
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       this.submit();
@@ -39,7 +68,10 @@ export class Chat {
     this.selfId = selfId;
     this.seen.clear();
     this.log.replaceChildren();
+    this.pinned = true;
+    this.clearUnread();
     for (const message of messages) this.add(message);
+    this.toBottom();
     if (!messages.length) {
       const empty = document.createElement('li');
       empty.className = 'empty';
@@ -52,8 +84,6 @@ export class Chat {
     if (this.seen.has(message.id)) return;
     this.seen.add(message.id);
     this.log.querySelector('.empty')?.remove();
-    // Stay at the bottom only if the reader already was there (do not yank them down).
-    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
 
     const item = document.createElement('li');
     item.dataset.testid = 'chat-message';
@@ -83,7 +113,28 @@ export class Chat {
     item.append(time, text);
     this.log.append(item);
 
-    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+    // Stay at the bottom only if the reader already was there (do not yank them down).
+    if (this.pinned || message.participant_id === this.selfId) this.toBottom();
+    else {
+      this.unread += 1;
+      this.cue.textContent = `${this.unread} new message${this.unread === 1 ? '' : 's'} ↓`;
+      this.cue.hidden = false;
+    }
+  }
+
+  atBottom() {
+    return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
+  }
+
+  toBottom() {
+    this.log.scrollTop = this.log.scrollHeight;
+    this.pinned = true;
+    this.clearUnread();
+  }
+
+  clearUnread() {
+    this.unread = 0;
+    this.cue.hidden = true;
   }
 
   setEnabled(enabled) {

@@ -89,7 +89,9 @@ export class HostControls {
     this.muteAllButton.addEventListener('click', () => this.muteAll());
     this.unspotButton = el('button', { testid: 'unspotlight-button', type: 'button', text: 'Spotlight: back to you' });
     this.unspotButton.addEventListener('click', () => this.send('spotlight', { participant_id: null }));
-    row.append(this.lockButton, this.muteAllButton, this.unspotButton);
+    this.inviteButton = el('button', { testid: 'invite-button', type: 'button', text: 'Copy participant link' });
+    this.inviteButton.addEventListener('click', () => this.copyInvite());
+    row.append(this.lockButton, this.muteAllButton, this.unspotButton, this.inviteButton);
 
     const sortRow = el('div', { className: 'row host-row' });
     this.sortSelect = el('select', { testid: 'sort-select' });
@@ -206,8 +208,23 @@ export class HostControls {
     this.pauseButton.hidden = !timer || at.done;
     this.pauseButton.textContent = timer && timer.paused_at != null ? 'Resume' : 'Pause';
     this.stopButton.hidden = !timer;
-    this.startButton.textContent = timer && !at.done ? 'Restart timer' : 'Start timer';
+    const running = Boolean(timer && !at.done);
+    this.startButton.textContent = running ? 'Restart timer' : 'Start timer';
+    // While a timer runs, restarting it is not the obvious next step: not the primary button.
+    this.startButton.classList.toggle('primary', !running);
     for (const tile of this.grid.tiles.values()) this.paintTileButtons(tile);
+  }
+
+  /** The class link for participants (the join ack's `join_token`), to the clipboard. */
+  async copyInvite() {
+    if (!this.inviteLink) return;
+    try {
+      await navigator.clipboard.writeText(this.inviteLink);
+      this.toast('Participant link copied: share it with your class.', 'info', 3000);
+    } catch {
+      // No clipboard (http, or refused): show it to copy by hand.
+      window.prompt('The participant link of this class:', this.inviteLink);
+    }
   }
 
   /** Send a control event; a refusal arrives as an `error` event (a toast). */
@@ -270,13 +287,20 @@ export class HostControls {
         const on = this.controls?.spotlight === p.id;
         this.send('spotlight', { participant_id: on ? null : p.id });
       });
+      const shout = el('button', { className: 'tile-action', testid: 'tile-shout-out', type: 'button' });
+      shout.append(icon('campaign'));
+      shout.title = 'Shout-out';
+      shout.setAttribute('aria-label', `Shout-out to ${p.name}`);
+      shout.addEventListener('click', async () => {
+        if (await this.send('shout_out', { participant_id: p.id })) this.toast(`Shout-out sent to ${box.dataset.name}.`, 'info', 2500);
+      });
       const mute = el('button', { className: 'tile-action', testid: 'tile-mute', type: 'button' });
       mute.append(icon('micOff'));
       mute.addEventListener('click', () => this.send('mute', { participant_id: p.id }));
       const remove = el('button', { className: 'tile-action danger', testid: 'tile-remove', type: 'button' });
       remove.append(icon('close'));
       remove.addEventListener('click', () => this.confirmRemove(tile.dataset.participantId));
-      box.append(spot, mute, remove);
+      box.append(spot, shout, mute, remove);
       tile.append(box);
     }
     box.dataset.name = p.name;
@@ -350,6 +374,6 @@ export class HostControls {
 
   /** For tests and debugging (window.pulseroom.controls). */
   hook() {
-    return { sort: this.sort, ranks: Object.fromEntries(this.ranks), controls: this.controls };
+    return { sort: this.sort, ranks: Object.fromEntries(this.ranks), controls: this.controls, inviteLink: this.inviteLink };
   }
 }

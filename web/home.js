@@ -143,8 +143,8 @@ async function replaceLinks(classId) {
     throw new Error('Could not reach the server: the link was not replaced.');
   }
   if (!response.ok) throw new Error(await readError(response, 'replace the link'));
-  const { host_link: hostLink, join_link: joinLink, expires_at: expiresAt } = await response.json();
-  return { host_link: hostLink, join_link: joinLink, expires_at: expiresAt };
+  const { host_link: hostLink, join_link: joinLink, board_link: boardLink, expires_at: expiresAt } = await response.json();
+  return { host_link: hostLink, join_link: joinLink, board_link: boardLink, expires_at: expiresAt };
 }
 
 const when = (unix) => new Date(unix * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
@@ -176,6 +176,10 @@ function classItem(c) {
       share.textContent = ok ? 'Copied!' : c.join_link;
       setTimeout(() => { share.textContent = 'Copy participant link'; }, 2000);
     });
+    // The studio TV's read-only board: everyone's video and heart rate, full screen.
+    const board = element('a', { className: 'button', href: c.board_link, target: '_blank', textContent: 'TV board' });
+    board.dataset.testid = 'class-board';
+    board.title = 'Open the class board for a studio screen: it shows everyone\'s heart rate to whoever sees it.';
     const replace = element('button', { type: 'button', textContent: 'New participant link' });
     replace.dataset.testid = 'class-replace-link';
     replace.title = 'Replace the participant link: the old one, and the rejoin links it gave, stop working. Those in the class stay.';
@@ -185,6 +189,7 @@ function classItem(c) {
       try {
         Object.assign(c, await replaceLinks(c.id));
         open.href = c.host_link;
+        board.href = c.board_link;
         if (result.dataset.classId === c.id) showLinks(c); // the panel shows the old ones
         const ok = await copy(element('input', { value: c.join_link, readOnly: true }));
         replace.textContent = ok ? 'New link copied!' : c.join_link;
@@ -195,7 +200,7 @@ function classItem(c) {
         setTimeout(() => { replace.textContent = 'New participant link'; }, 4000);
       }
     });
-    item.append(open, share, replace);
+    item.append(open, share, replace, board);
   }
   // A weekly series has none: each week's session (listed too) has its own.
   if (c.summary_link) {

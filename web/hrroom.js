@@ -155,7 +155,7 @@ export class HeartRateRoom {
       ? (this.bluetooth ? 'No strap paired.' : 'No strap paired in this browser.')
       : this.els.strapStatus.textContent;
     if (this.profile.form.parentElement === this.els.profileHome) this.profile.mount(this.els.zonesBody);
-    this.sendProfile(ack.profile);
+    if (ack.you.role !== 'board') this.sendProfile(ack.profile); // a board has no heart of its own
   }
 
   /** After a join: the form's profile goes to the server, or the server's fills the form. */
@@ -180,7 +180,32 @@ export class HeartRateRoom {
   }
 
   onHr(payload) {
-    this.view.update(payload && payload.readings);
+    const readings = (payload && payload.readings) || [];
+    this.view.update(readings);
+    // Our own readings while no strap is paired here: they come from the bridge (or
+    // another device with our device link). Say so, instead of "No strap paired" and an
+    // old Bluetooth error.
+    const mine = readings.filter((r) => r.participant_id === this.view.selfId);
+    if (mine.length && this.strap.stopped) {
+      const status = this.els.strapStatus;
+      status.textContent = `Heart rate from your bridge: ${mine[mine.length - 1].bpm} bpm.`;
+      status.dataset.state = 'bridge';
+      this.view.setOwnStatus('');
+    }
+  }
+
+  /**
+   * `max_hr_raised`: a hold above the maximum raised it. One's own: told, and the form
+   * remembers the new maximum, so the next join does not send the old one back. The
+   * instructor's page just sees the new %max on the tile.
+   */
+  onMaxRaised(payload) {
+    if (!payload || payload.participant_id !== this.view.selfId) return;
+    this.toast(payload.message || `Your max heart rate was raised to ${payload.hr_max} bpm`, 'info', 8000);
+    const saved = this.profile.read({ quiet: true }) || this.profile.stored() || {};
+    const profile = { ...saved, max_hr: payload.hr_max };
+    this.profile.fill(profile);
+    this.profile.remember(profile);
   }
 
   onAck(payload) {

@@ -18,6 +18,19 @@ function el(tag, className, testid) {
   return node;
 }
 
+// What a tile shows instead of a number when the strap's signal is not to be trusted
+// (the `hr` reading's `signal`, docs/protocol.md): a confident wrong bpm misleads.
+const SIGNAL_CUES = { no_contact: 'no contact', artefacts: 'signal?' };
+const SIGNAL_HINTS = {
+  no_contact: 'The strap has lost skin contact: moisten the electrodes or tighten it',
+  artefacts: 'The strap sends implausible beat intervals: the heart rate may be wrong',
+};
+
+/** The cue for a bad signal, or null when the reading can be shown as it is. */
+export function signalCue(reading) {
+  return SIGNAL_CUES[reading.signal] || null;
+}
+
 /** "12.3 pts" (and a tick once the class's target is reached). */
 function pointsText(reading) {
   if (reading.effort_points == null) return '';
@@ -45,6 +58,7 @@ export class HeartRateView {
     this.ownBpm = el('span', 'own-bpm', 'own-hr-bpm');
     this.ownBpm.textContent = '--';
     const unit = el('span', 'own-unit');
+    this.ownUnit = unit;
     unit.textContent = 'bpm';
     const heart = el('span', 'heart-icon');
     heart.setAttribute('aria-hidden', 'true');
@@ -55,7 +69,11 @@ export class HeartRateView {
     this.ownPct = el('span', 'own-pct', 'own-hr-pct');
     // Effort points so far, and how far towards the class's target (docs/protocol.md).
     this.ownPoints = el('span', 'own-points', 'own-effort');
-    detail.append(this.ownZone, this.ownPct, this.ownPoints);
+    // Heart-rate variability (RMSSD over the last minute), for straps that send beat
+    // intervals: only this page and the instructor's get it.
+    this.ownRmssd = el('span', 'own-rmssd', 'own-hr-rmssd');
+    this.ownRmssd.title = 'Heart-rate variability: RMSSD of the beat intervals over the last minute';
+    detail.append(this.ownZone, this.ownPct, this.ownPoints, this.ownRmssd);
     // Six segments, zone 0 (under 50 % of max) to 5 (90 % and up), and a marker.
     const bar = el('div', 'zone-bar', 'own-zone-bar');
     bar.setAttribute('aria-hidden', 'true');
@@ -159,11 +177,18 @@ export class HeartRateView {
       tile.append(badge);
     }
     const zoneName = reading.zone_name || ZONE_NAMES[reading.zone] || '';
+    // The whole tile takes the zone's colour on the class board (board.js, style.css).
+    tile.dataset.zone = stale ? '' : String(reading.zone);
+    tile.style.setProperty('--zone', ZONE_COLORS[reading.zone] || ZONE_COLORS[0]);
     badge.dataset.zone = String(reading.zone);
     badge.dataset.stale = String(stale);
     badge.classList.toggle('stale', stale);
     badge.style.setProperty('--zone', ZONE_COLORS[reading.zone] || ZONE_COLORS[0]);
-    badge.querySelector('.hr-bpm').textContent = String(reading.bpm);
+    const cue = signalCue(reading);
+    badge.dataset.signal = reading.signal || 'ok';
+    badge.classList.toggle('bad-signal', Boolean(cue));
+    badge.querySelector('.hr-bpm').textContent = cue || String(reading.bpm);
+    badge.querySelector('.hr-unit').hidden = Boolean(cue);
     const zone = badge.querySelector('.hr-zone');
     const name = el('span', 'zone-name');
     name.textContent = zoneName;
@@ -181,8 +206,8 @@ export class HeartRateView {
     points.dataset.points = String(reading.effort_points ?? '');
     points.classList.toggle('target-met', reading.target_progress >= 1);
     const effort = reading.effort_points == null ? '' : `, ${reading.effort_points} effort points`;
-    badge.setAttribute('aria-label', `Heart rate ${reading.bpm} bpm, zone ${reading.zone} (${zoneName}), ${reading.pct_max}% of maximum${effort}${stale ? ', no recent reading' : ''}`);
-    badge.title = stale ? 'No reading for more than 10 seconds' : `Zone ${reading.zone}: ${zoneName}`;
+    badge.setAttribute('aria-label', cue ? `Heart rate: ${SIGNAL_HINTS[reading.signal]}` : `Heart rate ${reading.bpm} bpm, zone ${reading.zone} (${zoneName}), ${reading.pct_max}% of maximum${effort}${stale ? ', no recent reading' : ''}`);
+    badge.title = stale ? 'No reading for more than 10 seconds' : (cue ? SIGNAL_HINTS[reading.signal] : `Zone ${reading.zone}: ${zoneName}`);
   }
 
   paintOwn(reading, stale) {
@@ -191,6 +216,7 @@ export class HeartRateView {
       this.ownZone.textContent = 'Waiting for your strap…';
       this.ownPct.textContent = '';
       this.ownPoints.textContent = '';
+      this.ownRmssd.textContent = '';
       this.own.dataset.zone = '';
       this.marker.hidden = true;
       for (const segment of this.segments) segment.classList.remove('active');
@@ -201,13 +227,18 @@ export class HeartRateView {
     this.own.dataset.stale = String(stale);
     this.own.classList.toggle('stale', stale);
     this.own.style.setProperty('--zone', ZONE_COLORS[reading.zone] || ZONE_COLORS[0]);
-    this.ownBpm.textContent = String(reading.bpm);
+    const cue = signalCue(reading);
+    this.own.dataset.signal = reading.signal || 'ok';
+    this.ownBpm.textContent = cue || String(reading.bpm);
     const name = reading.zone_name || ZONE_NAMES[reading.zone] || '';
-    this.ownZone.textContent = stale ? 'No recent reading' : `Zone ${reading.zone} · ${name}`;
-    this.ownPct.textContent = `${reading.pct_max}% of max`;
+    this.ownZone.textContent = stale ? 'No recent reading' : (cue ? SIGNAL_HINTS[reading.signal] : `Zone ${reading.zone} · ${name}`);
+    this.ownRmssd.textContent = reading.rmssd_ms == null ? '' : `HRV ${Math.round(reading.rmssd_ms)} ms`;
+    // A bad signal's %max and zone would be as wrong as its bpm.
+    this.ownUnit.hidden = Boolean(cue);
+    this.ownPct.textContent = cue ? '' : `${reading.pct_max}% of max`;
     this.ownPoints.textContent = reading.effort_points == null ? '' : `${pointsText(reading)}${reading.target_progress == null ? '' : ` · target ${Math.round(reading.target_progress * 100)}%`}`;
-    this.segments.forEach((segment, zone) => segment.classList.toggle('active', zone === reading.zone));
-    if (!stale && reading.zone !== this.announced) {
+    this.segments.forEach((segment, zone) => segment.classList.toggle('active', !cue && zone === reading.zone));
+    if (!stale && !cue && reading.zone !== this.announced) {
       this.announced = reading.zone;
       this.announcer.textContent = `Zone ${reading.zone}, ${name}`;
     }
@@ -215,7 +246,7 @@ export class HeartRateView {
     let position;
     if (this.ownMethod === 'karvonen') position = ((reading.zone + 0.5) / 6) * 100;
     else position = Math.min(100, Math.max(0, ((reading.pct_max - 40) / 60) * 100));
-    this.marker.hidden = false;
+    this.marker.hidden = Boolean(cue);
     this.marker.style.left = `${position}%`;
   }
 

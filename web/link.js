@@ -33,7 +33,7 @@ export const BOUND_REFUSED = new Set(['invalid_token', 'token_expired', 'wrong_r
  */
 export function readLink() {
   const fromUrl = new URLSearchParams(location.hash.slice(1)).get('t') || null;
-  const match = location.pathname.match(/^\/r\/([^/]+)(\/summary|\/replay)?\/?$/);
+  const match = location.pathname.match(/^\/r\/([^/]+)(\/summary|\/replay|\/board)?\/?$/);
   if (!match) return { token: fromUrl, roomId: null };
   const key = LINK_PREFIX + match[1] + (match[2] || '');
   let token = fromUrl;

@@ -106,7 +106,8 @@ export class DevicePicker {
     }
     for (const kind of ['video', 'audio']) {
       const select = this.selects[kind];
-      const mine = devices.filter((d) => d.kind === `${kind}input` && d.deviceId);
+      const listed = devices.filter((d) => d.kind === `${kind}input`);
+      const mine = listed.filter((d) => d.deviceId);
       const current = this.stream().getTracks().find((t) => t.kind === kind);
       const currentId = current?.getSettings?.().deviceId || '';
       const options = mine.map((d, i) => {
@@ -119,7 +120,10 @@ export class DevicePicker {
       if (!options.length) {
         const none = document.createElement('option');
         none.value = '';
-        none.textContent = kind === 'video' ? 'No camera found' : 'No microphone found';
+        // Listed without an id: there is one, but this site may not use it (denied).
+        none.textContent = listed.length
+          ? `${NAMES[kind]} blocked for this site`
+          : (kind === 'video' ? 'No camera found' : 'No microphone found');
         options.push(none);
       }
       select.replaceChildren(...options);

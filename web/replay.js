@@ -23,6 +23,7 @@ const els = {
   personPick: $('person-pick'), personSelect: $('person-select'),
   chart: $('replay-chart'), bpm: $('replay-bpm'), who: $('replay-who'), note: $('replay-note'),
   pair: $('replay-pair'), strap: $('replay-strap'), liveWrap: $('live-wrap'), liveBpm: $('live-bpm'),
+  download: $('replay-download'),
 };
 const LIVE_FRESH_MS = 5000; // a strap reading older than this is not drawn
 const LIVE_STEP_S = 0.5; // video seconds between two points of the live line
@@ -128,7 +129,10 @@ async function showRecording(recording) {
   els.sub.textContent = state.startedAt === null ? ''
     : `Recorded ${new Date(state.startedAt * 1000).toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}.`;
   await takeTicket(recording.id);
-  els.video.src = `/api/rooms/${encodeURIComponent(roomId)}/recordings/${encodeURIComponent(recording.id)}`;
+  const url = `/api/rooms/${encodeURIComponent(roomId)}/recordings/${encodeURIComponent(recording.id)}`;
+  els.video.src = url;
+  els.download.href = url;
+  els.download.hidden = false;
 }
 
 function choosePeople(people) {
@@ -184,7 +188,11 @@ function init() {
   els.video.addEventListener('timeupdate', follow);
   els.video.addEventListener('seeked', follow);
   els.video.addEventListener('play', animate);
-  els.video.addEventListener('error', () => showError('The recording cannot be played in this browser.'));
+  els.video.addEventListener('error', () => {
+    // An H.264 recording is Matroska, which not every browser plays: the file still downloads.
+    const kind = state.recording && state.recording.content_type === 'video/x-matroska' ? ' (H.264 in Matroska)' : '';
+    showError(`The recording${kind} cannot be played in this browser: download it below the player.`);
+  });
   els.personSelect.addEventListener('change', () => {
     state.person = state.people.find((p) => p.id === els.personSelect.value) || null;
     drawChart();

@@ -3,6 +3,7 @@
 // Session's (session.js); ClassPage shows what the session tells it and hands the
 // session what the person does. Nothing lives at module level but constants.
 
+import { BoardLayout } from './board.js';
 import { Chat } from './chat.js';
 import { ClassState } from './classstate.js';
 import { EffortPanel } from './effort.js';
@@ -17,6 +18,7 @@ import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
 import { QualityPicker } from './quality.js';
 import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
 import { Session } from './session.js';
+import { ShoutOuts } from './shoutouts.js';
 import { ProtocolError } from './signal.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
@@ -57,6 +59,8 @@ class ClassPage {
     // Emit a client→server event and resolve with its ack (signal.js).
     const request = session.request;
     this.grid = new Grid($('grid'));
+    // The participants fill the stage (the instructor's page and the studio TV's board).
+    this.board = new BoardLayout(this.grid, $('grid'));
     // Only while joined: the server refuses `visibility` before `join`.
     this.visibility = watchVisibility($('grid'), ({ visible, sizes }) => {
       if (session.you) request('visibility', { visible, sizes, max_height: this.quality.maxHeight }).catch(() => {});
@@ -86,6 +90,14 @@ class ClassPage {
     this.effort = new EffortPanel({
       panel: $('effort-panel'), request, toast, people: () => session.participants,
       readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
+    });
+    this.shoutOuts = new ShoutOuts({
+      request, toast, you: () => session.you?.id, board: () => session.you?.role === 'board',
+    });
+    // The skip link moves focus itself: the page's address keeps its fragment for the token.
+    $('skip-link').addEventListener('click', (event) => {
+      event.preventDefault();
+      $('toolbar').focus();
     });
     window.pulseroom = this.testHooks();
   }
@@ -135,6 +147,9 @@ class ClassPage {
       },
       effortSettings: (payload) => this.effort.onSettings(payload),
       leaderboard: (payload) => this.effort.onLeaderboard(payload),
+      maxHrRaised: (payload) => this.hr.onMaxRaised(payload),
+      shoutOut: (payload) => this.shoutOuts.onShoutOut(payload),
+      milestone: (payload) => this.shoutOuts.onMilestone(payload),
       telemetryAck: (payload) => this.hr.onAck(payload),
       telemetryRefused: (error) => this.hr.refused(error),
       wantsTelemetry: () => this.hr.wantsChannel(),
@@ -162,6 +177,7 @@ class ClassPage {
       get rejoins() { return session.rejoins.slice(); },
       get controls() { return classState.hook(); },
       get effort() { return page.effort.hook(); },
+      get board() { return page.board.hook(); },
       get music() { return page.music.hook(); },
       get local() { return page.local.stream.getTracks().map((t) => ({ kind: t.kind, label: t.label, enabled: t.enabled })); },
       get layers() {
@@ -263,6 +279,7 @@ class ClassPage {
     document.title = `${ack.room.title} · PulseRoom`;
     els.title.textContent = ack.room.title;
     const isHost = you.role === 'host';
+    this.board.setOn(isHost || you.role === 'board');
     els.roleBadge.hidden = !isHost;
     els.galleryButton.hidden = !isHost;
     els.recordButton.hidden = !isHost;
@@ -277,6 +294,9 @@ class ClassPage {
     this.paintLobby(ack.controls, isHost, ack.room.description);
     this.effort.joined(ack, isHost);
     this.visibility.resend();
+    // Focus into the class (it was on the join button, now hidden): a screen reader says
+    // where we are, and Tab goes on from here, not from the top of the page.
+    if (!$('classroom').contains(document.activeElement)) $('class-heading').focus({ preventScroll: true });
   }
 
   /** A scheduled class not yet started shows its lobby (lobby.js) and says so in the status line. */
@@ -299,6 +319,7 @@ class ClassPage {
   /** Whether a participant gets a tile: mirrors who receives whom (docs/protocol.md). */
   tileVisible(p) {
     const { you, gallery } = this.session;
+    if (you.role === 'board') return p.id !== you.id; // everyone but the board itself
     return p.id === you.id || p.role === 'host' || you.role === 'host' || gallery
       || p.id === this.classState.spotlight || this.grid.hasMedia(p.id);
   }
@@ -315,7 +336,7 @@ class ClassPage {
     for (const id of grid.ids()) {
       if (!participants.has(id)) grid.remove(id);
     }
-    this.roster.render([...participants.values()], you.id);
+    this.roster.render([...participants.values()].filter((p) => p.role !== 'board'), you.id);
     this.hr.paint();
   }
 
@@ -398,6 +419,10 @@ class ClassPage {
       roomId, grid: this.grid, request: session.request, toast,
       ensureChannel: () => { session.startPublisher(); },
     });
+    if (payload && payload.role === 'board') {
+      this.startBoard();
+      return;
+    }
     els.prejoinRole.textContent = payload && payload.role === 'host'
       ? 'You are joining as the instructor.'
       : 'Check your camera, then join the class.';
@@ -409,6 +434,23 @@ class ClassPage {
     $('webrtc-banner').hidden = WEBRTC;
     this.openCamera(payload);
     this.bindControls();
+  }
+
+  /**
+   * The studio TV's board (/r/{id}/board): no camera, microphone, sound or controls; it
+   * joins at once and shows the class full screen, and rejoins by itself after a drop.
+   */
+  async startBoard() {
+    document.body.classList.add('board-view');
+    this.grid.silent = true;
+    // A TV's browser opens windowed: a double click (or a remote's select) fills the screen.
+    document.addEventListener('dblclick', () => document.documentElement.requestFullscreen?.().catch(() => {}));
+    this.session.setPhase('prejoin');
+    setStatus('Joining…');
+    const error = await this.session.join('Class board', Promise.resolve());
+    if (!error) return;
+    if (JOIN_ERRORS[error.code]) this.session.refuse(error.code, error.message);
+    else showNotice({ title: 'The board could not join the class', body: error.message, kind: 'error', code: error.code, action: { text: 'Try again', href: location.href, onClick: () => location.reload() } });
   }
 
   /** The camera is opened before the join ack names the role: the link's token says it. */

@@ -41,6 +41,9 @@ export const VIEW_HOOKS = Object.freeze([
   'heartRate', // (payload): the `hr` event
   'effortSettings', // (payload): the `effort_settings` event
   'leaderboard', // (payload): the `leaderboard` event
+  'maxHrRaised', // (payload): the `max_hr_raised` event
+  'shoutOut', // (payload): the `shout_out` event
+  'milestone', // (payload): the `milestone` event (instructor only)
   'telemetryAck', // (payload)
   'telemetryRefused', // (error)
   'wantsTelemetry', // (): whether heart rate needs a publish connection
@@ -175,6 +178,9 @@ export class Session {
       hr: (payload) => view.heartRate(payload),
       effort_settings: (payload) => view.effortSettings(payload),
       leaderboard: (payload) => view.leaderboard(payload),
+      max_hr_raised: (payload) => view.maxHrRaised(payload),
+      shout_out: (payload) => view.shoutOut(payload),
+      milestone: (payload) => view.milestone(payload),
       class_state: (payload) => {
         view.classState(payload);
         this.classStarted(payload.state);
@@ -350,7 +356,8 @@ export class Session {
     this.setRecording(Boolean(ack.recording));
     // The server assumes microphone and camera on and no music; say what is really the case.
     const media = this.local.state();
-    if (!this.you.audio || !this.you.video || media.music) this.request('media_state', media).catch(() => {});
+    // A board (the studio TV) sends nothing: it has no media to tell of.
+    if (this.you.role !== 'board' && (!this.you.audio || !this.you.video || media.music)) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
     this.startSubscriber();
     this.startPublisher();

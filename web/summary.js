@@ -9,6 +9,7 @@
 
 import { classApi } from './api.js';
 import { heartRateChart, zoneMinutes } from './chart.js';
+import { classTable, zoneDistribution, zoneDistributionChart } from './classview.js';
 import { targetText } from './effort.js';
 import { peekToken, readingToken, readLink, replayLink } from './link.js';
 
@@ -76,7 +77,7 @@ function effortText(s, target) {
   return `${points} · target ${s.effort_target_reached ? 'reached' : 'not reached'} (${targetText(target)})`;
 }
 
-function personCard(person, effort) {
+function personCard(person, effort, intervals) {
   const card = document.createElement('section');
   card.className = 'person';
   card.dataset.testid = 'person';
@@ -107,8 +108,12 @@ function personCard(person, effort) {
     figure('Calories', `${Math.round(s.calories_kcal)} kcal`, 'calories'),
     figure('Training load (TRIMP)', String(s.trimp), 'trimp'),
     figure('Effort points', effortText(s, effort?.target), 'effort-points'),
-    figure('Max HR used', `${person.hr_max} bpm`, 'hr-max'),
+    figure(s.hr_max_learned ? 'Max HR used (learned in class)' : 'Max HR used', `${s.hr_max_used ?? person.hr_max} bpm`, 'hr-max'),
   );
+  // Recovery figures: only for straps that send beat intervals (RMSSD), and only when
+  // a reading was near the end of the work and a minute after it (HR recovery).
+  if (s.rmssd_ms != null) figures.append(figure('HRV (RMSSD, whole class)', `${Math.round(s.rmssd_ms)} ms`, 'rmssd'));
+  if (s.hr_recovery_bpm != null) figures.append(figure('HR recovery (60 s)', `${s.hr_recovery_bpm} bpm`, 'hr-recovery'));
   card.append(figures);
   if (person.series && person.series.length) {
     // Bands as the server computes zones (% of max, or of reserve with Karvonen).
@@ -117,6 +122,7 @@ function personCard(person, effort) {
       hrMax: person.hr_max,
       method: person.resting_hr != null ? person.zone_method : 'hrmax',
       restingHr: person.resting_hr,
+      intervals,
       label: `Heart rate of ${person.name} over the class: average ${Math.round(s.average_bpm)}, peak ${s.peak_bpm} bpm`,
     }));
   }
@@ -145,7 +151,36 @@ async function load() {
   els.sub.textContent = `${ended ? `Ended ${ended.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' })}. ` : 'Still running. '}`
     + (grant.role === 'host' ? `${count} of ${data.participants.length} with heart rate.` : 'Only you and the instructor see your heart rate.');
   const people = [...data.participants].sort((a, b) => (b.readings > 0) - (a.readings > 0));
-  els.people.replaceChildren(...people.map((p) => personCard(p, data.effort)));
+  const intervals = data.intervals || [];
+  if (grant.role === 'host') {
+    // The class first (a table, the zones over time), then a card for each person with
+    // heart rate; those without are named on one line, not given empty cards.
+    const measured = people.filter((p) => p.readings > 0);
+    const parts = [];
+    if (measured.length) {
+      parts.push(classTable(measured));
+      const distribution = zoneDistribution(measured);
+      if (distribution) {
+        const box = document.createElement('figure');
+        box.className = 'class-zones';
+        const caption = document.createElement('figcaption');
+        caption.textContent = `How many were in each zone through the class${intervals.length ? ' (the timer\'s work phases shaded)' : ''}`;
+        box.append(caption, zoneDistributionChart(distribution, intervals));
+        parts.push(box);
+      }
+    }
+    const without = people.filter((p) => !p.readings);
+    if (without.length && measured.length) {
+      const note = document.createElement('p');
+      note.className = 'hint';
+      note.dataset.testid = 'without-hr';
+      note.textContent = `No heart rate: ${without.map((p) => p.name).join(', ')}.`;
+      parts.push(note);
+    }
+    els.people.replaceChildren(...parts, ...measured.map((p) => personCard(p, data.effort, intervals)));
+  } else {
+    els.people.replaceChildren(...people.map((p) => personCard(p, data.effort, intervals)));
+  }
   if (!people.length) {
     const note = document.createElement('p');
     note.className = 'empty-note';

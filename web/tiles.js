@@ -32,6 +32,19 @@ export class Grid {
     // buttons on a tile. orderOf(id, self) -> number; decorate(tile, p, self).
     this.orderOf = null;
     this.decorate = null;
+    // Called after tiles came, went or moved (board.js lays the board out again).
+    this.onChange = null;
+    // The studio TV's board plays no sound: the instructor's own screen has the class's.
+    this.silent = false;
+  }
+
+  changed() {
+    if (this.onChange) this.onChange();
+  }
+
+  /** Whether a participant (not the instructor) has the big tile now. */
+  spotlightsParticipant() {
+    return Boolean(this.featured && this.tiles.has(this.featured));
   }
 
   /** Whether a tile belongs in the big spot: the spotlighted one, else the instructor's. */
@@ -44,6 +57,7 @@ export class Grid {
   setFeatured(id) {
     this.featured = id || null;
     for (const [pid, tile] of this.tiles) this.place(pid, tile);
+    this.changed();
   }
 
   place(id, tile) {
@@ -56,6 +70,7 @@ export class Grid {
   /** Apply the strip's order again (the instructor's sort changed). */
   reorder() {
     for (const [id, tile] of this.tiles) tile.style.order = this.orderFor(id, tile.classList.contains('self'));
+    this.changed();
   }
 
   orderFor(id, self) {
@@ -73,12 +88,17 @@ export class Grid {
       this.place(p.id, tile);
       if (this.featured === p.id) this.setFeatured(p.id); // the instructor's tile moves aside
       this.attachMedia(p.id);
+      this.changed();
     }
     tile.classList.toggle('instructor', p.role === 'host');
     tile.dataset.role = p.role;
     tile.dataset.audio = String(p.audio);
     tile.dataset.video = String(p.video);
-    tile.style.order = this.orderFor(p.id, self);
+    const order = this.orderFor(p.id, self);
+    if (tile.style.order !== order) {
+      tile.style.order = order;
+      this.changed();
+    }
     const name = tile.querySelector('.name');
     name.textContent = p.name;
     tile.querySelector('.avatar').textContent = initials(p.name);
@@ -100,7 +120,7 @@ export class Grid {
     const video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;
-    video.muted = self; // never play our own microphone back
+    video.muted = self || this.silent; // never play our own microphone back
     const placeholder = document.createElement('div');
     placeholder.className = 'placeholder';
     const avatar = document.createElement('div');
@@ -192,6 +212,7 @@ export class Grid {
       tile.remove();
       this.tiles.delete(id);
       if (id === this.featured) this.setFeatured(this.featured); // the instructor's turn again
+      this.changed();
     }
     this.tracks.delete(id);
   }
@@ -209,6 +230,7 @@ export class Grid {
     tile.remove();
     this.tiles.delete(id);
     if (id === this.featured) this.setFeatured(this.featured);
+    this.changed();
   }
 
   ids() {
