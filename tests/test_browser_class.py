@@ -186,6 +186,11 @@ async def test_instructor_controls_reach_the_class(
         assert await cleo.page.get_by_test_id("timer").is_visible()
         width = await cleo.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the phone layout is {width} px wide"
+        # The toolbar says what its buttons do; the chat comes before the people list.
+        assert await cleo.page.locator("#mic-button .label-text").is_visible()
+        chat_box = await cleo.page.get_by_test_id("chat-log").bounding_box()
+        people_box = await cleo.page.get_by_test_id("roster").bounding_box()
+        assert chat_box and people_box and chat_box["y"] < people_box["y"], (chat_box, people_box)
         await screenshot(cleo, "class-phone")
         await cleo.page.set_viewport_size({"width": 1280, "height": 800})
         # Back to the instructor.
