@@ -252,6 +252,8 @@ class Bot(Membership):
     rejoins: list[dict[str, Any]] = field(default_factory=list)
     _recovery: asyncio.Task[None] | None = None
     _stopping: bool = False
+    # Set while the class is under way: a scheduled class's lobby takes no media.
+    _started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.subscriber = Subscriber(
@@ -281,6 +283,7 @@ class Bot(Membership):
         sio.on("active_speaker", self._on_speaker)
         sio.on("subscribe_offer", lambda data: self.subscriber.offered(sio, data))
         sio.on("error", self._on_error)
+        sio.on("class_state", self._on_class_state)
         sio.on("media_failed", lambda _data=None: self._lost(sio, "media_failed"))
         sio.on("disconnect", lambda *_reason: self._lost(sio, "disconnect"))
 
@@ -292,6 +295,14 @@ class Bot(Membership):
             self.names[p["id"]] = p["name"]
         self.configuration = rtc_configuration(joined)
         self.subscriber.joined(sio, self.configuration)
+        self._on_class_state({"state": joined.get("controls") or {}})
+
+    def _on_class_state(self, data: dict[str, Any]) -> None:
+        """``class_state`` (and the join ack's controls): whether the class has started."""
+        if data.get("state", {}).get("started", True):
+            self._started.set()
+        else:
+            self._started.clear()
 
     def _lost(self, sio: socketio.AsyncClient, why: str) -> None:
         """The session ``sio`` ended (or its media did): rejoin, unless that is over."""
@@ -355,6 +366,7 @@ class Bot(Membership):
                     await asyncio.wait_for(pc.close(), 3)
 
     async def _publish(self) -> None:
+        await self._started.wait()  # in a lobby: until the instructor starts the class
         pc = RTCPeerConnection(self.configuration)
         self.publish_pc = pc
         codec = self.codec

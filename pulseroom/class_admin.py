@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,11 +29,33 @@ from storage.store import Store
 from .settings import Settings
 
 
-async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    try:  # the same rules as POST /api/rooms (1-120 characters, cleaned)
-        payload = CreateRoomIn.model_validate({"title": args.title})
+def _payload(args: argparse.Namespace) -> CreateRoomIn | str:
+    """The class as ``POST /api/rooms`` would take it, or what is wrong with the arguments."""
+    body: dict[str, Any] = {"title": args.title, "description": args.description}
+    if args.starts is not None:
+        try:
+            # No offset: this machine's time zone (astimezone assumes it for naive times).
+            body["starts_at"] = datetime.fromisoformat(args.starts).astimezone().timestamp()
+        except ValueError:
+            return f"--starts: not an ISO 8601 date and time: {args.starts!r}"
+    if args.duration is not None:
+        body["duration_s"] = args.duration * 60
+    if args.weekly:
+        body["weekly"] = True
+    try:  # the same rules as POST /api/rooms
+        return CreateRoomIn.model_validate(body)
     except ValidationError as exc:
-        return _fail(f"title: {exc.errors()[0]['msg']}")
+        first = exc.errors()[0]
+        where = {"starts_at": "--starts", "duration_s": "--duration"}.get(
+            ".".join(str(p) for p in first["loc"]), ".".join(str(p) for p in first["loc"])
+        )
+        return f"{where or 'class'}: {first['msg']}"
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    payload = _payload(args)
+    if isinstance(payload, str):
+        return _fail(payload)
     email = valid_email(args.instructor)
     if email is None:
         return _fail(f"not an email address: {args.instructor!r}")
@@ -43,15 +67,18 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         if refusal is not None:
             return _fail(f"{email}: {refusal[2]}")
         signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
-        created = await create_class(Store(engine), signer, settings.base_url, payload.title, user)
+        created = await create_class(Store(engine), signer, settings.base_url, payload, user)
         await AuditLog(engine).record(
             "class_created", SHELL, f"class {created['room']['id']}", title=payload.title,
             instructor=email,
         )  # fmt: skip
-    if args.json:
+    if args.json:  # the same two keys as before schedules: scripts read them
         print(json.dumps({"host_link": created["host_link"], "join_link": created["join_link"]}))
     else:
         print(f"class “{payload.title}” for {email}")
+        if payload.starts_at is not None:
+            when = datetime.fromtimestamp(payload.starts_at).astimezone().isoformat("T", "minutes")
+            print(f"starts {when}{', every week' if payload.weekly else ''}")
         print(f"instructor link (keep it private): {created['host_link']}")
         print(f"participant link (share this):     {created['join_link']}")
     return 0

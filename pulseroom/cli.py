@@ -223,7 +223,20 @@ def _add_class_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="the account that owns it (an enabled instructor or admin)",
     )
     create.add_argument(
-        "--json", action="store_true", help='print {"host_link": ..., "join_link": ...}'
+        "--starts",
+        metavar="ISO8601",
+        help="when it starts, e.g. 2027-01-05T18:30+01:00 (no offset: this machine's time "
+        "zone); participants wait in a lobby until the instructor starts it",
+    )
+    create.add_argument(
+        "--duration", type=int, metavar="MINUTES", help="how long it lasts (default 60)"
+    )
+    create.add_argument("--weekly", action="store_true", help="repeat it every week, one link")
+    create.add_argument("--description", default="", help="what the class is about")
+    create.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"host_link": ..., "join_link": ...}',
     )
 
 

@@ -67,6 +67,7 @@ class HeartRateLink:
         self._session_ended = asyncio.Event()
         self._open = asyncio.Event()
         self._ready = asyncio.Event()  # open, and readings go straight out
+        self._started = asyncio.Event()  # the class is under way (not in its lobby)
         self.participant_id: str | None = None  # whose tile the readings show on
         self._sio: socketio.AsyncClient | None = None
         self.fatal: str | None = None  # a refusal that retrying cannot fix
@@ -159,6 +160,15 @@ class HeartRateLink:
         sio.on("disconnect", ended)
         sio.on("class_ended", self._class_ended)
         sio.on("media_failed", ended)
+        sio.on("class_state", self._on_class_state)
+
+    def _on_class_state(self, data: Any) -> None:
+        """``class_state`` (and the join ack's controls): whether the class has started."""
+        state = data.get("state") if isinstance(data, dict) else None
+        if not isinstance(state, dict) or state.get("started", True):
+            self._started.set()
+        else:
+            self._started.clear()
 
     async def _connect(self) -> tuple[socketio.AsyncClient, dict[str, Any]]:
         """Join on the node that holds the class: this one, else the others it named."""
@@ -201,6 +211,14 @@ class HeartRateLink:
                 if pc is not None and pc.connectionState in ("failed", "closed"):
                     self._session_ended.set()
 
+            # Joined by a class link into a scheduled class's lobby: nothing may be sent
+            # until the instructor starts it (a device link's bridge sends from the lobby).
+            self._on_class_state({"state": joined.get("controls")})
+            if you.get("role") != "device" and not self._started.is_set():
+                self._on_status("waiting in the lobby for the instructor to start the class")
+                await _first(self._started, self._session_ended)
+                if not self._started.is_set():
+                    raise ClientError(self.fatal or "the connection closed in the lobby")
             await self._checked(publish(pc, lambda event, data: call(sio, event, data)))
             await asyncio.wait_for(self._open.wait(), 20)
             self._channel = channel
@@ -247,3 +265,13 @@ class HeartRateLink:
             if exc.code in FATAL_CODES:
                 self.fatal = str(exc)
             raise
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until one of ``events`` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

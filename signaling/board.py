@@ -26,9 +26,10 @@ from .class_control import ClassControl
 from .effort import EffortBoard
 from .errors import SignalError
 from .heart_rate import HeartRateRelay
-from .messages import PROTOCOL_VERSION, JoinIn, RoomOut
+from .messages import PROTOCOL_VERSION, JoinIn
 from .outbound import SocketSignal
 from .presence import Member, Presence
+from .schedule import room_out
 
 # A studio with a TV on each wall; a leaked board link must not let in any number.
 MAX_BOARD_SESSIONS = 3
@@ -97,12 +98,12 @@ class Boards:
         # In the class's socket.io room: it hears who comes and goes, the class's state,
         # the leaderboard and chat, as the instructor's screen does.
         await self._sio.enter_room(sid, room.id)
-        late = {**(await self._controls.joined(member)), **(await self._nodes())}
+        late = {**(await self._controls.joined(member, room)), **(await self._nodes())}
         late.update(await self._effort.joined(member))
         return {
             "v": PROTOCOL_VERSION,
             "you": member.out().model_dump(),
-            "room": RoomOut(id=room.id, title=room.title, gallery=room.gallery).model_dump(),
+            "room": room_out(room),  # a weekly series: the id its link names
             "participants": [m.out().model_dump() for m in self._presence.people(room.id)],
             "chat": [],
             "ice_servers": self._ice_servers(member.id),

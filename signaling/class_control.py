@@ -27,6 +27,7 @@ import socketio
 
 from sfu.backend import MediaBackend, SfuError
 from storage.audit import Actor, AuditLog
+from storage.sessions import Sessions
 from storage.store import RoomRecord, Store
 from storage.timer_events import TimerEventRecord, TimerEvents
 
@@ -65,6 +66,15 @@ class ClassState:
     clock_started_at: float | None = None
     clock_ever_started: bool = False  # the class clock starts by itself only once
     timer: IntervalTimer | None = None
+    # A scheduled class waits in its lobby until the instructor starts it.
+    starts_at: float | None = None
+    duration_s: int | None = None
+    started_at: float | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the class is under way (an instant class always is)."""
+        return self.starts_at is None or self.started_at is not None
 
     def out(self) -> ClassStateOut:
         """The public view."""
@@ -87,6 +97,9 @@ class ClassState:
             spotlight=self.spotlight,
             clock_started_at=self.clock_started_at,
             timer=timer,
+            started=self.started,
+            starts_at=self.starts_at,
+            duration_s=self.duration_s,
         )
 
 
@@ -111,6 +124,7 @@ class ClassControl:
         self._store = store
         self._audit = AuditLog(store.engine)  # what it writes to is the store's database
         self._timer_log = TimerEvents(store.engine)  # the timer's history: laps of exports
+        self._sessions = Sessions(store.engine)  # when a scheduled class was started
         self._presence = presence
         self._sfu = sfu
         self._remove_session = remove_session  # the server's own leave path for a session
@@ -141,7 +155,7 @@ class ClassControl:
         earlier join (a reload, a network drop), still get in.
         """
         bound = grant.participant_id
-        if bound is not None and await self._store.is_removed(room.id, bound):
+        if bound is not None and await self._store.is_removed(room.link_id, bound):
             raise SignalError("removed", "the instructor removed you from this class")
         if grant.generation != room.generation and not await self._instructors_own(room, grant):
             raise SignalError(
@@ -163,13 +177,17 @@ class ClassControl:
         record = await self._store.participant(room.id, grant.participant_id)
         return record is not None and record.role == "host"
 
-    async def joined(self, member: Member) -> dict[str, Any]:
-        """A member joined: the class clock starts with the instructor's first arrival.
+    async def joined(self, member: Member, room: RoomRecord) -> dict[str, Any]:
+        """A member joined: the class clock starts with the instructor's first arrival
+        (in a scheduled class, when they start it).
 
         Returns what the join ack carries: the controls and the server's time.
         """
         state = self.state(member.room_id)
-        if member.role == "host" and not state.clock_ever_started:
+        state.starts_at, state.duration_s = room.starts_at, room.duration_s
+        if state.started_at is None:  # a start this node saw is newer than ``room``
+            state.started_at = room.started_at
+        if member.role == "host" and not state.clock_ever_started and state.started:
             state.clock_ever_started = True
             state.clock_started_at = self._now()
             await self._broadcast(member.room_id)  # those who came before the instructor
@@ -188,6 +206,15 @@ class ClassControl:
         with contextlib.suppress(SfuError):
             await self._sfu.set_spotlight(room_id, None)
         await self._broadcast(room_id)
+
+    def check_started(self, member: Member) -> None:
+        """Refuse media before the class starts: in the lobby no one sends or receives
+        any (a strap bridge's heart rate, no media, may come in)."""
+        state = self._rooms.get(member.room_id)
+        if member.role != "device" and state is not None and not state.started:
+            raise SignalError(
+                "not_started", "the class has not started yet: wait for the instructor"
+            )
 
     def forget(self, room_id: str) -> None:
         """The class ended: its controls go."""
@@ -336,5 +363,22 @@ class ClassControl:
         state = self.state(member.room_id)
         state.clock_ever_started = True
         state.clock_started_at = self._now() if msg.action == "start" else None
+        await self._broadcast(member.room_id)
+        return {}
+
+    async def start_class(self, _sid: str, member: Member, _msg: EmptyIn) -> dict[str, Any]:
+        """``start_class``: the lobby ends; every page in it enters the class (stored
+        first, so the class stays started across restarts and nodes)."""
+        state = self.state(member.room_id)
+        if state.started:
+            return {}
+        started_at = await self._sessions.start(member.room_id)
+        if started_at is None:
+            raise SignalError("room_ended", "this class has ended")
+        state.started_at = started_at
+        if not state.clock_ever_started:
+            state.clock_ever_started = True
+            state.clock_started_at = self._now()
+        logger.info("room %s started by %s", member.room_id, member.id)
         await self._broadcast(member.room_id)
         return {}

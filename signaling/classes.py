@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from typing import Any
 
 from aiohttp import web
@@ -18,12 +19,13 @@ from pydantic import ValidationError
 
 from storage.accounts import Role, UserRecord
 from storage.audit import AuditLog
-from storage.store import RoomRecord, Store
+from storage.store import RoomRecord, ScheduleRecord, Store
 
 from .accounts_api import SESSION, actor_of
 from .http import json_error
 from .messages import CreateRoomIn
 from .ratelimit import RateLimit
+from .schedule import DEFAULT_DURATION_S, next_start
 from .tokens import TokenSigner
 
 # What a class id looks like (storage/store.py makes 12 hex digits; allow some room).
@@ -39,11 +41,30 @@ def class_link(base_url: str, room_id: str, token: str) -> str:
 
 
 async def create_class(
-    store: Store, signer: TokenSigner, base_url: str, title: str, owner: UserRecord
+    store: Store, signer: TokenSigner, base_url: str, payload: CreateRoomIn, owner: UserRecord
 ) -> dict[str, Any]:
-    """Store a class owned by ``owner``; its description with host and join links."""
-    room = await store.create_room(title, owner_id=owner.id)
-    return {"room": {"id": room.id, "title": room.title}, **links(signer, base_url, room)}
+    """Store a class owned by ``owner`` (scheduled if ``payload`` says when); what it is,
+    with host and join links (a weekly series': the same every week)."""
+    schedule = None
+    if payload.description or payload.starts_at is not None:
+        schedule = ScheduleRecord(
+            description=payload.description,
+            starts_at=payload.starts_at,
+            duration_s=payload.duration_s
+            or (None if payload.starts_at is None else DEFAULT_DURATION_S),
+            weekly=payload.weekly,
+        )
+    room = await store.create_room(payload.title, owner_id=owner.id, schedule=schedule)
+    return {"room": room_summary(room), **links(signer, base_url, room)}
+
+
+def room_summary(room: RoomRecord) -> dict[str, Any]:
+    """A class as its instructor sees it: what, when, and whether it started."""
+    return {
+        "id": room.id, "title": room.title, "description": room.description,
+        "starts_at": room.starts_at, "duration_s": room.duration_s, "weekly": room.weekly,
+        "started_at": room.started_at, "series_id": room.series_id,
+    }  # fmt: skip
 
 
 def links(signer: TokenSigner, base_url: str, room: RoomRecord) -> dict[str, Any]:
@@ -127,7 +148,7 @@ class ClassesApi:
             where = ".".join(str(p) for p in first["loc"]) or "body"
             return json_error(400, "bad_request", f"{where}: {first['msg']}")
         created = await create_class(
-            self.store, self.signer, self.base_url(request), payload.title, session.user
+            self.store, self.signer, self.base_url(request), payload, session.user
         )
         await self.audit.record(
             "class_created", actor_of(session.user), f"class {created['room']['id']}",
@@ -136,28 +157,39 @@ class ClassesApi:
         return web.json_response(created, status=201)
 
     async def list_classes(self, request: web.Request) -> web.Response:
-        """The logged-in instructor's classes, newest first. Links are minted now, for
-        them: the host link of a class that has not ended is what their login gets them
-        (not a bearer secret kept for hours in a chat app), and every class has a
-        summary link whose token reads the summary only."""
+        """The logged-in instructor's classes: those to come (or under way) first, the
+        soonest first (``next_starts_at``), then the rest newest first. Links are minted
+        now, for them: the host link of a class that has not ended is what their login
+        gets them (not a bearer secret kept for hours in a chat app), and every class
+        (every week's session of a series) has a summary link whose token reads the
+        summary only; a series itself has none, and its sessions no links of their own."""
         session = request.get(SESSION)
         refusal = creator_refusal(None if session is None else session.user)
         if refusal is not None:
             return json_error(*refusal)
         assert session is not None
-        base = self.base_url(request)
-        classes = []
-        for room, joined in await self.store.rooms_of(session.user.id):
-            summary_token, _ = self.signer.issue(room.id, "host", summary_only=True)
+        base, now = self.base_url(request), time.time()
+        rows = await self.store.rooms_of(session.user.id)
+        ended: dict[str, set[int]] = {}  # a series' weeks already ended
+        for room, _ in rows:
+            if room.series_id is not None and room.ended_at is not None:
+                ended.setdefault(room.series_id, set()).add(room.occurrence or 0)
+        upcoming: list[dict[str, Any]] = []
+        past: list[dict[str, Any]] = []
+        for room, joined in rows:
             entry: dict[str, Any] = {
-                "id": room.id, "title": room.title, "created_at": room.created_at,
+                **room_summary(room), "created_at": room.created_at,
                 "ended_at": room.ended_at, "participants": joined,
-                "summary_link": summary_link(base, room.id, summary_token),
+                "next_starts_at": next_start(room, now, frozenset(ended.get(room.id, ()))),
             }  # fmt: skip
-            if room.ended_at is None:
+            if not room.weekly:
+                summary_token, _ = self.signer.issue(room.id, "host", summary_only=True)
+                entry["summary_link"] = summary_link(base, room.id, summary_token)
+            if room.ended_at is None and room.series_id is None:
                 entry.update(links(self.signer, base, room))
-            classes.append(entry)
-        return web.json_response({"classes": classes})
+            (past if entry["next_starts_at"] is None else upcoming).append(entry)
+        upcoming.sort(key=lambda e: (e["next_starts_at"], e["id"]))
+        return web.json_response({"classes": upcoming + past})
 
     async def replace_links(self, request: web.Request) -> web.Response:
         """New host and join links for a class the logged-in instructor created: every
@@ -180,6 +212,10 @@ class ClassesApi:
             )
         if room.ended_at is not None:
             return json_error(409, "room_ended", "this class has ended: its links let no one in")
+        if room.series_id is not None:
+            return json_error(
+                409, "series_session", "this is a week of a series: replace the series' links"
+            )
         generation = await self.store.replace_links(room.id)
         if generation is None:  # ended meanwhile
             return json_error(409, "room_ended", "this class has ended: its links let no one in")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from typing import Annotated, Any, Literal
 
@@ -277,12 +278,37 @@ class LeaderboardOptOutIn(Inbound):
     opt_out: bool
 
 
+# A class's schedule (signaling/schedule.py): the limits of ``POST /api/rooms``.
+MAX_DESCRIPTION = 2000
+MAX_DURATION_S = 8 * 3600
+START_GRACE_S = 15 * 60  # a start this far in the past still counts as "now"
+MAX_AHEAD_S = 366 * 24 * 3600
+
+
 class CreateRoomIn(BaseModel):
-    """``POST /api/rooms`` body."""
+    """``POST /api/rooms`` body: a title; a description, start (unix seconds), duration
+    and weekly recurrence if the class is scheduled."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     title: Title
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION), AfterValidator(_clean_text)] = ""
+    starts_at: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    duration_s: Annotated[int, Field(ge=1, le=MAX_DURATION_S)] | None = None
+    weekly: bool = False
+
+    @model_validator(mode="after")
+    def _sensible_schedule(self) -> CreateRoomIn:
+        if self.starts_at is None:
+            if self.weekly or self.duration_s is not None:
+                raise ValueError("a weekly class, or a duration, needs a start time (starts_at)")
+            return self
+        now = time.time()
+        if self.starts_at < now - START_GRACE_S:
+            raise ValueError("starts_at is in the past: choose a time to come")
+        if self.starts_at > now + MAX_AHEAD_S:
+            raise ValueError("starts_at is more than a year away")
+        return self
 
 
 class ParticipantOut(BaseModel):
@@ -296,11 +322,14 @@ class ParticipantOut(BaseModel):
 
 
 class RoomOut(BaseModel):
-    """A class as clients see it."""
+    """A class as clients see it: ``id`` is the one its link names; for a weekly series,
+    ``session_id`` is this week's session (whose summary it is)."""
 
     id: str
     title: str
     gallery: bool
+    description: str = ""
+    session_id: str | None = None
 
 
 class TimerPhaseOut(BaseModel):
@@ -329,6 +358,10 @@ class ClassStateOut(BaseModel):
     spotlight: str | None
     clock_started_at: float | None
     timer: TimerOut | None
+    # False while the class waits in its lobby for the instructor to start it.
+    started: bool = True
+    starts_at: float | None = None  # the scheduled start (None: an instant class)
+    duration_s: int | None = None
 
 
 class ChatMessageOut(BaseModel):

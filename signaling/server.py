@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -48,7 +49,6 @@ from .messages import (
     PublishIn,
     RecordIn,
     RemoveIn,
-    RoomOut,
     SpotlightIn,
     SubscribeAnswerIn,
     TimerIn,
@@ -61,6 +61,7 @@ from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
 from .recording import Recording, RecordingMode
 from .relay import Relay
+from .schedule import Schedule, room_out
 from .shout_outs import ShoutOuts
 from .tokens import Grant, TokenError, TokenSigner
 from .turn import TurnIssuer
@@ -110,6 +111,7 @@ class SignalingServer:
             sio, self.presence, heart_rate_writer, self.effort, signals, max_readings
         )
         self.controls = ClassControl(sio, self.presence, sfu, store, self._remove)
+        self.schedule = Schedule(store.engine)  # a series' link → this week's
         self.recording = Recording(sio, sfu, recordings, recording_mode)
         self.boards = Boards(sio, self.presence, sfu, self.heart_rate, self.effort, self.controls,
                              self._ice_servers, self._nodes, self.recording.on)  # fmt: skip
@@ -174,6 +176,7 @@ class SignalingServer:
             "profile": Event(ProfileIn, self._profile, joined=True, limit=limit(1.0, 5)),
             "gallery": host(GalleryIn, self._gallery, 1.0, 5),
             "end_class": Event(EmptyIn, self._end_class, joined=True, host_only=True),
+            "start_class": host(EmptyIn, controls.start_class, 0.5, 4),
             "lock": host(LockIn, controls.lock),
             "mute": host(MuteIn, controls.mute),
             "remove": host(RemoveIn, controls.remove),
@@ -204,7 +207,7 @@ class SignalingServer:
             raise SignalError("already_joined", "this connection has already joined a class")
         grant, room = await self._admit(msg)
         if grant.role == "device":
-            return await self._join_device(sid, msg, grant.room_id, str(grant.participant_id))
+            return await self._join_device(sid, msg, room.id, str(grant.participant_id))
         if grant.role == "board":  # the studio TV's read-only view (signaling/board.py)
             return await self.boards.join(sid, msg, room, self.idle.joined)
         chat = await self.chat.history(room.id)
@@ -254,7 +257,7 @@ class SignalingServer:
             extra={"class_id": room.id, "participant_id": participant_id, "role": grant.role},
         )  # fmt: skip
         await self.recording.joined(member)
-        late = {**(await self.controls.joined(member)), **(await self._nodes())}
+        late = {**(await self.controls.joined(member, room)), **(await self._nodes())}
         late.update(await self.effort.joined(member))
         # The roster is read after the last await: anyone who joined or left while this
         # join awaited was announced to this session already (it is in the socket.io room),
@@ -263,11 +266,13 @@ class SignalingServer:
         return {
             "v": PROTOCOL_VERSION,
             "you": member.out().model_dump(),
-            "room": RoomOut(id=room.id, title=room.title, gallery=room.gallery).model_dump(),
+            "room": room_out(room),
             "participants": [m.out().model_dump() for m in [*others, member]],
             "chat": [chat_out(r) for r in chat],
             "ice_servers": self._ice_servers(participant_id),
-            **self.signer.bound_tokens(room.id, room.generation, grant, participant_id),
+            **self.signer.bound_tokens(
+                room.link_id, room.generation, grant, participant_id, room.id
+            ),
             "profile": profile_out(profile),
             "recording": self.recording.on(room.id),
             "heart_rates": self.heart_rate.latest(
@@ -315,6 +320,7 @@ class SignalingServer:
             raise SignalError("room_not_found", "this class does not exist")
         if room.ended_at is not None:
             raise SignalError("room_ended", "this class has ended")
+        room = await self.schedule.session_for(room, time.time())
         await self._check_holder(room.id)
         await self.controls.admit(room, grant)
         return grant, room
@@ -443,6 +449,7 @@ class SignalingServer:
         return {"profile": profile_out(profile)}
 
     async def _publish(self, _sid: str, member: Member, msg: PublishIn) -> dict[str, Any]:
+        self.controls.check_started(member)  # nothing flows in a scheduled class's lobby
         answer = await self.sfu.publish(member.room_id, member.id, msg.sdp)
         return {"type": "answer", "sdp": answer}
 

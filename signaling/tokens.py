@@ -145,17 +145,24 @@ class TokenSigner:
         return grant
 
     def bound_tokens(
-        self, room_id: str, generation: int, grant: Grant, participant_id: str
+        self,
+        room_id: str,
+        generation: int,
+        grant: Grant,
+        participant_id: str,
+        session_id: str | None = None,
     ) -> dict[str, str]:
         """A join ack's tokens for the participant ``grant`` admitted: rejoin, device and
         summary tokens bound to them, and for an instructor the class link's own token
         (to invite people from the class). All expire with the link they came from (a
         rejoin must not renew it, or an unended class could be re-entered for ever) and
-        carry the class's link generation: replacing the link voids them too."""
+        carry the class's link generation: replacing the link voids them too. In a weekly
+        series (``room_id``) the summary token reads this week's session (``session_id``)."""
 
         def issue(role: Role, bound: bool = True, summary_only: bool = False) -> str:
             return self.issue(
-                room_id, role, participant_id=participant_id if bound else None,
+                (session_id or room_id) if summary_only else room_id, role,
+                participant_id=participant_id if bound else None,
                 expires_at=grant.expires_at, summary_only=summary_only, generation=generation,
             )[0]  # fmt: skip
 

@@ -27,6 +27,33 @@ class RoomRecord:
     gallery: bool
     owner_id: str | None = None  # the account that created it (None before accounts)
     generation: int = 0  # its links' generation: replacing the join link adds one
+    description: str = ""
+    starts_at: float | None = None  # scheduled start; None: an instant class, no lobby
+    duration_s: int | None = None
+    weekly: bool = False  # a weekly series: its sessions are rows of their own
+    started_at: float | None = None  # when the instructor started it (the lobby ends)
+    series_id: str | None = None  # a weekly series' session: the series
+    occurrence: int | None = None  # ... and which week of it (0: the first)
+
+    @property
+    def link_id(self) -> str:
+        """The class its links name: the series for one of its sessions."""
+        return self.series_id or self.id
+
+    @property
+    def in_session(self) -> bool:
+        """Whether it is under way: an instant class always, a scheduled one once started."""
+        return self.starts_at is None or self.started_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """When a class happens, as its creator set it (all optional)."""
+
+    description: str = ""
+    starts_at: float | None = None
+    duration_s: int | None = None
+    weekly: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +127,19 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
-_ROOM_COLUMNS = "id, title, created_at, ended_at, gallery, owner_id, generation"
+ROOM_COLUMNS = (
+    "id, title, created_at, ended_at, gallery, owner_id, generation, description, starts_at,"
+    " duration_s, weekly, started_at, series_id, occurrence"
+)
 
 
-def _room(row: Any) -> RoomRecord:
-    """A row of _ROOM_COLUMNS (and maybe more after them)."""
-    return RoomRecord(row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5], int(row[6]))
+def room_of_row(row: Any) -> RoomRecord:
+    """A row of ROOM_COLUMNS (and maybe more after them)."""
+    return RoomRecord(
+        row[0], row[1], float(row[2]), row[3], bool(row[4]), row[5], int(row[6]),
+        description=row[7], starts_at=row[8], duration_s=row[9], weekly=bool(row[10]),
+        started_at=row[11], series_id=row[12], occurrence=row[13],
+    )  # fmt: skip
 
 
 _PARTICIPANT_COLUMNS = (
@@ -147,30 +181,34 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def create_room(self, title: str, owner_id: str | None = None) -> RoomRecord:
-        """Store a new class (owned by the account ``owner_id``) and return it."""
+    async def create_room(
+        self, title: str, owner_id: str | None = None, schedule: ScheduleRecord | None = None
+    ) -> RoomRecord:
+        """Store a new class (owned by the account ``owner_id``, on ``schedule`` if
+        given: else an instant class) and return it."""
+        plan = schedule or ScheduleRecord()
         room = RoomRecord(
-            id=uuid.uuid4().hex[:12],
-            title=title,
-            created_at=time.time(),
-            ended_at=None,
-            gallery=False,
-            owner_id=owner_id,
-        )
+            id=uuid.uuid4().hex[:12], title=title, created_at=time.time(), ended_at=None,
+            gallery=False, owner_id=owner_id, description=plan.description,
+            starts_at=plan.starts_at, duration_s=plan.duration_s, weekly=plan.weekly,
+        )  # fmt: skip
+        # An instant class names only the columns it sets: its INSERT is the same as
+        # before schedules (upgrade tests make a class on an older schema with it).
+        columns = "id, title, created_at, ended_at, gallery, owner_id"
+        values = ":id, :title, :created_at, NULL, FALSE, :owner"
+        if schedule is not None:
+            columns += ", description, starts_at, duration_s, weekly"
+            values += ", :description, :starts_at, :duration_s, :weekly"
         async with self.engine.begin() as conn:
             await conn.execute(
-                text(
-                    "INSERT INTO rooms (id, title, created_at, ended_at, gallery, owner_id)"
-                    " VALUES (:id, :title, :created_at, NULL, :gallery, :owner)"
-                ),
+                text(f"INSERT INTO rooms ({columns}) VALUES ({values})"),
                 {
-                    "id": room.id,
-                    "title": room.title,
-                    "created_at": room.created_at,
-                    "gallery": False,
-                    "owner": owner_id,
+                    "id": room.id, "title": room.title, "created_at": room.created_at,
+                    "owner": owner_id, "description": room.description,
+                    "starts_at": room.starts_at, "duration_s": room.duration_s,
+                    "weekly": room.weekly,
                 },
-            )
+            )  # fmt: skip
         return room
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
@@ -178,13 +216,13 @@ class Store:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text(f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = :id"),
+                    text(f"SELECT {ROOM_COLUMNS} FROM rooms WHERE id = :id"),
                     {"id": room_id},
                 )
             ).first()
         if row is None:
             return None
-        return _room(row)
+        return room_of_row(row)
 
     async def rooms_of(self, owner_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
         """The classes ``owner_id`` created, newest first, each with how many
@@ -193,8 +231,7 @@ class Store:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT r.id, r.title, r.created_at, r.ended_at, r.gallery, r.owner_id,"
-                        " r.generation, (SELECT COUNT(*) FROM participants p"
+                        f"SELECT {ROOM_COLUMNS}, (SELECT COUNT(*) FROM participants p"
                         "  WHERE p.room_id = r.id AND p.role = 'participant')"
                         " FROM rooms r WHERE r.owner_id = :owner"
                         " ORDER BY r.created_at DESC, r.id LIMIT :limit"
@@ -202,7 +239,7 @@ class Store:
                     {"owner": owner_id, "limit": limit},
                 )
             ).all()
-        return [(_room(r), int(r[7])) for r in rows]
+        return [(room_of_row(r), int(r[14])) for r in rows]
 
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""
@@ -247,13 +284,15 @@ class Store:
             )
 
     async def is_removed(self, room_id: str, participant_id: str) -> bool:
-        """Whether the instructor removed this participant from the class."""
+        """Whether the instructor removed this participant from the class (from any
+        session of it, for a weekly series)."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT 1 FROM removed_participants"
-                        " WHERE room_id = :room AND participant_id = :id"
+                        "SELECT 1 FROM removed_participants WHERE participant_id = :id AND"
+                        " (room_id = :room OR room_id IN (SELECT id FROM rooms"
+                        " WHERE series_id = :room))"
                     ),
                     {"room": room_id, "id": participant_id},
                 )

@@ -110,6 +110,10 @@ async def test_join_ack_carries_the_controls_and_the_clock_starts_with_the_host(
         "spotlight": None,
         "clock_started_at": None,
         "timer": None,
+        # An instant class: under way from the start, no lobby (tests/test_schedule.py).
+        "started": True,
+        "starts_at": None,
+        "duration_s": None,
     }
     assert abs(ack["server_time"] - time.time()) < 2  # same machine: same clock
 

@@ -78,22 +78,42 @@ async function readError(response, doing = 'create the class') {
   return `The server could not ${doing} (HTTP ${response.status}).`;
 }
 
-function postRoom(title) {
+function postRoom(body) {
   return fetch('/api/rooms', {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'X-CSRF-Token': csrfToken },
-    body: JSON.stringify({ title }),
+    body: JSON.stringify(body),
   });
 }
 
-async function createClass(title) {
+// The POST /api/rooms body from the form: a start time only if one was chosen (the
+// datetime-local field is in this browser's time zone; the server takes unix seconds).
+function roomBody(title) {
+  const body = { title };
+  const description = document.getElementById('description-input').value.trim();
+  if (description) body.description = description;
+  const starts = document.getElementById('starts-input').value;
+  const weekly = document.getElementById('weekly-input').checked;
+  if (!starts) {
+    if (weekly) throw new Error('A weekly class needs a start time.');
+    return body;
+  }
+  const startsAt = new Date(starts).getTime() / 1000;
+  if (!Number.isFinite(startsAt)) throw new Error('The start time is not a date and time.');
+  body.starts_at = startsAt;
+  body.duration_s = Math.round(Number(document.getElementById('duration-input').value) * 60);
+  if (weekly) body.weekly = true;
+  return body;
+}
+
+async function createClass(body) {
   let response;
   try {
-    response = await postRoom(title);
+    response = await postRoom(body);
     // Logged in again in another tab: a new session, a new CSRF token. Ask once more.
     if (response.status === 403 && (await response.clone().json()).error?.code === 'csrf_failed') {
       await loadAccount();
-      if (csrfToken) response = await postRoom(title);
+      if (csrfToken) response = await postRoom(body);
     }
   } catch {
     throw new Error('Could not reach the server. Check your connection and try again.');
@@ -141,10 +161,10 @@ function classItem(c) {
   const item = element('li', { className: 'class-item' });
   item.dataset.testid = 'class-item';
   item.dataset.classId = c.id;
+  item.dataset.upcoming = String(c.next_starts_at !== null);
   const people = `${c.participants} participant${c.participants === 1 ? '' : 's'}`;
-  const state = c.ended_at ? `ended ${when(c.ended_at)}` : `created ${when(c.created_at)}`;
   item.append(element('span', { className: 'class-name' },
-    element('strong', { textContent: c.title }), element('span', { className: 'hint', textContent: `${state} · ${people}` })));
+    element('strong', { textContent: c.title }), element('span', { className: 'hint', textContent: classState(c, people) })));
   if (c.host_link) {
     const open = element('a', { className: 'button primary', href: c.host_link, textContent: 'Open as instructor' });
     open.dataset.testid = 'class-open';
@@ -182,10 +202,23 @@ function classItem(c) {
     });
     item.append(open, share, replace, board);
   }
-  const summary = element('a', { className: 'button', href: c.summary_link, textContent: 'Summary' });
-  summary.dataset.testid = 'class-summary';
-  item.append(summary);
+  // A weekly series has none: each week's session (listed too) has its own.
+  if (c.summary_link) {
+    const summary = element('a', { className: 'button', href: c.summary_link, textContent: 'Summary' });
+    summary.dataset.testid = 'class-summary';
+    item.append(summary);
+  }
   return item;
+}
+
+// When a class is (or was), in a line: upcoming ones by their next start.
+function classState(c, people) {
+  if (c.weekly) return `every week · next ${when(c.next_starts_at ?? c.starts_at)}`;
+  const week = c.series_id ? 'weekly session · ' : '';
+  if (c.ended_at) return `${week}ended ${when(c.ended_at)} · ${people}`;
+  if (c.starts_at && !c.started_at) return `${week}starts ${when(c.starts_at)} · ${people}`;
+  if (c.started_at) return `${week}started ${when(c.started_at)} · ${people}`;
+  return `created ${when(c.created_at)} · ${people}`;
 }
 
 async function loadClasses() {
@@ -230,7 +263,7 @@ form.addEventListener('submit', async (event) => {
   createButton.disabled = true;
   createButton.textContent = 'Creating…';
   try {
-    showResult(await createClass(title));
+    showResult(await createClass(roomBody(title)));
     loadClasses();
   } catch (error) {
     showError(error.message);

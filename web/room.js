@@ -11,6 +11,7 @@ import { HeartRateRoom } from './hrroom.js';
 import { planFor, videoConstraints } from './layers.js';
 import { JOIN_ERRORS, JOIN_HINTS, loadBoundToken, peekToken, readLink, summaryLink } from './link.js';
 import { LocalMedia } from './localmedia.js';
+import { Lobby } from './lobby.js';
 import { openMedia } from './media.js';
 import { MusicMode } from './music.js';
 import { DevicePicker, preferredDevices, replaceSent } from './prejoin.js';
@@ -83,6 +84,8 @@ class ClassPage {
       people: () => session.participants, readingOf: (id) => this.hr?.view.latest.get(id)?.reading,
       extras: [this.music.row],
     });
+    // A scheduled class's lobby: the countdown and, for the instructor, "Start class".
+    this.lobby = new Lobby({ el: $('lobby'), clock: this.classState.clock, request, toast });
     // Effort points: the class's target and leaderboard, the instructor's settings.
     this.effort = new EffortPanel({
       panel: $('effort-panel'), request, toast, people: () => session.participants,
@@ -123,6 +126,7 @@ class ClassPage {
       offline: ({ stopLocal }) => {
         this.hr.offline();
         this.classState.stop();
+        this.lobby.stop();
         this.grid.clear();
         this.chat.setEnabled(false);
         if (stopLocal) this.stopLocalMedia();
@@ -131,7 +135,10 @@ class ClassPage {
       closed: (reason, detail) => CLOSED[reason](this, detail),
       chat: (message) => this.chat.add(message),
       speaker: (id) => this.grid.setSpeaker(id),
-      classState: (payload) => this.classState.onState(payload),
+      classState: (payload) => {
+        this.classState.onState(payload);
+        this.paintLobby(payload.state, this.session.you?.role === 'host', this.session.room?.description);
+      },
       muted: () => this.mutedByInstructor(),
       heartRate: (payload) => {
         this.hr.onHr(payload);
@@ -162,6 +169,7 @@ class ClassPage {
       get room() { return session.room ? { ...session.room } : null; },
       get tracks() { return session.subscriber ? session.subscriber.trackMap() : {}; },
       get phase() { return session.phase; },
+      get started() { return session.started; },
       get socket() { return session.socket; },
       get hr() { return page.hr ? page.hr.hook() : null; },
       get token() { return session.token; },
@@ -283,11 +291,19 @@ class ClassPage {
     for (const track of this.local.stream.getTracks()) grid.addTrack(you.id, track);
     this.music.setEnabled(isHost);
     this.classState.joined(ack, isHost);
+    this.paintLobby(ack.controls, isHost, ack.room.description);
     this.effort.joined(ack, isHost);
     this.visibility.resend();
     // Focus into the class (it was on the join button, now hidden): a screen reader says
     // where we are, and Tab goes on from here, not from the top of the page.
     if (!$('classroom').contains(document.activeElement)) $('class-heading').focus({ preventScroll: true });
+  }
+
+  /** A scheduled class not yet started shows its lobby (lobby.js) and says so in the status line. */
+  paintLobby(controls, isHost, description) {
+    this.lobby.apply(controls, { isHost, description });
+    if (controls && controls.started === false) setStatus('Waiting for the class to start');
+    else setStatus('Live', 'live');
   }
 
   /** The connection was lost: only ourselves are shown until the session is back. */
@@ -514,7 +530,8 @@ const CLOSED = Object.freeze({
         : 'Thanks for taking part. See you next time!',
       code: 'class_ended',
       action: bound && summaryToken
-        ? { text: 'See your summary', href: summaryLink(page.session.roomId, summaryToken) }
+        // A weekly series' summary is its session's (the link names the series).
+        ? { text: 'See your summary', href: summaryLink(page.session.room?.session_id || page.session.roomId, summaryToken) }
         : { text: 'Back to PulseRoom', href: '/' },
       secondary: bound && summaryToken ? { text: 'Back to PulseRoom', href: '/' } : null,
     });

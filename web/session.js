@@ -79,6 +79,7 @@ export class Session {
     this.gallery = false;
     this.recording = false;
     this.publisher = null;
+    this.started = true; // false in a scheduled class's lobby: nothing is sent until it starts
     this.subscriber = null;
     this.pendingOffers = []; // subscribe offers that arrived before the join ack
     this.layers = null; // this session's last `layers` event, for a publisher made later
@@ -180,7 +181,10 @@ export class Session {
       max_hr_raised: (payload) => view.maxHrRaised(payload),
       shout_out: (payload) => view.shoutOut(payload),
       milestone: (payload) => view.milestone(payload),
-      class_state: (payload) => view.classState(payload),
+      class_state: (payload) => {
+        view.classState(payload);
+        this.classStarted(payload.state);
+      },
       muted: () => view.muted(),
       telemetry_ack: (payload) => view.telemetryAck(payload),
     };
@@ -346,6 +350,7 @@ export class Session {
     this.participants = new Map(ack.participants.map((p) => [p.id, p]));
     this.participants.set(this.you.id, this.you);
     this.setPhase('joined');
+    this.started = !ack.controls || ack.controls.started !== false;
     this.view.entered(ack);
     this.setGallery(ack.room.gallery);
     this.setRecording(Boolean(ack.recording));
@@ -355,6 +360,13 @@ export class Session {
     if (this.you.role !== 'board' && (!this.you.audio || !this.you.video || media.music)) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
     this.startSubscriber();
+    this.startPublisher();
+  }
+
+  /** The instructor started the class (`class_state`): out of the lobby, send our media. */
+  classStarted(state) {
+    if (!state || state.started === false || this.started) return;
+    this.started = true;
     this.startPublisher();
   }
 
@@ -383,7 +395,7 @@ export class Session {
    * Watching without camera or microphone, it is made only once heart rate needs it.
    */
   async startPublisher() {
-    if (this.publisher || this.phase !== 'joined' || !this.rtc.enabled) return;
+    if (this.publisher || this.phase !== 'joined' || !this.rtc.enabled || !this.started) return;
     const stream = this.local.stream();
     if (!stream.getTracks().length && !this.view.wantsTelemetry()) return; // watching only
     const publisher = new this.rtc.Publisher({
@@ -428,6 +440,7 @@ export class Session {
     this.publisher?.close();
     this.subscriber?.close();
     this.publisher = null;
+    this.started = true; // false in a scheduled class's lobby: nothing is sent until it starts
     this.subscriber = null;
     this.pendingOffers = [];
     this.layers = null;

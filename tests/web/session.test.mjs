@@ -345,3 +345,21 @@ test('two sessions share nothing', async () => {
   assert.deepEqual([...two.session.participants.keys()], ['p9']);
   assert.notEqual(one.session.request, two.session.request);
 });
+
+test('in a scheduled class’s lobby nothing is published until the class starts', async () => {
+  const lobby = { started: false, starts_at: 1_900_000_000 };
+  const { session, made } = makeSession({ handlers: { [A]: node(joinAck({ controls: lobby })) } });
+  assert.equal(await session.join('Me', Promise.resolve()), null);
+  assert.equal(session.phase, 'joined');
+  assert.equal(session.started, false);
+  assert.equal(made.subscribers.length, 1, 'the subscribe connection waits for offers anyway');
+  await session.startPublisher(); // heart rate asking for a channel does not start it either
+  assert.equal(made.publishers.length, 0);
+  session.socket.fire('class_state', { state: { ...lobby, locked: true } });
+  assert.equal(made.publishers.length, 0, 'a change in the lobby is no start');
+  session.socket.fire('class_state', { state: { ...lobby, started: true } });
+  assert.equal(session.started, true);
+  assert.equal(made.publishers.length, 1);
+  session.socket.fire('class_state', { state: { ...lobby, started: true } });
+  assert.equal(made.publishers.length, 1, 'started once');
+});
