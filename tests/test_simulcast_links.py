@@ -209,7 +209,12 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
     room = netns_server.create_room("Gallery")
     studio = await launch(playwright, clip=cached_clip())
     try:
-        coach = await open_tab(studio, "instructor", init_script=FIXED_ENCODER_JS)
+        # A small window: the class board fills the stage with the three tiles, and at
+        # this size they are thumbnails (a bigger window draws them larger, and then the
+        # bigger layer is the right one).
+        coach = await open_tab(
+            studio, "instructor", viewport=(900, 500), init_script=FIXED_ENCODER_JS
+        )
         await join(coach, str(room["host_link"]), "Coach Ana")
         # The instructor's camera off (black at a frame a second): the test is about what
         # the instructor receives, and a 720p three-layer encoder beside three publishing
@@ -234,6 +239,7 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
         rates = {r.publisher: r for r in (await video_rates(coach, 3.0)).values()}
         heights = {pid: rates[pid].frame_height for pid in ids}
         print("tiles drawn at", drawn, "px; received heights", heights)
+        assert max(drawn) <= 200, f"the tiles are no thumbnails at this size: {drawn}"
         for pid, shown in zip(ids, drawn, strict=True):
             # The smallest layer at least 90 % of the drawn height (or the largest).
             expected = 180 if shown <= 200 else 360
