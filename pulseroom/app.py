@@ -28,6 +28,7 @@ from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
+from signaling.preview import PreviewApi
 from signaling.recording import RecordingsApi
 from signaling.server import SignalingServer
 from signaling.summary_api import SummaryApi
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
+    PreviewApi(store, signer).add_routes(app)
     RecordingsApi(recordings, signer, audit, secure_cookies=secure_cookies).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)

@@ -242,9 +242,7 @@ async def test_ended_class_refuses_to_join(browser: Any, browser_server: Running
         await host.page.get_by_test_id("end-confirm").click()
         assert await notice(host) == ("The class has ended", "class_ended")
 
-        await late.page.goto(str(room["join_link"]))
-        await late.page.get_by_test_id("name-input").fill("Dana")
-        await late.page.get_by_test_id("join-button").click()
+        await late.page.goto(str(room["join_link"]))  # said as the page opens
         assert await notice(late) == ("This class has ended", "room_ended")
         await screenshot(late, "browser-ended")
         assert not host.errors and not late.errors, host.diagnostics() + late.diagnostics()
@@ -286,8 +284,7 @@ async def test_bad_links_say_so(browser: Any, browser_server: RunningServer) -> 
             sub = Tab(name=what, page=page, context=tab.context)
             page.on("pageerror", lambda error, sub=sub: sub.errors.append(str(error)))
             await page.goto(link)
-            await page.get_by_test_id("name-input").fill("Eve")
-            await page.get_by_test_id("join-button").click()
+            # Said as the page opens (its preview request), before anyone types a name.
             assert await notice(sub) == (want_title, want_code), what
             assert not sub.errors, sub.diagnostics()
             await page.close()
@@ -298,8 +295,6 @@ async def test_bad_links_say_so(browser: Any, browser_server: RunningServer) -> 
         answer = browser_server.instructor().post(f"/api/rooms/{replaced_id}/links")
         assert answer.status_code == 200, answer.text
         await tab.page.goto(str(replaced["join_link"]))
-        await tab.page.get_by_test_id("name-input").fill("Eve")
-        await tab.page.get_by_test_id("join-button").click()
         want = ("This link was replaced by the instructor", "link_replaced")
         assert await notice(tab) == want
         assert not tab.errors, tab.diagnostics()
@@ -320,6 +315,9 @@ async def test_join_without_camera_when_access_is_denied(
     tab = await open_tab(browser, "denied", init_script=DENY_MEDIA)
     try:
         await tab.page.goto(str(room["join_link"]))
+        # The pre-join screen names the class (from the link's preview).
+        heading = tab.page.get_by_test_id("prejoin-heading")
+        await heading.filter(has_text="“No camera”").wait_for(timeout=5_000)
         warning = tab.page.get_by_test_id("media-message")
         await warning.wait_for(state="visible", timeout=5_000)
         assert "Camera/microphone access was denied" in (await warning.text_content() or "")

@@ -434,6 +434,35 @@ class ClassPage {
     $('webrtc-banner').hidden = WEBRTC;
     this.openCamera(payload);
     this.bindControls();
+    this.preview(token, roomId);
+  }
+
+  /**
+   * What the link leads to, asked as the page opens (GET …/preview): the class's title
+   * on the pre-join screen, or a damaged, expired, replaced or ended link said at once,
+   * before anyone types a name. If the server cannot say, the join will.
+   */
+  async preview(token, roomId) {
+    let response;
+    try {
+      response = await fetch(`/api/rooms/${encodeURIComponent(roomId)}/preview`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+    } catch {
+      return;
+    }
+    if (this.session.phase !== 'prejoin') return; // joined (or gone) meanwhile
+    let body = null;
+    try { body = await response.json(); } catch { return; }
+    if (!response.ok) {
+      if (body?.error?.code && response.status !== 401) this.session.refuse(body.error.code, body.error.message);
+      return;
+    }
+    const title = body.room?.title;
+    if (!title) return;
+    $('prejoin-heading').textContent = `Ready to join “${title}”?`;
+    document.title = `${title} · PulseRoom`;
+    this.els.title.textContent = title;
   }
 
   /**
