@@ -130,13 +130,7 @@ class AccountStore:
     async def user_by_email(self, email: str) -> UserRecord | None:
         """The user with this address (any case), if any."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(f"SELECT {_USER_COLUMNS} FROM users WHERE email = :email"),
-                    {"email": normalize_email(email)},
-                )
-            ).first()
-        return None if row is None else _user(row)
+            return await _find_user(conn, email)
 
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         """The user with this id, if any."""
@@ -358,6 +352,10 @@ async def _locked_user(conn: AsyncConnection, email: str) -> UserRecord | None:
     (on SQLite the transaction's first write does; see ``_keep_an_admin``)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK})"))
+    return await _find_user(conn, email)
+
+
+async def _find_user(conn: AsyncConnection, email: str) -> UserRecord | None:
     row = (
         await conn.execute(
             text(f"SELECT {_USER_COLUMNS} FROM users WHERE email = :email"),

@@ -30,6 +30,7 @@ from telemetry.zones import Profile
 from tests.loopback import loopback_server
 from tests.sio_client import Client
 from tests.test_heart_rate import RawChannel, reading
+from tests.waiting import until
 
 T0 = 1_800_000_000.0
 PROGRAM = {
@@ -175,13 +176,6 @@ def test_the_files_hold_every_reading_in_its_lap_and_pass_their_checkers() -> No
     assert messages["activity_mesgs"][0]["num_sessions"] == 1
 
 
-async def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_participant_downloads_their_class_with_the_timer_as_laps(tmp_path: Path) -> None:
     async with loopback_server(tmp_path) as server:
         room = await server.create_room("Evening HIIT")
@@ -199,7 +193,7 @@ async def test_a_participant_downloads_their_class_with_the_timer_as_laps(tmp_pa
             start = int(time.time() * 1000)
             for i in range(6):
                 raw.send({**reading(i, 120 + 5 * i, t=start + i * 1000), "rr": [500.0, 505.0]})
-            await _until(lambda: len(ann.received["telemetry_ack"]) > 0)
+            await until(lambda: len(ann.received["telemetry_ack"]) > 0)
             await raw.close()
             assert (await host.call("end_class", {"v": 1}))["ok"]
         finally:

@@ -11,23 +11,16 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 from tests.loopback import loopback_server
 from tests.sio_client import Client
 from tests.test_heart_rate import RawChannel, reading
+from tests.waiting import until
 
 
 def _count(tmp_path: Path, sql: str) -> int:
     with sqlite3.connect(tmp_path / "pulseroom.db") as db:
         return int(db.execute(sql).fetchone()[0])
-
-
-async def _until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_class_stores_chat_up_to_its_quota(tmp_path: Path) -> None:
@@ -72,13 +65,13 @@ async def test_a_participant_stores_readings_up_to_their_quota(tmp_path: Path) -
                     ]
                     return len(named) >= expected
 
-                await _until(refused)
+                await until(refused)
                 errors = [e for e in ann.received["error"] if e["code"] == "quota_exceeded"]
                 assert errors and "5 readings" in errors[0]["message"]
                 await raw.close()
             finally:
                 await ann.close()
         # Only the first five, of both visits together, were stored.
-        await _until(lambda: _count(tmp_path, "SELECT count(*) FROM heart_rate") == 5)
+        await until(lambda: _count(tmp_path, "SELECT count(*) FROM heart_rate") == 5)
         await asyncio.sleep(0.5)
         assert _count(tmp_path, "SELECT max(seq) FROM heart_rate") == 4
