@@ -22,6 +22,7 @@ from signaling.admin_api import AdminApi
 from signaling.classes import ClassesApi
 from signaling.client_address import ClientAddress, ConnectionCap
 from signaling.cluster import Cluster, ClusterError
+from signaling.co_instructors import CoInstructorsApi
 from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.headers import add_security_headers
 from signaling.health import HealthApi
@@ -38,6 +39,7 @@ from signaling.turn import TurnIssuer
 from storage import migrations
 from storage.accounts import AccountStore
 from storage.audit import AuditLog
+from storage.co_instructors import CoInstructors
 from storage.recordings import RecordingFiles
 from storage.store import Store, create_engine
 from storage.timer_events import TimerEvents
@@ -137,7 +139,10 @@ def create_app(settings: Settings) -> web.Application:
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
     PreviewApi(store, signer).add_routes(app)
-    RecordingsApi(recordings, signer, audit, secure_cookies=secure_cookies).add_routes(app)
+    CoInstructorsApi(store, accounts, audit).add_routes(app)
+    RecordingsApi(
+        recordings, signer, audit, CoInstructors(store.engine), secure_cookies=secure_cookies
+    ).add_routes(app)
     HealthApi(store.engine, media, settings.redis_url, settings.turn_urls).add_routes(app)
     MetricsApi.of(app[SIGNALING], media).add_routes(app)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from storage.co_instructors import CoInstructors
 from storage.store import Store
 from storage.timer_events import TimerEvents
 from telemetry.activity_export import fit, lap_figures, tcx
@@ -18,7 +19,7 @@ from telemetry.writer import HeartRateWriter
 
 from .http import attachment, download_name, json_error
 from .profiles import profile_of
-from .summary_api import Refused, class_grant
+from .summary_api import Refused, hosting_grant
 from .tokens import TokenSigner
 
 _FORMATS = {
@@ -43,6 +44,7 @@ class ActivityApi:
         self.writer = writer
         self.timer_events = timer_events
         self.signer = signer
+        self.hosts = CoInstructors(store.engine)  # whose co-instructor tokens still count
 
     async def tcx(self, request: web.Request) -> web.Response:
         """The caller's class as TCX."""
@@ -55,7 +57,7 @@ class ActivityApi:
     async def _activity(self, request: web.Request, extension: str) -> web.Response:
         """The caller's readings in this class as TCX or FIT, one lap per interval."""
         try:
-            grant = class_grant(self.signer, request)
+            grant = await hosting_grant(self.signer, self.hosts, request)
         except Refused as exc:
             return exc.response
         if grant.participant_id is None:

@@ -27,10 +27,12 @@ import socketio
 
 from sfu.backend import MediaBackend, SfuError
 from storage.audit import Actor, AuditLog
+from storage.co_instructors import CoInstructors
 from storage.sessions import Sessions
 from storage.store import RoomRecord, Store
 from storage.timer_events import TimerEventRecord, TimerEvents
 
+from .co_instructors import HOST_REVOKED
 from .errors import SignalError
 from .interval_timer import IntervalTimer, Phase, Program
 from .messages import (
@@ -125,6 +127,7 @@ class ClassControl:
         self._audit = AuditLog(store.engine)  # what it writes to is the store's database
         self._timer_log = TimerEvents(store.engine)  # the timer's history: laps of exports
         self._sessions = Sessions(store.engine)  # when a scheduled class was started
+        self._hosts = CoInstructors(store.engine)  # whose co-instructor links still count
         self._presence = presence
         self._sfu = sfu
         self._remove_session = remove_session  # the server's own leave path for a session
@@ -157,6 +160,8 @@ class ClassControl:
         bound = grant.participant_id
         if bound is not None and await self._store.is_removed(room.link_id, bound):
             raise SignalError("removed", "the instructor removed you from this class")
+        if grant.user_id is not None and not await self._hosts.may_host(room.id, grant.user_id):
+            raise SignalError("host_revoked", HOST_REVOKED)
         if grant.generation != room.generation and not await self._instructors_own(room, grant):
             raise SignalError(
                 "link_replaced",

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from storage.accounts import Role, UserRecord
 from storage.audit import AuditLog
+from storage.co_instructors import CoInstructors
 from storage.store import RoomRecord, ScheduleRecord, Store
 
 from .accounts_api import SESSION, actor_of
@@ -67,13 +68,17 @@ def room_summary(room: RoomRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def links(signer: TokenSigner, base_url: str, room: RoomRecord) -> dict[str, Any]:
+def links(
+    signer: TokenSigner, base_url: str, room: RoomRecord, co_instructor: str | None = None
+) -> dict[str, Any]:
     """A class's host, join and board links, of its current link generation, and their
-    expiry. Only the class's owner is ever given these (the board link shows everyone's
-    heart rate on a studio screen: signaling/board.py)."""
-    host_token, expires_at = signer.issue(room.id, "host", generation=room.generation)
-    join_token, _ = signer.issue(room.id, "participant", generation=room.generation)
-    board_token, _ = signer.issue(room.id, "board", generation=room.generation)
+    expiry. Only the class's owner and co-instructors are ever given these (the board link
+    shows everyone's heart rate on a studio screen: signaling/board.py); a co-instructor's
+    host and board links name their account, honoured while they co-instruct."""
+    gen, user = room.generation, co_instructor
+    host_token, expires_at = signer.issue(room.id, "host", generation=gen, user_id=user)
+    join_token, _ = signer.issue(room.id, "participant", generation=gen)
+    board_token, _ = signer.issue(room.id, "board", generation=gen, user_id=user)
     return {
         "host_link": class_link(base_url, room.id, host_token),
         "join_link": class_link(base_url, room.id, join_token),
@@ -116,6 +121,7 @@ class ClassesApi:
         self.store = store
         self.signer = signer
         self.public_url = public_url
+        self.co_instructors = CoInstructors(store.engine)
 
     def base_url(self, request: web.Request) -> str:
         """Where links point: the public URL, else the address the request came to (so a
@@ -168,8 +174,11 @@ class ClassesApi:
         if refusal is not None:
             return json_error(*refusal)
         assert session is not None
-        base, now = self.base_url(request), time.time()
-        rows = await self.store.rooms_of(session.user.id)
+        base, now, user = self.base_url(request), time.time(), session.user.id
+        own = await self.store.rooms_of(user)
+        mine = {room.id for room, _ in own}
+        hosted = [(r, n) for r, n in await self.co_instructors.rooms_of(user) if r.id not in mine]
+        rows = own + hosted
         ended: dict[str, set[int]] = {}  # a series' weeks already ended
         for room, _ in rows:
             if room.series_id is not None and room.ended_at is not None:
@@ -177,18 +186,21 @@ class ClassesApi:
         upcoming: list[dict[str, Any]] = []
         past: list[dict[str, Any]] = []
         for room, joined in rows:
+            co = None if room.id in mine else user  # links minted for a co-instructor
             entry: dict[str, Any] = {
                 **room_summary(room), "created_at": room.created_at,
                 "ended_at": room.ended_at, "participants": joined,
                 "next_starts_at": next_start(room, now, frozenset(ended.get(room.id, ()))),
+                "hosting": "creator" if co is None else "co_instructor",
             }  # fmt: skip
             if not room.weekly:
-                summary_token, _ = self.signer.issue(room.id, "host", summary_only=True)
+                summary_token, _ = self.signer.issue(room.id, "host", summary_only=True, user_id=co)
                 entry["summary_link"] = summary_link(base, room.id, summary_token)
             if room.ended_at is None and room.series_id is None:
-                entry.update(links(self.signer, base, room))
+                entry.update(links(self.signer, base, room, co))
             (past if entry["next_starts_at"] is None else upcoming).append(entry)
         upcoming.sort(key=lambda e: (e["next_starts_at"], e["id"]))
+        past.sort(key=lambda e: (-e["created_at"], e["id"]))  # the co-instructed among them
         return web.json_response({"classes": upcoming + past})
 
     async def replace_links(self, request: web.Request) -> web.Response:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from storage.co_instructors import CoInstructors
 from storage.store import Store
 
+from .co_instructors import HOST_REVOKED
 from .http import json_error
 from .tokens import TokenError, TokenSigner
 
@@ -22,6 +24,7 @@ class PreviewApi:
     def __init__(self, store: Store, signer: TokenSigner) -> None:
         self.store = store
         self.signer = signer
+        self.hosts = CoInstructors(store.engine)  # whose co-instructor links still count
 
     async def preview(self, request: web.Request) -> web.Response:
         """The class a token is for: its title and schedule, or why the link is no good."""
@@ -48,6 +51,8 @@ class PreviewApi:
                 "link_replaced",
                 "this link was replaced by the instructor: ask them for the new one",
             )
+        if grant.user_id is not None and not await self.hosts.may_host(room.id, grant.user_id):
+            return json_error(403, "host_revoked", HOST_REVOKED)
         ended = room.ended_at is not None and not room.weekly
         if ended:
             return json_error(410, "room_ended", "this class has ended")

@@ -31,13 +31,14 @@ from aiohttp import web
 
 from sfu.backend import MediaBackend, SfuError
 from storage.audit import Actor, AuditLog
+from storage.co_instructors import CoInstructors
 from storage.recordings import RecordingFiles, media_type
 
 from .errors import SignalError
 from .http import json_error
 from .messages import PROTOCOL_VERSION, RecordIn
 from .presence import Member
-from .summary_api import Refused, class_grant
+from .summary_api import Refused, class_grant, hosting_grant, still_hosting
 from .tokens import Grant, TokenError, TokenSigner
 
 logger = logging.getLogger(__name__)
@@ -157,8 +158,10 @@ class RecordingsApi:
         files: RecordingFiles,
         signer: TokenSigner,
         audit: AuditLog,
+        hosts: CoInstructors,
         secure_cookies: bool = False,
     ) -> None:
+        self.hosts = hosts  # whose co-instructor tokens still count
         self.files = files
         self.audit = audit
         self.signer = signer
@@ -167,7 +170,7 @@ class RecordingsApi:
     async def list(self, request: web.Request) -> web.Response:
         """The class's recordings, oldest first."""
         try:
-            grant = class_grant(self.signer, request)
+            grant = await hosting_grant(self.signer, self.hosts, request)
         except Refused as exc:
             return exc.response
         recordings = [
@@ -185,6 +188,7 @@ class RecordingsApi:
         ``Authorization`` header or the recording's ticket cookie."""
         try:
             grant = self._file_grant(request)
+            await still_hosting(self.hosts, grant)
         except Refused as exc:
             return exc.response
         path = self.files.path(grant.room_id, request.match_info["recording_id"])
@@ -207,7 +211,7 @@ class RecordingsApi:
     async def ticket(self, request: web.Request) -> web.Response:
         """The cookie that lets this browser's ``<video>`` fetch one recording."""
         try:
-            grant = class_grant(self.signer, request)
+            grant = await hosting_grant(self.signer, self.hosts, request)
         except Refused as exc:
             return exc.response
         room_id, recording_id = grant.room_id, request.match_info["recording_id"]
@@ -216,7 +220,7 @@ class RecordingsApi:
         expires_at = min(grant.expires_at, int(time.time()) + TICKET_TTL_S)
         token, _ = self.signer.issue(
             room_id, grant.role, participant_id=grant.participant_id, expires_at=expires_at,
-            summary_only=True,
+            summary_only=True, user_id=grant.user_id,
         )  # fmt: skip
         response = web.json_response({"expires_at": expires_at})
         response.set_cookie(
@@ -229,7 +233,7 @@ class RecordingsApi:
     async def delete(self, request: web.Request) -> web.Response:
         """Delete a finished recording: the instructor only."""
         try:
-            grant = class_grant(self.signer, request)
+            grant = await hosting_grant(self.signer, self.hosts, request)
         except Refused as exc:
             return exc.response
         if grant.role != "host":

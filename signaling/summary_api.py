@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from storage.audit import Actor, AuditLog
+from storage.co_instructors import CoInstructors
 from storage.store import ParticipantRecord, Store
 from storage.timer_events import TimerEvents
 from telemetry.effort import zone_seconds
@@ -27,6 +28,7 @@ from telemetry.summary import summarize
 from telemetry.writer import HeartRateRow, HeartRateWriter
 from telemetry.zones import ZONE_NAMES, zone_floors_bpm
 
+from .co_instructors import HOST_REVOKED
 from .effort import scheme_of, scheme_out
 from .http import attachment, download_name, json_error
 from .profiles import profile_of, profile_out
@@ -97,6 +99,20 @@ def class_grant(signer: TokenSigner, request: web.Request) -> Grant:
     return grant
 
 
+async def hosting_grant(signer: TokenSigner, hosts: CoInstructors, request: web.Request) -> Grant:
+    """``class_grant``, and for a token minted for a co-instructor (``u``), whether that
+    account still hosts the class: taking their rights away refuses it (``host_revoked``)."""
+    grant = class_grant(signer, request)
+    await still_hosting(hosts, grant)
+    return grant
+
+
+async def still_hosting(hosts: CoInstructors, grant: Grant) -> None:
+    """Raise ``Refused`` if ``grant`` names a co-instructor who no longer hosts its class."""
+    if grant.user_id is not None and not await hosts.may_host(grant.room_id, grant.user_id):
+        raise Refused(403, "host_revoked", HOST_REVOKED)
+
+
 class SummaryApi:
     """``/api/rooms/{room_id}/summary`` and friends."""
 
@@ -115,9 +131,10 @@ class SummaryApi:
         self.signer = signer
         # The timer as it ran: chart marks, and where the last work interval ended.
         self.timer_events = TimerEvents(store.engine)
+        self.hosts = CoInstructors(store.engine)  # whose co-instructor tokens still count
 
-    def _grant(self, request: web.Request) -> Grant:
-        return class_grant(self.signer, request)
+    async def _grant(self, request: web.Request) -> Grant:
+        return await hosting_grant(self.signer, self.hosts, request)
 
     async def _people(self, request: web.Request, grant: Grant) -> list[ParticipantRecord]:
         room = await self.store.get_room(grant.room_id)
@@ -130,7 +147,7 @@ class SummaryApi:
         return [p for p in people if p.id == grant.participant_id]
 
     async def _summaries(self, request: web.Request) -> tuple[Grant, list[dict[str, Any]]]:
-        grant = self._grant(request)
+        grant = await self._grant(request)
         people = await self._people(request, grant)
         await self.writer.flush()  # what was received is in the answer
         scheme = scheme_of(await self.store.effort_settings(grant.room_id))
@@ -251,7 +268,7 @@ class SummaryApi:
     async def readings_csv(self, request: web.Request) -> web.Response:
         """Every stored reading as CSV (time, participant, bpm, RR, energy, contact)."""
         try:
-            grant = self._grant(request)
+            grant = await self._grant(request)
             people = await self._people(request, grant)
         except Refused as exc:
             return exc.response
@@ -280,8 +297,8 @@ class SummaryApi:
                 )
         return await self._csv(grant, buffer, "-heart-rate.csv")
 
-    def _own(self, request: web.Request) -> Grant:
-        grant = self._grant(request)
+    async def _own(self, request: web.Request) -> Grant:
+        grant = await self._grant(request)
         if grant.participant_id is None:
             raise Refused(403, "forbidden", "use the token you got when you joined")
         return grant
@@ -289,7 +306,7 @@ class SummaryApi:
     async def export_own(self, request: web.Request) -> web.Response:
         """Everything stored about the caller in this class, as JSON."""
         try:
-            grant = self._own(request)
+            grant = await self._own(request)
         except Refused as exc:
             return exc.response
         participant_id = str(grant.participant_id)
@@ -331,7 +348,7 @@ class SummaryApi:
     async def delete_own(self, request: web.Request) -> web.Response:
         """Delete the caller's heart rate, profile and chat messages in this class."""
         try:
-            grant = self._own(request)
+            grant = await self._own(request)
         except Refused as exc:
             return exc.response
         participant_id = str(grant.participant_id)

@@ -10,6 +10,8 @@ heart rate.
 Every token carries its class's link generation (``g``, 0 if absent: tokens signed before
 generations existed): when the instructor replaces the join link, the class's generation
 goes up and the server refuses tokens of earlier ones (signaling/class_control.py).
+A host link minted for a co-instructor names their account (``u``), and so do the tokens
+its join gives: they let in only while that account hosts the class.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Grant:
     participant_id: str | None = None  # a bound token acts for this participant only
     summary_only: bool = False  # reads the class summary; joins nothing
     generation: int = 0  # the class's link generation it was signed for
+    user_id: str | None = None  # a co-instructor's host link: honoured while they host
 
 
 def _b64(data: bytes) -> str:
@@ -77,6 +80,7 @@ class TokenSigner:
         expires_at: int | None = None,
         summary_only: bool = False,
         generation: int = 0,
+        user_id: str | None = None,
     ) -> tuple[str, int]:
         """A token for ``role`` in ``room_id`` and its expiry (unix seconds).
 
@@ -85,6 +89,8 @@ class TokenSigner:
         ``summary_only``: the token reads the class summary with ``role``'s rights and
         cannot join (a summary URL gets shared; the host's rejoin token must not be).
         ``generation``: the class's link generation (``RoomRecord.generation``).
+        ``user_id``: the co-instructor's account a host link is minted for (the join and
+        the summary honour it only while that account hosts the class).
         """
         if role == "device" and participant_id is None:
             raise ValueError("a device token acts for one participant")
@@ -97,6 +103,8 @@ class TokenSigner:
             fields["p"] = participant_id
         if summary_only:
             fields["s"] = 1
+        if user_id is not None:
+            fields["u"] = user_id
         payload = json.dumps(fields, separators=(",", ":"))
         body = _b64(payload.encode())
         return f"{body}.{self._mac(body)}", expires_at
@@ -119,7 +127,7 @@ class TokenSigner:
             )
         try:
             payload = json.loads(_unb64(body))
-            bound = payload.get("p")
+            bound, user = payload.get("p"), payload.get("u")
             grant = Grant(
                 room_id=str(payload["r"]),
                 role=payload["role"],
@@ -127,6 +135,7 @@ class TokenSigner:
                 participant_id=None if bound is None else str(bound),
                 summary_only=payload.get("s") == 1,
                 generation=int(payload.get("g", 0)),
+                user_id=None if user is None else str(user),
             )
         except (ValueError, KeyError, TypeError):
             raise TokenError(
@@ -164,6 +173,7 @@ class TokenSigner:
                 (session_id or room_id) if summary_only else room_id, role,
                 participant_id=participant_id if bound else None,
                 expires_at=grant.expires_at, summary_only=summary_only, generation=generation,
+                user_id=grant.user_id if bound else None,
             )[0]  # fmt: skip
 
         tokens = {

@@ -34,6 +34,8 @@ Action = Literal[
     "class_created",
     "participant_removed",
     "link_rotated",
+    "co_instructor_added",
+    "co_instructor_removed",
     "data_exported",
     "data_deleted",
     "data_erased",

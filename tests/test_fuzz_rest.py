@@ -41,7 +41,13 @@ from tests.sio_client import Client
 ROUTES = http_routes()
 # A class's routes that take the owner's login, not a class token (test_class_links.py):
 # anonymous callers get 401 login_required whatever they send.
-LOGIN_ROOM_ROUTES = [("POST", "/api/rooms/{room_id}/links")]
+# The co-instructors' routes (test_co_instructors.py) too.
+LOGIN_ROOM_ROUTES = [
+    ("POST", "/api/rooms/{room_id}/links"),
+    ("GET", "/api/rooms/{room_id}/co-instructors"),
+    ("POST", "/api/rooms/{room_id}/co-instructors"),
+    ("DELETE", "/api/rooms/{room_id}/co-instructors/{user_id}"),
+]
 # A route's other parameters (a recording's id) get a well-formed value: with its braces
 # left in, the path would match no route and the handler's checks never run.
 ROOM_ROUTES = [
@@ -294,7 +300,7 @@ async def test_login_routes_refuse_class_tokens_and_hostile_ids(
     room = data.draw(st.just(api.room_id) | HOSTILE_IDS, label="room id")
     headers = {} if header is None else {"Authorization": header}
     before = await api.db.snapshot()
-    url = path.replace("{room_id}", room)
+    url = path.replace("{room_id}", room).replace("{user_id}", "0123456789abcdef" * 2)
     response = await api.http.request(method, url, headers=headers, content=b"{}")
     # not_found: an id no route matches (braces, say) never reaches a handler.
     wanted = {"login_required"} if room == api.room_id else {"login_required", "not_found"}

@@ -5,7 +5,8 @@ const $ = (id) => document.getElementById(id);
 const ACTIONS = [
   'login', 'login_failed', 'logout', 'setup', 'user_added', 'user_disabled', 'user_enabled',
   'role_changed', 'password_link', 'password_set', 'class_created', 'participant_removed',
-  'link_rotated', 'data_exported', 'data_deleted', 'data_erased', 'recording_deleted',
+  'link_rotated', 'co_instructor_added', 'co_instructor_removed', 'data_exported',
+  'data_deleted', 'data_erased', 'recording_deleted',
 ];
 const PAGE = 100;
 let csrfToken = '';

@@ -1,6 +1,8 @@
 // Home page: who is logged in (GET /api/auth/me); for an instructor, create a class
 // (POST /api/rooms, with the session's CSRF token) and show its two links.
 
+import { coInstructorsPanel } from './coinstructors.js';
+
 const form = document.getElementById('create-form');
 const titleInput = document.getElementById('title-input');
 const createButton = document.getElementById('create-button');
@@ -163,8 +165,9 @@ function classItem(c) {
   item.dataset.classId = c.id;
   item.dataset.upcoming = String(c.next_starts_at !== null);
   const people = `${c.participants} participant${c.participants === 1 ? '' : 's'}`;
+  const co = c.hosting === 'co_instructor' ? ' · you co-instruct' : '';
   item.append(element('span', { className: 'class-name' },
-    element('strong', { textContent: c.title }), element('span', { className: 'hint', textContent: classState(c, people) })));
+    element('strong', { textContent: c.title }), element('span', { className: 'hint', textContent: classState(c, people) + co })));
   if (c.host_link) {
     const open = element('a', { className: 'button primary', href: c.host_link, textContent: 'Open as instructor' });
     open.dataset.testid = 'class-open';
@@ -200,7 +203,8 @@ function classItem(c) {
         setTimeout(() => { replace.textContent = 'New participant link'; }, 4000);
       }
     });
-    item.append(open, share, replace, board);
+    // Only the class's creator replaces its links (a co-instructor's are minted for them).
+    item.append(open, share, ...(co ? [] : [replace]), board);
   }
   // A weekly series has none: each week's session (listed too) has its own.
   if (c.summary_link) {
@@ -208,6 +212,8 @@ function classItem(c) {
     summary.dataset.testid = 'class-summary';
     item.append(summary);
   }
+  // Co-instructors are the creator's to manage; a series' weeks have the series'.
+  if (!co && !c.series_id) item.append(coInstructorsPanel(c.id, c.title, () => csrfToken));
   return item;
 }
 
