@@ -53,7 +53,7 @@ const COLUMNS = [
   { key: 'average', label: 'Average bpm', value: (p) => p.summary.average_bpm, text: (p) => String(Math.round(p.summary.average_bpm)) },
   { key: 'peak', label: 'Peak bpm', value: (p) => p.summary.peak_bpm, text: (p) => String(p.summary.peak_bpm) },
   { key: 'hard', label: 'Min in zones 4–5', value: hardMinutes, text: (p) => hardMinutes(p).toFixed(1) },
-  { key: 'points', label: 'Effort points', value: (p) => p.summary.effort_points ?? 0, text: (p) => String(Math.round(p.summary.effort_points ?? 0)) },
+  { key: 'points', label: 'Effort points', value: (p) => p.summary.effort_points ?? 0, text: (p) => (p.summary.effort_points ?? 0).toFixed(1) },
   { key: 'calories', label: 'kcal', value: (p) => p.summary.calories_kcal, text: (p) => String(Math.round(p.summary.calories_kcal)) },
   { key: 'target', label: 'Target', value: (p) => Number(Boolean(p.summary.effort_target_reached)), text: (p) => ({ true: 'reached', false: '—' })[p.summary.effort_target_reached] ?? '' },
 ];
