@@ -27,8 +27,10 @@ from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.headers import add_security_headers
 from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
+from signaling.mail import Mailer
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
+from signaling.password_reset import PasswordResetApi
 from signaling.preview import PreviewApi
 from signaling.recording import RecordingsApi
 from signaling.server import SignalingServer
@@ -76,6 +78,21 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 def _client_ice_servers(settings: Settings) -> list[dict[str, Any]]:
     return [{"urls": [url]} for url in settings.ice_servers]
+
+
+def _account_apis(
+    app: web.Application, settings: Settings, store: Store, audit: AuditLog
+) -> AccountStore:
+    """Accounts and what hangs on them: logins, the admin's pages, password links (by
+    mail when configured), co-instructors. The account store, for the rest."""
+    accounts = app[ACCOUNTS] = AccountStore(store.engine)
+    secure_cookies = settings.base_url.startswith("https://")
+    AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
+    mailer = Mailer.of(settings.smtp_url, settings.mail_sender)
+    AdminApi(accounts, audit, settings.public_url, mailer).add_routes(app)
+    PasswordResetApi(accounts, audit, mailer, settings.public_url).add_routes(app)
+    CoInstructorsApi(store, accounts, audit).add_routes(app)
+    return accounts
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -131,15 +148,12 @@ def create_app(settings: Settings) -> web.Application:
     RoomsApi(media, hr_stats).add_routes(app)
     audit = AuditLog(store.engine)
     ClassesApi(store, signer, audit, settings.public_url, settings.rooms_per_minute).add_routes(app)
-    accounts = app[ACCOUNTS] = AccountStore(store.engine)
+    accounts = _account_apis(app, settings, store, audit)
     secure_cookies = settings.base_url.startswith("https://")
-    AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
-    AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
     PreviewApi(store, signer).add_routes(app)
-    CoInstructorsApi(store, accounts, audit).add_routes(app)
     RecordingsApi(
         recordings, signer, audit, CoInstructors(store.engine), secure_cookies=secure_cookies
     ).add_routes(app)

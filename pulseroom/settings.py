@@ -13,15 +13,22 @@ import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from signaling.accounts_api import valid_email
+from signaling.mail import SmtpServer
 
 MAKE_A_SECRET = "generate one with `openssl rand -hex 32`"
 # 32 random bytes carry 256 bits; an estimate a little below that still takes
 # `secrets.token_urlsafe(32)` (43 characters, 6 bits each at most).
 MIN_SECRET_BITS = 240
-_SECRET_NAMES = frozenset({"PULSEROOM_SECRET", "PULSEROOM_TURN_SECRET", "secret", "turn_secret"})
+_SECRET_NAMES = frozenset(
+    {"PULSEROOM_SECRET", "PULSEROOM_TURN_SECRET", "PULSEROOM_SMTP_URL", "secret", "turn_secret",
+     "smtp_url"}
+)  # fmt: skip
 
 
 def secret_strength(value: str) -> int:
@@ -103,6 +110,12 @@ class Settings(BaseSettings):
     ] = 200
     database_url: Annotated[str | None, Field(validation_alias="DATABASE_URL")] = None
     redis_url: Annotated[str | None, Field(validation_alias="REDIS_URL")] = None
+    # Mail (signaling/mail.py): invitations and password links also go by mail, and a
+    # forgotten password can be reset by mail. Unset: nothing is mailed.
+    smtp_url: Annotated[str | None, Field(validation_alias="PULSEROOM_SMTP_URL")] = None
+    smtp_from: Annotated[
+        str | None, Field(validation_alias="PULSEROOM_SMTP_FROM", min_length=3, max_length=254)
+    ] = None
     # With REDIS_URL: every key and the Socket.IO channel start with this, so several
     # deployments (or tests) can share one Redis.
     redis_prefix: Annotated[
@@ -182,6 +195,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must start with postgresql+asyncpg:// (or sqlite+aiosqlite:// for a file)"
             )
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        SmtpServer.parse(value)  # raises ValueError saying what is wrong
+        return value
+
+    @field_validator("smtp_from", mode="before")
+    @classmethod
+    def _check_smtp_from(cls, value: object) -> object:
+        if value is None or value == "":  # compose passes an unset variable as ""
+            return None
+        if not isinstance(value, str) or valid_email(value) is None:
+            raise ValueError("must be an email address, e.g. classes@studio.example")
         return value
 
     @field_validator("redis_url")
@@ -269,6 +299,11 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def mail_sender(self) -> str:
+        """Who PulseRoom's mail is from: PULSEROOM_SMTP_FROM, else pulseroom@ the public host."""
+        return self.smtp_from or f"pulseroom@{urlsplit(self.base_url).hostname or 'localhost'}"
 
     @property
     def advertised_url(self) -> str:

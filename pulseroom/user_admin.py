@@ -1,5 +1,6 @@
 """``pulseroom user add|reset|disable|enable|role``: accounts from the shell, no mail server
-needed. Each change is in the audit log, by "shell".
+needed (with PULSEROOM_SMTP_URL set, a printed link is mailed to its person too). Each
+change is in the audit log, by "shell".
 
 Same settings and database as ``pulseroom migrate`` (the schema is brought up to date
 first, so this works on a fresh data directory before the server ever ran). Links are
@@ -13,6 +14,7 @@ import asyncio
 import sys
 
 from signaling.accounts_api import page_link, valid_email
+from signaling.mail import Mailer, mail_link
 from storage import migrations
 from storage.accounts import LINK_TTL, AccountError, AccountStore, UserRecord
 from storage.audit import SHELL, AuditLog
@@ -21,12 +23,29 @@ from .settings import Settings
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    mailer = Mailer.of(settings.smtp_url, settings.mail_sender)
     async with migrations.migrated(settings.effective_database_url) as engine:
-        return await _command(AccountStore(engine), AuditLog(engine), settings.base_url, args)
+        accounts, audit = AccountStore(engine), AuditLog(engine)
+        return await _command(accounts, audit, settings.base_url, args, mailer)
+
+
+async def _mailed(mailer: Mailer | None, email: str, purpose: str, link: str, hours: int) -> None:
+    """With PULSEROOM_SMTP_URL set, the link goes to them by mail too: say whether it did."""
+    if mailer is None:
+        return
+    mailed = await mail_link(mailer, email, purpose, link, hours)
+    if mailed["emailed"]:
+        print(f"mailed the link to {email}", file=sys.stderr)
+    else:
+        print(f"the link was NOT mailed: {mailed['mail_error']}", file=sys.stderr)
 
 
 async def _command(
-    accounts: AccountStore, audit: AuditLog, base_url: str, args: argparse.Namespace
+    accounts: AccountStore,
+    audit: AuditLog,
+    base_url: str,
+    args: argparse.Namespace,
+    mailer: Mailer | None = None,
 ) -> int:
     email = valid_email(args.email)
     if email is None:
@@ -40,7 +59,9 @@ async def _command(
         await audit.record("user_added", SHELL, user.email, role=user.role)
         days = LINK_TTL["invite"] // 86400
         print(f"added {user.email} ({user.role}); they set a password, once, within {days} days:")
-        print(page_link(base_url, "password", token))
+        link = page_link(base_url, "password", token)
+        print(link, flush=True)
+        await _mailed(mailer, user.email, "invite", link, LINK_TTL["invite"] // 3600)
         return 0
     found = await accounts.user_by_email(email)
     if found is None:
@@ -52,7 +73,9 @@ async def _command(
         await audit.record("password_link", SHELL, email)
         hours = LINK_TTL["reset"] // 3600
         print(f"new password link for {email} (once, within {hours} h; earlier links are void):")
-        print(page_link(base_url, "password", token))
+        link = page_link(base_url, "password", token)
+        print(link, flush=True)
+        await _mailed(mailer, email, "reset", link, hours)
         return 0
     if args.action == "role":
         # The shell may take the last admin's role (it can give it back): said, not refused.

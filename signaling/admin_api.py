@@ -17,6 +17,7 @@ from storage.audit import ACTIONS, MAX_PAGE, Action, AuditLog
 
 from .accounts_api import SESSION, Email, actor_of, page_link, read_body, refusal
 from .http import WEB_DIR, json_error
+from .mail import Mailer, mail_link
 
 
 class _Strict(BaseModel):
@@ -61,10 +62,17 @@ def user_json(user: UserRecord) -> dict[str, Any]:
 class AdminApi:
     """``/api/admin/*`` and the ``/admin`` page."""
 
-    def __init__(self, accounts: AccountStore, audit: AuditLog, public_url: str | None) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        audit: AuditLog,
+        public_url: str | None,
+        mailer: Mailer | None = None,
+    ) -> None:
         self.accounts = accounts
         self.audit = audit
         self.public_url = public_url
+        self.mailer = mailer  # set: links also go to the person by mail
 
     @staticmethod
     def _admin(request: web.Request) -> UserRecord | web.Response:
@@ -99,17 +107,21 @@ class AdminApi:
         except AccountError as exc:
             return refusal(exc)
         token = await self.accounts.issue_link("invite", user.id)
-        await self.audit.record(
-            "user_added", actor_of(admin), user.email, request.remote, role=user.role
+        link = page_link(self._base_url(request), "password", token)
+        mailed = await mail_link(
+            self.mailer, user.email, "invite", link, LINK_TTL["invite"] // 3600
         )
+        await self.audit.record(
+            "user_added", actor_of(admin), user.email, request.remote, role=user.role,
+            emailed=bool(mailed["emailed"]),
+        )  # fmt: skip
         return web.json_response(
             {
-                "user": user_json(user),
-                "link": page_link(self._base_url(request), "password", token),
-                "link_expires_in": LINK_TTL["invite"],
+                "user": user_json(user), "link": link,
+                "link_expires_in": LINK_TTL["invite"], **mailed,
             },
             status=201,
-        )
+        )  # fmt: skip
 
     async def _target(self, request: web.Request) -> UserRecord | web.Response:
         user = await self.accounts.user_by_id(request.match_info["user_id"])
@@ -161,13 +173,13 @@ class AdminApi:
             return json_error(409, "account_disabled", "enable the account first")
         purpose: LinkPurpose = "reset" if user.has_password else "invite"
         token = await self.accounts.issue_link(purpose, user.id)
-        await self.audit.record("password_link", actor_of(admin), user.email, request.remote)
-        return web.json_response(
-            {
-                "link": page_link(self._base_url(request), "password", token),
-                "link_expires_in": LINK_TTL[purpose],
-            }
-        )
+        link = page_link(self._base_url(request), "password", token)
+        mailed = await mail_link(self.mailer, user.email, purpose, link, LINK_TTL[purpose] // 3600)
+        await self.audit.record(
+            "password_link", actor_of(admin), user.email, request.remote,
+            emailed=bool(mailed["emailed"]),
+        )  # fmt: skip
+        return web.json_response({"link": link, "link_expires_in": LINK_TTL[purpose], **mailed})
 
     async def audit_log(self, request: web.Request) -> web.Response:
         """A page of the audit log, newest first (``before``: the last ``at`` seen)."""
