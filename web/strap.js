@@ -50,6 +50,7 @@ export class StrapPage {
       pair: $('strap-pair'), retry: $('strap-retry'), title: $('class-title'),
     };
     this.lastRefusal = 0;
+    this.wakeLock = null; // the screen's (a promise of it), while a strap is paired
     // Per class, apart from a class page's queue in the same tab (heart.js keeps it per tab).
     this.sender = new TelemetrySender(`pulseroom.device.${link.roomId}`);
     this.strap = new Strap({
@@ -104,18 +105,27 @@ export class StrapPage {
     showView('strap');
     this.els.pair.addEventListener('click', () => this.togglePair());
     this.els.retry.addEventListener('click', () => this.join());
-    if (!this.bluetooth) {
+    // The browser lets a wake lock go when the page is hidden: take it again on return.
+    document.addEventListener('visibilitychange', () => this.keepAwake(!this.strap.stopped));
+    const cannot = this.cannotSend();
+    if (cannot) {
       // Nothing to send from here: the link is not taken (a bridge elsewhere may use it).
       this.session.setPhase('error');
       setStatus('Not connected');
       this.els.live.hidden = true;
       this.els.noBluetooth.hidden = false;
-      this.els.noBluetooth.textContent = window.isSecureContext
-        ? 'This browser cannot connect to a heart-rate strap: it has no Web Bluetooth (no iPhone browser has it). Open this link in Chrome on an Android phone or on a computer, or use pulseroom hr-bridge.'
-        : 'This page is not served over https, so the browser cannot use Bluetooth. Open this link over https, in Chrome on an Android phone or on a computer.';
+      this.els.noBluetooth.textContent = cannot;
       return;
     }
     this.join();
+  }
+
+  /** Why this browser cannot send a strap's readings, or '' if it can. */
+  cannotSend() {
+    if (!window.isSecureContext) return 'This page is not served over https, so the browser cannot use Bluetooth. Open this link over https, in Chrome on an Android phone or on a computer.';
+    if (!this.bluetooth) return 'This browser cannot connect to a heart-rate strap: it has no Web Bluetooth (no iPhone browser has it). Open this link in Chrome on an Android phone or on a computer, or use pulseroom hr-bridge.';
+    if (!hasWebRtc()) return 'This browser has no WebRTC, which the readings travel over. Open this link in Chrome on an Android phone or on a computer.';
+    return '';
   }
 
   async join() {
@@ -175,7 +185,33 @@ export class StrapPage {
     this.els.state.dataset.state = state;
     if (state === 'connected') this.session.startPublisher(); // no-op while one is there
     if (state !== 'connected') this.els.bpm.dataset.stale = 'true';
+    this.keepAwake(!this.strap.stopped);
     this.paintPair();
+  }
+
+  /**
+   * While a strap is paired, the phone's screen stays on where the browser allows it
+   * (Screen Wake Lock): a locked phone suspends the page, and readings wait until it wakes.
+   */
+  async keepAwake(on) {
+    if (!on) {
+      const held = this.wakeLock;
+      this.wakeLock = null;
+      (await held)?.release().catch(() => {});
+      return;
+    }
+    if (this.wakeLock || !navigator.wakeLock || document.visibilityState !== 'visible') return;
+    // Kept as the request's promise, so that a second call meanwhile asks for no second lock.
+    const lock = navigator.wakeLock.request('screen').catch(() => null); // refused: battery saver
+    this.wakeLock = lock;
+    const sentinel = await lock;
+    if (!sentinel) {
+      if (this.wakeLock === lock) this.wakeLock = null;
+      return;
+    }
+    sentinel.addEventListener('release', () => {
+      if (this.wakeLock === lock) this.wakeLock = null;
+    });
   }
 
   paintPair() {
