@@ -113,6 +113,8 @@ async def test_a_phone_pairs_the_strap_of_a_participant_without_web_bluetooth(
         caption = await ivy.page.get_by_test_id("device-qr-caption").text_content()
         assert caption == "Scan with an Android phone to pair your strap"
         assert "prominent" in (await qr.get_attribute("class") or "")
+        status = await ivy.page.get_by_test_id("strap-status").text_content() or ""
+        assert "scan the QR code below with an Android phone" in status
         link = await ivy.page.get_by_test_id("device-link").input_value()
         grant = token_payload(link.split("#t=", 1)[1])
         assert (grant["role"], grant["p"], grant["r"]) == ("device", ivy_id, room_id)

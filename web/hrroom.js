@@ -15,6 +15,11 @@ import { setButton } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 
+/** The status line of a browser without Web Bluetooth: a participant is pointed to the QR code. */
+function noStrapHere(role) {
+  return role === 'host' ? 'No strap paired in this browser.' : 'No strap paired in this browser: scan the QR code below with an Android phone to pair yours there.';
+}
+
 export class HeartRateRoom {
   /**
    * request(event, payload): the page's acked emit; ensureChannel(): start a publish
@@ -157,7 +162,7 @@ export class HeartRateRoom {
     // The instructor mostly watches: the bridge stays folded away for them.
     if (!this.bluetooth) this.els.bridge.open = ack.you.role !== 'host';
     this.els.strapStatus.textContent = this.strap.stopped
-      ? (this.bluetooth ? 'No strap paired.' : 'No strap paired in this browser.')
+      ? (this.bluetooth ? 'No strap paired.' : noStrapHere(ack.you.role))
       : this.els.strapStatus.textContent;
     if (this.profile.form.parentElement === this.els.profileHome) this.profile.mount(this.els.zonesBody);
     if (ack.you.role !== 'board') this.sendProfile(ack.profile); // a board has no heart of its own
