@@ -1,5 +1,5 @@
 // ESLint for the browser client (web/) and its unit tests (tests/web/): `npx eslint .`,
-// run by scripts/test. web/vendor/ is third-party (socket.io's client) and not ours to lint.
+// run by scripts/test. web/vendor/ is third-party (socket.io's client, qrcode-generator) and not ours to lint.
 import js from '@eslint/js';
 import globals from 'globals';
 

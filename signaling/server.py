@@ -207,7 +207,7 @@ class SignalingServer:
             raise SignalError("already_joined", "this connection has already joined a class")
         grant, room = await self._admit(msg)
         if grant.role == "device":
-            return await self._join_device(sid, msg, room.id, str(grant.participant_id))
+            return await self._join_device(sid, msg, room, str(grant.participant_id))
         if grant.role == "board":  # the studio TV's read-only view (signaling/board.py)
             return await self.boards.join(sid, msg, room, self.idle.joined)
         chat = await self.chat.history(room.id)
@@ -326,10 +326,10 @@ class SignalingServer:
         return grant, room
 
     async def _join_device(
-        self, sid: str, msg: JoinIn, room_id: str, participant_id: str
+        self, sid: str, msg: JoinIn, room: RoomRecord, acts_for: str
     ) -> dict[str, Any]:
         """A strap bridge joins to send one participant's heart rate, and nothing else."""
-        record = await self.store.participant(room_id, participant_id)
+        room_id, record = room.id, await self.store.participant(room.id, acts_for)
         if record is None:
             raise SignalError("not_found", "the participant of this device link never joined")
         if sid in self.presence.by_sid:
@@ -337,7 +337,7 @@ class SignalingServer:
         # One bridge per device link at a time: a second would double every reading (or a
         # copied link would feed someone else's). A bridge retries; once the first is gone
         # (or the server noticed its connection dead), it gets in.
-        if any(m.role == "device" for m in self.presence.acting_for(room_id, participant_id)):
+        if any(m.role == "device" for m in self.presence.acting_for(room_id, acts_for)):
             raise SignalError("device_in_use", "another heart-rate bridge is using this link")
         member = Member(
             id=uuid.uuid4().hex[:12],
@@ -347,12 +347,12 @@ class SignalingServer:
             role="device",
             audio=False,
             video=False,
-            acts_for=participant_id,
+            acts_for=acts_for,
         )
         self.presence.add(member)
         self.idle.joined(room_id)
         try:
-            await self.heart_rate.joined(room_id, participant_id, profile_of(record.profile))
+            await self.heart_rate.joined(room_id, acts_for, profile_of(record.profile))
             await self.sfu.join(room_id, member.id, "device", SocketSignal(self.sio, sid), False)
         except BaseException:
             self.presence.remove(sid)
@@ -362,13 +362,13 @@ class SignalingServer:
             raise SignalError("not_joined", "the connection closed while joining")
         await self.sio.enter_room(sid, room_id)
         logger.info(
-            "device %s joined room %s for %s", member.id, room_id, participant_id,
-            extra={"class_id": room_id, "participant_id": member.id, "acts_for": participant_id},
+            "device %s joined room %s for %s", member.id, room_id, acts_for,
+            extra={"class_id": room_id, "participant_id": member.id, "acts_for": acts_for},
         )  # fmt: skip
         return {
             "v": PROTOCOL_VERSION,
-            "you": {**member.out().model_dump(), "acts_for": participant_id},
-            "room": {"id": room_id},
+            "you": {**member.out().model_dump(), "acts_for": acts_for, "for_name": record.name},
+            "room": {"id": room_id, "title": room.title},
             "ice_servers": self._ice_servers(member.id),
             **(await self._nodes()),
         }

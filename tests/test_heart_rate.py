@@ -299,6 +299,9 @@ async def test_a_device_can_only_send_readings(server: RunningServer, connect: C
     )
     assert joined["ok"] and joined["you"]["acts_for"] == ann_ack["you"]["id"]
     assert "participants" not in joined and "chat" not in joined
+    # Whose heart rate, in which class: what the strap page (web/strap.js) says.
+    assert joined["you"]["for_name"] == "Ann"
+    assert joined["room"] == {"id": room_id, "title": room["room"]["title"]}
     for event, payload in [
         ("chat", {"v": 1, "text": "hi"}),
         ("media_state", {"v": 1, "audio": False, "video": False}),

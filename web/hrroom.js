@@ -10,9 +10,15 @@ import { TelemetrySender } from './heart.js';
 import { HeartRateView } from './hrview.js';
 import { copyText, deviceLink } from './link.js';
 import { ProfileForm } from './profile.js';
+import { qrSvg } from './qr.js';
 import { setButton } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
+
+/** The status line of a browser without Web Bluetooth: a participant is pointed to the QR code. */
+function noStrapHere(role) {
+  return role === 'host' ? 'No strap paired in this browser.' : 'No strap paired in this browser: scan the QR code below with an Android phone to pair yours there.';
+}
 
 export class HeartRateRoom {
   /**
@@ -38,7 +44,8 @@ export class HeartRateRoom {
       strapStatus: $('strap-status'), bridge: $('bridge-details'), bridgeSummary: $('bridge-summary'),
       bridgeText: $('bridge-text'), deviceLink: $('device-link'), copyLink: $('copy-device-link'),
       zonesDialog: $('zones-dialog'), zonesBody: $('zones-dialog-body'), zonesClose: $('zones-close'),
-      profileHome: $('profile-home'),
+      profileHome: $('profile-home'), qr: $('device-qr'), qrCode: $('device-qr-code'),
+      qrCaption: $('device-qr-caption'),
     };
     this.profile = new ProfileForm($('profile-form'), { onSave: (p) => this.saveProfile(p) });
     this.setupButtons();
@@ -57,10 +64,13 @@ export class HeartRateRoom {
       code.textContent = 'pulseroom hr-bridge';
       e.bridgeText.replaceChildren(
         window.isSecureContext
-          ? 'This browser cannot connect to a heart-rate strap (Web Bluetooth works in Chrome, Edge and Opera). Run '
-          : 'This page is not served over https, so the browser cannot use Bluetooth. Run ',
-        code, ' on a computer near your strap with your device link:',
+          ? 'This browser cannot connect to a heart-rate strap (Web Bluetooth works in Chrome, Edge and Opera). Scan the code below with an Android phone near your strap, or run '
+          : 'This page is not served over https, so the browser cannot use Bluetooth. Scan the code below with an Android phone near your strap, or run ',
+        code, ' on a computer there with your device link:',
       );
+      // The phone is the way for most: the code comes first and large (style.css).
+      e.qr.classList.add('prominent');
+      e.qrCaption.textContent = 'Scan with an Android phone to pair your strap';
     }
     const pair = () => this.togglePair();
     e.prejoinPair.addEventListener('click', pair);
@@ -148,14 +158,23 @@ export class HeartRateRoom {
     this.view.reset();
     this.view.update(ack.heart_rates || [], { fromAck: true });
     this.view.showOwn(!this.strap.stopped);
-    if (ack.device_token) this.els.deviceLink.value = deviceLink(this.roomId, ack.device_token);
+    if (ack.device_token) this.showDeviceLink(deviceLink(this.roomId, ack.device_token));
     // The instructor mostly watches: the bridge stays folded away for them.
     if (!this.bluetooth) this.els.bridge.open = ack.you.role !== 'host';
     this.els.strapStatus.textContent = this.strap.stopped
-      ? (this.bluetooth ? 'No strap paired.' : 'No strap paired in this browser.')
+      ? (this.bluetooth ? 'No strap paired.' : noStrapHere(ack.you.role))
       : this.els.strapStatus.textContent;
     if (this.profile.form.parentElement === this.els.profileHome) this.profile.mount(this.els.zonesBody);
     if (ack.you.role !== 'board') this.sendProfile(ack.profile); // a board has no heart of its own
+  }
+
+  /** The device link, as text to copy and as a QR code for a phone (strap.js opens it there). */
+  showDeviceLink(link) {
+    const e = this.els;
+    e.deviceLink.value = link;
+    e.qrCode.replaceChildren(qrSvg(link, 'QR code of your device link'));
+    e.qr.dataset.link = link; // what the code says, for tests
+    e.qr.hidden = false;
   }
 
   /** After a join: the form's profile goes to the server, or the server's fills the form. */

@@ -19,6 +19,7 @@ import { QualityPicker } from './quality.js';
 import { Publisher, Subscriber, hasWebRtc } from './rtc.js';
 import { Session } from './session.js';
 import { ShoutOuts } from './shoutouts.js';
+import { StrapPage } from './strap.js';
 import { ProtocolError } from './signal.js';
 import { Grid, Roster } from './tiles.js';
 import { setButton, setStatus, showNotice, showView, toast } from './ui.js';
@@ -31,7 +32,8 @@ const $ = (id) => document.getElementById(id);
 
 /** The class page: its widgets, its Session and what the person does. One per page load. */
 class ClassPage {
-  constructor() {
+  /** `link`: readLink()'s {roomId, token}. */
+  constructor(link) {
     this.els = {
       preview: $('preview'), mediaMessage: $('media-message'), joinForm: $('join-form'),
       nameInput: $('name-input'), joinButton: $('join-button'), joinError: $('join-error'),
@@ -41,7 +43,7 @@ class ClassPage {
       galleryBanner: $('gallery-banner'), endButton: $('end-button'), leaveButton: $('leave-button'),
       endDialog: $('end-dialog'), endCancel: $('end-cancel'), endConfirm: $('end-confirm'),
     };
-    this.link = readLink();
+    this.link = link;
     this.hr = null; // the HeartRateRoom, once the link is known to be a class link
     this.mediaReady = Promise.resolve(); // the camera, which the join waits for
     const { roomId, token } = this.link;
@@ -404,17 +406,6 @@ class ClassPage {
       return;
     }
     const payload = peekToken(token);
-    if (payload && payload.role === 'device') {
-      session.setPhase('error');
-      setStatus('Not connected');
-      showNotice({
-        title: 'This is a heart-rate device link',
-        body: 'It is for the pulseroom hr-bridge program, which sends a strap’s heart rate to the class for you. To take part yourself, open the class link you were given.',
-        code: 'device_link',
-        action: { text: 'Go to PulseRoom', href: '/' },
-      });
-      return;
-    }
     this.hr = new HeartRateRoom({
       roomId, grid: this.grid, request: session.request, toast,
       ensureChannel: () => { session.startPublisher(); },
@@ -581,4 +572,7 @@ const CLOSED = Object.freeze({
   },
 });
 
-new ClassPage().start();
+// A participant's device link (role `device`) opens the strap page instead (strap.js).
+const link = readLink();
+if (link.roomId && peekToken(link.token || '')?.role === 'device') new StrapPage(link).start();
+else new ClassPage(link).start();

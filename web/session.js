@@ -330,7 +330,9 @@ export class Session {
   }
 
   enterClass(ack) {
-    if (ack.room.id !== this.roomId) {
+    // A device (strap.js) sends to the week's session of a weekly series: its ack names that.
+    const device = ack.you.role === 'device';
+    if (!device && ack.room.id !== this.roomId) {
       // The server checks this too (join's `room`); never show one class under another's URL.
       this.teardown({ stopLocal: true });
       this.refuse('wrong_room');
@@ -347,7 +349,7 @@ export class Session {
     this.you = { ...ack.you, ...this.local.state() };
     this.room = ack.room;
     this.iceServers = ack.ice_servers || [];
-    this.participants = new Map(ack.participants.map((p) => [p.id, p]));
+    this.participants = new Map((ack.participants || []).map((p) => [p.id, p])); // none for a device
     this.participants.set(this.you.id, this.you);
     this.setPhase('joined');
     this.started = !ack.controls || ack.controls.started !== false;
@@ -356,10 +358,10 @@ export class Session {
     this.setRecording(Boolean(ack.recording));
     // The server assumes microphone and camera on and no music; say what is really the case.
     const media = this.local.state();
-    // A board (the studio TV) sends nothing: it has no media to tell of.
-    if (this.you.role !== 'board' && (!this.you.audio || !this.you.video || media.music)) this.request('media_state', media).catch(() => {});
+    // A board (the studio TV) and a device send nothing: they have no media to tell of.
+    if (this.you.role !== 'board' && !device && (!this.you.audio || !this.you.video || media.music)) this.request('media_state', media).catch(() => {});
     this.view.telemetryJoined(ack);
-    this.startSubscriber();
+    if (!device) this.startSubscriber(); // a device receives no media
     this.startPublisher();
   }
 

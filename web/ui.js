@@ -62,9 +62,9 @@ export function setStatus(text, kind = '') {
   el.dataset.kind = kind;
 }
 
-/** Show exactly one of the page's main views: 'notice' | 'prejoin' | 'classroom'. */
+/** Show exactly one of the page's main views: 'notice' | 'prejoin' | 'classroom' | 'strap'. */
 export function showView(name) {
-  for (const id of ['notice', 'prejoin', 'classroom']) {
+  for (const id of ['notice', 'prejoin', 'classroom', 'strap']) {
     document.getElementById(id).hidden = id !== name;
   }
 }

@@ -62,6 +62,25 @@ test('joining: the class, ourselves with our real media state, then both connect
   assert.equal(made.publishers[0].options.telemetry, true);
 });
 
+test('a device (strap.js) joins to send heart rate only: no subscriber, no media_state, the week\'s room', async () => {
+  // A device's ack (docs/protocol.md): no participants, no token; in a weekly series the
+  // room is the week's session, not the series the page's URL names.
+  const ack = {
+    ok: true, v: 1, you: { id: 'dev1', name: 'Strap page', role: 'device', audio: false, video: false, acts_for: 'me', for_name: 'Me' },
+    room: { id: 'week-3', title: 'Morning HIIT' }, ice_servers: [],
+  };
+  const { session, network, view, made } = makeSession({
+    handlers: { [A]: node(ack) }, local: fakeLocal({ audio: false, video: false }), wantsTelemetry: false,
+  });
+  assert.equal(await session.join('Strap page', Promise.resolve()), null);
+  assert.equal(session.phase, 'joined');
+  assert.equal(view.named('entered').length, 1);
+  assert.equal(session.bound, false, 'a device ack hands back no token');
+  assert.deepEqual(network.sent('media_state'), []);
+  assert.equal(made.subscribers.length, 0);
+  assert.equal(made.publishers.length, 0, 'no strap yet: nothing to publish');
+});
+
 test('the instructor publishes the instructor plan', async () => {
   const you = { id: 'coach', name: 'Coach', role: 'host' };
   const { session, made } = makeSession({ handlers: { [A]: node(joinAck({ you })) } });
