@@ -46,6 +46,7 @@ export class TileMenu {
       if (event.relatedTarget && !this.root.contains(event.relatedTarget)) this.close();
     });
     this.outside = (event) => { if (!this.root.contains(event.target)) this.close(); };
+    this.frame = 0;
   }
 
   /**
@@ -92,7 +93,7 @@ export class TileMenu {
       this.button.setAttribute('aria-expanded', 'true');
       if (this.popover) this.menu.showPopover();
       else this.menu.hidden = false;
-      this.place();
+      this.follow();
       document.addEventListener('pointerdown', this.outside, true);
     }
     this.focusItem(index < 0 ? this.items.length - 1 : index);
@@ -103,6 +104,7 @@ export class TileMenu {
     if (this.isOpen) {
       this.button.setAttribute('aria-expanded', 'false');
       document.removeEventListener('pointerdown', this.outside, true);
+      cancelAnimationFrame(this.frame);
       if (this.popover) {
         if (this.menu.matches(':popover-open')) this.menu.hidePopover();
       } else {
@@ -110,6 +112,20 @@ export class TileMenu {
       }
     }
     if (focus) this.button.focus();
+  }
+
+  /**
+   * Keep the menu by its button while open: tiles move (a sort by effort reorders them
+   * every few seconds, the page scrolls); a tile hidden (another board page) closes it.
+   */
+  follow() {
+    if (!this.isOpen) return;
+    if (!this.button.getClientRects().length) {
+      this.close();
+      return;
+    }
+    this.place();
+    this.frame = requestAnimationFrame(() => this.follow());
   }
 
   /** Under the button, its right edges aligned (above it when there is no room below). */
