@@ -132,6 +132,20 @@ async def test_a_class_of_six_costs_one_tab_stop_a_tile(
         await page.keyboard.press("Enter")
         await tile.wait_for(state="detached")
         assert await buttons.count() == PARTICIPANTS - 1
+
+        # At a phone's width the menu stays on the screen.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await buttons.last.scroll_into_view_if_needed()
+        await buttons.last.focus()
+        await page.keyboard.press("Enter")
+        phone_menu = page.locator("[data-testid=tile-menu]:popover-open")
+        await phone_menu.wait_for(state="visible")
+        box = await phone_menu.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
+        await screenshot(host, "tile-menu-phone")
+        await page.keyboard.press("Escape")
+        await phone_menu.wait_for(state="detached")
         assert not host.errors, host.diagnostics()
     finally:
         await host.close()
