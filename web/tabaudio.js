@@ -62,6 +62,7 @@ class Mix {
   }
 }
 
+/** The "Add tab audio" button and level sliders, the mix, and which track the sender sends. */
 export class TabAudio {
   /**
    * microphone(): the microphone track in the page's local stream, or undefined;

@@ -8,6 +8,7 @@
 // menu is a popover in the top layer where the browser has them: a tile clips what
 // overflows it, and a thumbnail is shorter than the menu.
 
+/** One tile's actions: `root` holds the menu button and its menu. */
 export class TileMenu {
   /** id: unique in the page (the menu's id is made from it). */
   constructor(id) {
