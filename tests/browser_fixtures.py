@@ -185,6 +185,17 @@ async def join(tab: Tab, link: str, name: str) -> str:
     return participant_id
 
 
+async def tile_action(tab: Tab, participant_id: str, action: str) -> None:
+    """The instructor picks ``action`` (an item's test id: ``tile-spotlight``,
+    ``tile-shout-out``, ``tile-mute``, ``tile-remove``) from a tile's actions menu: the
+    menu button first, then the item (web/tilemenu.js)."""
+    tile = tab.page.locator(TILE.format(participant_id))
+    await tile.get_by_test_id("tile-menu-button").click()
+    item = tile.get_by_test_id(action)
+    await item.wait_for(state="visible")
+    await item.click()
+
+
 # Frames decoded per publisher, read from the subscribe connection's inbound-rtp stats
 # and mapped to publishers through the m-line map of the subscribe offers.
 FRAMES_JS = """async () => {

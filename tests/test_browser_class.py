@@ -28,6 +28,7 @@ from tests.browser_fixtures import (
     join,
     open_tab,
     screenshot,
+    tile_action,
 )
 from tests.conftest import RunningServer
 
@@ -172,7 +173,7 @@ async def test_instructor_controls_reach_the_class(
         assert frozen - since - 0.5 < b["remaining"] <= frozen + 0.1, (frozen, since, b)
 
         # -- spotlight: Ben large on every page; Cleo receives his video ---------------------
-        await tile(host, ben_id).get_by_test_id("tile-spotlight").click()
+        await tile_action(host, ben_id, "tile-spotlight")
         for tab in (cleo, host, ben):
             await tab.page.locator(f"[data-testid=spotlight] {TILE.format(ben_id)}").wait_for(
                 timeout=20_000
@@ -200,7 +201,7 @@ async def test_instructor_controls_reach_the_class(
         )
 
         # -- shout-out: large on Cleo's page for a few seconds, nowhere else ------------------
-        await tile(host, cleo_id).get_by_test_id("tile-shout-out").click()
+        await tile_action(host, cleo_id, "tile-shout-out")
         banner = cleo.page.get_by_test_id("shout-out")
         await banner.wait_for(state="visible", timeout=10_000)
         assert "Great push, Cleo!" in (await banner.text_content() or "")
@@ -210,7 +211,7 @@ async def test_instructor_controls_reach_the_class(
         await screenshot(cleo, "class-shout-out")
 
         # -- mute: one, then everyone; a participant may unmute themselves --------------------
-        await tile(host, ben_id).get_by_test_id("tile-mute").click()
+        await tile_action(host, ben_id, "tile-mute")
         await ben.page.wait_for_selector(
             '[data-testid=mic-button][aria-pressed="true"]', timeout=15_000
         )
@@ -294,7 +295,7 @@ async def test_instructor_controls_reach_the_class(
         late_id = await late.page.evaluate("window.pulseroom.you.id")
 
         # -- remove: out at once, and the page says why -------------------------------------
-        await tile(host, late_id).get_by_test_id("tile-remove").click()
+        await tile_action(host, late_id, "tile-remove")
         await host.page.get_by_test_id("remove-confirm").click()
         box = late.page.get_by_test_id("notice")
         await box.wait_for(state="visible", timeout=20_000)

@@ -11,13 +11,22 @@ Chromium's fake microphone is a mono beep, so the instructor's page gets its aud
 from a WebAudio graph instead (``STEREO_TONE_JS``): its getUserMedia still opens the
 fake microphone with the constraints the page asked for (kept in ``window.__mics`` to
 read their settings), and hands the page the tone in its place.
+
+Tab audio (music mode's "Add tab audio", web/tabaudio.js): a browser tab's stereo sound
+mixed with the microphone. getDisplayMedia needs a person at the browser's picker, so
+the instructor's page gets a stand-in (``TAB_AND_MIC_JS``), as Chromium's fake camera
+stands in for a camera: a synthetic shared tab (a canvas picture, and a WebAudio tone of
+440 Hz on the left and 660 Hz on the right) whose sound it can end as the browser's
+"Stop sharing" does; the microphone is then a 1 kHz tone. Everything from there is the
+page's: the WebAudio mix, the sender's replaceTrack, the SFU, and the participant's
+decoder, where an analyser per channel listens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -301,3 +310,192 @@ async def test_music_mode_is_stereo_end_to_end(browser: Any, browser_server: Run
         raise
     finally:
         await asyncio.gather(host.close(), ben.close())
+
+
+TAB_AND_MIC_JS = """(() => {
+  const md = navigator.mediaDevices;
+  const open = md.getUserMedia.bind(md);
+  const tones = (freqs) => {
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    const merger = ctx.createChannelMerger(freqs.length);
+    freqs.forEach((hz, channel) => {
+      const tone = ctx.createOscillator();
+      tone.frequency.value = hz;
+      const gain = ctx.createGain();
+      gain.gain.value = 0.25;
+      tone.connect(gain).connect(merger, 0, channel);
+      tone.start();
+    });
+    const out = ctx.createMediaStreamDestination();
+    out.channelCount = freqs.length;
+    merger.connect(out);
+    return out.stream.getAudioTracks()[0];
+  };
+  window.__mics = [];
+  md.getUserMedia = async (constraints = {}) => {
+    const stream = await open(constraints);
+    const real = stream.getAudioTracks()[0];
+    if (!real) return stream;
+    window.__mics.push(real);
+    stream.removeTrack(real);
+    stream.addTrack(tones([1000]));  // the voice: one channel
+    return stream;
+  };
+  md.getDisplayMedia = async (options = {}) => {
+    const canvas = Object.assign(document.createElement('canvas'), { width: 320, height: 180 });
+    canvas.getContext('2d').fillRect(0, 0, 320, 180);
+    const video = canvas.captureStream(5).getVideoTracks()[0];
+    const audio = tones([440, 660]);
+    window.__tab = {
+      options, video, audio,
+      // What the browser's "Stop sharing" does to the track.
+      end() { audio.stop(); audio.dispatchEvent(new Event('ended')); },
+    };
+    return new MediaStream(options.audio ? [video, audio] : [video]);
+  };
+})();"""
+
+# Per channel, the level (dB) at the tab's two tones and the microphone's.
+LEVELS_JS = """() => {
+  const { ctx, analysers } = window.__listen;
+  return analysers.map((a) => {
+    const bins = new Float32Array(a.frequencyBinCount);
+    a.getFloatFrequencyData(bins);
+    const hz = ctx.sampleRate / a.fftSize;
+    const level = (f) => Math.max(...[-1, 0, 1].map((d) => bins[Math.round(f / hz) + d]));
+    return { db440: level(440), db660: level(660), db1000: level(1000) };
+  });
+}"""
+
+HOST_JS = """() => ({
+  tab: window.pulseroom.music.tab,
+  sdp: window.pulseroom.publishPc.localDescription.sdp,
+  shared: window.__tab
+    ? { video: window.__tab.video.readyState, options: window.__tab.options } : null,
+})"""
+
+Levels = list[dict[str, float]]
+
+
+async def levels_until(tab: Tab, wanted: Callable[[Levels], bool], what: str) -> Levels:
+    """The participant's levels once ``wanted`` holds for them (fails after 15 s)."""
+    levels: Levels = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        levels = await tab.page.evaluate(LEVELS_JS)
+        if wanted(levels):
+            print(f"{what}: {levels}")
+            return levels
+    raise AssertionError(f"{what}: never so at the participant: {levels}")
+
+
+def mixed(levels: Levels) -> bool:
+    """The tab's tones, 440 Hz left and 660 Hz right, with the microphone in both."""
+    left, right = levels
+    return (
+        left["db440"] - left["db660"] > 20
+        and right["db660"] - right["db440"] > 20
+        and min(left["db1000"], right["db1000"]) > -60
+    )
+
+
+def tab_silent(levels: Levels) -> bool:
+    """No tab tone in either channel; the microphone still in both."""
+    return all(c["db1000"] > -60 and max(c["db440"], c["db660"]) < c["db1000"] - 40 for c in levels)
+
+
+def mic_silent(levels: Levels) -> bool:
+    """The tab's tones without the microphone."""
+    left, right = levels
+    return (
+        left["db440"] - left["db1000"] > 40
+        and right["db660"] - right["db1000"] > 40
+        and left["db440"] > -60
+        and right["db660"] > -60
+    )
+
+
+async def test_tab_audio_is_mixed_with_the_microphone_and_ends_with_the_share(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("Spin to a playlist")
+    host = await open_tab(browser, "instructor", init_script=TAB_AND_MIC_JS)
+    ben = await open_tab(browser, "participant Ben")
+    try:
+        host_id = await join(host, str(room["host_link"]), "Coach Ana")
+        await join(ben, str(room["join_link"]), "Ben")
+        page = host.page
+        add = page.get_by_test_id("tab-audio-button")
+        # Offered in music mode only, and to the instructor only.
+        assert await add.is_hidden()
+        await page.get_by_test_id("music-button").click()
+        await add.wait_for(state="visible")
+        assert await ben.page.get_by_test_id("tab-audio-button").is_hidden()
+        assert (await page.evaluate(HOST_JS))["tab"]["sent"] == "microphone"
+        assert await ben.page.evaluate(LISTEN_JS, host_id), "no audio from the instructor"
+        # Each reading on its own (no smoothing): a tone gone is gone from the next one.
+        await ben.page.evaluate(
+            "window.__listen.analysers.forEach((a) => { a.smoothingTimeConstant = 0; })"
+        )
+        await levels_until(ben, tab_silent, "the microphone alone")
+        before = await page.evaluate(HOST_JS)
+
+        # Add the tab: its picture is stopped at once, the mix takes the sender's place.
+        await add.click()
+        await page.wait_for_function("window.pulseroom.music.tab.sent === 'mix'")
+        state = await page.evaluate(HOST_JS)
+        assert state["shared"]["video"] == "ended", state["shared"]
+        assert state["shared"]["options"]["audio"]["echoCancellation"] is False, state["shared"]
+        # replaceTrack: no new offer was made.
+        assert state["sdp"] == before["sdp"]
+        assert await page.get_by_test_id("tab-level").is_visible()
+        await levels_until(ben, mixed, "the tab's stereo tones with the microphone")
+        await screenshot(host, "tab-audio-instructor")
+
+        # The toolbar's Mute silences the microphone only; the tab plays on.
+        await page.get_by_test_id("mic-button").click()
+        await levels_until(ben, mic_silent, "the tab without the microphone")
+        await page.get_by_test_id("mic-button").click()
+        await levels_until(ben, mixed, "the microphone back in the mix")
+        # The tab's level at 0: the microphone alone is heard.
+        await page.get_by_test_id("tab-level").fill("0")
+        await levels_until(ben, tab_silent, "the tab's level at 0")
+        await page.get_by_test_id("tab-level").fill("100")
+        await levels_until(ben, mixed, "the tab's level back at 100")
+
+        # The browser ends the share: the microphone alone again, still no renegotiation.
+        await page.evaluate("window.__tab.end()")
+        await page.wait_for_function("window.pulseroom.music.tab.sent === 'microphone'")
+        await levels_until(ben, tab_silent, "the microphone after the share ended")
+        after = await page.evaluate(HOST_JS)
+        assert after["sdp"] == before["sdp"]
+        assert after["tab"]["mixing"] is False
+        assert await add.text_content() == "Add tab audio"
+        assert not host.errors, host.diagnostics()
+    except BaseException:
+        for tab in (host, ben):
+            print(tab.diagnostics())
+        raise
+    finally:
+        await asyncio.gather(host.close(), ben.close())
+
+
+async def test_no_tab_audio_button_without_get_display_media(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    """A browser without getDisplayMedia (a phone's) gets music mode without the button."""
+    room = browser_server.create_room("Phone class")
+    host = await open_tab(
+        browser, "instructor", init_script="delete MediaDevices.prototype.getDisplayMedia;"
+    )
+    try:
+        await join(host, str(room["host_link"]), "Coach Ana")
+        await host.page.get_by_test_id("music-button").click()
+        await host.page.wait_for_function(
+            "document.querySelector('[data-testid=music-button]').dataset.music === 'on'"
+        )
+        assert await host.page.get_by_test_id("tab-audio-button").is_hidden()
+        assert (await host.page.evaluate("window.pulseroom.music.tab"))["available"] is False
+    finally:
+        await host.close()

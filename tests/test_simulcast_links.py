@@ -24,11 +24,11 @@ from tests.browser_fixtures import (
     FIXED_ENCODER_JS,
     JOIN_TIMEOUT_MS,
     NEEDS_CHROMIUM,
-    TILE,
     Tab,
     join,
     open_class_page,
     open_tab,
+    tile_action,
 )
 from tests.browser_netns import (  # noqa: F401 (fixtures)
     VideoRate,
@@ -245,7 +245,7 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
             expected = 180 if shown <= 200 else 360
             assert heights[pid] == expected, (drawn, heights)
         # The instructor spotlights Amy: her tile is drawn large, and her bigger layer comes.
-        await coach.page.locator(TILE.format(ids[0])).get_by_test_id("tile-spotlight").click()
+        await tile_action(coach, ids[0], "tile-spotlight")
         big = await until(coach, ids[0], lambda r: r.frame_height >= 360, 30)
         print("spotlighted:", [(r.frame_height, round(r.kbps), r.freezes) for r in big])
         assert big[-1].frame_height >= 360, [asdict(r) for r in big]

@@ -6,6 +6,7 @@
 // server says (apply()), never what it merely asked for.
 
 import { timerPosition } from './timer.js';
+import { TileMenu } from './tilemenu.js';
 import { icon } from './ui.js';
 
 export const PRESETS = {
@@ -69,6 +70,7 @@ export class HostControls {
     this.ranks = new Map();
     this.lastSort = 0;
     this.sortTimer = null;
+    this.menus = new WeakMap(); // tile element -> {menu: its TileMenu, items, name}
     this.build();
     this.buildRemoveDialog();
     // The grid asks us how to order and decorate tiles (only while we are the host).
@@ -269,62 +271,56 @@ export class HostControls {
 
   // -- tiles ------------------------------------------------------------------------
 
-  /** Add the spotlight / mute / remove buttons to a participant's tile (host only). */
+  /**
+   * Give a participant's tile its one menu button (host only): spotlight, shout-out,
+   * mute and remove behind "⋯ Actions for NAME" (tilemenu.js), one keyboard stop a tile.
+   */
   decorate(tile, p, self) {
-    let box = tile.querySelector('.tile-actions');
     const wanted = this.enabled && !self && p.role === 'participant';
     if (!wanted) {
-      box?.remove();
+      tile.querySelector('.tile-actions')?.remove();
+      this.menus.delete(tile);
       return;
     }
-    if (!box) {
-      box = el('div', { className: 'tile-actions', testid: 'tile-actions' });
-      // Small icon buttons in a column at the tile's right edge, clear of the heart-rate
-      // badge; their names are in aria-label and title.
-      const spot = el('button', { className: 'tile-action', testid: 'tile-spotlight', type: 'button' });
-      spot.append(icon('star'));
-      spot.addEventListener('click', () => {
-        const on = this.controls?.spotlight === p.id;
-        this.send('spotlight', { participant_id: on ? null : p.id });
-      });
-      const shout = el('button', { className: 'tile-action', testid: 'tile-shout-out', type: 'button' });
-      shout.append(icon('campaign'));
-      shout.title = 'Shout-out';
-      shout.setAttribute('aria-label', `Shout-out to ${p.name}`);
-      shout.addEventListener('click', async () => {
-        if (await this.send('shout_out', { participant_id: p.id })) this.toast(`Shout-out sent to ${box.dataset.name}.`, 'info', 2500);
-      });
-      const mute = el('button', { className: 'tile-action', testid: 'tile-mute', type: 'button' });
-      mute.append(icon('micOff'));
-      mute.addEventListener('click', () => this.send('mute', { participant_id: p.id }));
-      const remove = el('button', { className: 'tile-action danger', testid: 'tile-remove', type: 'button' });
-      remove.append(icon('close'));
-      remove.addEventListener('click', () => this.confirmRemove(tile.dataset.participantId));
-      box.append(spot, shout, mute, remove);
-      tile.append(box);
+    let entry = this.menus.get(tile);
+    if (!entry || !tile.contains(entry.menu.root)) {
+      const menu = new TileMenu(`tile-menu-${p.id}`);
+      const items = {
+        spot: menu.add({
+          testid: 'tile-spotlight', text: 'Spotlight', icon: icon('star'), checkable: true,
+          select: () => this.send('spotlight', { participant_id: this.controls?.spotlight === p.id ? null : p.id }),
+        }),
+        shout: menu.add({
+          testid: 'tile-shout-out', text: 'Shout-out', icon: icon('campaign'),
+          select: async () => {
+            if (await this.send('shout_out', { participant_id: p.id })) this.toast(`Shout-out sent to ${entry.name}.`, 'info', 2500);
+          },
+        }),
+        mute: menu.add({ testid: 'tile-mute', text: 'Mute', icon: icon('micOff'), select: () => this.send('mute', { participant_id: p.id }) }),
+        remove: menu.add({
+          testid: 'tile-remove', text: 'Remove from the class', icon: icon('close'), danger: true,
+          select: () => this.confirmRemove(tile.dataset.participantId),
+        }),
+      };
+      entry = { menu, items, name: p.name };
+      tile.append(menu.root);
+      this.menus.set(tile, entry);
     }
-    box.dataset.name = p.name;
+    entry.name = p.name;
     this.paintTileButtons(tile);
   }
 
   paintTileButtons(tile) {
-    const box = tile.querySelector('.tile-actions');
-    if (!box) return;
-    const id = tile.dataset.participantId;
-    const name = box.dataset.name;
-    const on = this.controls?.spotlight === id;
-    const spot = box.querySelector('[data-testid=tile-spotlight]');
-    spot.setAttribute('aria-pressed', String(on));
-    spot.setAttribute('aria-label', on ? `Stop spotlighting ${name}` : `Spotlight ${name} for everyone`);
-    spot.title = on ? 'Stop the spotlight' : 'Spotlight for everyone';
-    const mute = box.querySelector('[data-testid=tile-mute]');
+    const entry = this.menus.get(tile);
+    if (!entry) return;
+    const { menu, name, items: { spot, mute } } = entry;
+    menu.setLabel(`Actions for ${name}`);
+    const on = this.controls?.spotlight === tile.dataset.participantId;
+    spot.setAttribute('aria-checked', String(on));
+    TileMenu.setText(spot, on ? 'Stop the spotlight' : 'Spotlight for everyone');
     const muted = tile.dataset.audio === 'false';
-    mute.disabled = muted;
-    mute.setAttribute('aria-label', muted ? `${name} is muted` : `Mute ${name}`);
-    mute.title = muted ? 'Muted' : 'Mute';
-    const remove = box.querySelector('[data-testid=tile-remove]');
-    remove.setAttribute('aria-label', `Remove ${name} from the class`);
-    remove.title = 'Remove from the class';
+    mute.setAttribute('aria-disabled', String(muted));
+    TileMenu.setText(mute, muted ? `${name} is muted` : 'Mute');
   }
 
   confirmRemove(id) {

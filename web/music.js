@@ -12,6 +12,7 @@
 
 import { AUDIO_CONSTRAINTS } from './media.js';
 import { MUSIC_BITRATE } from './opus.js';
+import { TabAudio } from './tabaudio.js';
 
 export const MUSIC_CONSTRAINTS = Object.freeze({
   echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 2,
@@ -56,9 +57,13 @@ export class MusicMode {
     label.className = 'hint';
     label.title = 'Your music and voice are one sound: while music mode is on, a recording started with this box ticked has no sound from you.';
     label.append(this.leaveOut, ' Leave music out of recordings');
+    // A browser tab's sound mixed with the microphone, offered in music mode (tabaudio.js).
+    this.tab = new TabAudio({
+      microphone: () => this.stream().getAudioTracks()[0], sender: () => this.publisher()?.audioSender ?? null, toast,
+    });
     this.row = document.createElement('div');
     this.row.className = 'row wrap host-row';
-    this.row.append(this.button, label);
+    this.row.append(this.button, label, this.tab.box);
     this.paint();
   }
 
@@ -161,10 +166,11 @@ export class MusicMode {
     this.button.textContent = on ? 'Music mode: on' : 'Music mode: off';
     this.button.setAttribute('aria-pressed', String(on));
     this.button.dataset.music = on ? 'on' : 'off';
+    this.tab.setAllowed(on); // off: a tab being mixed stops, the microphone is sent alone
   }
 
   /** For tests and debugging (window.pulseroom.music). */
   hook() {
-    return { enabled: this.enabled, on: this.active, constraints: { ...this.constraints() }, bitrate: this.bitrate(), recordMusic: this.recordMusic() };
+    return { enabled: this.enabled, on: this.active, constraints: { ...this.constraints() }, bitrate: this.bitrate(), recordMusic: this.recordMusic(), tab: this.tab.hook() };
   }
 }

@@ -54,7 +54,7 @@ class ClassPage {
       origin: location.origin,
       io: (url, options) => io(url, options),
       rtc: { enabled: WEBRTC, Publisher, Subscriber },
-      local: { stream: () => this.local.stream, state: () => this.mediaState(), audioBitrate: () => this.music.bitrate() },
+      local: { stream: () => this.music.tab.published(this.local.stream), state: () => this.mediaState(), audioBitrate: () => this.music.bitrate() },
       view: this.viewHooks(),
     });
     this.session = session;
@@ -231,11 +231,12 @@ class ClassPage {
     if (!session.you) return;
     this.grid.addTrack(session.you.id, track);
     if (!session.publisher) session.startPublisher(); // joined without camera and microphone
-    else if (!(await replaceSent(session.publisher.pc, track))) toast('Rejoin the class to send it too.', 'info');
+    else if (!(await replaceSent(session.publisher.pc, this.music.tab.sending(track)))) toast('Rejoin the class to send it too.', 'info');
     session.sendOwnMedia(this.mediaState());
   }
 
   stopLocalMedia() {
+    this.music.tab.stop();
     this.local.stop();
     this.els.preview.srcObject = null;
   }
