@@ -49,6 +49,23 @@ TILES_JS = """() => [...document.querySelectorAll('.grid.board .strip [data-test
   })"""
 
 
+# The board's tiles in the order shown, once that order is a leaderboard: effort points
+# (from the tiles' text; -1 without) never rising down the board, the first with place 1.
+LEADERBOARD_JS = """() => {
+  const tiles = [...document.querySelectorAll('.grid.board .strip [data-testid=tile]')]
+    .sort((a, b) => Number(a.style.order) - Number(b.style.order))
+    .map((t) => ({
+      rank: t.dataset.rank || '',
+      // No points (the two video bots wear no strap): -1, last.
+      points: parseFloat(t.querySelector('[data-testid=hr-points]')?.textContent || '-1'),
+    }));
+  if (tiles.length !== 12 || tiles.filter((t) => t.points >= 0).length !== 10) return false;
+  if (!(tiles[0].points > 0) || tiles[0].rank !== '1') return false;
+  const sorted = tiles.every((t, i) => i === 0 || t.points <= tiles[i - 1].points);
+  return sorted && new Set(tiles.map((t) => t.points)).size > 2 ? tiles : false;
+}"""
+
+
 async def _participants(
     server: RunningServer, room: dict[str, Any], clients: list[Client]
 ) -> tuple[list[str], list[asyncio.Task[None]], list[HeartRateLink]]:
@@ -137,6 +154,15 @@ async def test_the_board_shows_twelve_tinted_readable_tiles(
             "[...document.querySelectorAll('video')].every((v) => v.muted)"
         )
         await screenshot(tv, "board-tv-12")
+
+        # A live leaderboard: the board orders the tiles by effort points, highest first,
+        # each with its place, and re-sorts as points grow.
+        ranked = await tv.page.wait_for_function(LEADERBOARD_JS, timeout=20_000)
+        board_order = await ranked.json_value()
+        assert board_order[0]["rank"] == "1" and board_order[0]["points"] > 0, board_order
+        points = [t["points"] for t in board_order]
+        assert points == sorted(points, reverse=True), board_order
+        await screenshot(tv, "board-tv-leaderboard")
 
         # The instructor's own page: the same grid fills the stage beside the side panel.
         await host.page.wait_for_function(

@@ -68,6 +68,7 @@ export class HostControls {
     this.controls = null;
     this.sort = 'join';
     this.ranks = new Map();
+    this.boardRanking = false; // the studio TV's board: tiles ranked by points, no controls
     this.lastSort = 0;
     this.sortTimer = null;
     this.menus = new WeakMap(); // tile element -> {menu: its TileMenu, items, name}
@@ -341,7 +342,7 @@ export class HostControls {
 
   /** Heart rate changed: sort again, at most every couple of seconds. */
   readingsChanged() {
-    if (!this.enabled || this.sort === 'join' || this.sort === 'name') return;
+    if (!this.ranking || this.sort === 'join' || this.sort === 'name') return;
     const wait = this.lastSort + SORT_EVERY_MS - performance.now();
     if (wait <= 0) this.resort();
     else if (!this.sortTimer) this.sortTimer = setTimeout(() => { this.sortTimer = null; this.resort(); }, wait);
@@ -351,7 +352,7 @@ export class HostControls {
     this.lastSort = performance.now();
     this.ranks.clear();
     const compare = SORTS[this.sort];
-    if (this.enabled && compare) {
+    if (this.ranking && compare) {
       const rows = [...this.people().values()].map((p, index) => {
         const reading = this.readingOf(p.id);
         return { id: p.id, name: p.name, index, pct: reading?.pct_max, zone: reading?.zone, points: reading?.effort_points };
@@ -359,7 +360,37 @@ export class HostControls {
       rows.sort((a, b) => compare(a, b) || a.index - b.index);
       rows.forEach((row, rank) => this.ranks.set(row.id, rank + 1));
     }
+    if (this.boardRanking) this.showRanks();
     this.grid.reorder();
+  }
+
+  /** Whether tiles are sorted: the instructor's choice, or the board's leaderboard. */
+  get ranking() {
+    return this.enabled || this.boardRanking;
+  }
+
+  /**
+   * The studio TV's board is a live leaderboard: the tiles ordered by effort points,
+   * highest first, each with its place (those without points yet have none).
+   */
+  rankForBoard(on) {
+    this.boardRanking = on;
+    if (on) this.sort = 'points';
+    this.lastSort = 0;
+    this.resort();
+  }
+
+  showRanks() {
+    for (const [id, rank] of this.ranks) {
+      const tile = this.grid.tiles.get(id);
+      if (!tile) continue;
+      const points = this.readingOf(id)?.effort_points;
+      const label = tile.querySelector('.label');
+      if (points == null) delete tile.dataset.rank;
+      else tile.dataset.rank = String(rank);
+      // The place is drawn from the label's own attribute (CSS attr() reads the element).
+      if (label) label.dataset.rank = tile.dataset.rank || '';
+    }
   }
 
   /** The CSS order of a tile in the strip: yourself first, then the chosen sort. */
