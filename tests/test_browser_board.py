@@ -3,7 +3,8 @@
 A real ``pulseroom serve`` and headless Chromium at 1920x1080 (tests/browser_fixtures.py).
 Twelve participants: ten Socket.IO clients, camera off, each with a strap simulated by
 the heart-rate bridge (pulseroom/hr_link.py, with their device link), and two bots
-sending synthetic video. Screenshots go to test-artifacts/ for a person to look at.
+sending synthetic video; then a class of thirty with straps, on two pages ordered by
+effort points. Screenshots go to test-artifacts/ for a person to look at.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ LEADERBOARD_JS = """() => {
 async def _participants(
     server: RunningServer, room: dict[str, Any], clients: list[Client]
 ) -> tuple[list[str], list[asyncio.Task[None]], list[HeartRateLink]]:
-    """Ten participants with straps: their ids, the bridges' tasks and links."""
+    """Participants with straps: their ids, the bridges' tasks and links."""
     ids, tasks, links = [], [], []
     room_id = str(room["room"]["id"])
     for index, client in enumerate(clients):
@@ -214,50 +215,81 @@ SPY_JS = """() => {
 }"""
 
 
-async def test_past_25_the_board_has_pages_and_asks_only_for_the_shown_videos(
+# Thirty riders: five in each zone from 1 to 5 and five more in zone 3 (max HR 190 by
+# default, zones at 50/60/70/80/90 %).
+BIG_CLASS_BPMS = [100, 118, 135, 160, 175, 138] * 5
+
+
+async def test_a_class_of_30_has_pages_led_by_points_and_asks_only_for_shown_videos(
     browser: Any, browser_server: RunningServer
 ) -> None:
     room: dict[str, Any] = browser_server.create_room("Big class")
-    clients = [await Client(browser_server.url).connect() for _ in range(27)]
+    clients = [await Client(browser_server.url).connect() for _ in BIG_CLASS_BPMS]
     tv = await open_tab(browser, "board", viewport=SCREEN)
+    tasks: list[asyncio.Task[None]] = []
     try:
-        ids = []
-        for index, client in enumerate(clients):
-            ack = await client.join(str(room["join_link"]), f"P{index + 1:02d}")
-            ids.append(ack["you"]["id"])
+        ids, tasks, links = await _participants(browser_server, room, clients)
+
+        async def beat() -> None:  # 1 Hz, as a strap does
+            while True:
+                for link, bpm in zip(links, BIG_CLASS_BPMS, strict=True):
+                    link.send(HeartRateMeasurement(bpm=bpm, contact=True, rr=()))
+                await asyncio.sleep(1.0)
+
+        tasks.append(asyncio.create_task(beat()))
         await tv.page.goto(str(room["board_link"]))
-        await tv.page.wait_for_function("window.pulseroom.board.count === 27")
+        await tv.page.wait_for_function("window.pulseroom.board.count === 30")
         await tv.page.evaluate(SPY_JS)
         layout = await tv.page.evaluate("window.pulseroom.board")
         assert (layout["cols"], layout["rows"], layout["pages"], layout["page"]) == (5, 5, 2, 0)
         assert len(await tv.page.evaluate(TILES_JS)) == 25
-        pager = tv.page.get_by_test_id("board-page")
-        assert await pager.inner_text() == "1 / 2"
-        await screenshot(tv, "board-tv-27-page1")
+        pager = tv.page.get_by_test_id("board-pager")
+        assert await tv.page.get_by_test_id("board-page").inner_text() == "1 / 2"
+
+        # The leaderboard decides the pages: once points tell the zones apart, the five
+        # riders in zone 1 (the fewest points) are the second page, in place 26 to 30.
+        zone1 = sorted(pid for pid, bpm in zip(ids, BIG_CLASS_BPMS, strict=True) if bpm == 100)
+        await tv.page.wait_for_function(
+            """(want) => {
+                const tiles = document.querySelectorAll('.grid.board .strip [data-testid=tile]');
+                const ranks = [...tiles]
+                  .filter((t) => want.includes(t.dataset.participantId))
+                  .map((t) => Number(t.dataset.rank));
+                return ranks.length === 5 && ranks.every((r) => r > 25);
+            }""",
+            arg=zone1,
+            timeout=30_000,
+        )
+        first_page = await tv.page.evaluate(TILES_JS)
+        assert not {t["id"] for t in first_page} & set(zone1), first_page
+        await screenshot(tv, "board-tv-30-page1")
+        assert await pager.is_visible()
 
         await tv.page.get_by_test_id("board-next").click()
         await tv.page.wait_for_function("window.pulseroom.board.page === 1")
         shown = await tv.page.evaluate(TILES_JS)
-        assert sorted(t["id"] for t in shown) == sorted(ids[25:])  # join order
-        # Two tiles on the last page: big ones, side by side.
-        assert all(t["w"] > 800 for t in shown), shown
-        # The page asks for the two videos it shows, at the height they are drawn at
+        assert sorted(t["id"] for t in shown) == zone1
+        assert all(t["bpm"] == "100" and t["bpmPx"] >= 60 for t in shown), shown
+        # The page asks for the five videos it shows, at the height they are drawn at
         # (the others went out of view: the server sends them no video).
         await tv.page.wait_for_function(
             """(want) => (window.sentVisibility || []).some((v) =>
                  JSON.stringify([...v.visible].sort()) === JSON.stringify(want)
-                 && want.every((id) => v.sizes[id] > 400))""",
-            arg=sorted(ids[25:]),
+                 && want.every((id) => v.sizes[id] > 300))""",
+            arg=zone1,
             timeout=10_000,
         )
-        await screenshot(tv, "board-tv-27-page2")
-        # Someone on the first page leaves: still two pages, and the board stays on page 2.
+        await screenshot(tv, "board-tv-30-page2")
+        # Someone leaves: 29, still two pages, and the board stays on page 2.
         await clients[0].call("leave", {"v": 1})
-        await tv.page.wait_for_function("window.pulseroom.board.count === 26")
+        await tv.page.wait_for_function("window.pulseroom.board.count === 29")
         layout = await tv.page.evaluate("window.pulseroom.board")
         assert (layout["pages"], layout["page"]) == (2, 1)
         assert not tv.errors, tv.diagnostics()
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             await client.close()
         await tv.close()
