@@ -26,6 +26,7 @@ from signaling.fanout import FanoutManager, FanoutRedisManager
 from signaling.headers import add_security_headers
 from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
+from signaling.me_api import MeApi
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
 from signaling.preview import PreviewApi
@@ -134,7 +135,10 @@ def create_app(settings: Settings) -> web.Application:
     AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
     AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
-    SummaryApi(store, history, writer, signer, audit).add_routes(app)
+    summaries = SummaryApi(store, history, writer, signer, audit)
+    summaries.add_routes(app)
+    MeApi(accounts, audit, summaries, history, signer, settings.participant_signup,
+          secure_cookies).add_routes(app)  # fmt: skip
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
     PreviewApi(store, signer).add_routes(app)
     RecordingsApi(recordings, signer, audit, secure_cookies=secure_cookies).add_routes(app)
