@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .store import ROOM_COLUMNS, ProfileRecord, RoomRecord, room_of_row
+from .store import PROFILE_SET, ROOM_COLUMNS, ProfileRecord, RoomRecord, profile_params, room_of_row
 
 _PROFILE_COLUMNS = "age, max_hr, resting_hr, weight_kg, sex, zone_method, max_hr_learned"
 
@@ -73,15 +73,7 @@ class ParticipantAccounts:
                 ),
                 {"room": room_id, "id": participant_id, "user": user_id, "t": time.time()},
             )
-            owner = (
-                await conn.execute(
-                    text(
-                        "SELECT user_id FROM account_visits"
-                        " WHERE room_id = :room AND participant_id = :id"
-                    ),
-                    {"room": room_id, "id": participant_id},
-                )
-            ).scalar()
+            owner = await _owner(conn, room_id, participant_id)
             in_class = (
                 await conn.execute(
                     text(
@@ -99,29 +91,15 @@ class ParticipantAccounts:
                 await _write_profile(conn, user_id, current)
                 return current
             await conn.execute(
-                text(
-                    "UPDATE participants SET age = :age, max_hr = :max_hr,"
-                    " resting_hr = :resting_hr, weight_kg = :weight_kg, sex = :sex,"
-                    " zone_method = :method, max_hr_learned = :learned"
-                    " WHERE room_id = :room AND id = :id"
-                ),
-                {**_params(kept), "room": room_id, "id": participant_id},
+                text(f"UPDATE participants SET {PROFILE_SET} WHERE room_id = :room AND id = :id"),
+                {**profile_params(kept), "room": room_id, "id": participant_id},
             )
             return kept
 
     async def owner(self, room_id: str, participant_id: str) -> str | None:
         """The account a class participant is linked to, if any."""
         async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    text(
-                        "SELECT user_id FROM account_visits"
-                        " WHERE room_id = :room AND participant_id = :id"
-                    ),
-                    {"room": room_id, "id": participant_id},
-                )
-            ).scalar()
-        return None if value is None else str(value)
+            return await _owner(conn, room_id, participant_id)
 
     async def visits(self, user_id: str) -> list[Visit]:
         """The account's classes, newest first."""
@@ -170,17 +148,17 @@ async def _write_profile(conn: AsyncConnection, user_id: str, profile: ProfileRe
             " zone_method = excluded.zone_method, max_hr_learned = excluded.max_hr_learned,"
             " updated_at = excluded.updated_at"
         ),
-        {**_params(profile), "user": user_id, "t": time.time()},
+        {**profile_params(profile), "user": user_id, "t": time.time()},
     )  # fmt: skip
 
 
-def _params(profile: ProfileRecord) -> dict[str, Any]:
-    return {
-        "age": profile.age,
-        "max_hr": profile.max_hr,
-        "resting_hr": profile.resting_hr,
-        "weight_kg": profile.weight_kg,
-        "sex": profile.sex,
-        "method": profile.method,
-        "learned": profile.max_hr_learned,
-    }
+async def _owner(conn: AsyncConnection, room_id: str, participant_id: str) -> str | None:
+    value = (
+        await conn.execute(
+            text(
+                "SELECT user_id FROM account_visits WHERE room_id = :room AND participant_id = :id"
+            ),
+            {"room": room_id, "id": participant_id},
+        )
+    ).scalar()
+    return None if value is None else str(value)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from tests.browser_fixtures import (
     BROWSER_MODULE,
     browser_fixture,  # noqa: F401 (fixture "browser")
@@ -21,23 +19,13 @@ from tests.browser_fixtures import (
 )
 from tests.conftest import RunningServer
 from tests.sio_client import Client
-from tests.test_browser_hr import FAKE_STRAP, join_paired
+from tests.test_browser_hr import FAKE_STRAP, join_paired, summary
 from tests.waiting import until
 
 pytestmark = BROWSER_MODULE
 
 EMAIL = "ann.runner@example.org"
 PASSWORD = "ann's long password"
-
-
-async def host_summary(server: RunningServer, room_id: str, token: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        answer = await client.get(
-            f"/api/rooms/{room_id}/summary", headers={"Authorization": f"Bearer {token}"}
-        )
-    assert answer.status_code == 200, answer.text
-    data: dict[str, Any] = answer.json()
-    return data
 
 
 async def test_a_logged_in_participant_finds_the_class_on_their_page(
@@ -69,14 +57,14 @@ async def test_a_logged_in_participant_finds_the_class_on_their_page(
         ann_id = await join_paired(tab, str(room["join_link"]), "Ann")
         assert await page.evaluate("window.pulseroom.you.role") == "participant"
 
-        async def readings() -> int:
-            people = (await host_summary(browser_server, room_id, host_token))["participants"]
-            return sum(p["readings"] for p in people if p["id"] == ann_id)
+        async def stored() -> bool:
+            people = (await summary(browser_server, room_id, host_token))["participants"]
+            return sum(p["readings"] for p in people if p["id"] == ann_id) >= 8
 
-        await until(lambda: readings_at_least(readings, 8), what="Ann's readings stored")
+        await until(stored, what="Ann's readings stored")
         assert (await host.call("end_class", {"v": 1}))["ok"]
-        summary = await host_summary(browser_server, room_id, host_token)
-        ann = next(p for p in summary["participants"] if p["id"] == ann_id)
+        ended = await summary(browser_server, room_id, host_token)
+        ann = next(p for p in ended["participants"] if p["id"] == ann_id)
         assert ann["hr_max"] == 188  # the account's zones were the class's
 
         await page.goto(f"{browser_server.url}/me")
@@ -107,8 +95,3 @@ async def test_a_logged_in_participant_finds_the_class_on_their_page(
     finally:
         await host.close()
         await tab.close()
-
-
-async def readings_at_least(count: Any, wanted: int) -> bool:
-    """Whether ``count()`` (awaited) has reached ``wanted``."""
-    return bool(await count() >= wanted)
