@@ -14,6 +14,7 @@ from tests.browser_fixtures import (
     BROWSER_MODULE,
     browser_fixture,  # noqa: F401 (fixture "browser")
     browser_server_fixture,  # noqa: F401 (fixture "browser_server")
+    join,
     open_tab,
     screenshot,
 )
@@ -87,6 +88,46 @@ async def test_a_logged_in_participant_finds_the_class_on_their_page(
             f"{ann['summary']['peak_bpm']} bpm"
         )
         assert await page.locator("[data-testid=person]").count() == 1
+        assert not tab.errors, tab.diagnostics()
+    except BaseException:
+        print(tab.diagnostics())
+        print(browser_server.log()[-4000:])
+        raise
+    finally:
+        await host.close()
+        await tab.close()
+
+
+async def test_a_class_joined_without_an_account_is_kept_from_its_summary(
+    browser: Any, browser_server: RunningServer
+) -> None:
+    room = browser_server.create_room("Sunday stretch")
+    room_id = str(room["room"]["id"])  # type: ignore[index]
+    tab = await open_tab(browser, "participant Bob", viewport=(390, 844))
+    host = await Client(browser_server.url).connect()
+    page = tab.page
+    try:
+        assert (await host.join(str(room["host_link"]), "Coach"))["ok"]
+        bob_id = await join(tab, str(room["join_link"]), "Bob")
+        assert (await host.call("end_class", {"v": 1}))["ok"]
+        action = page.get_by_test_id("notice-action")
+        await action.wait_for(state="visible", timeout=10_000)
+        await action.click()
+        await page.wait_for_function("document.body.dataset.state === 'loaded'")
+        await page.locator(f'[data-testid=person][data-participant-id="{bob_id}"]').wait_for()
+        # Not logged in: the summary offers to keep the class in a new account.
+        await page.get_by_test_id("claim-signup").click()
+        await page.get_by_test_id("email-input").fill("bob@example.org")
+        await page.get_by_test_id("password-input").fill(PASSWORD)
+        await page.get_by_test_id("account-button").click()
+        await page.get_by_test_id("account-done").wait_for()
+        await page.locator("#account-next").click()
+        await page.wait_for_function("document.body.dataset.state === 'ready'")
+        row = page.locator(f'[data-testid=me-class][data-room-id="{room_id}"]')
+        assert "Sunday stretch" in (await row.locator("th").text_content() or "")
+        assert await row.get_by_test_id("me-peak").text_content() == "–"  # no strap
+        href = await row.get_by_test_id("me-summary-link").get_attribute("href") or ""
+        assert href.startswith(f"/r/{room_id}/summary#t="), href
         assert not tab.errors, tab.diagnostics()
     except BaseException:
         print(tab.diagnostics())

@@ -3,6 +3,7 @@
 // a weekly trend (GET /api/me/history), export (GET /api/me/export) and deleting the
 // account (DELETE /api/me, with the password). docs/protocol.md, "Participant accounts".
 
+import { claim, takePendingClaim } from './claim.js';
 import { ProfileForm } from './profile.js';
 import { trendChart } from './trend.js';
 
@@ -144,6 +145,15 @@ async function load() {
     $('me-login-text').textContent = `You are logged in as ${me.email} (${me.role}): this page is for participant accounts.`;
     $('me-login').hidden = false;
     return;
+  }
+  // A class the summary page offered to keep, before this login or sign-up.
+  const pending = takePendingClaim();
+  if (pending) {
+    try {
+      await claim(pending, csrfToken);
+    } catch (error) {
+      showError(`That class was not added: ${error.message}`);
+    }
   }
   try {
     const history = await api('/api/me/history');
