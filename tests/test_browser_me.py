@@ -125,7 +125,7 @@ async def test_a_class_joined_without_an_account_is_kept_from_its_summary(
         await page.wait_for_function("document.body.dataset.state === 'ready'")
         row = page.locator(f'[data-testid=me-class][data-room-id="{room_id}"]')
         assert "Sunday stretch" in (await row.locator("th").text_content() or "")
-        assert await row.get_by_test_id("me-peak").text_content() == "–"  # no strap
+        assert await row.get_by_test_id("me-peak").text_content() == "\u2013"  # no strap: a dash
         href = await row.get_by_test_id("me-summary-link").get_attribute("href") or ""
         assert href.startswith(f"/r/{room_id}/summary#t="), href
         assert not tab.errors, tab.diagnostics()

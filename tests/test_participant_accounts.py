@@ -247,6 +247,9 @@ async def test_bad_requests_are_refused_and_change_nothing(
             await ann.http.request("DELETE", "/api/me", json={"password": PASSWORD})
         ).status_code == 403
         assert (await ann.http.get("/api/me/history")).status_code == 200  # still there
+        # A participant account never creates classes.
+        made = await ann.send("POST", "/api/rooms", json={"title": "Mine"})
+        assert made.status_code == 403 and made.json()["error"]["code"] == "forbidden"
         # Someone else's visit cannot be claimed with a made-up token.
         claim = await ann.send("POST", "/api/me/claim", json={"token": "x.y"})
         assert claim.status_code == 403
