@@ -35,8 +35,10 @@ from .accounts_api import (
     NewPassword,
     Token,
     actor_of,
+    logged_in,
     read_body,
     refusal,
+    session_answer,
 )
 from .http import WEB_DIR, attachment, json_error
 from .login_throttle import FailureWindow
@@ -161,15 +163,7 @@ class MeApi:
         await self.audit.record("signup", actor_of(user), user.email, request.remote)
         logger.info("participant account created: %s", user.email)
         secret, session = await self.accounts.create_session(user)
-        response = web.json_response(
-            {"email": user.email, "role": user.role, "csrf_token": session.csrf_token},
-            status=201,
-        )
-        response.set_cookie(
-            SESSION_COOKIE, secret, max_age=14 * 86400, path="/", httponly=True,
-            samesite="Lax", secure=self.secure_cookies,
-        )  # fmt: skip
-        return response
+        return logged_in(session_answer(session, status=201), secret, self.secure_cookies)
 
     # -- the account's own data -----------------------------------------------------
 
