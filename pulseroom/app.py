@@ -28,6 +28,7 @@ from signaling.headers import add_security_headers
 from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
 from signaling.mail import Mailer
+from signaling.me_api import MeApi
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
 from signaling.password_reset import PasswordResetApi
@@ -151,7 +152,10 @@ def create_app(settings: Settings) -> web.Application:
     accounts = _account_apis(app, settings, store, audit)
     secure_cookies = settings.base_url.startswith("https://")
     history = HeartRateHistory(store.engine)
-    SummaryApi(store, history, writer, signer, audit).add_routes(app)
+    summaries = SummaryApi(store, history, writer, signer, audit)
+    summaries.add_routes(app)
+    MeApi(accounts, audit, summaries, history, signer, settings.participant_signup,
+          secure_cookies).add_routes(app)  # fmt: skip
     ActivityApi(store, history, writer, TimerEvents(store.engine), signer).add_routes(app)
     PreviewApi(store, signer).add_routes(app)
     RecordingsApi(

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         float | None,
         Field(ge=1, le=36500, validation_alias="PULSEROOM_RECORDING_RETENTION_DAYS"),
     ] = None
+    # Whether participants may create their own account (email and password, role
+    # participant: a profile and a history across classes, signaling/me_api.py).
+    participant_signup: Annotated[bool, Field(validation_alias="PULSEROOM_PARTICIPANT_SIGNUP")] = (
+        True
+    )
     # Whether classes are recorded (signaling/recording.py): never, when the instructor
     # asks, or every class; files go in DATA_DIR/recordings.
     recording: Annotated[

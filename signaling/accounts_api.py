@@ -137,6 +137,29 @@ def refusal(error: AccountError) -> web.Response:
     return json_error(status, code, error.message)
 
 
+def logged_in(response: web.Response, secret: str, secure: bool) -> web.Response:
+    """``response`` with the session cookie of a login (or sign-up) just made."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=SESSION_TTL,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+    )
+    return response
+
+
+def session_answer(session: SessionRecord, status: int = 200) -> web.Response:
+    """Who is logged in, and the CSRF token their page sends with state changes."""
+    user = session.user
+    return web.json_response(
+        {"email": user.email, "role": user.role, "csrf_token": session.csrf_token},
+        status=status,
+    )
+
+
 class AccountsApi:
     """``/api/auth/*`` and the CSRF check on every state-changing ``/api/`` request."""
 
@@ -178,24 +201,11 @@ class AccountsApi:
         return await handler(request)
 
     def _logged_in(self, response: web.Response, secret: str) -> web.Response:
-        response.set_cookie(
-            SESSION_COOKIE,
-            secret,
-            max_age=SESSION_TTL,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=self.secure_cookies,
-        )
-        return response
+        return logged_in(response, secret, self.secure_cookies)
 
     @staticmethod
     def _me(session: SessionRecord, status: int = 200) -> web.Response:
-        user = session.user
-        return web.json_response(
-            {"email": user.email, "role": user.role, "csrf_token": session.csrf_token},
-            status=status,
-        )
+        return session_answer(session, status)
 
     async def login(self, request: web.Request) -> web.Response:
         """Check the credentials; start a session (the cookie) on success."""

@@ -135,8 +135,11 @@ class RecordIn(Inbound):
     music: Literal["include", "exclude"] = "include"
 
 
-class ProfileIn(Inbound):
-    """``profile``: what zones and calories need; every field optional."""
+class ProfileFields(BaseModel):
+    """A zone profile as a client sends it: what zones and calories need, every field
+    optional (the ``profile`` event's fields, and ``PUT /api/me/profile``'s body)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     age: Annotated[int, Field(ge=10, le=100)] | None = None
     max_hr: Annotated[int, Field(ge=100, le=230)] | None = None
@@ -144,6 +147,10 @@ class ProfileIn(Inbound):
     weight_kg: Annotated[float, Field(ge=25, le=300)] | None = None
     sex: Literal["female", "male"] | None = None
     zone_method: Literal["hrmax", "karvonen"] = "hrmax"
+
+
+class ProfileIn(Inbound, ProfileFields):
+    """``profile``: what zones and calories need; every field optional."""
 
 
 class EmptyIn(Inbound):

@@ -56,6 +56,7 @@ from .messages import (
     error_payload,
 )
 from .outbound import SocketSignal, chat_out
+from .participant_accounts import AccountVisits
 from .presence import Member, Presence
 from .profiles import profile_of, profile_out, record_of
 from .ratelimit import RateLimit
@@ -106,6 +107,7 @@ class SignalingServer:
         self.presence = Presence()
         self.effort = EffortBoard(sio, self.presence, store)
         self.chat = Chat(sio, store, max_chat)
+        self.visits = AccountVisits(sio, store)  # a logged-in participant's account
         signals = HeartSignals(sio, self.presence, store)  # RMSSD, signal, learned max
         self.heart_rate = HeartRateRelay(
             sio, self.presence, heart_rate_writer, self.effort, signals, max_readings
@@ -227,7 +229,7 @@ class SignalingServer:
         self.idle.joined(room.id)
         try:
             await self.store.add_participant(room.id, participant_id, msg.name, grant.role)
-            record = await self.store.participant(room.id, participant_id)
+            record = await self.visits.joined(sid, room.id, participant_id, grant.role)
             profile = profile_of(record.profile if record is not None else None)
             await self.heart_rate.joined(room.id, participant_id, profile)
             await self.sfu.join(

@@ -149,13 +149,18 @@ class SummaryApi:
     async def _summaries(self, request: web.Request) -> tuple[Grant, list[dict[str, Any]]]:
         grant = await self._grant(request)
         people = await self._people(request, grant)
+        return grant, await self.figures(grant.room_id, people)
+
+    async def figures(self, room_id: str, people: list[ParticipantRecord]) -> list[dict[str, Any]]:
+        """The summary of each of ``people`` in a class, as ``summary`` answers it (a
+        participant account's history uses it for each class of theirs)."""
         await self.writer.flush()  # what was received is in the answer
-        scheme = scheme_of(await self.store.effort_settings(grant.room_id))
-        events = await self.timer_events.of(grant.room_id)
+        scheme = scheme_of(await self.store.effort_settings(room_id))
+        events = await self.timer_events.of(room_id)
         laps = timer_laps((e.at, e.action, e.program) for e in events)
         out = []
         for person in people:
-            rows = await self.history.readings(grant.room_id, person.id)
+            rows = await self.history.readings(room_id, person.id)
             profile = profile_of(person.profile)
             pairs = [(r.time, r.bpm) for r in rows]
             summary = summarize(pairs, profile)
@@ -188,7 +193,7 @@ class SummaryApi:
                     "series": _series(rows),
                 }
             )
-        return grant, out
+        return out
 
     async def summary(self, request: web.Request) -> web.Response:
         """JSON summary per participant, with a heart-rate series for charts."""

@@ -40,6 +40,9 @@ Action = Literal[
     "data_deleted",
     "data_erased",
     "recording_deleted",
+    "signup",
+    "visit_claimed",
+    "account_deleted",
 ]
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_PAGE = 500

@@ -161,6 +161,22 @@ def _participant(row: Any) -> ParticipantRecord:
     return ParticipantRecord(row[0], row[1], row[2], row[3], float(row[4]), profile)
 
 
+# A profile's columns as an UPDATE sets them, from ``profile_params``.
+PROFILE_SET = (
+    "age = :age, max_hr = :max_hr, resting_hr = :resting_hr, weight_kg = :weight_kg,"
+    " sex = :sex, zone_method = :method, max_hr_learned = :learned"
+)
+
+
+def profile_params(profile: ProfileRecord) -> dict[str, Any]:
+    """A profile as the bind parameters of ``PROFILE_SET``."""
+    return {
+        "age": profile.age, "max_hr": profile.max_hr, "resting_hr": profile.resting_hr,
+        "weight_kg": profile.weight_kg, "sex": profile.sex, "method": profile.method,
+        "learned": profile.max_hr_learned,
+    }  # fmt: skip
+
+
 _EFFORT_POINTS = ", ".join(f"points_zone_{i}" for i in range(6))
 
 
@@ -386,27 +402,17 @@ class Store:
 
     async def set_profile(self, room_id: str, participant_id: str, profile: ProfileRecord) -> None:
         """Store a participant's profile (age, maximum and resting HR, weight, sex, method,
-        whether the maximum was learned)."""
+        whether the maximum was learned). A visit linked to a participant account
+        (migration 0012) writes it back to the account's profile too, in one step."""
+        linked = "SELECT user_id FROM account_visits WHERE room_id = :room AND participant_id = :id"
+        params = {**profile_params(profile), "room": room_id, "id": participant_id}
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE participants SET age = :age, max_hr = :max_hr,"
-                    " resting_hr = :resting_hr, weight_kg = :weight_kg, sex = :sex,"
-                    " zone_method = :method, max_hr_learned = :learned"
-                    " WHERE room_id = :room AND id = :id"
-                ),
-                {
-                    "age": profile.age,
-                    "max_hr": profile.max_hr,
-                    "resting_hr": profile.resting_hr,
-                    "weight_kg": profile.weight_kg,
-                    "sex": profile.sex,
-                    "method": profile.method,
-                    "learned": profile.max_hr_learned,
-                    "room": room_id,
-                    "id": participant_id,
-                },
-            )
+            for statement in (
+                f"UPDATE participants SET {PROFILE_SET} WHERE room_id = :room AND id = :id",
+                f"UPDATE account_profiles SET {PROFILE_SET}, updated_at = :t"
+                f" WHERE user_id IN ({linked})",
+            ):
+                await conn.execute(text(statement), {**params, "t": time.time()})
 
     async def participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
         """One participant of a class, if they ever joined it."""

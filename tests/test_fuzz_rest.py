@@ -55,9 +55,12 @@ ROOM_ROUTES = [
     for m, p in ROUTES
     if p.startswith("/api/") and "{room_id}" in p and (m, p) not in LOGIN_ROOM_ROUTES
 ]
-# Who am I, the instructor's classes and the admin's endpoints answer 401 without a login
-# (test_accounts.py, test_class_list.py, test_audit.py): open, but not a 200.
-LOGIN_GETS = {"/api/auth/me", "/api/classes", "/api/admin/users", "/api/admin/audit"}
+# Who am I, the instructor's classes, the admin's endpoints and a participant account's
+# own (/api/me/...) answer 401 without a login (test_accounts.py, test_class_list.py,
+# test_audit.py, test_participant_accounts.py): open, but not a 200.
+LOGIN_GETS = {"/api/auth/me", "/api/classes", "/api/admin/users", "/api/admin/audit"} | {
+    p for m, p in ROUTES if m == "GET" and p.startswith("/api/me/")
+}
 OPEN_GETS = [
     p
     for m, p in ROUTES

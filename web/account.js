@@ -1,5 +1,6 @@
 // The account page: /setup (first admin, from the link the server logs at start),
-// /password (a one-time link from `pulseroom user add|reset`) and /login.
+// /password (a one-time link from `pulseroom user add|reset`), /login and /signup (a
+// participant account, unless the server turned sign-up off).
 // The link's token is in the fragment (#token=…), so it never reaches server logs.
 
 const page = location.pathname.replace(/\/+$/, '').split('/').pop();
@@ -32,6 +33,15 @@ const PAGES = {
     body: () => ({ token, password: passwordInput.value }),
     done: (data) => [`Password set for ${data.email}. You can log in now.`, '/login'],
   },
+  signup: {
+    title: 'Create a participant account',
+    lead: 'Optional: classes need no account. With one, your heart-rate zones follow you from class to class, and your classes are kept with their figures on your page.',
+    button: 'Create account',
+    email: true,
+    url: '/api/auth/signup',
+    body: () => ({ email: emailInput.value, password: passwordInput.value }),
+    done: (data) => [`Account created: you are logged in as ${data.email}. Join classes by their links while logged in.`, '/me'],
+  },
   login: {
     title: 'Log in',
     lead: '',
@@ -39,7 +49,8 @@ const PAGES = {
     email: true,
     url: '/api/auth/login',
     body: () => ({ email: emailInput.value, password: passwordInput.value }),
-    done: (data) => [`Logged in as ${data.email} (${data.role}).`, '/'],
+    // A participant's place is their own page; instructors and admins start classes.
+    done: (data) => [`Logged in as ${data.email} (${data.role}).`, data.role === 'participant' ? '/me' : '/'],
   },
 };
 const mode = PAGES[page] || PAGES.login;
@@ -56,7 +67,18 @@ function showError(message) {
   errorText.hidden = false;
 }
 
-if (page !== 'login' && !token) showError('This page needs the whole link, with its #token=… part.');
+// Between logging in and signing up, a link to the other.
+if (page === 'login' || page === 'signup') {
+  const other = document.getElementById('account-other');
+  const link = document.createElement('a');
+  link.href = page === 'login' ? '/signup' : '/login';
+  link.textContent = page === 'login' ? 'Create a participant account' : 'Log in';
+  other.append(page === 'login' ? 'Taking part in classes? ' : 'Have an account? ', link,
+    page === 'login' ? ' (optional).' : '.');
+  other.hidden = false;
+}
+
+if (!['login', 'signup'].includes(page) && !token) showError('This page needs the whole link, with its #token=… part.');
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();

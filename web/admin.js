@@ -6,7 +6,7 @@ const ACTIONS = [
   'login', 'login_failed', 'logout', 'setup', 'user_added', 'user_disabled', 'user_enabled',
   'role_changed', 'password_link', 'password_set', 'class_created', 'participant_removed',
   'link_rotated', 'co_instructor_added', 'co_instructor_removed', 'data_exported',
-  'data_deleted', 'data_erased', 'recording_deleted',
+  'data_deleted', 'data_erased', 'recording_deleted', 'signup', 'visit_claimed', 'account_deleted',
 ];
 const PAGE = 100;
 let csrfToken = '';

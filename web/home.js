@@ -41,8 +41,11 @@ function showAccount(me) {
     form.hidden = false;
     loadClasses();
   } else {
-    showLoggedOut(`Logged in as ${me.email}: only instructors create classes.`);
+    showLoggedOut(`Logged in as ${me.email}: only instructors create classes. Your classes and heart-rate zones are on your page.`);
     account.hidden = false;
+    const mine = document.getElementById('login-link');
+    mine.href = '/me';
+    mine.textContent = 'My classes';
   }
 }
 

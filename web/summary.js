@@ -8,6 +8,7 @@
 // only their own data.
 
 import { classApi } from './api.js';
+import { offerClaim } from './claim.js';
 import { heartRateChart, zoneMinutes } from './chart.js';
 import { classTable, zoneDistribution, zoneDistributionChart } from './classview.js';
 import { targetText } from './effort.js';
@@ -262,6 +263,7 @@ function init() {
   });
   load();
   showRecordings();
+  if (own) offerClaim(document.getElementById('claim'), token);
 }
 
 init();
