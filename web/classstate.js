@@ -32,7 +32,7 @@ export class ClassState {
     this.clock.hint(ack.server_time);
     this.clock.start();
     this.host.setEnabled(isHost);
-    this.host.rankForBoard(ack.you?.role === 'board');
+    if (ack.you?.role === 'board') this.host.rankForBoard(true);
     this.host.inviteLink = isHost && ack.join_token
       ? `${window.location.origin}/r/${encodeURIComponent(ack.room.id)}#t=${ack.join_token}` : null;
     this.host.inviteButton.hidden = !this.host.inviteLink;

@@ -42,6 +42,7 @@ export function watchVisibility(container, send) {
   const videoOf = (id) => container.querySelector(`.tile[data-participant-id="${CSS.escape(id)}"] video`);
   const flush = () => {
     clearTimeout(timer);
+    timer = null;
     const visible = document.hidden ? [] : [...onScreen].sort();
     const key = visible.join(',');
     const sizes = Object.fromEntries(visible.map((id) => [id, renderedHeight(videoOf(id))]));
@@ -49,9 +50,11 @@ export function watchVisibility(container, send) {
     last = { key, sizes };
     send({ visible, sizes });
   };
+  // At most DEBOUNCE_MS after the first change, however many follow: a grid whose text
+  // changes more often than that (heart rates, points, a speaking cue) must not put the
+  // report off for ever, or a participant never asks for a video that came into view.
   const schedule = () => {
-    clearTimeout(timer);
-    timer = setTimeout(flush, DEBOUNCE_MS);
+    if (timer === null) timer = setTimeout(flush, DEBOUNCE_MS);
   };
 
   const gone = (id) => {
