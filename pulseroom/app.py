@@ -28,9 +28,11 @@ from signaling.health import HealthApi
 from signaling.http import RoomsApi, json_errors
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
+from signaling.oidc import OidcClient
 from signaling.preview import PreviewApi
 from signaling.recording import RecordingsApi
 from signaling.server import SignalingServer
+from signaling.sso_api import CALLBACK_PATH, SsoApi
 from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
 from signaling.transport import ProtocolServer
@@ -132,6 +134,15 @@ def create_app(settings: Settings) -> web.Application:
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
     secure_cookies = settings.base_url.startswith("https://")
     AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
+    SsoApi(
+        _oidc_client(settings),
+        accounts,
+        audit,
+        settings.signing_secret(),
+        secure_cookies,
+        name=settings.oidc_name,
+        instructor_domains=tuple(settings.oidc_instructor_domains),
+    ).add_routes(app)
     AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
@@ -152,6 +163,19 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     app.on_shutdown.append(_end_sessions(app[SIGNALING], cluster))
     return app
+
+
+def _oidc_client(settings: Settings) -> OidcClient | None:
+    """Single sign-on's provider (PULSEROOM_OIDC_*), if configured."""
+    if not settings.oidc_enabled:
+        return None
+    assert settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret
+    return OidcClient(
+        settings.oidc_issuer,
+        settings.oidc_client_id,
+        settings.oidc_client_secret,
+        redirect_uri=settings.base_url + CALLBACK_PATH,
+    )
 
 
 def _media_backend(settings: Settings) -> SfuServer | WorkerPool:

@@ -137,6 +137,20 @@ def refusal(error: AccountError) -> web.Response:
     return json_error(status, code, error.message)
 
 
+def set_session_cookie(response: web.Response, secret: str, secure: bool) -> web.Response:
+    """``response`` with the login session's cookie (a password or single sign-on login)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=SESSION_TTL,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+    )
+    return response
+
+
 class AccountsApi:
     """``/api/auth/*`` and the CSRF check on every state-changing ``/api/`` request."""
 
@@ -178,16 +192,7 @@ class AccountsApi:
         return await handler(request)
 
     def _logged_in(self, response: web.Response, secret: str) -> web.Response:
-        response.set_cookie(
-            SESSION_COOKIE,
-            secret,
-            max_age=SESSION_TTL,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=self.secure_cookies,
-        )
-        return response
+        return set_session_cookie(response, secret, self.secure_cookies)
 
     @staticmethod
     def _me(session: SessionRecord, status: int = 200) -> web.Response:
