@@ -18,12 +18,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from signaling.sso_api import FLOW_COOKIE
-from storage import migrations
-from storage.accounts import AccountError, AccountStore
+from storage.accounts import AccountStore
 from storage.audit import AuditLog
 from storage.store import create_engine
 from tests.conftest import free_port
@@ -31,7 +31,8 @@ from tests.instructor import EMAIL as ADMIN_EMAIL
 from tests.loopback import loopback_server
 from tests.oidc_provider import NEEDS_PROVIDER, Provider, running_provider, sign_in_at_provider
 
-pytestmark = NEEDS_PROVIDER
+# One provider and one server for the module (each test signs in its own users).
+pytestmark = [NEEDS_PROVIDER, pytest.mark.asyncio(loop_scope="module")]
 PORT = free_port()  # PulseRoom's, registered with the provider before either starts
 COUNTED = ("users", "user_identities", "login_sessions")
 
@@ -72,8 +73,9 @@ class Sso:
         return await browser.get(await self.to_callback(browser, login))
 
 
-@pytest.fixture
-async def sso(tmp_path: Path, provider: Provider) -> AsyncIterator[Sso]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sso(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> AsyncIterator[Sso]:
+    tmp_path = tmp_path_factory.mktemp("sso")
     settings = provider.settings(PULSEROOM_OIDC_INSTRUCTOR_DOMAINS=["coaches.example"])
     async with loopback_server(tmp_path, port=PORT, **settings) as server:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pulseroom.db'}")
@@ -110,3 +112,136 @@ async def test_a_new_address_becomes_a_participant_logged_in_at_home(sso: Sso) -
     assert login["detail"] == {"method": "sso", "account": "created"}
     added = next(e for e in entries if e["action"] == "user_added")
     assert added["detail"] == {"role": "participant", "method": "sso"}
+
+
+async def test_an_instructor_domain_makes_an_instructor_and_an_account_keeps_its_role(
+    sso: Sso,
+) -> None:
+    async with sso.browser() as browser:
+        assert (await sso.sign_in(browser, "bea@coaches.example")).status_code == 303
+        assert (await me(browser, sso.url))["role"] == "instructor"
+    # The admin's own address logs into the admin's account (not a new one, not demoted).
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        assert (await sso.sign_in(browser, ADMIN_EMAIL.upper())).status_code == 303
+        assert (await me(browser, sso.url))["email"] == ADMIN_EMAIL
+        assert (await me(browser, sso.url))["role"] == "admin"
+    after = await sso.counts()
+    assert after["users"] == before["users"]
+    assert after["user_identities"] == before["user_identities"] + 1
+
+
+async def test_an_address_changed_at_the_provider_keeps_the_account(sso: Sso) -> None:
+    sso.provider.set_account("carl-42", email="carl@example.com", email_verified=True)
+    async with sso.browser() as browser:
+        assert (await sso.sign_in(browser, "carl-42")).status_code == 303
+        first = await me(browser, sso.url)
+    sso.provider.set_account("carl-42", email="carl.new@example.com", email_verified=True)
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        assert (await sso.sign_in(browser, "carl-42")).status_code == 303
+        assert (await me(browser, sso.url))["email"] == first["email"] == "carl@example.com"
+    assert (await sso.counts())["users"] == before["users"]
+
+
+async def refused(sso: Sso, answer: httpx.Response, status: int, code: str) -> None:
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code, answer.text
+    assert "pulseroom_session" not in answer.cookies
+
+
+async def test_a_forged_state_or_another_browser_is_refused(sso: Sso) -> None:
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        callback = await sso.to_callback(browser, "dan@example.com")
+        parts = urlsplit(callback)
+        query = dict(parse_qsl(parts.query))
+        forged = parts._replace(query=urlencode({**query, "state": "x" + query["state"]}))
+        await refused(sso, await browser.get(forged.geturl()), 400, "sso_state")
+        # Another browser (no flow cookie) with the real answer: refused too.
+        async with sso.browser() as other:
+            await refused(sso, await other.get(callback), 400, "sso_state")
+        # The provider said no (the user cancelled): refused, with its reason.
+        denied = parts._replace(query=urlencode({"error": "access_denied", "state": "s"}))
+        await refused(sso, await browser.get(denied.geturl()), 400, "sso_state")
+    assert await sso.counts() == before
+    failures = [e for e in await AuditLog(sso.engine).entries() if e.action == "login_failed"]
+    assert {e.detail["reason"] for e in failures} >= {"sso_state"}
+
+
+async def test_a_provider_error_and_a_missing_code_are_refused(sso: Sso) -> None:
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        start = await browser.get(f"{sso.url}/api/auth/oidc/start")
+        state = dict(parse_qsl(urlsplit(start.headers["location"]).query))["state"]
+        callback = f"{sso.url}/api/auth/oidc/callback"
+        answer = await browser.get(callback, params={"error": "access_denied", "state": state})
+        await refused(sso, answer, 400, "sso_failed")
+        assert "access_denied" in answer.json()["error"]["message"]
+        start = await browser.get(f"{sso.url}/api/auth/oidc/start")
+        state = dict(parse_qsl(urlsplit(start.headers["location"]).query))["state"]
+        await refused(sso, await browser.get(callback, params={"state": state}), 400, "bad_request")
+    assert await sso.counts() == before
+
+
+async def test_a_replayed_code_is_refused(sso: Sso) -> None:
+    async with sso.browser() as browser:
+        callback = await sso.to_callback(browser, "eve@example.com")
+        flow = browser.cookies[FLOW_COOKIE]
+        assert (await browser.get(callback)).status_code == 303
+    before = await sso.counts()
+    # Someone who copied the answer and the flow cookie: the provider refuses the code.
+    async with sso.browser() as thief:
+        thief.cookies.set(FLOW_COOKIE, flow, domain="127.0.0.1", path="/api/auth/oidc")
+        await refused(sso, await thief.get(callback), 400, "sso_failed")
+    assert await sso.counts() == before
+
+
+@pytest.mark.parametrize("mode", ["payload", "signature"])
+async def test_an_id_token_altered_after_signing_is_refused(sso: Sso, mode: str) -> None:
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        callback = await sso.to_callback(browser, f"fay-{mode}@example.com")
+        sso.provider.tamper_next(mode)  # the ID token in the code exchange's answer
+        answer = await browser.get(callback)
+        await refused(sso, answer, 400, "sso_failed")
+        assert "ID token" in answer.json()["error"]["message"]
+    assert await sso.counts() == before
+
+
+async def test_an_unverified_address_is_refused(sso: Sso) -> None:
+    sso.provider.set_account("gus@example.com", email_verified=False)
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        # A browser that navigated here gets a page saying why, with the way back.
+        callback = await sso.to_callback(browser, "gus@example.com")
+        answer = await browser.get(callback, headers={"accept": "text/html"})
+        assert answer.status_code == 403
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "no verified email address" in answer.text and 'href="/login"' in answer.text
+    assert await sso.counts() == before
+
+
+async def test_a_disabled_account_is_refused(sso: Sso) -> None:
+    accounts = AccountStore(sso.engine)
+    await accounts.create_user("hal@example.com", "instructor")
+    await accounts.set_disabled("hal@example.com")
+    before = await sso.counts()
+    async with sso.browser() as browser:
+        await refused(sso, await sso.sign_in(browser, "hal@example.com"), 403, "account_disabled")
+    assert await sso.counts() == before  # no identity linked to it either
+
+
+async def test_the_login_page_is_told_about_sso(sso: Sso) -> None:
+    async with sso.browser() as browser:
+        config = (await browser.get(f"{sso.url}/api/auth/sso")).json()
+    issuer_host = urlsplit(sso.provider.issuer).hostname
+    assert config == {"enabled": True, "name": issuer_host, "start": "/api/auth/oidc/start"}
+
+
+async def test_without_settings_there_is_no_sso(tmp_path: Path) -> None:
+    async with loopback_server(tmp_path) as server, httpx.AsyncClient() as browser:
+        assert (await browser.get(f"{server.url}/api/auth/sso")).json() == {"enabled": False}
+        for path in ("/api/auth/oidc/start", "/api/auth/oidc/callback?code=x&state=y"):
+            answer = await browser.get(f"{server.url}{path}")
+            assert answer.status_code == 404 and answer.json()["error"]["code"] == "sso_off"
