@@ -135,16 +135,22 @@ class OidcClient:
             if not isinstance(id_token, str):
                 raise OidcError(502, "sso_failed", "the provider sent no ID token")
             claims = await self._checked(id_token, flow.nonce, str(token.get("access_token", "")))
-            if "email" not in claims and metadata.userinfo_endpoint:
+            if not {"email", "email_verified"} <= claims.keys() and metadata.userinfo_endpoint:
                 claims = {**claims, **await self._userinfo(client, metadata, claims["sub"])}
         verified = claims.get("email_verified")
         email = claims.get("email")
-        return Identity(
-            issuer=self.issuer,
-            subject=str(claims["sub"]),
-            email=email if isinstance(email, str) else None,
-            email_verified=verified is True or verified == "true",
-        )
+        try:
+            return Identity(
+                issuer=self.issuer,
+                subject=claims["sub"],
+                email=email if isinstance(email, str) else None,
+                # A few providers send the JSON string "true".
+                email_verified=verified is True or verified == "true",
+            )
+        except ValidationError as exc:  # a subject over 255 characters
+            raise OidcError(
+                400, "sso_failed", f"the provider's subject is unusable: {exc}"
+            ) from None
 
     async def _checked(self, id_token: str, nonce: str, access_token: str) -> dict[str, Any]:
         """The ID token's claims: signed by the provider's key, for this client, not
@@ -203,12 +209,15 @@ class OidcClient:
         return {k: info[k] for k in ("email", "email_verified") if k in info}
 
     def _client(self, metadata: Metadata | None = None) -> AsyncOAuth2Client:
-        methods = metadata.token_endpoint_auth_methods_supported if metadata else []
-        method = "client_secret_post" if "client_secret_basic" not in methods else None
+        # HTTP Basic unless the provider takes the secret only in the form (RFC 6749, 2.3.1).
+        method = "client_secret_basic"
+        offered = metadata.token_endpoint_auth_methods_supported if metadata else []
+        if metadata and method not in offered and "client_secret_post" in offered:
+            method = "client_secret_post"
         return AsyncOAuth2Client(
             client_id=self.client_id,
             client_secret=self.client_secret,
-            token_endpoint_auth_method=method or "client_secret_basic",
+            token_endpoint_auth_method=method,
             scope=SCOPE,
             redirect_uri=self.redirect_uri,
             code_challenge_method="S256",

@@ -112,7 +112,8 @@ class SsoApi:
         self.accounts = accounts
         self.audit = audit
         self.secure_cookies = secure_cookies
-        self.name = name or (urlsplit(client.issuer).hostname or "SSO" if client else "")
+        host = urlsplit(client.issuer).hostname if client else None
+        self.name = name or host or "single sign-on"
         self.instructor_domains = frozenset(instructor_domains)
         self._flows = FlowSealer(server_secret)
 
@@ -162,7 +163,13 @@ class SsoApi:
             return _refused(request, OidcError(400, "bad_request", "the answer is too long"))
         flow = self._flows.open(request.cookies.get(FLOW_COOKIE))
         try:
-            identity = await self._identity(query, flow)
+            checked = self._check_answer(query, flow)
+        except OidcError as exc:
+            # Not audited: anyone can send this, with nothing of a sign-in behind it.
+            logger.info("single sign-on callback refused from %s: %s", request.remote, exc.message)
+            return _refused(request, exc)
+        try:
+            identity = await self.client.finish(checked, query.code)
             user, how = await self._account(identity)
         except OidcError as exc:
             logger.info("single sign-on refused from %s: %s", request.remote, exc.message)
@@ -185,8 +192,9 @@ class SsoApi:
         response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
         return set_session_cookie(response, secret, self.secure_cookies)
 
-    async def _identity(self, query: CallbackQuery, flow: Flow | None) -> Identity:
-        assert self.client is not None
+    @staticmethod
+    def _check_answer(query: CallbackQuery, flow: Flow | None) -> Flow:
+        """The flow this answer finishes: this browser's, with its ``state``, and a code."""
         if flow is None:
             raise OidcError(
                 400, "sso_state", "this sign-in expired or began in another browser: start again"
@@ -197,7 +205,7 @@ class SsoApi:
             raise OidcError(400, "sso_failed", f"the provider did not sign you in: {query.error}")
         if not query.code:
             raise OidcError(400, "bad_request", "the answer has no code")
-        return await self.client.finish(flow, query.code)
+        return flow
 
     async def _account(self, identity: Identity) -> tuple[UserRecord, SsoMatch]:
         email = valid_email(identity.email or "")

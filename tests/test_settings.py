@@ -144,7 +144,7 @@ def test_single_sign_on_settings_come_together(monkeypatch: pytest.MonkeyPatch) 
     assert settings.oidc_enabled and settings.oidc_instructor_domains == ["studio.example"]
     # Plain HTTP only for a provider on this machine; the client secret is never echoed.
     monkeypatch.setenv("PULSEROOM_OIDC_ISSUER", "http://id.example.com")
-    with pytest.raises(ConfigError, match="PULSEROOM_OIDC_ISSUER: .*https://") as caught:
+    with pytest.raises(ConfigError, match=r"PULSEROOM_OIDC_ISSUER: .*https://") as caught:
         load_settings()
     monkeypatch.setenv("PULSEROOM_OIDC_ISSUER", "http://127.0.0.1:9000")
     assert load_settings().oidc_issuer == "http://127.0.0.1:9000"
