@@ -45,6 +45,7 @@ async def test_the_login_page_signs_in_with_the_provider(browser: Any, server: L
         await tab.page.goto(f"{server.url}/login")
         button = tab.page.get_by_role("link", name="Sign in with Studio ID")
         await button.wait_for(state="visible")
+        await screenshot(tab, "sso-login")
         await button.click()
         # The provider's own pages: any login name works, then consent.
         await tab.page.locator("input[name=login]").fill("ivy@studio.example")
