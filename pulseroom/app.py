@@ -134,15 +134,7 @@ def create_app(settings: Settings) -> web.Application:
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
     secure_cookies = settings.base_url.startswith("https://")
     AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
-    SsoApi(
-        _oidc_client(settings),
-        accounts,
-        audit,
-        settings.signing_secret(),
-        secure_cookies,
-        name=settings.oidc_name,
-        instructor_domains=tuple(settings.oidc_instructor_domains),
-    ).add_routes(app)
+    _sso_api(settings, accounts, audit, secure_cookies).add_routes(app)
     AdminApi(accounts, audit, settings.public_url).add_routes(app)
     history = HeartRateHistory(store.engine)
     SummaryApi(store, history, writer, signer, audit).add_routes(app)
@@ -165,16 +157,26 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def _oidc_client(settings: Settings) -> OidcClient | None:
-    """Single sign-on's provider (PULSEROOM_OIDC_*), if configured."""
-    if not settings.oidc_enabled:
-        return None
-    assert settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret
-    return OidcClient(
-        settings.oidc_issuer,
-        settings.oidc_client_id,
-        settings.oidc_client_secret,
-        redirect_uri=settings.base_url + CALLBACK_PATH,
+def _sso_api(
+    settings: Settings, accounts: AccountStore, audit: AuditLog, secure_cookies: bool
+) -> SsoApi:
+    """Single sign-on's routes, with the provider of PULSEROOM_OIDC_* if configured."""
+    client = None
+    if settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret:
+        client = OidcClient(
+            settings.oidc_issuer,
+            settings.oidc_client_id,
+            settings.oidc_client_secret,
+            redirect_uri=settings.base_url + CALLBACK_PATH,
+        )
+    return SsoApi(
+        client,
+        accounts,
+        audit,
+        settings.signing_secret(),
+        secure_cookies,
+        name=settings.oidc_name,
+        instructor_domains=tuple(settings.oidc_instructor_domains),
     )
 
 
