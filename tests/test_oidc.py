@@ -263,9 +263,10 @@ async def test_without_settings_there_is_no_sso(tmp_path: Path) -> None:
 @given(
     query=st.dictionaries(
         st.sampled_from(["code", "state", "error", "iss", "session_state"]),
-        # (No lone surrogates: a URL cannot carry them.)
-        st.text(max_size=3000) | st.sampled_from(["", "\x00", "../..", "x" * 5000]),
-        max_size=4,
+        # No lone surrogates (a URL cannot carry them), and the URL within aiohttp's 8 KiB
+        # request line; one value past the 2 KiB the callback takes.
+        st.text(max_size=150) | st.sampled_from(["", "\x00", "../..", "x" * 2100]),
+        max_size=3,
     ),
     real_state=st.booleans(),
 )
