@@ -49,6 +49,7 @@ class CallbackQuery(BaseModel):
     state: _Text = ""
     code: _Text = ""
     error: Annotated[str, Field(max_length=200)] = ""
+    iss: _Text = ""
 
 
 class _FlowCookie(BaseModel):
@@ -163,18 +164,20 @@ class SsoApi:
             return _refused(request, OidcError(400, "bad_request", "the answer is too long"))
         flow = self._flows.open(request.cookies.get(FLOW_COOKIE))
         try:
-            checked = self._check_answer(query, flow)
+            checked = self._check_answer(query, flow, self.client.issuer)
         except OidcError as exc:
             # Not audited: anyone can send this, with nothing of a sign-in behind it.
             logger.info("single sign-on callback refused from %s: %s", request.remote, exc.message)
             return _refused(request, exc)
+        who = ""  # for the audit log: the address the provider gave, once it gave one
         try:
             identity = await self.client.finish(checked, query.code)
+            who = identity.email or ""
             user, how = await self._account(identity)
         except OidcError as exc:
             logger.info("single sign-on refused from %s: %s", request.remote, exc.message)
             await self.audit.record(
-                "login_failed", Actor("single sign-on"), "", request.remote,
+                "login_failed", Actor(who or "single sign-on"), who, request.remote,
                 method="sso", reason=exc.code,
             )  # fmt: skip
             return _refused(request, exc)
@@ -193,14 +196,17 @@ class SsoApi:
         return set_session_cookie(response, secret, self.secure_cookies)
 
     @staticmethod
-    def _check_answer(query: CallbackQuery, flow: Flow | None) -> Flow:
-        """The flow this answer finishes: this browser's, with its ``state``, and a code."""
+    def _check_answer(query: CallbackQuery, flow: Flow | None, issuer: str) -> Flow:
+        """The flow this answer finishes: this browser's, with its ``state``, from our
+        provider (``iss``, where the provider sends it: RFC 9207), and a code."""
         if flow is None:
             raise OidcError(
                 400, "sso_state", "this sign-in expired or began in another browser: start again"
             )
         if not hmac.compare_digest(query.state.encode(), flow.state.encode()):
             raise OidcError(400, "sso_state", "this answer is not for this browser's sign-in")
+        if query.iss and query.iss != issuer:
+            raise OidcError(400, "sso_failed", "this answer is from another provider")
         if query.error:
             raise OidcError(400, "sso_failed", f"the provider did not sign you in: {query.error}")
         if not query.code:

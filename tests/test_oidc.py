@@ -188,6 +188,14 @@ async def test_a_provider_error_and_a_missing_code_are_refused(sso: Sso) -> None
         start = await browser.get(f"{sso.url}/api/auth/oidc/start")
         state = dict(parse_qsl(urlsplit(start.headers["location"]).query))["state"]
         await refused(sso, await browser.get(callback, params={"state": state}), 400, "bad_request")
+        # An answer naming another issuer (RFC 9207: a mix-up of providers) is refused.
+        start = await browser.get(f"{sso.url}/api/auth/oidc/start")
+        state = dict(parse_qsl(urlsplit(start.headers["location"]).query))["state"]
+        answer = await browser.get(
+            callback, params={"state": state, "code": "c", "iss": "https://evil.example"}
+        )
+        await refused(sso, answer, 400, "sso_failed")
+        assert "another provider" in answer.json()["error"]["message"]
     assert await sso.counts() == before
 
 
@@ -242,6 +250,10 @@ async def test_a_disabled_account_is_refused(sso: Sso) -> None:
     async with sso.browser() as browser:
         await refused(sso, await sso.sign_in(browser, "hal@example.com"), 403, "account_disabled")
     assert await sso.counts() == before  # no identity linked to it either
+    latest = (await AuditLog(sso.engine).entries())[0]
+    assert (latest.action, latest.target, latest.detail["reason"]) == (
+        "login_failed", "hal@example.com", "account_disabled",
+    )  # fmt: skip
 
 
 async def test_the_login_page_is_told_about_sso(sso: Sso) -> None:
