@@ -299,3 +299,20 @@ async def test_any_answer_to_the_callback_is_refused_cleanly(
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["error"]["code"] in CODES, answer.text
     assert await sso.counts() == before
+
+
+async def test_an_unreachable_provider_is_said_plainly(tmp_path: Path) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = {
+        "PULSEROOM_OIDC_ISSUER": nobody,
+        "PULSEROOM_OIDC_CLIENT_ID": "x",
+        "PULSEROOM_OIDC_CLIENT_SECRET": "y",
+    }
+    async with loopback_server(tmp_path, **settings) as server, httpx.AsyncClient() as browser:
+        answer = await browser.get(f"{server.url}/api/auth/oidc/start")
+        assert answer.status_code == 502 and answer.json()["error"]["code"] == "sso_unavailable"
+        assert FLOW_COOKIE not in answer.cookies
+        page = await browser.get(
+            f"{server.url}/api/auth/oidc/start", headers={"accept": "text/html"}
+        )
+        assert page.status_code == 502 and "cannot be used" in page.text
