@@ -20,7 +20,7 @@ export default [
     languageOptions: { ecmaVersion: 2022, sourceType: 'script', globals: globals.browser },
   },
   {
-    files: ['tests/web/**/*.mjs', 'eslint.config.js'],
+    files: ['tests/web/**/*.mjs', 'tests/*.mjs', 'eslint.config.js'],
     languageOptions: { ecmaVersion: 2022, sourceType: 'module', globals: globals.node },
   },
   {

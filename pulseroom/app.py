@@ -31,10 +31,12 @@ from signaling.mail import Mailer
 from signaling.me_api import MeApi
 from signaling.messages import MAX_SUBSCRIBE_SDP
 from signaling.metrics import MetricsApi
+from signaling.oidc import OidcClient
 from signaling.password_reset import PasswordResetApi
 from signaling.preview import PreviewApi
 from signaling.recording import RecordingsApi
 from signaling.server import SignalingServer
+from signaling.sso_api import CALLBACK_PATH, SsoApi
 from signaling.summary_api import SummaryApi
 from signaling.tokens import TokenSigner
 from signaling.transport import ProtocolServer
@@ -85,10 +87,11 @@ def _account_apis(
     app: web.Application, settings: Settings, store: Store, audit: AuditLog
 ) -> AccountStore:
     """Accounts and what hangs on them: logins, the admin's pages, password links (by
-    mail when configured), co-instructors. The account store, for the rest."""
+    mail when configured), single sign-on, co-instructors. The account store, for the rest."""
     accounts = app[ACCOUNTS] = AccountStore(store.engine)
     secure_cookies = settings.base_url.startswith("https://")
     AccountsApi(accounts, audit, secure_cookies=secure_cookies).add_routes(app)
+    _sso_api(settings, accounts, audit, secure_cookies).add_routes(app)
     mailer = Mailer.of(settings.smtp_url, settings.mail_sender)
     AdminApi(accounts, audit, settings.public_url, mailer).add_routes(app)
     PasswordResetApi(accounts, audit, mailer, settings.public_url).add_routes(app)
@@ -175,6 +178,29 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_media_side(app[SIGNALING], media, cluster))
     app.on_shutdown.append(_end_sessions(app[SIGNALING], cluster))
     return app
+
+
+def _sso_api(
+    settings: Settings, accounts: AccountStore, audit: AuditLog, secure_cookies: bool
+) -> SsoApi:
+    """Single sign-on's routes, with the provider of PULSEROOM_OIDC_* if configured."""
+    client = None
+    if settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret:
+        client = OidcClient(
+            settings.oidc_issuer,
+            settings.oidc_client_id,
+            settings.oidc_client_secret,
+            redirect_uri=settings.base_url + CALLBACK_PATH,
+        )
+    return SsoApi(
+        client,
+        accounts,
+        audit,
+        settings.signing_secret(),
+        secure_cookies,
+        name=settings.oidc_name,
+        instructor_domains=tuple(settings.oidc_instructor_domains),
+    )
 
 
 def _media_backend(settings: Settings) -> SfuServer | WorkerPool:

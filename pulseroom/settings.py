@@ -26,9 +26,19 @@ MAKE_A_SECRET = "generate one with `openssl rand -hex 32`"
 # `secrets.token_urlsafe(32)` (43 characters, 6 bits each at most).
 MIN_SECRET_BITS = 240
 _SECRET_NAMES = frozenset(
-    {"PULSEROOM_SECRET", "PULSEROOM_TURN_SECRET", "PULSEROOM_SMTP_URL", "secret", "turn_secret",
-     "smtp_url"}
-)  # fmt: skip
+    {
+        "PULSEROOM_SECRET",
+        "PULSEROOM_TURN_SECRET",
+        "PULSEROOM_OIDC_CLIENT_SECRET",
+        "PULSEROOM_SMTP_URL",
+        "secret",
+        "turn_secret",
+        "oidc_client_secret",
+        "smtp_url",
+    }
+)
+# An OpenID Connect issuer over plain HTTP only on this machine (a provider in a test).
+_LOOPBACK_HOSTS = ("http://127.0.0.1:", "http://localhost:", "http://[::1]:")
 
 
 def secret_strength(value: str) -> int:
@@ -191,6 +201,26 @@ class Settings(BaseSettings):
         Literal["uvloop", "asyncio"], Field(validation_alias="PULSEROOM_SFU_EVENT_LOOP")
     ] = "uvloop"
 
+    # Single sign-on with OpenID Connect (signaling/sso_api.py): off unless the issuer,
+    # client id and client secret are all set. The provider's page for registering
+    # PulseRoom asks for the redirect URI PUBLIC_URL/api/auth/oidc/callback.
+    oidc_issuer: Annotated[str | None, Field(validation_alias="PULSEROOM_OIDC_ISSUER")] = None
+    oidc_client_id: Annotated[
+        str | None, Field(validation_alias="PULSEROOM_OIDC_CLIENT_ID", max_length=500)
+    ] = None
+    oidc_client_secret: Annotated[
+        str | None, Field(validation_alias="PULSEROOM_OIDC_CLIENT_SECRET", max_length=2000)
+    ] = None
+    # The login page's button: "Sign in with NAME" (default: the issuer's host name).
+    oidc_name: Annotated[
+        str | None, Field(validation_alias="PULSEROOM_OIDC_NAME", max_length=60)
+    ] = None
+    # A first SSO login whose verified address is at one of these domains makes an
+    # instructor account; any other a participant one. Never an admin.
+    oidc_instructor_domains: Annotated[
+        list[str], Field(validation_alias="PULSEROOM_OIDC_INSTRUCTOR_DOMAINS")
+    ] = []
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -284,6 +314,39 @@ class Settings(BaseSettings):
                 "PULSEROOM_TURN_URLS needs PULSEROOM_TURN_SECRET (coturn's static-auth-secret)"
             )
         return self
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _check_oidc_issuer(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith("https://") and not value.startswith(_LOOPBACK_HOSTS):
+            raise ValueError("must start with https:// (http:// only on 127.0.0.1 or localhost)")
+        return value
+
+    @field_validator("oidc_instructor_domains")
+    @classmethod
+    def _check_oidc_domains(cls, value: list[str]) -> list[str]:
+        domains = [d.strip().lower().lstrip("@") for d in value]
+        for domain in domains:
+            if "." not in domain or "@" in domain or " " in domain:
+                raise ValueError(f"{domain!r} is not a domain like example.com")
+        return domains
+
+    @model_validator(mode="after")
+    def _oidc_all_or_nothing(self) -> Settings:
+        given = [self.oidc_issuer, self.oidc_client_id, self.oidc_client_secret]
+        if any(given) and not all(given):
+            raise ValueError(
+                "single sign-on needs PULSEROOM_OIDC_ISSUER, PULSEROOM_OIDC_CLIENT_ID and"
+                " PULSEROOM_OIDC_CLIENT_SECRET together"
+            )
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Whether single sign-on is configured."""
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
     @field_validator("log_format", mode="before")
     @classmethod

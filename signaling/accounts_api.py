@@ -137,8 +137,8 @@ def refusal(error: AccountError) -> web.Response:
     return json_error(status, code, error.message)
 
 
-def logged_in(response: web.Response, secret: str, secure: bool) -> web.Response:
-    """``response`` with the session cookie of a login (or sign-up) just made."""
+def set_session_cookie(response: web.Response, secret: str, secure: bool) -> web.Response:
+    """``response`` with the login session's cookie (a password or single sign-on login)."""
     response.set_cookie(
         SESSION_COOKIE,
         secret,
@@ -201,7 +201,7 @@ class AccountsApi:
         return await handler(request)
 
     def _logged_in(self, response: web.Response, secret: str) -> web.Response:
-        return logged_in(response, secret, self.secure_cookies)
+        return set_session_cookie(response, secret, self.secure_cookies)
 
     @staticmethod
     def _me(session: SessionRecord, status: int = 200) -> web.Response:

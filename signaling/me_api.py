@@ -35,10 +35,10 @@ from .accounts_api import (
     NewPassword,
     Token,
     actor_of,
-    logged_in,
     read_body,
     refusal,
     session_answer,
+    set_session_cookie,
 )
 from .http import WEB_DIR, attachment, json_error
 from .login_throttle import FailureWindow
@@ -163,7 +163,7 @@ class MeApi:
         await self.audit.record("signup", actor_of(user), user.email, request.remote)
         logger.info("participant account created: %s", user.email)
         secret, session = await self.accounts.create_session(user)
-        return logged_in(session_answer(session, status=201), secret, self.secure_cookies)
+        return set_session_cookie(session_answer(session, status=201), secret, self.secure_cookies)
 
     # -- the account's own data -----------------------------------------------------
 

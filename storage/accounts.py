@@ -22,6 +22,8 @@ from .passwords import Passwords
 
 Role = Literal["admin", "instructor", "participant"]
 LinkPurpose = Literal["setup", "invite", "reset"]
+# How an SSO login found its account (``AccountStore.sso_user``).
+SsoMatch = Literal["known", "linked", "created"]
 ROLES: tuple[Role, ...] = ("admin", "instructor", "participant")
 
 SESSION_TTL = 14 * 86400
@@ -43,6 +45,7 @@ class AccountError(Exception):
             "bad_credentials",
             "account_disabled",
             "last_admin",
+            "sso_conflict",
         ],
         message: str,
     ) -> None:
@@ -286,6 +289,50 @@ class AccountStore:
                     {"hash": await self.passwords.hash(password), "id": user.id},
                 )
         return user
+
+    async def sso_user(
+        self, issuer: str, subject: str, email: str, new_role: Role
+    ) -> tuple[UserRecord, SsoMatch]:
+        """The account a provider's user (``issuer``, ``subject``: the ID token's
+        ``iss`` and ``sub``) logs into, and how it was found: by an identity stored at an
+        earlier SSO login (``known``), else by the verified ``email`` (``linked``: the
+        identity is stored now), else made now with ``new_role`` and no password
+        (``created``). ``account_disabled`` for a disabled account, changing nothing."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_USER_COLUMNS} FROM users WHERE id ="
+                        " (SELECT user_id FROM user_identities"
+                        " WHERE issuer = :issuer AND subject = :subject)"
+                    ),
+                    {"issuer": issuer, "subject": subject},
+                )
+            ).first()
+            how: SsoMatch = "known"
+            user = None if row is None else _user(row)
+            if user is None:
+                how = "linked"
+                user = await _find_user(conn, email)
+            if user is not None and user.disabled:
+                raise AccountError("account_disabled", "this account is disabled")
+            if user is None:
+                how = "created"
+                user = await self._insert_user(conn, email, new_role, None)
+            if how != "known":
+                try:
+                    await conn.execute(
+                        text(
+                            "INSERT INTO user_identities (issuer, subject, user_id, created_at)"
+                            " VALUES (:issuer, :subject, :user, :t)"
+                        ),
+                        {"issuer": issuer, "subject": subject, "user": user.id, "t": time.time()},
+                    )
+                except IntegrityError:  # the same first login twice at once: one wins
+                    raise AccountError(
+                        "sso_conflict", "this sign-in was just used: try again"
+                    ) from None
+        return user, how
 
     async def create_session(self, user: UserRecord) -> tuple[str, SessionRecord]:
         """A new login session: its secret (for the cookie, not stored) and the session."""

@@ -45,9 +45,12 @@ class Loopback:
 
 
 @asynccontextmanager
-async def loopback_server(data_dir: Path, **settings: object) -> AsyncIterator[Loopback]:
-    """Serve ``create_app`` with these settings (by environment name) on a free port."""
-    port = free_port()
+async def loopback_server(
+    data_dir: Path, port: int | None = None, **settings: object
+) -> AsyncIterator[Loopback]:
+    """Serve ``create_app`` with these settings (by environment name) on ``port`` (a free
+    one if not given: a test that registers the server's URL elsewhere first picks it)."""
+    port = port or free_port()
     app = create_app(
         load_settings(
             PULSEROOM_DATA_DIR=str(data_dir),

@@ -115,6 +115,34 @@ async def test_secrets_are_stored_only_as_hashes(accounts: AccountStore) -> None
     assert await accounts.session(secret + "x") is None
 
 
+async def test_an_sso_login_finds_links_or_makes_the_account(accounts: AccountStore) -> None:
+    issuer = "https://id.example.com"
+    ann = await accounts.create_user("ann@example.com", "admin")
+    user, how = await accounts.sso_user(issuer, "s-ann", "ANN@example.com", "participant")
+    assert (user.id, user.role, how) == (ann.id, "admin", "linked")
+    user, how = await accounts.sso_user(issuer, "s-ann", "other@example.com", "participant")
+    assert (user.id, how) == (ann.id, "known")
+    # The same subject at another issuer is someone else.
+    user, how = await accounts.sso_user("https://b.example", "s-ann", "x@example.com", "instructor")
+    assert (user.email, user.role, how) == ("x@example.com", "instructor", "created")
+    assert not user.has_password
+    await accounts.set_disabled("ann@example.com", keep_admin=False)
+    with pytest.raises(AccountError) as caught:
+        await accounts.sso_user(issuer, "s-ann", "ann@example.com", "participant")
+    assert caught.value.reason == "account_disabled"
+    bob = await accounts.create_user("bob@example.com", "participant")
+    await accounts.set_disabled("bob@example.com")
+    with pytest.raises(AccountError):
+        await accounts.sso_user(issuer, "s-bob", "bob@example.com", "participant")
+    async with accounts.engine.connect() as conn:
+        linked = (
+            await conn.execute(
+                text("SELECT count(*) FROM user_identities WHERE user_id = :id"), {"id": bob.id}
+            )
+        ).scalar_one()
+    assert linked == 0  # refused: nothing stored
+
+
 async def test_disabling_ends_sessions_and_voids_links(accounts: AccountStore) -> None:
     user = await accounts.create_user("dan@example.com", "instructor", PASSWORD)
     secret, _ = await accounts.create_session(user)

@@ -61,6 +61,9 @@ ROOM_ROUTES = [
 LOGIN_GETS = {"/api/auth/me", "/api/classes", "/api/admin/users", "/api/admin/audit"} | {
     p for m, p in ROUTES if m == "GET" and p.startswith("/api/me/")
 }
+# Single sign-on's browser redirects (test_oidc.py): the fuzzed server has no provider, so
+# they answer 404 sso_off whatever they are sent.
+SSO_GETS = [p for m, p in ROUTES if m == "GET" and p.startswith("/api/auth/oidc/")]
 OPEN_GETS = [
     p
     for m, p in ROUTES
@@ -68,6 +71,7 @@ OPEN_GETS = [
     and "{" not in p
     and not p.startswith(("/socket.io", "/static"))
     and p not in LOGIN_GETS
+    and p not in SSO_GETS
 ]
 CODES = documented_error_codes()
 FUZZ = fuzz_settings(40)
@@ -367,6 +371,24 @@ async def test_pages_and_static_files_never_fail_nor_leak(
     response = await api.http.get(path.format(name) + query)
     assert response.status_code < 500, (response.status_code, response.text[:200])
     assert "from __future__" not in response.text  # no Python source leaks out
+
+
+def test_sso_routes_exist() -> None:
+    assert sorted(SSO_GETS) == ["/api/auth/oidc/callback", "/api/auth/oidc/start"]
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(SSO_GETS),
+    query=st.sampled_from(["", "?code=x&state=y", "?error=access_denied", "?%ff=%00", "?" * 50])
+    | edge_text.map(lambda t: "?state=" + quote(t.encode("utf-8", "surrogatepass"), safe="")),
+)
+async def test_sso_routes_without_a_provider_say_so(api: Api, path: str, query: str) -> None:
+    before = await api.db.snapshot()
+    response = await api.http.get(path + query)
+    assert response.status_code == 404
+    assert assert_api_error(response) == "sso_off"
+    assert await api.db.snapshot() == before
 
 
 @FUZZ

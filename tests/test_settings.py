@@ -127,3 +127,27 @@ def test_a_weak_secret_stops_the_server_and_is_not_echoed(tmp_path: Path) -> Non
         assert name in done.stderr and "openssl rand -hex 32" in done.stderr, done.stderr
         assert weak not in done.stderr + done.stdout
     assert not any(tmp_path.iterdir())  # nothing was started, nothing written
+
+
+def test_single_sign_on_settings_come_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "INSTRUCTOR_DOMAINS"):
+        monkeypatch.delenv(f"PULSEROOM_OIDC_{name}", raising=False)
+    assert not load_settings().oidc_enabled
+    secret = "provider-issued-client-secret-xyz"
+    monkeypatch.setenv("PULSEROOM_OIDC_ISSUER", "https://id.example.com")
+    monkeypatch.setenv("PULSEROOM_OIDC_CLIENT_SECRET", secret)
+    with pytest.raises(ConfigError, match="PULSEROOM_OIDC_CLIENT_ID") as caught:
+        load_settings()
+    monkeypatch.setenv("PULSEROOM_OIDC_CLIENT_ID", "pulseroom")
+    monkeypatch.setenv("PULSEROOM_OIDC_INSTRUCTOR_DOMAINS", '[" @Studio.Example "]')
+    settings = load_settings()
+    assert settings.oidc_enabled and settings.oidc_instructor_domains == ["studio.example"]
+    # Plain HTTP only for a provider on this machine; the client secret is never echoed.
+    monkeypatch.setenv("PULSEROOM_OIDC_ISSUER", "http://id.example.com")
+    with pytest.raises(ConfigError, match=r"PULSEROOM_OIDC_ISSUER: .*https://") as caught:
+        load_settings()
+    monkeypatch.setenv("PULSEROOM_OIDC_ISSUER", "http://127.0.0.1:9000")
+    assert load_settings().oidc_issuer == "http://127.0.0.1:9000"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(PULSEROOM_OIDC_CLIENT_SECRET=secret * 100)
+    assert secret not in str(caught.value) and "hidden" in str(caught.value)

@@ -80,6 +80,22 @@ if (page === 'login' || page === 'signup') {
 
 if (!['login', 'signup'].includes(page) && !token) showError('This page needs the whole link, with its #token=… part.');
 
+// Single sign-on: a "Sign in with …" button when the server has a provider configured.
+async function showSingleSignOn() {
+  try {
+    const response = await fetch('/api/auth/sso');
+    const sso = response.ok ? await response.json() : {};
+    if (!sso.enabled) return;
+    const link = document.getElementById('sso-button');
+    link.textContent = `Sign in with ${sso.name}`;
+    link.href = sso.start;
+    document.getElementById('sso').hidden = false;
+  } catch {
+    // No button then: the password form still works.
+  }
+}
+if (page === 'login') showSingleSignOn();
+
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   errorText.hidden = true;
