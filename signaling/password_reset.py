@@ -19,7 +19,7 @@ from storage.accounts import LINK_TTL, AccountStore, LinkPurpose
 from storage.audit import Actor, AuditLog
 
 from .accounts_api import Email, page_link, read_body
-from .http import json_error
+from .http import WEB_DIR, json_error
 from .login_throttle import FailureWindow
 from .mail import Mailer, mail_link
 
@@ -81,6 +81,16 @@ class PasswordResetApi:
             logger.info("password reset asked for %s, which has no enabled account", payload.email)
         return web.json_response({"ok": True, "message": SENT}, status=202)
 
+    async def available(self, _request: web.Request) -> web.Response:
+        """Whether this server mails reset links: the login page offers one if so."""
+        return web.json_response({"available": self.mailer is not None})
+
     def add_routes(self, app: web.Application) -> None:
-        """Register the endpoint on ``app``."""
+        """Register the endpoints and the page on ``app``."""
+
+        async def forgot_page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "account.html")
+
+        app.router.add_get("/forgot", forgot_page)
+        app.router.add_get("/api/auth/forgot", self.available)
         app.router.add_post("/api/auth/forgot", self.forgot)

@@ -8,7 +8,8 @@ and schedules a weekly class on the home page. A participant opens the series li
 before the start and waits in the lobby with a (fake) strap paired; the instructor opens
 the class from their list and starts it; video flows both ways and the strap's heart
 rate reaches the instructor's tile; the instructor ends it, and the week's session with
-its summary is under the instructor's past classes. Throughout: an anonymous
+its summary is under the instructor's past classes and in the participant's history
+(she keeps an optional account). Throughout: an anonymous
 ``POST /api/rooms`` is refused, a logged-out browser reaches no class data, and the
 session cookie carries HttpOnly and SameSite.
 """
@@ -42,6 +43,7 @@ pytestmark = [*BROWSER_MODULE, pytest.mark.timeout(240)]
 FAKE_STRAP = (Path(__file__).parent / "fake_web_bluetooth.js").read_text()
 ADMIN = ("owner@studio.example", "the owner's long password")
 COACH = ("coach@studio.example", "the coach's long password")
+ANN = ("ann@example.org", "ann's own long password")
 
 
 @pytest.fixture
@@ -159,7 +161,9 @@ async def test_from_setup_link_to_the_summary_of_a_weekly_class(
         series = links["join"].split("/r/", 1)[1].split("#", 1)[0]
         await _refused_when_logged_out(stranger, series)
 
-        # Ann opens the series link early: the lobby, with a countdown; she pairs her strap.
+        # Ann keeps a participant account (optional); logged in, she opens the series link
+        # early: the lobby, with a countdown; she pairs her strap.
+        await _account_form(ann, server.url + "/signup", *ANN)
         ann_id = await join(ann, links["join"], "Ann")
         await ann.page.get_by_test_id("lobby").wait_for(state="visible")
         countdown = await ann.page.get_by_test_id("lobby-countdown").text_content() or ""
@@ -210,6 +214,15 @@ async def test_from_setup_link_to_the_summary_of_a_weekly_class(
         row = coach.page.get_by_test_id("class-row")
         assert await row.count() == 1 and "Ann" in (await row.text_content() or "")
         await screenshot(coach, "journey-summary")
+
+        # ... and in Ann's history, with her figures and a link to her summary.
+        await ann.page.goto(server.url + "/me")
+        await ann.page.wait_for_function("document.body.dataset.state === 'ready'")
+        week_id = summary_link.split("/r/", 1)[1].split("/", 1)[0]
+        visit = ann.page.locator(f'[data-testid=me-class][data-room-id="{week_id}"]')
+        assert "Thursday circuits" in (await visit.locator("th").text_content() or "")
+        assert int(await visit.get_by_test_id("me-peak").text_content() or "0") > 0
+        await screenshot(ann, "journey-history")
 
         # Logged out: the home page has no classes, and the class's data stays out of reach.
         await coach.page.goto(server.url + "/")

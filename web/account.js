@@ -1,6 +1,7 @@
 // The account page: /setup (first admin, from the link the server logs at start),
 // /password (a one-time link from `pulseroom user add|reset`), /login and /signup (a
-// participant account, unless the server turned sign-up off).
+// participant account, unless the server turned sign-up off), /forgot (a reset link by
+// mail, where the server sends mail).
 // The link's token is in the fragment (#token=…), so it never reaches server logs.
 
 const page = location.pathname.replace(/\/+$/, '').split('/').pop();
@@ -42,6 +43,16 @@ const PAGES = {
     body: () => ({ email: emailInput.value, password: passwordInput.value }),
     done: (data) => [`Account created: you are logged in as ${data.email}. Join classes by their links while logged in.`, '/me'],
   },
+  forgot: {
+    title: 'Forgot your password?',
+    lead: 'Give the address of your account: a link to set a new password is mailed to it.',
+    button: 'Mail me a link',
+    email: true,
+    password: false,
+    url: '/api/auth/forgot',
+    body: () => ({ email: emailInput.value }),
+    done: (data) => [data.message, '/login'],
+  },
   login: {
     title: 'Log in',
     lead: '',
@@ -58,6 +69,7 @@ const mode = PAGES[page] || PAGES.login;
 document.getElementById('account-title').textContent = mode.title;
 document.getElementById('account-lead').textContent = mode.lead;
 document.getElementById('email-field').hidden = !mode.email;
+document.getElementById('password-field').hidden = mode.password === false;
 document.getElementById('password-hint').hidden = page === 'login';
 passwordInput.autocomplete = page === 'login' ? 'current-password' : 'new-password';
 button.textContent = mode.button;
@@ -78,7 +90,7 @@ if (page === 'login' || page === 'signup') {
   other.hidden = false;
 }
 
-if (!['login', 'signup'].includes(page) && !token) showError('This page needs the whole link, with its #token=… part.');
+if (!['login', 'signup', 'forgot'].includes(page) && !token) showError('This page needs the whole link, with its #token=… part.');
 
 // Single sign-on: a "Sign in with …" button when the server has a provider configured.
 async function showSingleSignOn() {
@@ -95,6 +107,24 @@ async function showSingleSignOn() {
   }
 }
 if (page === 'login') showSingleSignOn();
+
+// With mail configured (PULSEROOM_SMTP_URL), a forgotten password is reset by mail.
+async function offerReset() {
+  try {
+    const response = await fetch('/api/auth/forgot');
+    if (!response.ok || !(await response.json()).available) return;
+    const link = document.createElement('a');
+    link.href = '/forgot';
+    link.dataset.testid = 'forgot-link';
+    link.textContent = 'Forgot your password?';
+    const other = document.getElementById('account-other');
+    other.append(' ', link);
+    other.hidden = false;
+  } catch {
+    // Without it the admin hands out password links, as without mail.
+  }
+}
+if (page === 'login') offerReset();
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
