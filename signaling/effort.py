@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 import socketio
@@ -43,6 +44,9 @@ BOARD_SIZE = 10  # the top of the class; everyone sees their own points on their
 MILESTONES = {
     "target_reached": "{name} reached the class target",
     "zone_5": "{name} is in zone 5 for the first time today",
+    # Across classes: known for participants who keep an account (participant_accounts.py).
+    "first_class": "{name}'s first class: welcome them",
+    "personal_best": "{name} beat their best: more effort points than in any earlier class",
 }
 
 
@@ -83,6 +87,9 @@ class EffortBoard:
         # per participant and kind in a class ((participant, kind) seen; still to send).
         self._milestones_seen: dict[str, set[tuple[str, str]]] = {}
         self._milestones: dict[str, list[tuple[str, str]]] = {}
+        # Effort points of a participant's best earlier class (accounts only): beating it
+        # is a milestone. room → participant → points.
+        self._best: dict[str, dict[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -131,7 +138,25 @@ class EffortBoard:
         progress = shown["target_progress"]
         if progress is not None and progress >= 1.0:
             self._milestone(room_id, participant_id, "target_reached")
+        best = self._best.get(room_id)
+        if best is not None and shown["effort_points"] > best.get(participant_id, math.inf):
+            self._milestone(room_id, participant_id, "personal_best")
         return shown
+
+    def set_best(self, room_id: str, participant_id: str, points: float) -> None:
+        """The effort points of the participant's best earlier class (more than 0): this
+        class passing them is a ``personal_best`` milestone."""
+        if points <= 0:
+            return
+        self._best.setdefault(room_id, {})[participant_id] = points
+        meter = self._meters.get(room_id, {}).get(participant_id)  # passed it already?
+        if meter is not None and self._shown(self.scheme(room_id), meter)["effort_points"] > points:
+            self._milestone(room_id, participant_id, "personal_best")
+
+    def milestone(self, room_id: str, participant_id: str, kind: str) -> None:
+        """A moment worth a shout-out (a key of MILESTONES), suggested to the instructor
+        at the next round, once per participant and kind in a class."""
+        self._milestone(room_id, participant_id, kind)
 
     def _milestone(self, room_id: str, participant_id: str, kind: str) -> None:
         seen = self._milestones_seen.setdefault(room_id, set())
@@ -151,7 +176,7 @@ class EffortBoard:
         """The class ended (or moved): its meters, settings and boards go."""
         for table in (
             self._schemes, self._meters, self._opted_out, self._known, self._sent,
-            self._milestones_seen, self._milestones,
+            self._milestones_seen, self._milestones, self._best,
         ):  # fmt: skip
             table.pop(room_id, None)
 

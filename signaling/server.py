@@ -107,7 +107,7 @@ class SignalingServer:
         self.presence = Presence()
         self.effort = EffortBoard(sio, self.presence, store)
         self.chat = Chat(sio, store, max_chat)
-        self.visits = AccountVisits(sio, store)  # a logged-in participant's account
+        self.visits = AccountVisits(sio, store, self.effort)  # a logged-in participant's
         signals = HeartSignals(sio, self.presence, store)  # RMSSD, signal, learned max
         self.heart_rate = HeartRateRelay(
             sio, self.presence, heart_rate_writer, self.effort, signals, max_readings
@@ -583,6 +583,7 @@ class SignalingServer:
     async def close(self) -> None:
         """Disconnect every session (the SFU and the writer are closed by their owners)."""
         self.idle.close()
+        await self.visits.close()
         await self.heart_rate.close()
         if self.relay is not None:
             await self.relay.close()

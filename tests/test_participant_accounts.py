@@ -8,6 +8,7 @@ WebRTC data channel (tests/test_heart_rate.py's RawChannel).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
@@ -334,3 +335,41 @@ async def test_a_learned_maximum_goes_back_to_the_account_after_an_upgrade(
         assert [v.room.id for v in await accounts.visits("u1")] == [other.id, room.id]
     finally:
         await engine.dispose()
+
+
+async def test_first_class_and_personal_best_are_suggested_to_the_instructor(
+    tmp_path: Path,
+) -> None:
+    """Milestones only an account shows (issue 18, item 6): a participant's first class,
+    and passing the effort points of their best earlier class; not for anonymous ones."""
+    async with loopback_server(tmp_path) as server, people(server.url, 2) as (ann, bob):
+        assert (await ann.signup("ann@example.org")).status_code == 201
+        for week, seconds in enumerate((5, 12)):
+            room = await server.create_room(f"Week {week}")
+            coach = Client(server.url)
+            await coach.connect()
+            assert (await coach.join(str(room["host_link"]), "Coach"))["ok"]
+            client, ack = await ann.join(str(room["join_link"]), "Ann")
+            anonymous, _ = await bob.join(str(room["join_link"]), "Bob")
+            try:
+                if week == 0:
+                    first = await coach.wait_for("milestone", lambda e: e["kind"] == "first_class")
+                    assert first["participant_id"] == ack["you"]["id"] and "Ann" in first["text"]
+                await heart_rate(client, [180] * (seconds + 1))  # zone 5: 4 points a minute
+                await heart_rate(anonymous, [180] * (seconds + 1))
+                if week == 1:
+                    best = await coach.wait_for(
+                        "milestone", lambda e: e["kind"] == "personal_best", 10
+                    )
+                    assert best["participant_id"] == ack["you"]["id"], best
+                await coach.wait_for("milestone", lambda e: e["kind"] == "zone_5", 10)
+                await asyncio.sleep(2.5)  # another leaderboard round: nothing more is said
+                kinds = sorted(
+                    (e["name"], e["kind"]) for e in coach.received["milestone"]
+                    if e["kind"] in ("first_class", "personal_best")
+                )  # fmt: skip
+                assert kinds == [("Ann", "first_class" if week == 0 else "personal_best")]
+                assert (await coach.call("end_class", {"v": 1}))["ok"]
+            finally:
+                for each in (coach, client, anonymous):
+                    await each.close()
