@@ -220,6 +220,13 @@ VIDEO_WIDTHS_JS = """(ids) => Object.fromEntries(ids.map((id) => {
     return [id, video ? video.videoWidth : null];
 }))"""
 
+# Tiles still covered by their placeholder ("Connecting video…") although video plays.
+COVERED_JS = """(ids) => ids.filter((id) => {
+    const tile = document.querySelector(`[data-testid=tile][data-participant-id="${id}"]`);
+    if (!tile) return true;
+    return !tile.querySelector('.placeholder').hidden || tile.dataset.connecting !== 'false';
+})"""
+
 
 async def assert_video_flowing(
     tab: Tab, publishers: dict[str, str], *, first_frame_timeout: float = 20.0, gap: float = 1.5
@@ -252,6 +259,8 @@ async def assert_video_flowing(
     widths = await tab.page.evaluate(VIDEO_WIDTHS_JS, ids)
     blank = {publishers[pid]: w for pid, w in widths.items() if not w}
     assert not blank, f"{tab.name}: tiles without decoded video (videoWidth): {blank}"
+    covered = await tab.page.evaluate(COVERED_JS, ids)
+    assert not covered, f"{tab.name}: tiles still 'connecting' while video plays: {covered}"
     return samples
 
 

@@ -125,7 +125,16 @@ export class Grid {
     placeholder.className = 'placeholder';
     const avatar = document.createElement('div');
     avatar.className = 'avatar';
-    placeholder.append(avatar);
+    // Video on its way (a track, no picture yet, or its pictures stopped): said, not black.
+    const cue = document.createElement('span');
+    cue.className = 'video-cue';
+    cue.dataset.testid = 'video-cue';
+    cue.textContent = 'Connecting video…';
+    placeholder.append(avatar, cue);
+    // A first picture (or a new size) ends the wait; an emptied source starts it again.
+    for (const type of ['loadeddata', 'resize', 'emptied']) {
+      video.addEventListener(type, () => this.refreshPlaceholder(p.id));
+    }
 
     const label = document.createElement('div');
     label.className = 'label';
@@ -155,6 +164,9 @@ export class Grid {
   /** A track from `id` started (replaces an earlier track of the same kind). */
   addTrack(id, track) {
     if (!this.tracks.has(id)) this.tracks.set(id, new Map());
+    // A remote track is muted while no packets come (the SFU paused it, the link stalled).
+    track.addEventListener('mute', () => this.refreshPlaceholder(id));
+    track.addEventListener('unmute', () => this.refreshPlaceholder(id));
     this.tracks.get(id).set(track.kind, track);
     this.attachMedia(id);
   }
@@ -194,13 +206,19 @@ export class Grid {
     this.refreshPlaceholder(id);
   }
 
-  /** Show initials instead of video when there is no live video or the camera is off. */
+  /**
+   * Show initials instead of video when there is no live video or the camera is off, and
+   * say "Connecting video…" while a live track has no picture to show yet (or its
+   * pictures stopped coming): a black box would look like a broken camera.
+   */
   refreshPlaceholder(id) {
     const tile = this.tiles.get(id);
     if (!tile) return;
-    const video = this.tracks.get(id)?.get('video');
-    const live = video && video.readyState === 'live';
-    tile.querySelector('.placeholder').hidden = Boolean(live) && tile.dataset.video !== 'false';
+    const track = this.tracks.get(id)?.get('video');
+    const live = Boolean(track) && track.readyState === 'live' && tile.dataset.video !== 'false';
+    const picture = live && !track.muted && tile.querySelector('video').videoWidth > 0;
+    tile.querySelector('.placeholder').hidden = picture;
+    tile.dataset.connecting = String(live && !picture);
   }
 
   /** Remove a participant's tile and forget their media. */
