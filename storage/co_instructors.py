@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .store import ROOM_COLUMNS, RoomRecord, room_of_row
+from .store import RoomRecord, attended_rooms
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +94,10 @@ class CoInstructors:
     async def rooms_of(self, user_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
         """The classes ``user_id`` co-instructs (a series' weeks with it), newest first,
         each with how many participants (not instructors) joined it."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT {ROOM_COLUMNS}, (SELECT COUNT(*) FROM participants p"
-                        "  WHERE p.room_id = r.id AND p.role = 'participant')"
-                        " FROM rooms r JOIN co_instructors c"
-                        "  ON c.room_id = COALESCE(r.series_id, r.id)"
-                        " WHERE c.user_id = :user"
-                        " ORDER BY r.created_at DESC, r.id LIMIT :limit"
-                    ),
-                    {"user": user_id, "limit": limit},
-                )
-            ).all()
-        return [(room_of_row(r), int(r[14])) for r in rows]
+        return await attended_rooms(
+            self.engine,
+            "JOIN co_instructors c ON c.room_id = COALESCE(r.series_id, r.id)"
+            " WHERE c.user_id = :user",
+            {"user": user_id},
+            limit,
+        )

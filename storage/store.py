@@ -133,6 +133,26 @@ ROOM_COLUMNS = (
 )
 
 
+async def attended_rooms(
+    engine: AsyncEngine, where: str, params: dict[str, Any], limit: int
+) -> list[tuple[RoomRecord, int]]:
+    """Classes (``rooms r``, filtered by ``where``, which may join more tables before its
+    WHERE), newest first, each with how many participants (not instructors) joined it."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT {', '.join(f'r.{c.strip()}' for c in ROOM_COLUMNS.split(','))},"
+                    " (SELECT COUNT(*) FROM participants p"
+                    "  WHERE p.room_id = r.id AND p.role = 'participant')"
+                    f" FROM rooms r {where} ORDER BY r.created_at DESC, r.id LIMIT :limit"
+                ),
+                {**params, "limit": limit},
+            )
+        ).all()
+    return [(room_of_row(r), int(r[14])) for r in rows]
+
+
 def room_of_row(row: Any) -> RoomRecord:
     """A row of ROOM_COLUMNS (and maybe more after them)."""
     return RoomRecord(
@@ -243,19 +263,9 @@ class Store:
     async def rooms_of(self, owner_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
         """The classes ``owner_id`` created, newest first, each with how many
         participants (not instructors) joined it."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT {ROOM_COLUMNS}, (SELECT COUNT(*) FROM participants p"
-                        "  WHERE p.room_id = r.id AND p.role = 'participant')"
-                        " FROM rooms r WHERE r.owner_id = :owner"
-                        " ORDER BY r.created_at DESC, r.id LIMIT :limit"
-                    ),
-                    {"owner": owner_id, "limit": limit},
-                )
-            ).all()
-        return [(room_of_row(r), int(r[14])) for r in rows]
+        return await attended_rooms(
+            self.engine, "WHERE r.owner_id = :owner", {"owner": owner_id}, limit
+        )
 
     async def end_room(self, room_id: str) -> None:
         """Mark the class ended (idempotent: the first end time stays)."""
