@@ -133,29 +133,6 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
-# The longest modules of the parallel part (seconds, from a CI run's --durations), run
-# first: pytest-xdist's loadfile hands out modules in collection order, so a long one
-# collected last keeps one worker busy while the other idles (longest first is the
-# classic way to even out such a schedule). Only the order changes; every test still runs.
-SLOW_MODULES = {
-    "test_churn": 104, "test_bots": 100, "test_bench": 72, "test_browser_class": 71,
-    "test_browser_phone": 56, "test_heart_rate": 53, "test_class_links": 44,
-    "test_cluster": 44, "test_cross_browser": 44, "test_relay": 43, "test_browser": 42,
-    "test_participant_accounts": 42, "test_accounts": 40, "test_class_create": 38,
-    "test_abuse": 34, "test_replay": 32, "test_bench_signaling": 30,
-    "test_browser_journey": 30, "test_browser_me": 29, "test_workers": 29,
-    "test_browser_board": 28, "test_forwarding": 27,
-}  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest modules first (SLOW_MODULES); within a module, the order as written."""
-    weight = {
-        item.nodeid: -SLOW_MODULES.get(Path(item.nodeid.split("::")[0]).stem, 0) for item in items
-    }
-    items.sort(key=lambda item: weight[item.nodeid])  # stable: a module's order is kept
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Register this suite's marks."""
     config.addinivalue_line(
