@@ -203,10 +203,6 @@ class AccountsApi:
     def _logged_in(self, response: web.Response, secret: str) -> web.Response:
         return set_session_cookie(response, secret, self.secure_cookies)
 
-    @staticmethod
-    def _me(session: SessionRecord, status: int = 200) -> web.Response:
-        return session_answer(session, status)
-
     async def login(self, request: web.Request) -> web.Response:
         """Check the credentials; start a session (the cookie) on success."""
         payload = await read_body(request, LoginIn)
@@ -235,7 +231,7 @@ class AccountsApi:
         secret, session = await self.accounts.create_session(user)
         logger.info("login: %s from %s", user.email, address)
         await self.audit.record("login", actor_of(user), user.email, address)
-        return self._logged_in(self._me(session), secret)
+        return self._logged_in(session_answer(session), secret)
 
     @staticmethod
     def _throttled(wait: float) -> web.Response:
@@ -260,7 +256,7 @@ class AccountsApi:
         """Who is logged in, and the CSRF token their page sends with state changes."""
         if SESSION not in request:
             return json_error(401, "unauthorized", "not logged in")
-        return self._me(request[SESSION])
+        return session_answer(request[SESSION])
 
     async def set_password(self, request: web.Request) -> web.Response:
         """Use an invitation or reset link: set the password (the user then logs in)."""
@@ -287,7 +283,7 @@ class AccountsApi:
         logger.warning("first admin created by the setup link: %s", user.email)
         await self.audit.record("setup", actor_of(user), user.email, request.remote)
         secret, session = await self.accounts.create_session(user)
-        return self._logged_in(self._me(session, status=201), secret)
+        return self._logged_in(session_answer(session, status=201), secret)
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints, their pages and the CSRF check on ``app``."""

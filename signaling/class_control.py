@@ -160,7 +160,7 @@ class ClassControl:
         bound = grant.participant_id
         if bound is not None and await self._store.is_removed(room.link_id, bound):
             raise SignalError("removed", "the instructor removed you from this class")
-        if grant.user_id is not None and not await self._hosts.may_host(room.id, grant.user_id):
+        if not await self._hosts.honours(room.id, grant.user_id):
             raise SignalError("host_revoked", HOST_REVOKED)
         if grant.generation != room.generation and not await self._instructors_own(room, grant):
             raise SignalError(

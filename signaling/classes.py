@@ -163,7 +163,8 @@ class ClassesApi:
         return web.json_response(created, status=201)
 
     async def list_classes(self, request: web.Request) -> web.Response:
-        """The logged-in instructor's classes: those to come (or under way) first, the
+        """The logged-in instructor's classes, those they created and those they
+        co-instruct (``hosting``): those to come (or under way) first, the
         soonest first (``next_starts_at``), then the rest newest first. Links are minted
         now, for them: the host link of a class that has not ended is what their login
         gets them (not a bearer secret kept for hours in a chat app), and every class

@@ -51,7 +51,7 @@ class PreviewApi:
                 "link_replaced",
                 "this link was replaced by the instructor: ask them for the new one",
             )
-        if grant.user_id is not None and not await self.hosts.may_host(room.id, grant.user_id):
+        if not await self.hosts.honours(room.id, grant.user_id):
             return json_error(403, "host_revoked", HOST_REVOKED)
         ended = room.ended_at is not None and not room.weekly
         if ended:

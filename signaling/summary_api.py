@@ -109,7 +109,7 @@ async def hosting_grant(signer: TokenSigner, hosts: CoInstructors, request: web.
 
 async def still_hosting(hosts: CoInstructors, grant: Grant) -> None:
     """Raise ``Refused`` if ``grant`` names a co-instructor who no longer hosts its class."""
-    if grant.user_id is not None and not await hosts.may_host(grant.room_id, grant.user_id):
+    if not await hosts.honours(grant.room_id, grant.user_id):
         raise Refused(403, "host_revoked", HOST_REVOKED)
 
 

@@ -91,6 +91,11 @@ class CoInstructors:
             ).first()
         return row is not None
 
+    async def honours(self, room_id: str, user_id: str | None) -> bool:
+        """Whether a token naming the account ``user_id`` (None: a token naming none, which
+        this check leaves to the others) still counts in ``room_id``: ``may_host``."""
+        return user_id is None or await self.may_host(room_id, user_id)
+
     async def rooms_of(self, user_id: str, limit: int = 100) -> list[tuple[RoomRecord, int]]:
         """The classes ``user_id`` co-instructs (a series' weeks with it), newest first,
         each with how many participants (not instructors) joined it."""
