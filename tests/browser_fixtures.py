@@ -48,6 +48,24 @@ FIXED_ENCODER_JS = """(() => {
     return transceiver;
   };
 })();"""
+
+
+def devices_js(*, camera: bool, microphone: bool) -> str:
+    """An init script for a browser with only the devices named plugged in: asking for
+    another rejects as the browser does (NotFoundError), and the page joins with what
+    there is (web/media.js). Tests that judge one publisher's video give the other pages
+    no camera and every page no microphone: two cores then encode and decode the video
+    under test, not other cameras and a fake microphone per page besides."""
+    return f"""(() => {{
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  const have = {{ video: {str(camera).lower()}, audio: {str(microphone).lower()} }};
+  navigator.mediaDevices.getUserMedia = (constraints) => (
+    Object.keys(have).some((kind) => constraints && constraints[kind] && !have[kind])
+      ? Promise.reject(new DOMException('Requested device not found', 'NotFoundError'))
+      : open(constraints));
+}})();"""
+
+
 # What a module of browser tests declares: skipped without Chromium, and one event loop
 # for the module, since the browser fixture lives as long as the module.
 NEEDS_CHROMIUM = pytest.mark.skipif(

@@ -25,6 +25,7 @@ from tests.browser_fixtures import (
     JOIN_TIMEOUT_MS,
     NEEDS_CHROMIUM,
     Tab,
+    devices_js,
     join,
     open_class_page,
     open_tab,
@@ -56,6 +57,11 @@ pytestmark = [
 LIMIT_KBIT = 400
 DATA_SAVER = "localStorage.setItem('pulseroom.maxHeight', '180')"
 MEASURE_S = 5.0
+# The pages that publish video do so without a microphone, the others with no device at
+# all: the video under test is the only load (a fake microphone per page kept Chromium's
+# audio service at a third of a core).
+CAMERA_ONLY = f"{FIXED_ENCODER_JS};\n{devices_js(camera=True, microphone=False)}"
+NO_DEVICES = devices_js(camera=False, microphone=False)
 
 
 async def video_of(tab: Tab, publisher: str, seconds: float = MEASURE_S) -> VideoRate:
@@ -109,9 +115,11 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
     studio = await launch(playwright, clip=cached_clip())
     record: dict[str, Any] = {}
     try:
-        coach = await open_tab(studio, "instructor", init_script=FIXED_ENCODER_JS)
+        coach = await open_tab(studio, "instructor", init_script=CAMERA_ONLY)
         coach_id = await join(coach, str(room["host_link"]), "Coach Ana")
-        amy = await open_tab(studio, "participant on a good link")
+        # The participants join without devices: the two cores encode and decode the
+        # instructor's layers, the video under test, and not two more cameras besides.
+        amy = await open_tab(studio, "participant on a good link", init_script=NO_DEVICES)
         await join(amy, str(room["join_link"]), "Amy")
         await wait_for_video(amy, coach_id)
         # A good link climbs to the 720p layer (after probes prove the link carries it)
@@ -133,7 +141,7 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
                 secure_origins=[origin_for(netns_server, host)],
             )  # fmt: skip
             try:
-                ben = await open_tab(slow, "participant on a slow line")
+                ben = await open_tab(slow, "participant on a slow line", init_script=NO_DEVICES)
                 link = link_via(str(room["join_link"]), netns_server, host)
                 await join_limited(ben, link, "Ben", lambda: host.limit(LIMIT_KBIT))
                 await wait_for_video(ben, coach_id, timeout=30)
@@ -212,9 +220,7 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
         # A small window: the class board fills the stage with the three tiles, and at
         # this size they are thumbnails (a bigger window draws them larger, and then the
         # bigger layer is the right one).
-        coach = await open_tab(
-            studio, "instructor", viewport=(900, 500), init_script=FIXED_ENCODER_JS
-        )
+        coach = await open_tab(studio, "instructor", viewport=(900, 500), init_script=CAMERA_ONLY)
         await join(coach, str(room["host_link"]), "Coach Ana")
         # The instructor's camera off (black at a frame a second): the test is about what
         # the instructor receives, and a 720p three-layer encoder beside three publishing
@@ -225,7 +231,7 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
         for name in ("Amy", "Ben", "Cas"):
             # The participants pick 180p ("data saver") for what they receive: four pages
             # decoding 720p would leave the two cores no time to measure anything else.
-            tab = await open_tab(studio, name, init_script=f"{DATA_SAVER};\n{FIXED_ENCODER_JS}")
+            tab = await open_tab(studio, name, init_script=f"{DATA_SAVER};\n{CAMERA_ONLY}")
             ids.append(await join(tab, str(room["join_link"]), name))
         for pid in ids:
             await wait_for_video(coach, pid, timeout=30)
@@ -247,7 +253,7 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
         # The instructor spotlights Amy: her tile is drawn large, and her bigger layer comes.
         await tile_action(coach, ids[0], "tile-spotlight")
         big = await until(coach, ids[0], lambda r: r.frame_height >= 360, 30)
-        print("spotlighted:", [(r.frame_height, round(r.kbps), r.freezes) for r in big])
+        print("spotlighted:", [(r.frame_height, round(r.kbps), r.frames, r.freezes) for r in big])
         assert big[-1].frame_height >= 360, [asdict(r) for r in big]
         # The first second is the page moving the tile to the stage (seen once to count
         # as a freeze); from then on, the probe and the layer switch must not freeze.
