@@ -167,7 +167,11 @@ async def test_from_setup_link_to_the_summary_of_a_weekly_class(
         ann_id = await join(ann, links["join"], "Ann")
         await ann.page.get_by_test_id("lobby").wait_for(state="visible")
         countdown = await ann.page.get_by_test_id("lobby-countdown").text_content() or ""
-        assert re.fullmatch(r"Starts in [23]:\d\d", countdown), countdown
+        # Scheduled 2-3 minutes ahead (the form takes whole minutes); what is left when read
+        # depends on how long the steps since took on this machine, so: still to come, and
+        # no more than three minutes.
+        shown = re.fullmatch(r"Starts in (\d+):(\d\d)", countdown)
+        assert shown and 0 < int(shown[1]) * 60 + int(shown[2]) <= 180, countdown
         await ann.page.get_by_test_id("pair-strap-button").click()
         await ann.page.locator('[data-testid=strap-status][data-state="connected"]').wait_for(
             state="attached"
