@@ -157,7 +157,7 @@ async def test_a_phone_pairs_the_strap_of_a_participant_without_web_bluetooth(
         # One sender per device link: a second phone is told, and may try again later.
         await second.page.goto(link)
         refusal = second.page.locator('[data-testid=strap-delivery][data-code="device_in_use"]')
-        await refusal.wait_for()
+        await refusal.wait_for(timeout=30_000)  # the page loads, connects and is refused
         assert "Another device is already sending" in (await refusal.text_content() or "")
         assert await second.page.get_by_test_id("strap-retry").is_visible()
         await second.close()
