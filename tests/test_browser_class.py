@@ -25,6 +25,7 @@ from tests.browser_fixtures import (
     assert_video_flowing,
     browser_fixture,  # noqa: F401 (fixture "browser")
     browser_server_fixture,  # noqa: F401 (fixture "browser_server")
+    devices_js,
     join,
     open_tab,
     screenshot,
@@ -386,11 +387,9 @@ async def _is(page: Any, script: str, expected: str) -> bool:
     return bool(await page.evaluate(script) == expected)
 
 
-NO_DEVICES = """
-navigator.mediaDevices.getUserMedia = () =>
-    Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
-navigator.mediaDevices.enumerateDevices = () => Promise.resolve([]);
-"""
+NO_DEVICES = devices_js(camera=False, microphone=False) + (
+    "\nnavigator.mediaDevices.enumerateDevices = () => Promise.resolve([]);"
+)
 
 
 async def test_without_devices_the_page_says_so(
