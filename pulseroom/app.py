@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiortc import RTCIceServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.shutdown import end_within, run_within
 from sfu.backend import MediaBackend
-from sfu.candidates import CandidatePolicy
 from sfu.pool import WorkerPool
-from sfu.server import SfuServer
 from signaling.accounts_api import AccountsApi, page_link
 from signaling.activity_api import ActivityApi
 from signaling.admin_api import AdminApi
@@ -55,6 +52,9 @@ from .retention import recording_sweep
 from .retention import sweep as retention_sweep
 from .settings import Settings
 
+if TYPE_CHECKING:  # the SFU in this process (aiortc) is imported only when it runs here
+    from sfu.server import SfuServer
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,7 +70,7 @@ class StartupError(Exception):
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 ACCOUNTS = web.AppKey("accounts", AccountStore)
-SFU = web.AppKey("sfu", SfuServer)  # only with PULSEROOM_SFU_WORKERS=0
+SFU: web.AppKey[SfuServer] = web.AppKey("sfu")  # only with PULSEROOM_SFU_WORKERS=0
 MEDIA = web.AppKey("media", MediaBackend)
 SIGNALING = web.AppKey("signaling", SignalingServer)
 HEART_RATE_WRITER = web.AppKey("heart_rate_writer", HeartRateWriter)
@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     add_security_headers(app, https=(settings.public_url or "").startswith("https://"))
     store = Store(create_engine(settings.effective_database_url))
     media = _media_backend(settings)
-    if isinstance(media, SfuServer):
+    if not isinstance(media, WorkerPool):
         app[SFU] = media
     signer = TokenSigner(settings.signing_secret(), settings.link_ttl)
     app[STORE] = store
@@ -216,6 +216,13 @@ def _media_backend(settings: Settings) -> SfuServer | WorkerPool:
             event_loop=settings.sfu_event_loop,
             private_candidates=settings.sfu_private_candidates,
         )
+    # Imported here: aiortc and the SFU core cost the server's start ~0.5 s, and with
+    # workers (the default) only the worker processes load them.
+    from aiortc import RTCIceServer
+
+    from sfu.candidates import CandidatePolicy
+    from sfu.server import SfuServer
+
     return SfuServer(
         ice_servers=[RTCIceServer(urls=url) for url in settings.sfu_stun_urls],
         video_bitrate_cap=settings.video_kbps * 1000,

@@ -72,10 +72,6 @@ _NACK = struct.Struct("!BIBH")  # then `count` sequence numbers of 2 bytes
 _HEAD = _RTP.size
 _PIPE_ID = struct.Struct("!I")
 
-# Each side's send buffer: with a pair of mutually connected datagram sockets the
-# kernel limits only the sender's unread bytes (max_dgram_qlen does not apply).
-# 4 MiB (the usual wmem_max) holds ~3,600 packets of 1.2 KB: a second of a big class.
-SEND_BUFFER: Final = 4 * 1024 * 1024
 RECV_SIZE: Final = 65536  # a datagram is never cut: the largest possible UDP payload
 READ_BATCH: Final = 64  # datagrams read per wake-up before the event loop runs others
 SHOWING_REPEAT_S: Final = 1.0  # re-say "nobody shows it" if packets keep coming
@@ -83,15 +79,6 @@ LINK_TIMEOUT_S: Final = 10.0  # how long an operation waits for its link's socke
 # Packets of one hole in a pipe asked for again; a bigger hole is older than any
 # subscriber will wait for (~0.4 s of 720p), and its keyframe requests repair it.
 PIPE_NACK_MAX: Final = 64
-
-
-def socket_pair() -> tuple[socket.socket, socket.socket]:
-    """A link's two ends (non-blocking, big send buffers), for two workers."""
-    ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for end in ends:
-        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
-        end.setblocking(False)
-    return ends
 
 
 def codec_of(track: TrackParams) -> Codec:
@@ -513,9 +500,3 @@ class Links:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for link in links:
             await link.wait_closed()
-
-
-def send_link(channel: socket.socket, link_id: int, peer: int, end: socket.socket) -> None:
-    """Hand one end of a link to a worker over its link channel (pool side)."""
-    frame = LinkFrame(link_id=link_id, peer=peer).model_dump_json().encode()
-    socket.send_fds(channel, [frame], [end.fileno()])

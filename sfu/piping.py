@@ -16,7 +16,7 @@ import socket
 from typing import Protocol
 
 from .backend import SfuError
-from .pipe import send_link, socket_pair
+from .link_ends import send_link, socket_pair
 from .placement import ClassPlan, Pipe
 from .worker_protocol import (
     PIPE_CLOSE,

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .backend import Role
-from .room import SPEAKER_WINDOW_S, SpeakerElection
+from .speaker import SPEAKER_WINDOW_S, SpeakerElection
 from .topology import receives
 from .worker_protocol import TrackParams
 

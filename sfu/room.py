@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,17 +27,12 @@ from .forwarder import Producer, Source
 from .peer import Participant
 from .pipe import Link, PipeProducer, PipeSink
 from .recorder import Recorder
+from .speaker import SPEAKER_THRESHOLD, SPEAKER_WINDOW_S, SpeakerElection
 from .stats import ForwardingStats
 from .topology import receives
 from .worker_protocol import TrackParams
 
 logger = logging.getLogger(__name__)
-
-SPEAKER_WINDOW_S = 0.4
-SPEAKER_HOLD_S = 1.0  # the active speaker changes at most this often
-# Mean loudness (127 - level in -dBov) a window needs to count as speech: louder than
-# -50 dBov. Browsers send about -127 in silence and -20…-40 when someone talks.
-SPEAKER_THRESHOLD = 77
 
 # (room id, loudest local participant or None, their mean loudness): a split class's
 # window, reported to whoever elects its speaker across workers.
@@ -67,25 +62,6 @@ class RemotePublisher:
     id: str
     role: Role
     producers: dict[str, Source] = field(default_factory=dict)
-
-
-class SpeakerElection:
-    """The active speaker, from each window's loudest candidate, changing at most once
-    per SPEAKER_HOLD_S (used by a Room alone, and by the pool for a split class)."""
-
-    def __init__(self) -> None:
-        self.current: str | None = None
-        self._since = 0.0
-
-    def decide(self, loudest: str | None, now: float, present: Container[str]) -> str | None:
-        """Who speaks after a window whose loudest candidate was ``loudest``."""
-        if loudest is None or loudest == self.current:
-            return self.current
-        if now - self._since < SPEAKER_HOLD_S and self.current in present:
-            return self.current
-        self.current = loudest
-        self._since = now
-        return loudest
 
 
 class Room:

@@ -12,7 +12,7 @@ from aiohttp import web
 from storage.co_instructors import CoInstructors
 from storage.store import Store
 from storage.timer_events import TimerEvents
-from telemetry.activity_export import fit, lap_figures, tcx
+from telemetry.activity_export import lap_figures, tcx
 from telemetry.history import HeartRateHistory
 from telemetry.laps import covering, timer_laps
 from telemetry.writer import HeartRateWriter
@@ -77,7 +77,13 @@ class ActivityApi:
             readings[-1].time,
         )
         figures = lap_figures(laps, readings, profile_of(person.profile))
-        body = tcx(figures, room.title) if extension == "tcx" else fit(figures)
+        if extension == "tcx":
+            body = tcx(figures, room.title)
+        else:
+            # On the first FIT download, not at start: fit_tool takes ~0.3 s to import.
+            from telemetry.fit_export import fit
+
+            body = fit(figures)
         name = download_name(room.title, readings[0].time, f".{extension}")
         return web.Response(body=body, content_type=_FORMATS[extension], headers=attachment(name))
 

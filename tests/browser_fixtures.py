@@ -161,6 +161,9 @@ async def open_tab(
         viewport={"width": viewport[0], "height": viewport[1]}, bypass_csp=not enforce_csp
     )
     context.set_default_timeout(15_000)
+    # Loading a page is a start, not a claim: a clean-clone CI run's phone test waited over
+    # 15 s for a device link's page to load with two workers' browsers busy.
+    context.set_default_navigation_timeout(45_000)
     if init_script:
         await context.add_init_script(init_script)
     page = await context.new_page()

@@ -23,7 +23,8 @@ import pytest
 from garmin_fit_sdk import Decoder, Stream
 from lxml import etree
 
-from telemetry.activity_export import fit, lap_figures, tcx
+from telemetry.activity_export import lap_figures, tcx
+from telemetry.fit_export import fit
 from telemetry.laps import Lap, covering, timer_laps
 from telemetry.rows import HeartRateRow
 from telemetry.zones import Profile

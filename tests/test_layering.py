@@ -17,6 +17,8 @@ are dependencies of the design too.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,3 +222,18 @@ def test_the_checker_names_the_file_and_the_import(tmp_path: Path) -> None:
         "sfu/backend.py:1 imports sfu.peer",
         "sfu/peer.py:4 imports aiortc",
     ]
+
+
+def test_the_servers_main_process_loads_no_media_stack() -> None:
+    """With SFU workers (the default) only the workers need aiortc, PyAV and numpy, and
+    fit_tool only a FIT download: each is imported at every server start and CLI call
+    otherwise (~0.7 s together; the suite starts ~130 servers)."""
+    heavy = ("aiortc", "av", "numpy", "fit_tool", "sfu.forwarder", "sfu.room")
+    code = (
+        "import sys, pulseroom.app, pulseroom.cli\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "", f"imported by pulseroom.app in the main process: {loaded}"

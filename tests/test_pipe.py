@@ -22,9 +22,11 @@ from aiortc import RTCConfiguration
 
 from pulseroom.bot import Bot
 from sfu.forwarder import Source
-from sfu.pipe import Link, PipeProducer, PipeSink, socket_pair
+from sfu.link_ends import socket_pair
+from sfu.pipe import Link, PipeProducer, PipeSink
 from sfu.placement import ClassPlan, Member
-from sfu.room import SPEAKER_HOLD_S, Room
+from sfu.room import Room
+from sfu.speaker import SPEAKER_HOLD_S
 from sfu.stats import ForwardingStats
 from sfu.worker_protocol import TrackParams
 from tests.conftest import RunningServer, start_server, stop_server

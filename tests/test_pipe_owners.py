@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from sfu.pipe import Link, PipeProducer, socket_pair
+from sfu.link_ends import socket_pair
+from sfu.pipe import Link, PipeProducer
 from sfu.server import SfuServer
 from tests.test_pipe import Subscriber, track_params
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
-from sfu.room import SPEAKER_HOLD_S, Room
+from sfu.room import Room
+from sfu.speaker import SPEAKER_HOLD_S
 from sfu.stats import ForwardingStats
 
 
