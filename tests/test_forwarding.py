@@ -147,8 +147,9 @@ async def test_video_nobody_shows_is_not_sent_and_resumes_with_a_keyframe(
         # longer for (10 in 2 s in one parallel run here).
         window = asyncio.get_running_loop().time() + 2
         await until(
-            lambda: audio.packets - audio_before > 60
-            and asyncio.get_running_loop().time() >= window,
+            lambda: (
+                audio.packets - audio_before > 60 and asyncio.get_running_loop().time() >= window
+            ),
             20,
             "audio is never paused",
         )
