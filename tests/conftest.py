@@ -133,23 +133,23 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
-# Modules with no browser, no media (no aiortc peer, bot or SFU traffic) and no deadline
-# in wall time: signaling, accounts, storage, the CLI, fuzzers of the protocol and pure
-# logic. scripts/test runs them in a lane of their own, one at a time and at a lower CPU
-# priority, beside the parallel part, whose tests wait on sockets, browsers and timers
-# for ~40 % of their time. A module that gains a browser, media or a deadline leaves this
-# list (test_light_modules_have_no_media checks the first two).
+# Modules with no browser, no media (no aiortc peer, bot or SFU traffic) and no bound in
+# wall time: signaling, accounts, storage, the CLI, fuzzers of the protocol and pure logic.
+# scripts/test runs them in a lane of their own, one at a time at the lowest CPU priority
+# (nice 19), beside the rest of the suite: they take only the time the other tests leave
+# (those wait on sockets, browsers and timers for ~40 % of theirs) and do not slow them. A
+# module that gains a browser, media or a deadline leaves this list (tests/test_lanes.py
+# checks the first two): starved of CPU for seconds, a deadline would fail.
 LIGHT_MODULES = frozenset(
     {
         "test_abuse", "test_accounts", "test_activity_export", "test_audit", "test_caddy",
         "test_ci_skips", "test_class_create", "test_class_list", "test_client_address",
         "test_co_instructors", "test_code_size", "test_data_at_rest", "test_doctor",
         "test_effort", "test_effort_live", "test_fanout", "test_fuzz_events", "test_fuzz_rest",
-        "test_heart_signals", "test_hr_history", "test_hr_writer", "test_hrm", "test_idle",
-        "test_interval_timer", "test_lanes", "test_logs", "test_mail", "test_oidc",
-        "test_pacer", "test_participant_accounts", "test_preview", "test_quotas",
-        "test_ratelimit", "test_retention", "test_schedule", "test_services", "test_settings",
-        "test_shout_outs", "test_shutdown", "test_signaling", "test_simulate",
+        "test_heart_signals", "test_hr_history", "test_hrm", "test_interval_timer",
+        "test_lanes", "test_logs", "test_mail", "test_oidc", "test_participant_accounts",
+        "test_preview", "test_quotas", "test_retention", "test_schedule", "test_services",
+        "test_settings", "test_shout_outs", "test_signaling", "test_simulate",
         "test_socketio_compat", "test_store", "test_strap", "test_telemetry_messages",
         "test_tokens", "test_zones_summary",
     }
@@ -173,7 +173,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "light: no browser, no media, no deadline in wall time (LIGHT_MODULES): scripts/test "
-        "runs these beside the parallel part, one at a time at a lower priority",
+        "runs these beside the rest, one at a time at the lowest priority",
     )
     config.addinivalue_line(
         "markers",
