@@ -133,47 +133,12 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
-# Modules with no browser, no media (no aiortc peer, bot or SFU traffic) and no bound in
-# wall time: signaling, accounts, storage, the CLI, fuzzers of the protocol and pure logic.
-# scripts/test runs them in a lane of their own, one at a time at the lowest CPU priority
-# (nice 19), beside the rest of the suite: they take only the time the other tests leave
-# (those wait on sockets, browsers and timers for ~40 % of theirs) and do not slow them. A
-# module that gains a browser, media or a deadline leaves this list (tests/test_lanes.py
-# checks the first two): starved of CPU for seconds, a deadline would fail.
-LIGHT_MODULES = frozenset(
-    {
-        "test_abuse", "test_accounts", "test_activity_export", "test_audit", "test_caddy",
-        "test_ci_skips", "test_class_create", "test_class_list", "test_client_address",
-        "test_co_instructors", "test_code_size", "test_data_at_rest", "test_doctor",
-        "test_effort", "test_effort_live", "test_fanout", "test_fuzz_events", "test_fuzz_rest",
-        "test_heart_signals", "test_hr_history", "test_hrm", "test_interval_timer",
-        "test_lanes", "test_logs", "test_mail", "test_oidc", "test_participant_accounts",
-        "test_preview", "test_quotas", "test_retention", "test_schedule", "test_services",
-        "test_settings", "test_shout_outs", "test_signaling", "test_simulate",
-        "test_socketio_compat", "test_store", "test_strap", "test_telemetry_messages",
-        "test_tokens", "test_zones_summary",
-    }
-)  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of LIGHT_MODULES ``light``."""
-    for item in items:
-        if item.path.stem in LIGHT_MODULES:
-            item.add_marker(pytest.mark.light)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Register this suite's marks."""
     config.addinivalue_line(
         "markers",
         "shared_server: the `server` fixture is one server shared by every test so marked "
         "(each test makes its own classes and waits for no one else's participants)",
-    )
-    config.addinivalue_line(
-        "markers",
-        "light: no browser, no media, no deadline in wall time (LIGHT_MODULES): scripts/test "
-        "runs these beside the rest, one at a time at the lowest priority",
     )
     config.addinivalue_line(
         "markers",
