@@ -180,7 +180,7 @@ class LayerControl:
         near = self.estimate >= 0.8 * self.sent_rate
         self.estimate = bitrate
         if falling and near:
-            self._congested()
+            self._congested(f"estimate fell to {bitrate}")
         elif falling:
             self._wake.set()  # re-allocate: the estimate may rule without a proven rate
 
@@ -195,14 +195,14 @@ class LayerControl:
         if not probing:
             self._loss_cap = int(self.sent_rate * LOSS_CAP)
             self._loss_until = time.monotonic() + LOSS_HOLD_S
-        self._congested()  # ends the probe, if any
+        self._congested("NACK burst")  # ends the probe, if any
         return not probing
 
-    def _congested(self) -> None:
+    def _congested(self, why: str) -> None:
         """The link shows congestion: what probes proved no longer holds."""
         self.proven = 0
         if self._probing_since:
-            self._end_probe(time.monotonic(), success=False)
+            self._end_probe(time.monotonic(), success=False, why=why)
         self._wake.set()
 
     def view(self, shown: dict[str, int], cap: int | None) -> None:
@@ -222,7 +222,7 @@ class LayerControl:
                 if wants_more:
                     await self._probe()
                 elif self._probing_since:
-                    self._end_probe(time.monotonic(), success=True)
+                    self._end_probe(time.monotonic(), success=True, why="nothing wants more")
             except Exception:
                 logger.exception("layer allocation failed")
 
@@ -244,7 +244,7 @@ class LayerControl:
         if self.proven and any(
             c.fraction_lost > LOSS_LIMIT or now - c.congested_at < TICK_S * 2 for c in videos
         ):
-            self._congested()
+            self._congested("loss reported after a proven probe")
         for consumer in videos:
             consumer.nudge(now)
             heights = [s.height for s in consumer.producer.streams]
@@ -307,17 +307,17 @@ class LayerControl:
             # Nothing to pad with, or the link is full: no probe now (and one under way
             # ends, or this task would spin: a probe's period is spent padding).
             if self._probing_since:
-                self._end_probe(now, success=False)
+                self._end_probe(now, success=False, why="no carrier, or a video shedding")
             return
         if not self._probing_since:
             self._probing_since = self._pad_at = now
             self._probe_consumers = len(self._consumers())
             self._next_step(now, ramp_from=0)
         elif any(c.fraction_lost > LOSS_LIMIT for c in videos):
-            self._congested()
+            self._congested("fraction lost in a receiver report")
             return
         elif len(self._consumers()) != self._probe_consumers:
-            self._end_probe(now, success=True)  # what is sent changed: measure afresh
+            self._end_probe(now, success=True, why="subscriptions changed")  # measure afresh
             return
         elif self._probe_mark is not None and now - self._probe_mark[1] >= PROBE_HOLD_S:
             # Carried at full rate without congestion: what was sent, the link can take.
@@ -348,7 +348,14 @@ class LayerControl:
         self._probe_rate = min(PROBE_MAX_BPS, max(total - media, 100_000))
         self._ramp_from, self._ramp_at, self._probe_mark = ramp_from, now, None
 
-    def _end_probe(self, now: float, success: bool) -> None:
+    def _end_probe(self, now: float, success: bool, why: str) -> None:
+        # Why a probe ended, for a subscriber whose layer does not climb (server log at
+        # DEBUG): a CPU-starved browser's estimate or reports can end probes on loopback.
+        logger.debug(
+            "probe ended (%s, %s) after %.1f s at %d bit/s padding, proven %d",
+            why, "success" if success else "failure", now - self._probing_since,
+            self._probe_rate, self.proven,
+        )  # fmt: skip
         self._probing_since = 0.0
         if success:
             self._backoff = 0
@@ -360,7 +367,7 @@ class LayerControl:
     def switched_up(self) -> None:
         """A video went up a layer: the probe, if any, did its job."""
         if self._probing_since:
-            self._end_probe(time.monotonic(), success=True)
+            self._end_probe(time.monotonic(), success=True, why="a video switched up")
 
     async def aclose(self) -> None:
         """Stop and wait for the task; the pacer drops what it holds."""
