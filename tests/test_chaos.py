@@ -110,6 +110,14 @@ async def phase(
     )
 
 
+def play_rate(report: dict[str, Any]) -> float:
+    """Frames a bot's report counts per second since its first frame (a bot stays
+    PHASE_S from the announcement of the track; 0 when it played for under a second)."""
+    first = report["time_to_first_frame_s"]
+    playing = PHASE_S - first if first is not None else 0.0
+    return float(report["frames"]) / playing if playing >= 1.0 else 0.0
+
+
 async def media_flowing(wire: WireLink, timeout: float = 45.0) -> bool:
     """Wait until UDP goes towards the wire's host at MEDIA_PPS (False: not in time)."""
     last = (await asyncio.to_thread(wire.stats)).down.udp_received
@@ -164,7 +172,11 @@ async def test_lossy_delayed_subscriber_recovers_through_nack_and_does_not_hurt_
     assert bad.server["nacks_received"] > 0 and bad.server["retransmitted_packets"] > 0, bad
     assert lossy["retransmissions"] >= 0.05 * lossy["packets"], lossy
     assert lossy["loss_percent"] < 1.5, lossy
-    assert lossy["frames"] >= 0.5 * min(bad.clean1["frames"], bad.clean2["frames"]), bad
+    # Frames per second of play, from each one's first frame: over a link that loses 10 %
+    # the far subscriber's connection (DTLS, ICE) and first keyframe may take seconds more
+    # (a clean-clone run here: 54 frames against 177, all in its last seconds).
+    clean_rate = min(play_rate(bad.clean1), play_rate(bad.clean2))
+    assert play_rate(lossy) >= 0.5 * clean_rate, (play_rate(lossy), clean_rate, bad)
     # The others saw nothing of it: no loss, and the frame rate and delay they had with
     # everyone on a good link (margins for a loaded 2-core machine; a subscriber that
     # held the SFU up would cost the others frames and add hundreds of ms).
