@@ -146,6 +146,11 @@ async def test_chat_crosses_nodes_in_classes_held_on_both(cluster: Cluster) -> N
         await client.close()
 
 
+# A deadline measured in wall time (media still arriving within 15 s): the cores to itself.
+# In the parallel part it failed in 2 of 4 runs this session: once slow (13 packets in
+# 8 s), once stalled (Ann had 21 packets of the coach's video, then none for 15 s, before
+# any node was killed), which load alone may not explain: see the closing note.
+@pytest.mark.alone
 @pytest.mark.timeout(180)
 async def test_relayed_bots_get_media_and_a_dead_edge_or_holder_is_noticed(
     cluster: Cluster,
