@@ -176,6 +176,7 @@ async def test_lossy_delayed_subscriber_recovers_through_nack_and_does_not_hurt_
     # the far subscriber's connection (DTLS, ICE) and first keyframe may take seconds more
     # (a clean-clone run here: 54 frames against 177, all in its last seconds).
     clean_rate = min(play_rate(bad.clean1), play_rate(bad.clean2))
+    assert clean_rate > 0, bad  # else the comparison below would hold of nothing
     assert play_rate(lossy) >= 0.5 * clean_rate, (play_rate(lossy), clean_rate, bad)
     # The others saw nothing of it: no loss, and the frame rate and delay they had with
     # everyone on a good link (margins for a loaded 2-core machine; a subscriber that
