@@ -290,11 +290,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             count = max(1, min(args.generators, len(links)))
             ready, setup_s = await _join(args, server, work, links, count, clients, generators)
             joined = sum(r["joined"] for r in ready)
-            await asyncio.sleep(SETTLE_S)
+            await asyncio.sleep(args.settle_seconds)
             stats = await server.stats(session)
             meter = Meter(server, generators)
             meter.start()
-            await asyncio.sleep(IDLE_WINDOW_S)
+            await asyncio.sleep(args.idle_seconds)
             idle = meter.stop()
             report = {
                 "scenario": "signaling_load",
@@ -350,6 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=20.0, help="ping window (20)")
     parser.add_argument("--chat-rate", type=float, default=2.0, help="chat messages per second (2)")
     parser.add_argument("--chat-seconds", type=float, default=20.0, help="chat window (20)")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=SETTLE_S,
+        help=f"wait after the last join, before measuring ({SETTLE_S:g})",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=IDLE_WINDOW_S,
+        help=f"window measuring the idle class, subtracted from the others ({IDLE_WINDOW_S:g})",
+    )
     parser.add_argument("--generators", type=int, default=2, help="generator processes (2)")
     parser.add_argument(
         "--concurrency", type=int, default=25, help="joins in flight per generator (25)"
@@ -376,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.clients < 0 or args.chat_room < 0 or args.room_size < 2:
         print("bench.signaling_load: counts must be positive", file=sys.stderr)
+        return 2
+    if args.idle_seconds <= 0 or args.settle_seconds < 0:
+        print(
+            "bench.signaling_load: --idle-seconds must be > 0, --settle-seconds >= 0",
+            file=sys.stderr,
+        )
         return 2
     try:
         report = asyncio.run(run(args))

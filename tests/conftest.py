@@ -15,12 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
-# A hook, found by its name here: in CI (CI=true) a skipped test fails.
+# Hooks, found by their names here: in CI (CI=true) a skipped test fails; the tests marked
+# paired are put in two lanes of about equal length.
 from tests.ci_skips import pytest_make_collect_report, pytest_runtest_makereport
 from tests.instructor import LoggedIn
+from tests.pairing import pytest_addoption, pytest_collection_modifyitems
 from tests.waiting import until_sync
 
-__all__ = ["pytest_make_collect_report", "pytest_runtest_makereport"]
+__all__ = [
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_make_collect_report",
+    "pytest_runtest_makereport",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,6 +153,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "limited link) or holds a deadline in wall time, which needs the machine's cores to "
         "itself: scripts/test runs these after the rest, one at a time, while the rest run "
         "in parallel (pytest-xdist)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "paired(seconds): a test marked alone that holds a deadline in wall time but keeps "
+        "less than one core busy (bots, no browser: measured with -p tests.cpu_log): "
+        "scripts/test runs these in two lanes at once (--lane 0, --lane 1), each on a core of "
+        "its own, before the rest of the alone tests; seconds is how long its module takes "
+        "there (tests/pairing.py)",
     )
 
 

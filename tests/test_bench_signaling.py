@@ -45,6 +45,8 @@ def test_twenty_clients_and_a_chat_class_of_ten() -> None:
         "--clients", "20", "--chat-room", "10", "--room-size", "10",
         "--rate", "20", "--seconds", "2", "--chat-rate", "2", "--chat-seconds", "2",
         "--generators", "2", "--database", ADMIN_DSN, "--json",
+        # The class settles and idles for a second each, not the 5 and 10 a measurement takes.
+        "--settle-seconds", "1", "--idle-seconds", "1",
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout)
@@ -89,6 +91,8 @@ def test_nothing_to_do_is_refused() -> None:
     assert "give --clients N and/or --chat-room M" in completed.stderr
     completed = run_bench("--clients", "-3", timeout=60)
     assert completed.returncode == 2 and "positive" in completed.stderr
+    completed = run_bench("--clients", "3", "--idle-seconds", "0", timeout=60)
+    assert completed.returncode == 2 and "--idle-seconds must be > 0" in completed.stderr
 
 
 def test_plan_rooms() -> None:

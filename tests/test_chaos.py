@@ -131,7 +131,8 @@ async def media_flowing(wire: WireLink, timeout: float = 45.0) -> bool:
     return False
 
 
-@pytest.mark.alone  # delays measured in wall time: the cores to itself
+@pytest.mark.alone  # delays measured in wall time: not beside the parallel part
+@pytest.mark.paired(seconds=40)  # ~0.7 of a core (tests/cpu_log.py): beside one other such test
 @pytest.mark.timeout(150)
 async def test_lossy_delayed_subscriber_recovers_through_nack_and_does_not_hurt_the_others(
     open_server: RunningServer,

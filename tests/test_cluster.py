@@ -467,7 +467,8 @@ def uncut(host: Host) -> None:
     )
 
 
-@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
+@pytest.mark.alone  # a deadline measured in wall time: not beside the parallel part
+@pytest.mark.paired(seconds=48)  # ~0.5 of a core (tests/cpu_log.py): beside one other such test
 @pytest.mark.timeout(180)
 async def test_network_drop_of_10s_media_and_heart_rate_recover(tmp_path: Path) -> None:
     """A participant's network is gone for 10 s: no reload, media back, readings stored once."""

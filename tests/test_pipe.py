@@ -411,7 +411,8 @@ async def test_a_class_across_two_workers(split_server: RunningServer) -> None:
             await bot.stop()
 
 
-@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
+@pytest.mark.alone  # a deadline measured in wall time: not beside the parallel part
+@pytest.mark.paired(seconds=7)  # ~0.5 of a core (tests/cpu_log.py): beside one other such test
 @pytest.mark.timeout(240)
 async def test_a_dead_worker_ends_the_split_class_and_only_it(split_server: RunningServer) -> None:
     server = split_server

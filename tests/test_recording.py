@@ -21,8 +21,9 @@ from tests.loopback import loopback_server
 from tests.recorded_class import Recorded, check_the_file, record_a_class
 from tests.sio_client import Client
 
-# Judged against the wall clock and the bots' frame rate (tests/recorded_class.py).
-pytestmark = pytest.mark.alone
+# Judged against the wall clock and the bots' frame rate (tests/recorded_class.py), with
+# ~0.4 of a core busy (tests/cpu_log.py): beside one other such module, not the parallel part.
+pytestmark = [pytest.mark.alone, pytest.mark.paired(seconds=20)]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,12 @@ from tests.conftest import RunningServer, start_server, stop_server
 from tests.recorded_class import Recorded, check_the_file, record_a_class
 
 # Judged against the wall clock and the bots' frame rate (tests/recorded_class.py).
-pytestmark = [pytest.mark.alone, pytest.mark.asyncio(loop_scope="module")]
+# ~0.6 of a core busy (tests/cpu_log.py): beside one other such module, as test_recording.
+pytestmark = [
+    pytest.mark.alone,
+    pytest.mark.paired(seconds=23),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 
 @pytest.fixture(scope="module")

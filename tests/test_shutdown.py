@@ -202,7 +202,8 @@ async def _write_spool(url: str, data_dir: Path) -> int:
     return unspooled
 
 
-@pytest.mark.alone  # a deadline measured in wall time: the cores to itself
+@pytest.mark.alone  # a deadline measured in wall time: not beside the parallel part
+@pytest.mark.paired(seconds=25)  # ~0.35 of a core (tests/cpu_log.py): beside one other such test
 async def test_sigterm_after_a_database_restart_exits_promptly_and_keeps_every_reading(
     cluster: PgCluster, tmp_path: Path
 ) -> None:

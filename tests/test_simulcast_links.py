@@ -145,7 +145,18 @@ async def test_a_slow_participant_no_longer_drags_the_class_down(
                 link = link_via(str(room["join_link"]), netns_server, host)
                 await join_limited(ben, link, "Ben", lambda: host.limit(LIMIT_KBIT))
                 await wait_for_video(ben, coach_id, timeout=30)
-                await asyncio.sleep(8)  # the slow line settles on its layer
+                # The slow line settles on its layer: two seconds in a row on it, within
+                # the limit and without a freeze (then measured as before).
+                low: list[bool] = []
+
+                def on_its_layer(rate: VideoRate) -> bool:
+                    fits = rate.kbps < LIMIT_KBIT and rate.freezes == 0
+                    low.append(rate.frame_height <= 180 and fits)
+                    return low[-2:] == [True, True]
+
+                record["ben_settling"] = [
+                    asdict(r) for r in await until(ben, coach_id, on_its_layer, 15)
+                ]
                 limited, sends_limited = await received_and_sent(ben, coach, coach_id)
                 record["ben_limited"], record["instructor_sends_limited"] = limited, sends_limited
                 # A third browser starting on these two cores can make Amy's estimate dip
@@ -241,15 +252,21 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
                 * devicePixelRatio)""",
             ids,
         )
-        await asyncio.sleep(6)
+        # The smallest layer at least 90 % of the drawn height (or the largest).
+        expected = {
+            pid: 180 if shown <= 200 else 360 for pid, shown in zip(ids, drawn, strict=True)
+        }
+        # Until each tile has its layer (a second at a time, at most 12 s), then measured.
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            sample = {r.publisher: r.frame_height for r in (await video_rates(coach, 1.0)).values()}
+            if all(sample.get(pid) == height for pid, height in expected.items()):
+                break
         rates = {r.publisher: r for r in (await video_rates(coach, 3.0)).values()}
         heights = {pid: rates[pid].frame_height for pid in ids}
         print("tiles drawn at", drawn, "px; received heights", heights)
         assert max(drawn) <= 200, f"the tiles are no thumbnails at this size: {drawn}"
-        for pid, shown in zip(ids, drawn, strict=True):
-            # The smallest layer at least 90 % of the drawn height (or the largest).
-            expected = 180 if shown <= 200 else 360
-            assert heights[pid] == expected, (drawn, heights)
+        assert heights == expected, (drawn, heights)
         # The instructor spotlights Amy: her tile is drawn large, and her bigger layer comes.
         await tile_action(coach, ids[0], "tile-spotlight")
         big = await until(coach, ids[0], lambda r: r.frame_height >= 360, 30)
