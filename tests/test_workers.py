@@ -102,7 +102,10 @@ async def test_a_worker_forwards_straight_from_the_socket_on_either_loop(
         assert worker["event_loop"] == event_loop
         counters = worker["counters"]
         assert counters["received_packets"] > 50, counters
-        assert counters["queued_packets"] == 0, counters
+        # Only what raced the DTLS handshake takes aiortc's queue: SRTP that arrives
+        # while the handshake's last message still waits in that queue (no SRTP key yet
+        # in the socket callback). Seen under load: 2 of 301. Unhooked, all would.
+        assert counters["queued_packets"] <= 0.05 * counters["received_packets"], counters
         assert counters["forwarded_packets"] > 50, counters
     finally:
         for bot in bots:
