@@ -157,7 +157,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "paired(seconds): a test marked alone that holds a deadline in wall time but keeps "
-        "less than one core busy (bots, no browser: measured with -p tests.cpu_log): "
+        "less than one core busy (bots; a browser page at most briefly; measured with -p "
+        "tests.cpu_log): "
         "scripts/test runs these in two lanes at once (--lane 0, --lane 1), each on a core of "
         "its own, before the rest of the alone tests; seconds is how long its module takes "
         "there (tests/pairing.py)",
