@@ -38,6 +38,38 @@ def tile(tab: Tab, participant_id: str) -> Any:
     return tab.page.locator(TILE.format(participant_id))
 
 
+# Records (window.removedTiles) each participant whose tile leaves the page, however soon
+# another takes its place: a participant who rejoins within 30 ms (a dropped WebSocket,
+# reconnected at once) has a new tile before a locator polls for the old one's absence.
+WATCH_REMOVALS_JS = """(tileSelector) => {
+    window.removedTiles = new Set();
+    new MutationObserver((mutations) => {
+        for (const m of mutations) for (const node of m.removedNodes) {
+            if (!(node instanceof Element)) continue;
+            const tiles = node.matches(tileSelector) ? [node]
+                : [...node.querySelectorAll(tileSelector)];
+            // Moved (to the stage, say) is still on the page by the time this runs.
+            for (const t of tiles) {
+                if (!t.isConnected) window.removedTiles.add(t.dataset.participantId);
+            }
+        }
+    }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+async def wait_removed(tab: Tab, participant_id: str, timeout_s: float) -> None:
+    """Until the participant's tile was removed from ``tab`` since ``WATCH_REMOVALS_JS``
+    ran there (fails after ``timeout_s``)."""
+    try:
+        await tab.page.wait_for_function(
+            "(id) => window.removedTiles.has(id)", arg=participant_id, timeout=timeout_s * 1000
+        )
+    except Exception:
+        raise AssertionError(
+            f"{tab.name}: tile of {participant_id} not removed within {timeout_s} s"
+        ) from None
+
+
 async def wait_gone(tab: Tab, participant_id: str, timeout_s: float) -> float:
     """Seconds until the participant's tile is gone from ``tab`` (fails after ``timeout_s``)."""
     start = time.monotonic()
@@ -476,9 +508,11 @@ async def test_reconnects_after_the_connection_drops(
         fay_id = await join(fay, str(room["join_link"]), "Fay")
         await tile(host, fay_id).wait_for(state="attached", timeout=10_000)
 
-        # Drop the WebSocket under the client: the server treats it as leaving.
+        # Drop the WebSocket under the client: the server treats it as leaving (and her
+        # tile leaves the host's page, if only for as long as her reconnection takes).
+        await host.page.evaluate(WATCH_REMOVALS_JS, "[data-testid=tile]")
         await fay.page.evaluate("window.pulseroom.socket.io.engine.close()")
-        await wait_gone(host, fay_id, 5.0)
+        await wait_removed(host, fay_id, 5.0)
         # She rejoins by herself, as the same participant (the bound token from her join).
         await tile(host, fay_id).wait_for(state="attached", timeout=20_000)
         await fay.page.wait_for_function("document.body.dataset.state === 'joined'", timeout=20_000)
