@@ -45,6 +45,7 @@ from tests.browser_netns import (  # noqa: F401 (fixtures)
 )
 from tests.conftest import RunningServer
 from tests.netns import netns_host, netns_unavailable
+from tests.simulcast_pages import wait_for
 from tests.y4m import cached_clip
 
 pytestmark = [
@@ -256,12 +257,13 @@ async def test_the_instructors_gallery_takes_the_thumbnail_layers(
         expected = {
             pid: 180 if shown <= 200 else 360 for pid, shown in zip(ids, drawn, strict=True)
         }
-        # Until each tile has its layer (a second at a time, at most 12 s), then measured.
-        deadline = time.monotonic() + 12
-        while time.monotonic() < deadline:
+
+        async def tiles_have_their_layers() -> bool:
             sample = {r.publisher: r.frame_height for r in (await video_rates(coach, 1.0)).values()}
-            if all(sample.get(pid) == height for pid, height in expected.items()):
-                break
+            return all(sample.get(pid) == height for pid, height in expected.items())
+
+        # Until each tile has its layer (a second at a time, at most 12 s), then measured.
+        await wait_for(tiles_have_their_layers, 12, interval=0)
         rates = {r.publisher: r for r in (await video_rates(coach, 3.0)).values()}
         heights = {pid: rates[pid].frame_height for pid in ids}
         print("tiles drawn at", drawn, "px; received heights", heights)
