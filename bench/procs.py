@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -193,20 +192,20 @@ def free_port() -> int:
         return port
 
 
-def _affinity(cpus: set[int] | None, nice: int = 0) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child to ``cpus`` (None: anywhere) and lowers its
-    priority by ``nice`` before it execs; None when there is nothing to do."""
-    if cpus is None and not nice:
-        return None
-    chosen = set(cpus) if cpus is not None else None
+def _launcher(cpus: set[int] | None, nice: int = 0) -> list[str]:
+    """The command prefix that pins a child to ``cpus`` (None: anywhere) and lowers its
+    priority by ``nice`` (``taskset``, ``nice``: each execs the next, so the pid stays).
 
-    def prepare() -> None:
-        if chosen is not None:
-            os.sched_setaffinity(0, chosen)
-        if nice:
-            os.nice(nice)
-
-    return prepare
+    Not a ``preexec_fn``: that runs Python in the forked child of a threaded process,
+    where a garbage collection freeing a PyAV reformatter waited forever on a slice
+    thread's lock that only existed in the parent (the class bench hung at the start).
+    """
+    prefix: list[str] = []
+    if cpus is not None:
+        prefix += ["taskset", "--cpu-list", ",".join(str(c) for c in sorted(cpus))]
+    if nice:
+        prefix += ["nice", "-n", str(nice)]
+    return prefix
 
 
 async def _stop_process(process: asyncio.subprocess.Process, timeout: float) -> None:
@@ -263,6 +262,7 @@ class Server:
         env.pop("PULSEROOM_PUBLIC_URL", None)
         self._log = self.log_path.open("wb")
         self.process = await asyncio.create_subprocess_exec(
+            *_launcher(self.cpus),
             sys.executable,
             "-m",
             "pulseroom.cli",
@@ -272,7 +272,6 @@ class Server:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
-            preexec_fn=_affinity(self.cpus),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -367,6 +366,7 @@ class Generator:
         """Start the process and hand it its config."""
         self._log = self.log_path.open("wb")
         self.process = await asyncio.create_subprocess_exec(
+            *_launcher(self.cpus, self.nice),
             sys.executable,
             "-m",
             self.module,
@@ -376,7 +376,6 @@ class Generator:
             stdout=asyncio.subprocess.PIPE,
             stderr=self._log,
             limit=64 * 1024 * 1024,
-            preexec_fn=_affinity(self.cpus, self.nice),
         )
         await self.send(config)
 
