@@ -6,6 +6,8 @@ Kept apart from conftest.py so the browser tests can be read (and skipped) on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,14 @@ import pytest_asyncio
 
 from tests.conftest import ROOT, RunningServer, start_server, stop_server
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Chromium's headless shell (Debian's chromium-headless-shell, the old headless mode and
+# what Playwright itself runs for headless tests): the browser's Blink and WebRTC without
+# the desktop browser around them. It halves what a page costs the two cores: measured
+# serially, tests/test_browser.py took 55.5 CPU-seconds (33.7 s) in the desktop browser
+# and 29.8 (23.0 s) in the shell. PULSEROOM_TEST_CHROMIUM runs the tests in another.
+CHROMIUM = Path(os.environ.get("PULSEROOM_TEST_CHROMIUM", "/usr/bin/chromium-headless-shell"))
+# The desktop browser participants run: a user's whole journey is tested in it.
+DESKTOP_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -75,9 +84,9 @@ def devices_js(*, camera: bool, microphone: bool) -> str:
 # What a module of browser tests declares: skipped without Chromium, and one event loop
 # for the module, since the browser fixture lives as long as the module.
 NEEDS_CHROMIUM = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: install Debian's chromium package "
-    "(the README's test command does)",
+    not CHROMIUM.exists() or not DESKTOP_CHROMIUM.exists(),
+    reason=f"{CHROMIUM} or {DESKTOP_CHROMIUM} is missing: install Debian's "
+    "chromium-headless-shell and chromium packages (the README's test command does)",
 )
 BROWSER_MODULE = [NEEDS_CHROMIUM, pytest.mark.asyncio(loop_scope="module")]
 # Known to the tests, so a test can sign an expired token (as strong as the app demands).
@@ -96,19 +105,33 @@ def browser_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     stop_server(running)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
-async def browser_fixture() -> AsyncIterator[Any]:
-    """Debian's Chromium, headless, with a fake camera and microphone that need no prompt."""
+@contextlib.asynccontextmanager
+async def chromium(executable: Path = CHROMIUM) -> AsyncIterator[Any]:
+    """A headless Chromium with a fake camera and microphone that need no prompt."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         instance = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=30_000
+            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS, timeout=30_000
         )
         try:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def browser_fixture() -> AsyncIterator[Any]:
+    """Chromium's headless shell for the module's pages."""
+    async with chromium() as instance:
+        yield instance
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", name="browser")
+async def desktop_browser_fixture() -> AsyncIterator[Any]:
+    """The desktop Chromium (headless) instead, for a module that imports this one."""
+    async with chromium(DESKTOP_CHROMIUM) as instance:
+        yield instance
 
 
 @dataclass

@@ -29,10 +29,13 @@ def busy_cpu_seconds() -> float:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
     """Measure the test's setup, call and teardown together."""
-    wall, cpu = time.monotonic(), busy_cpu_seconds()
+    started, wall, cpu = time.time(), time.monotonic(), busy_cpu_seconds()
     result = yield
     entry = {
         "test": item.nodeid,
+        # Under xdist: which worker ran it, and when (a timeline shows idle tails).
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
+        "started": round(started, 2),
         "wall_s": round(time.monotonic() - wall, 2),
         "cpu_s": round(busy_cpu_seconds() - cpu, 2),
     }

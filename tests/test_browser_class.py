@@ -23,8 +23,10 @@ from tests.browser_fixtures import (
     TILE,
     Tab,
     assert_video_flowing,
-    browser_fixture,  # noqa: F401 (fixture "browser")
     browser_server_fixture,  # noqa: F401 (fixture "browser_server")
+    # The desktop browser: the headless shell gives a page new device ids at every load,
+    # so a device chosen before could never be found again there (the desktop keeps them).
+    desktop_browser_fixture,  # noqa: F401 (fixture "browser")
     devices_js,
     join,
     open_tab,

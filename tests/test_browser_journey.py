@@ -29,7 +29,8 @@ from tests.browser_fixtures import (
     SECRET,
     Tab,
     assert_video_flowing,
-    browser_fixture,  # noqa: F401 (fixture "browser")
+    # The browser users run, not the headless shell the other modules use.
+    desktop_browser_fixture,  # noqa: F401 (fixture "browser")
     join,
     open_tab,
     screenshot,
