@@ -33,7 +33,7 @@ from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransce
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket, RtpPacket
 
 logger = logging.getLogger(__name__)
@@ -204,15 +204,17 @@ def bind_ssrc(transport: RTCDtlsTransport, receiver: RTCRtpReceiver, ssrc: int) 
     transport._rtp_router.ssrc_table[ssrc] = receiver
 
 
-def note_received(receiver: RTCRtpReceiver, packet: Any, clock_rate: int) -> None:
-    """Feed aiortc's per-source statistics so its receiver reports stay correct."""
-    from aiortc.rtcrtpreceiver import StreamStatistics
-
+def receive_statistics(
+    receiver: RTCRtpReceiver, ssrc: int, clock_rate: int
+) -> Callable[[Any], None]:
+    """The ``add`` of aiortc's per-source statistics for ``ssrc`` (made if new): fed every
+    packet of that source, so aiortc's receiver reports stay correct. The caller keeps it:
+    looking it up costs more per packet than the statistics themselves."""
     streams = getattr(receiver, "_RTCRtpReceiver__remote_streams")  # noqa: B009
-    stats = streams.get(packet.ssrc)
+    stats = streams.get(ssrc)
     if stats is None:
-        stats = streams[packet.ssrc] = StreamStatistics(clock_rate)
-    stats.add(packet)
+        stats = streams[ssrc] = StreamStatistics(clock_rate)
+    return stats.add  # type: ignore[no-any-return]
 
 
 async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:

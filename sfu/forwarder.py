@@ -362,6 +362,8 @@ class Producer(Source):
             adapter.new_nack_generator() if self.kind == "video" else None for _ in self.streams
         ]
         self._seq_ts = _SeqTs()
+        # Per stream: (the SSRC, aiortc's receive statistics for it), kept between packets.
+        self._noted: list[tuple[int, Callable[[Any], None]] | None] = [None] * len(self.streams)
         adapter.suppress_decoder(self._receiver)
         adapter.take_receiver_rtcp(self._receiver, self._on_rtcp)
 
@@ -400,7 +402,12 @@ class Producer(Source):
         seq_ts.sequence_number = seq
         seq_ts.timestamp = timestamp
         seq_ts.ssrc = ssrc
-        adapter.note_received(self._receiver, seq_ts, self._clock_rate)
+        noted = self._noted[stream.index]
+        if noted is None or noted[0] != ssrc:
+            noted = self._noted[stream.index] = (
+                ssrc, adapter.receive_statistics(self._receiver, ssrc, self._clock_rate)
+            )  # fmt: skip
+        noted[1](seq_ts)
         nack = self._nacks[stream.index]
         if nack is not None and nack.add(seq_ts):  # type: ignore[arg-type]
             self.stats.nacks_sent += 1

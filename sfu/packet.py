@@ -116,18 +116,59 @@ class ExtensionMap:
         }
         self._level_id = publisher_ids.get(URI_AUDIO_LEVEL, -1)
         self._abs_id = subscriber_ids.get(URI_ABS_SEND_TIME, -1)
+        # One-byte form, by an element's first byte: that byte re-numbered (None: not
+        # forwarded), so the common case costs one list lookup per element.
+        self._heads: list[bytes | None] = [None] * 256
+        for head in range(16, 240):
+            new_id = self._renumber.get(head >> 4)
+            if new_id is not None:
+                self._heads[head] = bytes(((new_id << 4) | (head & 0x0F),))
+        abs_sources = [i for i, new_id in self._renumber.items() if new_id == self._abs_id]
+        self._abs_source = abs_sources[0] if abs_sources else -1
         # Level of the last packet read, in -dBov (0 loudest, 127 silence; RFC 6464).
         self.audio_level = 127
 
     def shared_block(self, data: bytes, profile: int, start: int, end: int) -> bytes:
-        """The forwarded elements of one packet, as a padded one-byte-form block body."""
+        """The forwarded elements of one packet, as a padded one-byte-form block body
+        (abs-send-time first, so a re-sent copy can restamp bytes 1-3: ``restamp``)."""
         if not profile or not self._renumber:
             return b""
+        if profile != ONE_BYTE_PROFILE:
+            return self._shared_two_byte(data, profile, start, end)
+        # ``elements`` and ``one_byte_block`` inlined: this runs for every packet in.
+        heads = self._heads
+        level_id = self._level_id
+        abs_source = self._abs_source
+        first = rest = b""
+        pos = start
+        while pos < end:
+            head = data[pos]
+            if head == 0:  # padding
+                pos += 1
+                continue
+            ext_id = head >> 4
+            if ext_id == 15:
+                break
+            after = pos + 2 + (head & 0x0F)
+            if after > end:
+                raise RtpError("RTP extension element truncated")
+            if ext_id == level_id:
+                self.audio_level = data[pos + 1] & 0x7F
+            renumbered = heads[head]
+            if renumbered is not None:
+                if ext_id == abs_source:
+                    first += renumbered + data[pos + 1 : after]
+                else:
+                    rest += renumbered + data[pos + 1 : after]
+            pos = after
+        block = first + rest
+        return block + bytes(-len(block) % 4) if block else b""
+
+    def _shared_two_byte(self, data: bytes, profile: int, start: int, end: int) -> bytes:
         renumber = self._renumber
         found = elements(data, profile, start, end)
         kept = [(renumber[i], v) for i, v in found if i in renumber]
         if len(kept) > 1:
-            # abs-send-time first, so a re-sent copy can restamp bytes 1-3 (``restamp``).
             kept.sort(key=self._abs_first)
         level_id = self._level_id
         for ext_id, value in found:

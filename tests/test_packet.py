@@ -155,3 +155,45 @@ def test_rewrite_matches_aiortc(
     assert parsed.extensions.audio_level == audio_level
     # Publisher-connection-specific extensions are not forwarded.
     assert parsed.extensions.transport_sequence_number is None
+
+
+def reference_shared_block(ids: dict[str, int], data: bytes, start: int, end: int) -> bytes:
+    """What ``shared_block`` must return, from ``elements`` and ``one_byte_block``."""
+    renumber = {ids[u]: SFU_IDS[u] for u in packet.FORWARDED_URIS if u in ids}
+    kept = [(renumber[i], v) for i, v in packet.elements(data, 0xBEDE, start, end) if i in renumber]
+    kept.sort(key=lambda item: item[0] != SFU_IDS[URI_ABS_SEND_TIME])
+    return packet.one_byte_block(kept) if kept else b""
+
+
+one_byte_items = st.lists(
+    st.one_of(
+        st.just(b"\x00"),  # padding between elements
+        st.builds(
+            lambda i, v: bytes([(i << 4) | (len(v) - 1)]) + v,
+            st.one_of(st.sampled_from([1, 2, 3]), st.integers(1, 14)),  # mostly known ids
+            st.binary(min_size=1, max_size=16),
+        ),
+    ),
+    max_size=8,
+)
+
+
+@given(items=one_byte_items, cut=st.integers(0, 3))
+def test_the_one_byte_fast_path_forwards_what_the_elements_say(
+    items: list[bytes], cut: int
+) -> None:
+    """Any one-byte block, also a truncated one: the same bytes (abs-send-time first, then
+    the others in order, padded) and the same audio level as the general path."""
+    body = b"".join(items)
+    data = b"\x90\x60" + bytes(10) + body[: max(0, len(body) - cut)]
+    start, end = 12, len(data)
+    fast = packet.ExtensionMap(BROWSER_IDS, SFU_IDS)
+    try:
+        expected = reference_shared_block(BROWSER_IDS, data, start, end)
+    except RtpError:
+        with pytest.raises(RtpError):
+            fast.shared_block(data, 0xBEDE, start, end)
+        return
+    assert fast.shared_block(data, 0xBEDE, start, end) == expected
+    levels = [v[0] & 0x7F for i, v in packet.elements(data, 0xBEDE, start, end) if i == 1]
+    assert fast.audio_level == (levels[-1] if levels else 127)
