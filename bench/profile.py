@@ -22,7 +22,10 @@ IDLE_THREAD = "_worker (concurrent/futures/thread"
 # (substrings of "function (file"), so the shares add up to 100%.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("egress: socket sendto", ("_SelectorDatagramTransport.sendto (asyncio",)),
-    ("egress: SRTP protect", ("Session.protect (pylibsrtp",)),
+    (
+        "egress: SRTP protect",
+        ("Session.protect (pylibsrtp", "srtp_protect.<locals>.protect (sfu/aiortc_adapter"),
+    ),
     ("egress: SRTP protect + ICE send", ("RTCDtlsTransport._send_rtp (aiortc",)),
     ("egress: RtpPacket.serialize", ("RtpPacket.serialize (aiortc",)),
     ("simulcast: VP8 picture-id renumbering (vp8.rewrite)", ("rewrite (sfu/vp8",)),
@@ -57,7 +60,10 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("ingress: RtpPacket.parse", ("RtpPacket.parse (aiortc",)),
     ("RTCP", ("_handle_rtcp_data (aiortc", "_run_rtcp (aiortc", "_send_rtcp (aiortc")),
-    ("ingress: SRTP unprotect", ("Session.unprotect (pylibsrtp",)),
+    (
+        "ingress: SRTP unprotect",
+        ("Session.unprotect (pylibsrtp", "srtp_unprotect.<locals>.unprotect (sfu/aiortc_adapter"),
+    ),
     ("ingress: SRTP unprotect, DTLS demux, queue", ("RTCDtlsTransport._recv_next (aiortc",)),
     (
         "ingress: UDP read + STUN/ICE (aioice)",
