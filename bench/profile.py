@@ -22,10 +22,7 @@ IDLE_THREAD = "_worker (concurrent/futures/thread"
 # (substrings of "function (file"), so the shares add up to 100%.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("egress: socket sendto", ("_SelectorDatagramTransport.sendto (asyncio",)),
-    (
-        "egress: SRTP protect",
-        ("Session.protect (pylibsrtp", "srtp_protect.<locals>.protect (sfu/aiortc_adapter"),
-    ),
+    ("egress: SRTP protect", ("Session.protect (pylibsrtp",)),
     ("egress: SRTP protect + ICE send", ("RTCDtlsTransport._send_rtp (aiortc",)),
     ("egress: RtpPacket.serialize", ("RtpPacket.serialize (aiortc",)),
     ("simulcast: VP8 picture-id renumbering (vp8.rewrite)", ("rewrite (sfu/vp8",)),
@@ -60,10 +57,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("ingress: RtpPacket.parse", ("RtpPacket.parse (aiortc",)),
     ("RTCP", ("_handle_rtcp_data (aiortc", "_run_rtcp (aiortc", "_send_rtcp (aiortc")),
-    (
-        "ingress: SRTP unprotect",
-        ("Session.unprotect (pylibsrtp", "srtp_unprotect.<locals>.unprotect (sfu/aiortc_adapter"),
-    ),
+    ("ingress: SRTP unprotect", ("Session.unprotect (pylibsrtp",)),
     ("ingress: SRTP unprotect, DTLS demux, queue", ("RTCDtlsTransport._recv_next (aiortc",)),
     (
         "ingress: UDP read + STUN/ICE (aioice)",
@@ -79,10 +73,17 @@ OTHER = "event loop and everything else"
 SRTP_CORE = "Session.__process (pylibsrtp"
 SRTP_CALLERS = ("Session.protect (pylibsrtp", "Session.unprotect (pylibsrtp")
 SRTP_LOST = "SRTP protect or unprotect (py-spy lost the caller)"
+# sfu.aiortc_adapter's direct SRTP: one function for both; unprotect is called only from
+# the socket callback.
+DIRECT_SRTP = "_direct_srtp.<locals>.process (sfu/aiortc_adapter"
+SOCKET_CALLBACK = "_fast (sfu/aiortc_adapter"
 
 
 def stage_of(frames: list[str]) -> str:
     """The stage a sample (frames root-first) is charged to."""
+    if frames and DIRECT_SRTP in frames[-1]:
+        parent = frames[-2] if len(frames) > 1 else ""
+        return "ingress: SRTP unprotect" if SOCKET_CALLBACK in parent else "egress: SRTP protect"
     if frames and SRTP_CORE in frames[-1]:
         parent = frames[-2] if len(frames) > 1 else ""
         known = [*SRTP_CALLERS, *(m for _, markers in STAGES for m in markers)]

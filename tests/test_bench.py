@@ -95,9 +95,11 @@ def test_profile_summary_charges_the_deepest_stage() -> None:
     assert stage_of(["run_app (aiohttp/web.py:1)"]) == "event loop and everything else"
     direct = [
         "Consumer.send (sfu/consumer.py:2)",
-        "srtp_protect.<locals>.protect (sfu/aiortc_adapter.py:3)",
+        "_direct_srtp.<locals>.process (sfu/aiortc_adapter.py:3)",
     ]
     assert stage_of(direct) == "egress: SRTP protect"
+    direct[0] = "take_datagrams.<locals>._fast (sfu/aiortc_adapter.py:1)"
+    assert stage_of(direct) == "ingress: SRTP unprotect"
     text = summarize(
         [(send, 3), (["run_app (aiohttp/web.py:1)", "EpollSelector.select (selectors.py:5)"], 7)]
     )
